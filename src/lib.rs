@@ -1,0 +1,10 @@
+//! Shoal: a container orchestrator with no master node.
+//!
+//! Every node runs the same binary and the same parts: `membership` (gossip
+//! over QUIC), `state` (the desired state as a CRDT), `placement` (a pure
+//! function from live nodes and desired state to owners), `agent` (runs the
+//! pods this node owns), `proxy` (sender-side balancing) and `api` (HTTP/JSON).
+//! `node` wires them together. See DESIGN.md and README.md.
+
+pub mod model;
+pub mod state;

@@ -1,0 +1,16 @@
+//! The desired state: every applied object, on every node, as a CRDT map.
+//!
+//! - `entry`: key, HLC stamp, origin, value or tombstone;
+//! - `merge`: the pure last-writer-wins rule;
+//! - `digest`: bucketed digests for anti-entropy;
+//! - `store`: the crash-safe on-disk copy (redb);
+//! - `db`: the owner of the map on a node, which validates peer input.
+
+pub mod db;
+pub mod digest;
+pub mod entry;
+pub mod merge;
+pub mod store;
+
+pub use db::{object_key, Snapshot, StateDb, StoredObject};
+pub use entry::{Entry, Key, Stamp};
