@@ -6,5 +6,15 @@
 //! pods this node owns), `proxy` (sender-side balancing) and `api` (HTTP/JSON).
 //! `node` wires them together. See DESIGN.md and README.md.
 
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod events;
+pub mod membership;
+pub mod metrics;
 pub mod model;
+pub mod node;
+pub mod placement;
+pub mod proxy;
 pub mod state;

@@ -11,7 +11,9 @@ use std::fmt;
 pub enum QuantityError {
     #[error("empty quantity")]
     Empty,
-    #[error("invalid quantity {0:?}: expected a number with an optional suffix such as 250m, 2, 1.5, 128Mi or 1G")]
+    #[error(
+        "invalid quantity {0:?}: expected a number with an optional suffix such as 250m, 2, 1.5, 128Mi or 1G"
+    )]
     Syntax(String),
     #[error("invalid quantity {0:?}: unknown suffix {1:?} (use m, k, M, G, T, Ki, Mi, Gi, Ti)")]
     Suffix(String, String),
@@ -53,7 +55,8 @@ fn split_number(s: &str) -> Result<(Decimal, &str), QuantityError> {
             .and_then(|d| d.checked_add(u128::from(c as u8 - b'0')))
             .ok_or_else(|| QuantityError::Overflow(s.to_string()))?;
     }
-    let scale = u32::try_from(frac_part.len()).map_err(|_| QuantityError::Overflow(s.to_string()))?;
+    let scale =
+        u32::try_from(frac_part.len()).map_err(|_| QuantityError::Overflow(s.to_string()))?;
     Ok((Decimal { digits, scale }, suffix))
 }
 
@@ -129,7 +132,7 @@ impl fmt::Display for QuantityText {
 
 /// Formats millicores the way kubectl prints them: `250m`, `2`, `1500m`.
 pub fn format_cpu_millis(m: u64) -> String {
-    if m % 1000 == 0 {
+    if m.is_multiple_of(1000) {
         format!("{}", m / 1000)
     } else {
         format!("{m}m")
@@ -139,16 +142,24 @@ pub fn format_cpu_millis(m: u64) -> String {
 /// Formats bytes with the largest binary suffix that divides them exactly, else
 /// rounded to one decimal of the nearest unit (`1.5Gi`).
 pub fn format_memory_bytes(b: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    const UNITS: [(&str, u64); 4] = [
+        ("Ti", 1 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ];
     for (suffix, size) in UNITS {
-        if b >= size && b % size == 0 {
+        if b >= size && b.is_multiple_of(size) {
             return format!("{}{suffix}", b / size);
         }
     }
-    for (suffix, size) in UNITS {
-        if b >= size {
-            return format!("{:.1}{suffix}", b as f64 / size as f64);
+    for (suffix, size) in &UNITS[..3] {
+        if b >= *size {
+            return format!("{:.1}{suffix}", b as f64 / *size as f64);
         }
+    }
+    if b >= 1 << 10 {
+        return format!("{:.1}Ki", b as f64 / 1024.0);
     }
     format!("{b}")
 }
@@ -166,12 +177,27 @@ mod tests {
         assert_eq!(parse_cpu_millis("1.5"), Ok(1500));
         assert_eq!(parse_cpu_millis("+1"), Ok(1000));
         assert_eq!(parse_cpu_millis("0"), Ok(0));
-        assert!(matches!(parse_cpu_millis("0.0001"), Err(QuantityError::TooPrecise(..))));
-        assert!(matches!(parse_cpu_millis("-1"), Err(QuantityError::Negative(_))));
-        assert!(matches!(parse_cpu_millis("1x"), Err(QuantityError::Suffix(..))));
-        assert!(matches!(parse_cpu_millis("abc"), Err(QuantityError::Syntax(_))));
+        assert!(matches!(
+            parse_cpu_millis("0.0001"),
+            Err(QuantityError::TooPrecise(..))
+        ));
+        assert!(matches!(
+            parse_cpu_millis("-1"),
+            Err(QuantityError::Negative(_))
+        ));
+        assert!(matches!(
+            parse_cpu_millis("1x"),
+            Err(QuantityError::Suffix(..))
+        ));
+        assert!(matches!(
+            parse_cpu_millis("abc"),
+            Err(QuantityError::Syntax(_))
+        ));
         assert!(matches!(parse_cpu_millis(""), Err(QuantityError::Empty)));
-        assert!(matches!(parse_cpu_millis("1.2.3"), Err(QuantityError::Syntax(_))));
+        assert!(matches!(
+            parse_cpu_millis("1.2.3"),
+            Err(QuantityError::Syntax(_))
+        ));
     }
 
     #[test]
@@ -181,7 +207,10 @@ mod tests {
         assert_eq!(parse_memory_bytes("1.5Gi"), Ok(3 << 29));
         assert_eq!(parse_memory_bytes("512"), Ok(512));
         assert_eq!(parse_memory_bytes("1k"), Ok(1000));
-        assert!(matches!(parse_memory_bytes("1Qi"), Err(QuantityError::Suffix(..))));
+        assert!(matches!(
+            parse_memory_bytes("1Qi"),
+            Err(QuantityError::Suffix(..))
+        ));
         assert!(matches!(
             parse_memory_bytes("99999999999999999999999999999999999999999999Pi"),
             Err(QuantityError::Overflow(_))

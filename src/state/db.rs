@@ -15,11 +15,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::digest::Digests;
-use super::entry::{kinds, Entry, Key, Stamp, MAX_VALUE_BYTES};
+use super::entry::{Entry, Key, MAX_VALUE_BYTES, Stamp, kinds};
 use super::merge;
 use super::store::{Change, Store, StoreError};
 use crate::model::pods::PodResult;
-use crate::model::{parse, Kind, Object, ObjectKey};
+use crate::model::{Kind, Object, ObjectKey, parse};
 
 const META_WATERMARK: &str = "gc_watermark";
 
@@ -49,12 +49,18 @@ impl Snapshot {
     }
 
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Arc<StoredObject>> {
-        self.objects.values().filter(move |o| o.object.kind() == kind)
+        self.objects
+            .values()
+            .filter(move |o| o.object.kind() == kind)
     }
 
     pub fn namespace_exists(&self, ns: &str) -> bool {
         ns == crate::model::DEFAULT_NAMESPACE
-            || self.objects.contains_key(&ObjectKey { kind: Kind::Namespace, namespace: String::new(), name: ns.to_string() })
+            || self.objects.contains_key(&ObjectKey {
+                kind: Kind::Namespace,
+                namespace: String::new(),
+                name: ns.to_string(),
+            })
     }
 }
 
@@ -104,7 +110,8 @@ enum Decoded {
 fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
     let Some(v) = &e.value else { return Ok(None) };
     if let Some(kind) = Kind::from_manifest(&e.key.kind) {
-        let json: serde_json::Value = serde_json::from_slice(v).map_err(|err| Refusal::Invalid(err.to_string()))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(v).map_err(|err| Refusal::Invalid(err.to_string()))?;
         let mut obj = parse::parse_stored(json).map_err(Refusal::Invalid)?;
         let ok = obj.kind() == kind
             && obj.meta().name == e.key.name
@@ -117,7 +124,11 @@ fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
             return Err(Refusal::Invalid("object does not match its key".into()));
         }
         obj.meta_mut().resource_version = Some(e.stamp.resource_version());
-        return Ok(Some(Decoded::Object(Arc::new(StoredObject { object: obj, stamp: e.stamp, origin: e.origin.clone() }))));
+        return Ok(Some(Decoded::Object(Arc::new(StoredObject {
+            object: obj,
+            stamp: e.stamp,
+            origin: e.origin.clone(),
+        }))));
     }
     match e.key.kind.as_str() {
         kinds::POD_RESULT => serde_json::from_slice::<PodResult>(v)
@@ -182,7 +193,9 @@ impl StateDb {
                     inner.decoded.insert(e.key.clone(), d);
                 }
                 Ok(None) => {}
-                Err(r) => tracing::warn!(key = %e.key, reason = %r, "stored entry no longer decodes; kept but unused"),
+                Err(r) => {
+                    tracing::warn!(key = %e.key, reason = %r, "stored entry no longer decodes; kept but unused")
+                }
             }
             inner.digests.replace(None, Some(&e));
             inner.map.insert(e.key.clone(), e);
@@ -199,7 +212,13 @@ impl StateDb {
         }
         let snap = Arc::new(build_snapshot(&inner));
         let (tx, _) = watch::channel(snap);
-        Ok(StateDb { inner: Mutex::new(inner), hlc, node_name: node_name.to_string(), tx, counters: StateCounters::default() })
+        Ok(StateDb {
+            inner: Mutex::new(inner),
+            hlc,
+            node_name: node_name.to_string(),
+            tx,
+            counters: StateCounters::default(),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -231,14 +250,21 @@ impl StateDb {
         let mut inner = self.lock();
         let mut entries = Vec::with_capacity(changes.len());
         for (key, value) in changes {
-            entries.push(Entry { key, stamp: self.now(), origin: self.node_name.clone(), value });
+            entries.push(Entry {
+                key,
+                stamp: self.now(),
+                origin: self.node_name.clone(),
+                value,
+            });
         }
         let puts: Vec<Change<'_>> = entries.iter().map(Change::Put).collect();
         inner.store.commit(&puts, &[])?;
         for e in &entries {
             install(&mut inner, e.clone());
         }
-        self.counters.local_writes.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        self.counters
+            .local_writes
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
         self.publish(&mut inner);
         Ok(entries)
     }
@@ -255,7 +281,9 @@ impl StateDb {
             uhlc::NTP64(e.stamp.time),
             uhlc::ID::try_from(e.stamp.node.to_le_bytes()).map_err(|_| Refusal::BadKey)?,
         );
-        self.hlc.update_with_timestamp(&ts).map_err(|err| Refusal::FutureStamp(err.to_string()))?;
+        self.hlc
+            .update_with_timestamp(&ts)
+            .map_err(|err| Refusal::FutureStamp(err.to_string()))?;
         if !inner.map.contains_key(&e.key) && e.stamp.time <= inner.watermark {
             return Err(Refusal::BeyondHorizon);
         }
@@ -289,7 +317,9 @@ impl StateDb {
             install(&mut inner, e.clone());
             out.applied.push(e);
         }
-        self.counters.remote_applied.fetch_add(out.applied.len() as u64, Ordering::Relaxed);
+        self.counters
+            .remote_applied
+            .fetch_add(out.applied.len() as u64, Ordering::Relaxed);
         self.publish(&mut inner);
         Ok(out)
     }
@@ -310,14 +340,19 @@ impl StateDb {
             .unwrap_or(0)
             .max(inner.watermark);
         let forgets: Vec<Change<'_>> = expired.iter().map(Change::Forget).collect();
-        inner.store.commit(&forgets, &[(META_WATERMARK, new_mark.to_le_bytes().to_vec())])?;
+        inner.store.commit(
+            &forgets,
+            &[(META_WATERMARK, new_mark.to_le_bytes().to_vec())],
+        )?;
         for k in &expired {
             if let Some(old) = inner.map.remove(k) {
                 inner.digests.replace(Some(&old), None);
             }
         }
         inner.watermark = new_mark;
-        self.counters.tombstones_collected.fetch_add(expired.len() as u64, Ordering::Relaxed);
+        self.counters
+            .tombstones_collected
+            .fetch_add(expired.len() as u64, Ordering::Relaxed);
         self.publish(&mut inner);
         Ok(expired.len())
     }
@@ -325,11 +360,20 @@ impl StateDb {
     /// Drops entries a peer no longer holds that are older than the peer's
     /// watermark: they were deleted there and the tombstone collected while
     /// this node was away longer than the horizon. Returns how many.
-    pub fn drop_beyond_horizon(&self, keys: &[Key], peer_watermark: u64) -> Result<usize, StoreError> {
+    pub fn drop_beyond_horizon(
+        &self,
+        keys: &[Key],
+        peer_watermark: u64,
+    ) -> Result<usize, StoreError> {
         let mut inner = self.lock();
         let doomed: Vec<Key> = keys
             .iter()
-            .filter(|k| inner.map.get(*k).is_some_and(|e| e.stamp.time <= peer_watermark))
+            .filter(|k| {
+                inner
+                    .map
+                    .get(*k)
+                    .is_some_and(|e| e.stamp.time <= peer_watermark)
+            })
             .cloned()
             .collect();
         if doomed.is_empty() {
@@ -337,7 +381,9 @@ impl StateDb {
         }
         let mark = inner.watermark.max(peer_watermark);
         let forgets: Vec<Change<'_>> = doomed.iter().map(Change::Forget).collect();
-        inner.store.commit(&forgets, &[(META_WATERMARK, mark.to_le_bytes().to_vec())])?;
+        inner
+            .store
+            .commit(&forgets, &[(META_WATERMARK, mark.to_le_bytes().to_vec())])?;
         for k in &doomed {
             if let Some(old) = inner.map.remove(k) {
                 inner.digests.replace(Some(&old), None);
@@ -382,7 +428,9 @@ impl StateDb {
     /// Entries for the given keys that this node holds.
     pub fn entries_for(&self, keys: &[Key]) -> Vec<Entry> {
         let inner = self.lock();
-        keys.iter().filter_map(|k| inner.map.get(k).cloned()).collect()
+        keys.iter()
+            .filter_map(|k| inner.map.get(k).cloned())
+            .collect()
     }
 
     /// All entries (for a full sync of a new node).
@@ -412,7 +460,11 @@ fn install(inner: &mut Inner, e: Entry) {
 }
 
 fn build_snapshot(inner: &Inner) -> Snapshot {
-    let mut s = Snapshot { rev: inner.rev, entries: inner.map.len(), ..Default::default() };
+    let mut s = Snapshot {
+        rev: inner.rev,
+        entries: inner.map.len(),
+        ..Default::default()
+    };
     s.tombstones = inner.map.values().filter(|e| e.is_tombstone()).count();
     for (k, d) in &inner.decoded {
         match d {
@@ -420,7 +472,8 @@ fn build_snapshot(inner: &Inner) -> Snapshot {
                 s.objects.insert(o.object.key(), o.clone());
             }
             Decoded::PodResult(r) => {
-                s.pod_results.insert((k.namespace.clone(), k.name.clone()), r.clone());
+                s.pod_results
+                    .insert((k.namespace.clone(), k.name.clone()), r.clone());
             }
             Decoded::Other => {}
         }
@@ -438,7 +491,13 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path, name: &str) -> StateDb {
-        StateDb::open(&dir.join(format!("{name}.redb")), name, uhlc::system_time_clock, Duration::from_secs(60)).unwrap()
+        StateDb::open(
+            &dir.join(format!("{name}.redb")),
+            name,
+            uhlc::system_time_clock,
+            Duration::from_secs(60),
+        )
+        .unwrap()
     }
 
     fn ns_value(name: &str) -> Vec<u8> {
@@ -450,7 +509,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = open(dir.path(), "a");
-            db.write(vec![(Key::new("Namespace", "", "prod"), Some(ns_value("prod")))]).unwrap();
+            db.write(vec![(
+                Key::new("Namespace", "", "prod"),
+                Some(ns_value("prod")),
+            )])
+            .unwrap();
             assert!(db.snapshot().namespace_exists("prod"));
         }
         let db = open(dir.path(), "a");
@@ -464,12 +527,36 @@ mod tests {
     fn remote_garbage_is_refused_and_counted() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path(), "a");
-        let good = Entry { key: Key::new("Namespace", "", "x"), stamp: db.now(), origin: "b".into(), value: Some(ns_value("x")) };
-        let bad_json = Entry { key: Key::new("Namespace", "", "y"), value: Some(b"{not json".to_vec()), ..good.clone() };
-        let mismatched = Entry { key: Key::new("Namespace", "", "z"), ..good.clone() };
-        let unknown = Entry { key: Key::new("Secret", "", "z"), ..good.clone() };
-        let future = Entry { key: Key::new("Namespace", "", "x"), stamp: Stamp { time: u64::MAX / 2, node: 5 }, ..good.clone() };
-        let out = db.merge_remote(vec![good, bad_json, mismatched, unknown, future]).unwrap();
+        let good = Entry {
+            key: Key::new("Namespace", "", "x"),
+            stamp: db.now(),
+            origin: "b".into(),
+            value: Some(ns_value("x")),
+        };
+        let bad_json = Entry {
+            key: Key::new("Namespace", "", "y"),
+            value: Some(b"{not json".to_vec()),
+            ..good.clone()
+        };
+        let mismatched = Entry {
+            key: Key::new("Namespace", "", "z"),
+            ..good.clone()
+        };
+        let unknown = Entry {
+            key: Key::new("Secret", "", "z"),
+            ..good.clone()
+        };
+        let future = Entry {
+            key: Key::new("Namespace", "", "x"),
+            stamp: Stamp {
+                time: u64::MAX / 2,
+                node: 5,
+            },
+            ..good.clone()
+        };
+        let out = db
+            .merge_remote(vec![good, bad_json, mismatched, unknown, future])
+            .unwrap();
         assert_eq!(out.applied.len(), 1);
         assert_eq!(out.refused.len(), 4);
         assert!(matches!(out.refused[3].1, Refusal::FutureStamp(_)));
@@ -481,7 +568,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path(), "a");
         let key = Key::new("Namespace", "", "x");
-        let old = Entry { key: key.clone(), stamp: db.now(), origin: "b".into(), value: Some(ns_value("x")) };
+        let old = Entry {
+            key: key.clone(),
+            stamp: db.now(),
+            origin: "b".into(),
+            value: Some(ns_value("x")),
+        };
         db.write(vec![(key.clone(), None)]).unwrap();
         assert_eq!(db.collect_tombstones(db.now().time).unwrap(), 1);
         let out = db.merge_remote(vec![old]).unwrap();

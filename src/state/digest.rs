@@ -29,7 +29,10 @@ pub struct Digests {
 
 impl Default for Digests {
     fn default() -> Self {
-        Self { buckets: vec![[0; 16]; BUCKETS], counts: vec![0; BUCKETS] }
+        Self {
+            buckets: vec![[0; 16]; BUCKETS],
+            counts: vec![0; BUCKETS],
+        }
     }
 }
 
@@ -93,7 +96,12 @@ mod tests {
     use super::*;
 
     fn e(name: &str, t: u64) -> Entry {
-        Entry { key: Key::new("K", "", name), stamp: Stamp { time: t, node: 1 }, origin: "a".into(), value: Some(vec![1]) }
+        Entry {
+            key: Key::new("K", "", name),
+            stamp: Stamp { time: t, node: 1 },
+            origin: "a".into(),
+            value: Some(vec![1]),
+        }
     }
 
     #[test]
@@ -109,6 +117,9 @@ mod tests {
         assert_eq!(inc.differing(fresh.buckets()), Vec::<u16>::new());
         fresh.replace(None, Some(&e("c", 1)));
         assert_ne!(inc.root(), fresh.root());
-        assert_eq!(inc.differing(fresh.buckets()), vec![bucket_of(&Key::new("K", "", "c")) as u16]);
+        assert_eq!(
+            inc.differing(fresh.buckets()),
+            vec![bucket_of(&Key::new("K", "", "c")) as u16]
+        );
     }
 }

@@ -56,7 +56,12 @@ mod tests {
     }
 
     fn arb_entry() -> impl Strategy<Value = Entry> {
-        (0u8..6, 0u64..20, 0u128..3, proptest::option::of(any::<u8>()))
+        (
+            0u8..6,
+            0u64..20,
+            0u128..3,
+            proptest::option::of(any::<u8>()),
+        )
             .prop_map(|(k, t, n, v)| entry(k, t, n, v))
     }
 
@@ -140,7 +145,11 @@ mod tests {
 
     #[test]
     fn expired_tombstones_only() {
-        let m = fold(&[entry(1, 5, 0, None), entry(2, 5, 0, Some(1)), entry(3, 50, 0, None)]);
+        let m = fold(&[
+            entry(1, 5, 0, None),
+            entry(2, 5, 0, Some(1)),
+            entry(3, 50, 0, None),
+        ]);
         assert_eq!(expired_tombstones(&m, 10), vec![Key::new("K", "ns", "k1")]);
     }
 }

@@ -11,6 +11,8 @@ pub mod digest;
 pub mod entry;
 pub mod merge;
 pub mod store;
+pub mod writer;
 
-pub use db::{object_key, Snapshot, StateDb, StoredObject};
+pub use db::{Snapshot, StateDb, StoredObject, object_key};
 pub use entry::{Entry, Key, Stamp};
+pub use writer::{LocalWriter, WriteError, Writer};

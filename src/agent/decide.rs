@@ -1,0 +1,297 @@
+//! Reconcile decisions: what to start and stop, given the plan and what runs.
+//!
+//! Pure: time comes in as an argument. The handoff rule lives here: a pod
+//! this node no longer owns keeps running until its new owner reports it
+//! Ready with the same template (make-before-break), or until the handoff
+//! times out. Fenced pods never overlap: they stop at once when ownership
+//! moves or this node loses its majority.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::model::pods::DesiredPod;
+
+/// The agent's input: what the cluster wants and who owns what.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Every desired pod in the cluster, by id.
+    pub desired: BTreeMap<String, DesiredPod>,
+    /// Owner node of each placed pod (absent: pending).
+    pub owners: BTreeMap<String, String>,
+    /// Pods reported Ready by their owner, with the template hash it runs.
+    pub ready_on_owner: BTreeMap<String, String>,
+    /// Whether this node sees a majority of the nodes it last knew.
+    pub quorum: bool,
+    /// Fenced pods some other live node still reports running.
+    pub fenced_elsewhere: BTreeSet<String>,
+}
+
+/// What the agent knows of a pod it runs.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub template_hash: String,
+    pub stopping: bool,
+    pub handoff_since: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// No longer in the desired state.
+    Deleted,
+    /// Its new owner runs it and reports Ready.
+    HandedOff,
+    /// The new owner did not report Ready within the handoff timeout.
+    HandoffTimeout,
+    /// Fenced pod: ownership moved, or this node lost its majority.
+    Fenced,
+    /// The template changed: stop, then start the new one.
+    Replaced,
+}
+
+impl StopReason {
+    pub fn message(self) -> &'static str {
+        match self {
+            StopReason::Deleted => "no longer desired",
+            StopReason::HandedOff => "handed off: ready on its new owner",
+            StopReason::HandoffTimeout => {
+                "handoff timed out: the new owner did not report it ready"
+            }
+            StopReason::Fenced => "fenced: this node no longer may run it",
+            StopReason::Replaced => "template changed: replacing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Start(String),
+    Stop(String, StopReason),
+    /// This node stopped owning the pod at `now`: remember when.
+    BeginHandoff(String),
+}
+
+/// Decides what to do. `waiting` holds pods not to start before the given
+/// instant (Job retry back-off).
+pub fn decide(
+    plan: &Plan,
+    me: &str,
+    local: &BTreeMap<String, Local>,
+    waiting: &BTreeMap<String, Instant>,
+    now: Instant,
+    handoff_timeout: Duration,
+) -> Vec<Action> {
+    let mut out = Vec::new();
+    for (id, l) in local {
+        if l.stopping {
+            continue;
+        }
+        let Some(d) = plan.desired.get(id) else {
+            out.push(Action::Stop(id.clone(), StopReason::Deleted));
+            continue;
+        };
+        let mine = plan.owners.get(id).map(String::as_str) == Some(me);
+        if mine {
+            if d.fenced && !plan.quorum {
+                out.push(Action::Stop(id.clone(), StopReason::Fenced));
+            } else if d.template_hash != l.template_hash {
+                out.push(Action::Stop(id.clone(), StopReason::Replaced));
+            }
+            continue;
+        }
+        if d.fenced {
+            out.push(Action::Stop(id.clone(), StopReason::Fenced));
+            continue;
+        }
+        if plan.ready_on_owner.get(id) == Some(&d.template_hash) {
+            out.push(Action::Stop(id.clone(), StopReason::HandedOff));
+            continue;
+        }
+        match l.handoff_since {
+            None => out.push(Action::BeginHandoff(id.clone())),
+            Some(t) if now.saturating_duration_since(t) >= handoff_timeout => {
+                out.push(Action::Stop(id.clone(), StopReason::HandoffTimeout))
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, owner) in &plan.owners {
+        if owner != me || local.contains_key(id) {
+            continue;
+        }
+        let Some(d) = plan.desired.get(id) else {
+            continue;
+        };
+        if d.fenced && (!plan.quorum || plan.fenced_elsewhere.contains(id)) {
+            continue;
+        }
+        if waiting.get(id).is_some_and(|t| *t > now) {
+            continue;
+        }
+        out.push(Action::Start(id.clone()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Kind;
+    use crate::model::pods::{OwnerRef, Resources, RestartPolicy, RuntimeKind};
+    use std::sync::Arc;
+
+    fn pod(name: &str, hash: &str, fenced: bool) -> DesiredPod {
+        DesiredPod {
+            namespace: "default".into(),
+            name: name.into(),
+            owner: OwnerRef {
+                kind: Kind::Deployment,
+                name: "d".into(),
+                uid: "u".into(),
+            },
+            index: 0,
+            labels: Default::default(),
+            spec: Arc::new(Default::default()),
+            template_hash: hash.into(),
+            requests: Resources::default(),
+            runtime: RuntimeKind::Process,
+            restart_policy: RestartPolicy::Always,
+            grace: Duration::from_secs(1),
+            fenced,
+        }
+    }
+
+    fn plan(pods: &[(&DesiredPod, &str)]) -> Plan {
+        Plan {
+            desired: pods.iter().map(|(p, _)| (p.id(), (*p).clone())).collect(),
+            owners: pods.iter().map(|(p, o)| (p.id(), o.to_string())).collect(),
+            quorum: true,
+            ..Default::default()
+        }
+    }
+
+    fn local(hash: &str) -> Local {
+        Local {
+            template_hash: hash.into(),
+            stopping: false,
+            handoff_since: None,
+        }
+    }
+
+    #[test]
+    fn starts_owned_and_stops_deleted() {
+        let a = pod("a", "h", false);
+        let p = plan(&[(&a, "me")]);
+        let now = Instant::now();
+        let t = Duration::from_secs(60);
+        assert_eq!(
+            decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t),
+            vec![Action::Start(a.id())]
+        );
+        let running = BTreeMap::from([("default/gone".to_string(), local("h"))]);
+        assert_eq!(
+            decide(&Plan::default(), "me", &running, &BTreeMap::new(), now, t),
+            vec![Action::Stop("default/gone".into(), StopReason::Deleted)]
+        );
+    }
+
+    #[test]
+    fn make_before_break_handoff() {
+        let a = pod("a", "h", false);
+        let mut p = plan(&[(&a, "other")]);
+        let now = Instant::now();
+        let t = Duration::from_secs(60);
+        let mut running = BTreeMap::from([(a.id(), local("h"))]);
+        assert_eq!(
+            decide(&p, "me", &running, &BTreeMap::new(), now, t),
+            vec![Action::BeginHandoff(a.id())]
+        );
+        running.get_mut(&a.id()).unwrap().handoff_since = Some(now);
+        assert!(
+            decide(
+                &p,
+                "me",
+                &running,
+                &BTreeMap::new(),
+                now + Duration::from_secs(5),
+                t
+            )
+            .is_empty(),
+            "keeps running until the new copy is ready"
+        );
+        p.ready_on_owner.insert(a.id(), "old-hash".into());
+        assert!(
+            decide(&p, "me", &running, &BTreeMap::new(), now, t).is_empty(),
+            "ready with another template does not count"
+        );
+        p.ready_on_owner.insert(a.id(), "h".into());
+        assert_eq!(
+            decide(&p, "me", &running, &BTreeMap::new(), now, t),
+            vec![Action::Stop(a.id(), StopReason::HandedOff)]
+        );
+        p.ready_on_owner.clear();
+        assert_eq!(
+            decide(&p, "me", &running, &BTreeMap::new(), now + t, t),
+            vec![Action::Stop(a.id(), StopReason::HandoffTimeout)]
+        );
+    }
+
+    #[test]
+    fn template_change_replaces_and_waiting_delays() {
+        let a = pod("a", "new", false);
+        let p = plan(&[(&a, "me")]);
+        let now = Instant::now();
+        let running = BTreeMap::from([(a.id(), local("old"))]);
+        assert_eq!(
+            decide(
+                &p,
+                "me",
+                &running,
+                &BTreeMap::new(),
+                now,
+                Duration::from_secs(1)
+            ),
+            vec![Action::Stop(a.id(), StopReason::Replaced)]
+        );
+        let waiting = BTreeMap::from([(a.id(), now + Duration::from_secs(1))]);
+        assert!(
+            decide(
+                &p,
+                "me",
+                &BTreeMap::new(),
+                &waiting,
+                now,
+                Duration::from_secs(1)
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn fenced_pods_never_overlap() {
+        let f = pod("db", "h", true);
+        let mut p = plan(&[(&f, "me")]);
+        let now = Instant::now();
+        let t = Duration::from_secs(60);
+        p.fenced_elsewhere.insert(f.id());
+        assert!(
+            decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t).is_empty(),
+            "waits until the old copy is gone"
+        );
+        p.fenced_elsewhere.clear();
+        p.quorum = false;
+        assert!(
+            decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t).is_empty(),
+            "no majority, no start"
+        );
+        let running = BTreeMap::from([(f.id(), local("h"))]);
+        assert_eq!(
+            decide(&p, "me", &running, &BTreeMap::new(), now, t),
+            vec![Action::Stop(f.id(), StopReason::Fenced)]
+        );
+        let moved = plan(&[(&f, "other")]);
+        assert_eq!(
+            decide(&moved, "me", &running, &BTreeMap::new(), now, t),
+            vec![Action::Stop(f.id(), StopReason::Fenced)]
+        );
+    }
+}

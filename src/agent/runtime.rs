@@ -1,0 +1,150 @@
+//! The one trait every container runtime implements (`process`, `docker`).
+//!
+//! Owns the contract between the supervisor and a runtime: start a fully
+//! resolved container, wait for it, stop it with a grace period, run a
+//! command in it, and clean up after a crash of the node. Runtimes do no
+//! scheduling and keep no pod state of their own.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::logs::LogSink;
+use super::status::PortMapping;
+use crate::model::pods::RuntimeKind;
+
+/// A volume to mount into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub name: String,
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// Everything a runtime needs to start one container, already resolved.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// Node generation that starts it (labels Docker containers).
+    pub generation: u64,
+    pub template_hash: String,
+    pub image: Option<String>,
+    pub pull_policy: Option<String>,
+    /// Full command line for processes; entrypoint override for images.
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    pub pod_dir: PathBuf,
+    pub ports: Vec<PortMapping>,
+    pub mounts: Vec<Mount>,
+    pub cpu_limit_millis: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    pub node_ip: IpAddr,
+    pub labels: BTreeMap<String, String>,
+    pub log: LogSink,
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub code: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    /// Kubernetes-style reason: Completed, Error, OOMKilled...
+    pub reason: String,
+}
+
+impl Exit {
+    pub fn from_code(code: i32, signal: Option<i32>) -> Exit {
+        let reason = if code == 0 && signal.is_none() {
+            "Completed"
+        } else {
+            "Error"
+        };
+        Exit {
+            code,
+            signal,
+            oom_killed: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a runtime could not do something; `reason` is the pod status reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct RuntimeError {
+    /// Kubernetes-style reason (`ErrImagePull`, `CreateContainerError`...).
+    pub reason: String,
+    pub message: String,
+}
+
+impl RuntimeError {
+    pub fn new(reason: &str, message: impl Into<String>) -> RuntimeError {
+        RuntimeError {
+            reason: reason.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where to run an exec probe.
+#[derive(Debug, Clone)]
+pub struct ExecTarget {
+    pub container_id: String,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+}
+
+/// A started container.
+#[async_trait]
+pub trait Running: Send {
+    /// Runtime id (pid, Docker id).
+    fn id(&self) -> String;
+    /// Waits for the container to end. Cancel-safe: may be dropped and called again.
+    async fn wait(&mut self) -> Exit;
+    /// Asks the container to stop (SIGTERM), kills it after `grace`, and
+    /// returns how it ended.
+    async fn stop(&mut self, grace: Duration) -> Exit;
+}
+
+/// A container already running when the node started (Docker adoption).
+pub struct Adopted {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub template_hash: String,
+    pub running: Box<dyn Running>,
+    pub ports: Vec<PortMapping>,
+    pub started_at: u64,
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    fn kind(&self) -> RuntimeKind;
+    /// Whether it can start containers right now.
+    async fn available(&self) -> bool;
+    async fn start(&self, launch: Launch) -> Result<Box<dyn Running>, RuntimeError>;
+    /// Runs `cmd` in the container's context; returns the exit code.
+    async fn exec(
+        &self,
+        target: &ExecTarget,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<i32, RuntimeError>;
+    /// Called once at node start: takes over what a previous run of this node
+    /// left behind. `keep(namespace, pod, template_hash)` says which pods this
+    /// node still owns; the runtime returns those it adopted and removes the
+    /// rest. Runtimes that cannot adopt remove everything.
+    async fn recover(
+        &self,
+        keep: &(dyn Fn(&str, &str, &str) -> bool + Send + Sync),
+    ) -> Result<Vec<Adopted>, RuntimeError>;
+}

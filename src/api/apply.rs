@@ -1,0 +1,230 @@
+//! Apply, create, replace and delete as decisions over a snapshot.
+//!
+//! Pure: given what the cluster holds and what the client sent, decide per
+//! object `created`, `configured` or `unchanged`, fill in cluster-set
+//! metadata (uid, creationTimestamp, generation), enforce optimistic
+//! concurrency (`metadata.resourceVersion`), and return the changes to write.
+//! The caller writes them in one transaction: all or nothing.
+
+use std::collections::BTreeSet;
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use crate::model::parse::Parsed;
+use crate::model::{Kind, Object, ObjectKey};
+use crate::state::entry::kinds;
+use crate::state::{Key, Snapshot, Stamp, object_key};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+    Deleted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Configured => "configured",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Deleted => "deleted",
+        }
+    }
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectResult {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    pub name: String,
+    pub outcome: Outcome,
+}
+
+/// How strictly existence is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Create or update (`shoal apply`).
+    Apply,
+    /// Must not exist (REST POST).
+    Create,
+    /// Must exist (REST PUT).
+    Replace,
+}
+
+/// A random RFC 4122 version-4 UUID.
+pub fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let mut b = b;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+pub type Changes = Vec<(Key, Option<Vec<u8>>)>;
+
+/// Plans writing `objects`. Errors name the object and what to do.
+pub fn plan_apply(
+    snapshot: &Snapshot,
+    objects: Vec<Parsed>,
+    now: Stamp,
+    mode: Mode,
+) -> Result<(Vec<ObjectResult>, Changes), ApiError> {
+    let mut results = Vec::new();
+    let mut changes = Vec::new();
+    let new_namespaces: BTreeSet<String> = objects
+        .iter()
+        .filter(|p| p.object.kind() == Kind::Namespace)
+        .map(|p| p.object.meta().name.clone())
+        .collect();
+    for p in objects {
+        let mut obj = p.object;
+        let key = obj.key();
+        if key.kind.namespaced()
+            && !snapshot.namespace_exists(&key.namespace)
+            && !new_namespaces.contains(&key.namespace)
+        {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!(
+                    "namespace {:?} not found (for {key}); create it first (`shoal apply` a Namespace, or put one in the same apply)",
+                    key.namespace
+                ),
+            ));
+        }
+        let existing = snapshot.get(&key);
+        if let Some(rv) = obj.meta().resource_version.clone() {
+            let current = existing.map(|e| e.stamp.resource_version());
+            if current.as_deref() != Some(rv.as_str()) {
+                return Err(ApiError::conflict(format!(
+                    "{key} has been modified since resourceVersion {rv} (now {}); read it again and retry",
+                    current.unwrap_or_else(|| "deleted".into())
+                )));
+            }
+        }
+        match (mode, existing) {
+            (Mode::Create, Some(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    format!("{key} already exists"),
+                ));
+            }
+            (Mode::Replace, None) => return Err(ApiError::not_found(&key)),
+            _ => {}
+        }
+        let outcome = match existing {
+            Some(e) if e.object.declared() == obj.declared() => Outcome::Unchanged,
+            Some(e) => {
+                let same_spec = e.object.spec_json() == obj.spec_json();
+                let m = obj.meta_mut();
+                m.uid = e.object.meta().uid.clone();
+                m.creation_timestamp = e.object.meta().creation_timestamp.clone();
+                let generation = e.object.meta().generation.unwrap_or(1);
+                m.generation = Some(if same_spec {
+                    generation
+                } else {
+                    generation + 1
+                });
+                Outcome::Configured
+            }
+            None => {
+                let m = obj.meta_mut();
+                m.uid = Some(new_uid());
+                m.creation_timestamp = Some(now.rfc3339());
+                m.generation = Some(1);
+                Outcome::Created
+            }
+        };
+        if outcome != Outcome::Unchanged {
+            obj.meta_mut().resource_version = None;
+            let bytes = serde_json::to_vec(&obj.to_json())
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            changes.push((object_key(&key), Some(bytes)));
+        }
+        results.push(ObjectResult {
+            kind: key.kind.as_str().into(),
+            namespace: key.namespace,
+            name: key.name,
+            outcome,
+        });
+    }
+    Ok((results, changes))
+}
+
+/// Tombstones that also remove what an object owns: a Namespace's objects,
+/// a Job's recorded pod results.
+pub fn plan_delete(
+    snapshot: &Snapshot,
+    key: &ObjectKey,
+) -> Result<(ObjectResult, Changes), ApiError> {
+    let Some(existing) = snapshot.get(key) else {
+        return Err(ApiError::not_found(key));
+    };
+    if key.kind == Kind::Namespace && key.name == crate::model::DEFAULT_NAMESPACE {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "the default namespace cannot be deleted",
+        ));
+    }
+    let mut changes: Changes = vec![(object_key(key), None)];
+    match &existing.object {
+        Object::Namespace(_) => {
+            for k in snapshot.objects.keys().filter(|k| k.namespace == key.name) {
+                changes.push((object_key(k), None));
+            }
+            for (ns, name) in snapshot
+                .pod_results
+                .keys()
+                .filter(|(ns, _)| *ns == key.name)
+            {
+                changes.push((Key::new(kinds::POD_RESULT, ns.clone(), name.clone()), None));
+            }
+        }
+        Object::Job(j) => {
+            let uid = j.metadata.uid.clone().unwrap_or_default();
+            for ((ns, name), r) in &snapshot.pod_results {
+                if *ns == key.namespace && r.job_uid == uid {
+                    changes.push((Key::new(kinds::POD_RESULT, ns.clone(), name.clone()), None));
+                }
+            }
+        }
+        _ => {}
+    }
+    let res = ObjectResult {
+        kind: key.kind.as_str().into(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        outcome: Outcome::Deleted,
+    };
+    Ok((res, changes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_are_v4() {
+        let u = new_uid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, new_uid());
+    }
+}

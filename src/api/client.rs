@@ -1,0 +1,219 @@
+//! A small HTTP client for Shoal's API (used by the CLI, by nodes to reach
+//! each other's APIs, and by tests).
+//!
+//! HTTP/1.1 over hyper, one connection per request. Given several node URLs
+//! it tries them in order and fails over to the next when one does not
+//! answer; API errors (`kind: Status`) come back typed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, Uri};
+
+use super::error::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {}: {}", .tried.join(", "), .last)]
+    Unreachable { tried: Vec<String>, last: String },
+    #[error("{}", .status.message)]
+    Api {
+        code: StatusCode,
+        status: Box<Status>,
+    },
+    #[error("bad response from {url}: {message}")]
+    Protocol { url: String, message: String },
+    #[error("invalid server URL {0:?}: expected http://HOST:PORT")]
+    BadUrl(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    urls: Vec<String>,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+fn authority(url: &str) -> Result<(Uri, String), ClientError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| ClientError::BadUrl(url.to_string()))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(ClientError::BadUrl(url.to_string()));
+    }
+    let auth = uri
+        .authority()
+        .ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
+    let hostport = if auth.port().is_some() {
+        auth.to_string()
+    } else {
+        format!("{}:80", auth.host())
+    };
+    Ok((uri, hostport))
+}
+
+impl Client {
+    pub fn new(urls: Vec<String>, token: Option<String>) -> Client {
+        Client {
+            urls,
+            token,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn with_timeout(mut self, t: Duration) -> Client {
+        self.timeout = t;
+        self
+    }
+
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// Sends one request to `url`; connection failures are `Err(message)`.
+    async fn send_to(
+        &self,
+        url: &str,
+        method: &Method,
+        path: &str,
+        body: &Option<Bytes>,
+    ) -> Result<Response<Incoming>, Result<String, ClientError>> {
+        let (_, hostport) = authority(url).map_err(Err)?;
+        let connect = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect(&hostport),
+        )
+        .await;
+        let stream = match connect {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Ok(format!("{url}: {e}"))),
+            Err(_) => return Err(Ok(format!("{url}: connect timed out"))),
+        };
+        let _ = stream.set_nodelay(true);
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io)
+            .await
+            .map_err(|e| Ok(format!("{url}: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(hyper::header::HOST, hostport.as_str());
+        if let Some(t) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(body.clone().unwrap_or_default()))
+            .map_err(|e| {
+                Err(ClientError::Protocol {
+                    url: url.into(),
+                    message: e.to_string(),
+                })
+            })?;
+        match tokio::time::timeout(self.timeout, sender.send_request(req)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(Ok(format!("{url}: {e}"))),
+            Err(_) => Err(Ok(format!("{url}: no answer within {:?}", self.timeout))),
+        }
+    }
+
+    /// Sends a request, failing over across the known URLs. Returns the
+    /// response of the first node that answers (whatever its status).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(String, Response<Incoming>), ClientError> {
+        let body = body.map(Bytes::from);
+        let mut last = String::from("no server configured");
+        for url in &self.urls {
+            match self.send_to(url, &method, path, &body).await {
+                Ok(r) => return Ok((url.clone(), r)),
+                Err(Ok(msg)) => last = msg,
+                Err(Err(e)) => return Err(e),
+            }
+        }
+        Err(ClientError::Unreachable {
+            tried: self.urls.clone(),
+            last,
+        })
+    }
+
+    /// Sends a request and reads the whole body; non-2xx become `Api` errors.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, ClientError> {
+        let (url, resp) = self.send(method, path, body).await?;
+        let code = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Protocol {
+                url: url.clone(),
+                message: e.to_string(),
+            })?
+            .to_bytes();
+        if code.is_success() {
+            return Ok(bytes);
+        }
+        let status: Status = serde_json::from_slice(&bytes).unwrap_or_else(|_| Status {
+            kind: "Status".into(),
+            api_version: "v1".into(),
+            status: "Failure".into(),
+            code: code.as_u16(),
+            reason: code.canonical_reason().unwrap_or("Error").into(),
+            error: code.canonical_reason().unwrap_or("Error").into(),
+            message: format!(
+                "{url}: HTTP {code}: {}",
+                String::from_utf8_lossy(&bytes).trim()
+            ),
+            details: Default::default(),
+        });
+        Err(ClientError::Api {
+            code,
+            status: Box::new(status),
+        })
+    }
+
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let b = self.call(Method::GET, path, None).await?;
+        serde_json::from_slice(&b).map_err(|e| ClientError::Protocol {
+            url: self.urls.join(","),
+            message: e.to_string(),
+        })
+    }
+
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let b = self
+            .call(
+                method,
+                path,
+                Some(serde_json::to_vec(body).unwrap_or_default()),
+            )
+            .await?;
+        if b.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&b).map_err(|e| ClientError::Protocol {
+            url: self.urls.join(","),
+            message: e.to_string(),
+        })
+    }
+}

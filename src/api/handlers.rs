@@ -1,0 +1,638 @@
+//! Request handlers: read views, plan changes with `apply`, write through
+//! the node's `Writer`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::apply::{Changes, Mode, ObjectResult, plan_apply, plan_delete};
+use super::error::ApiError;
+use super::render;
+use super::server::{Ctx, Limited};
+use crate::model::parse::{self, Issue, SourceFile};
+use crate::model::pods::Resources;
+use crate::model::{DEFAULT_NAMESPACE, Kind, ObjectKey};
+use crate::state::WriteError;
+
+type Res = Result<Json<Value>, ApiError>;
+type Written = Result<(StatusCode, Json<Value>), ApiError>;
+
+pub async fn version() -> Json<Value> {
+    Json(json!({
+        "major": "0", "minor": "1",
+        "gitVersion": concat!("v", env!("CARGO_PKG_VERSION")),
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+        "shoalVersion": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+pub async fn metrics(State(ctx): State<Ctx>) -> String {
+    let snap = ctx.db.snapshot();
+    ctx.metrics.state_entries.set(snap.entries as i64);
+    let view = ctx.view.borrow().clone();
+    if let Some(me) = view.nodes.get(&view.self_name) {
+        ctx.metrics.pods_running.set(me.pods.len() as i64);
+    }
+    for state in ["Ready", "Suspect", "Dead", "Left"] {
+        let n = view
+            .nodes
+            .values()
+            .filter(|n| n.state.as_str() == state)
+            .count();
+        ctx.metrics
+            .nodes
+            .get_or_create(&vec![("state".into(), state.into())])
+            .set(n as i64);
+    }
+    ctx.metrics.state_refused.inner().store(
+        ctx.db
+            .counters
+            .remote_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    ctx.metrics.encode()
+}
+
+fn write_error(e: WriteError) -> ApiError {
+    match e {
+        WriteError::Replicas {
+            reached, wanted, ..
+        } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            e.to_string(),
+        )
+        .with_info(json!({"replicasReached": reached, "replicasRequired": wanted})),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+async fn commit(ctx: &Ctx, changes: Changes) -> Result<(), ApiError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    ctx.writer
+        .write(changes)
+        .await
+        .map(|_| ())
+        .map_err(write_error)
+}
+
+// ---------- objects ----------
+
+fn list_of(ctx: &Ctx, kind: Kind, ns: Option<&str>) -> Value {
+    let snap = ctx.db.snapshot();
+    let plan = ctx.plan.borrow().clone();
+    let view = ctx.view.borrow().clone();
+    let mut items: Vec<Value> = snap
+        .of_kind(kind)
+        .filter(|o| ns.is_none_or(|n| o.object.key().namespace == n))
+        .map(|o| render::object_json(o, &plan, &view, &snap))
+        .collect();
+    if kind == Kind::Namespace
+        && !snap
+            .objects
+            .keys()
+            .any(|k| k.kind == Kind::Namespace && k.name == DEFAULT_NAMESPACE)
+    {
+        items.insert(0, render::default_namespace_json());
+    }
+    if kind == Kind::Service {
+        for item in &mut items {
+            super::services::decorate(item, &plan, &view);
+        }
+    }
+    render::list(kind.as_str(), kind.api_version(), items)
+}
+
+fn get_of(ctx: &Ctx, key: ObjectKey) -> Res {
+    let snap = ctx.db.snapshot();
+    if key.kind == Kind::Namespace && key.name == DEFAULT_NAMESPACE && snap.get(&key).is_none() {
+        return Ok(Json(render::default_namespace_json()));
+    }
+    let o = snap.get(&key).ok_or_else(|| ApiError::not_found(&key))?;
+    let plan = ctx.plan.borrow().clone();
+    let view = ctx.view.borrow().clone();
+    let mut v = render::object_json(o, &plan, &view, &snap);
+    if key.kind == Kind::Service {
+        super::services::decorate(&mut v, &plan, &view);
+    }
+    Ok(Json(v))
+}
+
+fn parse_body(
+    ctx: &Ctx,
+    body: &[u8],
+    kind: Kind,
+    ns: &str,
+) -> Result<(crate::model::parse::Parsed, Vec<Issue>), ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    let out = parse::parse_json(value, &ctx.validation, ns);
+    if !out.errors.is_empty() {
+        let msg = format!(
+            "{} is invalid: {}",
+            kind,
+            out.errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        return Err(ApiError::invalid(msg, &out.errors));
+    }
+    let p = out
+        .objects
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::bad_request("no object in the request body"))?;
+    if p.object.kind() != kind {
+        return Err(ApiError::bad_request(format!(
+            "this endpoint takes a {kind}, the body is a {}",
+            p.object.kind()
+        )));
+    }
+    if kind.namespaced() && p.object.key().namespace != ns {
+        return Err(ApiError::bad_request(format!(
+            "the body's metadata.namespace ({}) does not match the URL's namespace ({ns})",
+            p.object.key().namespace
+        )));
+    }
+    Ok((p, out.warnings))
+}
+
+async fn write_one(
+    ctx: &Ctx,
+    kind: Kind,
+    ns: &str,
+    name: Option<&str>,
+    body: &[u8],
+    mode: Mode,
+) -> Written {
+    let (parsed, _warnings) = parse_body(ctx, body, kind, ns)?;
+    let key = parsed.object.key();
+    if let Some(n) = name
+        && key.name != n
+    {
+        return Err(ApiError::bad_request(format!(
+            "the body's metadata.name ({}) does not match the URL ({n})",
+            key.name
+        )));
+    }
+    {
+        let _guard = ctx.apply_lock.lock().await;
+        let snap = ctx.db.snapshot();
+        let mut objects = vec![parsed];
+        super::services::assign_node_ports(&snap, &mut objects, ctx.validation.node_port_range)?;
+        let (_results, changes) = plan_apply(&snap, objects, ctx.db.now(), mode)?;
+        commit(ctx, changes).await?;
+    }
+    let code = if mode == Mode::Create {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, get_of(ctx, key)?))
+}
+
+async fn delete_one(ctx: &Ctx, key: ObjectKey) -> Res {
+    let _guard = ctx.apply_lock.lock().await;
+    let snap = ctx.db.snapshot();
+    let (_res, changes) = plan_delete(&snap, &key)?;
+    commit(ctx, changes).await?;
+    Ok(Json(
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": key.name, "kind": key.kind.plural()}}),
+    ))
+}
+
+fn key(kind: Kind, ns: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        kind,
+        namespace: if kind.namespaced() {
+            ns.to_string()
+        } else {
+            String::new()
+        },
+        name: name.to_string(),
+    }
+}
+
+macro_rules! kind_handlers {
+    ($kind:expr, $list_all:ident, $list:ident, $get:ident, $create:ident, $replace:ident, $delete:ident) => {
+        pub async fn $list_all(State(ctx): State<Ctx>) -> Json<Value> {
+            Json(list_of(&ctx, $kind, None))
+        }
+        pub async fn $list(State(ctx): State<Ctx>, Path(ns): Path<String>) -> Json<Value> {
+            Json(list_of(&ctx, $kind, Some(&ns)))
+        }
+        pub async fn $get(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
+            get_of(&ctx, key($kind, &ns, &name))
+        }
+        pub async fn $create(
+            State(ctx): State<Ctx>,
+            Path(ns): Path<String>,
+            Limited(body): Limited,
+        ) -> Written {
+            write_one(&ctx, $kind, &ns, None, &body, Mode::Create).await
+        }
+        pub async fn $replace(
+            State(ctx): State<Ctx>,
+            Path((ns, name)): Path<(String, String)>,
+            Limited(body): Limited,
+        ) -> Written {
+            write_one(&ctx, $kind, &ns, Some(&name), &body, Mode::Replace).await
+        }
+        pub async fn $delete(
+            State(ctx): State<Ctx>,
+            Path((ns, name)): Path<(String, String)>,
+        ) -> Res {
+            delete_one(&ctx, key($kind, &ns, &name)).await
+        }
+    };
+}
+
+kind_handlers!(
+    Kind::Deployment,
+    list_all_deployments,
+    list_deployments,
+    get_deployment,
+    create_deployment,
+    replace_deployment,
+    delete_deployment
+);
+kind_handlers!(
+    Kind::Job,
+    list_all_jobs,
+    list_jobs,
+    get_job,
+    create_job,
+    replace_job,
+    delete_job
+);
+kind_handlers!(
+    Kind::Service,
+    list_all_services,
+    list_services,
+    get_service,
+    create_service,
+    replace_service,
+    delete_service
+);
+
+pub async fn list_namespaces(State(ctx): State<Ctx>) -> Json<Value> {
+    Json(list_of(&ctx, Kind::Namespace, None))
+}
+pub async fn get_namespace(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
+    get_of(&ctx, key(Kind::Namespace, "", &name))
+}
+pub async fn create_namespace(State(ctx): State<Ctx>, Limited(body): Limited) -> Written {
+    write_one(&ctx, Kind::Namespace, "", None, &body, Mode::Create).await
+}
+pub async fn replace_namespace(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    Limited(body): Limited,
+) -> Written {
+    write_one(&ctx, Kind::Namespace, "", Some(&name), &body, Mode::Replace).await
+}
+pub async fn delete_namespace(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
+    delete_one(&ctx, key(Kind::Namespace, "", &name)).await
+}
+
+// ---------- scale ----------
+
+#[derive(Deserialize)]
+pub struct ScaleBody {
+    spec: ScaleSpec,
+}
+#[derive(Deserialize)]
+struct ScaleSpec {
+    replicas: i64,
+}
+
+fn scale_json(ns: &str, name: &str, want: i64, have: u64) -> Value {
+    json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": name, "namespace": ns},
+           "spec": {"replicas": want}, "status": {"replicas": have}})
+}
+
+pub async fn get_scale(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
+    let v = get_of(&ctx, key(Kind::Deployment, &ns, &name))?.0;
+    let want = v
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let have = v
+        .pointer("/status/readyReplicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Ok(Json(scale_json(&ns, &name, want, have)))
+}
+
+pub async fn put_scale(
+    State(ctx): State<Ctx>,
+    Path((ns, name)): Path<(String, String)>,
+    Limited(body): Limited,
+) -> Res {
+    let s: ScaleBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("expected {{\"spec\":{{\"replicas\":N}}}}: {e}"))
+    })?;
+    let max = crate::model::validate::MAX_REPLICAS;
+    if !(0..=max).contains(&s.spec.replicas) {
+        return Err(ApiError::invalid(
+            format!(
+                "spec.replicas must be between 0 and {max} (got {})",
+                s.spec.replicas
+            ),
+            &[Issue {
+                file: String::new(),
+                document: 0,
+                field: "spec.replicas".into(),
+                line: None,
+                column: None,
+                message: format!("must be between 0 and {max}"),
+            }],
+        ));
+    }
+    let k = key(Kind::Deployment, &ns, &name);
+    let _guard = ctx.apply_lock.lock().await;
+    let snap = ctx.db.snapshot();
+    let existing = snap.get(&k).ok_or_else(|| ApiError::not_found(&k))?;
+    let mut obj = existing.object.clone();
+    if let crate::model::Object::Deployment(d) = &mut obj {
+        d.spec.replicas = Some(s.spec.replicas);
+    }
+    obj.meta_mut().resource_version = None;
+    let parsed = parse::Parsed {
+        object: obj,
+        file: String::new(),
+        document: 0,
+    };
+    let (_r, changes) = plan_apply(&snap, vec![parsed], ctx.db.now(), Mode::Replace)?;
+    commit(&ctx, changes).await?;
+    Ok(Json(scale_json(&ns, &name, s.spec.replicas, 0)))
+}
+
+// ---------- apply / delete with manifests ----------
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyRequest {
+    pub files: Vec<SourceFile>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// For delete: missing objects are not an error.
+    #[serde(default)]
+    pub ignore_not_found: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    pub results: Vec<ObjectResult>,
+    pub warnings: Vec<Issue>,
+}
+
+fn parse_request(ctx: &Ctx, body: &[u8]) -> Result<(ApplyRequest, parse::Outcome), ApiError> {
+    let req: ApplyRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+    if let Some(ns) = &req.namespace {
+        crate::model::names::dns_label(ns, 63)
+            .map_err(|m| ApiError::bad_request(format!("namespace: {m}")))?;
+    }
+    let out = parse::parse_files(&req.files, &ctx.validation, req.namespace.as_deref());
+    if !out.errors.is_empty() {
+        let n = out.errors.len();
+        let msg = format!(
+            "{n} error{} in the manifests; nothing was applied:\n{}",
+            if n == 1 { "" } else { "s" },
+            out.errors
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        return Err(ApiError::invalid(msg, &out.errors));
+    }
+    Ok((req, out))
+}
+
+pub async fn apply(
+    State(ctx): State<Ctx>,
+    Limited(body): Limited,
+) -> Result<Json<ApplyResponse>, ApiError> {
+    let (req, out) = parse_request(&ctx, &body)?;
+    let _guard = ctx.apply_lock.lock().await;
+    let snap = ctx.db.snapshot();
+    let mut objects = out.objects;
+    super::services::assign_node_ports(&snap, &mut objects, ctx.validation.node_port_range)?;
+    let (results, changes) = plan_apply(&snap, objects, ctx.db.now(), Mode::Apply)?;
+    if !req.dry_run {
+        commit(&ctx, changes).await?;
+        ctx.metrics.applies.inc();
+    }
+    Ok(Json(ApplyResponse {
+        results,
+        warnings: out.warnings,
+    }))
+}
+
+pub async fn delete_manifests(
+    State(ctx): State<Ctx>,
+    Limited(body): Limited,
+) -> Result<Json<ApplyResponse>, ApiError> {
+    let (req, out) = parse_request(&ctx, &body)?;
+    let _guard = ctx.apply_lock.lock().await;
+    let snap = ctx.db.snapshot();
+    let mut results = Vec::new();
+    let mut changes = Vec::new();
+    for p in out.objects {
+        let k = p.object.key();
+        match plan_delete(&snap, &k) {
+            Ok((r, c)) => {
+                results.push(r);
+                changes.extend(c);
+            }
+            Err(e) if e.code == StatusCode::NOT_FOUND && req.ignore_not_found => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !req.dry_run {
+        commit(&ctx, changes).await?;
+    }
+    Ok(Json(ApplyResponse {
+        results,
+        warnings: Vec::new(),
+    }))
+}
+
+// ---------- pods ----------
+
+pub async fn list_all_pods(State(ctx): State<Ctx>) -> Json<Value> {
+    let (snap, plan, view) = (
+        ctx.db.snapshot(),
+        ctx.plan.borrow().clone(),
+        ctx.view.borrow().clone(),
+    );
+    Json(render::list(
+        "Pod",
+        "v1",
+        render::pods(&snap, &plan, &view, None),
+    ))
+}
+
+pub async fn list_pods(State(ctx): State<Ctx>, Path(ns): Path<String>) -> Json<Value> {
+    let (snap, plan, view) = (
+        ctx.db.snapshot(),
+        ctx.plan.borrow().clone(),
+        ctx.view.borrow().clone(),
+    );
+    Json(render::list(
+        "Pod",
+        "v1",
+        render::pods(&snap, &plan, &view, Some(&ns)),
+    ))
+}
+
+pub async fn get_pod(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
+    let (snap, plan, view) = (
+        ctx.db.snapshot(),
+        ctx.plan.borrow().clone(),
+        ctx.view.borrow().clone(),
+    );
+    render::pods(&snap, &plan, &view, Some(&ns))
+        .into_iter()
+        .find(|p| p.pointer("/metadata/name").and_then(Value::as_str) == Some(name.as_str()))
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("pod {name:?} in namespace {ns:?}")))
+}
+
+// ---------- nodes, events, cluster ----------
+
+fn allocated(ctx: &Ctx) -> BTreeMap<String, (Resources, usize)> {
+    let plan = ctx.plan.borrow().clone();
+    let mut out: BTreeMap<String, (Resources, usize)> = BTreeMap::new();
+    for d in &plan.desired {
+        if let Some(n) = plan.placement.owners.get(&d.id()) {
+            let e = out.entry(n.clone()).or_default();
+            e.0 = e.0.saturating_add(d.requests);
+            e.1 += 1;
+        }
+    }
+    out
+}
+
+pub async fn list_nodes(State(ctx): State<Ctx>) -> Json<Value> {
+    let view = ctx.view.borrow().clone();
+    let alloc = allocated(&ctx);
+    let items = view
+        .nodes
+        .values()
+        .map(|n| {
+            let (r, c) = alloc.get(&n.info.name).copied().unwrap_or_default();
+            render::node_json(n, r, c)
+        })
+        .collect();
+    Json(render::list("Node", "v1", items))
+}
+
+pub async fn get_node(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
+    let view = ctx.view.borrow().clone();
+    let n = view
+        .nodes
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("node {name:?} (see `shoal get nodes`)")))?;
+    let (r, c) = allocated(&ctx).get(&name).copied().unwrap_or_default();
+    Ok(Json(render::node_json(n, r, c)))
+}
+
+fn events_json(ctx: &Ctx, ns: Option<&str>) -> Value {
+    let items: Vec<Value> = ctx
+        .events
+        .list(|e| ns.is_none_or(|n| e.namespace == n))
+        .into_iter()
+        .map(|e| {
+            let t = humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + Duration::from_millis(e.time_ms),
+            )
+            .to_string();
+            json!({
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"namespace": e.namespace},
+                "type": e.kind, "reason": e.reason, "message": e.message,
+                "involvedObject": {"kind": e.object_kind, "namespace": e.namespace, "name": e.name},
+                "source": {"host": e.node}, "lastTimestamp": t, "eventTime": t,
+            })
+        })
+        .collect();
+    render::list("Event", "v1", items)
+}
+
+pub async fn list_all_events(State(ctx): State<Ctx>) -> Json<Value> {
+    Json(events_json(&ctx, None))
+}
+
+pub async fn list_events(State(ctx): State<Ctx>, Path(ns): Path<String>) -> Json<Value> {
+    Json(events_json(&ctx, Some(&ns)))
+}
+
+pub async fn cluster(State(ctx): State<Ctx>) -> Json<Value> {
+    let view = ctx.view.borrow().clone();
+    let nodes: Vec<Value> = view
+        .nodes
+        .values()
+        .map(|n| json!({"name": n.info.name, "apiUrl": n.info.api_url, "state": n.state.as_str()}))
+        .collect();
+    Json(json!({"self": view.self_name, "nodes": nodes, "apiUrls": view.api_urls()}))
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+pub async fn get_token(State(ctx): State<Ctx>) -> Res {
+    let c = ctx
+        .cluster
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("join token (this node has no cluster identity)"))?;
+    let t = c
+        .join_token()
+        .ok_or_else(|| ApiError::not_found("join token"))?;
+    Ok(Json(json!({"token": t})))
+}
+
+pub async fn rotate_token(State(ctx): State<Ctx>, Query(q): Query<TokenQuery>) -> Res {
+    let c = ctx
+        .cluster
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("join token (this node has no cluster identity)"))?;
+    match q.action.as_deref() {
+        Some("rotate") => c
+            .rotate_join_token()
+            .await
+            .map(|t| Json(json!({"token": t})))
+            .map_err(ApiError::internal),
+        Some("create") => {
+            let ttl = q.ttl.as_deref().unwrap_or("24h");
+            let d = humantime::parse_duration(ttl)
+                .map_err(|e| ApiError::bad_request(format!("ttl {ttl:?}: {e}")))?;
+            c.create_join_token(d.as_secs())
+                .await
+                .map(|t| Json(json!({"token": t})))
+                .map_err(ApiError::internal)
+        }
+        other => Err(ApiError::bad_request(format!(
+            "unknown action {other:?}: use ?action=rotate or ?action=create&ttl=1h"
+        ))),
+    }
+}

@@ -1,0 +1,141 @@
+//! `GET .../pods/{name}/log`: a pod's container logs, from this node's files
+//! or, when another node runs the pod, relayed from that node's API.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper::Method;
+use serde::Deserialize;
+use tokio_stream::StreamExt;
+
+use super::client::{Client, ClientError};
+use super::error::ApiError;
+use super::server::Ctx;
+use crate::agent::logs::{follow, log_path, read_tail};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogQuery {
+    pub container: Option<String>,
+    #[serde(default)]
+    pub follow: bool,
+    pub tail_lines: Option<usize>,
+}
+
+fn text(body: Body) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn pod_log(
+    State(ctx): State<Ctx>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let id = format!("{ns}/{name}");
+    let view = ctx.view.borrow().clone();
+    let plan = ctx.plan.borrow().clone();
+    let containers: Vec<String> = match plan.plan.desired.get(&id) {
+        Some(d) => d.spec.containers.iter().map(|c| c.name.clone()).collect(),
+        None => view
+            .nodes
+            .values()
+            .find_map(|n| n.pods.get(&id))
+            .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default(),
+    };
+    if containers.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "pod {name:?} in namespace {ns:?}"
+        )));
+    }
+    let container = match q.container {
+        Some(c) if containers.contains(&c) => c,
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "pod {name} has no container {c:?}; choose one of: {}",
+                containers.join(", ")
+            )));
+        }
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "pod {name} has several containers; choose one with -c: {}",
+                containers.join(", ")
+            )));
+        }
+    };
+    let here = view
+        .nodes
+        .get(&view.self_name)
+        .is_some_and(|n| n.pods.contains_key(&id));
+    let path = log_path(&ctx.logs_dir, &ns, &name, &container);
+    if here || path.exists() {
+        let limits = ctx.log_limits;
+        let p2 = path.clone();
+        let tail = q.tail_lines;
+        let (data, offset) = tokio::task::spawn_blocking(move || {
+            let data = read_tail(&p2, tail, limits);
+            let len = std::fs::metadata(&p2).map(|m| m.len()).unwrap_or(0);
+            (data, len)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        let data = data.unwrap_or_default();
+        if !q.follow {
+            return Ok(text(Body::from(data)));
+        }
+        let first = tokio_stream::once(Ok::<_, Infallible>(bytes::Bytes::from(data)));
+        let rest = tokio_stream::wrappers::ReceiverStream::new(follow(path, offset))
+            .map(|b| Ok::<_, Infallible>(bytes::Bytes::from(b)));
+        return Ok(text(Body::from_stream(first.chain(rest))));
+    }
+    // Another node runs it: relay from that node's API.
+    let runner = view
+        .nodes
+        .values()
+        .find(|n| n.state.alive() && n.info.name != view.self_name && n.pods.contains_key(&id));
+    let Some(runner) = runner else {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} is not running on any node yet; no logs (see `shoal describe pod {name}`)"
+        )));
+    };
+    let mut qs = format!("container={container}&follow={}", q.follow);
+    if let Some(t) = q.tail_lines {
+        qs.push_str(&format!("&tailLines={t}"));
+    }
+    let client = Client::new(vec![runner.info.api_url.clone()], Some(ctx.token.clone()))
+        .with_timeout(std::time::Duration::from_secs(24 * 3600));
+    let (_, resp) = client
+        .send(
+            Method::GET,
+            &format!("/api/v1/namespaces/{ns}/pods/{name}/log?{qs}"),
+            None,
+        )
+        .await
+        .map_err(|e| match e {
+            ClientError::Unreachable { last, .. } => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "BadGateway",
+                format!(
+                    "node {} runs the pod but does not answer: {last}",
+                    runner.info.name
+                ),
+            ),
+            other => ApiError::internal(other.to_string()),
+        })?;
+    let code = resp.status();
+    Ok((
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::new(resp.into_body()),
+    )
+        .into_response())
+}

@@ -1,0 +1,513 @@
+//! Objects, pods and nodes rendered as Kubernetes JSON.
+//!
+//! Pure: from the desired state, the plan and the cluster view to the JSON
+//! that `kubectl` habits expect (`metadata`, `spec`, `status`, lists as
+//! `{kind: ...List, items}`). Pods are not stored objects in Shoal: they are
+//! derived from Deployments and Jobs, placed, and reported by their owners.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::agent::status::{ContainerState, Phase, PodStatus};
+use crate::membership::view::{ClusterView, NodeView};
+use crate::model::pods::{DesiredPod, job_progress};
+use crate::model::quantity::{format_cpu_millis, format_memory_bytes};
+use crate::model::{Kind, Object};
+use crate::placement::plan::PlanView;
+use crate::state::{Snapshot, StoredObject};
+
+fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+        .to_string()
+}
+
+/// A list in Kubernetes' shape.
+pub fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": api_version, "kind": format!("{kind}List"), "metadata": {}, "items": items})
+}
+
+/// The status a pod's owner (or, during a handoff, another node) reports.
+pub fn pod_report<'a>(
+    view: &'a ClusterView,
+    id: &str,
+    owner: Option<&str>,
+) -> Option<&'a PodStatus> {
+    if let Some(o) = owner
+        && let Some(s) = view
+            .nodes
+            .get(o)
+            .filter(|n| n.state.alive())
+            .and_then(|n| n.pods.get(id))
+        && (!s.terminating
+            || !view.nodes.values().any(|n| {
+                n.info.name != o
+                    && n.state.alive()
+                    && n.pods.get(id).is_some_and(|x| !x.terminating)
+            }))
+    {
+        return Some(s);
+    }
+    // Prefer a ready copy, then any live copy.
+    let mut found: Option<&PodStatus> = None;
+    for n in view.nodes.values().filter(|n| n.state.alive()) {
+        if let Some(s) = n.pods.get(id)
+            && found.is_none_or(|f| (s.ready && !f.ready) || (f.terminating && !s.terminating))
+        {
+            found = Some(s);
+        }
+    }
+    found
+}
+
+fn container_state_json(s: &ContainerState) -> Value {
+    match s {
+        ContainerState::Waiting { reason, message } => {
+            let mut m = json!({"reason": reason});
+            if !message.is_empty() {
+                m["message"] = json!(message);
+            }
+            json!({"waiting": m})
+        }
+        ContainerState::Running { started_at } => {
+            json!({"running": {"startedAt": rfc3339(*started_at)}})
+        }
+        ContainerState::Terminated {
+            exit_code,
+            reason,
+            signal,
+            finished_at,
+        } => {
+            let mut m = json!({"exitCode": exit_code, "reason": reason, "finishedAt": rfc3339(*finished_at)});
+            if let Some(sig) = signal {
+                m["signal"] = json!(sig);
+            }
+            json!({"terminated": m})
+        }
+    }
+}
+
+fn condition(kind: &str, ok: bool, reason: &str, message: &str) -> Value {
+    let mut c = json!({"type": kind, "status": if ok { "True" } else { "False" }});
+    if !reason.is_empty() {
+        c["reason"] = json!(reason);
+    }
+    if !message.is_empty() {
+        c["message"] = json!(message);
+    }
+    c
+}
+
+/// A pod as Kubernetes JSON.
+pub fn pod_json(
+    d: &DesiredPod,
+    owner: Option<&str>,
+    pending: Option<&str>,
+    report: Option<&PodStatus>,
+    created: &str,
+) -> Value {
+    let mut containers: Vec<Value> = Vec::new();
+    for c in &d.spec.containers {
+        let mut cj = serde_json::to_value(c).unwrap_or(Value::Null);
+        if let (Some(r), Some(ports)) = (report, cj.get_mut("ports").and_then(|p| p.as_array_mut()))
+        {
+            for p in ports {
+                let cp = p.get("containerPort").and_then(|v| v.as_u64()).unwrap_or(0);
+                if let Some(m) = r.ports.iter().find(|m| u64::from(m.container_port) == cp) {
+                    p["hostPort"] = json!(m.host_port);
+                }
+            }
+        }
+        containers.push(cj);
+    }
+    let node = report.map(|r| r.node.clone()).or(owner.map(String::from));
+    let mut spec = json!({
+        "containers": containers,
+        "restartPolicy": d.spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
+    });
+    if let Some(n) = &node {
+        spec["nodeName"] = json!(n);
+    }
+    if !d.spec.node_selector.is_empty() {
+        spec["nodeSelector"] = json!(d.spec.node_selector);
+    }
+    let mut status = Map::new();
+    let mut conditions = vec![condition(
+        "PodScheduled",
+        owner.is_some() || report.is_some(),
+        if owner.is_none() && report.is_none() {
+            "Unschedulable"
+        } else {
+            ""
+        },
+        pending.unwrap_or(""),
+    )];
+    match report {
+        Some(r) => {
+            status.insert("phase".into(), json!(r.phase.as_str()));
+            conditions.push(condition("Ready", r.ready, "", ""));
+            status.insert("hostIP".into(), json!(r.host_ip));
+            status.insert("podIP".into(), json!(r.host_ip));
+            status.insert("startTime".into(), json!(rfc3339(r.started_at)));
+            let cs: Vec<Value> = r
+                .containers
+                .iter()
+                .map(|c| {
+                    let mut v = json!({
+                        "name": c.name, "ready": c.ready, "restartCount": c.restart_count,
+                        "state": container_state_json(&c.state), "image": c.image,
+                    });
+                    if let Some(l) = &c.last_state {
+                        v["lastState"] = container_state_json(l);
+                    }
+                    if !c.container_id.is_empty() {
+                        v["containerID"] = json!(c.container_id);
+                    }
+                    v
+                })
+                .collect();
+            status.insert("containerStatuses".into(), json!(cs));
+            if r.terminating {
+                status.insert("reason".into(), json!("Terminating"));
+            } else if !r.reason.is_empty() {
+                status.insert("reason".into(), json!(r.reason));
+                status.insert("message".into(), json!(r.message));
+            }
+        }
+        None => {
+            status.insert("phase".into(), json!("Pending"));
+            conditions.push(condition("Ready", false, "", ""));
+            if let Some(why) = pending {
+                status.insert("reason".into(), json!("Unschedulable"));
+                status.insert("message".into(), json!(why));
+            } else if let Some(o) = owner {
+                status.insert("reason".into(), json!("ContainerCreating"));
+                status.insert(
+                    "message".into(),
+                    json!(format!("waiting for {o} to start it")),
+                );
+            }
+        }
+    }
+    status.insert("conditions".into(), json!(conditions));
+    let mut labels = d.labels.clone();
+    labels.insert(
+        "shoal.dev/pod-template-hash".into(),
+        d.template_hash.clone(),
+    );
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": d.name,
+            "namespace": d.namespace,
+            "labels": labels,
+            "creationTimestamp": report.map(|r| rfc3339(r.started_at)).unwrap_or_else(|| created.to_string()),
+            "ownerReferences": [{
+                "apiVersion": d.owner.kind.api_version(), "kind": d.owner.kind.as_str(),
+                "name": d.owner.name, "uid": d.owner.uid, "controller": true,
+            }],
+        },
+        "spec": spec,
+        "status": Value::Object(status),
+    })
+}
+
+/// Every pod in `namespace` (all when `None`): desired pods, pods still
+/// stopping somewhere, and completed Job pods.
+pub fn pods(
+    snapshot: &Snapshot,
+    plan: &PlanView,
+    view: &ClusterView,
+    namespace: Option<&str>,
+) -> Vec<Value> {
+    let mut out: BTreeMap<(String, String), Value> = BTreeMap::new();
+    let created_of = |d: &DesiredPod| -> String {
+        let kind = d.owner.kind;
+        let key = crate::model::ObjectKey {
+            kind,
+            namespace: d.namespace.clone(),
+            name: d.owner.name.clone(),
+        };
+        snapshot
+            .get(&key)
+            .and_then(|o| o.object.meta().creation_timestamp.clone())
+            .unwrap_or_default()
+    };
+    let mut desired_ids = BTreeSet::new();
+    for d in plan
+        .desired
+        .iter()
+        .filter(|d| namespace.is_none_or(|ns| d.namespace == ns))
+    {
+        let id = d.id();
+        desired_ids.insert(id.clone());
+        let owner = plan.placement.owners.get(&id).map(String::as_str);
+        let pending = plan.placement.pending.get(&id).map(String::as_str);
+        let report = pod_report(view, &id, owner);
+        out.insert(
+            (d.namespace.clone(), d.name.clone()),
+            pod_json(d, owner, pending, report, &created_of(d)),
+        );
+    }
+    // Pods no longer desired but still reported (stopping, or finished Job pods).
+    let templates: BTreeMap<(String, String), &StoredObject> = snapshot
+        .objects
+        .values()
+        .filter(|o| matches!(o.object.kind(), Kind::Deployment | Kind::Job))
+        .map(|o| {
+            (
+                (
+                    o.object.meta().namespace.clone().unwrap_or_default(),
+                    o.object.meta().name.clone(),
+                ),
+                &**o,
+            )
+        })
+        .collect();
+    for n in view.nodes.values().filter(|n| n.state.alive()) {
+        for (id, s) in &n.pods {
+            if desired_ids.contains(id) || namespace.is_some_and(|ns| s.namespace != ns) {
+                continue;
+            }
+            let key = (s.namespace.clone(), s.name.clone());
+            if out.contains_key(&key) {
+                continue;
+            }
+            let owner_name = s
+                .name
+                .rsplit_once('-')
+                .map(|(o, _)| o.to_string())
+                .unwrap_or_default();
+            let d = templates
+                .get(&(s.namespace.clone(), owner_name.clone()))
+                .and_then(|o| ghost_pod(&o.object, s));
+            if let Some(d) = d {
+                out.insert(key, pod_json(&d, Some(&n.info.name), None, Some(s), ""));
+            } else {
+                out.insert(key, orphan_pod_json(s));
+            }
+        }
+    }
+    // Completed Job pods, from their recorded results.
+    for o in snapshot.of_kind(Kind::Job) {
+        let Object::Job(j) = &o.object else { continue };
+        let ns = j.metadata.namespace.clone().unwrap_or_default();
+        if namespace.is_some_and(|x| x != ns) {
+            continue;
+        }
+        let uid = j.metadata.uid.clone().unwrap_or_default();
+        for i in 0..j.spec.completions.unwrap_or(1).max(1) {
+            let name = format!("{}-{i}", j.metadata.name);
+            let Some(r) = snapshot.pod_results.get(&(ns.clone(), name.clone())) else {
+                continue;
+            };
+            if !r.succeeded || r.job_uid != uid || out.contains_key(&(ns.clone(), name.clone())) {
+                continue;
+            }
+            let mut st = PodStatus {
+                namespace: ns.clone(),
+                name: name.clone(),
+                node: r.node.clone(),
+                owner_uid: uid.clone(),
+                phase: Phase::Succeeded,
+                ..Default::default()
+            };
+            for c in &j.spec.template.spec.containers {
+                st.containers.push(crate::agent::status::ContainerStatus {
+                    name: c.name.clone(),
+                    state: ContainerState::Terminated {
+                        exit_code: 0,
+                        reason: "Completed".into(),
+                        signal: None,
+                        finished_at: 0,
+                    },
+                    ..Default::default()
+                });
+            }
+            if let Some(d) = ghost_pod(&o.object, &st) {
+                out.insert(
+                    (ns.clone(), name),
+                    pod_json(&d, Some(&r.node), None, Some(&st), &r.finished_at),
+                );
+            }
+        }
+    }
+    out.into_values().collect()
+}
+
+/// A `DesiredPod` for a pod that is no longer desired (for rendering only).
+fn ghost_pod(owner: &Object, s: &PodStatus) -> Option<DesiredPod> {
+    let index: u32 = s.name.rsplit_once('-')?.1.parse().ok()?;
+    let mut d = crate::model::pods::desired_pods([owner], &BTreeMap::new())
+        .into_iter()
+        .next()
+        .or_else(|| {
+            // A Job whose pods are all done yields no desired pod: build one.
+            if let Object::Job(j) = owner {
+                let mut j2 = j.clone();
+                j2.spec.parallelism = Some(1);
+                j2.spec.completions = Some(1);
+                j2.spec.backoff_limit = Some(1000);
+                return crate::model::pods::desired_pods([&Object::Job(j2)], &BTreeMap::new())
+                    .into_iter()
+                    .next();
+            }
+            None
+        })?;
+    d.index = index;
+    d.name = s.name.clone();
+    d.template_hash = s.template_hash.clone();
+    Some(d)
+}
+
+fn orphan_pod_json(s: &PodStatus) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": s.name, "namespace": s.namespace, "creationTimestamp": rfc3339(s.started_at)},
+        "spec": {"nodeName": s.node, "containers": s.containers.iter().map(|c| json!({"name": c.name})).collect::<Vec<_>>()},
+        "status": {
+            "phase": s.phase.as_str(), "hostIP": s.host_ip, "podIP": s.host_ip, "reason": "Terminating",
+            "conditions": [condition("Ready", s.ready, "", "")],
+            "containerStatuses": s.containers.iter().map(|c| json!({
+                "name": c.name, "ready": c.ready, "restartCount": c.restart_count, "state": container_state_json(&c.state),
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// A stored object with its status and who last wrote it.
+pub fn object_json(
+    o: &StoredObject,
+    plan: &PlanView,
+    view: &ClusterView,
+    snapshot: &Snapshot,
+) -> Value {
+    let mut v = o.object.to_json();
+    v["metadata"]["managedFields"] = json!([{
+        "manager": o.origin, "operation": "Update", "time": o.stamp.rfc3339(),
+    }]);
+    let key = o.object.key();
+    let mine: Vec<&DesiredPod> = plan
+        .desired
+        .iter()
+        .filter(|d| {
+            d.namespace == key.namespace && d.owner.name == key.name && d.owner.kind == key.kind
+        })
+        .collect();
+    let reports: Vec<Option<&PodStatus>> = mine
+        .iter()
+        .map(|d| {
+            pod_report(
+                view,
+                &d.id(),
+                plan.placement.owners.get(&d.id()).map(String::as_str),
+            )
+        })
+        .collect();
+    match &o.object {
+        Object::Deployment(d) => {
+            let want = d.spec.replicas.unwrap_or(1).max(0);
+            let ready = reports
+                .iter()
+                .zip(&mine)
+                .filter(|(r, d)| r.is_some_and(|r| r.ready && r.template_hash == d.template_hash))
+                .count();
+            let updated = reports
+                .iter()
+                .zip(&mine)
+                .filter(|(r, d)| r.is_some_and(|r| r.template_hash == d.template_hash))
+                .count();
+            let available = ready as i64 >= want;
+            v["status"] = json!({
+                "observedGeneration": d.metadata.generation.unwrap_or(1),
+                "replicas": want, "readyReplicas": ready, "updatedReplicas": updated, "availableReplicas": ready,
+                "unavailableReplicas": (want - ready as i64).max(0),
+                "conditions": [condition("Available", available,
+                    if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }, "")],
+            });
+        }
+        Object::Job(j) => {
+            let p = job_progress(j, &snapshot.pod_results);
+            let active = reports
+                .iter()
+                .filter(|r| {
+                    r.is_some_and(|r| r.phase == Phase::Running || r.phase == Phase::Pending)
+                })
+                .count();
+            let mut st = json!({
+                "active": active, "succeeded": p.succeeded, "failed": p.failures,
+                "startTime": j.metadata.creation_timestamp,
+            });
+            let mut conds = Vec::new();
+            if p.complete() {
+                conds.push(condition("Complete", true, "", ""));
+                let last = snapshot
+                    .pod_results
+                    .iter()
+                    .filter(|((ns, _), r)| {
+                        *ns == key.namespace
+                            && r.job_uid == j.metadata.uid.clone().unwrap_or_default()
+                    })
+                    .map(|(_, r)| r.finished_at.clone())
+                    .max();
+                if let Some(t) = last {
+                    st["completionTime"] = json!(t);
+                }
+            } else if p.failed() {
+                conds.push(condition(
+                    "Failed",
+                    true,
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                ));
+            }
+            st["conditions"] = json!(conds);
+            v["status"] = st;
+        }
+        Object::Service(_) | Object::Namespace(_) => {
+            if matches!(o.object, Object::Namespace(_)) {
+                v["status"] = json!({"phase": "Active"});
+            }
+        }
+    }
+    v
+}
+
+/// The `default` namespace, which exists without being stored.
+pub fn default_namespace_json() -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}, "spec": {}, "status": {"phase": "Active"}})
+}
+
+/// A node as Kubernetes JSON (plus `status.state`: Ready/Suspect/Dead/Left).
+pub fn node_json(
+    n: &NodeView,
+    allocated: crate::model::pods::Resources,
+    pod_count: usize,
+) -> Value {
+    let i = &n.info;
+    let res = |r: crate::model::pods::Resources, pods: u32| json!({"cpu": format_cpu_millis(r.cpu_millis), "memory": format_memory_bytes(r.memory_bytes), "pods": pods.to_string()});
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {
+            "name": i.name,
+            "labels": i.labels,
+            "creationTimestamp": rfc3339(i.started_at),
+            "annotations": {"shoal.dev/generation": i.generation.to_string(), "shoal.dev/api-url": i.api_url},
+        },
+        "spec": {"unschedulable": !i.schedulable},
+        "status": {
+            "state": n.state.as_str(),
+            "stateSince": rfc3339(n.since),
+            "conditions": [condition("Ready", n.state == crate::membership::view::NodeState::Ready, n.state.as_str(), "")],
+            "addresses": [{"type": "InternalIP", "address": i.node_ip}, {"type": "Hostname", "address": i.hostname}],
+            "capacity": res(i.capacity, i.max_pods),
+            "allocatable": res(i.allocatable, i.max_pods),
+            "allocated": {"cpu": format_cpu_millis(allocated.cpu_millis), "memory": format_memory_bytes(allocated.memory_bytes), "pods": pod_count.to_string()},
+            "nodeInfo": {
+                "architecture": i.arch, "operatingSystem": i.os, "kubeletVersion": i.version,
+                "containerRuntimes": i.runtimes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            },
+        },
+    })
+}

@@ -1,0 +1,238 @@
+//! The HTTP API server: routes (Kubernetes' REST layout plus `/shoal/v1`),
+//! bearer-token authentication, body limits, and the shared context.
+//!
+//! Handlers live in `handlers.rs` and `logs.rs`; this file wires them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::watch;
+
+use super::error::ApiError;
+use super::{handlers, logs};
+use crate::agent::logs::LogLimits;
+use crate::events::EventLog;
+use crate::membership::view::ClusterView;
+use crate::metrics::Metrics;
+use crate::model::validate;
+use crate::placement::plan::PlanView;
+use crate::state::{StateDb, Writer};
+
+/// Largest request body the API accepts.
+pub const MAX_BODY_BYTES: usize = 8 << 20;
+
+/// What every handler can reach.
+pub struct ApiCtx {
+    pub node_name: String,
+    pub token: String,
+    pub db: Arc<StateDb>,
+    pub writer: Arc<dyn Writer>,
+    pub view: watch::Receiver<Arc<ClusterView>>,
+    pub plan: watch::Receiver<Arc<PlanView>>,
+    pub events: Arc<EventLog>,
+    pub validation: validate::Context,
+    /// Serializes read-modify-write applies on this node.
+    pub apply_lock: tokio::sync::Mutex<()>,
+    pub logs_dir: PathBuf,
+    pub log_limits: LogLimits,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    /// Cluster-level operations (tokens, join) provided by the node.
+    pub cluster: Option<Arc<dyn ClusterOps>>,
+}
+
+/// Operations on the cluster the API exposes but does not implement.
+#[async_trait::async_trait]
+pub trait ClusterOps: Send + Sync {
+    /// The current join token.
+    fn join_token(&self) -> Option<String>;
+    /// Replaces the join token; returns the new one.
+    async fn rotate_join_token(&self) -> Result<String, String>;
+    /// Creates an extra join token that expires after `ttl_secs`.
+    async fn create_join_token(&self, ttl_secs: u64) -> Result<String, String>;
+}
+
+pub type Ctx = Arc<ApiCtx>;
+
+/// A request body read up to `MAX_BODY_BYTES`, refused beyond with the
+/// limit named.
+pub struct Limited(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Limited {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            && len > MAX_BODY_BYTES
+        {
+            return Err(ApiError::too_large("MAX_BODY_BYTES", MAX_BODY_BYTES));
+        }
+        axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map(Limited)
+            .map_err(|_| ApiError::too_large("MAX_BODY_BYTES", MAX_BODY_BYTES))
+    }
+}
+
+/// Paths anyone may read (health checks and the version, as in Kubernetes).
+fn public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/livez" | "/version")
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    if !public(req.uri().path()) {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !given.is_some_and(|t| same(t.as_bytes(), ctx.token.as_bytes())) {
+            ctx.metrics.api_unauthorized.inc();
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    let resp = next.run(req).await;
+    ctx.metrics
+        .api_requests
+        .get_or_create(&vec![
+            ("method".into(), method),
+            ("code".into(), resp.status().as_u16().to_string()),
+        ])
+        .inc();
+    resp
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found("no such API path (see README: API)")
+}
+
+pub fn router(ctx: Ctx) -> Router {
+    use handlers as h;
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/version", get(h::version))
+        .route("/metrics", get(h::metrics))
+        // Namespaces (cluster-scoped).
+        .route(
+            "/api/v1/namespaces",
+            get(h::list_namespaces).post(h::create_namespace),
+        )
+        .route(
+            "/api/v1/namespaces/{name}",
+            get(h::get_namespace)
+                .put(h::replace_namespace)
+                .delete(h::delete_namespace),
+        )
+        // Pods (derived).
+        .route("/api/v1/pods", get(h::list_all_pods))
+        .route("/api/v1/namespaces/{ns}/pods", get(h::list_pods))
+        .route("/api/v1/namespaces/{ns}/pods/{name}", get(h::get_pod))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/log",
+            get(logs::pod_log),
+        )
+        // Services.
+        .route("/api/v1/services", get(h::list_all_services))
+        .route(
+            "/api/v1/namespaces/{ns}/services",
+            get(h::list_services).post(h::create_service),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/services/{name}",
+            get(h::get_service)
+                .put(h::replace_service)
+                .delete(h::delete_service),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/endpoints/{name}",
+            get(super::services::get_endpoints),
+        )
+        // Deployments.
+        .route("/apis/apps/v1/deployments", get(h::list_all_deployments))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments",
+            get(h::list_deployments).post(h::create_deployment),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+            get(h::get_deployment)
+                .put(h::replace_deployment)
+                .delete(h::delete_deployment),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
+            get(h::get_scale).put(h::put_scale).patch(h::put_scale),
+        )
+        // Jobs.
+        .route("/apis/batch/v1/jobs", get(h::list_all_jobs))
+        .route(
+            "/apis/batch/v1/namespaces/{ns}/jobs",
+            get(h::list_jobs).post(h::create_job),
+        )
+        .route(
+            "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
+            get(h::get_job).put(h::replace_job).delete(h::delete_job),
+        )
+        // Nodes and events.
+        .route("/api/v1/nodes", get(h::list_nodes))
+        .route("/api/v1/nodes/{name}", get(h::get_node))
+        .route("/api/v1/events", get(h::list_all_events))
+        .route("/api/v1/namespaces/{ns}/events", get(h::list_events))
+        // Shoal-only.
+        .route("/shoal/v1/apply", post(h::apply))
+        .route("/shoal/v1/delete", post(h::delete_manifests))
+        .route("/shoal/v1/cluster", get(h::cluster))
+        .route("/shoal/v1/token", get(h::get_token).post(h::rotate_token))
+        .fallback(fallback)
+        .layer(middleware::from_fn_with_state(ctx.clone(), auth))
+        .with_state(ctx)
+}
+
+/// Serves the API until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ctx: Ctx,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = router(ctx);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    })
+    .await
+}
+
+/// JSON response with a status code.
+pub fn json_response(code: StatusCode, v: &serde_json::Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
+}

@@ -1,0 +1,183 @@
+//! Service specifics of the API: node-port assignment at apply time and the
+//! current endpoints shown with a service.
+//!
+//! A service port without `nodePort` gets the lowest free port of the node
+//! port range when first applied (and keeps it on later applies), as in
+//! Kubernetes. An explicit `nodePort` used by another service is refused
+//! with the field named.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::server::Ctx;
+use crate::membership::view::ClusterView;
+use crate::model::parse::{Issue, Parsed};
+use crate::model::types::ServiceSpec;
+use crate::model::{Kind, Object, ObjectKey};
+use crate::placement::plan::PlanView;
+use crate::proxy::endpoints::endpoints;
+use crate::state::Snapshot;
+
+fn svc_id(k: &ObjectKey) -> String {
+    format!("{}/{}", k.namespace, k.name)
+}
+
+/// Fills in missing node ports and refuses conflicting ones.
+pub fn assign_node_ports(
+    snap: &Snapshot,
+    objects: &mut [Parsed],
+    range: (u16, u16),
+) -> Result<(), ApiError> {
+    // Ports held by stored services not being re-applied now.
+    let applied: std::collections::BTreeSet<ObjectKey> =
+        objects.iter().map(|p| p.object.key()).collect();
+    let mut used: BTreeMap<u16, String> = BTreeMap::new();
+    for o in snap.of_kind(Kind::Service) {
+        let k = o.object.key();
+        if applied.contains(&k) {
+            continue;
+        }
+        if let Object::Service(s) = &o.object {
+            for p in &s.spec.ports {
+                if let Some(np) = p.node_port {
+                    used.insert(np as u16, svc_id(&k));
+                }
+            }
+        }
+    }
+    // Explicit ports first, so automatic ones never take them.
+    for parsed in objects.iter() {
+        let k = parsed.object.key();
+        let Object::Service(s) = &parsed.object else {
+            continue;
+        };
+        for (i, p) in s.spec.ports.iter().enumerate() {
+            let Some(np) = p.node_port else { continue };
+            if let Some(other) = used.get(&(np as u16)).filter(|o| **o != svc_id(&k)) {
+                let field = format!("spec.ports[{i}].nodePort");
+                let msg = format!("node port {np} is already used by service {other}");
+                let issue = Issue {
+                    file: parsed.file.clone(),
+                    document: parsed.document,
+                    field,
+                    line: None,
+                    column: None,
+                    message: msg.clone(),
+                };
+                return Err(ApiError::invalid(format!("{k}: {msg}"), &[issue]));
+            }
+            used.insert(np as u16, svc_id(&k));
+        }
+    }
+    for parsed in objects.iter_mut() {
+        let k = parsed.object.key();
+        let previous: BTreeMap<i64, i64> = match snap.get(&k).map(|o| &o.object) {
+            Some(Object::Service(old)) => old
+                .spec
+                .ports
+                .iter()
+                .filter_map(|p| p.node_port.map(|np| (p.port, np)))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let Object::Service(s) = &mut parsed.object else {
+            continue;
+        };
+        for p in s.spec.ports.iter_mut().filter(|p| p.node_port.is_none()) {
+            let keep = previous
+                .get(&p.port)
+                .copied()
+                .filter(|np| used.get(&(*np as u16)).is_none_or(|o| *o == svc_id(&k)));
+            let np = match keep {
+                Some(np) => np as u16,
+                None => (range.0..=range.1)
+                    .find(|c| !used.contains_key(c))
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            format!("{k}: no free node port left in {}-{}", range.0, range.1),
+                            &[Issue {
+                                file: parsed.file.clone(),
+                                document: parsed.document,
+                                field: "spec.ports".into(),
+                                line: None,
+                                column: None,
+                                message: "no free node port".into(),
+                            }],
+                        )
+                    })?,
+            };
+            used.insert(np, svc_id(&k));
+            p.node_port = Some(i64::from(np));
+        }
+    }
+    Ok(())
+}
+
+fn endpoints_json(ns: &str, spec: &ServiceSpec, plan: &PlanView, view: &ClusterView) -> Vec<Value> {
+    spec.ports
+        .iter()
+        .map(|p| {
+            let eps = endpoints(ns, spec, p, &plan.plan.desired, view);
+            json!({
+                "name": p.name.clone().unwrap_or_default(),
+                "port": p.port,
+                "nodePort": p.node_port,
+                "endpoints": eps,
+            })
+        })
+        .collect()
+}
+
+/// Adds `status.ports[]` with each port's current endpoints.
+pub fn decorate(v: &mut Value, plan: &PlanView, view: &ClusterView) {
+    let ns = v
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let Some(spec) = v
+        .get("spec")
+        .cloned()
+        .and_then(|s| serde_json::from_value::<ServiceSpec>(s).ok())
+    else {
+        return;
+    };
+    v["status"] = json!({"ports": endpoints_json(&ns, &spec, plan, view)});
+}
+
+/// `GET /api/v1/namespaces/{ns}/endpoints/{name}`, in Kubernetes' shape.
+pub async fn get_endpoints(
+    State(ctx): State<Ctx>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let key = ObjectKey {
+        kind: Kind::Service,
+        namespace: ns.clone(),
+        name: name.clone(),
+    };
+    let snap = ctx.db.snapshot();
+    let Some(Object::Service(s)) = snap.get(&key).map(|o| &o.object) else {
+        return Err(ApiError::not_found(&key));
+    };
+    let plan = ctx.plan.borrow().clone();
+    let view = ctx.view.borrow().clone();
+    let subsets: Vec<Value> = s
+        .spec
+        .ports
+        .iter()
+        .map(|p| {
+            let eps = endpoints(&ns, &s.spec, p, &plan.plan.desired, &view);
+            json!({
+                "addresses": eps.iter().map(|e| json!({"ip": e.ip, "nodeName": e.node, "targetRef": {"kind": "Pod", "name": e.pod}, "port": e.port})).collect::<Vec<_>>(),
+                "ports": [{"name": p.name.clone().unwrap_or_default(), "port": p.port, "protocol": "TCP"}],
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns}, "subsets": subsets}),
+    ))
+}

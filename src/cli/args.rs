@@ -1,0 +1,209 @@
+//! Command-line flags of every verb (clap derive). Flag names and
+//! environment variables follow DESIGN.md's conventions.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shoal",
+    version,
+    about = "A container orchestrator with no master node",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How client verbs find and authenticate to a node.
+#[derive(Debug, Args, Clone)]
+pub struct ClientOpts {
+    /// API URL of any node.
+    #[arg(long, env = "SHOAL_SERVER", default_value = "http://127.0.0.1:7420")]
+    pub server: String,
+    /// API bearer token (default: the token file in the data dir).
+    #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data dir of the local node, where the token file is.
+    #[arg(long, env = "SHOAL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Wide,
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node (no config file needed).
+    Up(UpArgs),
+    /// Create or update objects from manifests (files, directories, or - for stdin).
+    Apply(ApplyArgs),
+    /// List objects: pods, deployments, jobs, services, namespaces, nodes, events.
+    Get(GetArgs),
+    /// Show one object in detail, with its recent events.
+    Describe(DescribeArgs),
+    /// Delete objects named on the command line or in manifests.
+    Delete(DeleteArgs),
+    /// Set the number of replicas of a Deployment.
+    Scale(ScaleArgs),
+    /// Print (or follow) a pod's logs.
+    Logs(LogsArgs),
+    /// Print the join token, or rotate it, or create one that expires.
+    Token(TokenArgs),
+    /// Print the client's and the server's versions.
+    Version(VersionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// TOML config file (see configs/node.example.toml).
+    #[arg(long, env = "SHOAL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the node keeps its state.
+    #[arg(long, env = "SHOAL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API address.
+    #[arg(long, env = "SHOAL_API_ADDR")]
+    pub api_addr: Option<SocketAddr>,
+    /// QUIC gossip address.
+    #[arg(long, env = "SHOAL_GOSSIP_ADDR")]
+    pub gossip_addr: Option<SocketAddr>,
+    /// This node's own address (peers dial it; pods see it as SHOAL_NODE_IP).
+    #[arg(long, env = "SHOAL_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+    /// Node name (default: the host name).
+    #[arg(long, env = "SHOAL_NAME")]
+    pub name: Option<String>,
+    /// Gossip address of a node to join (repeatable).
+    #[arg(long)]
+    pub join: Vec<String>,
+    /// Join token (from `shoal token` on a cluster node).
+    #[arg(long, env = "SHOAL_JOIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Find peers on the LAN: `mdns`.
+    #[arg(long)]
+    pub discover: Option<String>,
+    /// Node log format: text or json.
+    #[arg(long, env = "SHOAL_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Node label KEY=VALUE (repeatable), matched by nodeSelector.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Manifest file, directory, or - for stdin (repeatable).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// Namespace for objects that do not name one.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Validate and report without storing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// pods, deployments, jobs, services, namespaces, nodes or events.
+    pub kind: String,
+    /// Only this object.
+    pub name: Option<String>,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<OutputFormat>,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    pub kind: String,
+    pub name: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// KIND NAME (or KIND/NAME).
+    pub target: Vec<String>,
+    /// Delete the objects of these manifests (repeatable).
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<String>,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Missing objects are not an error.
+    #[arg(long)]
+    pub ignore_not_found: bool,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// `deployment NAME` or `deployment/NAME`.
+    pub target: Vec<String>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub replicas: i64,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub pod: String,
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Keep streaming new output.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Replace the join token (the old one stops working).
+    #[arg(long)]
+    pub rotate: bool,
+    /// Create an extra join token that expires after --ttl.
+    #[arg(long)]
+    pub create: bool,
+    #[arg(long, default_value = "24h")]
+    pub ttl: String,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Only the client's version (no server needed).
+    #[arg(long)]
+    pub client_only: bool,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}

@@ -1,0 +1,420 @@
+//! `shoal describe`: one object in human terms, with its recent events.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use super::output::{age_of, n, pod_status, s};
+
+fn map_line(v: &Value, ptr: &str) -> String {
+    match v.pointer(ptr).and_then(Value::as_object) {
+        Some(m) if !m.is_empty() => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => "<none>".into(),
+    }
+}
+
+fn header(out: &mut String, v: &Value) {
+    let _ = writeln!(out, "Name:         {}", s(v, "/metadata/name"));
+    if let Some(ns) = v.pointer("/metadata/namespace").and_then(Value::as_str) {
+        let _ = writeln!(out, "Namespace:    {ns}");
+    }
+    let _ = writeln!(out, "Labels:       {}", map_line(v, "/metadata/labels"));
+    if let Some(t) = v
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+    {
+        let _ = writeln!(out, "Created:      {t} ({} ago)", age_of(Some(t)));
+    }
+    if let Some(mf) = v.pointer("/metadata/managedFields/0") {
+        let _ = writeln!(
+            out,
+            "Last write:   by node {} at {}",
+            s(mf, "/manager"),
+            s(mf, "/time")
+        );
+    }
+    if let Some(rv) = v
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        let _ = writeln!(
+            out,
+            "Version:      {rv} (generation {})",
+            n(v, "/metadata/generation")
+        );
+    }
+}
+
+fn state_line(st: &Value) -> String {
+    if let Some(r) = st.get("running") {
+        format!("Running (since {})", s(r, "/startedAt"))
+    } else if let Some(w) = st.get("waiting") {
+        let m = s(w, "/message");
+        if m.is_empty() {
+            format!("Waiting: {}", s(w, "/reason"))
+        } else {
+            format!("Waiting: {} ({m})", s(w, "/reason"))
+        }
+    } else if let Some(t) = st.get("terminated") {
+        let sig = t
+            .get("signal")
+            .and_then(Value::as_i64)
+            .map(|x| format!(", signal {x}"))
+            .unwrap_or_default();
+        format!(
+            "Terminated: {} (exit code {}{sig}, at {})",
+            s(t, "/reason"),
+            n(t, "/exitCode"),
+            s(t, "/finishedAt")
+        )
+    } else {
+        "<unknown>".into()
+    }
+}
+
+fn containers(out: &mut String, pod: &Value) {
+    let empty = Vec::new();
+    let specs = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let _ = writeln!(out, "Containers:");
+    for c in specs {
+        let name = s(c, "/name");
+        let _ = writeln!(out, "  {name}:");
+        match c.get("image").and_then(Value::as_str) {
+            Some(img) => {
+                let _ = writeln!(out, "    Image:      {img}");
+            }
+            None => {
+                let cmd: Vec<&str> = c
+                    .get("command")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let _ = writeln!(out, "    Command:    {}", cmd.join(" "));
+            }
+        }
+        for p in c
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let host = p
+                .get("hostPort")
+                .and_then(Value::as_u64)
+                .map(|h| format!(" -> host port {h}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    Port:       {} {}{host}",
+                n(p, "/containerPort"),
+                s(p, "/name")
+            );
+        }
+        if let Some(st) = statuses.iter().find(|x| s(x, "/name") == name) {
+            let _ = writeln!(out, "    State:      {}", state_line(&st["state"]));
+            if let Some(l) = st.get("lastState") {
+                let _ = writeln!(out, "    Last State: {}", state_line(l));
+            }
+            let _ = writeln!(
+                out,
+                "    Ready:      {}",
+                st.get("ready").and_then(Value::as_bool).unwrap_or(false)
+            );
+            let _ = writeln!(out, "    Restarts:   {}", n(st, "/restartCount"));
+            let id = s(st, "/containerID");
+            if !id.is_empty() {
+                let _ = writeln!(out, "    ID:         {id}");
+            }
+        }
+        for (label, key) in [
+            ("Liveness", "livenessProbe"),
+            ("Readiness", "readinessProbe"),
+        ] {
+            if let Some(p) = c.get(key) {
+                let port = |v: &Value| {
+                    v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string())
+                };
+                let what = if let Some(h) = p.get("httpGet") {
+                    format!("http-get :{}{}", port(&h["port"]), s(h, "/path"))
+                } else if let Some(t) = p.get("tcpSocket") {
+                    format!("tcp-socket :{}", port(&t["port"]))
+                } else {
+                    "exec".into()
+                };
+                let _ = writeln!(
+                    out,
+                    "    {label}:{}{what} delay={}s period={}s timeout={}s failure={}",
+                    " ".repeat(11 - label.len()),
+                    n(p, "/initialDelaySeconds"),
+                    p.get("periodSeconds").and_then(Value::as_i64).unwrap_or(10),
+                    p.get("timeoutSeconds").and_then(Value::as_i64).unwrap_or(1),
+                    p.get("failureThreshold")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(3)
+                );
+            }
+        }
+    }
+}
+
+fn conditions(out: &mut String, v: &Value) {
+    let conds = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if conds.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Conditions:");
+    for c in conds {
+        let extra = [s(&c, "/reason"), s(&c, "/message")]
+            .iter()
+            .filter(|x| !x.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(": ");
+        let _ = writeln!(
+            out,
+            "  {:<14} {:<6} {extra}",
+            s(&c, "/type"),
+            s(&c, "/status")
+        );
+    }
+}
+
+/// Renders `v` (a Kubernetes-shaped object) and the events about it.
+pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
+    let mut out = String::new();
+    header(&mut out, v);
+    match kind {
+        "Pod" => {
+            let _ = writeln!(
+                out,
+                "Node:         {}",
+                if s(v, "/spec/nodeName").is_empty() {
+                    "<none>"
+                } else {
+                    s(v, "/spec/nodeName")
+                }
+            );
+            let _ = writeln!(out, "Status:       {}", pod_status(v));
+            let msg = s(v, "/status/message");
+            if !msg.is_empty() {
+                let _ = writeln!(out, "Message:      {msg}");
+            }
+            let _ = writeln!(
+                out,
+                "IP:           {}",
+                if s(v, "/status/hostIP").is_empty() {
+                    "<none>"
+                } else {
+                    s(v, "/status/hostIP")
+                }
+            );
+            if let Some(o) = v.pointer("/metadata/ownerReferences/0") {
+                let _ = writeln!(out, "Controlled By: {}/{}", s(o, "/kind"), s(o, "/name"));
+            }
+            containers(&mut out, v);
+            conditions(&mut out, v);
+        }
+        "Deployment" => {
+            let _ = writeln!(
+                out,
+                "Selector:     {}",
+                map_line(v, "/spec/selector/matchLabels")
+            );
+            let want = v
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let _ = writeln!(
+                out,
+                "Replicas:     {want} desired | {} updated | {} ready | {} unavailable",
+                n(v, "/status/updatedReplicas"),
+                n(v, "/status/readyReplicas"),
+                n(v, "/status/unavailableReplicas")
+            );
+            if let Some(f) = v.pointer("/spec/fencing").and_then(Value::as_str) {
+                let _ = writeln!(out, "Fencing:      {f}");
+            }
+            let tmpl = serde_json::json!({"spec": v.pointer("/spec/template/spec").cloned().unwrap_or_default()});
+            containers(&mut out, &tmpl);
+            conditions(&mut out, v);
+        }
+        "Job" => {
+            let _ = writeln!(
+                out,
+                "Completions:  {} of {} succeeded, {} active, {} failed (backoffLimit {})",
+                n(v, "/status/succeeded"),
+                v.pointer("/spec/completions")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1),
+                n(v, "/status/active"),
+                n(v, "/status/failed"),
+                v.pointer("/spec/backoffLimit")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(6)
+            );
+            let _ = writeln!(
+                out,
+                "Parallelism:  {}",
+                v.pointer("/spec/parallelism")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            );
+            conditions(&mut out, v);
+        }
+        "Service" => {
+            let _ = writeln!(out, "Selector:     {}", map_line(v, "/spec/selector"));
+            let _ = writeln!(
+                out,
+                "Type:         {}",
+                v.pointer("/spec/type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("NodePort")
+            );
+            for p in v
+                .pointer("/status/ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let np = p
+                    .get("nodePort")
+                    .and_then(Value::as_i64)
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "<none>".into());
+                let name = s(p, "/name");
+                let _ = writeln!(
+                    out,
+                    "Port:         {} {}/TCP, node port {np} on every node",
+                    if name.is_empty() { "<unset>" } else { name },
+                    n(p, "/port")
+                );
+                let eps: Vec<String> = p
+                    .get("endpoints")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        format!(
+                            "{}:{} ({} on {})",
+                            s(e, "/ip"),
+                            n(e, "/port"),
+                            s(e, "/pod"),
+                            s(e, "/node")
+                        )
+                    })
+                    .collect();
+                if eps.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "Endpoints:    <none> (no Ready pod matches the selector)"
+                    );
+                } else {
+                    let _ = writeln!(out, "Endpoints:    {}", eps.join("\n              "));
+                }
+            }
+            if let Some(c) = v.pointer("/status/conflicts").and_then(Value::as_array) {
+                for x in c {
+                    let _ = writeln!(out, "Warning:      {}", x.as_str().unwrap_or(""));
+                }
+            }
+        }
+        "Node" => {
+            let _ = writeln!(
+                out,
+                "State:        {} (since {})",
+                s(v, "/status/state"),
+                s(v, "/status/stateSince")
+            );
+            let _ = writeln!(
+                out,
+                "Generation:   {}",
+                s(v, "/metadata/annotations/shoal.dev~1generation")
+            );
+            let _ = writeln!(
+                out,
+                "API:          {}",
+                s(v, "/metadata/annotations/shoal.dev~1api-url")
+            );
+            for a in v
+                .pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let _ = writeln!(out, "Address:      {} {}", s(a, "/type"), s(a, "/address"));
+            }
+            let _ = writeln!(
+                out,
+                "Capacity:     cpu {} memory {} pods {}",
+                s(v, "/status/capacity/cpu"),
+                s(v, "/status/capacity/memory"),
+                s(v, "/status/capacity/pods")
+            );
+            let _ = writeln!(
+                out,
+                "Allocatable:  cpu {} memory {} pods {}",
+                s(v, "/status/allocatable/cpu"),
+                s(v, "/status/allocatable/memory"),
+                s(v, "/status/allocatable/pods")
+            );
+            let _ = writeln!(
+                out,
+                "Allocated:    cpu {} memory {} pods {}",
+                s(v, "/status/allocated/cpu"),
+                s(v, "/status/allocated/memory"),
+                s(v, "/status/allocated/pods")
+            );
+            let rts: Vec<&str> = v
+                .pointer("/status/nodeInfo/containerRuntimes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let _ = writeln!(out, "Runtimes:     {}", rts.join(", "));
+            let _ = writeln!(
+                out,
+                "System:       {}/{} shoal {}",
+                s(v, "/status/nodeInfo/operatingSystem"),
+                s(v, "/status/nodeInfo/architecture"),
+                s(v, "/status/nodeInfo/kubeletVersion")
+            );
+        }
+        _ => {}
+    }
+    let _ = writeln!(out, "Events:");
+    if events.is_empty() {
+        let _ = writeln!(out, "  <none>");
+    }
+    for e in events {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<9} {:<18} {:<10} {}",
+            age_of(e.pointer("/lastTimestamp").and_then(Value::as_str)),
+            s(e, "/type"),
+            s(e, "/reason"),
+            s(e, "/source/host"),
+            s(e, "/message")
+        );
+    }
+    out
+}

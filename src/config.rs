@@ -1,0 +1,465 @@
+//! Node configuration: embedded defaults, overridden by a TOML file, then by
+//! flags and environment variables.
+//!
+//! Owns the settings' names, units and defaults (documented field by field in
+//! `configs/node.example.toml`) and their resolution into concrete values
+//! (addresses, data dir). No I/O beyond reading the file and probing which
+//! local address routes outward.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default API port (HTTP).
+pub const DEFAULT_API_PORT: u16 = 7420;
+/// Default gossip port (QUIC/UDP).
+pub const DEFAULT_GOSSIP_PORT: u16 = 7421;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("config file {0}: {1}")]
+    Parse(String, String),
+    #[error("invalid setting {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacitySection {
+    /// CPU offered to pods, as a quantity (`4`, `3500m`); default: detected cores.
+    pub cpu: Option<String>,
+    /// Memory offered to pods (`8Gi`); default: detected memory.
+    pub memory: Option<String>,
+    /// Reserved for the system and excluded from allocatable.
+    pub reserved_cpu: String,
+    pub reserved_memory: String,
+    /// Relative share of replicas this node takes; default: its CPU in millicores.
+    pub weight: Option<u64>,
+    /// Most pods this node runs.
+    pub max_pods: u32,
+}
+
+impl Default for CapacitySection {
+    fn default() -> Self {
+        CapacitySection {
+            cpu: None,
+            memory: None,
+            reserved_cpu: "0".into(),
+            reserved_memory: "0".into(),
+            weight: None,
+            max_pods: 110,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSection {
+    #[serde(with = "humantime_serde")]
+    pub restart_backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub restart_backoff_max: Duration,
+    /// A container that ran this long starts its crash count over.
+    #[serde(with = "humantime_serde")]
+    pub restart_backoff_reset: Duration,
+    /// Per-container log size before rotation (quantity, e.g. `10Mi`).
+    pub log_max_size: String,
+    /// Log files kept per container, the current one included.
+    pub log_max_files: u32,
+    /// How long a pod this node no longer owns keeps running while its new
+    /// owner has not reported it Ready.
+    #[serde(with = "humantime_serde")]
+    pub handoff_timeout: Duration,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            restart_backoff_initial: Duration::from_secs(10),
+            restart_backoff_max: Duration::from_secs(300),
+            restart_backoff_reset: Duration::from_secs(600),
+            log_max_size: "10Mi".into(),
+            log_max_files: 2,
+            handoff_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MembershipSection {
+    #[serde(with = "humantime_serde")]
+    pub gossip_interval: Duration,
+    /// Failure-detector threshold: a node is dead once the silence since its
+    /// last heartbeat exceeds this many times its mean heartbeat interval.
+    pub phi_threshold: f64,
+    /// A node not heard from for this long is shown Suspect.
+    #[serde(with = "humantime_serde")]
+    pub suspect_after: Duration,
+    /// How long a dead node stays listed (as Dead) before it is forgotten.
+    #[serde(with = "humantime_serde")]
+    pub dead_node_grace: Duration,
+    /// A node that (re)joins takes pods only after this long.
+    #[serde(with = "humantime_serde")]
+    pub settle_time: Duration,
+    /// `mdns` to find peers on the LAN; empty to disable.
+    pub discover: String,
+}
+
+impl Default for MembershipSection {
+    fn default() -> Self {
+        MembershipSection {
+            gossip_interval: Duration::from_millis(200),
+            phi_threshold: 8.0,
+            suspect_after: Duration::from_millis(800),
+            dead_node_grace: Duration::from_secs(3600),
+            settle_time: Duration::from_secs(3),
+            discover: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateSection {
+    /// Nodes that must hold a write durably before an apply is acknowledged
+    /// (this node included); a lone node acknowledges alone.
+    pub write_replicas: u32,
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub anti_entropy_interval: Duration,
+    /// Deleted objects' tombstones are forgotten after this long.
+    #[serde(with = "humantime_serde")]
+    pub tombstone_horizon: Duration,
+    /// Peer timestamps further ahead of this node's clock are refused.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            write_replicas: 2,
+            write_timeout: Duration::from_secs(5),
+            anti_entropy_interval: Duration::from_secs(1),
+            tombstone_horizon: Duration::from_secs(7 * 24 * 3600),
+            max_clock_skew: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacementSection {
+    /// Balance slack: no node takes more than ceil((1 + epsilon) · its fair share).
+    pub epsilon: f64,
+}
+
+impl Default for PlacementSection {
+    fn default() -> Self {
+        PlacementSection {
+            epsilon: crate::placement::DEFAULT_EPSILON,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySection {
+    /// Inclusive range of service node ports, `LOW-HIGH`.
+    pub node_port_range: String,
+    /// Address of the DNS responder (`NAME.NAMESPACE.svc.shoal`); empty disables it.
+    pub dns_addr: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            node_port_range: "30000-32767".into(),
+            dns_addr: String::new(),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimesSection {
+    /// `auto` (use Docker when its engine answers), `on` or `off`.
+    pub docker: String,
+    /// Docker (or Podman) API socket; default: $DOCKER_HOST, else /var/run/docker.sock.
+    pub docker_socket: Option<String>,
+}
+
+impl Default for RuntimesSection {
+    fn default() -> Self {
+        RuntimesSection {
+            docker: "auto".into(),
+            docker_socket: None,
+        }
+    }
+}
+
+/// Everything `shoal up` can be told, in the TOML file's shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name, unique in the cluster; default: the host name.
+    pub name: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub api_addr: Option<SocketAddr>,
+    pub gossip_addr: Option<SocketAddr>,
+    pub node_ip: Option<IpAddr>,
+    /// Peers to join (`HOST:PORT` of their gossip address).
+    pub join: Vec<String>,
+    /// Join token (from `shoal token` on a cluster node).
+    pub token: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: CapacitySection,
+    pub agent: AgentSection,
+    pub membership: MembershipSection,
+    pub state: StateSection,
+    pub placement: PlacementSection,
+    pub proxy: ProxySection,
+    pub runtimes: RuntimesSection,
+}
+
+impl NodeConfig {
+    pub fn from_file(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse(path.display().to_string(), e.to_string()))
+    }
+}
+
+/// The per-user default data directory: `/var/lib/shoal` for root, else
+/// `$XDG_DATA_HOME/shoal` or `~/.local/share/shoal`.
+pub fn default_data_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/shoal");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("shoal");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/shoal");
+    }
+    PathBuf::from(".shoal")
+}
+
+/// The address this host uses to reach the outside, without sending
+/// anything (a UDP "connect" only picks a route); loopback when offline.
+pub fn detect_node_ip() -> IpAddr {
+    let probe = || -> std::io::Result<IpAddr> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        s.connect("192.0.2.1:9")?; // TEST-NET-1: never routed to a real host
+        Ok(s.local_addr()?.ip())
+    };
+    match probe() {
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    }
+}
+
+/// Settings resolved to concrete values.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub api_addr: SocketAddr,
+    pub gossip_addr: SocketAddr,
+    pub node_ip: IpAddr,
+    pub node_port_range: (u16, u16),
+    pub log_max_bytes: u64,
+}
+
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a range like 30000-32767"))?;
+    let lo: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a port"))?;
+    let hi: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a port"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!(
+            "{s:?}: the low port must be at least 1 and not above the high port"
+        ));
+    }
+    Ok((lo, hi))
+}
+
+impl NodeConfig {
+    /// Fills in defaults that depend on the host and on other settings.
+    pub fn resolve(&self) -> Result<Resolved, ConfigError> {
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .map(|h| h.split('.').next().unwrap_or("node").to_ascii_lowercase())
+                .unwrap_or_else(|| "node".into()),
+        };
+        crate::model::names::dns_label(&name, 63).map_err(|m| invalid("name", m))?;
+        let node_ip = match (self.node_ip, self.gossip_addr) {
+            (Some(ip), _) => ip,
+            (None, Some(g)) if !g.ip().is_unspecified() => g.ip(),
+            _ => detect_node_ip(),
+        };
+        let explicit_ip = self.node_ip.is_some();
+        let api_addr = self.api_addr.unwrap_or_else(|| {
+            let ip = if node_ip.is_loopback() {
+                node_ip
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            };
+            SocketAddr::new(ip, DEFAULT_API_PORT)
+        });
+        let gossip_addr = self.gossip_addr.unwrap_or_else(|| {
+            let ip = if explicit_ip {
+                node_ip
+            } else {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            };
+            SocketAddr::new(ip, DEFAULT_GOSSIP_PORT)
+        });
+        let node_port_range = parse_port_range(&self.proxy.node_port_range)
+            .map_err(|m| invalid("proxy.node_port_range", m))?;
+        let log_max_bytes = crate::model::quantity::parse_memory_bytes(&self.agent.log_max_size)
+            .map_err(|e| invalid("agent.log_max_size", e.to_string()))?;
+        if log_max_bytes < 1024 {
+            return Err(invalid("agent.log_max_size", "must be at least 1Ki"));
+        }
+        if self.state.write_replicas == 0 {
+            return Err(invalid("state.write_replicas", "must be at least 1"));
+        }
+        if !(self.placement.epsilon >= 0.0 && self.placement.epsilon <= 10.0) {
+            return Err(invalid("placement.epsilon", "must be between 0 and 10"));
+        }
+        if self.membership.phi_threshold < 1.0 {
+            return Err(invalid("membership.phi_threshold", "must be at least 1"));
+        }
+        if self.membership.gossip_interval < Duration::from_millis(10) {
+            return Err(invalid(
+                "membership.gossip_interval",
+                "must be at least 10ms",
+            ));
+        }
+        match self.runtimes.docker.as_str() {
+            "auto" | "on" | "off" => {}
+            other => {
+                return Err(invalid(
+                    "runtimes.docker",
+                    format!("must be auto, on or off (got {other:?})"),
+                ));
+            }
+        }
+        match self.log_format.as_deref() {
+            None | Some("text") | Some("json") => {}
+            Some(other) => {
+                return Err(invalid(
+                    "log_format",
+                    format!("must be text or json (got {other:?})"),
+                ));
+            }
+        }
+        match self.membership.discover.as_str() {
+            "" | "mdns" => {}
+            other => {
+                return Err(invalid(
+                    "membership.discover",
+                    format!("must be empty or mdns (got {other:?})"),
+                ));
+            }
+        }
+        for (k, v) in &self.labels {
+            crate::model::names::label_key(k).map_err(|m| invalid(&format!("labels.{k}"), m))?;
+            crate::model::names::label_value(v).map_err(|m| invalid(&format!("labels.{k}"), m))?;
+        }
+        Ok(Resolved {
+            name,
+            data_dir: self.data_dir.clone().unwrap_or_else(default_data_dir),
+            api_addr,
+            gossip_addr,
+            node_ip,
+            node_port_range,
+            log_max_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let text = include_str!("../configs/node.example.toml");
+        let c: NodeConfig = toml::from_str(text).unwrap();
+        let d = NodeConfig::default();
+        assert_eq!(c.agent, d.agent);
+        assert_eq!(c.membership, d.membership);
+        assert_eq!(c.state, d.state);
+        assert_eq!(c.proxy, d.proxy);
+        assert_eq!(c.capacity.max_pods, d.capacity.max_pods);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err =
+            toml::from_str::<NodeConfig>("[agent]\nrestart_backof_initial = \"1s\"\n").unwrap_err();
+        assert!(err.to_string().contains("restart_backof_initial"), "{err}");
+    }
+
+    #[test]
+    fn loopback_node_ip_drives_the_default_addresses() {
+        let c = NodeConfig {
+            name: Some("a".into()),
+            node_ip: Some("127.0.0.11".parse().unwrap()),
+            ..Default::default()
+        };
+        let r = c.resolve().unwrap();
+        assert_eq!(r.api_addr, "127.0.0.11:7420".parse().unwrap());
+        assert_eq!(r.gossip_addr, "127.0.0.11:7421".parse().unwrap());
+        let c = NodeConfig {
+            name: Some("a".into()),
+            gossip_addr: Some("127.0.0.12:9000".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.resolve().unwrap().node_ip,
+            "127.0.0.12".parse::<IpAddr>().unwrap()
+        );
+        assert!(
+            NodeConfig {
+                name: Some("Bad_Name".into()),
+                ..Default::default()
+            }
+            .resolve()
+            .is_err()
+        );
+        assert!(parse_port_range("5-1").is_err());
+    }
+}

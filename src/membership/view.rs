@@ -1,0 +1,147 @@
+//! What this node knows about the cluster: each node's record, its state
+//! (Ready, Suspect, Dead, Left) and the pods it reports.
+//!
+//! Owns the record a node gossips about itself (`NodeInfo`, small: no pod
+//! specs) and the view assembled from everyone's records (`ClusterView`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::status::PodStatus;
+use crate::model::pods::{Resources, RuntimeKind};
+use crate::placement::NodeSpec;
+
+/// What a node tells the cluster about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    pub name: String,
+    /// New on every start (the start time in unix milliseconds).
+    pub generation: u64,
+    /// `http://IP:PORT` of its API.
+    pub api_url: String,
+    pub gossip_addr: String,
+    pub node_ip: String,
+    pub capacity: Resources,
+    pub allocatable: Resources,
+    pub weight: u64,
+    pub max_pods: u32,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub runtimes: BTreeSet<RuntimeKind>,
+    pub arch: String,
+    pub os: String,
+    pub hostname: String,
+    pub version: String,
+    /// Unix seconds when the node started.
+    pub started_at: u64,
+    /// Whether placement may give it pods (past its settle time, not leaving).
+    pub schedulable: bool,
+}
+
+impl NodeInfo {
+    pub fn spec(&self) -> NodeSpec {
+        NodeSpec {
+            name: self.name.clone(),
+            allocatable: self.allocatable,
+            weight: self.weight.max(1),
+            labels: self.labels.clone(),
+            runtimes: self.runtimes.clone(),
+            max_pods: self.max_pods,
+        }
+    }
+}
+
+/// A node's state as this node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum NodeState {
+    Ready,
+    /// Alive per the failure detector, but not heard from lately.
+    Suspect,
+    Dead,
+    /// Left gracefully.
+    Left,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Ready => "Ready",
+            NodeState::Suspect => "Suspect",
+            NodeState::Dead => "Dead",
+            NodeState::Left => "Left",
+        }
+    }
+
+    /// Counted as alive (for placement and quorum).
+    pub fn alive(self) -> bool {
+        matches!(self, NodeState::Ready | NodeState::Suspect)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub info: NodeInfo,
+    pub state: NodeState,
+    /// Unix seconds of the last state change seen here.
+    pub since: u64,
+    /// Pods it reports, by id.
+    pub pods: BTreeMap<String, PodStatus>,
+}
+
+/// The cluster as this node sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterView {
+    pub self_name: String,
+    pub nodes: BTreeMap<String, NodeView>,
+    /// Whether this node sees a majority of the nodes it last knew.
+    pub quorum: bool,
+}
+
+impl ClusterView {
+    /// Nodes placement may use: alive and schedulable.
+    pub fn placement_nodes(&self) -> Vec<NodeSpec> {
+        self.nodes
+            .values()
+            .filter(|n| n.state.alive() && n.info.schedulable)
+            .map(|n| n.info.spec())
+            .collect()
+    }
+
+    /// API URLs of the alive nodes (for client failover), this node first.
+    pub fn api_urls(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        if let Some(me) = self.nodes.get(&self.self_name) {
+            v.push(me.info.api_url.clone());
+        }
+        for n in self.nodes.values() {
+            if n.state.alive() && n.info.name != self.self_name {
+                v.push(n.info.api_url.clone());
+            }
+        }
+        v
+    }
+}
+
+/// Detected capacity of this host: (cpu millicores, memory bytes).
+pub fn detect_capacity() -> Resources {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(1 << 30);
+    Resources {
+        cpu_millis: cpus * 1000,
+        memory_bytes: mem,
+    }
+}

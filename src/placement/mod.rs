@@ -1,0 +1,303 @@
+//! Placement: which node owns each pod. A pure, deterministic function of the
+//! live nodes and the desired pods, evaluated independently by every node.
+//!
+//! Capacity-weighted rendezvous hashing (each node scores each pod with
+//! `weight / -ln(u)`, `u` a hash of both names; the best score wins) with
+//! bounded loads (Mirrokni, Thorup, Zadimoghaddam: no node above
+//! `ceil((1 + ε) · its fair share)`), plus hard constraints: runtime, node
+//! selector, resource requests, pod count. Replicas of one workload go to
+//! distinct nodes while there are nodes left. No clock, no RNG, no map
+//! iteration order, no `std::hash`: hashes are blake3 over explicit bytes
+//! mixed with a fixed integer finalizer.
+
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::model::pods::{DesiredPod, Resources, RuntimeKind};
+
+/// Default balance slack ε.
+pub const DEFAULT_EPSILON: f64 = 0.25;
+
+/// What placement knows about a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSpec {
+    pub name: String,
+    /// What pods may request in total.
+    pub allocatable: Resources,
+    /// Relative capacity (by default the node's CPU in millicores).
+    pub weight: u64,
+    pub labels: BTreeMap<String, String>,
+    pub runtimes: BTreeSet<RuntimeKind>,
+    pub max_pods: u32,
+}
+
+/// The outcome: an owner for every placed pod, a reason for every other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub owners: BTreeMap<String, String>,
+    pub pending: BTreeMap<String, String>,
+}
+
+impl Placement {
+    /// Pods per node.
+    pub fn loads(&self) -> BTreeMap<&str, usize> {
+        let mut m = BTreeMap::new();
+        for n in self.owners.values() {
+            *m.entry(n.as_str()).or_default() += 1;
+        }
+        m
+    }
+}
+
+/// 64-bit seed of a name: the first 8 bytes of blake3.
+fn seed(bytes: &[u8]) -> u64 {
+    let h = blake3::hash(bytes);
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// SplitMix64's finalizer: a fixed bijective mixer (stable forever).
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `-log2(u)` in 32.32 fixed point, for `u = ((h >> 11) + 1) / 2^53` in
+/// (0, 1]. Integer arithmetic only, so every machine (x86 or ARM, any libm)
+/// computes the same bits; `f64::ln` gives no such promise.
+fn neg_log2_fixed(h: u64) -> u64 {
+    let x = (h >> 11) + 1; // 1 ..= 2^53
+    let k = 63 - u64::from(x.leading_zeros()); // floor(log2 x)
+    // m = x / 2^k in [1, 2), as 2.62 fixed point.
+    let mut m: u128 = (u128::from(x)) << (62 - k);
+    let one: u128 = 1 << 62;
+    let mut frac: u64 = 0;
+    for bit in (0..32).rev() {
+        m = (m * m) >> 62;
+        if m >= 2 * one {
+            m >>= 1;
+            frac |= 1 << bit;
+        }
+    }
+    let log2_x = (k << 32) | frac;
+    (53u64 << 32).saturating_sub(log2_x)
+}
+
+/// A rendezvous score `weight / -ln(u)`, kept as the pair so that scores
+/// compare exactly by cross-multiplication (the ln 2 factor cancels).
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    weight: u64,
+    neg_log: u64,
+}
+
+impl Score {
+    fn new(weight: u64, h: u64) -> Score {
+        Score {
+            weight,
+            neg_log: neg_log2_fixed(h),
+        }
+    }
+    /// Whether `self` beats `o`: `w1 / l1 > w2 / l2`.
+    fn beats(&self, o: &Score) -> bool {
+        u128::from(self.weight) * u128::from(o.neg_log)
+            > u128::from(o.weight) * u128::from(self.neg_log)
+    }
+    fn ties(&self, o: &Score) -> bool {
+        u128::from(self.weight) * u128::from(o.neg_log)
+            == u128::from(o.weight) * u128::from(self.neg_log)
+    }
+}
+
+struct Node<'a> {
+    spec: &'a NodeSpec,
+    seed: u64,
+    used: Resources,
+    pods: u32,
+    cap: u32,
+}
+
+/// Why a pod fits nowhere, for its Pending reason.
+fn pending_reason(pod: &DesiredPod, nodes: &[Node<'_>]) -> String {
+    if nodes.is_empty() {
+        return "no live node".into();
+    }
+    let n = nodes.len();
+    let runtime: Vec<&Node<'_>> = nodes
+        .iter()
+        .filter(|x| x.spec.runtimes.contains(&pod.runtime))
+        .collect();
+    if runtime.is_empty() {
+        return format!(
+            "no node offers the {} runtime ({n} node{} checked)",
+            pod.runtime.as_str(),
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    let sel: Vec<&Node<'_>> = runtime
+        .into_iter()
+        .filter(|x| selector_matches(pod, x.spec))
+        .collect();
+    if sel.is_empty() {
+        let s: Vec<String> = pod
+            .spec
+            .node_selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        return format!("no node matches nodeSelector {}", s.join(","));
+    }
+    let m = sel.len();
+    let all = if m == n {
+        format!("all {n}")
+    } else {
+        format!("the {m} matching")
+    };
+    let nodes_word = if m == 1 { "node" } else { "nodes" };
+    let mut reasons = Vec::new();
+    if sel.iter().all(|x| x.pods >= x.spec.max_pods) {
+        reasons.push(format!("too many pods on {all} {nodes_word}"));
+    }
+    if sel.iter().all(|x| {
+        x.used.cpu_millis.saturating_add(pod.requests.cpu_millis) > x.spec.allocatable.cpu_millis
+    }) {
+        reasons.push(format!("insufficient cpu on {all} {nodes_word}"));
+    }
+    if sel.iter().all(|x| {
+        x.used
+            .memory_bytes
+            .saturating_add(pod.requests.memory_bytes)
+            > x.spec.allocatable.memory_bytes
+    }) {
+        reasons.push(format!("insufficient memory on {all} {nodes_word}"));
+    }
+    if reasons.is_empty() {
+        reasons.push(format!(
+            "no single node has enough free cpu and memory among {all} {nodes_word}"
+        ));
+    }
+    reasons.join("; ")
+}
+
+fn selector_matches(pod: &DesiredPod, n: &NodeSpec) -> bool {
+    pod.spec
+        .node_selector
+        .iter()
+        .all(|(k, v)| n.labels.get(k) == Some(v))
+}
+
+/// Places every pod. Same inputs (in any order) give the same answer.
+pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], epsilon: f64) -> Placement {
+    let mut specs: Vec<&NodeSpec> = nodes.iter().collect();
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    specs.dedup_by(|a, b| a.name == b.name);
+    let mut order: Vec<&DesiredPod> = pods.iter().collect();
+    order.sort_by(|a, b| {
+        (&a.namespace, a.owner.kind, &a.owner.name, a.index, &a.name).cmp(&(
+            &b.namespace,
+            b.owner.kind,
+            &b.owner.name,
+            b.index,
+            &b.name,
+        ))
+    });
+    order.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+
+    let total_weight: u128 = specs.iter().map(|s| u128::from(s.weight.max(1))).sum();
+    let total_pods = order.len() as u128;
+    let eps = epsilon.max(0.0);
+    let mut state: Vec<Node<'_>> = specs
+        .iter()
+        .map(|s| {
+            let fair =
+                (total_pods * u128::from(s.weight.max(1))) as f64 / total_weight.max(1) as f64;
+            Node {
+                spec: s,
+                seed: seed(s.name.as_bytes()),
+                used: Resources::default(),
+                pods: 0,
+                cap: ((1.0 + eps) * fair).ceil().max(1.0) as u32,
+            }
+        })
+        .collect();
+    // Nodes grouped by weight: within a group the largest hash has the best
+    // score, so `ln` runs once per group rather than once per node.
+    let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, n) in state.iter().enumerate() {
+        groups.entry(n.spec.weight.max(1)).or_default().push(i);
+    }
+    let groups: Vec<(u64, Vec<usize>)> = groups.into_iter().collect();
+
+    let mut out = Placement::default();
+    // Per workload: which nodes host a replica, and which nodes are eligible.
+    let mut siblings: HashMap<(String, String), Vec<bool>> = HashMap::new();
+    let mut eligible: HashMap<(String, String), Vec<bool>> = HashMap::new();
+    for pod in order {
+        let wl = (
+            pod.namespace.clone(),
+            format!("{}/{}", pod.owner.kind.as_str(), pod.owner.name),
+        );
+        let elig = eligible.entry(wl.clone()).or_insert_with(|| {
+            state
+                .iter()
+                .map(|n| n.spec.runtimes.contains(&pod.runtime) && selector_matches(pod, n.spec))
+                .collect()
+        });
+        let sib = siblings
+            .entry(wl)
+            .or_insert_with(|| vec![false; state.len()]);
+        let ps = seed(format!("{}/{}", pod.namespace, pod.name).as_bytes());
+        // Tier 0: under the cap, no sibling. Tier 1: under the cap. Tier 2: fits.
+        let mut best: [Option<(Score, usize)>; 3] = [None; 3];
+        for (w, members) in &groups {
+            let mut top: [Option<(u64, usize)>; 3] = [None; 3];
+            for &i in members {
+                if !elig[i] {
+                    continue;
+                }
+                let n = &state[i];
+                if n.pods >= n.spec.max_pods
+                    || !n
+                        .used
+                        .saturating_add(pod.requests)
+                        .fits_within(n.spec.allocatable)
+                {
+                    continue;
+                }
+                let h = mix(ps ^ n.seed);
+                let under = n.pods < n.cap;
+                let tiers = [under && !sib[i], under, true];
+                for (t, ok) in tiers.iter().enumerate() {
+                    if *ok && top[t].is_none_or(|(bh, bi)| h > bh || (h == bh && i < bi)) {
+                        top[t] = Some((h, i));
+                    }
+                }
+            }
+            for t in 0..3 {
+                if let Some((h, i)) = top[t] {
+                    let s = Score::new(*w, h);
+                    if best[t].is_none_or(|(bs, bi)| s.beats(&bs) || (s.ties(&bs) && i < bi)) {
+                        best[t] = Some((s, i));
+                    }
+                }
+            }
+        }
+        match best.iter().flatten().next() {
+            Some(&(_, i)) => {
+                let n = &mut state[i];
+                n.used = n.used.saturating_add(pod.requests);
+                n.pods += 1;
+                sib[i] = true;
+                out.owners.insert(pod.id(), n.spec.name.clone());
+            }
+            None => {
+                out.pending.insert(pod.id(), pending_reason(pod, &state));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

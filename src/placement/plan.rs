@@ -1,0 +1,69 @@
+//! From (desired state, cluster view) to the agent's `Plan`: the desired
+//! pods, their placement, and what the owners report. Pure.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Placement, place};
+use crate::agent::decide::Plan;
+use crate::agent::status::ContainerState;
+use crate::membership::view::ClusterView;
+use crate::model::Object;
+use crate::model::pods::{DesiredPod, desired_pods};
+use crate::state::Snapshot;
+
+/// Everything derived from one (snapshot, view) pair.
+#[derive(Debug, Clone, Default)]
+pub struct PlanView {
+    pub desired: Vec<DesiredPod>,
+    pub placement: Placement,
+    pub plan: Arc<Plan>,
+}
+
+pub fn make_plan(snapshot: &Snapshot, view: &ClusterView, epsilon: f64) -> PlanView {
+    let objects: Vec<&Object> = snapshot.objects.values().map(|o| &o.object).collect();
+    let desired = desired_pods(objects, &snapshot.pod_results);
+    let nodes = view.placement_nodes();
+    let placement = place(&nodes, &desired, epsilon);
+    let mut ready_on_owner = BTreeMap::new();
+    for (id, owner) in &placement.owners {
+        if let Some(st) = view
+            .nodes
+            .get(owner)
+            .filter(|n| n.state.alive())
+            .and_then(|n| n.pods.get(id))
+            && st.ready
+            && !st.terminating
+        {
+            ready_on_owner.insert(id.clone(), st.template_hash.clone());
+        }
+    }
+    let mut fenced_elsewhere = std::collections::BTreeSet::new();
+    for d in desired.iter().filter(|d| d.fenced) {
+        let id = d.id();
+        let elsewhere = view.nodes.values().any(|n| {
+            n.info.name != view.self_name
+                && n.state.alive()
+                && n.pods.get(&id).is_some_and(|s| {
+                    s.containers
+                        .iter()
+                        .any(|c| !matches!(c.state, ContainerState::Terminated { .. }))
+                })
+        });
+        if elsewhere {
+            fenced_elsewhere.insert(id);
+        }
+    }
+    let plan = Plan {
+        desired: desired.iter().map(|d| (d.id(), d.clone())).collect(),
+        owners: placement.owners.clone(),
+        ready_on_owner,
+        quorum: view.quorum,
+        fenced_elsewhere,
+    };
+    PlanView {
+        desired,
+        placement,
+        plan: Arc::new(plan),
+    }
+}

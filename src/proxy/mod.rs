@@ -1,0 +1,5 @@
+//! Services: sender-side load balancing on every node.
+//!
+//! - `endpoints`: which Ready pods back a service (pure).
+
+pub mod endpoints;

@@ -1,0 +1,402 @@
+//! Test harness: real `shoal` processes on their own loopback addresses,
+//! driven through the real CLI. Every wait polls a condition with a deadline.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+
+/// Config tuned for tests: fast restarts, fast gossip, short settle.
+pub const FAST: &str = r#"
+[agent]
+restart_backoff_initial = "200ms"
+restart_backoff_max = "2s"
+handoff_timeout = "30s"
+[membership]
+settle_time = "1s"
+[state]
+write_timeout = "3s"
+"#;
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `secs`
+/// with `what` and the last observation.
+pub fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let last = match f() {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        if Instant::now() > end {
+            panic!("timed out after {secs}s waiting for {what}; last: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A loopback address no other test uses: 127.X.Y.Z, checked free.
+pub fn unique_ip() -> Ipv4Addr {
+    loop {
+        let r: u32 = rand_u32();
+        let ip = Ipv4Addr::new(
+            127,
+            100 + (r % 100) as u8,
+            ((r >> 8) % 250) as u8 + 1,
+            ((r >> 16) % 250) as u8 + 2,
+        );
+        if TcpListener::bind(SocketAddr::from((ip, 7420))).is_ok()
+            && std::net::UdpSocket::bind(SocketAddr::from((ip, 7421))).is_ok()
+        {
+            return ip;
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
+/// A consecutive block of `n` loopback addresses, all free.
+pub fn unique_ips(n: usize) -> Vec<Ipv4Addr> {
+    loop {
+        let base = unique_ip();
+        let o = base.octets();
+        if o[3] as usize + n > 254 {
+            continue;
+        }
+        let ips: Vec<Ipv4Addr> = (0..n)
+            .map(|i| Ipv4Addr::new(o[0], o[1], o[2], o[3] + i as u8))
+            .collect();
+        if ips
+            .iter()
+            .all(|ip| TcpListener::bind(SocketAddr::from((*ip, 7420))).is_ok())
+        {
+            return ips;
+        }
+    }
+}
+
+pub struct TestNode {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+    pub extra_args: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestNode {
+    /// Starts a node with `config` (TOML) and extra flags.
+    pub fn start(name: &str, config: &str, extra_args: &[&str]) -> TestNode {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut n = TestNode {
+            name: name.into(),
+            ip: unique_ip(),
+            dir,
+            child: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        std::fs::write(n.dir.join("node.toml"), config).unwrap();
+        n.spawn();
+        n.wait_healthy();
+        n
+    }
+
+    /// A node at a given address and data dir (for clusters).
+    pub fn start_at(
+        name: &str,
+        ip: Ipv4Addr,
+        dir: PathBuf,
+        config: &str,
+        extra_args: &[String],
+    ) -> TestNode {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("node.toml"), config).unwrap();
+        let mut n = TestNode {
+            name: name.into(),
+            ip,
+            dir,
+            child: None,
+            extra_args: extra_args.to_vec(),
+            _tmp: None,
+        };
+        n.spawn();
+        n
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn server(&self) -> String {
+        format!("http://{}:7420", self.ip)
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("up")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--node-ip")
+            .arg(self.ip.to_string())
+            .arg("--name")
+            .arg(&self.name)
+            .arg("--config")
+            .arg(self.dir.join("node.toml"))
+            .args(&self.extra_args)
+            .env_remove("SHOAL_TOKEN")
+            .env_remove("SHOAL_SERVER")
+            .env("SHOAL_LOG", "info,shoal=debug,chitchat=warn,quinn=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn shoal up"));
+    }
+
+    pub fn wait_healthy(&self) {
+        let addr = SocketAddr::from((self.ip, 7420));
+        poll(30, &format!("node {} API", self.name), || {
+            if let Some(code) = self.exit_code() {
+                return Err(format!("node exited with {code:?}; log:\n{}", self.log()));
+            }
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+    }
+
+    fn exit_code(&self) -> Option<Option<i32>> {
+        // try_wait needs &mut; peek via /proc instead.
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        if stat.contains(") Z ") {
+            Some(None)
+        } else {
+            None
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("api-token"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// Runs the CLI against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("SHOAL_SERVER", self.server())
+            .env("SHOAL_DATA_DIR", self.data_dir())
+            .env("XDG_CACHE_HOME", self.dir.join("cache"))
+            .env_remove("SHOAL_TOKEN")
+            .output()
+            .expect("run shoal")
+    }
+
+    /// Runs the CLI with stdin.
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut c = Command::new(BIN)
+            .args(args)
+            .env("SHOAL_SERVER", self.server())
+            .env("SHOAL_DATA_DIR", self.data_dir())
+            .env("XDG_CACHE_HOME", self.dir.join("cache"))
+            .env_remove("SHOAL_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    /// Runs the CLI and returns stdout, panicking with stderr on failure.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.cli(args);
+        assert!(
+            o.status.success(),
+            "shoal {args:?} failed ({:?}): {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Result<Value, String> {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["-o", "json"]);
+        let o = self.cli(&a);
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+        }
+        serde_json::from_slice(&o.stdout).map_err(|e| e.to_string())
+    }
+
+    /// Applies a manifest given as text.
+    pub fn apply(&self, yaml: &str) -> String {
+        let o = self.cli_stdin(&["apply", "-f", "-"], yaml);
+        assert!(
+            o.status.success(),
+            "apply failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn pods(&self) -> Vec<Value> {
+        self.json(&["get", "pods"])
+            .ok()
+            .and_then(|v| v["items"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until `deploy` has `n` Ready replicas (as `get deployments` says).
+    pub fn wait_ready(&self, deploy: &str, n: i64, secs: u64) {
+        poll(
+            secs,
+            &format!("{deploy} to have {n} ready replicas"),
+            || {
+                let v = self.json(&["get", "deployments", deploy])?;
+                let ready = v["status"]["readyReplicas"].as_i64().unwrap_or(0);
+                if ready == n {
+                    Ok(())
+                } else {
+                    Err(format!("{ready} ready: {}", v["status"]))
+                }
+            },
+        );
+    }
+
+    /// The marker on this node's pod processes.
+    pub fn marker(&self) -> String {
+        shoal::node::agent_marker(&self.data_dir())
+    }
+
+    /// Pids of this node's pod processes (all, children included).
+    pub fn pod_pids(&self) -> Vec<i32> {
+        shoal::agent::process::marked_pids(&self.marker())
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the process to exit.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        c.wait().ok().and_then(|s| s.code())
+    }
+
+    pub fn restart(&mut self) {
+        self.spawn();
+        self.wait_healthy();
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill9();
+        shoal::agent::process::kill_marked(&self.marker(), Duration::from_secs(5));
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.contains(") Z "),
+        Err(_) => false,
+    }
+}
+
+/// The pid in a `pid://N` container id.
+pub fn pid_of(pod: &Value) -> Option<i32> {
+    pod["status"]["containerStatuses"][0]["containerID"]
+        .as_str()?
+        .strip_prefix("pid://")?
+        .parse()
+        .ok()
+}
+
+pub fn find<'a>(pods: &'a [Value], name: &str) -> Option<&'a Value> {
+    pods.iter().find(|p| p["metadata"]["name"] == name)
+}
+
+/// One HTTP GET; returns the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// A manifest of a Deployment of `n` Python HTTP servers answering with their pod name.
+pub fn web_deployment(name: &str, n: u32) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {n}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+        - name: web
+          command: ["python3", "-c", "{py}"]
+          ports: [{{name: http, containerPort: 8080}}]
+          readinessProbe:
+            httpGet: {{path: /, port: http}}
+            periodSeconds: 1
+"#,
+        py = PY_SERVER
+    )
+}
+
+/// A tiny HTTP server answering `pod=<name> node=<node>`; `/slow` sleeps 1s.
+pub const PY_SERVER: &str = "import http.server,os,time\\nclass H(http.server.BaseHTTPRequestHandler):\\n def do_GET(s):\\n  if s.path=='/slow': time.sleep(float(os.environ.get('SLOW','1')))\\n  b=('pod='+os.environ['SHOAL_POD_NAME']+' node='+os.environ['SHOAL_NODE_NAME']).encode()\\n  s.send_response(200);s.send_header('Content-Length',str(len(b)));s.end_headers();s.wfile.write(b)\\n def log_message(s,*a): pass\\nhttp.server.ThreadingHTTPServer((os.environ['SHOAL_NODE_IP'],int(os.environ['PORT'])),H).serve_forever()";
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
