@@ -29,10 +29,7 @@ pub enum ConfigError {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
+    ConfigError::Invalid { field: field.into(), message: message.into() }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -170,9 +167,7 @@ pub struct PlacementSection {
 
 impl Default for PlacementSection {
     fn default() -> Self {
-        PlacementSection {
-            epsilon: crate::placement::DEFAULT_EPSILON,
-        }
+        PlacementSection { epsilon: crate::placement::DEFAULT_EPSILON }
     }
 }
 
@@ -208,10 +203,7 @@ pub struct RuntimesSection {
 
 impl Default for RuntimesSection {
     fn default() -> Self {
-        RuntimesSection {
-            docker: "auto".into(),
-            docker_socket: None,
-        }
+        RuntimesSection { docker: "auto".into(), docker_socket: None }
     }
 }
 
@@ -243,10 +235,8 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     pub fn from_file(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
-        toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse(path.display().to_string(), e.to_string()))
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.display().to_string(), e.to_string()))
     }
 }
 
@@ -292,21 +282,11 @@ pub struct Resolved {
 }
 
 pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s
-        .split_once('-')
-        .ok_or_else(|| format!("{s:?} is not a range like 30000-32767"))?;
-    let lo: u16 = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("{a:?} is not a port"))?;
-    let hi: u16 = b
-        .trim()
-        .parse()
-        .map_err(|_| format!("{b:?} is not a port"))?;
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?} is not a range like 30000-32767"))?;
+    let lo: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
+    let hi: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
     if lo == 0 || lo > hi {
-        return Err(format!(
-            "{s:?}: the low port must be at least 1 and not above the high port"
-        ));
+        return Err(format!("{s:?}: the low port must be at least 1 and not above the high port"));
     }
     Ok((lo, hi))
 }
@@ -330,23 +310,15 @@ impl NodeConfig {
         };
         let explicit_ip = self.node_ip.is_some();
         let api_addr = self.api_addr.unwrap_or_else(|| {
-            let ip = if node_ip.is_loopback() {
-                node_ip
-            } else {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            };
+            let ip = if node_ip.is_loopback() { node_ip } else { IpAddr::V4(Ipv4Addr::LOCALHOST) };
             SocketAddr::new(ip, DEFAULT_API_PORT)
         });
         let gossip_addr = self.gossip_addr.unwrap_or_else(|| {
-            let ip = if explicit_ip {
-                node_ip
-            } else {
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-            };
+            let ip = if explicit_ip { node_ip } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
             SocketAddr::new(ip, DEFAULT_GOSSIP_PORT)
         });
-        let node_port_range = parse_port_range(&self.proxy.node_port_range)
-            .map_err(|m| invalid("proxy.node_port_range", m))?;
+        let node_port_range =
+            parse_port_range(&self.proxy.node_port_range).map_err(|m| invalid("proxy.node_port_range", m))?;
         let log_max_bytes = crate::model::quantity::parse_memory_bytes(&self.agent.log_max_size)
             .map_err(|e| invalid("agent.log_max_size", e.to_string()))?;
         if log_max_bytes < 1024 {
@@ -362,36 +334,24 @@ impl NodeConfig {
             return Err(invalid("membership.phi_threshold", "must be at least 1"));
         }
         if self.membership.gossip_interval < Duration::from_millis(10) {
-            return Err(invalid(
-                "membership.gossip_interval",
-                "must be at least 10ms",
-            ));
+            return Err(invalid("membership.gossip_interval", "must be at least 10ms"));
         }
         match self.runtimes.docker.as_str() {
             "auto" | "on" | "off" => {}
             other => {
-                return Err(invalid(
-                    "runtimes.docker",
-                    format!("must be auto, on or off (got {other:?})"),
-                ));
+                return Err(invalid("runtimes.docker", format!("must be auto, on or off (got {other:?})")));
             }
         }
         match self.log_format.as_deref() {
             None | Some("text") | Some("json") => {}
             Some(other) => {
-                return Err(invalid(
-                    "log_format",
-                    format!("must be text or json (got {other:?})"),
-                ));
+                return Err(invalid("log_format", format!("must be text or json (got {other:?})")));
             }
         }
         match self.membership.discover.as_str() {
             "" | "mdns" => {}
             other => {
-                return Err(invalid(
-                    "membership.discover",
-                    format!("must be empty or mdns (got {other:?})"),
-                ));
+                return Err(invalid("membership.discover", format!("must be empty or mdns (got {other:?})")));
             }
         }
         for (k, v) in &self.labels {
@@ -428,18 +388,14 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_errors() {
-        let err =
-            toml::from_str::<NodeConfig>("[agent]\nrestart_backof_initial = \"1s\"\n").unwrap_err();
+        let err = toml::from_str::<NodeConfig>("[agent]\nrestart_backof_initial = \"1s\"\n").unwrap_err();
         assert!(err.to_string().contains("restart_backof_initial"), "{err}");
     }
 
     #[test]
     fn loopback_node_ip_drives_the_default_addresses() {
-        let c = NodeConfig {
-            name: Some("a".into()),
-            node_ip: Some("127.0.0.11".parse().unwrap()),
-            ..Default::default()
-        };
+        let c =
+            NodeConfig { name: Some("a".into()), node_ip: Some("127.0.0.11".parse().unwrap()), ..Default::default() };
         let r = c.resolve().unwrap();
         assert_eq!(r.api_addr, "127.0.0.11:7420".parse().unwrap());
         assert_eq!(r.gossip_addr, "127.0.0.11:7421".parse().unwrap());
@@ -448,18 +404,8 @@ mod tests {
             gossip_addr: Some("127.0.0.12:9000".parse().unwrap()),
             ..Default::default()
         };
-        assert_eq!(
-            c.resolve().unwrap().node_ip,
-            "127.0.0.12".parse::<IpAddr>().unwrap()
-        );
-        assert!(
-            NodeConfig {
-                name: Some("Bad_Name".into()),
-                ..Default::default()
-            }
-            .resolve()
-            .is_err()
-        );
+        assert_eq!(c.resolve().unwrap().node_ip, "127.0.0.12".parse::<IpAddr>().unwrap());
+        assert!(NodeConfig { name: Some("Bad_Name".into()), ..Default::default() }.resolve().is_err());
         assert!(parse_port_range("5-1").is_err());
     }
 }

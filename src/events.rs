@@ -37,29 +37,15 @@ pub struct EventLog {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl EventLog {
     pub fn new(node: &str) -> EventLog {
-        EventLog {
-            node: node.to_string(),
-            ring: Mutex::new(VecDeque::new()),
-        }
+        EventLog { node: node.to_string(), ring: Mutex::new(VecDeque::new()) }
     }
 
-    fn push(
-        &self,
-        kind: &str,
-        reason: &str,
-        object_kind: &str,
-        namespace: &str,
-        name: &str,
-        message: String,
-    ) {
+    fn push(&self, kind: &str, reason: &str, object_kind: &str, namespace: &str, name: &str, message: String) {
         let e = Event {
             time_ms: now_ms(),
             kind: kind.into(),
@@ -82,30 +68,17 @@ impl EventLog {
         ring.push_back(e);
     }
 
-    pub fn pod(
-        &self,
-        warning: bool,
-        namespace: &str,
-        name: &str,
-        reason: &str,
-        message: impl Into<String>,
-    ) {
-        self.push(
-            if warning { "Warning" } else { "Normal" },
-            reason,
-            "Pod",
-            namespace,
-            name,
-            message.into(),
-        );
+    pub fn pod(&self, warning: bool, namespace: &str, name: &str, reason: &str, message: impl Into<String>) {
+        self.push(if warning { "Warning" } else { "Normal" }, reason, "Pod", namespace, name, message.into());
     }
 
+    /// Node events live in the `default` namespace, as in Kubernetes.
     pub fn node(&self, warning: bool, name: &str, reason: &str, message: impl Into<String>) {
         self.push(
             if warning { "Warning" } else { "Normal" },
             reason,
             "Node",
-            "",
+            crate::model::DEFAULT_NAMESPACE,
             name,
             message.into(),
         );

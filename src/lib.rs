@@ -14,6 +14,7 @@ pub mod events;
 pub mod membership;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod node;
 pub mod placement;
 pub mod proxy;

@@ -61,61 +61,21 @@ impl Metrics {
             proxy_connections: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "api_requests",
-            "API requests by method and status",
-            m.api_requests.clone(),
-        );
+        registry.register("api_requests", "API requests by method and status", m.api_requests.clone());
         registry.register(
             "api_unauthorized",
             "API requests refused for a missing or wrong token",
             m.api_unauthorized.clone(),
         );
-        registry.register(
-            "applies",
-            "Applies accepted by this node",
-            m.applies.clone(),
-        );
-        registry.register(
-            "pods_running",
-            "Pods this node runs",
-            m.pods_running.clone(),
-        );
-        registry.register(
-            "nodes",
-            "Nodes by state as seen by this node",
-            m.nodes.clone(),
-        );
-        registry.register(
-            "peer_refused",
-            "Peer connections or messages refused, by reason",
-            m.peer_refused.clone(),
-        );
-        registry.register(
-            "gossip_bytes_sent",
-            "Gossip payload bytes sent",
-            m.gossip_bytes_sent.clone(),
-        );
-        registry.register(
-            "gossip_bytes_received",
-            "Gossip payload bytes received",
-            m.gossip_bytes_received.clone(),
-        );
-        registry.register(
-            "gossip_messages_sent",
-            "Gossip messages sent",
-            m.gossip_messages_sent.clone(),
-        );
-        registry.register(
-            "gossip_messages_received",
-            "Gossip messages received",
-            m.gossip_messages_received.clone(),
-        );
-        registry.register(
-            "sync_bytes_sent",
-            "Desired-state replication bytes sent",
-            m.sync_bytes_sent.clone(),
-        );
+        registry.register("applies", "Applies accepted by this node", m.applies.clone());
+        registry.register("pods_running", "Pods this node runs", m.pods_running.clone());
+        registry.register("nodes", "Nodes by state as seen by this node", m.nodes.clone());
+        registry.register("peer_refused", "Peer connections or messages refused, by reason", m.peer_refused.clone());
+        registry.register("gossip_bytes_sent", "Gossip payload bytes sent", m.gossip_bytes_sent.clone());
+        registry.register("gossip_bytes_received", "Gossip payload bytes received", m.gossip_bytes_received.clone());
+        registry.register("gossip_messages_sent", "Gossip messages sent", m.gossip_messages_sent.clone());
+        registry.register("gossip_messages_received", "Gossip messages received", m.gossip_messages_received.clone());
+        registry.register("sync_bytes_sent", "Desired-state replication bytes sent", m.sync_bytes_sent.clone());
         registry.register(
             "sync_bytes_received",
             "Desired-state replication bytes received",
@@ -126,11 +86,7 @@ impl Metrics {
             "Entries in the desired-state map (tombstones included)",
             m.state_entries.clone(),
         );
-        registry.register(
-            "state_refused",
-            "Desired-state entries refused from peers",
-            m.state_refused.clone(),
-        );
+        registry.register("state_refused", "Desired-state entries refused from peers", m.state_refused.clone());
         registry.register(
             "proxy_connections",
             "Service proxy connections by service and outcome",
@@ -141,9 +97,7 @@ impl Metrics {
 
     /// Counts a refused peer input.
     pub fn refused(&self, reason: &str) {
-        self.peer_refused
-            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
-            .inc();
+        self.peer_refused.get_or_create(&vec![("reason".to_string(), reason.to_string())]).inc();
     }
 
     pub fn encode(&self) -> String {

@@ -1,15 +1,18 @@
-//! Wiring: one node = state + membership + planner + agent + proxy + API.
+//! Wiring: one node = identity + state + membership + planner + agent + API.
 //!
-//! Owns startup order and shutdown. Startup: data dir, identity, desired
-//! state from disk, runtimes, membership, planner, agent, API. Shutdown:
-//! leave the cluster, stop every pod (SIGTERM, grace, kill), close the API.
+//! Owns startup order and shutdown. Startup: data dir; cluster identity
+//! (create a cluster, join one with a token, or reload); desired state from
+//! disk; QUIC endpoint; gossip; planner; agent; API. Shutdown: announce the
+//! leave (peers see Left at once and start replacements), let pods hand off
+//! to their new owners for a bounded time, stop the rest (SIGTERM, grace,
+//! kill), close the network.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -25,10 +28,15 @@ use crate::agent::{Agent, AgentConfig, ResultSink, Statuses};
 use crate::api::server::{self, ApiCtx};
 use crate::config::{NodeConfig, Resolved};
 use crate::events::EventLog;
-use crate::membership::view::{ClusterView, NodeInfo, NodeState, NodeView, detect_capacity};
+use crate::membership::service::{GossipConfig, Membership, system_unix};
+use crate::membership::transport::QuicTransport;
+use crate::membership::view::{ClusterView, NodeInfo, detect_capacity};
 use crate::metrics::Metrics;
 use crate::model::pods::{PodResult, Resources, RuntimeKind};
 use crate::model::quantity::{parse_cpu_millis, parse_memory_bytes};
+use crate::net::join::{JoinService, Tokens, join};
+use crate::net::quic::Net;
+use crate::net::tls::Identity;
 use crate::placement::plan::{PlanView, make_plan};
 use crate::state::entry::kinds;
 use crate::state::{Key, LocalWriter, StateDb, Writer};
@@ -41,46 +49,44 @@ pub enum NodeError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Store(#[from] crate::state::store::StoreError),
-    #[error(
-        "cannot listen on {addr} for the API: {source} (is another node using it? pass --api-addr or --node-ip)"
-    )]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::TlsError),
+    #[error(transparent)]
+    Net(#[from] crate::net::quic::NetError),
+    #[error(transparent)]
+    Join(#[from] crate::net::join::JoinError),
+    #[error("cannot listen on {addr} for the API: {source} (is another node using it? pass --api-addr or --node-ip)")]
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Other(String),
 }
 
-/// Creates the file with mode 0600 if absent, filled by `make`; returns its trimmed content.
+/// Writes `content` to `path` with mode 0600, atomically (write, fsync, rename).
+pub fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads a private file, or creates it (mode 0600) with `make()`; trimmed.
 pub fn secret_file(path: &Path, make: impl FnOnce() -> String) -> std::io::Result<String> {
     if let Ok(s) = std::fs::read_to_string(path) {
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         return Ok(s.trim().to_string());
     }
     let value = make();
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(value.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
+    write_private(path, &format!("{value}\n"))?;
     Ok(value)
 }
 
 /// A random hex string of `bytes` bytes.
 pub fn random_hex(bytes: usize) -> String {
-    (0..bytes)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
 }
 
 /// Path of the API token in a data dir (the CLI reads it from there).
@@ -104,19 +110,12 @@ struct StateResults {
 #[async_trait]
 impl ResultSink for StateResults {
     fn current(&self, namespace: &str, name: &str) -> Option<PodResult> {
-        self.db
-            .snapshot()
-            .pod_results
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+        self.db.snapshot().pod_results.get(&(namespace.to_string(), name.to_string())).cloned()
     }
     async fn record(&self, namespace: &str, name: &str, result: PodResult) -> Result<(), String> {
         let bytes = serde_json::to_vec(&result).map_err(|e| e.to_string())?;
         self.writer
-            .write(vec![(
-                Key::new(kinds::POD_RESULT, namespace, name),
-                Some(bytes),
-            )])
+            .write(vec![(Key::new(kinds::POD_RESULT, namespace, name), Some(bytes))])
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -132,10 +131,7 @@ pub fn self_info(
 ) -> Result<NodeInfo, NodeError> {
     let detected = detect_capacity();
     let bad = |field: &str, e: String| {
-        NodeError::Config(crate::config::ConfigError::Invalid {
-            field: field.into(),
-            message: e,
-        })
+        NodeError::Config(crate::config::ConfigError::Invalid { field: field.into(), message: e })
     };
     let cpu = match &cfg.capacity.cpu {
         Some(q) => parse_cpu_millis(q).map_err(|e| bad("capacity.cpu", e.to_string()))?,
@@ -145,30 +141,18 @@ pub fn self_info(
         Some(q) => parse_memory_bytes(q).map_err(|e| bad("capacity.memory", e.to_string()))?,
         None => detected.memory_bytes,
     };
-    let rcpu = parse_cpu_millis(&cfg.capacity.reserved_cpu)
-        .map_err(|e| bad("capacity.reserved_cpu", e.to_string()))?;
+    let rcpu = parse_cpu_millis(&cfg.capacity.reserved_cpu).map_err(|e| bad("capacity.reserved_cpu", e.to_string()))?;
     let rmem = parse_memory_bytes(&cfg.capacity.reserved_memory)
         .map_err(|e| bad("capacity.reserved_memory", e.to_string()))?;
-    let capacity = Resources {
-        cpu_millis: cpu,
-        memory_bytes: mem,
-    };
-    let allocatable = Resources {
-        cpu_millis: cpu.saturating_sub(rcpu),
-        memory_bytes: mem.saturating_sub(rmem),
-    };
-    let hostname = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
+    let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
     Ok(NodeInfo {
         name: r.name.clone(),
         generation,
         api_url: format!("http://{}", r.api_addr),
         gossip_addr: SocketAddr::new(r.node_ip, r.gossip_addr.port()).to_string(),
         node_ip: r.node_ip.to_string(),
-        capacity,
-        allocatable,
+        capacity: Resources { cpu_millis: cpu, memory_bytes: mem },
+        allocatable: Resources { cpu_millis: cpu.saturating_sub(rcpu), memory_bytes: mem.saturating_sub(rmem) },
         weight: cfg.capacity.weight.unwrap_or(cpu).max(1),
         max_pods: cfg.capacity.max_pods,
         labels: cfg.labels.clone(),
@@ -178,32 +162,18 @@ pub fn self_info(
         hostname,
         version: env!("CARGO_PKG_VERSION").into(),
         started_at: generation / 1000,
-        schedulable: true,
+        schedulable: false,
     })
 }
 
-/// A running node.
-pub struct Node {
-    pub name: String,
-    pub api_addr: SocketAddr,
-    pub data_dir: PathBuf,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    agent: JoinHandle<()>,
-}
-
 /// Recomputes the plan whenever the desired state or the view changes.
-fn spawn_planner(
+pub fn spawn_planner(
     db: &Arc<StateDb>,
     mut view_rx: watch::Receiver<Arc<ClusterView>>,
     epsilon: f64,
 ) -> (watch::Receiver<Arc<PlanView>>, JoinHandle<()>) {
     let mut state_rx = db.subscribe();
-    let first = make_plan(
-        &state_rx.borrow_and_update(),
-        &view_rx.borrow_and_update(),
-        epsilon,
-    );
+    let first = make_plan(&state_rx.borrow_and_update(), &view_rx.borrow_and_update(), epsilon);
     let (tx, rx) = watch::channel(Arc::new(first));
     let task = tokio::spawn(async move {
         loop {
@@ -213,44 +183,98 @@ fn spawn_planner(
             }
             let snap = state_rx.borrow_and_update().clone();
             let view = view_rx.borrow_and_update().clone();
-            let pv = make_plan(&snap, &view, epsilon);
-            tx.send_replace(Arc::new(pv));
+            tx.send_replace(Arc::new(make_plan(&snap, &view, epsilon)));
         }
     });
     (rx, task)
 }
 
-/// A cluster of one: this node's record plus the pods its agent reports.
-fn spawn_local_view(
-    info: NodeInfo,
-    mut statuses: watch::Receiver<Statuses>,
-) -> (watch::Receiver<Arc<ClusterView>>, JoinHandle<()>) {
-    let name = info.name.clone();
-    let build = move |pods: &Statuses| {
-        let mut nodes = BTreeMap::new();
-        nodes.insert(
-            name.clone(),
-            NodeView {
-                info: info.clone(),
-                state: NodeState::Ready,
-                since: info.started_at,
-                pods: (**pods).clone(),
-            },
-        );
-        Arc::new(ClusterView {
-            self_name: name.clone(),
-            nodes,
-            quorum: true,
-        })
-    };
-    let (tx, rx) = watch::channel(build(&statuses.borrow_and_update()));
-    let task = tokio::spawn(async move {
-        while statuses.changed().await.is_ok() {
-            let v = build(&statuses.borrow_and_update());
-            tx.send_replace(v);
+/// Settle time after this start: grows when the node restarted often
+/// lately, so a flapping node does not make replicas bounce.
+fn settle_time(dd: &Path, base: Duration) -> Duration {
+    let path = dd.join("starts");
+    let now = system_unix();
+    let mut starts: Vec<u64> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .filter(|t| now.saturating_sub(*t) < 600)
+        .collect();
+    starts.push(now);
+    let _ = std::fs::write(&path, starts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join("\n"));
+    let n = starts.len() as u32;
+    if n >= 3 { (base * 2u32.pow((n - 2).min(6))).min(Duration::from_secs(120)) } else { base }
+}
+
+/// The cluster identity: reloaded, obtained by joining, or a new cluster.
+async fn identity(cfg: &NodeConfig, r: &Resolved) -> Result<(Identity, String, Vec<String>, bool), NodeError> {
+    let dd = &r.data_dir;
+    let dir_err = |e| NodeError::DataDir(dd.display().to_string(), e);
+    if let Some(id) = Identity::load(dd)? {
+        if id.node_name != r.name {
+            return Err(NodeError::Other(format!(
+                "data dir {} belongs to node {:?}; start with --name {} or use another --data-dir",
+                dd.display(),
+                id.node_name,
+                id.node_name
+            )));
         }
-    });
-    (rx, task)
+        let api = secret_file(&token_path(dd), || random_hex(32)).map_err(dir_err)?;
+        return Ok((id, api, Vec::new(), false));
+    }
+    if !cfg.join.is_empty() {
+        let token = cfg.token.as_deref().ok_or_else(|| {
+            NodeError::Other(
+                "joining a cluster needs its join token: pass --token (run `shoal token` on a cluster node)".into(),
+            )
+        })?;
+        let a = join(&cfg.join, token, &r.name).await?;
+        a.identity.save(dd)?;
+        write_private(&token_path(dd), &format!("{}\n", a.api_token)).map_err(dir_err)?;
+        return Ok((a.identity, a.api_token, a.peers, false));
+    }
+    let id = Identity::create_cluster(&r.name)?;
+    id.save(dd)?;
+    let api = secret_file(&token_path(dd), || random_hex(32)).map_err(dir_err)?;
+    Ok((id, api, Vec::new(), true))
+}
+
+/// Remembers alive peers' gossip addresses, to rejoin after a restart.
+fn spawn_peer_memory(dd: PathBuf, mut view: watch::Receiver<Arc<ClusterView>>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = String::new();
+        while view.changed().await.is_ok() {
+            let v = view.borrow_and_update().clone();
+            let mut peers: Vec<String> = v
+                .nodes
+                .values()
+                .filter(|n| n.state.alive() && n.info.name != v.self_name)
+                .map(|n| n.info.gossip_addr.clone())
+                .collect();
+            peers.sort();
+            let text = peers.join("\n");
+            if !peers.is_empty() && text != last {
+                let _ = write_private(&dd.join("peers"), &text);
+                last = text;
+            }
+        }
+    })
+}
+
+/// A running node.
+pub struct Node {
+    pub name: String,
+    pub api_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Printed once when this node created the cluster.
+    pub new_cluster_token: Option<String>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    agent: JoinHandle<()>,
+    membership: Membership,
+    statuses: watch::Receiver<Statuses>,
+    net: Arc<Net>,
+    drain_limit: Duration,
 }
 
 impl Node {
@@ -260,7 +284,7 @@ impl Node {
         let dir_err = |e| NodeError::DataDir(dd.display().to_string(), e);
         std::fs::create_dir_all(&dd).map_err(dir_err)?;
         let _ = std::fs::set_permissions(&dd, std::fs::Permissions::from_mode(0o700));
-        let token = secret_file(&token_path(&dd), || random_hex(32)).map_err(dir_err)?;
+        let (identity, api_token, join_peers, new_cluster) = identity(&cfg, &r).await?;
         let db = Arc::new(StateDb::open(
             &dd.join("state.redb"),
             &r.name,
@@ -274,28 +298,20 @@ impl Node {
         let events = Arc::new(EventLog::new(&r.name));
         let metrics = Arc::new(Metrics::new());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-
-        let marker = agent_marker(&dd);
-        let mut runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>> = BTreeMap::new();
-        runtimes.insert(RuntimeKind::Process, Arc::new(ProcessRuntime::new(marker)));
-        let info = self_info(
-            &cfg,
-            &r,
-            generation,
-            &runtimes.keys().copied().collect::<Vec<_>>(),
-        )?;
-
         let writer: Arc<dyn Writer> = Arc::new(LocalWriter { db: db.clone() });
+        let tokens = Arc::new(Tokens { ca_hash: identity.ca_hash()?, db: db.clone(), writer: writer.clone() });
+        let new_cluster_token = if new_cluster { Some(tokens.rotate().await.map_err(NodeError::Other)?) } else { None };
+
+        let advertise = SocketAddr::new(r.node_ip, r.gossip_addr.port());
+        let (net, inbox) = Net::bind(r.gossip_addr, advertise, &identity, metrics.clone())?;
         let listener = tokio::net::TcpListener::bind(r.api_addr)
             .await
-            .map_err(|source| NodeError::Bind {
-                addr: r.api_addr,
-                source,
-            })?;
-        let api_addr = listener
-            .local_addr()
-            .map_err(|e| NodeError::Other(e.to_string()))?;
-        let mut info = info;
+            .map_err(|source| NodeError::Bind { addr: r.api_addr, source })?;
+        let api_addr = listener.local_addr().map_err(|e| NodeError::Other(e.to_string()))?;
+
+        let mut runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>> = BTreeMap::new();
+        runtimes.insert(RuntimeKind::Process, Arc::new(ProcessRuntime::new(agent_marker(&dd))));
+        let mut info = self_info(&cfg, &r, generation, &runtimes.keys().copied().collect::<Vec<_>>())?;
         info.api_url = format!("http://{api_addr}");
 
         let ctx = Arc::new(PodCtx {
@@ -308,27 +324,53 @@ impl Node {
                 max: cfg.agent.restart_backoff_max,
                 reset_after: cfg.agent.restart_backoff_reset,
             },
-            log_limits: LogLimits {
-                max_bytes: r.log_max_bytes,
-                max_files: cfg.agent.log_max_files.max(1),
-            },
+            log_limits: LogLimits { max_bytes: r.log_max_bytes, max_files: cfg.agent.log_max_files.max(1) },
             ports: PortAllocator::new(r.node_ip, [api_addr.port(), r.gossip_addr.port()]),
             runtimes,
             events: events.clone(),
             namespace_env: Box::new(|_| Vec::new()),
         });
-        let results = Arc::new(StateResults {
+        let results = Arc::new(StateResults { db: db.clone(), writer: writer.clone() });
+        let (agent, status_rx) =
+            Agent::new(ctx.clone(), AgentConfig { handoff_timeout: cfg.agent.handoff_timeout }, results);
+
+        let mut seeds: Vec<String> = cfg.join.clone();
+        seeds.extend(join_peers);
+        seeds.extend(std::fs::read_to_string(dd.join("peers")).unwrap_or_default().lines().map(String::from));
+        seeds.retain(|s| !s.is_empty() && s != &advertise.to_string());
+        seeds.sort();
+        seeds.dedup();
+        let gossip = GossipConfig {
+            cluster_id: identity.cluster_id.clone(),
+            gossip_interval: cfg.membership.gossip_interval,
+            phi_threshold: cfg.membership.phi_threshold,
+            suspect_after: cfg.membership.suspect_after,
+            dead_node_grace: cfg.membership.dead_node_grace,
+            seeds,
+            clock: system_unix,
+        };
+        let transport = QuicTransport::new(net.clone(), inbox);
+        let membership = Membership::start(gossip, info, advertise, &transport, status_rx.clone(), events.clone())
+            .await
+            .map_err(NodeError::Other)?;
+        let view_rx = membership.view();
+        net.set_join_handler(Arc::new(JoinService {
+            identity: identity.clone(),
             db: db.clone(),
-            writer: writer.clone(),
-        });
-        let (agent, status_rx) = Agent::new(
-            ctx.clone(),
-            AgentConfig {
-                handoff_timeout: cfg.agent.handoff_timeout,
-            },
-            results,
-        );
-        let (view_rx, view_task) = spawn_local_view(info, status_rx);
+            view: view_rx.clone(),
+            api_token: api_token.clone(),
+            metrics: metrics.clone(),
+        }));
+        let settle = settle_time(&dd, cfg.membership.settle_time);
+        let settle_task = {
+            let (info_tx, mut sd) = (membership_info_setter(&membership), shutdown_rx.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(settle) => info_tx(true),
+                    _ = sd.wait_for(|s| *s) => {}
+                }
+            })
+        };
         let (plan_rx, plan_task) = spawn_planner(&db, view_rx.clone(), cfg.placement.epsilon);
         let (agent_plan_tx, agent_plan_rx) = watch::channel(plan_rx.borrow().plan.clone());
         let mut prx = plan_rx.clone();
@@ -342,21 +384,19 @@ impl Node {
 
         let api_ctx = Arc::new(ApiCtx {
             node_name: r.name.clone(),
-            token,
+            token: api_token,
             db: db.clone(),
             writer,
-            view: view_rx,
+            view: view_rx.clone(),
             plan: plan_rx,
             events,
-            validation: crate::model::validate::Context {
-                node_port_range: r.node_port_range,
-            },
+            validation: crate::model::validate::Context { node_port_range: r.node_port_range },
             apply_lock: tokio::sync::Mutex::new(()),
             logs_dir: ctx.logs_dir(),
             log_limits: ctx.log_limits,
             metrics,
             started: Instant::now(),
-            cluster: None,
+            cluster: Some(tokens),
         });
         let api_task = tokio::spawn({
             let rx = shutdown_rx.clone();
@@ -366,24 +406,48 @@ impl Node {
                 }
             }
         });
-        tracing::info!(node = %r.name, api = %api_addr, node_ip = %r.node_ip, data_dir = %dd.display(), "node started");
+        let peers_task = spawn_peer_memory(dd.clone(), view_rx);
+        tracing::info!(node = %r.name, api = %api_addr, gossip = %advertise, cluster = %identity.cluster_id, data_dir = %dd.display(), settle = ?settle, "node started");
         Ok(Node {
             name: r.name,
             api_addr,
             data_dir: dd,
+            new_cluster_token,
             shutdown: shutdown_tx,
-            tasks: vec![view_task, plan_task, forward, api_task],
+            tasks: vec![plan_task, forward, api_task, settle_task, peers_task],
             agent: agent_task,
+            membership,
+            statuses: status_rx,
+            net,
+            drain_limit: cfg.agent.handoff_timeout.min(Duration::from_secs(30)),
         })
     }
 
-    /// Stops every pod (each with its grace period) and the API.
+    /// Leaves the cluster, lets pods hand off to their new owners (bounded),
+    /// stops the rest with their grace periods, closes the network.
     pub async fn shutdown(self) {
+        self.membership.leave().await;
+        let view = self.membership.view();
+        let deadline = Instant::now() + self.drain_limit;
+        loop {
+            let peers = view.borrow().nodes.values().filter(|n| n.state.alive() && n.info.name != self.name).count();
+            if peers == 0 || self.statuses.borrow().is_empty() || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let _ = self.shutdown.send(true);
         let _ = self.agent.await;
         for t in self.tasks {
             t.abort();
         }
+        self.membership.shutdown().await;
+        self.net.close().await;
         tracing::info!(node = %self.name, "node stopped");
     }
+}
+
+fn membership_info_setter(m: &Membership) -> impl Fn(bool) + Send + 'static {
+    let tx = m.info_sender();
+    move |schedulable| tx.send_modify(|i| i.schedulable = schedulable)
 }

@@ -63,15 +63,8 @@ pub fn after_exit(
     if !restart {
         return AfterExit::Done;
     }
-    let consecutive = if ran_for >= backoff.reset_after {
-        1
-    } else {
-        consecutive.saturating_add(1)
-    };
-    AfterExit::Restart {
-        delay: backoff.delay(consecutive),
-        consecutive,
-    }
+    let consecutive = if ran_for >= backoff.reset_after { 1 } else { consecutive.saturating_add(1) };
+    AfterExit::Restart { delay: backoff.delay(consecutive), consecutive }
 }
 
 #[cfg(test)]
@@ -94,47 +87,22 @@ mod tests {
         let short = Duration::from_secs(1);
         assert_eq!(
             after_exit(RestartPolicy::Always, 0, false, short, 0, &b),
-            AfterExit::Restart {
-                delay: b.delay(1),
-                consecutive: 1
-            }
+            AfterExit::Restart { delay: b.delay(1), consecutive: 1 }
         );
-        assert_eq!(
-            after_exit(RestartPolicy::OnFailure, 0, false, short, 0, &b),
-            AfterExit::Done
-        );
+        assert_eq!(after_exit(RestartPolicy::OnFailure, 0, false, short, 0, &b), AfterExit::Done);
         assert_eq!(
             after_exit(RestartPolicy::OnFailure, 1, false, short, 2, &b),
-            AfterExit::Restart {
-                delay: b.delay(3),
-                consecutive: 3
-            }
+            AfterExit::Restart { delay: b.delay(3), consecutive: 3 }
         );
         assert_eq!(
             after_exit(RestartPolicy::OnFailure, 0, true, short, 0, &b),
-            AfterExit::Restart {
-                delay: b.delay(1),
-                consecutive: 1
-            }
+            AfterExit::Restart { delay: b.delay(1), consecutive: 1 }
         );
-        assert_eq!(
-            after_exit(RestartPolicy::Never, 1, true, short, 0, &b),
-            AfterExit::Done
-        );
+        assert_eq!(after_exit(RestartPolicy::Never, 1, true, short, 0, &b), AfterExit::Done);
         // A long run resets the count.
         assert_eq!(
-            after_exit(
-                RestartPolicy::Always,
-                1,
-                false,
-                Duration::from_secs(601),
-                7,
-                &b
-            ),
-            AfterExit::Restart {
-                delay: b.delay(1),
-                consecutive: 1
-            }
+            after_exit(RestartPolicy::Always, 1, false, Duration::from_secs(601), 7, &b),
+            AfterExit::Restart { delay: b.delay(1), consecutive: 1 }
         );
     }
 }

@@ -53,9 +53,7 @@ impl StopReason {
         match self {
             StopReason::Deleted => "no longer desired",
             StopReason::HandedOff => "handed off: ready on its new owner",
-            StopReason::HandoffTimeout => {
-                "handoff timed out: the new owner did not report it ready"
-            }
+            StopReason::HandoffTimeout => "handoff timed out: the new owner did not report it ready",
             StopReason::Fenced => "fenced: this node no longer may run it",
             StopReason::Replaced => "template changed: replacing",
         }
@@ -143,11 +141,7 @@ mod tests {
         DesiredPod {
             namespace: "default".into(),
             name: name.into(),
-            owner: OwnerRef {
-                kind: Kind::Deployment,
-                name: "d".into(),
-                uid: "u".into(),
-            },
+            owner: OwnerRef { kind: Kind::Deployment, name: "d".into(), uid: "u".into() },
             index: 0,
             labels: Default::default(),
             spec: Arc::new(Default::default()),
@@ -170,11 +164,7 @@ mod tests {
     }
 
     fn local(hash: &str) -> Local {
-        Local {
-            template_hash: hash.into(),
-            stopping: false,
-            handoff_since: None,
-        }
+        Local { template_hash: hash.into(), stopping: false, handoff_since: None }
     }
 
     #[test]
@@ -183,10 +173,7 @@ mod tests {
         let p = plan(&[(&a, "me")]);
         let now = Instant::now();
         let t = Duration::from_secs(60);
-        assert_eq!(
-            decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t),
-            vec![Action::Start(a.id())]
-        );
+        assert_eq!(decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t), vec![Action::Start(a.id())]);
         let running = BTreeMap::from([("default/gone".to_string(), local("h"))]);
         assert_eq!(
             decide(&Plan::default(), "me", &running, &BTreeMap::new(), now, t),
@@ -201,21 +188,10 @@ mod tests {
         let now = Instant::now();
         let t = Duration::from_secs(60);
         let mut running = BTreeMap::from([(a.id(), local("h"))]);
-        assert_eq!(
-            decide(&p, "me", &running, &BTreeMap::new(), now, t),
-            vec![Action::BeginHandoff(a.id())]
-        );
+        assert_eq!(decide(&p, "me", &running, &BTreeMap::new(), now, t), vec![Action::BeginHandoff(a.id())]);
         running.get_mut(&a.id()).unwrap().handoff_since = Some(now);
         assert!(
-            decide(
-                &p,
-                "me",
-                &running,
-                &BTreeMap::new(),
-                now + Duration::from_secs(5),
-                t
-            )
-            .is_empty(),
+            decide(&p, "me", &running, &BTreeMap::new(), now + Duration::from_secs(5), t).is_empty(),
             "keeps running until the new copy is ready"
         );
         p.ready_on_owner.insert(a.id(), "old-hash".into());
@@ -242,28 +218,11 @@ mod tests {
         let now = Instant::now();
         let running = BTreeMap::from([(a.id(), local("old"))]);
         assert_eq!(
-            decide(
-                &p,
-                "me",
-                &running,
-                &BTreeMap::new(),
-                now,
-                Duration::from_secs(1)
-            ),
+            decide(&p, "me", &running, &BTreeMap::new(), now, Duration::from_secs(1)),
             vec![Action::Stop(a.id(), StopReason::Replaced)]
         );
         let waiting = BTreeMap::from([(a.id(), now + Duration::from_secs(1))]);
-        assert!(
-            decide(
-                &p,
-                "me",
-                &BTreeMap::new(),
-                &waiting,
-                now,
-                Duration::from_secs(1)
-            )
-            .is_empty()
-        );
+        assert!(decide(&p, "me", &BTreeMap::new(), &waiting, now, Duration::from_secs(1)).is_empty());
     }
 
     #[test]
@@ -279,10 +238,7 @@ mod tests {
         );
         p.fenced_elsewhere.clear();
         p.quorum = false;
-        assert!(
-            decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t).is_empty(),
-            "no majority, no start"
-        );
+        assert!(decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t).is_empty(), "no majority, no start");
         let running = BTreeMap::from([(f.id(), local("h"))]);
         assert_eq!(
             decide(&p, "me", &running, &BTreeMap::new(), now, t),

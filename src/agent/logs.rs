@@ -21,10 +21,7 @@ pub struct LogLimits {
 
 impl Default for LogLimits {
     fn default() -> Self {
-        LogLimits {
-            max_bytes: 10 << 20,
-            max_files: 2,
-        }
+        LogLimits { max_bytes: 10 << 20, max_files: 2 }
     }
 }
 
@@ -62,11 +59,7 @@ impl LogFile {
     }
 
     fn reopen(&mut self) {
-        match OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-        {
+        match OpenOptions::new().create(true).append(true).open(&self.path) {
             Ok(f) => {
                 self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
                 self.file = Some(f);
@@ -113,16 +106,9 @@ impl LogSink {
         if let Some(dir) = path.parent() {
             let _ = fs::create_dir_all(dir);
         }
-        let mut lf = LogFile {
-            path,
-            file: None,
-            size: 0,
-            limits,
-        };
+        let mut lf = LogFile { path, file: None, size: 0, limits };
         lf.reopen();
-        LogSink {
-            inner: Arc::new(Mutex::new(lf)),
-        }
+        LogSink { inner: Arc::new(Mutex::new(lf)) }
     }
 
     pub fn write(&self, data: &[u8]) {
@@ -169,11 +155,7 @@ pub fn read_tail(path: &Path, tail: Option<usize>, limits: LogLimits) -> std::io
     let Some(tail) = tail else { return Ok(data) };
     let mut newlines = 0;
     let mut start = 0;
-    let end = if data.ends_with(b"\n") {
-        data.len() - 1
-    } else {
-        data.len()
-    };
+    let end = if data.ends_with(b"\n") { data.len() - 1 } else { data.len() };
     for i in (0..end).rev() {
         if data[i] == b'\n' {
             newlines += 1;
@@ -229,19 +211,13 @@ mod tests {
     #[test]
     fn rotates_under_the_cap_and_tails_across_files() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = LogLimits {
-            max_bytes: 100,
-            max_files: 2,
-        };
+        let limits = LogLimits { max_bytes: 100, max_files: 2 };
         let path = log_path(dir.path(), "ns", "p-0", "c");
         let sink = LogSink::open(path.clone(), limits);
         for i in 0..100 {
             sink.write(format!("line {i:04}\n").as_bytes());
         }
-        let total: u64 = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().len())
-            .sum();
+        let total: u64 = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert!(total <= 200, "total {total} exceeds the cap");
         let tail = String::from_utf8(read_tail(&path, Some(3), limits).unwrap()).unwrap();
         assert_eq!(tail, "line 0097\nline 0098\nline 0099\n");

@@ -71,11 +71,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(
-        ctx: Arc<PodCtx>,
-        cfg: AgentConfig,
-        results: Arc<dyn ResultSink>,
-    ) -> (Agent, watch::Receiver<Statuses>) {
+    pub fn new(ctx: Arc<PodCtx>, cfg: AgentConfig, results: Arc<dyn ResultSink>) -> (Agent, watch::Receiver<Statuses>) {
         let (events_tx, events_rx) = mpsc::channel(POD_EVENT_QUEUE);
         let (status_tx, status_rx) = watch::channel(Arc::new(BTreeMap::new()));
         let agent = Agent {
@@ -102,24 +98,15 @@ impl Agent {
             .owners
             .iter()
             .filter(|(_, o)| **o == me)
-            .filter_map(|(id, _)| {
-                plan.desired
-                    .get(id)
-                    .map(|d| (id.clone(), d.template_hash.clone()))
-            })
+            .filter_map(|(id, _)| plan.desired.get(id).map(|d| (id.clone(), d.template_hash.clone())))
             .collect();
-        let keep = move |ns: &str, pod: &str, hash: &str| {
-            owned.get(&format!("{ns}/{pod}")).is_some_and(|h| h == hash)
-        };
+        let keep = move |ns: &str, pod: &str, hash: &str| owned.get(&format!("{ns}/{pod}")).is_some_and(|h| h == hash);
         for rt in self.ctx.runtimes.values() {
             match rt.recover(&keep).await {
                 Ok(adopted) => {
                     for a in adopted {
                         tracing::info!(pod = %format!("{}/{}", a.namespace, a.pod), container = %a.container, "adopted running container");
-                        self.adopted
-                            .entry(format!("{}/{}", a.namespace, a.pod))
-                            .or_default()
-                            .push(a);
+                        self.adopted.entry(format!("{}/{}", a.namespace, a.pod)).or_default().push(a);
                     }
                 }
                 Err(e) => {
@@ -139,11 +126,7 @@ impl Agent {
             .map(|h| {
                 (
                     h.desired.id(),
-                    Local {
-                        template_hash: h.desired.template_hash.clone(),
-                        stopping: true,
-                        handoff_since: None,
-                    },
+                    Local { template_hash: h.desired.template_hash.clone(), stopping: true, handoff_since: None },
                 )
             })
             .collect();
@@ -164,14 +147,7 @@ impl Agent {
         let now = Instant::now();
         self.waiting.retain(|_, t| *t > now);
         self.stopping.retain(|h| !h.is_finished());
-        let actions = decide(
-            plan,
-            &self.ctx.node_name,
-            &self.locals(),
-            &self.waiting,
-            now,
-            self.cfg.handoff_timeout,
-        );
+        let actions = decide(plan, &self.ctx.node_name, &self.locals(), &self.waiting, now, self.cfg.handoff_timeout);
         for a in actions {
             match a {
                 Action::Start(id) => {
@@ -197,15 +173,8 @@ impl Agent {
                 }
                 Action::Stop(id, reason) => {
                     if let Some(mut h) = self.pods.remove(&id) {
-                        let level =
-                            matches!(reason, StopReason::HandoffTimeout | StopReason::Fenced);
-                        self.ctx.events.pod(
-                            level,
-                            &h.desired.namespace,
-                            &h.desired.name,
-                            "Stopping",
-                            reason.message(),
-                        );
+                        let level = matches!(reason, StopReason::HandoffTimeout | StopReason::Fenced);
+                        self.ctx.events.pod(level, &h.desired.namespace, &h.desired.name, "Stopping", reason.message());
                         let grace = h.desired.grace;
                         h.stop(grace);
                         self.stopping.push(h);
@@ -214,11 +183,7 @@ impl Agent {
                 Action::BeginHandoff(id) => {
                     if let Some(h) = self.pods.get_mut(&id) {
                         h.handoff_since = Some(now);
-                        let owner = plan
-                            .owners
-                            .get(&id)
-                            .cloned()
-                            .unwrap_or_else(|| "no node".into());
+                        let owner = plan.owners.get(&id).cloned().unwrap_or_else(|| "no node".into());
                         self.ctx.events.pod(
                             false,
                             &h.desired.namespace,
@@ -258,16 +223,9 @@ impl Agent {
     async fn on_event(&mut self, e: PodEvent) {
         let (id, failed, finished_phase, code) = match &e {
             PodEvent::ContainerFailed { id, exit_code } => (id.clone(), true, None, *exit_code),
-            PodEvent::Finished {
-                id,
-                phase,
-                exit_code,
-            } => (
-                id.clone(),
-                *phase == Phase::Failed,
-                Some(*phase),
-                *exit_code,
-            ),
+            PodEvent::Finished { id, phase, exit_code } => {
+                (id.clone(), *phase == Phase::Failed, Some(*phase), *exit_code)
+            }
         };
         let Some(h) = self.pods.get(&id) else { return };
         if h.desired.owner.kind != crate::model::Kind::Job {
@@ -278,16 +236,11 @@ impl Agent {
             .results
             .current(&ns, &name)
             .filter(|r| r.job_uid == h.desired.owner.uid)
-            .unwrap_or_else(|| PodResult {
-                job_uid: h.desired.owner.uid.clone(),
-                ..Default::default()
-            });
+            .unwrap_or_else(|| PodResult { job_uid: h.desired.owner.uid.clone(), ..Default::default() });
         // An in-place restart (OnFailure) was already counted when its
         // container failed; a Finished(Failed) under Never counts once.
         let count_failure = match (&e, h.desired.restart_policy) {
-            (PodEvent::ContainerFailed { .. }, crate::model::pods::RestartPolicy::OnFailure) => {
-                true
-            }
+            (PodEvent::ContainerFailed { .. }, crate::model::pods::RestartPolicy::OnFailure) => true,
             (PodEvent::Finished { .. }, crate::model::pods::RestartPolicy::Never) => failed,
             _ => false,
         };
@@ -314,18 +267,13 @@ impl Agent {
                 h.stop(Duration::ZERO);
                 self.stopping.push(h);
             }
-            self.waiting
-                .insert(id, Instant::now() + self.ctx.backoff.delay(failures.max(1)));
+            self.waiting.insert(id, Instant::now() + self.ctx.backoff.delay(failures.max(1)));
         }
     }
 
     /// Runs until `shutdown` turns true; then stops every pod (SIGTERM, then
     /// kill after each pod's grace period) and returns.
-    pub async fn run(
-        mut self,
-        mut plan_rx: watch::Receiver<Arc<Plan>>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(mut self, mut plan_rx: watch::Receiver<Arc<Plan>>, mut shutdown: watch::Receiver<bool>) {
         let plan = plan_rx.borrow_and_update().clone();
         self.recover(&plan).await;
         self.reconcile(&plan);

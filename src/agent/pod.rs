@@ -60,11 +60,7 @@ pub enum PodEvent {
     /// (counts toward a Job's backoffLimit).
     ContainerFailed { id: String, exit_code: i32 },
     /// Every container has ended for good.
-    Finished {
-        id: String,
-        phase: Phase,
-        exit_code: i32,
-    },
+    Finished { id: String, phase: Phase, exit_code: i32 },
 }
 
 /// The agent's handle on a running pod.
@@ -110,35 +106,15 @@ impl PodHandle {
             ..Default::default()
         }));
         let (stop_tx, stop_rx) = watch::channel(None);
-        let cell = Cell {
-            status: status.clone(),
-            changed,
-        };
-        let join = tokio::spawn(run_pod(
-            desired.clone(),
-            ctx,
-            cell,
-            stop_rx,
-            events,
-            adopted,
-        ));
-        PodHandle {
-            desired,
-            status,
-            stop_tx,
-            join,
-            stopping: false,
-            handoff_since: None,
-        }
+        let cell = Cell { status: status.clone(), changed };
+        let join = tokio::spawn(run_pod(desired.clone(), ctx, cell, stop_rx, events, adopted));
+        PodHandle { desired, status, stop_tx, join, stopping: false, handoff_since: None }
     }
 
     /// Asks the pod to stop (SIGTERM, then kill after `grace`).
     pub fn stop(&mut self, grace: Duration) {
         self.stopping = true;
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .terminating = true;
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).terminating = true;
         let _ = self.stop_tx.send(Some(grace));
     }
 
@@ -152,10 +128,7 @@ impl PodHandle {
     }
 
     pub fn snapshot(&self) -> PodStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -186,24 +159,14 @@ impl Cell {
 /// Derives pod phase and readiness from container states.
 fn recompute(s: &mut PodStatus) {
     s.ready = !s.containers.is_empty() && s.containers.iter().all(|c| c.ready);
-    let any_running = s
+    let any_running = s.containers.iter().any(|c| matches!(c.state, ContainerState::Running { .. }));
+    let all_terminated = s.containers.iter().all(|c| matches!(c.state, ContainerState::Terminated { .. }));
+    let ever_started = s
         .containers
         .iter()
-        .any(|c| matches!(c.state, ContainerState::Running { .. }));
-    let all_terminated = s
-        .containers
-        .iter()
-        .all(|c| matches!(c.state, ContainerState::Terminated { .. }));
-    let ever_started = s.containers.iter().any(|c| {
-        c.restart_count > 0
-            || !matches!(c.state, ContainerState::Waiting { .. })
-            || c.last_state.is_some()
-    });
+        .any(|c| c.restart_count > 0 || !matches!(c.state, ContainerState::Waiting { .. }) || c.last_state.is_some());
     s.phase = if all_terminated && !s.containers.is_empty() {
-        if s.containers
-            .iter()
-            .all(|c| matches!(c.state, ContainerState::Terminated { exit_code: 0, .. }))
-        {
+        if s.containers.iter().all(|c| matches!(c.state, ContainerState::Terminated { exit_code: 0, .. })) {
             Phase::Succeeded
         } else {
             Phase::Failed
@@ -257,26 +220,15 @@ struct Prepared {
     volumes: BTreeMap<String, PathBuf>,
 }
 
-fn prepare(
-    desired: &DesiredPod,
-    ctx: &PodCtx,
-    adopted: &[Adopted],
-) -> Result<Prepared, (String, String)> {
-    let pod_dir = ctx
-        .pods_dir()
-        .join(format!("{}_{}", desired.namespace, desired.name));
-    std::fs::create_dir_all(&pod_dir).map_err(|e| {
-        (
-            "CreatePodDirError".into(),
-            format!("{}: {e}", pod_dir.display()),
-        )
-    })?;
+fn prepare(desired: &DesiredPod, ctx: &PodCtx, adopted: &[Adopted]) -> Result<Prepared, (String, String)> {
+    let pod_dir = ctx.pods_dir().join(format!("{}_{}", desired.namespace, desired.name));
+    std::fs::create_dir_all(&pod_dir)
+        .map_err(|e| ("CreatePodDirError".into(), format!("{}: {e}", pod_dir.display())))?;
     let mut volumes = BTreeMap::new();
     for v in &desired.spec.volumes {
         if v.empty_dir.is_some() {
             let p = pod_dir.join("volumes").join(&v.name);
-            std::fs::create_dir_all(&p)
-                .map_err(|e| ("VolumeError".into(), format!("emptyDir {}: {e}", v.name)))?;
+            std::fs::create_dir_all(&p).map_err(|e| ("VolumeError".into(), format!("emptyDir {}: {e}", v.name)))?;
             volumes.insert(v.name.clone(), p);
         } else if let Some(h) = &v.host_path {
             let p = PathBuf::from(&h.path);
@@ -291,26 +243,18 @@ fn prepare(
                         .map_err(|e| ("VolumeError".into(), format!("hostPath {}: {e}", h.path)))?;
                 }
                 Some("Directory") if !p.is_dir() => {
-                    return Err((
-                        "VolumeError".into(),
-                        format!("hostPath {} is not a directory on this node", h.path),
-                    ));
+                    return Err(("VolumeError".into(), format!("hostPath {} is not a directory on this node", h.path)));
                 }
                 Some("File") if !p.is_file() => {
-                    return Err((
-                        "VolumeError".into(),
-                        format!("hostPath {} is not a file on this node", h.path),
-                    ));
+                    return Err(("VolumeError".into(), format!("hostPath {} is not a file on this node", h.path)));
                 }
                 _ => {}
             }
             volumes.insert(v.name.clone(), p);
         }
     }
-    let previous: BTreeMap<u16, u16> = adopted
-        .iter()
-        .flat_map(|a| a.ports.iter().map(|p| (p.container_port, p.host_port)))
-        .collect();
+    let previous: BTreeMap<u16, u16> =
+        adopted.iter().flat_map(|a| a.ports.iter().map(|p| (p.container_port, p.host_port))).collect();
     let mut ports = Vec::new();
     for c in &desired.spec.containers {
         for p in &c.ports {
@@ -331,18 +275,10 @@ fn prepare(
                     }
                 },
             };
-            ports.push(PortMapping {
-                name: p.name.clone().unwrap_or_default(),
-                container_port: cp,
-                host_port: host,
-            });
+            ports.push(PortMapping { name: p.name.clone().unwrap_or_default(), container_port: cp, host_port: host });
         }
     }
-    Ok(Prepared {
-        pod_dir,
-        ports,
-        volumes,
-    })
+    Ok(Prepared { pod_dir, ports, volumes })
 }
 
 fn container_env(
@@ -361,29 +297,12 @@ fn container_env(
     if !docker {
         env.push(("SHOAL_POD_DIR".into(), prep.pod_dir.display().to_string()));
         for (name, path) in &prep.volumes {
-            env.push((
-                format!("SHOAL_VOLUME_{}", env_suffix(name)),
-                path.display().to_string(),
-            ));
+            env.push((format!("SHOAL_VOLUME_{}", env_suffix(name)), path.display().to_string()));
         }
     }
-    let own: Vec<&PortMapping> = prep
-        .ports
-        .iter()
-        .filter(|m| {
-            c.ports
-                .iter()
-                .any(|p| p.container_port as u16 == m.container_port)
-        })
-        .collect();
-    let port_value = |m: &PortMapping| {
-        if docker {
-            m.container_port
-        } else {
-            m.host_port
-        }
-        .to_string()
-    };
+    let own: Vec<&PortMapping> =
+        prep.ports.iter().filter(|m| c.ports.iter().any(|p| p.container_port as u16 == m.container_port)).collect();
+    let port_value = |m: &PortMapping| if docker { m.container_port } else { m.host_port }.to_string();
     if let Some(first) = own.first() {
         env.push(("PORT".into(), port_value(first)));
     }
@@ -408,20 +327,12 @@ fn resolve_port(port: &IntOrString, prep: &Prepared, c: &Container) -> Option<u1
             let p = u16::try_from(*p).ok()?;
             let declared = c.ports.iter().any(|cp| cp.container_port as u16 == p);
             Some(if declared {
-                prep.ports
-                    .iter()
-                    .find(|m| m.container_port == p)
-                    .map(|m| m.host_port)
-                    .unwrap_or(p)
+                prep.ports.iter().find(|m| m.container_port == p).map(|m| m.host_port).unwrap_or(p)
             } else {
                 p
             })
         }
-        IntOrString::Str(name) => prep
-            .ports
-            .iter()
-            .find(|m| &m.name == name)
-            .map(|m| m.host_port),
+        IntOrString::Str(name) => prep.ports.iter().find(|m| &m.name == name).map(|m| m.host_port),
     }
 }
 
@@ -440,13 +351,9 @@ fn probe_check(
         });
     }
     if let Some(t) = &p.tcp_socket {
-        return Some(Check::Tcp {
-            addr: SocketAddr::new(ip, resolve_port(&t.port, prep, c)?),
-        });
+        return Some(Check::Tcp { addr: SocketAddr::new(ip, resolve_port(&t.port, prep, c)?) });
     }
-    p.exec.as_ref().map(|e| Check::Exec {
-        command: e.command.iter().map(|s| expand(s, vars)).collect(),
-    })
+    p.exec.as_ref().map(|e| Check::Exec { command: e.command.iter().map(|s| expand(s, vars)).collect() })
 }
 
 async fn run_pod(
@@ -469,16 +376,12 @@ async fn run_pod(
     let prep = match prepare(&desired, &ctx, &adopted) {
         Ok(p) => p,
         Err((reason, message)) => {
-            ctx.events
-                .pod(true, &desired.namespace, &desired.name, &reason, &message);
+            ctx.events.pod(true, &desired.namespace, &desired.name, &reason, &message);
             cell.update(|s| {
                 s.reason = reason.clone();
                 s.message = message.clone();
                 for c in &mut s.containers {
-                    c.state = ContainerState::Waiting {
-                        reason: reason.clone(),
-                        message: message.clone(),
-                    };
+                    c.state = ContainerState::Waiting { reason: reason.clone(), message: message.clone() };
                 }
             });
             let _ = stop_rx.wait_for(|v| v.is_some()).await;
@@ -487,12 +390,8 @@ async fn run_pod(
     };
     let prep = Arc::new(prep);
     cell.update(|s| s.ports = prep.ports.clone());
-    let mut adopted: BTreeMap<String, Adopted> = adopted
-        .into_iter()
-        .map(|a| (a.container.clone(), a))
-        .collect();
-    let (done_tx, mut done_rx) =
-        mpsc::channel::<(usize, Option<Exit>)>(desired.spec.containers.len().max(1));
+    let mut adopted: BTreeMap<String, Adopted> = adopted.into_iter().map(|a| (a.container.clone(), a)).collect();
+    let (done_tx, mut done_rx) = mpsc::channel::<(usize, Option<Exit>)>(desired.spec.containers.len().max(1));
     let mut tasks = Vec::new();
     for (i, c) in desired.spec.containers.iter().enumerate() {
         let job = ContainerJob {
@@ -529,13 +428,7 @@ async fn run_pod(
         }
         if finished == tasks.len() && stop_rx.borrow().is_none() {
             let phase = cell.status.lock().unwrap_or_else(|p| p.into_inner()).phase;
-            let _ = events
-                .send(PodEvent::Finished {
-                    id: id.clone(),
-                    phase,
-                    exit_code: last_code,
-                })
-                .await;
+            let _ = events.send(PodEvent::Finished { id: id.clone(), phase, exit_code: last_code }).await;
         }
     }
     // All container tasks are done: either they finished for good, or a stop
@@ -547,10 +440,7 @@ async fn run_pod(
         ctx.ports.release(m.host_port);
     }
     for c in &desired.spec.containers {
-        logs::remove_logs(
-            &logs::log_path(&ctx.logs_dir(), &desired.namespace, &desired.name, &c.name),
-            ctx.log_limits,
-        );
+        logs::remove_logs(&logs::log_path(&ctx.logs_dir(), &desired.namespace, &desired.name, &c.name), ctx.log_limits);
     }
     if let Err(e) = std::fs::remove_dir_all(&prep.pod_dir)
         && e.kind() != std::io::ErrorKind::NotFound
@@ -605,13 +495,9 @@ impl ContainerJob {
                 })
             })
             .collect();
-        let limit =
-            |name: &str, f: fn(&str) -> Result<u64, crate::model::quantity::QuantityError>| {
-                c.resources
-                    .limits
-                    .get(name)
-                    .and_then(|q| f(&q.to_string()).ok())
-            };
+        let limit = |name: &str, f: fn(&str) -> Result<u64, crate::model::quantity::QuantityError>| {
+            c.resources.limits.get(name).and_then(|q| f(&q.to_string()).ok())
+        };
         Launch {
             namespace: d.namespace.clone(),
             pod: d.name.clone(),
@@ -629,11 +515,7 @@ impl ContainerJob {
                 .prep
                 .ports
                 .iter()
-                .filter(|m| {
-                    c.ports
-                        .iter()
-                        .any(|p| p.container_port as u16 == m.container_port)
-                })
+                .filter(|m| c.ports.iter().any(|p| p.container_port as u16 == m.container_port))
                 .cloned()
                 .collect(),
             mounts,
@@ -672,9 +554,7 @@ impl ContainerJob {
                 let now = tracker.record(ok, &timing);
                 if liveness {
                     if !now {
-                        let _ = tx
-                            .send(ProbeMsg::Unhealthy(res.err().unwrap_or_default()))
-                            .await;
+                        let _ = tx.send(ProbeMsg::Unhealthy(res.err().unwrap_or_default())).await;
                         return;
                     }
                 } else if now != last && tx.send(ProbeMsg::Ready(now)).await.is_err() {
@@ -689,19 +569,9 @@ impl ContainerJob {
     /// Returns its last exit.
     async fn run(mut self) -> Option<Exit> {
         let i = self.index;
-        let (ns, pod, cname) = (
-            self.desired.namespace.clone(),
-            self.desired.name.clone(),
-            self.container.name.clone(),
-        );
+        let (ns, pod, cname) = (self.desired.namespace.clone(), self.desired.name.clone(), self.container.name.clone());
         let docker = self.container.image.is_some();
-        let (env, vars) = container_env(
-            &self.desired,
-            &self.container,
-            &self.ctx,
-            &self.prep,
-            docker,
-        );
+        let (env, vars) = container_env(&self.desired, &self.container, &self.ctx, &self.prep, docker);
         let mut consecutive = 0u32;
         let mut last_exit = None;
         loop {
@@ -733,17 +603,12 @@ impl ContainerJob {
                                 format!("container {cname}: {}", e.message),
                             );
                             self.cell.container(i, |c| {
-                                c.state = ContainerState::Waiting {
-                                    reason: e.reason.clone(),
-                                    message: e.message.clone(),
-                                };
+                                c.state =
+                                    ContainerState::Waiting { reason: e.reason.clone(), message: e.message.clone() };
                             });
                             let _ = self
                                 .events
-                                .send(PodEvent::ContainerFailed {
-                                    id: self.desired.id(),
-                                    exit_code: -1,
-                                })
+                                .send(PodEvent::ContainerFailed { id: self.desired.id(), exit_code: -1 })
                                 .await;
                             if self.sleep_or_stop(delay).await {
                                 return last_exit;
@@ -755,13 +620,7 @@ impl ContainerJob {
             };
             let started = Instant::now();
             let cid = running.id();
-            self.ctx.events.pod(
-                false,
-                &ns,
-                &pod,
-                "Started",
-                format!("started container {cname} ({cid})"),
-            );
+            self.ctx.events.pod(false, &ns, &pod, "Started", format!("started container {cname} ({cid})"));
             let has_readiness = self.container.readiness_probe.is_some();
             self.cell.container(i, |c| {
                 c.state = ContainerState::Running { started_at };
@@ -769,11 +628,8 @@ impl ContainerJob {
                 c.container_id = cid.clone();
             });
             let (ptx, mut prx) = mpsc::channel(4);
-            let target = ExecTarget {
-                container_id: cid.clone(),
-                env: env.clone(),
-                workdir: Some(self.prep.pod_dir.clone()),
-            };
+            let target =
+                ExecTarget { container_id: cid.clone(), env: env.clone(), workdir: Some(self.prep.pod_dir.clone()) };
             let mut probes = Vec::new();
             if let Some(p) = self.container.readiness_probe.clone() {
                 probes.extend(self.spawn_probe(&p, false, &vars, target.clone(), ptx.clone()));
@@ -800,13 +656,7 @@ impl ContainerJob {
                     Ev::Exit(exit) => break exit,
                     Ev::Probe(ProbeMsg::Ready(r)) => self.cell.container(i, |c| c.ready = r),
                     Ev::Probe(ProbeMsg::Unhealthy(why)) => {
-                        self.ctx.events.pod(
-                            true,
-                            &ns,
-                            &pod,
-                            "Unhealthy",
-                            format!("liveness probe failed: {why}"),
-                        );
+                        self.ctx.events.pod(true, &ns, &pod, "Unhealthy", format!("liveness probe failed: {why}"));
                         self.ctx.events.pod(
                             false,
                             &ns,
@@ -821,13 +671,7 @@ impl ContainerJob {
                     Ev::Stop => {
                         let grace = self.stopping().unwrap_or(self.desired.grace);
                         stop_grace = Some(grace);
-                        self.ctx.events.pod(
-                            false,
-                            &ns,
-                            &pod,
-                            "Killing",
-                            format!("stopping container {cname}"),
-                        );
+                        self.ctx.events.pod(false, &ns, &pod, "Killing", format!("stopping container {cname}"));
                         self.cell.container(i, |c| c.ready = false);
                         break running.stop(grace).await;
                     }
@@ -838,11 +682,7 @@ impl ContainerJob {
             }
             let terminated = ContainerState::Terminated {
                 exit_code: exit.code,
-                reason: if exit.oom_killed {
-                    "OOMKilled".into()
-                } else {
-                    exit.reason.clone()
-                },
+                reason: if exit.oom_killed { "OOMKilled".into() } else { exit.reason.clone() },
                 signal: exit.signal,
                 finished_at: unix_now(),
             };
@@ -864,18 +704,12 @@ impl ContainerJob {
             );
             let failed = exit.code != 0 || forced;
             match decision {
-                AfterExit::Restart {
-                    delay,
-                    consecutive: n,
-                } => {
+                AfterExit::Restart { delay, consecutive: n } => {
                     consecutive = n;
                     if failed {
                         let _ = self
                             .events
-                            .send(PodEvent::ContainerFailed {
-                                id: self.desired.id(),
-                                exit_code: exit.code,
-                            })
+                            .send(PodEvent::ContainerFailed { id: self.desired.id(), exit_code: exit.code })
                             .await;
                     }
                     let secs = delay.as_secs_f64();
@@ -884,10 +718,7 @@ impl ContainerJob {
                         &ns,
                         &pod,
                         "BackOff",
-                        format!(
-                            "back-off {secs:.1}s restarting container {cname} (exit code {})",
-                            exit.code
-                        ),
+                        format!("back-off {secs:.1}s restarting container {cname} (exit code {})", exit.code),
                     );
                     self.cell.container(i, |c| {
                         c.ready = false;
@@ -895,9 +726,7 @@ impl ContainerJob {
                         c.restart_count += 1;
                         c.state = ContainerState::Waiting {
                             reason: "CrashLoopBackOff".into(),
-                            message: format!(
-                                "back-off {secs:.1}s restarting failed container {cname}"
-                            ),
+                            message: format!("back-off {secs:.1}s restarting failed container {cname}"),
                         };
                     });
                     if self.sleep_or_stop(delay).await {
@@ -929,41 +758,27 @@ mod tests {
     fn dollar_paren_expansion() {
         let vars: BTreeMap<String, String> = [("PORT".to_string(), "8080".to_string())].into();
         assert_eq!(expand("--port=$(PORT)", &vars), "--port=8080");
-        assert_eq!(
-            expand("$(MISSING) $$(PORT) $", &vars),
-            "$(MISSING) $(PORT) $"
-        );
+        assert_eq!(expand("$(MISSING) $$(PORT) $", &vars), "$(MISSING) $(PORT) $");
         assert_eq!(expand("héllo $(PORT)", &vars), "héllo 8080");
         assert_eq!(env_suffix("http-alt"), "HTTP_ALT");
     }
 
     #[test]
     fn phase_from_containers() {
-        let mut s = PodStatus {
-            containers: vec![ContainerStatus::default()],
-            ..Default::default()
-        };
+        let mut s = PodStatus { containers: vec![ContainerStatus::default()], ..Default::default() };
         recompute(&mut s);
         assert_eq!(s.phase, Phase::Pending);
         s.containers[0].state = ContainerState::Running { started_at: 1 };
         s.containers[0].ready = true;
         recompute(&mut s);
         assert_eq!((s.phase, s.ready), (Phase::Running, true));
-        s.containers[0].state = ContainerState::Terminated {
-            exit_code: 0,
-            reason: "Completed".into(),
-            signal: None,
-            finished_at: 2,
-        };
+        s.containers[0].state =
+            ContainerState::Terminated { exit_code: 0, reason: "Completed".into(), signal: None, finished_at: 2 };
         s.containers[0].ready = false;
         recompute(&mut s);
         assert_eq!(s.phase, Phase::Succeeded);
-        s.containers[0].state = ContainerState::Terminated {
-            exit_code: 3,
-            reason: "Error".into(),
-            signal: None,
-            finished_at: 2,
-        };
+        s.containers[0].state =
+            ContainerState::Terminated { exit_code: 3, reason: "Error".into(), signal: None, finished_at: 2 };
         recompute(&mut s);
         assert_eq!(s.phase, Phase::Failed);
     }

@@ -17,11 +17,7 @@ pub struct PortAllocator {
 
 impl PortAllocator {
     pub fn new(ip: IpAddr, reserved: impl IntoIterator<Item = u16>) -> PortAllocator {
-        PortAllocator {
-            ip,
-            taken: Mutex::new(BTreeSet::new()),
-            reserved: reserved.into_iter().collect(),
-        }
+        PortAllocator { ip, taken: Mutex::new(BTreeSet::new()), reserved: reserved.into_iter().collect() }
     }
 
     /// A port free on the node IP right now. Tries `preferred` first (to keep
@@ -48,18 +44,12 @@ impl PortAllocator {
     }
 
     pub fn release(&self, port: u16) {
-        self.taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&port);
+        self.taken.lock().unwrap_or_else(|p| p.into_inner()).remove(&port);
     }
 
     /// Marks a port as used (an adopted container's mapping).
     pub fn claim(&self, port: u16) {
-        self.taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(port);
+        self.taken.lock().unwrap_or_else(|p| p.into_inner()).insert(port);
     }
 }
 

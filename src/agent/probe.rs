@@ -56,11 +56,7 @@ pub struct Tracker {
 impl Tracker {
     /// `initially_healthy`: liveness starts healthy, readiness does not.
     pub fn new(initially_healthy: bool) -> Tracker {
-        Tracker {
-            successes: 0,
-            failures: 0,
-            healthy: initially_healthy,
-        }
+        Tracker { successes: 0, failures: 0, healthy: initially_healthy }
     }
 
     /// Records one check; returns the verdict after it.
@@ -89,9 +85,7 @@ impl Tracker {
 /// Runs one HTTP GET; success is a 2xx or 3xx status.
 pub async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(), String> {
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
         let io = hyper_util::rt::TokioIo::new(stream);
         let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
             .await
@@ -104,16 +98,9 @@ pub async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result
             .header(hyper::header::USER_AGENT, "shoal-probe")
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("GET http://{addr}{path}: {e}"))?;
+        let resp = sender.send_request(req).await.map_err(|e| format!("GET http://{addr}{path}: {e}"))?;
         let code = resp.status().as_u16();
-        if (200..400).contains(&code) {
-            Ok(())
-        } else {
-            Err(format!("GET http://{addr}{path}: status {code}"))
-        }
+        if (200..400).contains(&code) { Ok(()) } else { Err(format!("GET http://{addr}{path}: status {code}")) }
     };
     tokio::time::timeout(timeout, attempt)
         .await
@@ -129,13 +116,11 @@ pub async fn run_check(
 ) -> Result<(), String> {
     match check {
         Check::Http { addr, path } => http_get(*addr, path, timeout).await,
-        Check::Tcp { addr } => {
-            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
-                Err(_) => Err(format!("connect {addr}: timed out after {timeout:?}")),
-            }
-        }
+        Check::Tcp { addr } => match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
+            Err(_) => Err(format!("connect {addr}: timed out after {timeout:?}")),
+        },
         Check::Exec { command } => match runtime.exec(target, command, timeout).await {
             Ok(0) => Ok(()),
             Ok(code) => Err(format!("command {command:?} exited with {code}")),

@@ -39,9 +39,7 @@ impl ProcessRuntime {
 /// The environment a pod process inherits from the node: the node's own
 /// environment minus Shoal's settings (the API token must never leak).
 pub fn inherited_env() -> Vec<(String, String)> {
-    std::env::vars()
-        .filter(|(k, _)| !k.starts_with("SHOAL_"))
-        .collect()
+    std::env::vars().filter(|(k, _)| !k.starts_with("SHOAL_")).collect()
 }
 
 struct Proc {
@@ -110,10 +108,7 @@ fn spawn_error(argv0: &str, e: &std::io::Error) -> RuntimeError {
 
 fn command_for(argv: &[String], env: &[(String, String)], workdir: Option<&PathBuf>) -> Command {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null());
+    cmd.args(&argv[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
     if let Some(w) = workdir {
         cmd.current_dir(w);
     }
@@ -138,49 +133,29 @@ impl Runtime for ProcessRuntime {
         let mut env: Vec<(String, String)> = inherited_env();
         env.push((MARKER_VAR.to_string(), self.marker.clone()));
         env.extend(l.env.iter().cloned());
-        let workdir = l
-            .workdir
-            .as_ref()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| l.pod_dir.clone());
+        let workdir = l.workdir.as_ref().map(PathBuf::from).unwrap_or_else(|| l.pod_dir.clone());
         let mut cmd = command_for(&argv, &env, Some(&workdir));
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(false);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(false);
         let mut child = cmd.spawn().map_err(|e| spawn_error(&argv[0], &e))?;
-        let pid = child.id().ok_or_else(|| {
-            RuntimeError::new("StartError", "process exited before it could be tracked")
-        })?;
+        let pid =
+            child.id().ok_or_else(|| RuntimeError::new("StartError", "process exited before it could be tracked"))?;
         if let Some(out) = child.stdout.take() {
             tokio::spawn(l.log.clone().pump(out));
         }
         if let Some(err) = child.stderr.take() {
             tokio::spawn(l.log.clone().pump(err));
         }
-        Ok(Box::new(Proc {
-            child,
-            pgid: Pid::from_raw(pid as i32),
-            exited: None,
-        }))
+        Ok(Box::new(Proc { child, pgid: Pid::from_raw(pid as i32), exited: None }))
     }
 
-    async fn exec(
-        &self,
-        target: &ExecTarget,
-        cmd: &[String],
-        timeout: Duration,
-    ) -> Result<i32, RuntimeError> {
+    async fn exec(&self, target: &ExecTarget, cmd: &[String], timeout: Duration) -> Result<i32, RuntimeError> {
         if cmd.is_empty() {
             return Err(RuntimeError::new("ExecError", "empty command"));
         }
         let mut env = inherited_env();
         env.extend(target.env.iter().cloned());
         let mut c = command_for(cmd, &env, target.workdir.as_ref());
-        c.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true);
+        c.stdout(Stdio::null()).stderr(Stdio::null()).process_group(0).kill_on_drop(true);
         let mut child = c.spawn().map_err(|e| spawn_error(&cmd[0], &e))?;
         let pgid = child.id().map(|p| Pid::from_raw(p as i32));
         match tokio::time::timeout(timeout, child.wait()).await {
@@ -190,10 +165,7 @@ impl Runtime for ProcessRuntime {
                 if let Some(p) = pgid {
                     let _ = killpg(p, Signal::SIGKILL);
                 }
-                Err(RuntimeError::new(
-                    "ExecTimeout",
-                    format!("command timed out after {timeout:?}"),
-                ))
+                Err(RuntimeError::new("ExecTimeout", format!("command timed out after {timeout:?}")))
             }
         }
     }
@@ -203,15 +175,11 @@ impl Runtime for ProcessRuntime {
         _keep: &(dyn Fn(&str, &str, &str) -> bool + Send + Sync),
     ) -> Result<Vec<Adopted>, RuntimeError> {
         let marker = self.marker.clone();
-        let killed =
-            tokio::task::spawn_blocking(move || kill_marked(&marker, Duration::from_secs(10)))
-                .await
-                .map_err(|e| RuntimeError::new("RecoverError", e.to_string()))?;
+        let killed = tokio::task::spawn_blocking(move || kill_marked(&marker, Duration::from_secs(10)))
+            .await
+            .map_err(|e| RuntimeError::new("RecoverError", e.to_string()))?;
         if killed > 0 {
-            tracing::info!(
-                groups = killed,
-                "killed pod processes left by a previous run of this node"
-            );
+            tracing::info!(groups = killed, "killed pod processes left by a previous run of this node");
         }
         Ok(Vec::new())
     }
@@ -226,11 +194,7 @@ pub fn marked_pids(marker: &str) -> Vec<i32> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
         if pid == me {

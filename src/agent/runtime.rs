@@ -63,17 +63,8 @@ pub struct Exit {
 
 impl Exit {
     pub fn from_code(code: i32, signal: Option<i32>) -> Exit {
-        let reason = if code == 0 && signal.is_none() {
-            "Completed"
-        } else {
-            "Error"
-        };
-        Exit {
-            code,
-            signal,
-            oom_killed: false,
-            reason: reason.into(),
-        }
+        let reason = if code == 0 && signal.is_none() { "Completed" } else { "Error" };
+        Exit { code, signal, oom_killed: false, reason: reason.into() }
     }
 }
 
@@ -88,10 +79,7 @@ pub struct RuntimeError {
 
 impl RuntimeError {
     pub fn new(reason: &str, message: impl Into<String>) -> RuntimeError {
-        RuntimeError {
-            reason: reason.to_string(),
-            message: message.into(),
-        }
+        RuntimeError { reason: reason.to_string(), message: message.into() }
     }
 }
 
@@ -133,12 +121,7 @@ pub trait Runtime: Send + Sync + 'static {
     async fn available(&self) -> bool;
     async fn start(&self, launch: Launch) -> Result<Box<dyn Running>, RuntimeError>;
     /// Runs `cmd` in the container's context; returns the exit code.
-    async fn exec(
-        &self,
-        target: &ExecTarget,
-        cmd: &[String],
-        timeout: Duration,
-    ) -> Result<i32, RuntimeError>;
+    async fn exec(&self, target: &ExecTarget, cmd: &[String], timeout: Duration) -> Result<i32, RuntimeError>;
     /// Called once at node start: takes over what a previous run of this node
     /// left behind. `keep(namespace, pod, template_hash)` says which pods this
     /// node still owns; the runtime returns those it adopted and removes the

@@ -53,10 +53,7 @@ pub enum ContainerState {
 
 impl Default for ContainerState {
     fn default() -> Self {
-        ContainerState::Waiting {
-            reason: "ContainerCreating".into(),
-            message: String::new(),
-        }
+        ContainerState::Waiting { reason: "ContainerCreating".into(), message: String::new() }
     }
 }
 
@@ -155,8 +152,5 @@ impl PodStatus {
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

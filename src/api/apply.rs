@@ -65,14 +65,7 @@ pub fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 pub type Changes = Vec<(Key, Option<Vec<u8>>)>;
@@ -86,11 +79,8 @@ pub fn plan_apply(
 ) -> Result<(Vec<ObjectResult>, Changes), ApiError> {
     let mut results = Vec::new();
     let mut changes = Vec::new();
-    let new_namespaces: BTreeSet<String> = objects
-        .iter()
-        .filter(|p| p.object.kind() == Kind::Namespace)
-        .map(|p| p.object.meta().name.clone())
-        .collect();
+    let new_namespaces: BTreeSet<String> =
+        objects.iter().filter(|p| p.object.kind() == Kind::Namespace).map(|p| p.object.meta().name.clone()).collect();
     for p in objects {
         let mut obj = p.object;
         let key = obj.key();
@@ -119,11 +109,7 @@ pub fn plan_apply(
         }
         match (mode, existing) {
             (Mode::Create, Some(_)) => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "AlreadyExists",
-                    format!("{key} already exists"),
-                ));
+                return Err(ApiError::new(StatusCode::CONFLICT, "AlreadyExists", format!("{key} already exists")));
             }
             (Mode::Replace, None) => return Err(ApiError::not_found(&key)),
             _ => {}
@@ -136,11 +122,7 @@ pub fn plan_apply(
                 m.uid = e.object.meta().uid.clone();
                 m.creation_timestamp = e.object.meta().creation_timestamp.clone();
                 let generation = e.object.meta().generation.unwrap_or(1);
-                m.generation = Some(if same_spec {
-                    generation
-                } else {
-                    generation + 1
-                });
+                m.generation = Some(if same_spec { generation } else { generation + 1 });
                 Outcome::Configured
             }
             None => {
@@ -153,8 +135,7 @@ pub fn plan_apply(
         };
         if outcome != Outcome::Unchanged {
             obj.meta_mut().resource_version = None;
-            let bytes = serde_json::to_vec(&obj.to_json())
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let bytes = serde_json::to_vec(&obj.to_json()).map_err(|e| ApiError::internal(e.to_string()))?;
             changes.push((object_key(&key), Some(bytes)));
         }
         results.push(ObjectResult {
@@ -169,19 +150,12 @@ pub fn plan_apply(
 
 /// Tombstones that also remove what an object owns: a Namespace's objects,
 /// a Job's recorded pod results.
-pub fn plan_delete(
-    snapshot: &Snapshot,
-    key: &ObjectKey,
-) -> Result<(ObjectResult, Changes), ApiError> {
+pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult, Changes), ApiError> {
     let Some(existing) = snapshot.get(key) else {
         return Err(ApiError::not_found(key));
     };
     if key.kind == Kind::Namespace && key.name == crate::model::DEFAULT_NAMESPACE {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "the default namespace cannot be deleted",
-        ));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "Forbidden", "the default namespace cannot be deleted"));
     }
     let mut changes: Changes = vec![(object_key(key), None)];
     match &existing.object {
@@ -189,11 +163,7 @@ pub fn plan_delete(
             for k in snapshot.objects.keys().filter(|k| k.namespace == key.name) {
                 changes.push((object_key(k), None));
             }
-            for (ns, name) in snapshot
-                .pod_results
-                .keys()
-                .filter(|(ns, _)| *ns == key.name)
-            {
+            for (ns, name) in snapshot.pod_results.keys().filter(|(ns, _)| *ns == key.name) {
                 changes.push((Key::new(kinds::POD_RESULT, ns.clone(), name.clone()), None));
             }
         }

@@ -19,10 +19,7 @@ pub enum ClientError {
     #[error("cannot reach {}: {}", .tried.join(", "), .last)]
     Unreachable { tried: Vec<String>, last: String },
     #[error("{}", .status.message)]
-    Api {
-        code: StatusCode,
-        status: Box<Status>,
-    },
+    Api { code: StatusCode, status: Box<Status> },
     #[error("bad response from {url}: {message}")]
     Protocol { url: String, message: String },
     #[error("invalid server URL {0:?}: expected http://HOST:PORT")]
@@ -37,30 +34,18 @@ pub struct Client {
 }
 
 fn authority(url: &str) -> Result<(Uri, String), ClientError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| ClientError::BadUrl(url.to_string()))?;
+    let uri: Uri = url.parse().map_err(|_| ClientError::BadUrl(url.to_string()))?;
     if uri.scheme_str() != Some("http") {
         return Err(ClientError::BadUrl(url.to_string()));
     }
-    let auth = uri
-        .authority()
-        .ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
-    let hostport = if auth.port().is_some() {
-        auth.to_string()
-    } else {
-        format!("{}:80", auth.host())
-    };
+    let auth = uri.authority().ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
+    let hostport = if auth.port().is_some() { auth.to_string() } else { format!("{}:80", auth.host()) };
     Ok((uri, hostport))
 }
 
 impl Client {
     pub fn new(urls: Vec<String>, token: Option<String>) -> Client {
-        Client {
-            urls,
-            token,
-            timeout: Duration::from_secs(30),
-        }
+        Client { urls, token, timeout: Duration::from_secs(30) }
     }
 
     pub fn with_timeout(mut self, t: Duration) -> Client {
@@ -81,11 +66,7 @@ impl Client {
         body: &Option<Bytes>,
     ) -> Result<Response<Incoming>, Result<String, ClientError>> {
         let (_, hostport) = authority(url).map_err(Err)?;
-        let connect = tokio::time::timeout(
-            Duration::from_secs(3),
-            tokio::net::TcpStream::connect(&hostport),
-        )
-        .await;
+        let connect = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&hostport)).await;
         let stream = match connect {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(Ok(format!("{url}: {e}"))),
@@ -93,16 +74,13 @@ impl Client {
         };
         let _ = stream.set_nodelay(true);
         let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io)
-            .await
-            .map_err(|e| Ok(format!("{url}: {e}")))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await.map_err(|e| Ok(format!("{url}: {e}")))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(hyper::header::HOST, hostport.as_str());
+        let mut req =
+            Request::builder().method(method.clone()).uri(path).header(hyper::header::HOST, hostport.as_str());
         if let Some(t) = &self.token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -111,12 +89,7 @@ impl Client {
         }
         let req = req
             .body(Full::new(body.clone().unwrap_or_default()))
-            .map_err(|e| {
-                Err(ClientError::Protocol {
-                    url: url.into(),
-                    message: e.to_string(),
-                })
-            })?;
+            .map_err(|e| Err(ClientError::Protocol { url: url.into(), message: e.to_string() }))?;
         match tokio::time::timeout(self.timeout, sender.send_request(req)).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(Ok(format!("{url}: {e}"))),
@@ -141,29 +114,18 @@ impl Client {
                 Err(Err(e)) => return Err(e),
             }
         }
-        Err(ClientError::Unreachable {
-            tried: self.urls.clone(),
-            last,
-        })
+        Err(ClientError::Unreachable { tried: self.urls.clone(), last })
     }
 
     /// Sends a request and reads the whole body; non-2xx become `Api` errors.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Bytes, ClientError> {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Bytes, ClientError> {
         let (url, resp) = self.send(method, path, body).await?;
         let code = resp.status();
         let bytes = resp
             .into_body()
             .collect()
             .await
-            .map_err(|e| ClientError::Protocol {
-                url: url.clone(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| ClientError::Protocol { url: url.clone(), message: e.to_string() })?
             .to_bytes();
         if code.is_success() {
             return Ok(bytes);
@@ -175,24 +137,16 @@ impl Client {
             code: code.as_u16(),
             reason: code.canonical_reason().unwrap_or("Error").into(),
             error: code.canonical_reason().unwrap_or("Error").into(),
-            message: format!(
-                "{url}: HTTP {code}: {}",
-                String::from_utf8_lossy(&bytes).trim()
-            ),
+            message: format!("{url}: HTTP {code}: {}", String::from_utf8_lossy(&bytes).trim()),
             details: Default::default(),
         });
-        Err(ClientError::Api {
-            code,
-            status: Box::new(status),
-        })
+        Err(ClientError::Api { code, status: Box::new(status) })
     }
 
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let b = self.call(Method::GET, path, None).await?;
-        serde_json::from_slice(&b).map_err(|e| ClientError::Protocol {
-            url: self.urls.join(","),
-            message: e.to_string(),
-        })
+        serde_json::from_slice(&b)
+            .map_err(|e| ClientError::Protocol { url: self.urls.join(","), message: e.to_string() })
     }
 
     pub async fn send_json(
@@ -201,19 +155,11 @@ impl Client {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ClientError> {
-        let b = self
-            .call(
-                method,
-                path,
-                Some(serde_json::to_vec(body).unwrap_or_default()),
-            )
-            .await?;
+        let b = self.call(method, path, Some(serde_json::to_vec(body).unwrap_or_default())).await?;
         if b.is_empty() {
             return Ok(serde_json::Value::Null);
         }
-        serde_json::from_slice(&b).map_err(|e| ClientError::Protocol {
-            url: self.urls.join(","),
-            message: e.to_string(),
-        })
+        serde_json::from_slice(&b)
+            .map_err(|e| ClientError::Protocol { url: self.urls.join(","), message: e.to_string() })
     }
 }

@@ -95,19 +95,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            reason,
-            message: message.into(),
-            details: Details::default(),
-        }
+        ApiError { code, reason, message: message.into(), details: Details::default() }
     }
     pub fn not_found(what: impl std::fmt::Display) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("{what} not found"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("{what} not found"))
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
@@ -129,9 +120,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
-            format!(
-                "request body exceeds {limit_name} ({limit} bytes); split it into smaller applies"
-            ),
+            format!("request body exceeds {limit_name} ({limit} bytes); split it into smaller applies"),
         )
     }
     pub fn invalid(message: impl Into<String>, issues: &[Issue]) -> ApiError {

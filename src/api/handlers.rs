@@ -39,21 +39,11 @@ pub async fn metrics(State(ctx): State<Ctx>) -> String {
         ctx.metrics.pods_running.set(me.pods.len() as i64);
     }
     for state in ["Ready", "Suspect", "Dead", "Left"] {
-        let n = view
-            .nodes
-            .values()
-            .filter(|n| n.state.as_str() == state)
-            .count();
-        ctx.metrics
-            .nodes
-            .get_or_create(&vec![("state".into(), state.into())])
-            .set(n as i64);
+        let n = view.nodes.values().filter(|n| n.state.as_str() == state).count();
+        ctx.metrics.nodes.get_or_create(&vec![("state".into(), state.into())]).set(n as i64);
     }
     ctx.metrics.state_refused.inner().store(
-        ctx.db
-            .counters
-            .remote_refused
-            .load(std::sync::atomic::Ordering::Relaxed),
+        ctx.db.counters.remote_refused.load(std::sync::atomic::Ordering::Relaxed),
         std::sync::atomic::Ordering::Relaxed,
     );
     ctx.metrics.encode()
@@ -61,14 +51,10 @@ pub async fn metrics(State(ctx): State<Ctx>) -> String {
 
 fn write_error(e: WriteError) -> ApiError {
     match e {
-        WriteError::Replicas {
-            reached, wanted, ..
-        } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            e.to_string(),
-        )
-        .with_info(json!({"replicasReached": reached, "replicasRequired": wanted})),
+        WriteError::Replicas { reached, wanted, .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string())
+                .with_info(json!({"replicasReached": reached, "replicasRequired": wanted}))
+        }
         other => ApiError::internal(other.to_string()),
     }
 }
@@ -77,11 +63,7 @@ async fn commit(ctx: &Ctx, changes: Changes) -> Result<(), ApiError> {
     if changes.is_empty() {
         return Ok(());
     }
-    ctx.writer
-        .write(changes)
-        .await
-        .map(|_| ())
-        .map_err(write_error)
+    ctx.writer.write(changes).await.map(|_| ()).map_err(write_error)
 }
 
 // ---------- objects ----------
@@ -95,11 +77,7 @@ fn list_of(ctx: &Ctx, kind: Kind, ns: Option<&str>) -> Value {
         .filter(|o| ns.is_none_or(|n| o.object.key().namespace == n))
         .map(|o| render::object_json(o, &plan, &view, &snap))
         .collect();
-    if kind == Kind::Namespace
-        && !snap
-            .objects
-            .keys()
-            .any(|k| k.kind == Kind::Namespace && k.name == DEFAULT_NAMESPACE)
+    if kind == Kind::Namespace && !snap.objects.keys().any(|k| k.kind == Kind::Namespace && k.name == DEFAULT_NAMESPACE)
     {
         items.insert(0, render::default_namespace_json());
     }
@@ -136,27 +114,13 @@ fn parse_body(
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
     let out = parse::parse_json(value, &ctx.validation, ns);
     if !out.errors.is_empty() {
-        let msg = format!(
-            "{} is invalid: {}",
-            kind,
-            out.errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
+        let msg =
+            format!("{} is invalid: {}", kind, out.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "));
         return Err(ApiError::invalid(msg, &out.errors));
     }
-    let p = out
-        .objects
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::bad_request("no object in the request body"))?;
+    let p = out.objects.into_iter().next().ok_or_else(|| ApiError::bad_request("no object in the request body"))?;
     if p.object.kind() != kind {
-        return Err(ApiError::bad_request(format!(
-            "this endpoint takes a {kind}, the body is a {}",
-            p.object.kind()
-        )));
+        return Err(ApiError::bad_request(format!("this endpoint takes a {kind}, the body is a {}", p.object.kind())));
     }
     if kind.namespaced() && p.object.key().namespace != ns {
         return Err(ApiError::bad_request(format!(
@@ -167,14 +131,7 @@ fn parse_body(
     Ok((p, out.warnings))
 }
 
-async fn write_one(
-    ctx: &Ctx,
-    kind: Kind,
-    ns: &str,
-    name: Option<&str>,
-    body: &[u8],
-    mode: Mode,
-) -> Written {
+async fn write_one(ctx: &Ctx, kind: Kind, ns: &str, name: Option<&str>, body: &[u8], mode: Mode) -> Written {
     let (parsed, _warnings) = parse_body(ctx, body, kind, ns)?;
     let key = parsed.object.key();
     if let Some(n) = name
@@ -193,11 +150,7 @@ async fn write_one(
         let (_results, changes) = plan_apply(&snap, objects, ctx.db.now(), mode)?;
         commit(ctx, changes).await?;
     }
-    let code = if mode == Mode::Create {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let code = if mode == Mode::Create { StatusCode::CREATED } else { StatusCode::OK };
     Ok((code, get_of(ctx, key)?))
 }
 
@@ -214,11 +167,7 @@ async fn delete_one(ctx: &Ctx, key: ObjectKey) -> Res {
 fn key(kind: Kind, ns: &str, name: &str) -> ObjectKey {
     ObjectKey {
         kind,
-        namespace: if kind.namespaced() {
-            ns.to_string()
-        } else {
-            String::new()
-        },
+        namespace: if kind.namespaced() { ns.to_string() } else { String::new() },
         name: name.to_string(),
     }
 }
@@ -234,11 +183,7 @@ macro_rules! kind_handlers {
         pub async fn $get(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
             get_of(&ctx, key($kind, &ns, &name))
         }
-        pub async fn $create(
-            State(ctx): State<Ctx>,
-            Path(ns): Path<String>,
-            Limited(body): Limited,
-        ) -> Written {
+        pub async fn $create(State(ctx): State<Ctx>, Path(ns): Path<String>, Limited(body): Limited) -> Written {
             write_one(&ctx, $kind, &ns, None, &body, Mode::Create).await
         }
         pub async fn $replace(
@@ -248,10 +193,7 @@ macro_rules! kind_handlers {
         ) -> Written {
             write_one(&ctx, $kind, &ns, Some(&name), &body, Mode::Replace).await
         }
-        pub async fn $delete(
-            State(ctx): State<Ctx>,
-            Path((ns, name)): Path<(String, String)>,
-        ) -> Res {
+        pub async fn $delete(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
             delete_one(&ctx, key($kind, &ns, &name)).await
         }
     };
@@ -266,15 +208,7 @@ kind_handlers!(
     replace_deployment,
     delete_deployment
 );
-kind_handlers!(
-    Kind::Job,
-    list_all_jobs,
-    list_jobs,
-    get_job,
-    create_job,
-    replace_job,
-    delete_job
-);
+kind_handlers!(Kind::Job, list_all_jobs, list_jobs, get_job, create_job, replace_job, delete_job);
 kind_handlers!(
     Kind::Service,
     list_all_services,
@@ -294,11 +228,7 @@ pub async fn get_namespace(State(ctx): State<Ctx>, Path(name): Path<String>) -> 
 pub async fn create_namespace(State(ctx): State<Ctx>, Limited(body): Limited) -> Written {
     write_one(&ctx, Kind::Namespace, "", None, &body, Mode::Create).await
 }
-pub async fn replace_namespace(
-    State(ctx): State<Ctx>,
-    Path(name): Path<String>,
-    Limited(body): Limited,
-) -> Written {
+pub async fn replace_namespace(State(ctx): State<Ctx>, Path(name): Path<String>, Limited(body): Limited) -> Written {
     write_one(&ctx, Kind::Namespace, "", Some(&name), &body, Mode::Replace).await
 }
 pub async fn delete_namespace(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
@@ -323,14 +253,8 @@ fn scale_json(ns: &str, name: &str, want: i64, have: u64) -> Value {
 
 pub async fn get_scale(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
     let v = get_of(&ctx, key(Kind::Deployment, &ns, &name))?.0;
-    let want = v
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    let have = v
-        .pointer("/status/readyReplicas")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let want = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let have = v.pointer("/status/readyReplicas").and_then(Value::as_u64).unwrap_or(0);
     Ok(Json(scale_json(&ns, &name, want, have)))
 }
 
@@ -339,16 +263,12 @@ pub async fn put_scale(
     Path((ns, name)): Path<(String, String)>,
     Limited(body): Limited,
 ) -> Res {
-    let s: ScaleBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("expected {{\"spec\":{{\"replicas\":N}}}}: {e}"))
-    })?;
+    let s: ScaleBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"spec\":{{\"replicas\":N}}}}: {e}")))?;
     let max = crate::model::validate::MAX_REPLICAS;
     if !(0..=max).contains(&s.spec.replicas) {
         return Err(ApiError::invalid(
-            format!(
-                "spec.replicas must be between 0 and {max} (got {})",
-                s.spec.replicas
-            ),
+            format!("spec.replicas must be between 0 and {max} (got {})", s.spec.replicas),
             &[Issue {
                 file: String::new(),
                 document: 0,
@@ -368,11 +288,7 @@ pub async fn put_scale(
         d.spec.replicas = Some(s.spec.replicas);
     }
     obj.meta_mut().resource_version = None;
-    let parsed = parse::Parsed {
-        object: obj,
-        file: String::new(),
-        document: 0,
-    };
+    let parsed = parse::Parsed { object: obj, file: String::new(), document: 0 };
     let (_r, changes) = plan_apply(&snap, vec![parsed], ctx.db.now(), Mode::Replace)?;
     commit(&ctx, changes).await?;
     Ok(Json(scale_json(&ns, &name, s.spec.replicas, 0)))
@@ -400,11 +316,10 @@ pub struct ApplyResponse {
 }
 
 fn parse_request(ctx: &Ctx, body: &[u8]) -> Result<(ApplyRequest, parse::Outcome), ApiError> {
-    let req: ApplyRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+    let req: ApplyRequest =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
     if let Some(ns) = &req.namespace {
-        crate::model::names::dns_label(ns, 63)
-            .map_err(|m| ApiError::bad_request(format!("namespace: {m}")))?;
+        crate::model::names::dns_label(ns, 63).map_err(|m| ApiError::bad_request(format!("namespace: {m}")))?;
     }
     let out = parse::parse_files(&req.files, &ctx.validation, req.namespace.as_deref());
     if !out.errors.is_empty() {
@@ -412,21 +327,14 @@ fn parse_request(ctx: &Ctx, body: &[u8]) -> Result<(ApplyRequest, parse::Outcome
         let msg = format!(
             "{n} error{} in the manifests; nothing was applied:\n{}",
             if n == 1 { "" } else { "s" },
-            out.errors
-                .iter()
-                .map(|e| format!("  {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            out.errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
         );
         return Err(ApiError::invalid(msg, &out.errors));
     }
     Ok((req, out))
 }
 
-pub async fn apply(
-    State(ctx): State<Ctx>,
-    Limited(body): Limited,
-) -> Result<Json<ApplyResponse>, ApiError> {
+pub async fn apply(State(ctx): State<Ctx>, Limited(body): Limited) -> Result<Json<ApplyResponse>, ApiError> {
     let (req, out) = parse_request(&ctx, &body)?;
     let _guard = ctx.apply_lock.lock().await;
     let snap = ctx.db.snapshot();
@@ -437,16 +345,10 @@ pub async fn apply(
         commit(&ctx, changes).await?;
         ctx.metrics.applies.inc();
     }
-    Ok(Json(ApplyResponse {
-        results,
-        warnings: out.warnings,
-    }))
+    Ok(Json(ApplyResponse { results, warnings: out.warnings }))
 }
 
-pub async fn delete_manifests(
-    State(ctx): State<Ctx>,
-    Limited(body): Limited,
-) -> Result<Json<ApplyResponse>, ApiError> {
+pub async fn delete_manifests(State(ctx): State<Ctx>, Limited(body): Limited) -> Result<Json<ApplyResponse>, ApiError> {
     let (req, out) = parse_request(&ctx, &body)?;
     let _guard = ctx.apply_lock.lock().await;
     let snap = ctx.db.snapshot();
@@ -466,46 +368,23 @@ pub async fn delete_manifests(
     if !req.dry_run {
         commit(&ctx, changes).await?;
     }
-    Ok(Json(ApplyResponse {
-        results,
-        warnings: Vec::new(),
-    }))
+    Ok(Json(ApplyResponse { results, warnings: Vec::new() }))
 }
 
 // ---------- pods ----------
 
 pub async fn list_all_pods(State(ctx): State<Ctx>) -> Json<Value> {
-    let (snap, plan, view) = (
-        ctx.db.snapshot(),
-        ctx.plan.borrow().clone(),
-        ctx.view.borrow().clone(),
-    );
-    Json(render::list(
-        "Pod",
-        "v1",
-        render::pods(&snap, &plan, &view, None),
-    ))
+    let (snap, plan, view) = (ctx.db.snapshot(), ctx.plan.borrow().clone(), ctx.view.borrow().clone());
+    Json(render::list("Pod", "v1", render::pods(&snap, &plan, &view, None)))
 }
 
 pub async fn list_pods(State(ctx): State<Ctx>, Path(ns): Path<String>) -> Json<Value> {
-    let (snap, plan, view) = (
-        ctx.db.snapshot(),
-        ctx.plan.borrow().clone(),
-        ctx.view.borrow().clone(),
-    );
-    Json(render::list(
-        "Pod",
-        "v1",
-        render::pods(&snap, &plan, &view, Some(&ns)),
-    ))
+    let (snap, plan, view) = (ctx.db.snapshot(), ctx.plan.borrow().clone(), ctx.view.borrow().clone());
+    Json(render::list("Pod", "v1", render::pods(&snap, &plan, &view, Some(&ns))))
 }
 
 pub async fn get_pod(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
-    let (snap, plan, view) = (
-        ctx.db.snapshot(),
-        ctx.plan.borrow().clone(),
-        ctx.view.borrow().clone(),
-    );
+    let (snap, plan, view) = (ctx.db.snapshot(), ctx.plan.borrow().clone(), ctx.view.borrow().clone());
     render::pods(&snap, &plan, &view, Some(&ns))
         .into_iter()
         .find(|p| p.pointer("/metadata/name").and_then(Value::as_str) == Some(name.as_str()))
@@ -544,10 +423,8 @@ pub async fn list_nodes(State(ctx): State<Ctx>) -> Json<Value> {
 
 pub async fn get_node(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
     let view = ctx.view.borrow().clone();
-    let n = view
-        .nodes
-        .get(&name)
-        .ok_or_else(|| ApiError::not_found(format!("node {name:?} (see `shoal get nodes`)")))?;
+    let n =
+        view.nodes.get(&name).ok_or_else(|| ApiError::not_found(format!("node {name:?} (see `shoal get nodes`)")))?;
     let (r, c) = allocated(&ctx).get(&name).copied().unwrap_or_default();
     Ok(Json(render::node_json(n, r, c)))
 }
@@ -558,10 +435,8 @@ fn events_json(ctx: &Ctx, ns: Option<&str>) -> Value {
         .list(|e| ns.is_none_or(|n| e.namespace == n))
         .into_iter()
         .map(|e| {
-            let t = humantime::format_rfc3339_millis(
-                std::time::UNIX_EPOCH + Duration::from_millis(e.time_ms),
-            )
-            .to_string();
+            let t =
+                humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(e.time_ms)).to_string();
             json!({
                 "apiVersion": "v1", "kind": "Event",
                 "metadata": {"namespace": e.namespace},
@@ -601,38 +476,24 @@ pub struct TokenQuery {
 }
 
 pub async fn get_token(State(ctx): State<Ctx>) -> Res {
-    let c = ctx
-        .cluster
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("join token (this node has no cluster identity)"))?;
-    let t = c
-        .join_token()
-        .ok_or_else(|| ApiError::not_found("join token"))?;
+    let c =
+        ctx.cluster.as_ref().ok_or_else(|| ApiError::not_found("join token (this node has no cluster identity)"))?;
+    let t = c.join_token().ok_or_else(|| ApiError::not_found("join token"))?;
     Ok(Json(json!({"token": t})))
 }
 
 pub async fn rotate_token(State(ctx): State<Ctx>, Query(q): Query<TokenQuery>) -> Res {
-    let c = ctx
-        .cluster
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("join token (this node has no cluster identity)"))?;
+    let c =
+        ctx.cluster.as_ref().ok_or_else(|| ApiError::not_found("join token (this node has no cluster identity)"))?;
     match q.action.as_deref() {
-        Some("rotate") => c
-            .rotate_join_token()
-            .await
-            .map(|t| Json(json!({"token": t})))
-            .map_err(ApiError::internal),
+        Some("rotate") => c.rotate_join_token().await.map(|t| Json(json!({"token": t}))).map_err(ApiError::internal),
         Some("create") => {
             let ttl = q.ttl.as_deref().unwrap_or("24h");
-            let d = humantime::parse_duration(ttl)
-                .map_err(|e| ApiError::bad_request(format!("ttl {ttl:?}: {e}")))?;
-            c.create_join_token(d.as_secs())
-                .await
-                .map(|t| Json(json!({"token": t})))
-                .map_err(ApiError::internal)
+            let d = humantime::parse_duration(ttl).map_err(|e| ApiError::bad_request(format!("ttl {ttl:?}: {e}")))?;
+            c.create_join_token(d.as_secs()).await.map(|t| Json(json!({"token": t}))).map_err(ApiError::internal)
         }
-        other => Err(ApiError::bad_request(format!(
-            "unknown action {other:?}: use ?action=rotate or ?action=create&ttl=1h"
-        ))),
+        other => {
+            Err(ApiError::bad_request(format!("unknown action {other:?}: use ?action=rotate or ?action=create&ttl=1h")))
+        }
     }
 }

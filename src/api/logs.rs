@@ -26,12 +26,7 @@ pub struct LogQuery {
 }
 
 fn text(body: Body) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
 pub async fn pod_log(
@@ -52,9 +47,7 @@ pub async fn pod_log(
             .unwrap_or_default(),
     };
     if containers.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "pod {name:?} in namespace {ns:?}"
-        )));
+        return Err(ApiError::not_found(format!("pod {name:?} in namespace {ns:?}")));
     }
     let container = match q.container {
         Some(c) if containers.contains(&c) => c,
@@ -72,10 +65,7 @@ pub async fn pod_log(
             )));
         }
     };
-    let here = view
-        .nodes
-        .get(&view.self_name)
-        .is_some_and(|n| n.pods.contains_key(&id));
+    let here = view.nodes.get(&view.self_name).is_some_and(|n| n.pods.contains_key(&id));
     let path = log_path(&ctx.logs_dir, &ns, &name, &container);
     if here || path.exists() {
         let limits = ctx.log_limits;
@@ -98,10 +88,8 @@ pub async fn pod_log(
         return Ok(text(Body::from_stream(first.chain(rest))));
     }
     // Another node runs it: relay from that node's API.
-    let runner = view
-        .nodes
-        .values()
-        .find(|n| n.state.alive() && n.info.name != view.self_name && n.pods.contains_key(&id));
+    let runner =
+        view.nodes.values().find(|n| n.state.alive() && n.info.name != view.self_name && n.pods.contains_key(&id));
     let Some(runner) = runner else {
         return Err(ApiError::bad_request(format!(
             "pod {name} is not running on any node yet; no logs (see `shoal describe pod {name}`)"
@@ -114,28 +102,16 @@ pub async fn pod_log(
     let client = Client::new(vec![runner.info.api_url.clone()], Some(ctx.token.clone()))
         .with_timeout(std::time::Duration::from_secs(24 * 3600));
     let (_, resp) = client
-        .send(
-            Method::GET,
-            &format!("/api/v1/namespaces/{ns}/pods/{name}/log?{qs}"),
-            None,
-        )
+        .send(Method::GET, &format!("/api/v1/namespaces/{ns}/pods/{name}/log?{qs}"), None)
         .await
         .map_err(|e| match e {
             ClientError::Unreachable { last, .. } => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "BadGateway",
-                format!(
-                    "node {} runs the pod but does not answer: {last}",
-                    runner.info.name
-                ),
+                format!("node {} runs the pod but does not answer: {last}", runner.info.name),
             ),
             other => ApiError::internal(other.to_string()),
         })?;
     let code = resp.status();
-    Ok((
-        code,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        Body::new(resp.into_body()),
-    )
-        .into_response())
+    Ok((code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::new(resp.into_body())).into_response())
 }

@@ -18,8 +18,7 @@ use crate::placement::plan::PlanView;
 use crate::state::{Snapshot, StoredObject};
 
 fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
-        .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix)).to_string()
 }
 
 /// A list in Kubernetes' shape.
@@ -28,23 +27,14 @@ pub fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
 }
 
 /// The status a pod's owner (or, during a handoff, another node) reports.
-pub fn pod_report<'a>(
-    view: &'a ClusterView,
-    id: &str,
-    owner: Option<&str>,
-) -> Option<&'a PodStatus> {
+pub fn pod_report<'a>(view: &'a ClusterView, id: &str, owner: Option<&str>) -> Option<&'a PodStatus> {
     if let Some(o) = owner
-        && let Some(s) = view
-            .nodes
-            .get(o)
-            .filter(|n| n.state.alive())
-            .and_then(|n| n.pods.get(id))
+        && let Some(s) = view.nodes.get(o).filter(|n| n.state.alive()).and_then(|n| n.pods.get(id))
         && (!s.terminating
-            || !view.nodes.values().any(|n| {
-                n.info.name != o
-                    && n.state.alive()
-                    && n.pods.get(id).is_some_and(|x| !x.terminating)
-            }))
+            || !view
+                .nodes
+                .values()
+                .any(|n| n.info.name != o && n.state.alive() && n.pods.get(id).is_some_and(|x| !x.terminating)))
     {
         return Some(s);
     }
@@ -72,12 +62,7 @@ fn container_state_json(s: &ContainerState) -> Value {
         ContainerState::Running { started_at } => {
             json!({"running": {"startedAt": rfc3339(*started_at)}})
         }
-        ContainerState::Terminated {
-            exit_code,
-            reason,
-            signal,
-            finished_at,
-        } => {
+        ContainerState::Terminated { exit_code, reason, signal, finished_at } => {
             let mut m = json!({"exitCode": exit_code, "reason": reason, "finishedAt": rfc3339(*finished_at)});
             if let Some(sig) = signal {
                 m["signal"] = json!(sig);
@@ -109,8 +94,7 @@ pub fn pod_json(
     let mut containers: Vec<Value> = Vec::new();
     for c in &d.spec.containers {
         let mut cj = serde_json::to_value(c).unwrap_or(Value::Null);
-        if let (Some(r), Some(ports)) = (report, cj.get_mut("ports").and_then(|p| p.as_array_mut()))
-        {
+        if let (Some(r), Some(ports)) = (report, cj.get_mut("ports").and_then(|p| p.as_array_mut())) {
             for p in ports {
                 let cp = p.get("containerPort").and_then(|v| v.as_u64()).unwrap_or(0);
                 if let Some(m) = r.ports.iter().find(|m| u64::from(m.container_port) == cp) {
@@ -135,11 +119,7 @@ pub fn pod_json(
     let mut conditions = vec![condition(
         "PodScheduled",
         owner.is_some() || report.is_some(),
-        if owner.is_none() && report.is_none() {
-            "Unschedulable"
-        } else {
-            ""
-        },
+        if owner.is_none() && report.is_none() { "Unschedulable" } else { "" },
         pending.unwrap_or(""),
     )];
     match report {
@@ -182,19 +162,13 @@ pub fn pod_json(
                 status.insert("message".into(), json!(why));
             } else if let Some(o) = owner {
                 status.insert("reason".into(), json!("ContainerCreating"));
-                status.insert(
-                    "message".into(),
-                    json!(format!("waiting for {o} to start it")),
-                );
+                status.insert("message".into(), json!(format!("waiting for {o} to start it")));
             }
         }
     }
     status.insert("conditions".into(), json!(conditions));
     let mut labels = d.labels.clone();
-    labels.insert(
-        "shoal.dev/pod-template-hash".into(),
-        d.template_hash.clone(),
-    );
+    labels.insert("shoal.dev/pod-template-hash".into(), d.template_hash.clone());
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -215,55 +189,28 @@ pub fn pod_json(
 
 /// Every pod in `namespace` (all when `None`): desired pods, pods still
 /// stopping somewhere, and completed Job pods.
-pub fn pods(
-    snapshot: &Snapshot,
-    plan: &PlanView,
-    view: &ClusterView,
-    namespace: Option<&str>,
-) -> Vec<Value> {
+pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace: Option<&str>) -> Vec<Value> {
     let mut out: BTreeMap<(String, String), Value> = BTreeMap::new();
     let created_of = |d: &DesiredPod| -> String {
         let kind = d.owner.kind;
-        let key = crate::model::ObjectKey {
-            kind,
-            namespace: d.namespace.clone(),
-            name: d.owner.name.clone(),
-        };
-        snapshot
-            .get(&key)
-            .and_then(|o| o.object.meta().creation_timestamp.clone())
-            .unwrap_or_default()
+        let key = crate::model::ObjectKey { kind, namespace: d.namespace.clone(), name: d.owner.name.clone() };
+        snapshot.get(&key).and_then(|o| o.object.meta().creation_timestamp.clone()).unwrap_or_default()
     };
     let mut desired_ids = BTreeSet::new();
-    for d in plan
-        .desired
-        .iter()
-        .filter(|d| namespace.is_none_or(|ns| d.namespace == ns))
-    {
+    for d in plan.desired.iter().filter(|d| namespace.is_none_or(|ns| d.namespace == ns)) {
         let id = d.id();
         desired_ids.insert(id.clone());
         let owner = plan.placement.owners.get(&id).map(String::as_str);
         let pending = plan.placement.pending.get(&id).map(String::as_str);
         let report = pod_report(view, &id, owner);
-        out.insert(
-            (d.namespace.clone(), d.name.clone()),
-            pod_json(d, owner, pending, report, &created_of(d)),
-        );
+        out.insert((d.namespace.clone(), d.name.clone()), pod_json(d, owner, pending, report, &created_of(d)));
     }
     // Pods no longer desired but still reported (stopping, or finished Job pods).
     let templates: BTreeMap<(String, String), &StoredObject> = snapshot
         .objects
         .values()
         .filter(|o| matches!(o.object.kind(), Kind::Deployment | Kind::Job))
-        .map(|o| {
-            (
-                (
-                    o.object.meta().namespace.clone().unwrap_or_default(),
-                    o.object.meta().name.clone(),
-                ),
-                &**o,
-            )
-        })
+        .map(|o| ((o.object.meta().namespace.clone().unwrap_or_default(), o.object.meta().name.clone()), &**o))
         .collect();
     for n in view.nodes.values().filter(|n| n.state.alive()) {
         for (id, s) in &n.pods {
@@ -274,14 +221,8 @@ pub fn pods(
             if out.contains_key(&key) {
                 continue;
             }
-            let owner_name = s
-                .name
-                .rsplit_once('-')
-                .map(|(o, _)| o.to_string())
-                .unwrap_or_default();
-            let d = templates
-                .get(&(s.namespace.clone(), owner_name.clone()))
-                .and_then(|o| ghost_pod(&o.object, s));
+            let owner_name = s.name.rsplit_once('-').map(|(o, _)| o.to_string()).unwrap_or_default();
+            let d = templates.get(&(s.namespace.clone(), owner_name.clone())).and_then(|o| ghost_pod(&o.object, s));
             if let Some(d) = d {
                 out.insert(key, pod_json(&d, Some(&n.info.name), None, Some(s), ""));
             } else {
@@ -326,10 +267,7 @@ pub fn pods(
                 });
             }
             if let Some(d) = ghost_pod(&o.object, &st) {
-                out.insert(
-                    (ns.clone(), name),
-                    pod_json(&d, Some(&r.node), None, Some(&st), &r.finished_at),
-                );
+                out.insert((ns.clone(), name), pod_json(&d, Some(&r.node), None, Some(&st), &r.finished_at));
             }
         }
     }
@@ -339,22 +277,17 @@ pub fn pods(
 /// A `DesiredPod` for a pod that is no longer desired (for rendering only).
 fn ghost_pod(owner: &Object, s: &PodStatus) -> Option<DesiredPod> {
     let index: u32 = s.name.rsplit_once('-')?.1.parse().ok()?;
-    let mut d = crate::model::pods::desired_pods([owner], &BTreeMap::new())
-        .into_iter()
-        .next()
-        .or_else(|| {
-            // A Job whose pods are all done yields no desired pod: build one.
-            if let Object::Job(j) = owner {
-                let mut j2 = j.clone();
-                j2.spec.parallelism = Some(1);
-                j2.spec.completions = Some(1);
-                j2.spec.backoff_limit = Some(1000);
-                return crate::model::pods::desired_pods([&Object::Job(j2)], &BTreeMap::new())
-                    .into_iter()
-                    .next();
-            }
-            None
-        })?;
+    let mut d = crate::model::pods::desired_pods([owner], &BTreeMap::new()).into_iter().next().or_else(|| {
+        // A Job whose pods are all done yields no desired pod: build one.
+        if let Object::Job(j) = owner {
+            let mut j2 = j.clone();
+            j2.spec.parallelism = Some(1);
+            j2.spec.completions = Some(1);
+            j2.spec.backoff_limit = Some(1000);
+            return crate::model::pods::desired_pods([&Object::Job(j2)], &BTreeMap::new()).into_iter().next();
+        }
+        None
+    })?;
     d.index = index;
     d.name = s.name.clone();
     d.template_hash = s.template_hash.clone();
@@ -377,12 +310,7 @@ fn orphan_pod_json(s: &PodStatus) -> Value {
 }
 
 /// A stored object with its status and who last wrote it.
-pub fn object_json(
-    o: &StoredObject,
-    plan: &PlanView,
-    view: &ClusterView,
-    snapshot: &Snapshot,
-) -> Value {
+pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapshot: &Snapshot) -> Value {
     let mut v = o.object.to_json();
     v["metadata"]["managedFields"] = json!([{
         "manager": o.origin, "operation": "Update", "time": o.stamp.rfc3339(),
@@ -391,19 +319,11 @@ pub fn object_json(
     let mine: Vec<&DesiredPod> = plan
         .desired
         .iter()
-        .filter(|d| {
-            d.namespace == key.namespace && d.owner.name == key.name && d.owner.kind == key.kind
-        })
+        .filter(|d| d.namespace == key.namespace && d.owner.name == key.name && d.owner.kind == key.kind)
         .collect();
     let reports: Vec<Option<&PodStatus>> = mine
         .iter()
-        .map(|d| {
-            pod_report(
-                view,
-                &d.id(),
-                plan.placement.owners.get(&d.id()).map(String::as_str),
-            )
-        })
+        .map(|d| pod_report(view, &d.id(), plan.placement.owners.get(&d.id()).map(String::as_str)))
         .collect();
     match &o.object {
         Object::Deployment(d) => {
@@ -431,9 +351,7 @@ pub fn object_json(
             let p = job_progress(j, &snapshot.pod_results);
             let active = reports
                 .iter()
-                .filter(|r| {
-                    r.is_some_and(|r| r.phase == Phase::Running || r.phase == Phase::Pending)
-                })
+                .filter(|r| r.is_some_and(|r| r.phase == Phase::Running || r.phase == Phase::Pending))
                 .count();
             let mut st = json!({
                 "active": active, "succeeded": p.succeeded, "failed": p.failures,
@@ -446,8 +364,7 @@ pub fn object_json(
                     .pod_results
                     .iter()
                     .filter(|((ns, _), r)| {
-                        *ns == key.namespace
-                            && r.job_uid == j.metadata.uid.clone().unwrap_or_default()
+                        *ns == key.namespace && r.job_uid == j.metadata.uid.clone().unwrap_or_default()
                     })
                     .map(|(_, r)| r.finished_at.clone())
                     .max();
@@ -480,11 +397,7 @@ pub fn default_namespace_json() -> Value {
 }
 
 /// A node as Kubernetes JSON (plus `status.state`: Ready/Suspect/Dead/Left).
-pub fn node_json(
-    n: &NodeView,
-    allocated: crate::model::pods::Resources,
-    pod_count: usize,
-) -> Value {
+pub fn node_json(n: &NodeView, allocated: crate::model::pods::Resources, pod_count: usize) -> Value {
     let i = &n.info;
     let res = |r: crate::model::pods::Resources, pods: u32| json!({"cpu": format_cpu_millis(r.cpu_millis), "memory": format_memory_bytes(r.memory_bytes), "pods": pods.to_string()});
     json!({

@@ -113,10 +113,7 @@ async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     ctx.metrics
         .api_requests
-        .get_or_create(&vec![
-            ("method".into(), method),
-            ("code".into(), resp.status().as_u16().to_string()),
-        ])
+        .get_or_create(&vec![("method".into(), method), ("code".into(), resp.status().as_u16().to_string())])
         .inc();
     resp
 }
@@ -134,51 +131,27 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/version", get(h::version))
         .route("/metrics", get(h::metrics))
         // Namespaces (cluster-scoped).
-        .route(
-            "/api/v1/namespaces",
-            get(h::list_namespaces).post(h::create_namespace),
-        )
-        .route(
-            "/api/v1/namespaces/{name}",
-            get(h::get_namespace)
-                .put(h::replace_namespace)
-                .delete(h::delete_namespace),
-        )
+        .route("/api/v1/namespaces", get(h::list_namespaces).post(h::create_namespace))
+        .route("/api/v1/namespaces/{name}", get(h::get_namespace).put(h::replace_namespace).delete(h::delete_namespace))
         // Pods (derived).
         .route("/api/v1/pods", get(h::list_all_pods))
         .route("/api/v1/namespaces/{ns}/pods", get(h::list_pods))
         .route("/api/v1/namespaces/{ns}/pods/{name}", get(h::get_pod))
-        .route(
-            "/api/v1/namespaces/{ns}/pods/{name}/log",
-            get(logs::pod_log),
-        )
+        .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs::pod_log))
         // Services.
         .route("/api/v1/services", get(h::list_all_services))
-        .route(
-            "/api/v1/namespaces/{ns}/services",
-            get(h::list_services).post(h::create_service),
-        )
+        .route("/api/v1/namespaces/{ns}/services", get(h::list_services).post(h::create_service))
         .route(
             "/api/v1/namespaces/{ns}/services/{name}",
-            get(h::get_service)
-                .put(h::replace_service)
-                .delete(h::delete_service),
+            get(h::get_service).put(h::replace_service).delete(h::delete_service),
         )
-        .route(
-            "/api/v1/namespaces/{ns}/endpoints/{name}",
-            get(super::services::get_endpoints),
-        )
+        .route("/api/v1/namespaces/{ns}/endpoints/{name}", get(super::services::get_endpoints))
         // Deployments.
         .route("/apis/apps/v1/deployments", get(h::list_all_deployments))
-        .route(
-            "/apis/apps/v1/namespaces/{ns}/deployments",
-            get(h::list_deployments).post(h::create_deployment),
-        )
+        .route("/apis/apps/v1/namespaces/{ns}/deployments", get(h::list_deployments).post(h::create_deployment))
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-            get(h::get_deployment)
-                .put(h::replace_deployment)
-                .delete(h::delete_deployment),
+            get(h::get_deployment).put(h::replace_deployment).delete(h::delete_deployment),
         )
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
@@ -186,14 +159,8 @@ pub fn router(ctx: Ctx) -> Router {
         )
         // Jobs.
         .route("/apis/batch/v1/jobs", get(h::list_all_jobs))
-        .route(
-            "/apis/batch/v1/namespaces/{ns}/jobs",
-            get(h::list_jobs).post(h::create_job),
-        )
-        .route(
-            "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
-            get(h::get_job).put(h::replace_job).delete(h::delete_job),
-        )
+        .route("/apis/batch/v1/namespaces/{ns}/jobs", get(h::list_jobs).post(h::create_job))
+        .route("/apis/batch/v1/namespaces/{ns}/jobs/{name}", get(h::get_job).put(h::replace_job).delete(h::delete_job))
         // Nodes and events.
         .route("/api/v1/nodes", get(h::list_nodes))
         .route("/api/v1/nodes/{name}", get(h::get_node))
@@ -216,23 +183,15 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = router(ctx);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    })
-    .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
 }
 
 /// JSON response with a status code.
 pub fn json_response(code: StatusCode, v: &serde_json::Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body),
-    )
-        .into_response()
+    (code, [(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
 }

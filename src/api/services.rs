@@ -27,14 +27,9 @@ fn svc_id(k: &ObjectKey) -> String {
 }
 
 /// Fills in missing node ports and refuses conflicting ones.
-pub fn assign_node_ports(
-    snap: &Snapshot,
-    objects: &mut [Parsed],
-    range: (u16, u16),
-) -> Result<(), ApiError> {
+pub fn assign_node_ports(snap: &Snapshot, objects: &mut [Parsed], range: (u16, u16)) -> Result<(), ApiError> {
     // Ports held by stored services not being re-applied now.
-    let applied: std::collections::BTreeSet<ObjectKey> =
-        objects.iter().map(|p| p.object.key()).collect();
+    let applied: std::collections::BTreeSet<ObjectKey> = objects.iter().map(|p| p.object.key()).collect();
     let mut used: BTreeMap<u16, String> = BTreeMap::new();
     for o in snap.of_kind(Kind::Service) {
         let k = o.object.key();
@@ -76,39 +71,32 @@ pub fn assign_node_ports(
     for parsed in objects.iter_mut() {
         let k = parsed.object.key();
         let previous: BTreeMap<i64, i64> = match snap.get(&k).map(|o| &o.object) {
-            Some(Object::Service(old)) => old
-                .spec
-                .ports
-                .iter()
-                .filter_map(|p| p.node_port.map(|np| (p.port, np)))
-                .collect(),
+            Some(Object::Service(old)) => {
+                old.spec.ports.iter().filter_map(|p| p.node_port.map(|np| (p.port, np))).collect()
+            }
             _ => BTreeMap::new(),
         };
         let Object::Service(s) = &mut parsed.object else {
             continue;
         };
         for p in s.spec.ports.iter_mut().filter(|p| p.node_port.is_none()) {
-            let keep = previous
-                .get(&p.port)
-                .copied()
-                .filter(|np| used.get(&(*np as u16)).is_none_or(|o| *o == svc_id(&k)));
+            let keep =
+                previous.get(&p.port).copied().filter(|np| used.get(&(*np as u16)).is_none_or(|o| *o == svc_id(&k)));
             let np = match keep {
                 Some(np) => np as u16,
-                None => (range.0..=range.1)
-                    .find(|c| !used.contains_key(c))
-                    .ok_or_else(|| {
-                        ApiError::invalid(
-                            format!("{k}: no free node port left in {}-{}", range.0, range.1),
-                            &[Issue {
-                                file: parsed.file.clone(),
-                                document: parsed.document,
-                                field: "spec.ports".into(),
-                                line: None,
-                                column: None,
-                                message: "no free node port".into(),
-                            }],
-                        )
-                    })?,
+                None => (range.0..=range.1).find(|c| !used.contains_key(c)).ok_or_else(|| {
+                    ApiError::invalid(
+                        format!("{k}: no free node port left in {}-{}", range.0, range.1),
+                        &[Issue {
+                            file: parsed.file.clone(),
+                            document: parsed.document,
+                            field: "spec.ports".into(),
+                            line: None,
+                            column: None,
+                            message: "no free node port".into(),
+                        }],
+                    )
+                })?,
             };
             used.insert(np, svc_id(&k));
             p.node_port = Some(i64::from(np));
@@ -134,16 +122,8 @@ fn endpoints_json(ns: &str, spec: &ServiceSpec, plan: &PlanView, view: &ClusterV
 
 /// Adds `status.ports[]` with each port's current endpoints.
 pub fn decorate(v: &mut Value, plan: &PlanView, view: &ClusterView) {
-    let ns = v
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("default")
-        .to_string();
-    let Some(spec) = v
-        .get("spec")
-        .cloned()
-        .and_then(|s| serde_json::from_value::<ServiceSpec>(s).ok())
-    else {
+    let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
+    let Some(spec) = v.get("spec").cloned().and_then(|s| serde_json::from_value::<ServiceSpec>(s).ok()) else {
         return;
     };
     v["status"] = json!({"ports": endpoints_json(&ns, &spec, plan, view)});
@@ -154,11 +134,7 @@ pub async fn get_endpoints(
     State(ctx): State<Ctx>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = ObjectKey {
-        kind: Kind::Service,
-        namespace: ns.clone(),
-        name: name.clone(),
-    };
+    let key = ObjectKey { kind: Kind::Service, namespace: ns.clone(), name: name.clone() };
     let snap = ctx.db.snapshot();
     let Some(Object::Service(s)) = snap.get(&key).map(|o| &o.object) else {
         return Err(ApiError::not_found(&key));

@@ -7,12 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "shoal",
-    version,
-    about = "A container orchestrator with no master node",
-    propagate_version = true
-)]
+#[command(name = "shoal", version, about = "A container orchestrator with no master node", propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

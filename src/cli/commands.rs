@@ -37,9 +37,7 @@ fn api_token(o: &ClientOpts) -> Option<String> {
         return Some(t.clone());
     }
     let dir = o.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::read_to_string(crate::node::token_path(&dir))
-        .ok()
-        .map(|s| s.trim().to_string())
+    std::fs::read_to_string(crate::node::token_path(&dir)).ok().map(|s| s.trim().to_string())
 }
 
 pub fn client(o: &ClientOpts) -> Client {
@@ -58,12 +56,7 @@ pub fn known_servers(o: &ClientOpts) -> Vec<String> {
         return Vec::new();
     };
     std::fs::read_to_string(path)
-        .map(|s| {
-            s.lines()
-                .map(str::to_string)
-                .filter(|l| l.starts_with("http://"))
-                .collect()
-        })
+        .map(|s| s.lines().map(str::to_string).filter(|l| l.starts_with("http://")).collect())
         .unwrap_or_default()
 }
 
@@ -103,9 +96,7 @@ fn init_tracing(format: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SHOAL_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,chitchat=warn,quinn=warn,mdns_sd=warn"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == Some("json") {
         b.json().init();
     } else {
@@ -146,9 +137,7 @@ fn node_config(a: &UpArgs) -> Result<NodeConfig, CliError> {
         cfg.log_format = a.log_format.clone();
     }
     for l in &a.labels {
-        let (k, v) = l
-            .split_once('=')
-            .ok_or_else(|| CliError::Usage(format!("--label {l:?}: expected KEY=VALUE")))?;
+        let (k, v) = l.split_once('=').ok_or_else(|| CliError::Usage(format!("--label {l:?}: expected KEY=VALUE")))?;
         cfg.labels.insert(k.to_string(), v.to_string());
     }
     Ok(cfg)
@@ -157,15 +146,13 @@ fn node_config(a: &UpArgs) -> Result<NodeConfig, CliError> {
 async fn up(a: UpArgs) -> Result<(), CliError> {
     let cfg = node_config(&a)?;
     init_tracing(cfg.log_format.as_deref());
-    let node = crate::node::Node::start(cfg)
-        .await
-        .map_err(|e| CliError::Start(e.to_string()))?;
-    eprintln!(
-        "shoal node {} is up: API http://{} (data dir {})",
-        node.name,
-        node.api_addr,
-        node.data_dir.display()
-    );
+    let node = crate::node::Node::start(cfg).await.map_err(|e| CliError::Start(e.to_string()))?;
+    eprintln!("shoal node {} is up: API http://{} (data dir {})", node.name, node.api_addr, node.data_dir.display());
+    if let Some(t) = &node.new_cluster_token {
+        eprintln!(
+            "Created a new cluster. Join other nodes with:\n  shoal up --join <this node's IP>:7421 --token {t}\n(`shoal token` prints the token again.)"
+        );
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| CliError::Start(e.to_string()))?;
     tokio::select! {
@@ -184,13 +171,8 @@ fn read_sources(args: &[String]) -> Result<Vec<SourceFile>, CliError> {
     for a in args {
         if a == "-" {
             let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;
-            out.push(SourceFile {
-                name: "-".into(),
-                content: s,
-            });
+            std::io::stdin().read_to_string(&mut s).map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;
+            out.push(SourceFile { name: "-".into(), content: s });
             continue;
         }
         let p = Path::new(a);
@@ -198,32 +180,20 @@ fn read_sources(args: &[String]) -> Result<Vec<SourceFile>, CliError> {
             let mut files: Vec<PathBuf> = std::fs::read_dir(p)
                 .map_err(|e| CliError::Failed(format!("{a}: {e}")))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.extension()
-                        .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
-                })
+                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json"))
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(CliError::Failed(format!(
-                    "{a}: no .yaml, .yml or .json files in this directory"
-                )));
+                return Err(CliError::Failed(format!("{a}: no .yaml, .yml or .json files in this directory")));
             }
             for f in files {
-                let content = std::fs::read_to_string(&f)
-                    .map_err(|e| CliError::Failed(format!("{}: {e}", f.display())))?;
-                out.push(SourceFile {
-                    name: f.display().to_string(),
-                    content,
-                });
+                let content =
+                    std::fs::read_to_string(&f).map_err(|e| CliError::Failed(format!("{}: {e}", f.display())))?;
+                out.push(SourceFile { name: f.display().to_string(), content });
             }
         } else {
-            let content =
-                std::fs::read_to_string(p).map_err(|e| CliError::Failed(format!("{a}: {e}")))?;
-            out.push(SourceFile {
-                name: a.clone(),
-                content,
-            });
+            let content = std::fs::read_to_string(p).map_err(|e| CliError::Failed(format!("{a}: {e}")))?;
+            out.push(SourceFile { name: a.clone(), content });
         }
     }
     Ok(out)
@@ -244,33 +214,17 @@ fn print_results(r: &ApplyResponse, dry_run: bool) {
     }
     for o in &r.results {
         let dry = if dry_run { " (dry run)" } else { "" };
-        println!(
-            "{}/{} {}{dry}",
-            resource_name(&o.kind),
-            o.name,
-            o.outcome.as_str()
-        );
+        println!("{}/{} {}{dry}", resource_name(&o.kind), o.name, o.outcome.as_str());
     }
 }
 
 async fn apply(a: ApplyArgs) -> Result<(), CliError> {
     let files = read_sources(&a.files)?;
     let c = client(&a.client);
-    let req = ApplyRequest {
-        files,
-        namespace: a.namespace.clone(),
-        dry_run: a.dry_run,
-        ignore_not_found: false,
-    };
-    let v = c
-        .send_json(
-            Method::POST,
-            "/shoal/v1/apply",
-            &serde_json::to_value(&req).unwrap_or_default(),
-        )
-        .await?;
-    let r: ApplyResponse = serde_json::from_value(v)
-        .map_err(|e| CliError::Failed(format!("unexpected answer: {e}")))?;
+    let req = ApplyRequest { files, namespace: a.namespace.clone(), dry_run: a.dry_run, ignore_not_found: false };
+    let v = c.send_json(Method::POST, "/shoal/v1/apply", &serde_json::to_value(&req).unwrap_or_default()).await?;
+    let r: ApplyResponse =
+        serde_json::from_value(v).map_err(|e| CliError::Failed(format!("unexpected answer: {e}")))?;
     print_results(&r, a.dry_run);
     learn_servers(&c, &a.client).await;
     Ok(())
@@ -313,9 +267,7 @@ async fn delete(a: DeleteArgs) -> Result<(), CliError> {
     let c = client(&a.client);
     if !a.files.is_empty() {
         if !a.target.is_empty() {
-            return Err(CliError::Usage(
-                "give either -f FILE or KIND NAME, not both".into(),
-            ));
+            return Err(CliError::Usage("give either -f FILE or KIND NAME, not both".into()));
         }
         let files = read_sources(&a.files)?;
         let req = ApplyRequest {
@@ -324,34 +276,21 @@ async fn delete(a: DeleteArgs) -> Result<(), CliError> {
             dry_run: false,
             ignore_not_found: a.ignore_not_found,
         };
-        let v = c
-            .send_json(
-                Method::POST,
-                "/shoal/v1/delete",
-                &serde_json::to_value(&req).unwrap_or_default(),
-            )
-            .await?;
-        let r: ApplyResponse = serde_json::from_value(v)
-            .map_err(|e| CliError::Failed(format!("unexpected answer: {e}")))?;
+        let v = c.send_json(Method::POST, "/shoal/v1/delete", &serde_json::to_value(&req).unwrap_or_default()).await?;
+        let r: ApplyResponse =
+            serde_json::from_value(v).map_err(|e| CliError::Failed(format!("unexpected answer: {e}")))?;
         print_results(&r, false);
         return Ok(());
     }
     let (k, name) = target(&a.target)?;
     let kind = parse_kind(&k)?;
     let ns = a.namespace.clone().unwrap_or_else(|| "default".into());
-    match c
-        .call(Method::DELETE, &object_path(kind, &ns, Some(&name)), None)
-        .await
-    {
+    match c.call(Method::DELETE, &object_path(kind, &ns, Some(&name)), None).await {
         Ok(_) => {
             println!("{}/{name} deleted", resource_name(kind.as_str()));
             Ok(())
         }
-        Err(crate::api::client::ClientError::Api { code, .. })
-            if code.as_u16() == 404 && a.ignore_not_found =>
-        {
-            Ok(())
-        }
+        Err(crate::api::client::ClientError::Api { code, .. }) if code.as_u16() == 404 && a.ignore_not_found => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -362,16 +301,8 @@ async fn scale(a: ScaleArgs) -> Result<(), CliError> {
         return Err(CliError::Usage("only deployments can be scaled".into()));
     }
     let c = client(&a.client);
-    let path = format!(
-        "{}/scale",
-        object_path(Kind::Deployment, &a.namespace, Some(&name))
-    );
-    c.send_json(
-        Method::PUT,
-        &path,
-        &json!({"spec": {"replicas": a.replicas}}),
-    )
-    .await?;
+    let path = format!("{}/scale", object_path(Kind::Deployment, &a.namespace, Some(&name)));
+    c.send_json(Method::PUT, &path, &json!({"spec": {"replicas": a.replicas}})).await?;
     println!("deployment.apps/{name} scaled");
     Ok(())
 }
@@ -381,19 +312,11 @@ async fn scale(a: ScaleArgs) -> Result<(), CliError> {
 fn list_path(kind: &str, ns: Option<&str>) -> Result<(String, &'static str), CliError> {
     let k = kind.to_ascii_lowercase();
     Ok(match k.as_str() {
-        "po" | "pod" | "pods" => (
-            ns.map_or("/api/v1/pods".into(), |n| {
-                format!("/api/v1/namespaces/{n}/pods")
-            }),
-            "Pod",
-        ),
+        "po" | "pod" | "pods" => (ns.map_or("/api/v1/pods".into(), |n| format!("/api/v1/namespaces/{n}/pods")), "Pod"),
         "no" | "node" | "nodes" => ("/api/v1/nodes".into(), "Node"),
-        "ev" | "event" | "events" => (
-            ns.map_or("/api/v1/events".into(), |n| {
-                format!("/api/v1/namespaces/{n}/events")
-            }),
-            "Event",
-        ),
+        "ev" | "event" | "events" => {
+            (ns.map_or("/api/v1/events".into(), |n| format!("/api/v1/namespaces/{n}/events")), "Event")
+        }
         _ => {
             let kind = parse_kind(kind)?;
             let path = match (kind, ns) {
@@ -408,13 +331,7 @@ fn list_path(kind: &str, ns: Option<&str>) -> Result<(String, &'static str), Cli
     })
 }
 
-fn print_items(
-    kind: &str,
-    items: Vec<Value>,
-    output: Option<OutputFormat>,
-    all_ns: bool,
-    single: bool,
-) {
+fn print_items(kind: &str, items: Vec<Value>, output: Option<OutputFormat>, all_ns: bool, single: bool) {
     match output {
         Some(OutputFormat::Json) => {
             let v = if single {
@@ -437,12 +354,8 @@ fn print_items(
                 eprintln!("No resources found.");
                 return;
             }
-            let (header, r) = rows(
-                kind,
-                &items,
-                output == Some(OutputFormat::Wide),
-                all_ns && kind != "Node" && kind != "Namespace",
-            );
+            let (header, r) =
+                rows(kind, &items, output == Some(OutputFormat::Wide), all_ns && kind != "Node" && kind != "Namespace");
             print!("{}", table(&header, &r));
         }
     }
@@ -450,27 +363,17 @@ fn print_items(
 
 async fn get(a: GetArgs) -> Result<(), CliError> {
     let c = client(&a.client);
-    let ns = if a.all_namespaces {
-        None
-    } else {
-        Some(a.namespace.as_str())
-    };
+    let ns = if a.all_namespaces { None } else { Some(a.namespace.as_str()) };
     let (path, kind) = list_path(&a.kind, ns)?;
     let v = c.get_json(&path).await?;
-    let mut items: Vec<Value> = v
-        .get("items")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let mut items: Vec<Value> = v.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
     if let Some(name) = &a.name {
-        items
-            .retain(|i| i.pointer("/metadata/name").and_then(Value::as_str) == Some(name.as_str()));
+        items.retain(|i| i.pointer("/metadata/name").and_then(Value::as_str) == Some(name.as_str()));
         if items.is_empty() {
             return Err(CliError::Failed(format!(
                 "(NotFound) {} {name:?} not found{}",
                 kind.to_lowercase(),
-                ns.map(|n| format!(" in namespace {n:?}"))
-                    .unwrap_or_default()
+                ns.map(|n| format!(" in namespace {n:?}")).unwrap_or_default()
             )));
         }
     }
@@ -504,14 +407,8 @@ async fn describe_cmd(a: DescribeArgs) -> Result<(), CliError> {
         .unwrap_or_default()
         .into_iter()
         .filter(|e| {
-            let ik = e
-                .pointer("/involvedObject/kind")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let iname = e
-                .pointer("/involvedObject/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let ik = e.pointer("/involvedObject/kind").and_then(Value::as_str).unwrap_or("");
+            let iname = e.pointer("/involvedObject/name").and_then(Value::as_str).unwrap_or("");
             (ik == kind && iname == a.name)
                 || (kind != "Pod"
                     && kind != "Node"
@@ -541,23 +438,13 @@ async fn logs(a: LogsArgs) -> Result<(), CliError> {
     let path = format!("/api/v1/namespaces/{}/pods/{}/log?{q}", a.namespace, a.pod);
     if !a.follow {
         let b = c.call(Method::GET, &path, None).await?;
-        std::io::stdout()
-            .write_all(&b)
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+        std::io::stdout().write_all(&b).map_err(|e| CliError::Failed(e.to_string()))?;
         return Ok(());
     }
     let (_, resp) = c.send(Method::GET, &path, None).await?;
     if !resp.status().is_success() {
-        let b = c
-            .call(
-                Method::GET,
-                &path.replace("follow=true", "follow=false"),
-                None,
-            )
-            .await?;
-        std::io::stdout()
-            .write_all(&b)
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let b = c.call(Method::GET, &path.replace("follow=true", "follow=false"), None).await?;
+        std::io::stdout().write_all(&b).map_err(|e| CliError::Failed(e.to_string()))?;
         return Ok(());
     }
     let mut body = resp.into_body();
@@ -565,8 +452,7 @@ async fn logs(a: LogsArgs) -> Result<(), CliError> {
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| CliError::Unreachable(format!("log stream ended: {e}")))?;
         if let Some(d) = frame.data_ref() {
-            out.write_all(d)
-                .map_err(|e| CliError::Failed(e.to_string()))?;
+            out.write_all(d).map_err(|e| CliError::Failed(e.to_string()))?;
             out.flush().map_err(|e| CliError::Failed(e.to_string()))?;
         }
     }
@@ -576,15 +462,9 @@ async fn logs(a: LogsArgs) -> Result<(), CliError> {
 async fn token(a: TokenArgs) -> Result<(), CliError> {
     let c = client(&a.client);
     let v = if a.rotate {
-        c.send_json(Method::POST, "/shoal/v1/token?action=rotate", &json!({}))
-            .await?
+        c.send_json(Method::POST, "/shoal/v1/token?action=rotate", &json!({})).await?
     } else if a.create {
-        c.send_json(
-            Method::POST,
-            &format!("/shoal/v1/token?action=create&ttl={}", a.ttl),
-            &json!({}),
-        )
-        .await?
+        c.send_json(Method::POST, &format!("/shoal/v1/token?action=create&ttl={}", a.ttl), &json!({})).await?
     } else {
         c.get_json("/shoal/v1/token").await?
     };

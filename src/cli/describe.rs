@@ -8,11 +8,9 @@ use super::output::{age_of, n, pod_status, s};
 
 fn map_line(v: &Value, ptr: &str) -> String {
     match v.pointer(ptr).and_then(Value::as_object) {
-        Some(m) if !m.is_empty() => m
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-            .collect::<Vec<_>>()
-            .join(","),
+        Some(m) if !m.is_empty() => {
+            m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")
+        }
         _ => "<none>".into(),
     }
 }
@@ -23,29 +21,14 @@ fn header(out: &mut String, v: &Value) {
         let _ = writeln!(out, "Namespace:    {ns}");
     }
     let _ = writeln!(out, "Labels:       {}", map_line(v, "/metadata/labels"));
-    if let Some(t) = v
-        .pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str)
-    {
+    if let Some(t) = v.pointer("/metadata/creationTimestamp").and_then(Value::as_str) {
         let _ = writeln!(out, "Created:      {t} ({} ago)", age_of(Some(t)));
     }
     if let Some(mf) = v.pointer("/metadata/managedFields/0") {
-        let _ = writeln!(
-            out,
-            "Last write:   by node {} at {}",
-            s(mf, "/manager"),
-            s(mf, "/time")
-        );
+        let _ = writeln!(out, "Last write:   by node {} at {}", s(mf, "/manager"), s(mf, "/time"));
     }
-    if let Some(rv) = v
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-    {
-        let _ = writeln!(
-            out,
-            "Version:      {rv} (generation {})",
-            n(v, "/metadata/generation")
-        );
+    if let Some(rv) = v.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        let _ = writeln!(out, "Version:      {rv} (generation {})", n(v, "/metadata/generation"));
     }
 }
 
@@ -60,17 +43,8 @@ fn state_line(st: &Value) -> String {
             format!("Waiting: {} ({m})", s(w, "/reason"))
         }
     } else if let Some(t) = st.get("terminated") {
-        let sig = t
-            .get("signal")
-            .and_then(Value::as_i64)
-            .map(|x| format!(", signal {x}"))
-            .unwrap_or_default();
-        format!(
-            "Terminated: {} (exit code {}{sig}, at {})",
-            s(t, "/reason"),
-            n(t, "/exitCode"),
-            s(t, "/finishedAt")
-        )
+        let sig = t.get("signal").and_then(Value::as_i64).map(|x| format!(", signal {x}")).unwrap_or_default();
+        format!("Terminated: {} (exit code {}{sig}, at {})", s(t, "/reason"), n(t, "/exitCode"), s(t, "/finishedAt"))
     } else {
         "<unknown>".into()
     }
@@ -78,14 +52,8 @@ fn state_line(st: &Value) -> String {
 
 fn containers(out: &mut String, pod: &Value) {
     let empty = Vec::new();
-    let specs = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    let statuses = pod
-        .pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
+    let specs = pod.pointer("/spec/containers").and_then(Value::as_array).unwrap_or(&empty);
+    let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array).unwrap_or(&empty);
     let _ = writeln!(out, "Containers:");
     for c in specs {
         let name = s(c, "/name");
@@ -105,50 +73,26 @@ fn containers(out: &mut String, pod: &Value) {
                 let _ = writeln!(out, "    Command:    {}", cmd.join(" "));
             }
         }
-        for p in c
-            .get("ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let host = p
-                .get("hostPort")
-                .and_then(Value::as_u64)
-                .map(|h| format!(" -> host port {h}"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "    Port:       {} {}{host}",
-                n(p, "/containerPort"),
-                s(p, "/name")
-            );
+        for p in c.get("ports").and_then(Value::as_array).into_iter().flatten() {
+            let host =
+                p.get("hostPort").and_then(Value::as_u64).map(|h| format!(" -> host port {h}")).unwrap_or_default();
+            let _ = writeln!(out, "    Port:       {} {}{host}", n(p, "/containerPort"), s(p, "/name"));
         }
         if let Some(st) = statuses.iter().find(|x| s(x, "/name") == name) {
             let _ = writeln!(out, "    State:      {}", state_line(&st["state"]));
             if let Some(l) = st.get("lastState") {
                 let _ = writeln!(out, "    Last State: {}", state_line(l));
             }
-            let _ = writeln!(
-                out,
-                "    Ready:      {}",
-                st.get("ready").and_then(Value::as_bool).unwrap_or(false)
-            );
+            let _ = writeln!(out, "    Ready:      {}", st.get("ready").and_then(Value::as_bool).unwrap_or(false));
             let _ = writeln!(out, "    Restarts:   {}", n(st, "/restartCount"));
             let id = s(st, "/containerID");
             if !id.is_empty() {
                 let _ = writeln!(out, "    ID:         {id}");
             }
         }
-        for (label, key) in [
-            ("Liveness", "livenessProbe"),
-            ("Readiness", "readinessProbe"),
-        ] {
+        for (label, key) in [("Liveness", "livenessProbe"), ("Readiness", "readinessProbe")] {
             if let Some(p) = c.get(key) {
-                let port = |v: &Value| {
-                    v.as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| v.to_string())
-                };
+                let port = |v: &Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
                 let what = if let Some(h) = p.get("httpGet") {
                     format!("http-get :{}{}", port(&h["port"]), s(h, "/path"))
                 } else if let Some(t) = p.get("tcpSocket") {
@@ -163,9 +107,7 @@ fn containers(out: &mut String, pod: &Value) {
                     n(p, "/initialDelaySeconds"),
                     p.get("periodSeconds").and_then(Value::as_i64).unwrap_or(10),
                     p.get("timeoutSeconds").and_then(Value::as_i64).unwrap_or(1),
-                    p.get("failureThreshold")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(3)
+                    p.get("failureThreshold").and_then(Value::as_i64).unwrap_or(3)
                 );
             }
         }
@@ -173,11 +115,7 @@ fn containers(out: &mut String, pod: &Value) {
 }
 
 fn conditions(out: &mut String, v: &Value) {
-    let conds = v
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let conds = v.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
     if conds.is_empty() {
         return;
     }
@@ -189,12 +127,7 @@ fn conditions(out: &mut String, v: &Value) {
             .copied()
             .collect::<Vec<_>>()
             .join(": ");
-        let _ = writeln!(
-            out,
-            "  {:<14} {:<6} {extra}",
-            s(&c, "/type"),
-            s(&c, "/status")
-        );
+        let _ = writeln!(out, "  {:<14} {:<6} {extra}", s(&c, "/type"), s(&c, "/status"));
     }
 }
 
@@ -207,11 +140,7 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
             let _ = writeln!(
                 out,
                 "Node:         {}",
-                if s(v, "/spec/nodeName").is_empty() {
-                    "<none>"
-                } else {
-                    s(v, "/spec/nodeName")
-                }
+                if s(v, "/spec/nodeName").is_empty() { "<none>" } else { s(v, "/spec/nodeName") }
             );
             let _ = writeln!(out, "Status:       {}", pod_status(v));
             let msg = s(v, "/status/message");
@@ -221,11 +150,7 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
             let _ = writeln!(
                 out,
                 "IP:           {}",
-                if s(v, "/status/hostIP").is_empty() {
-                    "<none>"
-                } else {
-                    s(v, "/status/hostIP")
-                }
+                if s(v, "/status/hostIP").is_empty() { "<none>" } else { s(v, "/status/hostIP") }
             );
             if let Some(o) = v.pointer("/metadata/ownerReferences/0") {
                 let _ = writeln!(out, "Controlled By: {}/{}", s(o, "/kind"), s(o, "/name"));
@@ -234,15 +159,8 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
             conditions(&mut out, v);
         }
         "Deployment" => {
-            let _ = writeln!(
-                out,
-                "Selector:     {}",
-                map_line(v, "/spec/selector/matchLabels")
-            );
-            let want = v
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
+            let _ = writeln!(out, "Selector:     {}", map_line(v, "/spec/selector/matchLabels"));
+            let want = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
             let _ = writeln!(
                 out,
                 "Replicas:     {want} desired | {} updated | {} ready | {} unavailable",
@@ -262,22 +180,13 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
                 out,
                 "Completions:  {} of {} succeeded, {} active, {} failed (backoffLimit {})",
                 n(v, "/status/succeeded"),
-                v.pointer("/spec/completions")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1),
+                v.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1),
                 n(v, "/status/active"),
                 n(v, "/status/failed"),
-                v.pointer("/spec/backoffLimit")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(6)
+                v.pointer("/spec/backoffLimit").and_then(Value::as_i64).unwrap_or(6)
             );
-            let _ = writeln!(
-                out,
-                "Parallelism:  {}",
-                v.pointer("/spec/parallelism")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1)
-            );
+            let _ =
+                writeln!(out, "Parallelism:  {}", v.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(1));
             conditions(&mut out, v);
         }
         "Service" => {
@@ -285,21 +194,11 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
             let _ = writeln!(
                 out,
                 "Type:         {}",
-                v.pointer("/spec/type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("NodePort")
+                v.pointer("/spec/type").and_then(Value::as_str).unwrap_or("NodePort")
             );
-            for p in v
-                .pointer("/status/ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let np = p
-                    .get("nodePort")
-                    .and_then(Value::as_i64)
-                    .map(|x| x.to_string())
-                    .unwrap_or_else(|| "<none>".into());
+            for p in v.pointer("/status/ports").and_then(Value::as_array).into_iter().flatten() {
+                let np =
+                    p.get("nodePort").and_then(Value::as_i64).map(|x| x.to_string()).unwrap_or_else(|| "<none>".into());
                 let name = s(p, "/name");
                 let _ = writeln!(
                     out,
@@ -312,21 +211,10 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .map(|e| {
-                        format!(
-                            "{}:{} ({} on {})",
-                            s(e, "/ip"),
-                            n(e, "/port"),
-                            s(e, "/pod"),
-                            s(e, "/node")
-                        )
-                    })
+                    .map(|e| format!("{}:{} ({} on {})", s(e, "/ip"), n(e, "/port"), s(e, "/pod"), s(e, "/node")))
                     .collect();
                 if eps.is_empty() {
-                    let _ = writeln!(
-                        out,
-                        "Endpoints:    <none> (no Ready pod matches the selector)"
-                    );
+                    let _ = writeln!(out, "Endpoints:    <none> (no Ready pod matches the selector)");
                 } else {
                     let _ = writeln!(out, "Endpoints:    {}", eps.join("\n              "));
                 }
@@ -338,28 +226,10 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
             }
         }
         "Node" => {
-            let _ = writeln!(
-                out,
-                "State:        {} (since {})",
-                s(v, "/status/state"),
-                s(v, "/status/stateSince")
-            );
-            let _ = writeln!(
-                out,
-                "Generation:   {}",
-                s(v, "/metadata/annotations/shoal.dev~1generation")
-            );
-            let _ = writeln!(
-                out,
-                "API:          {}",
-                s(v, "/metadata/annotations/shoal.dev~1api-url")
-            );
-            for a in v
-                .pointer("/status/addresses")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            let _ = writeln!(out, "State:        {} (since {})", s(v, "/status/state"), s(v, "/status/stateSince"));
+            let _ = writeln!(out, "Generation:   {}", s(v, "/metadata/annotations/shoal.dev~1generation"));
+            let _ = writeln!(out, "API:          {}", s(v, "/metadata/annotations/shoal.dev~1api-url"));
+            for a in v.pointer("/status/addresses").and_then(Value::as_array).into_iter().flatten() {
                 let _ = writeln!(out, "Address:      {} {}", s(a, "/type"), s(a, "/address"));
             }
             let _ = writeln!(

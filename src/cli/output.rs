@@ -27,24 +27,16 @@ pub fn age(secs: i64) -> String {
 }
 
 pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// Seconds since an RFC 3339 time, or `<unknown>`.
 pub fn age_of(rfc3339: Option<&str>) -> String {
     match rfc3339.and_then(|t| {
-        humantime::parse_rfc3339_weak(t.trim_end_matches('Z'))
-            .ok()
-            .or_else(|| humantime::parse_rfc3339(t).ok())
+        humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok().or_else(|| humantime::parse_rfc3339(t).ok())
     }) {
         Some(t) => {
-            let secs = t
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
             age(now_unix() - secs)
         }
         None => "<unknown>".into(),
@@ -82,10 +74,7 @@ pub fn pod_status(p: &Value) -> String {
     }
     let phase = s(p, "/status/phase");
     let empty = Vec::new();
-    let cs = p
-        .pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
+    let cs = p.pointer("/status/containerStatuses").and_then(Value::as_array).unwrap_or(&empty);
     for c in cs {
         if let Some(w) = c.pointer("/state/waiting/reason").and_then(Value::as_str)
             && (w != "ContainerCreating" || phase == "Pending")
@@ -95,9 +84,7 @@ pub fn pod_status(p: &Value) -> String {
     }
     if phase == "Failed" || phase == "Running" {
         for c in cs {
-            if let Some(t) = c
-                .pointer("/state/terminated/reason")
-                .and_then(Value::as_str)
+            if let Some(t) = c.pointer("/state/terminated/reason").and_then(Value::as_str)
                 && (phase == "Failed" || t != "Completed")
             {
                 return t.into();
@@ -115,42 +102,23 @@ pub fn pod_status(p: &Value) -> String {
 
 fn ready_count(p: &Value) -> String {
     let empty = Vec::new();
-    let cs = p
-        .pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    let total = p
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map_or(cs.len(), Vec::len);
-    let ready = cs
-        .iter()
-        .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
-        .count();
+    let cs = p.pointer("/status/containerStatuses").and_then(Value::as_array).unwrap_or(&empty);
+    let total = p.pointer("/spec/containers").and_then(Value::as_array).map_or(cs.len(), Vec::len);
+    let ready = cs.iter().filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true)).count();
     format!("{ready}/{total}")
 }
 
 fn restarts(p: &Value) -> String {
     let empty = Vec::new();
-    let cs = p
-        .pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
+    let cs = p.pointer("/status/containerStatuses").and_then(Value::as_array).unwrap_or(&empty);
     let total: i64 = cs.iter().map(|c| n(c, "/restartCount")).sum();
     total.to_string()
 }
 
 /// Table rows of a list; `wide` adds columns; `ns` prefixes the namespace.
-pub fn rows(
-    kind: &str,
-    items: &[Value],
-    wide: bool,
-    ns: bool,
-) -> (Vec<&'static str>, Vec<Vec<String>>) {
+pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let mut header: Vec<&'static str> = match kind {
-        "Pod" if wide => vec![
-            "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "PORTS",
-        ],
+        "Pod" if wide => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "PORTS"],
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Deployment" => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
         "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "AGE"],
@@ -176,18 +144,10 @@ pub fn rows(
     let mut out = Vec::new();
     for it in items {
         let name = s(it, "/metadata/name").to_string();
-        let created = it
-            .pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str);
+        let created = it.pointer("/metadata/creationTimestamp").and_then(Value::as_str);
         let mut row = match kind {
             "Pod" => {
-                let mut r = vec![
-                    name,
-                    ready_count(it),
-                    pod_status(it),
-                    restarts(it),
-                    age_of(created),
-                ];
+                let mut r = vec![name, ready_count(it), pod_status(it), restarts(it), age_of(created)];
                 if wide {
                     let ip = s(it, "/status/hostIP");
                     let ports: Vec<String> = it
@@ -195,34 +155,17 @@ pub fn rows(
                         .and_then(Value::as_array)
                         .into_iter()
                         .flatten()
-                        .flat_map(|c| {
-                            c.get("ports")
-                                .and_then(Value::as_array)
-                                .cloned()
-                                .unwrap_or_default()
-                        })
+                        .flat_map(|c| c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default())
                         .filter_map(|p| {
                             p.get("hostPort")
                                 .and_then(Value::as_u64)
                                 .map(|h| format!("{}->{h}", n(&p, "/containerPort")))
                         })
                         .collect();
-                    r.push(if ip.is_empty() {
-                        "<none>".into()
-                    } else {
-                        ip.into()
-                    });
+                    r.push(if ip.is_empty() { "<none>".into() } else { ip.into() });
                     let node = s(it, "/spec/nodeName");
-                    r.push(if node.is_empty() {
-                        "<none>".into()
-                    } else {
-                        node.into()
-                    });
-                    r.push(if ports.is_empty() {
-                        "<none>".into()
-                    } else {
-                        ports.join(",")
-                    });
+                    r.push(if node.is_empty() { "<none>".into() } else { node.into() });
+                    r.push(if ports.is_empty() { "<none>".into() } else { ports.join(",") });
                 }
                 r
             }
@@ -231,20 +174,14 @@ pub fn rows(
                 format!(
                     "{}/{}",
                     n(it, "/status/readyReplicas"),
-                    it.pointer("/spec/replicas")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(1)
+                    it.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)
                 ),
                 n(it, "/status/updatedReplicas").to_string(),
                 n(it, "/status/availableReplicas").to_string(),
                 age_of(created),
             ],
             "Job" => {
-                let conds = it
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let conds = it.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
                 let status = if conds.iter().any(|c| s(c, "/type") == "Complete") {
                     "Complete"
                 } else if conds.iter().any(|c| s(c, "/type") == "Failed") {
@@ -252,16 +189,8 @@ pub fn rows(
                 } else {
                     "Running"
                 };
-                let comp = it
-                    .pointer("/spec/completions")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1);
-                vec![
-                    name,
-                    status.into(),
-                    format!("{}/{comp}", n(it, "/status/succeeded")),
-                    age_of(created),
-                ]
+                let comp = it.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1);
+                vec![name, status.into(), format!("{}/{comp}", n(it, "/status/succeeded")), age_of(created)]
             }
             "Service" => {
                 let ports: Vec<String> = it
@@ -279,33 +208,17 @@ pub fn rows(
                     .and_then(Value::as_array)
                     .map(|ps| {
                         ps.iter()
-                            .map(|p| {
-                                p.get("endpoints")
-                                    .and_then(Value::as_array)
-                                    .map_or(0, Vec::len)
-                            })
+                            .map(|p| p.get("endpoints").and_then(Value::as_array).map_or(0, Vec::len))
                             .max()
                             .unwrap_or(0)
                     })
                     .unwrap_or(0);
-                let t = it
-                    .pointer("/spec/type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("NodePort");
-                vec![
-                    name,
-                    t.into(),
-                    ports.join(","),
-                    eps.to_string(),
-                    age_of(created),
-                ]
+                let t = it.pointer("/spec/type").and_then(Value::as_str).unwrap_or("NodePort");
+                vec![name, t.into(), ports.join(","), eps.to_string(), age_of(created)]
             }
             "Namespace" => vec![
                 name,
-                it.pointer("/status/phase")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Active")
-                    .into(),
+                it.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Active").into(),
                 age_of(created),
             ],
             "Node" => {
@@ -316,29 +229,12 @@ pub fn rows(
                     .and_then(|a| a.iter().find(|x| s(x, "/type") == "InternalIP"))
                     .map(|x| s(x, "/address").to_string())
                     .unwrap_or_default();
-                let mut r = vec![
-                    name,
-                    state.into(),
-                    age_of(created),
-                    s(it, "/status/nodeInfo/kubeletVersion").into(),
-                    ip,
-                ];
+                let mut r =
+                    vec![name, state.into(), age_of(created), s(it, "/status/nodeInfo/kubeletVersion").into(), ip];
                 if wide {
-                    r.push(format!(
-                        "{}/{}",
-                        s(it, "/status/allocated/cpu"),
-                        s(it, "/status/allocatable/cpu")
-                    ));
-                    r.push(format!(
-                        "{}/{}",
-                        s(it, "/status/allocated/memory"),
-                        s(it, "/status/allocatable/memory")
-                    ));
-                    r.push(format!(
-                        "{}/{}",
-                        s(it, "/status/allocated/pods"),
-                        s(it, "/status/allocatable/pods")
-                    ));
+                    r.push(format!("{}/{}", s(it, "/status/allocated/cpu"), s(it, "/status/allocatable/cpu")));
+                    r.push(format!("{}/{}", s(it, "/status/allocated/memory"), s(it, "/status/allocatable/memory")));
+                    r.push(format!("{}/{}", s(it, "/status/allocated/pods"), s(it, "/status/allocatable/pods")));
                     let rts: Vec<&str> = it
                         .pointer("/status/nodeInfo/containerRuntimes")
                         .and_then(Value::as_array)
@@ -355,17 +251,9 @@ pub fn rows(
                     let labels: Vec<String> = it
                         .pointer("/metadata/labels")
                         .and_then(Value::as_object)
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                                .collect()
-                        })
+                        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
                         .unwrap_or_default();
-                    r.push(if labels.is_empty() {
-                        "<none>".into()
-                    } else {
-                        labels.join(",")
-                    });
+                    r.push(if labels.is_empty() { "<none>".into() } else { labels.join(",") });
                 }
                 r
             }
@@ -373,22 +261,14 @@ pub fn rows(
                 age_of(it.pointer("/lastTimestamp").and_then(Value::as_str)),
                 s(it, "/type").into(),
                 s(it, "/reason").into(),
-                format!(
-                    "{}/{}",
-                    s(it, "/involvedObject/kind").to_lowercase(),
-                    s(it, "/involvedObject/name")
-                ),
+                format!("{}/{}", s(it, "/involvedObject/kind").to_lowercase(), s(it, "/involvedObject/name")),
                 s(it, "/source/host").into(),
                 s(it, "/message").into(),
             ],
             _ => vec![name, age_of(created)],
         };
         if ns {
-            let nsv = it
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let nsv = it.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
             row.insert(0, nsv);
         }
         out.push(row);

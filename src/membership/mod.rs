@@ -1,5 +1,11 @@
 //! Membership: who is in the cluster, alive, and what each node runs.
 //!
-//! - `view`: the node record each node gossips and the assembled cluster view.
+//! - `view`: the record each node gossips about itself and the assembled view;
+//! - `assemble`: chitchat's raw state to the view (pure);
+//! - `service`: runs chitchat and keeps the view fresh;
+//! - `transport`: chitchat over QUIC.
 
+pub mod assemble;
+pub mod service;
+pub mod transport;
 pub mod view;

@@ -103,11 +103,7 @@ pub struct ClusterView {
 impl ClusterView {
     /// Nodes placement may use: alive and schedulable.
     pub fn placement_nodes(&self) -> Vec<NodeSpec> {
-        self.nodes
-            .values()
-            .filter(|n| n.state.alive() && n.info.schedulable)
-            .map(|n| n.info.spec())
-            .collect()
+        self.nodes.values().filter(|n| n.state.alive() && n.info.schedulable).map(|n| n.info.spec()).collect()
     }
 
     /// API URLs of the alive nodes (for client failover), this node first.
@@ -127,9 +123,7 @@ impl ClusterView {
 
 /// Detected capacity of this host: (cpu millicores, memory bytes).
 pub fn detect_capacity() -> Resources {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get() as u64)
-        .unwrap_or(1);
+    let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -140,8 +134,5 @@ pub fn detect_capacity() -> Resources {
         })
         .map(|kb| kb * 1024)
         .unwrap_or(1 << 30);
-    Resources {
-        cpu_millis: cpus * 1000,
-        memory_bytes: mem,
-    }
+    Resources { cpu_millis: cpus * 1000, memory_bytes: mem }
 }

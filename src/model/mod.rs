@@ -103,13 +103,7 @@ impl fmt::Display for ObjectKey {
         if self.namespace.is_empty() {
             write!(f, "{}/{}", self.kind.plural(), self.name)
         } else {
-            write!(
-                f,
-                "{}/{} (namespace {})",
-                self.kind.plural(),
-                self.name,
-                self.namespace
-            )
+            write!(f, "{}/{} (namespace {})", self.kind.plural(), self.name, self.namespace)
         }
     }
 }
@@ -156,10 +150,7 @@ impl Object {
         ObjectKey {
             kind,
             namespace: if kind.namespaced() {
-                self.meta()
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
+                self.meta().namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
             } else {
                 String::new()
             },
@@ -191,9 +182,6 @@ impl Object {
 
     /// The `spec` alone: a change to it bumps `metadata.generation`.
     pub fn spec_json(&self) -> serde_json::Value {
-        self.to_json()
-            .get("spec")
-            .cloned()
-            .unwrap_or(serde_json::Value::Null)
+        self.to_json().get("spec").cloned().unwrap_or(serde_json::Value::Null)
     }
 }

@@ -13,14 +13,9 @@ pub fn dns_label(s: &str, max: usize) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if s.len() > max {
-        return Err(format!(
-            "must be at most {max} characters (has {})",
-            s.len()
-        ));
+        return Err(format!("must be at most {max} characters (has {})", s.len()));
     }
-    let ok_chars = s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let b = s.as_bytes();
     let ok_ends = b[0].is_ascii_alphanumeric() && b[b.len() - 1].is_ascii_alphanumeric();
     if !ok_chars || !ok_ends {
@@ -49,9 +44,7 @@ fn label_segment(s: &str, what: &str) -> Result<(), String> {
         return Ok(());
     }
     let b = s.as_bytes();
-    let ok_chars = b
-        .iter()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    let ok_chars = b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
     if !ok_chars || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
         return Err(format!(
             "{what} {s:?} must use letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
@@ -89,11 +82,7 @@ pub fn env_name(s: &str) -> Result<(), String> {
     if b.is_empty() {
         return Err("environment variable name must not be empty".into());
     }
-    if b[0].is_ascii_digit()
-        || !b
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-    {
+    if b[0].is_ascii_digit() || !b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')) {
         return Err(format!(
             "{s:?} is not a valid environment variable name: use letters, digits, '_', '-' or '.', not starting with a digit"
         ));

@@ -56,12 +56,7 @@ impl fmt::Display for Issue {
             wrote = true;
         }
         if self.document > 0 {
-            write!(
-                f,
-                "{}document {}",
-                if wrote { " " } else { "" },
-                self.document
-            )?;
+            write!(f, "{}document {}", if wrote { " " } else { "" }, self.document)?;
             wrote = true;
         }
         if wrote {
@@ -116,9 +111,7 @@ fn format_ignored(path: &serde_ignored::Path<'_>) -> String {
         P::Root => String::new(),
         P::Seq { parent, index } => join_index(&format_ignored(parent), *index),
         P::Map { parent, key } => join_key(&format_ignored(parent), key),
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            format_ignored(parent)
-        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => format_ignored(parent),
     }
 }
 
@@ -138,9 +131,7 @@ fn format_error_path(path: &serde_path_to_error::Path) -> String {
 
 /// Deserializes `value` into `T`, collecting the paths of fields `T` does
 /// not declare.
-fn typed<T: DeserializeOwned>(
-    value: serde_json::Value,
-) -> Result<(T, Vec<String>), (String, String)> {
+fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<(T, Vec<String>), (String, String)> {
     let mut ignored = Vec::new();
     let mut record = |p: serde_ignored::Path<'_>| ignored.push(format_ignored(&p));
     let de = serde_ignored::Deserializer::new(value, &mut record);
@@ -164,11 +155,7 @@ fn friendly(msg: &str) -> String {
     }
 }
 
-fn parse_kind<S>(
-    ctx: &DocCtx<'_>,
-    out: &mut Outcome,
-    wrap: fn(Manifest<S>) -> Object,
-) -> Option<Object>
+fn parse_kind<S>(ctx: &DocCtx<'_>, out: &mut Outcome, wrap: fn(Manifest<S>) -> Object) -> Option<Object>
 where
     S: DeserializeOwned + Default,
 {
@@ -194,18 +181,10 @@ where
 }
 
 /// Parses one document's value into an object, appending issues to `out`.
-fn parse_doc(
-    ctx: &DocCtx<'_>,
-    vctx: &Context,
-    default_ns: &str,
-    out: &mut Outcome,
-) -> Option<Object> {
+fn parse_doc(ctx: &DocCtx<'_>, vctx: &Context, default_ns: &str, out: &mut Outcome) -> Option<Object> {
     let v = &ctx.doc.value;
     let Some(map) = v.as_object() else {
-        out.errors.push(ctx.issue(
-            "",
-            "a manifest must be a mapping with apiVersion, kind, metadata and spec",
-        ));
+        out.errors.push(ctx.issue("", "a manifest must be a mapping with apiVersion, kind, metadata and spec"));
         return None;
     };
     let kind_text = match map.get("kind") {
@@ -215,36 +194,27 @@ fn parse_doc(
             return None;
         }
         None => {
-            out.errors.push(ctx.issue(
-                "kind",
-                "missing: say what this object is (Deployment, Job, Service or Namespace)",
-            ));
+            out.errors
+                .push(ctx.issue("kind", "missing: say what this object is (Deployment, Job, Service or Namespace)"));
             return None;
         }
     };
     let Some(kind) = Kind::from_manifest(&kind_text) else {
         out.errors.push(ctx.issue(
             "kind",
-            format!(
-                "unknown kind {kind_text:?}: Shoal supports Namespace, Deployment, Job and Service"
-            ),
+            format!("unknown kind {kind_text:?}: Shoal supports Namespace, Deployment, Job and Service"),
         ));
         return None;
     };
     match map.get("apiVersion").and_then(|a| a.as_str()) {
         Some(a) if a == kind.api_version() => {}
         Some(a) => {
-            out.errors.push(ctx.issue(
-                "apiVersion",
-                format!("{kind} uses apiVersion {} (got {a:?})", kind.api_version()),
-            ));
+            out.errors
+                .push(ctx.issue("apiVersion", format!("{kind} uses apiVersion {} (got {a:?})", kind.api_version())));
             return None;
         }
         None => {
-            out.errors.push(ctx.issue(
-                "apiVersion",
-                format!("missing: {kind} uses apiVersion {}", kind.api_version()),
-            ));
+            out.errors.push(ctx.issue("apiVersion", format!("missing: {kind} uses apiVersion {}", kind.api_version())));
             return None;
         }
     }
@@ -268,10 +238,7 @@ fn parse_doc(
                 m.namespace = Some(default_ns.to_string());
             }
         } else if m.namespace.take().is_some_and(|ns| !ns.is_empty()) {
-            out.warnings.push(ctx.issue(
-                "metadata.namespace",
-                "a Namespace is not namespaced, ignored",
-            ));
+            out.warnings.push(ctx.issue("metadata.namespace", "a Namespace is not namespaced, ignored"));
         }
     }
     let (errs, warns) = validate::validate(&obj, vctx);
@@ -329,32 +296,21 @@ pub fn parse_files(files: &[SourceFile], vctx: &Context, default_ns: Option<&str
                     field: String::new(),
                     line: None,
                     column: None,
-                    message: format!("too many objects in one apply (limit MAX_DOCUMENTS = {MAX_DOCUMENTS}); split the files"),
+                    message: format!(
+                        "too many objects in one apply (limit MAX_DOCUMENTS = {MAX_DOCUMENTS}); split the files"
+                    ),
                 });
-                return Outcome {
-                    objects: Vec::new(),
-                    ..out
-                };
+                return Outcome { objects: Vec::new(), ..out };
             }
-            let ctx = DocCtx {
-                file: &f.name,
-                document: i + 1,
-                doc,
-            };
+            let ctx = DocCtx { file: &f.name, document: i + 1, doc };
             if let Some(obj) = parse_doc(&ctx, vctx, default_ns, &mut out) {
                 let key = obj.key();
                 if !seen.insert(key.clone()) {
-                    out.errors.push(ctx.issue(
-                        "metadata.name",
-                        format!("duplicate object: {key} appears more than once"),
-                    ));
+                    out.errors
+                        .push(ctx.issue("metadata.name", format!("duplicate object: {key} appears more than once")));
                     continue;
                 }
-                out.objects.push(Parsed {
-                    object: obj,
-                    file: f.name.clone(),
-                    document: i + 1,
-                });
+                out.objects.push(Parsed { object: obj, file: f.name.clone(), document: i + 1 });
             }
         }
     }
@@ -367,18 +323,10 @@ pub fn parse_files(files: &[SourceFile], vctx: &Context, default_ns: Option<&str
 /// Parses one object sent as JSON to a REST endpoint.
 pub fn parse_json(value: serde_json::Value, vctx: &Context, default_ns: &str) -> Outcome {
     let doc = LocatedDoc::from_json(value);
-    let ctx = DocCtx {
-        file: "",
-        document: 0,
-        doc: &doc,
-    };
+    let ctx = DocCtx { file: "", document: 0, doc: &doc };
     let mut out = Outcome::default();
     if let Some(obj) = parse_doc(&ctx, vctx, default_ns, &mut out) {
-        out.objects.push(Parsed {
-            object: obj,
-            file: String::new(),
-            document: 0,
-        });
+        out.objects.push(Parsed { object: obj, file: String::new(), document: 0 });
     }
     if !out.errors.is_empty() {
         out.objects.clear();
@@ -389,19 +337,9 @@ pub fn parse_json(value: serde_json::Value, vctx: &Context, default_ns: &str) ->
 /// Re-reads an object stored by this or another node (JSON written by
 /// `Object::to_json`). Peers are untrusted: this validates fully.
 pub fn parse_stored(value: serde_json::Value) -> Result<Object, String> {
-    let ns = value
-        .pointer("/metadata/namespace")
-        .and_then(|v| v.as_str())
-        .unwrap_or(DEFAULT_NAMESPACE)
-        .to_string();
+    let ns = value.pointer("/metadata/namespace").and_then(|v| v.as_str()).unwrap_or(DEFAULT_NAMESPACE).to_string();
     let stored_meta = value.get("metadata").cloned();
-    let out = parse_json(
-        value,
-        &Context {
-            node_port_range: (1, 65535),
-        },
-        &ns,
-    );
+    let out = parse_json(value, &Context { node_port_range: (1, 65535) }, &ns);
     match out.objects.into_iter().next() {
         Some(p) => {
             let mut obj = p.object;
@@ -410,19 +348,11 @@ pub fn parse_stored(value: serde_json::Value) -> Result<Object, String> {
                 let meta = obj.meta_mut();
                 meta.uid = m.get("uid").and_then(|v| v.as_str()).map(String::from);
                 meta.generation = m.get("generation").and_then(|v| v.as_u64());
-                meta.creation_timestamp = m
-                    .get("creationTimestamp")
-                    .and_then(|v| v.as_str())
-                    .map(String::from);
+                meta.creation_timestamp = m.get("creationTimestamp").and_then(|v| v.as_str()).map(String::from);
             }
             Ok(obj)
         }
-        None => Err(out
-            .errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; ")),
+        None => Err(out.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")),
     }
 }
 
@@ -431,14 +361,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Outcome {
-        parse_files(
-            &[SourceFile {
-                name: "web.yaml".into(),
-                content: text.into(),
-            }],
-            &Context::default(),
-            None,
-        )
+        parse_files(&[SourceFile { name: "web.yaml".into(), content: text.into() }], &Context::default(), None)
     }
 
     const GOOD: &str = r#"
@@ -479,27 +402,19 @@ spec:
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
         assert_eq!(out.objects.len(), 2);
         assert_eq!(out.objects[0].object.key().namespace, "default");
-        let Object::Deployment(d) = &out.objects[0].object else {
-            panic!("not a deployment")
-        };
+        let Object::Deployment(d) = &out.objects[0].object else { panic!("not a deployment") };
         assert_eq!(d.spec.replicas, Some(3));
     }
 
     #[test]
     fn unknown_field_is_a_warning_with_path_and_line() {
-        let text = GOOD.replace(
-            "      containers:",
-            "      affinity: {x: 1}\n      containers:",
-        );
+        let text = GOOD.replace("      containers:", "      affinity: {x: 1}\n      containers:");
         let out = parse(&text);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         let w = &out.warnings[0];
         assert_eq!(w.field, "spec.template.spec.affinity");
         assert_eq!(w.line, Some(14));
-        assert_eq!(
-            w.to_string(),
-            "web.yaml:14:17 document 1: spec.template.spec.affinity: not supported, ignored"
-        );
+        assert_eq!(w.to_string(), "web.yaml:14:17 document 1: spec.template.spec.affinity: not supported, ignored");
     }
 
     #[test]
@@ -507,10 +422,7 @@ spec:
         let out = parse(&GOOD.replace("cpu: 250m", "cpu: 250q"));
         assert_eq!(out.objects.len(), 0, "all-or-nothing");
         let e = &out.errors[0];
-        assert_eq!(
-            e.field,
-            "spec.template.spec.containers[0].resources.requests.cpu"
-        );
+        assert_eq!(e.field, "spec.template.spec.containers[0].resources.requests.cpu");
         assert_eq!(e.line, Some(19));
         assert!(e.message.contains("unknown suffix"), "{e}");
     }
@@ -539,20 +451,10 @@ spec:
     #[test]
     fn unknown_kind_and_duplicates() {
         let out = parse("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n");
-        assert!(
-            out.errors[0].message.contains("unknown kind"),
-            "{:?}",
-            out.errors
-        );
+        assert!(out.errors[0].message.contains("unknown kind"), "{:?}", out.errors);
         let dup = format!("{GOOD}\n---\n{}", GOOD.split("---").nth(1).unwrap());
         let out = parse(&dup);
-        assert!(
-            out.errors
-                .iter()
-                .any(|e| e.message.contains("duplicate object")),
-            "{:?}",
-            out.errors
-        );
+        assert!(out.errors.iter().any(|e| e.message.contains("duplicate object")), "{:?}", out.errors);
     }
 
     #[test]
@@ -564,14 +466,8 @@ spec:
 
     #[test]
     fn probe_port_name_must_exist() {
-        let out = parse(&GOOD.replace(
-            "httpGet: {path: /, port: http}",
-            "httpGet: {path: /, port: web}",
-        ));
-        assert_eq!(
-            out.errors[0].field,
-            "spec.template.spec.containers[0].readinessProbe.httpGet.port"
-        );
+        let out = parse(&GOOD.replace("httpGet: {path: /, port: http}", "httpGet: {path: /, port: web}"));
+        assert_eq!(out.errors[0].field, "spec.template.spec.containers[0].readinessProbe.httpGet.port");
     }
 
     #[test]

@@ -135,12 +135,7 @@ pub struct PodResult {
 pub fn pod_requests(spec: &PodSpec) -> Resources {
     let mut total = Resources::default();
     for c in &spec.containers {
-        let get = |name: &str| {
-            c.resources
-                .requests
-                .get(name)
-                .or_else(|| c.resources.limits.get(name))
-        };
+        let get = |name: &str| c.resources.requests.get(name).or_else(|| c.resources.limits.get(name));
         let q = |v: Option<&QuantityText>, f: fn(&str) -> Result<u64, _>| {
             v.and_then(|q| f(&q.to_string()).ok()).unwrap_or(0)
         };
@@ -160,14 +155,7 @@ pub fn template_hash(t: &PodTemplateSpec) -> String {
     blake3::hash(&bytes).to_hex()[..10].to_string()
 }
 
-fn make_pod(
-    ns: &str,
-    owner: OwnerRef,
-    index: u32,
-    t: &PodTemplateSpec,
-    hash: &str,
-    fenced: bool,
-) -> DesiredPod {
+fn make_pod(ns: &str, owner: OwnerRef, index: u32, t: &PodTemplateSpec, hash: &str, fenced: bool) -> DesiredPod {
     let spec = &t.spec;
     DesiredPod {
         namespace: ns.to_string(),
@@ -184,11 +172,7 @@ fn make_pod(
             RuntimeKind::Process
         },
         restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
-        grace: Duration::from_secs(
-            spec.termination_grace_period_seconds
-                .unwrap_or(DEFAULT_GRACE_SECONDS)
-                .max(0) as u64,
-        ),
+        grace: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS).max(0) as u64),
         fenced,
     }
 }
@@ -230,11 +214,7 @@ pub fn job_progress(job: &Job, results: &BTreeMap<(String, String), PodResult>) 
     let mut p = JobProgress {
         completions,
         parallelism: job.spec.parallelism.unwrap_or(1).max(0) as u32,
-        backoff_limit: job
-            .spec
-            .backoff_limit
-            .unwrap_or(DEFAULT_BACKOFF_LIMIT)
-            .max(0) as u32,
+        backoff_limit: job.spec.backoff_limit.unwrap_or(DEFAULT_BACKOFF_LIMIT).max(0) as u32,
         ..Default::default()
     };
     for i in 0..completions {
@@ -266,41 +246,19 @@ pub fn desired_pods<'a>(
         let uid = meta.uid.clone().unwrap_or_default();
         match obj {
             Object::Deployment(d) => {
-                let owner = OwnerRef {
-                    kind: Kind::Deployment,
-                    name: meta.name.clone(),
-                    uid,
-                };
+                let owner = OwnerRef { kind: Kind::Deployment, name: meta.name.clone(), uid };
                 let hash = template_hash(&d.spec.template);
                 let fenced = d.spec.fencing.as_deref() == Some("Majority");
                 for i in 0..d.spec.replicas.unwrap_or(1).max(0) as u32 {
-                    out.push(make_pod(
-                        &ns,
-                        owner.clone(),
-                        i,
-                        &d.spec.template,
-                        &hash,
-                        fenced,
-                    ));
+                    out.push(make_pod(&ns, owner.clone(), i, &d.spec.template, &hash, fenced));
                 }
             }
             Object::Job(j) => {
-                let owner = OwnerRef {
-                    kind: Kind::Job,
-                    name: meta.name.clone(),
-                    uid,
-                };
+                let owner = OwnerRef { kind: Kind::Job, name: meta.name.clone(), uid };
                 let hash = template_hash(&j.spec.template);
                 let progress = job_progress(j, results);
                 for &i in progress.active() {
-                    out.push(make_pod(
-                        &ns,
-                        owner.clone(),
-                        i,
-                        &j.spec.template,
-                        &hash,
-                        false,
-                    ));
+                    out.push(make_pod(&ns, owner.clone(), i, &j.spec.template, &hash, false));
                 }
             }
             Object::Namespace(_) | Object::Service(_) => {}
@@ -317,14 +275,7 @@ mod tests {
     use crate::model::validate::Context;
 
     fn objects(text: &str) -> Vec<Object> {
-        let out = parse_files(
-            &[SourceFile {
-                name: "t".into(),
-                content: text.into(),
-            }],
-            &Context::default(),
-            None,
-        );
+        let out = parse_files(&[SourceFile { name: "t".into(), content: text.into() }], &Context::default(), None);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         out.objects
             .into_iter()
@@ -343,45 +294,24 @@ mod tests {
         let objs = objects(JOB);
         let mut results = BTreeMap::new();
         let pods = desired_pods(&objs, &results);
-        assert_eq!(
-            pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-            ["j-0", "j-1"]
-        );
-        assert_eq!(
-            pods[0].requests.cpu_millis, 500,
-            "limit stands in for request"
-        );
+        assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["j-0", "j-1"]);
+        assert_eq!(pods[0].requests.cpu_millis, 500, "limit stands in for request");
         results.insert(
             ("default".into(), "j-0".into()),
-            PodResult {
-                job_uid: "u1".into(),
-                succeeded: true,
-                ..Default::default()
-            },
+            PodResult { job_uid: "u1".into(), succeeded: true, ..Default::default() },
         );
         let pods = desired_pods(&objs, &results);
-        assert_eq!(
-            pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-            ["j-1", "j-2"]
-        );
+        assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["j-1", "j-2"]);
         // A result of an older Job with the same name does not count.
         results.insert(
             ("default".into(), "j-1".into()),
-            PodResult {
-                job_uid: "old".into(),
-                succeeded: true,
-                ..Default::default()
-            },
+            PodResult { job_uid: "old".into(), succeeded: true, ..Default::default() },
         );
         assert_eq!(desired_pods(&objs, &results).len(), 2);
         // Failures beyond backoffLimit fail the job: nothing runs.
         results.insert(
             ("default".into(), "j-2".into()),
-            PodResult {
-                job_uid: "u1".into(),
-                failures: 2,
-                ..Default::default()
-            },
+            PodResult { job_uid: "u1".into(), failures: 2, ..Default::default() },
         );
         assert!(desired_pods(&objs, &results).is_empty());
     }
@@ -393,9 +323,6 @@ mod tests {
         let pa = desired_pods(&a, &BTreeMap::new());
         let pb = desired_pods(&b, &BTreeMap::new());
         assert_ne!(pa[0].template_hash, pb[0].template_hash);
-        assert_eq!(
-            pa[0].template_hash,
-            desired_pods(&a, &BTreeMap::new())[0].template_hash
-        );
+        assert_eq!(pa[0].template_hash, desired_pods(&a, &BTreeMap::new())[0].template_hash);
     }
 }

@@ -11,9 +11,7 @@ use std::fmt;
 pub enum QuantityError {
     #[error("empty quantity")]
     Empty,
-    #[error(
-        "invalid quantity {0:?}: expected a number with an optional suffix such as 250m, 2, 1.5, 128Mi or 1G"
-    )]
+    #[error("invalid quantity {0:?}: expected a number with an optional suffix such as 250m, 2, 1.5, 128Mi or 1G")]
     Syntax(String),
     #[error("invalid quantity {0:?}: unknown suffix {1:?} (use m, k, M, G, T, Ki, Mi, Gi, Ti)")]
     Suffix(String, String),
@@ -40,9 +38,7 @@ fn split_number(s: &str) -> Result<(Decimal, &str), QuantityError> {
         return Err(QuantityError::Negative(s.to_string()));
     }
     let body = s.strip_prefix('+').unwrap_or(s);
-    let end = body
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(body.len());
+    let end = body.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(body.len());
     let (num, suffix) = body.split_at(end);
     if num.is_empty() || num == "." || num.matches('.').count() > 1 {
         return Err(QuantityError::Syntax(s.to_string()));
@@ -55,19 +51,12 @@ fn split_number(s: &str) -> Result<(Decimal, &str), QuantityError> {
             .and_then(|d| d.checked_add(u128::from(c as u8 - b'0')))
             .ok_or_else(|| QuantityError::Overflow(s.to_string()))?;
     }
-    let scale =
-        u32::try_from(frac_part.len()).map_err(|_| QuantityError::Overflow(s.to_string()))?;
+    let scale = u32::try_from(frac_part.len()).map_err(|_| QuantityError::Overflow(s.to_string()))?;
     Ok((Decimal { digits, scale }, suffix))
 }
 
 /// `digits / 10^scale * mul / div`, exactly, or an error when not an integer.
-fn exact(
-    s: &str,
-    d: &Decimal,
-    mul: u128,
-    div: u128,
-    unit: &'static str,
-) -> Result<u64, QuantityError> {
+fn exact(s: &str, d: &Decimal, mul: u128, div: u128, unit: &'static str) -> Result<u64, QuantityError> {
     let overflow = || QuantityError::Overflow(s.to_string());
     let pow = 10u128.checked_pow(d.scale).ok_or_else(overflow)?;
     let num = d.digits.checked_mul(mul).ok_or_else(overflow)?;
@@ -132,34 +121,25 @@ impl fmt::Display for QuantityText {
 
 /// Formats millicores the way kubectl prints them: `250m`, `2`, `1500m`.
 pub fn format_cpu_millis(m: u64) -> String {
-    if m.is_multiple_of(1000) {
-        format!("{}", m / 1000)
-    } else {
-        format!("{m}m")
-    }
+    if m.is_multiple_of(1000) { format!("{}", m / 1000) } else { format!("{m}m") }
 }
 
 /// Formats bytes with the largest binary suffix that divides them exactly, else
 /// rounded to one decimal of the nearest unit (`1.5Gi`).
 pub fn format_memory_bytes(b: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [
-        ("Ti", 1 << 40),
-        ("Gi", 1 << 30),
-        ("Mi", 1 << 20),
-        ("Ki", 1 << 10),
-    ];
+    const UNITS: [(&str, u64); 3] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20)];
     for (suffix, size) in UNITS {
         if b >= size && b.is_multiple_of(size) {
             return format!("{}{suffix}", b / size);
         }
     }
-    for (suffix, size) in &UNITS[..3] {
-        if b >= *size {
-            return format!("{:.1}{suffix}", b as f64 / *size as f64);
+    for (suffix, size) in UNITS {
+        if b >= size {
+            return format!("{:.1}{suffix}", b as f64 / size as f64);
         }
     }
-    if b >= 1 << 10 {
-        return format!("{:.1}Ki", b as f64 / 1024.0);
+    if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
+        return format!("{}Ki", b >> 10);
     }
     format!("{b}")
 }
@@ -177,27 +157,12 @@ mod tests {
         assert_eq!(parse_cpu_millis("1.5"), Ok(1500));
         assert_eq!(parse_cpu_millis("+1"), Ok(1000));
         assert_eq!(parse_cpu_millis("0"), Ok(0));
-        assert!(matches!(
-            parse_cpu_millis("0.0001"),
-            Err(QuantityError::TooPrecise(..))
-        ));
-        assert!(matches!(
-            parse_cpu_millis("-1"),
-            Err(QuantityError::Negative(_))
-        ));
-        assert!(matches!(
-            parse_cpu_millis("1x"),
-            Err(QuantityError::Suffix(..))
-        ));
-        assert!(matches!(
-            parse_cpu_millis("abc"),
-            Err(QuantityError::Syntax(_))
-        ));
+        assert!(matches!(parse_cpu_millis("0.0001"), Err(QuantityError::TooPrecise(..))));
+        assert!(matches!(parse_cpu_millis("-1"), Err(QuantityError::Negative(_))));
+        assert!(matches!(parse_cpu_millis("1x"), Err(QuantityError::Suffix(..))));
+        assert!(matches!(parse_cpu_millis("abc"), Err(QuantityError::Syntax(_))));
         assert!(matches!(parse_cpu_millis(""), Err(QuantityError::Empty)));
-        assert!(matches!(
-            parse_cpu_millis("1.2.3"),
-            Err(QuantityError::Syntax(_))
-        ));
+        assert!(matches!(parse_cpu_millis("1.2.3"), Err(QuantityError::Syntax(_))));
     }
 
     #[test]
@@ -207,10 +172,7 @@ mod tests {
         assert_eq!(parse_memory_bytes("1.5Gi"), Ok(3 << 29));
         assert_eq!(parse_memory_bytes("512"), Ok(512));
         assert_eq!(parse_memory_bytes("1k"), Ok(1000));
-        assert!(matches!(
-            parse_memory_bytes("1Qi"),
-            Err(QuantityError::Suffix(..))
-        ));
+        assert!(matches!(parse_memory_bytes("1Qi"), Err(QuantityError::Suffix(..))));
         assert!(matches!(
             parse_memory_bytes("99999999999999999999999999999999999999999999Pi"),
             Err(QuantityError::Overflow(_))

@@ -41,9 +41,7 @@ pub struct Context {
 
 impl Default for Context {
     fn default() -> Self {
-        Self {
-            node_port_range: (30000, 32767),
-        }
+        Self { node_port_range: (30000, 32767) }
     }
 }
 
@@ -55,16 +53,10 @@ struct Report {
 
 impl Report {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(FieldIssue {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.errors.push(FieldIssue { path: path.into(), message: message.into() });
     }
     fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.warnings.push(FieldIssue {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.warnings.push(FieldIssue { path: path.into(), message: message.into() });
     }
     fn check(&mut self, path: &str, r: Result<(), String>) {
         if let Err(m) = r {
@@ -78,11 +70,7 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
     let mut r = Report::default();
     let kind = obj.kind();
     let meta = obj.meta();
-    let max_name = if matches!(kind, Kind::Deployment | Kind::Job) {
-        MAX_OBJECT_NAME
-    } else {
-        63
-    };
+    let max_name = if matches!(kind, Kind::Deployment | Kind::Job) { MAX_OBJECT_NAME } else { 63 };
     r.check("metadata.name", names::dns_label(&meta.name, max_name));
     if let Some(ns) = &meta.namespace
         && kind.namespaced()
@@ -124,13 +112,7 @@ fn range(r: &mut Report, path: &str, v: Option<i64>, min: i64, max: i64) {
 
 fn deployment(r: &mut Report, s: &DeploymentSpec) {
     range(r, "spec.replicas", s.replicas, 0, MAX_REPLICAS);
-    selector(
-        r,
-        "spec.selector",
-        &s.selector,
-        &s.template.metadata.labels,
-        true,
-    );
+    selector(r, "spec.selector", &s.selector, &s.template.metadata.labels, true);
     match s.template.spec.restart_policy.as_deref() {
         None | Some("Always") => {}
         Some(other) => r.err(
@@ -140,10 +122,7 @@ fn deployment(r: &mut Report, s: &DeploymentSpec) {
     }
     match s.fencing.as_deref() {
         None | Some("None") | Some("Majority") => {}
-        Some(other) => r.err(
-            "spec.fencing",
-            format!("must be None or Majority (got {other:?})"),
-        ),
+        Some(other) => r.err("spec.fencing", format!("must be None or Majority (got {other:?})")),
     }
     pod_template(r, "spec.template", &s.template);
 }
@@ -151,26 +130,16 @@ fn deployment(r: &mut Report, s: &DeploymentSpec) {
 fn job(r: &mut Report, s: &JobSpec) {
     range(r, "spec.completions", s.completions, 1, MAX_JOB_PODS);
     range(r, "spec.parallelism", s.parallelism, 0, MAX_JOB_PODS);
-    range(
-        r,
-        "spec.backoffLimit",
-        s.backoff_limit,
-        0,
-        MAX_BACKOFF_LIMIT,
-    );
+    range(r, "spec.backoffLimit", s.backoff_limit, 0, MAX_BACKOFF_LIMIT);
     if let Some(sel) = &s.selector {
         selector(r, "spec.selector", sel, &s.template.metadata.labels, false);
     }
     match s.template.spec.restart_policy.as_deref() {
         Some("Never") | Some("OnFailure") => {}
-        None => r.err(
-            "spec.template.spec.restartPolicy",
-            "a Job's pods need restartPolicy Never or OnFailure",
-        ),
-        Some(other) => r.err(
-            "spec.template.spec.restartPolicy",
-            format!("a Job's pods need Never or OnFailure (got {other:?})"),
-        ),
+        None => r.err("spec.template.spec.restartPolicy", "a Job's pods need restartPolicy Never or OnFailure"),
+        Some(other) => {
+            r.err("spec.template.spec.restartPolicy", format!("a Job's pods need Never or OnFailure (got {other:?})"))
+        }
     }
     pod_template(r, "spec.template", &s.template);
 }
@@ -183,10 +152,7 @@ fn selector(
     required: bool,
 ) {
     if sel.match_expressions.is_some() {
-        r.err(
-            join_key(path, "matchExpressions"),
-            "not supported: use matchLabels",
-        );
+        r.err(join_key(path, "matchExpressions"), "not supported: use matchLabels");
     }
     if sel.match_labels.is_empty() {
         if required {
@@ -210,11 +176,7 @@ fn selector(
 
 fn pod_template(r: &mut Report, path: &str, t: &PodTemplateSpec) {
     labels(r, &join_key(path, "metadata.labels"), &t.metadata.labels);
-    annotations(
-        r,
-        &join_key(path, "metadata.annotations"),
-        &t.metadata.annotations,
-    );
+    annotations(r, &join_key(path, "metadata.annotations"), &t.metadata.annotations);
     pod_spec(r, &join_key(path, "spec"), &t.spec);
 }
 
@@ -224,13 +186,7 @@ fn pod_spec(r: &mut Report, path: &str, s: &PodSpec) {
         r.err(&cpath, "a pod needs at least one container");
     }
     if s.containers.len() > MAX_CONTAINERS {
-        r.err(
-            &cpath,
-            format!(
-                "at most {MAX_CONTAINERS} containers per pod (has {})",
-                s.containers.len()
-            ),
-        );
+        r.err(&cpath, format!("at most {MAX_CONTAINERS} containers per pod (has {})", s.containers.len()));
     }
     range(
         r,
@@ -249,32 +205,28 @@ fn pod_spec(r: &mut Report, path: &str, s: &PodSpec) {
         let vp = join_index(&join_key(path, "volumes"), i);
         r.check(&join_key(&vp, "name"), names::dns_label(&v.name, 63));
         if !volume_names.insert(v.name.as_str()) {
-            r.err(
-                join_key(&vp, "name"),
-                format!("duplicate volume name {:?}", v.name),
-            );
+            r.err(join_key(&vp, "name"), format!("duplicate volume name {:?}", v.name));
         }
         match (&v.empty_dir, &v.host_path) {
             (Some(_), None) => {}
             (None, Some(h)) => {
                 if !h.path.starts_with('/') {
-                    r.err(
-                        join_key(&vp, "hostPath.path"),
-                        format!("must be an absolute path (got {:?})", h.path),
-                    );
+                    r.err(join_key(&vp, "hostPath.path"), format!("must be an absolute path (got {:?})", h.path));
                 }
                 match h.kind.as_deref() {
-                    None | Some("") | Some("Directory") | Some("DirectoryOrCreate") | Some("File") | Some("FileOrCreate") => {}
+                    None
+                    | Some("")
+                    | Some("Directory")
+                    | Some("DirectoryOrCreate")
+                    | Some("File")
+                    | Some("FileOrCreate") => {}
                     Some(other) => r.err(
                         join_key(&vp, "hostPath.type"),
                         format!("unsupported type {other:?}: use Directory, DirectoryOrCreate, File or FileOrCreate"),
                     ),
                 }
             }
-            _ => r.err(
-                &vp,
-                "a volume needs exactly one source: emptyDir or hostPath",
-            ),
+            _ => r.err(&vp, "a volume needs exactly one source: emptyDir or hostPath"),
         }
     }
     let mut container_names = BTreeSet::new();
@@ -283,86 +235,51 @@ fn pod_spec(r: &mut Report, path: &str, s: &PodSpec) {
         let p = join_index(&cpath, i);
         r.check(&join_key(&p, "name"), names::dns_label(&c.name, 63));
         if !container_names.insert(c.name.as_str()) {
-            r.err(
-                join_key(&p, "name"),
-                format!("duplicate container name {:?}", c.name),
-            );
+            r.err(join_key(&p, "name"), format!("duplicate container name {:?}", c.name));
         }
         container(r, &p, c, &volume_names, &mut port_names);
     }
 }
 
-fn container(
-    r: &mut Report,
-    path: &str,
-    c: &Container,
-    volumes: &BTreeSet<&str>,
-    port_names: &mut BTreeSet<String>,
-) {
+fn container(r: &mut Report, path: &str, c: &Container, volumes: &BTreeSet<&str>, port_names: &mut BTreeSet<String>) {
     match &c.image {
-        None if c.command.is_empty() => r.err(
-            join_key(path, "command"),
-            "set command (runs as a host process) or image (runs in Docker)",
-        ),
+        None if c.command.is_empty() => {
+            r.err(join_key(path, "command"), "set command (runs as a host process) or image (runs in Docker)")
+        }
         None => {}
         Some(img) => r.check(&join_key(path, "image"), image_reference(img)),
     }
     match c.image_pull_policy.as_deref() {
         None | Some("Always") | Some("IfNotPresent") | Some("Never") => {}
-        Some(other) => r.err(
-            join_key(path, "imagePullPolicy"),
-            format!("must be Always, IfNotPresent or Never (got {other:?})"),
-        ),
+        Some(other) => {
+            r.err(join_key(path, "imagePullPolicy"), format!("must be Always, IfNotPresent or Never (got {other:?})"))
+        }
     }
     if c.image.is_none() && c.image_pull_policy.is_some() {
-        r.warn(
-            join_key(path, "imagePullPolicy"),
-            "has no effect without an image, ignored",
-        );
+        r.warn(join_key(path, "imagePullPolicy"), "has no effect without an image, ignored");
     }
     for (i, e) in c.env.iter().enumerate() {
-        r.check(
-            &join_key(&join_index(&join_key(path, "env"), i), "name"),
-            names::env_name(&e.name),
-        );
+        r.check(&join_key(&join_index(&join_key(path, "env"), i), "name"), names::env_name(&e.name));
     }
     if c.ports.len() > MAX_PORTS {
-        r.err(
-            join_key(path, "ports"),
-            format!("at most {MAX_PORTS} ports per container"),
-        );
+        r.err(join_key(path, "ports"), format!("at most {MAX_PORTS} ports per container"));
     }
     let mut numbers = BTreeSet::new();
     for (i, port) in c.ports.iter().enumerate() {
         let pp = join_index(&join_key(path, "ports"), i);
-        range(
-            r,
-            &join_key(&pp, "containerPort"),
-            Some(port.container_port),
-            1,
-            65535,
-        );
+        range(r, &join_key(&pp, "containerPort"), Some(port.container_port), 1, 65535);
         if !numbers.insert(port.container_port) {
-            r.err(
-                join_key(&pp, "containerPort"),
-                format!("duplicate port {}", port.container_port),
-            );
+            r.err(join_key(&pp, "containerPort"), format!("duplicate port {}", port.container_port));
         }
         if let Some(n) = &port.name {
             r.check(&join_key(&pp, "name"), names::port_name(n));
             if !port_names.insert(n.clone()) {
-                r.err(
-                    join_key(&pp, "name"),
-                    format!("duplicate port name {n:?} in this pod"),
-                );
+                r.err(join_key(&pp, "name"), format!("duplicate port name {n:?} in this pod"));
             }
         }
         match port.protocol.as_deref() {
             None | Some("TCP") => {}
-            Some(other) => r.err(
-                join_key(&pp, "protocol"),
-                format!("only TCP is supported (got {other:?})"),
-            ),
+            Some(other) => r.err(join_key(&pp, "protocol"), format!("only TCP is supported (got {other:?})")),
         }
     }
     resources(r, &join_key(path, "resources"), &c.resources);
@@ -377,22 +294,13 @@ fn container(
     for (i, m) in c.volume_mounts.iter().enumerate() {
         let mp = join_index(&join_key(path, "volumeMounts"), i);
         if !volumes.contains(m.name.as_str()) {
-            r.err(
-                join_key(&mp, "name"),
-                format!("no volume named {:?} in spec.volumes", m.name),
-            );
+            r.err(join_key(&mp, "name"), format!("no volume named {:?} in spec.volumes", m.name));
         }
         if !m.mount_path.starts_with('/') {
-            r.err(
-                join_key(&mp, "mountPath"),
-                format!("must be an absolute path (got {:?})", m.mount_path),
-            );
+            r.err(join_key(&mp, "mountPath"), format!("must be an absolute path (got {:?})", m.mount_path));
         }
         if !mount_paths.insert(m.mount_path.as_str()) {
-            r.err(
-                join_key(&mp, "mountPath"),
-                format!("duplicate mount path {:?}", m.mount_path),
-            );
+            r.err(join_key(&mp, "mountPath"), format!("duplicate mount path {:?}", m.mount_path));
         }
     }
 }
@@ -403,10 +311,7 @@ fn quantity(r: &mut Report, path: &str, name: &str, q: &QuantityText) {
         "cpu" => parse_cpu_millis(&text).map(|_| ()),
         "memory" => parse_memory_bytes(&text).map(|_| ()),
         _ => {
-            r.warn(
-                path,
-                format!("resource {name:?} is not supported (only cpu and memory), ignored"),
-            );
+            r.warn(path, format!("resource {name:?} is not supported (only cpu and memory), ignored"));
             return;
         }
     };
@@ -428,11 +333,7 @@ fn resources(r: &mut Report, path: &str, res: &ResourceRequirements) {
         };
         let parse = |q: &QuantityText| {
             let t = q.to_string();
-            if name == "cpu" {
-                parse_cpu_millis(&t).ok()
-            } else {
-                parse_memory_bytes(&t).ok()
-            }
+            if name == "cpu" { parse_cpu_millis(&t).ok() } else { parse_memory_bytes(&t).ok() }
         };
         if let (Some(a), Some(b)) = (parse(req), parse(lim))
             && a > b
@@ -446,19 +347,9 @@ fn resources(r: &mut Report, path: &str, res: &ResourceRequirements) {
 }
 
 fn probe(r: &mut Report, path: &str, p: &Probe, ports: &BTreeSet<&str>, liveness: bool) {
-    let n = [
-        p.http_get.is_some(),
-        p.tcp_socket.is_some(),
-        p.exec.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    let n = [p.http_get.is_some(), p.tcp_socket.is_some(), p.exec.is_some()].iter().filter(|b| **b).count();
     if n != 1 {
-        r.err(
-            path,
-            "a probe needs exactly one of httpGet, tcpSocket or exec",
-        );
+        r.err(path, "a probe needs exactly one of httpGet, tcpSocket or exec");
     }
     let port_ref = |r: &mut Report, pp: &str, port: &IntOrString| match port {
         IntOrString::Int(i) => range(r, pp, Some(*i), 1, 65535),
@@ -472,18 +363,12 @@ fn probe(r: &mut Report, path: &str, p: &Probe, ports: &BTreeSet<&str>, liveness
         port_ref(r, &join_key(path, "httpGet.port"), &h.port);
         match h.scheme.as_deref() {
             None | Some("HTTP") => {}
-            Some(other) => r.err(
-                join_key(path, "httpGet.scheme"),
-                format!("only HTTP is supported (got {other:?})"),
-            ),
+            Some(other) => r.err(join_key(path, "httpGet.scheme"), format!("only HTTP is supported (got {other:?})")),
         }
         if let Some(pth) = &h.path
             && !pth.starts_with('/')
         {
-            r.err(
-                join_key(path, "httpGet.path"),
-                format!("must start with '/' (got {pth:?})"),
-            );
+            r.err(join_key(path, "httpGet.path"), format!("must start with '/' (got {pth:?})"));
         }
     }
     if let Some(t) = &p.tcp_socket {
@@ -494,50 +379,14 @@ fn probe(r: &mut Report, path: &str, p: &Probe, ports: &BTreeSet<&str>, liveness
     {
         r.err(join_key(path, "exec.command"), "must not be empty");
     }
-    range(
-        r,
-        &join_key(path, "initialDelaySeconds"),
-        p.initial_delay_seconds,
-        0,
-        86_400,
-    );
-    range(
-        r,
-        &join_key(path, "periodSeconds"),
-        p.period_seconds,
-        1,
-        86_400,
-    );
-    range(
-        r,
-        &join_key(path, "timeoutSeconds"),
-        p.timeout_seconds,
-        1,
-        3600,
-    );
-    range(
-        r,
-        &join_key(path, "failureThreshold"),
-        p.failure_threshold,
-        1,
-        1000,
-    );
+    range(r, &join_key(path, "initialDelaySeconds"), p.initial_delay_seconds, 0, 86_400);
+    range(r, &join_key(path, "periodSeconds"), p.period_seconds, 1, 86_400);
+    range(r, &join_key(path, "timeoutSeconds"), p.timeout_seconds, 1, 3600);
+    range(r, &join_key(path, "failureThreshold"), p.failure_threshold, 1, 1000);
     if liveness {
-        range(
-            r,
-            &join_key(path, "successThreshold"),
-            p.success_threshold,
-            1,
-            1,
-        );
+        range(r, &join_key(path, "successThreshold"), p.success_threshold, 1, 1);
     } else {
-        range(
-            r,
-            &join_key(path, "successThreshold"),
-            p.success_threshold,
-            1,
-            1000,
-        );
+        range(r, &join_key(path, "successThreshold"), p.success_threshold, 1, 1000);
     }
 }
 
@@ -545,14 +394,10 @@ fn service(r: &mut Report, s: &ServiceSpec, ctx: &Context) {
     labels(r, "spec.selector", &s.selector);
     match s.kind.as_deref() {
         None | Some("ClusterIP") | Some("NodePort") => {}
-        Some("LoadBalancer") => r.warn(
-            "spec.type",
-            "LoadBalancer is served like NodePort: every node listens on the service's node port",
-        ),
-        Some(other) => r.err(
-            "spec.type",
-            format!("must be ClusterIP or NodePort (got {other:?})"),
-        ),
+        Some("LoadBalancer") => {
+            r.warn("spec.type", "LoadBalancer is served like NodePort: every node listens on the service's node port")
+        }
+        Some(other) => r.err("spec.type", format!("must be ClusterIP or NodePort (got {other:?})")),
     }
     if s.ports.is_empty() {
         r.err("spec.ports", "a service needs at least one port");
@@ -573,10 +418,7 @@ fn service(r: &mut Report, s: &ServiceSpec, ctx: &Context) {
                     r.err(join_key(&pp, "name"), format!("duplicate port name {n:?}"));
                 }
             }
-            None if s.ports.len() > 1 => r.err(
-                join_key(&pp, "name"),
-                "must be set when a service has several ports",
-            ),
+            None if s.ports.len() > 1 => r.err(join_key(&pp, "name"), "must be set when a service has several ports"),
             None => {}
         }
         match &p.target_port {
@@ -586,25 +428,13 @@ fn service(r: &mut Report, s: &ServiceSpec, ctx: &Context) {
         }
         match p.protocol.as_deref() {
             None | Some("TCP") => {}
-            Some(other) => r.err(
-                join_key(&pp, "protocol"),
-                format!("only TCP is supported (got {other:?})"),
-            ),
+            Some(other) => r.err(join_key(&pp, "protocol"), format!("only TCP is supported (got {other:?})")),
         }
         if let Some(np) = p.node_port {
             let (lo, hi) = ctx.node_port_range;
-            range(
-                r,
-                &join_key(&pp, "nodePort"),
-                Some(np),
-                i64::from(lo),
-                i64::from(hi),
-            );
+            range(r, &join_key(&pp, "nodePort"), Some(np), i64::from(lo), i64::from(hi));
             if !node_ports.insert(np) {
-                r.err(
-                    join_key(&pp, "nodePort"),
-                    format!("duplicate node port {np}"),
-                );
+                r.err(join_key(&pp, "nodePort"), format!("duplicate node port {np}"));
             }
         }
     }
@@ -628,9 +458,9 @@ pub fn image_reference(s: &str) -> Result<(), String> {
         None => (s, None),
     };
     if let Some(d) = digest {
-        let ok = d.split_once(':').is_some_and(|(alg, hex)| {
-            !alg.is_empty() && hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-        });
+        let ok = d
+            .split_once(':')
+            .is_some_and(|(alg, hex)| !alg.is_empty() && hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
         if !ok {
             return bad("the digest must look like sha256:<hex>");
         }
@@ -644,8 +474,7 @@ pub fn image_reference(s: &str) -> Result<(), String> {
     if let Some(t) = tag {
         let ok = !t.is_empty()
             && t.len() <= 128
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
             && !t.starts_with(['.', '-']);
         if !ok {
             return bad("the tag must be letters, digits, '_', '.' or '-'");
@@ -653,16 +482,13 @@ pub fn image_reference(s: &str) -> Result<(), String> {
     }
     let mut parts: Vec<&str> = path.split('/').collect();
     let first = parts[0];
-    let has_registry =
-        parts.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_registry = parts.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost");
     if has_registry {
         parts.remove(0);
     }
     for comp in parts {
         let ok = !comp.is_empty()
-            && comp.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            })
+            && comp.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
             && comp.as_bytes()[0].is_ascii_alphanumeric()
             && comp.as_bytes()[comp.len() - 1].is_ascii_alphanumeric();
         if !ok {

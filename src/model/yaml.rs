@@ -49,10 +49,7 @@ impl LocatedDoc {
 
     /// A document with no source positions (JSON bodies sent to the API).
     pub fn from_json(value: serde_json::Value) -> Self {
-        Self {
-            value,
-            positions: BTreeMap::new(),
-        }
+        Self { value, positions: BTreeMap::new() }
     }
 }
 
@@ -65,11 +62,7 @@ pub struct YamlError {
 
 /// Appends one path segment the way error paths are printed everywhere.
 pub fn join_key(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
 }
 
 /// Appends a sequence index: `containers[0]`.
@@ -121,14 +114,10 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::U64(v))
     }
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<Node, E> {
-        i64::try_from(v)
-            .map(Node::I64)
-            .map_err(|_| E::custom("integer out of range"))
+        i64::try_from(v).map(Node::I64).map_err(|_| E::custom("integer out of range"))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Node, E> {
-        u64::try_from(v)
-            .map(Node::U64)
-            .map_err(|_| E::custom("integer out of range"))
+        u64::try_from(v).map(Node::U64).map_err(|_| E::custom("integer out of range"))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
         Ok(Node::F64(v))
@@ -178,13 +167,7 @@ fn convert(
 ) -> Result<serde_json::Value, YamlError> {
     let loc = node.referenced;
     if loc.line() > 0 {
-        positions.insert(
-            path.to_string(),
-            Pos {
-                line: loc.line() as u32,
-                column: loc.column() as u32,
-            },
-        );
+        positions.insert(path.to_string(), Pos { line: loc.line() as u32, column: loc.column() as u32 });
     }
     let here = positions.get(path).copied();
     Ok(match node.value {
@@ -194,10 +177,7 @@ fn convert(
         Node::U64(u) => serde_json::Value::from(u),
         Node::F64(f) => serde_json::Number::from_f64(f)
             .map(serde_json::Value::Number)
-            .ok_or_else(|| YamlError {
-                message: format!("{path}: {f} is not a finite number"),
-                pos: here,
-            })?,
+            .ok_or_else(|| YamlError { message: format!("{path}: {f} is not a finite number"), pos: here })?,
         Node::Str(s) => serde_json::Value::String(s),
         Node::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -229,14 +209,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<LocatedDoc>, YamlError> {
     // YAML 1.2 booleans: only true/false, so `y`, `on` and `no` stay strings.
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
-    let docs: Vec<Spanned<Node>> = serde_saphyr::from_multiple_with_options(text, options)
-        .map_err(|e| YamlError {
-            message: first_line(&e.to_string()),
-            pos: e.location().map(|l| Pos {
-                line: l.line() as u32,
-                column: l.column() as u32,
-            }),
-        })?;
+    let docs: Vec<Spanned<Node>> = serde_saphyr::from_multiple_with_options(text, options).map_err(|e| YamlError {
+        message: first_line(&e.to_string()),
+        pos: e.location().map(|l| Pos { line: l.line() as u32, column: l.column() as u32 }),
+    })?;
     let mut out = Vec::with_capacity(docs.len());
     for doc in docs {
         if matches!(doc.value, Node::Null) {

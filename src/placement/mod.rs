@@ -94,19 +94,14 @@ struct Score {
 
 impl Score {
     fn new(weight: u64, h: u64) -> Score {
-        Score {
-            weight,
-            neg_log: neg_log2_fixed(h),
-        }
+        Score { weight, neg_log: neg_log2_fixed(h) }
     }
     /// Whether `self` beats `o`: `w1 / l1 > w2 / l2`.
     fn beats(&self, o: &Score) -> bool {
-        u128::from(self.weight) * u128::from(o.neg_log)
-            > u128::from(o.weight) * u128::from(self.neg_log)
+        u128::from(self.weight) * u128::from(o.neg_log) > u128::from(o.weight) * u128::from(self.neg_log)
     }
     fn ties(&self, o: &Score) -> bool {
-        u128::from(self.weight) * u128::from(o.neg_log)
-            == u128::from(o.weight) * u128::from(self.neg_log)
+        u128::from(self.weight) * u128::from(o.neg_log) == u128::from(o.weight) * u128::from(self.neg_log)
     }
 }
 
@@ -124,10 +119,7 @@ fn pending_reason(pod: &DesiredPod, nodes: &[Node<'_>]) -> String {
         return "no live node".into();
     }
     let n = nodes.len();
-    let runtime: Vec<&Node<'_>> = nodes
-        .iter()
-        .filter(|x| x.spec.runtimes.contains(&pod.runtime))
-        .collect();
+    let runtime: Vec<&Node<'_>> = nodes.iter().filter(|x| x.spec.runtimes.contains(&pod.runtime)).collect();
     if runtime.is_empty() {
         return format!(
             "no node offers the {} runtime ({n} node{} checked)",
@@ -135,56 +127,35 @@ fn pending_reason(pod: &DesiredPod, nodes: &[Node<'_>]) -> String {
             if n == 1 { "" } else { "s" }
         );
     }
-    let sel: Vec<&Node<'_>> = runtime
-        .into_iter()
-        .filter(|x| selector_matches(pod, x.spec))
-        .collect();
+    let sel: Vec<&Node<'_>> = runtime.into_iter().filter(|x| selector_matches(pod, x.spec)).collect();
     if sel.is_empty() {
-        let s: Vec<String> = pod
-            .spec
-            .node_selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let s: Vec<String> = pod.spec.node_selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
         return format!("no node matches nodeSelector {}", s.join(","));
     }
     let m = sel.len();
-    let all = if m == n {
-        format!("all {n}")
-    } else {
-        format!("the {m} matching")
-    };
+    let all = if m == n { format!("all {n}") } else { format!("the {m} matching") };
     let nodes_word = if m == 1 { "node" } else { "nodes" };
     let mut reasons = Vec::new();
     if sel.iter().all(|x| x.pods >= x.spec.max_pods) {
         reasons.push(format!("too many pods on {all} {nodes_word}"));
     }
-    if sel.iter().all(|x| {
-        x.used.cpu_millis.saturating_add(pod.requests.cpu_millis) > x.spec.allocatable.cpu_millis
-    }) {
+    if sel.iter().all(|x| x.used.cpu_millis.saturating_add(pod.requests.cpu_millis) > x.spec.allocatable.cpu_millis) {
         reasons.push(format!("insufficient cpu on {all} {nodes_word}"));
     }
-    if sel.iter().all(|x| {
-        x.used
-            .memory_bytes
-            .saturating_add(pod.requests.memory_bytes)
-            > x.spec.allocatable.memory_bytes
-    }) {
+    if sel
+        .iter()
+        .all(|x| x.used.memory_bytes.saturating_add(pod.requests.memory_bytes) > x.spec.allocatable.memory_bytes)
+    {
         reasons.push(format!("insufficient memory on {all} {nodes_word}"));
     }
     if reasons.is_empty() {
-        reasons.push(format!(
-            "no single node has enough free cpu and memory among {all} {nodes_word}"
-        ));
+        reasons.push(format!("no single node has enough free cpu and memory among {all} {nodes_word}"));
     }
     reasons.join("; ")
 }
 
 fn selector_matches(pod: &DesiredPod, n: &NodeSpec) -> bool {
-    pod.spec
-        .node_selector
-        .iter()
-        .all(|(k, v)| n.labels.get(k) == Some(v))
+    pod.spec.node_selector.iter().all(|(k, v)| n.labels.get(k) == Some(v))
 }
 
 /// Places every pod. Same inputs (in any order) give the same answer.
@@ -210,8 +181,7 @@ pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], epsilon: f64) -> Placement
     let mut state: Vec<Node<'_>> = specs
         .iter()
         .map(|s| {
-            let fair =
-                (total_pods * u128::from(s.weight.max(1))) as f64 / total_weight.max(1) as f64;
+            let fair = (total_pods * u128::from(s.weight.max(1))) as f64 / total_weight.max(1) as f64;
             Node {
                 spec: s,
                 seed: seed(s.name.as_bytes()),
@@ -234,19 +204,11 @@ pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], epsilon: f64) -> Placement
     let mut siblings: HashMap<(String, String), Vec<bool>> = HashMap::new();
     let mut eligible: HashMap<(String, String), Vec<bool>> = HashMap::new();
     for pod in order {
-        let wl = (
-            pod.namespace.clone(),
-            format!("{}/{}", pod.owner.kind.as_str(), pod.owner.name),
-        );
+        let wl = (pod.namespace.clone(), format!("{}/{}", pod.owner.kind.as_str(), pod.owner.name));
         let elig = eligible.entry(wl.clone()).or_insert_with(|| {
-            state
-                .iter()
-                .map(|n| n.spec.runtimes.contains(&pod.runtime) && selector_matches(pod, n.spec))
-                .collect()
+            state.iter().map(|n| n.spec.runtimes.contains(&pod.runtime) && selector_matches(pod, n.spec)).collect()
         });
-        let sib = siblings
-            .entry(wl)
-            .or_insert_with(|| vec![false; state.len()]);
+        let sib = siblings.entry(wl).or_insert_with(|| vec![false; state.len()]);
         let ps = seed(format!("{}/{}", pod.namespace, pod.name).as_bytes());
         // Tier 0: under the cap, no sibling. Tier 1: under the cap. Tier 2: fits.
         let mut best: [Option<(Score, usize)>; 3] = [None; 3];
@@ -257,12 +219,7 @@ pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], epsilon: f64) -> Placement
                     continue;
                 }
                 let n = &state[i];
-                if n.pods >= n.spec.max_pods
-                    || !n
-                        .used
-                        .saturating_add(pod.requests)
-                        .fits_within(n.spec.allocatable)
-                {
+                if n.pods >= n.spec.max_pods || !n.used.saturating_add(pod.requests).fits_within(n.spec.allocatable) {
                     continue;
                 }
                 let h = mix(ps ^ n.seed);

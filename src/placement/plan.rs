@@ -24,14 +24,16 @@ pub fn make_plan(snapshot: &Snapshot, view: &ClusterView, epsilon: f64) -> PlanV
     let objects: Vec<&Object> = snapshot.objects.values().map(|o| &o.object).collect();
     let desired = desired_pods(objects, &snapshot.pod_results);
     let nodes = view.placement_nodes();
-    let placement = place(&nodes, &desired, epsilon);
+    let mut placement = place(&nodes, &desired, epsilon);
+    let settling = view.nodes.values().filter(|n| n.state.alive() && !n.info.schedulable).count();
+    if nodes.is_empty() && settling > 0 {
+        for why in placement.pending.values_mut() {
+            *why = format!("no schedulable node yet: {settling} node(s) settling after (re)start");
+        }
+    }
     let mut ready_on_owner = BTreeMap::new();
     for (id, owner) in &placement.owners {
-        if let Some(st) = view
-            .nodes
-            .get(owner)
-            .filter(|n| n.state.alive())
-            .and_then(|n| n.pods.get(id))
+        if let Some(st) = view.nodes.get(owner).filter(|n| n.state.alive()).and_then(|n| n.pods.get(id))
             && st.ready
             && !st.terminating
         {
@@ -44,11 +46,9 @@ pub fn make_plan(snapshot: &Snapshot, view: &ClusterView, epsilon: f64) -> PlanV
         let elsewhere = view.nodes.values().any(|n| {
             n.info.name != view.self_name
                 && n.state.alive()
-                && n.pods.get(&id).is_some_and(|s| {
-                    s.containers
-                        .iter()
-                        .any(|c| !matches!(c.state, ContainerState::Terminated { .. }))
-                })
+                && n.pods
+                    .get(&id)
+                    .is_some_and(|s| s.containers.iter().any(|c| !matches!(c.state, ContainerState::Terminated { .. })))
         });
         if elsewhere {
             fenced_elsewhere.insert(id);
@@ -61,9 +61,5 @@ pub fn make_plan(snapshot: &Snapshot, view: &ClusterView, epsilon: f64) -> PlanV
         quorum: view.quorum,
         fenced_elsewhere,
     };
-    PlanView {
-        desired,
-        placement,
-        plan: Arc::new(plan),
-    }
+    PlanView { desired, placement, plan: Arc::new(plan) }
 }

@@ -14,10 +14,7 @@ use crate::model::types::PodSpec;
 pub(crate) fn node(name: &str, cpu_cores: u64, mem_gib: u64) -> NodeSpec {
     NodeSpec {
         name: name.into(),
-        allocatable: Resources {
-            cpu_millis: cpu_cores * 1000,
-            memory_bytes: mem_gib << 30,
-        },
+        allocatable: Resources { cpu_millis: cpu_cores * 1000, memory_bytes: mem_gib << 30 },
         weight: cpu_cores * 1000,
         labels: BTreeMap::new(),
         runtimes: [RuntimeKind::Process].into(),
@@ -30,11 +27,7 @@ pub(crate) fn pods(owner: &str, n: u32, req: Resources) -> Vec<DesiredPod> {
         .map(|i| DesiredPod {
             namespace: "default".into(),
             name: format!("{owner}-{i}"),
-            owner: OwnerRef {
-                kind: Kind::Deployment,
-                name: owner.into(),
-                uid: "u".into(),
-            },
+            owner: OwnerRef { kind: Kind::Deployment, name: owner.into(), uid: "u".into() },
             index: i,
             labels: BTreeMap::new(),
             spec: Arc::new(PodSpec::default()),
@@ -49,9 +42,7 @@ pub(crate) fn pods(owner: &str, n: u32, req: Resources) -> Vec<DesiredPod> {
 }
 
 fn cluster(n: usize) -> Vec<NodeSpec> {
-    (0..n)
-        .map(|i| node(&format!("n{i:03}"), 1 + (i as u64 % 4) * 2, 8))
-        .collect()
+    (0..n).map(|i| node(&format!("n{i:03}"), 1 + (i as u64 % 4) * 2, 8)).collect()
 }
 
 #[test]
@@ -72,50 +63,25 @@ fn neg_log_is_monotonic_and_exact_at_the_ends() {
 
 #[test]
 fn twenty_replicas_on_five_mixed_nodes() {
-    let nodes = vec![
-        node("big", 16, 64),
-        node("mid-a", 4, 16),
-        node("mid-b", 4, 16),
-        node("nas", 2, 8),
-        node("pi", 1, 4),
-    ];
-    let p = place(
-        &nodes,
-        &pods("web", 20, Resources::default()),
-        DEFAULT_EPSILON,
-    );
+    let nodes =
+        vec![node("big", 16, 64), node("mid-a", 4, 16), node("mid-b", 4, 16), node("nas", 2, 8), node("pi", 1, 4)];
+    let p = place(&nodes, &pods("web", 20, Resources::default()), DEFAULT_EPSILON);
     assert!(p.pending.is_empty());
     let loads = p.loads();
-    assert!(
-        loads["big"] > loads["mid-a"] && loads["big"] > loads["pi"],
-        "{loads:?}"
-    );
+    assert!(loads["big"] > loads["mid-a"] && loads["big"] > loads["pi"], "{loads:?}");
     assert!(loads["pi"] <= loads["nas"], "{loads:?}");
-    assert_eq!(
-        loads.len(),
-        5,
-        "every node gets at least one replica: {loads:?}"
-    );
+    assert_eq!(loads.len(), 5, "every node gets at least one replica: {loads:?}");
     let total_w: u64 = nodes.iter().map(|n| n.weight).sum();
     for n in &nodes {
-        let cap =
-            ((1.0 + DEFAULT_EPSILON) * 20.0 * n.weight as f64 / total_w as f64).ceil() as usize;
-        assert!(
-            loads[n.name.as_str()] <= cap.max(1),
-            "{} over its bound: {loads:?}",
-            n.name
-        );
+        let cap = ((1.0 + DEFAULT_EPSILON) * 20.0 * n.weight as f64 / total_w as f64).ceil() as usize;
+        assert!(loads[n.name.as_str()] <= cap.max(1), "{} over its bound: {loads:?}", n.name);
     }
 }
 
 #[test]
 fn replicas_spread_over_distinct_nodes_first() {
     let nodes = cluster(5);
-    let p = place(
-        &nodes,
-        &pods("web", 5, Resources::default()),
-        DEFAULT_EPSILON,
-    );
+    let p = place(&nodes, &pods("web", 5, Resources::default()), DEFAULT_EPSILON);
     let distinct: BTreeSet<&String> = p.owners.values().collect();
     assert_eq!(distinct.len(), 5);
 }
@@ -123,31 +89,17 @@ fn replicas_spread_over_distinct_nodes_first() {
 #[test]
 fn pending_reasons_name_the_constraint() {
     let nodes = cluster(5);
-    let big = Resources {
-        cpu_millis: 100,
-        memory_bytes: 100 << 30,
-    };
+    let big = Resources { cpu_millis: 100, memory_bytes: 100 << 30 };
     let p = place(&nodes, &pods("db", 1, big), DEFAULT_EPSILON);
-    assert_eq!(
-        p.pending["default/db-0"],
-        "insufficient memory on all 5 nodes"
-    );
+    assert_eq!(p.pending["default/db-0"], "insufficient memory on all 5 nodes");
     let mut sel = pods("x", 1, Resources::default());
-    Arc::make_mut(&mut sel[0].spec)
-        .node_selector
-        .insert("disk".into(), "ssd".into());
+    Arc::make_mut(&mut sel[0].spec).node_selector.insert("disk".into(), "ssd".into());
     let p = place(&nodes, &sel, DEFAULT_EPSILON);
-    assert_eq!(
-        p.pending["default/x-0"],
-        "no node matches nodeSelector disk=ssd"
-    );
+    assert_eq!(p.pending["default/x-0"], "no node matches nodeSelector disk=ssd");
     let mut dock = pods("img", 1, Resources::default());
     dock[0].runtime = RuntimeKind::Docker;
     let p = place(&nodes, &dock, DEFAULT_EPSILON);
-    assert_eq!(
-        p.pending["default/img-0"],
-        "no node offers the docker runtime (5 nodes checked)"
-    );
+    assert_eq!(p.pending["default/img-0"], "no node offers the docker runtime (5 nodes checked)");
     let p = place(&[], &pods("a", 1, Resources::default()), DEFAULT_EPSILON);
     assert_eq!(p.pending["default/a-0"], "no live node");
 }
@@ -158,9 +110,7 @@ fn node_selector_is_honoured() {
     nodes[2].labels.insert("disk".into(), "ssd".into());
     let mut ps = pods("x", 3, Resources::default());
     for p in &mut ps {
-        Arc::make_mut(&mut p.spec)
-            .node_selector
-            .insert("disk".into(), "ssd".into());
+        Arc::make_mut(&mut p.spec).node_selector.insert("disk".into(), "ssd".into());
     }
     let p = place(&nodes, &ps, DEFAULT_EPSILON);
     assert!(p.owners.values().all(|n| n == &nodes[2].name));
@@ -185,19 +135,10 @@ fn arb_pods() -> impl Strategy<Value = Vec<DesiredPod>> {
     proptest::collection::vec((0u32..12, 0u64..3000, 0u64..8, any::<bool>()), 1..6).prop_map(|ws| {
         let mut out = Vec::new();
         for (i, (n, cpu, mem, ssd)) in ws.into_iter().enumerate() {
-            let mut ps = pods(
-                &format!("w{i}"),
-                n,
-                Resources {
-                    cpu_millis: cpu,
-                    memory_bytes: mem << 30,
-                },
-            );
+            let mut ps = pods(&format!("w{i}"), n, Resources { cpu_millis: cpu, memory_bytes: mem << 30 });
             if ssd {
                 for p in &mut ps {
-                    Arc::make_mut(&mut p.spec)
-                        .node_selector
-                        .insert("disk".into(), "ssd".into());
+                    Arc::make_mut(&mut p.spec).node_selector.insert("disk".into(), "ssd".into());
                 }
             }
             out.extend(ps);

@@ -26,19 +26,9 @@ pub fn resolve_target(st: &PodStatus, target: &IntOrString) -> Option<u16> {
     match target {
         IntOrString::Int(p) => {
             let p = u16::try_from(*p).ok()?;
-            Some(
-                st.ports
-                    .iter()
-                    .find(|m| m.container_port == p)
-                    .map(|m| m.host_port)
-                    .unwrap_or(p),
-            )
+            Some(st.ports.iter().find(|m| m.container_port == p).map(|m| m.host_port).unwrap_or(p))
         }
-        IntOrString::Str(name) => st
-            .ports
-            .iter()
-            .find(|m| &m.name == name)
-            .map(|m| m.host_port),
+        IntOrString::Str(name) => st.ports.iter().find(|m| &m.name == name).map(|m| m.host_port),
     }
 }
 
@@ -54,10 +44,7 @@ pub fn endpoints(
     desired: &BTreeMap<String, DesiredPod>,
     view: &ClusterView,
 ) -> Vec<Endpoint> {
-    let target = port
-        .target_port
-        .clone()
-        .unwrap_or(IntOrString::Int(port.port));
+    let target = port.target_port.clone().unwrap_or(IntOrString::Int(port.port));
     let mut out = Vec::new();
     for n in view.nodes.values().filter(|n| n.state.alive()) {
         for (id, st) in &n.pods {
@@ -69,12 +56,7 @@ pub fn endpoints(
                 continue;
             }
             if let Some(p) = resolve_target(st, &target) {
-                out.push(Endpoint {
-                    pod: id.clone(),
-                    node: n.info.name.clone(),
-                    ip: st.host_ip.clone(),
-                    port: p,
-                });
+                out.push(Endpoint { pod: id.clone(), node: n.info.name.clone(), ip: st.host_ip.clone(), port: p });
             }
         }
     }

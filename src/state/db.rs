@@ -49,9 +49,7 @@ impl Snapshot {
     }
 
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Arc<StoredObject>> {
-        self.objects
-            .values()
-            .filter(move |o| o.object.kind() == kind)
+        self.objects.values().filter(move |o| o.object.kind() == kind)
     }
 
     pub fn namespace_exists(&self, ns: &str) -> bool {
@@ -110,8 +108,7 @@ enum Decoded {
 fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
     let Some(v) = &e.value else { return Ok(None) };
     if let Some(kind) = Kind::from_manifest(&e.key.kind) {
-        let json: serde_json::Value =
-            serde_json::from_slice(v).map_err(|err| Refusal::Invalid(err.to_string()))?;
+        let json: serde_json::Value = serde_json::from_slice(v).map_err(|err| Refusal::Invalid(err.to_string()))?;
         let mut obj = parse::parse_stored(json).map_err(Refusal::Invalid)?;
         let ok = obj.kind() == kind
             && obj.meta().name == e.key.name
@@ -134,7 +131,14 @@ fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
         kinds::POD_RESULT => serde_json::from_slice::<PodResult>(v)
             .map(|r| Some(Decoded::PodResult(r)))
             .map_err(|err| Refusal::Invalid(err.to_string())),
-        kinds::JOIN_TOKEN => Ok(Some(Decoded::Other)),
+        kinds::JOIN_TOKEN => {
+            let ok = if e.key.name == "current" {
+                std::str::from_utf8(v).ok().is_some_and(|t| crate::net::token::JoinToken::parse(t).is_ok())
+            } else {
+                serde_json::from_slice::<crate::net::token::TokenRecord>(v).is_ok()
+            };
+            if ok { Ok(Some(Decoded::Other)) } else { Err(Refusal::Invalid("malformed join token record".into())) }
+        }
         other => Err(Refusal::UnknownKind(other.to_string())),
     }
 }
@@ -200,11 +204,7 @@ impl StateDb {
             inner.digests.replace(None, Some(&e));
             inner.map.insert(e.key.clone(), e);
         }
-        let hlc = uhlc::HLCBuilder::new()
-            .with_id(hlc_id(node_name))
-            .with_clock(clock)
-            .with_max_delta(max_skew)
-            .build();
+        let hlc = uhlc::HLCBuilder::new().with_id(hlc_id(node_name)).with_clock(clock).with_max_delta(max_skew).build();
         // Never issue a stamp below one we already stored (clock stepped back).
         if let Some(max) = inner.map.values().map(|e| e.stamp).max() {
             let ts = uhlc::Timestamp::new(uhlc::NTP64(max.time), *hlc.get_id());
@@ -250,21 +250,14 @@ impl StateDb {
         let mut inner = self.lock();
         let mut entries = Vec::with_capacity(changes.len());
         for (key, value) in changes {
-            entries.push(Entry {
-                key,
-                stamp: self.now(),
-                origin: self.node_name.clone(),
-                value,
-            });
+            entries.push(Entry { key, stamp: self.now(), origin: self.node_name.clone(), value });
         }
         let puts: Vec<Change<'_>> = entries.iter().map(Change::Put).collect();
         inner.store.commit(&puts, &[])?;
         for e in &entries {
             install(&mut inner, e.clone());
         }
-        self.counters
-            .local_writes
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        self.counters.local_writes.fetch_add(entries.len() as u64, Ordering::Relaxed);
         self.publish(&mut inner);
         Ok(entries)
     }
@@ -281,9 +274,7 @@ impl StateDb {
             uhlc::NTP64(e.stamp.time),
             uhlc::ID::try_from(e.stamp.node.to_le_bytes()).map_err(|_| Refusal::BadKey)?,
         );
-        self.hlc
-            .update_with_timestamp(&ts)
-            .map_err(|err| Refusal::FutureStamp(err.to_string()))?;
+        self.hlc.update_with_timestamp(&ts).map_err(|err| Refusal::FutureStamp(err.to_string()))?;
         if !inner.map.contains_key(&e.key) && e.stamp.time <= inner.watermark {
             return Err(Refusal::BeyondHorizon);
         }
@@ -317,9 +308,7 @@ impl StateDb {
             install(&mut inner, e.clone());
             out.applied.push(e);
         }
-        self.counters
-            .remote_applied
-            .fetch_add(out.applied.len() as u64, Ordering::Relaxed);
+        self.counters.remote_applied.fetch_add(out.applied.len() as u64, Ordering::Relaxed);
         self.publish(&mut inner);
         Ok(out)
     }
@@ -340,19 +329,14 @@ impl StateDb {
             .unwrap_or(0)
             .max(inner.watermark);
         let forgets: Vec<Change<'_>> = expired.iter().map(Change::Forget).collect();
-        inner.store.commit(
-            &forgets,
-            &[(META_WATERMARK, new_mark.to_le_bytes().to_vec())],
-        )?;
+        inner.store.commit(&forgets, &[(META_WATERMARK, new_mark.to_le_bytes().to_vec())])?;
         for k in &expired {
             if let Some(old) = inner.map.remove(k) {
                 inner.digests.replace(Some(&old), None);
             }
         }
         inner.watermark = new_mark;
-        self.counters
-            .tombstones_collected
-            .fetch_add(expired.len() as u64, Ordering::Relaxed);
+        self.counters.tombstones_collected.fetch_add(expired.len() as u64, Ordering::Relaxed);
         self.publish(&mut inner);
         Ok(expired.len())
     }
@@ -360,20 +344,11 @@ impl StateDb {
     /// Drops entries a peer no longer holds that are older than the peer's
     /// watermark: they were deleted there and the tombstone collected while
     /// this node was away longer than the horizon. Returns how many.
-    pub fn drop_beyond_horizon(
-        &self,
-        keys: &[Key],
-        peer_watermark: u64,
-    ) -> Result<usize, StoreError> {
+    pub fn drop_beyond_horizon(&self, keys: &[Key], peer_watermark: u64) -> Result<usize, StoreError> {
         let mut inner = self.lock();
         let doomed: Vec<Key> = keys
             .iter()
-            .filter(|k| {
-                inner
-                    .map
-                    .get(*k)
-                    .is_some_and(|e| e.stamp.time <= peer_watermark)
-            })
+            .filter(|k| inner.map.get(*k).is_some_and(|e| e.stamp.time <= peer_watermark))
             .cloned()
             .collect();
         if doomed.is_empty() {
@@ -381,9 +356,7 @@ impl StateDb {
         }
         let mark = inner.watermark.max(peer_watermark);
         let forgets: Vec<Change<'_>> = doomed.iter().map(Change::Forget).collect();
-        inner
-            .store
-            .commit(&forgets, &[(META_WATERMARK, mark.to_le_bytes().to_vec())])?;
+        inner.store.commit(&forgets, &[(META_WATERMARK, mark.to_le_bytes().to_vec())])?;
         for k in &doomed {
             if let Some(old) = inner.map.remove(k) {
                 inner.digests.replace(Some(&old), None);
@@ -428,9 +401,7 @@ impl StateDb {
     /// Entries for the given keys that this node holds.
     pub fn entries_for(&self, keys: &[Key]) -> Vec<Entry> {
         let inner = self.lock();
-        keys.iter()
-            .filter_map(|k| inner.map.get(k).cloned())
-            .collect()
+        keys.iter().filter_map(|k| inner.map.get(k).cloned()).collect()
     }
 
     /// All entries (for a full sync of a new node).
@@ -460,11 +431,7 @@ fn install(inner: &mut Inner, e: Entry) {
 }
 
 fn build_snapshot(inner: &Inner) -> Snapshot {
-    let mut s = Snapshot {
-        rev: inner.rev,
-        entries: inner.map.len(),
-        ..Default::default()
-    };
+    let mut s = Snapshot { rev: inner.rev, entries: inner.map.len(), ..Default::default() };
     s.tombstones = inner.map.values().filter(|e| e.is_tombstone()).count();
     for (k, d) in &inner.decoded {
         match d {
@@ -472,8 +439,7 @@ fn build_snapshot(inner: &Inner) -> Snapshot {
                 s.objects.insert(o.object.key(), o.clone());
             }
             Decoded::PodResult(r) => {
-                s.pod_results
-                    .insert((k.namespace.clone(), k.name.clone()), r.clone());
+                s.pod_results.insert((k.namespace.clone(), k.name.clone()), r.clone());
             }
             Decoded::Other => {}
         }
@@ -491,17 +457,13 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path, name: &str) -> StateDb {
-        StateDb::open(
-            &dir.join(format!("{name}.redb")),
-            name,
-            uhlc::system_time_clock,
-            Duration::from_secs(60),
-        )
-        .unwrap()
+        StateDb::open(&dir.join(format!("{name}.redb")), name, uhlc::system_time_clock, Duration::from_secs(60))
+            .unwrap()
     }
 
     fn ns_value(name: &str) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).unwrap()
+        serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+            .unwrap()
     }
 
     #[test]
@@ -509,11 +471,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = open(dir.path(), "a");
-            db.write(vec![(
-                Key::new("Namespace", "", "prod"),
-                Some(ns_value("prod")),
-            )])
-            .unwrap();
+            db.write(vec![(Key::new("Namespace", "", "prod"), Some(ns_value("prod")))]).unwrap();
             assert!(db.snapshot().namespace_exists("prod"));
         }
         let db = open(dir.path(), "a");
@@ -533,30 +491,13 @@ mod tests {
             origin: "b".into(),
             value: Some(ns_value("x")),
         };
-        let bad_json = Entry {
-            key: Key::new("Namespace", "", "y"),
-            value: Some(b"{not json".to_vec()),
-            ..good.clone()
-        };
-        let mismatched = Entry {
-            key: Key::new("Namespace", "", "z"),
-            ..good.clone()
-        };
-        let unknown = Entry {
-            key: Key::new("Secret", "", "z"),
-            ..good.clone()
-        };
-        let future = Entry {
-            key: Key::new("Namespace", "", "x"),
-            stamp: Stamp {
-                time: u64::MAX / 2,
-                node: 5,
-            },
-            ..good.clone()
-        };
-        let out = db
-            .merge_remote(vec![good, bad_json, mismatched, unknown, future])
-            .unwrap();
+        let bad_json =
+            Entry { key: Key::new("Namespace", "", "y"), value: Some(b"{not json".to_vec()), ..good.clone() };
+        let mismatched = Entry { key: Key::new("Namespace", "", "z"), ..good.clone() };
+        let unknown = Entry { key: Key::new("Secret", "", "z"), ..good.clone() };
+        let future =
+            Entry { key: Key::new("Namespace", "", "x"), stamp: Stamp { time: u64::MAX / 2, node: 5 }, ..good.clone() };
+        let out = db.merge_remote(vec![good, bad_json, mismatched, unknown, future]).unwrap();
         assert_eq!(out.applied.len(), 1);
         assert_eq!(out.refused.len(), 4);
         assert!(matches!(out.refused[3].1, Refusal::FutureStamp(_)));
@@ -568,12 +509,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path(), "a");
         let key = Key::new("Namespace", "", "x");
-        let old = Entry {
-            key: key.clone(),
-            stamp: db.now(),
-            origin: "b".into(),
-            value: Some(ns_value("x")),
-        };
+        let old = Entry { key: key.clone(), stamp: db.now(), origin: "b".into(), value: Some(ns_value("x")) };
         db.write(vec![(key.clone(), None)]).unwrap();
         assert_eq!(db.collect_tombstones(db.now().time).unwrap(), 1);
         let out = db.merge_remote(vec![old]).unwrap();

@@ -29,10 +29,7 @@ pub struct Digests {
 
 impl Default for Digests {
     fn default() -> Self {
-        Self {
-            buckets: vec![[0; 16]; BUCKETS],
-            counts: vec![0; BUCKETS],
-        }
+        Self { buckets: vec![[0; 16]; BUCKETS], counts: vec![0; BUCKETS] }
     }
 }
 
@@ -72,13 +69,7 @@ impl Digests {
 
     /// Indices of buckets that differ from `other`'s.
     pub fn differing(&self, other: &[[u8; 16]]) -> Vec<u16> {
-        self.buckets
-            .iter()
-            .zip(other)
-            .enumerate()
-            .filter(|(_, (a, b))| a != b)
-            .map(|(i, _)| i as u16)
-            .collect()
+        self.buckets.iter().zip(other).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i as u16).collect()
     }
 }
 
@@ -117,9 +108,6 @@ mod tests {
         assert_eq!(inc.differing(fresh.buckets()), Vec::<u16>::new());
         fresh.replace(None, Some(&e("c", 1)));
         assert_ne!(inc.root(), fresh.root());
-        assert_eq!(
-            inc.differing(fresh.buckets()),
-            vec![bucket_of(&Key::new("K", "", "c")) as u16]
-        );
+        assert_eq!(inc.differing(fresh.buckets()), vec![bucket_of(&Key::new("K", "", "c")) as u16]);
     }
 }

@@ -30,23 +30,14 @@ pub struct Key {
 }
 
 impl Key {
-    pub fn new(
-        kind: impl Into<String>,
-        namespace: impl Into<String>,
-        name: impl Into<String>,
-    ) -> Key {
-        Key {
-            kind: kind.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+    pub fn new(kind: impl Into<String>, namespace: impl Into<String>, name: impl Into<String>) -> Key {
+        Key { kind: kind.into(), namespace: namespace.into(), name: name.into() }
     }
 
     /// `kind \0 namespace \0 name`: sorts like the struct and never collides,
     /// since no component may contain a NUL.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v =
-            Vec::with_capacity(self.kind.len() + self.namespace.len() + self.name.len() + 2);
+        let mut v = Vec::with_capacity(self.kind.len() + self.namespace.len() + self.name.len() + 2);
         v.extend_from_slice(self.kind.as_bytes());
         v.push(0);
         v.extend_from_slice(self.namespace.as_bytes());
@@ -64,9 +55,7 @@ impl Key {
 
     /// Whether a peer-supplied key is well-formed.
     pub fn is_valid(&self) -> bool {
-        [&self.kind, &self.namespace, &self.name]
-            .iter()
-            .all(|p| p.len() <= MAX_KEY_PART && !p.contains('\0'))
+        [&self.kind, &self.namespace, &self.name].iter().all(|p| p.len() <= MAX_KEY_PART && !p.contains('\0'))
             && !self.kind.is_empty()
             && !self.name.is_empty()
     }
@@ -84,9 +73,7 @@ impl fmt::Display for Key {
 
 /// A hybrid-logical-clock timestamp: NTP64 time, then the writer's HLC id to
 /// break ties. Ordered by `(time, node)`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct Stamp {
     pub time: u64,
     pub node: u128,
@@ -94,10 +81,7 @@ pub struct Stamp {
 
 impl Stamp {
     pub fn from_hlc(ts: &uhlc::Timestamp) -> Stamp {
-        Stamp {
-            time: ts.get_time().as_u64(),
-            node: u128::from_le_bytes(ts.get_id().to_le_bytes()),
-        }
+        Stamp { time: ts.get_time().as_u64(), node: u128::from_le_bytes(ts.get_id().to_le_bytes()) }
     }
 
     /// Unix time in seconds (fractional) of the physical part.

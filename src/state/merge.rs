@@ -34,10 +34,7 @@ pub fn merge_maps(map: &mut BTreeMap<Key, Entry>, other: &BTreeMap<Key, Entry>) 
 
 /// Entries of `map` whose tombstone is older than `horizon` (NTP64 time).
 pub fn expired_tombstones(map: &BTreeMap<Key, Entry>, horizon: u64) -> Vec<Key> {
-    map.values()
-        .filter(|e| e.is_tombstone() && e.stamp.time < horizon)
-        .map(|e| e.key.clone())
-        .collect()
+    map.values().filter(|e| e.is_tombstone() && e.stamp.time < horizon).map(|e| e.key.clone()).collect()
 }
 
 #[cfg(test)]
@@ -56,13 +53,7 @@ mod tests {
     }
 
     fn arb_entry() -> impl Strategy<Value = Entry> {
-        (
-            0u8..6,
-            0u64..20,
-            0u128..3,
-            proptest::option::of(any::<u8>()),
-        )
-            .prop_map(|(k, t, n, v)| entry(k, t, n, v))
+        (0u8..6, 0u64..20, 0u128..3, proptest::option::of(any::<u8>())).prop_map(|(k, t, n, v)| entry(k, t, n, v))
     }
 
     fn fold(entries: &[Entry]) -> BTreeMap<Key, Entry> {
@@ -145,11 +136,7 @@ mod tests {
 
     #[test]
     fn expired_tombstones_only() {
-        let m = fold(&[
-            entry(1, 5, 0, None),
-            entry(2, 5, 0, Some(1)),
-            entry(3, 50, 0, None),
-        ]);
+        let m = fold(&[entry(1, 5, 0, None), entry(2, 5, 0, Some(1)), entry(3, 50, 0, None)]);
         assert_eq!(expired_tombstones(&m, 10), vec![Key::new("K", "ns", "k1")]);
     }
 }

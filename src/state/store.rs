@@ -20,10 +20,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("desired-state database {path}: {source}")]
-    Open {
-        path: String,
-        source: redb::DatabaseError,
-    },
+    Open { path: String, source: redb::DatabaseError },
     #[error("desired-state database: {0}")]
     Db(#[from] redb::Error),
     #[error("desired-state database holds an unreadable entry for key {0:?}: {1}")]
@@ -68,10 +65,8 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let db =
+            Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(META)?;
@@ -86,20 +81,15 @@ impl Store {
         let mut out = Vec::new();
         for row in table.iter()? {
             let (k, v) = row?;
-            let e: Entry = postcard::from_bytes(v.value()).map_err(|err| {
-                StoreError::Corrupt(String::from_utf8_lossy(k.value()).into_owned(), err)
-            })?;
+            let e: Entry = postcard::from_bytes(v.value())
+                .map_err(|err| StoreError::Corrupt(String::from_utf8_lossy(k.value()).into_owned(), err))?;
             out.push(e);
         }
         Ok(out)
     }
 
     /// Applies changes and metadata in one durable transaction.
-    pub fn commit(
-        &self,
-        changes: &[Change<'_>],
-        meta: &[(&str, Vec<u8>)],
-    ) -> Result<(), StoreError> {
+    pub fn commit(&self, changes: &[Change<'_>], meta: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
@@ -146,17 +136,10 @@ mod tests {
             origin: "n".into(),
             value: Some(b"{}".to_vec()),
         };
-        let gone = Entry {
-            key: Key::new("K", "ns", "b"),
-            ..e.clone()
-        };
+        let gone = Entry { key: Key::new("K", "ns", "b"), ..e.clone() };
         {
             let s = Store::open(&path).unwrap();
-            s.commit(
-                &[Change::Put(&e), Change::Put(&gone)],
-                &[("watermark", vec![1, 2])],
-            )
-            .unwrap();
+            s.commit(&[Change::Put(&e), Change::Put(&gone)], &[("watermark", vec![1, 2])]).unwrap();
             s.commit(&[Change::Forget(&gone.key)], &[]).unwrap();
         }
         let s = Store::open(&path).unwrap();

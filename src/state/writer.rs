@@ -24,11 +24,7 @@ pub enum WriteError {
     #[error(
         "stored on {reached} of the {wanted} nodes required (write_replicas) within {timeout:?}; retry, possibly on another node"
     )]
-    Replicas {
-        reached: u32,
-        wanted: u32,
-        timeout: Duration,
-    },
+    Replicas { reached: u32, wanted: u32, timeout: Duration },
     #[error("internal error: {0}")]
     Internal(String),
 }

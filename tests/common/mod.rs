@@ -12,16 +12,17 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
-/// Config tuned for tests: fast restarts, fast gossip, short settle.
+/// Config tuned for tests: fast restarts, short settle. The `[membership]`
+/// table comes last so that a test can append keys to it.
 pub const FAST: &str = r#"
 [agent]
 restart_backoff_initial = "200ms"
 restart_backoff_max = "2s"
 handoff_timeout = "30s"
-[membership]
-settle_time = "1s"
 [state]
 write_timeout = "3s"
+[membership]
+settle_time = "1s"
 "#;
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `secs`
@@ -44,12 +45,7 @@ pub fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) 
 pub fn unique_ip() -> Ipv4Addr {
     loop {
         let r: u32 = rand_u32();
-        let ip = Ipv4Addr::new(
-            127,
-            100 + (r % 100) as u8,
-            ((r >> 8) % 250) as u8 + 1,
-            ((r >> 16) % 250) as u8 + 2,
-        );
+        let ip = Ipv4Addr::new(127, 100 + (r % 100) as u8, ((r >> 8) % 250) as u8 + 1, ((r >> 16) % 250) as u8 + 2);
         if TcpListener::bind(SocketAddr::from((ip, 7420))).is_ok()
             && std::net::UdpSocket::bind(SocketAddr::from((ip, 7421))).is_ok()
         {
@@ -61,12 +57,7 @@ pub fn unique_ip() -> Ipv4Addr {
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
     h.write_u32(std::process::id());
     h.finish() as u32
 }
@@ -79,13 +70,8 @@ pub fn unique_ips(n: usize) -> Vec<Ipv4Addr> {
         if o[3] as usize + n > 254 {
             continue;
         }
-        let ips: Vec<Ipv4Addr> = (0..n)
-            .map(|i| Ipv4Addr::new(o[0], o[1], o[2], o[3] + i as u8))
-            .collect();
-        if ips
-            .iter()
-            .all(|ip| TcpListener::bind(SocketAddr::from((*ip, 7420))).is_ok())
-        {
+        let ips: Vec<Ipv4Addr> = (0..n).map(|i| Ipv4Addr::new(o[0], o[1], o[2], o[3] + i as u8)).collect();
+        if ips.iter().all(|ip| TcpListener::bind(SocketAddr::from((*ip, 7420))).is_ok()) {
             return ips;
         }
     }
@@ -120,23 +106,10 @@ impl TestNode {
     }
 
     /// A node at a given address and data dir (for clusters).
-    pub fn start_at(
-        name: &str,
-        ip: Ipv4Addr,
-        dir: PathBuf,
-        config: &str,
-        extra_args: &[String],
-    ) -> TestNode {
+    pub fn start_at(name: &str, ip: Ipv4Addr, dir: PathBuf, config: &str, extra_args: &[String]) -> TestNode {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("node.toml"), config).unwrap();
-        let mut n = TestNode {
-            name: name.into(),
-            ip,
-            dir,
-            child: None,
-            extra_args: extra_args.to_vec(),
-            _tmp: None,
-        };
+        let mut n = TestNode { name: name.into(), ip, dir, child: None, extra_args: extra_args.to_vec(), _tmp: None };
         n.spawn();
         n
     }
@@ -150,11 +123,7 @@ impl TestNode {
     }
 
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("node.log"))
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("up")
             .arg("--data-dir")
@@ -191,11 +160,7 @@ impl TestNode {
         // try_wait needs &mut; peek via /proc instead.
         let pid = self.child.as_ref()?.id();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        if stat.contains(") Z ") {
-            Some(None)
-        } else {
-            None
-        }
+        if stat.contains(") Z ") { Some(None) } else { None }
     }
 
     pub fn log(&self) -> String {
@@ -203,10 +168,7 @@ impl TestNode {
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.data_dir().join("api-token"))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
+        std::fs::read_to_string(self.data_dir().join("api-token")).unwrap_or_default().trim().to_string()
     }
 
     /// Runs the CLI against this node.
@@ -264,36 +226,21 @@ impl TestNode {
     /// Applies a manifest given as text.
     pub fn apply(&self, yaml: &str) -> String {
         let o = self.cli_stdin(&["apply", "-f", "-"], yaml);
-        assert!(
-            o.status.success(),
-            "apply failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(o.status.success(), "apply failed: {}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
     pub fn pods(&self) -> Vec<Value> {
-        self.json(&["get", "pods"])
-            .ok()
-            .and_then(|v| v["items"].as_array().cloned())
-            .unwrap_or_default()
+        self.json(&["get", "pods"]).ok().and_then(|v| v["items"].as_array().cloned()).unwrap_or_default()
     }
 
     /// Waits until `deploy` has `n` Ready replicas (as `get deployments` says).
     pub fn wait_ready(&self, deploy: &str, n: i64, secs: u64) {
-        poll(
-            secs,
-            &format!("{deploy} to have {n} ready replicas"),
-            || {
-                let v = self.json(&["get", "deployments", deploy])?;
-                let ready = v["status"]["readyReplicas"].as_i64().unwrap_or(0);
-                if ready == n {
-                    Ok(())
-                } else {
-                    Err(format!("{ready} ready: {}", v["status"]))
-                }
-            },
-        );
+        poll(secs, &format!("{deploy} to have {n} ready replicas"), || {
+            let v = self.json(&["get", "deployments", deploy])?;
+            let ready = v["status"]["readyReplicas"].as_i64().unwrap_or(0);
+            if ready == n { Ok(()) } else { Err(format!("{ready} ready: {}", v["status"])) }
+        });
     }
 
     /// The marker on this node's pod processes.
@@ -316,10 +263,7 @@ impl TestNode {
     /// SIGTERM, then wait for the process to exit.
     pub fn stop(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
         c.wait().ok().and_then(|s| s.code())
     }
 
@@ -346,22 +290,38 @@ pub fn alive(pid: i32) -> bool {
 
 /// The pid in a `pid://N` container id.
 pub fn pid_of(pod: &Value) -> Option<i32> {
-    pod["status"]["containerStatuses"][0]["containerID"]
-        .as_str()?
-        .strip_prefix("pid://")?
-        .parse()
-        .ok()
+    pod["status"]["containerStatuses"][0]["containerID"].as_str()?.strip_prefix("pid://")?.parse().ok()
 }
 
 pub fn find<'a>(pods: &'a [Value], name: &str) -> Option<&'a Value> {
     pods.iter().find(|p| p["metadata"]["name"] == name)
 }
 
+/// One authenticated HTTP GET; returns the whole response.
+pub fn http_get_auth(addr: SocketAddr, path: &str, token: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// A counter from a node's /metrics (0 when absent).
+pub fn metric(node: &TestNode, name_and_labels: &str) -> f64 {
+    let text = http_get_auth(SocketAddr::from((node.ip, 7420)), "/metrics", &node.token()).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name_and_labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// One HTTP GET; returns the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| e.to_string())?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
     let mut out = String::new();
@@ -399,4 +359,95 @@ pub const PY_SERVER: &str = "import http.server,os,time\\nclass H(http.server.Ba
 
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// Several nodes on consecutive loopback addresses, joined with a token.
+pub struct Cluster {
+    pub nodes: Vec<TestNode>,
+    pub token: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` nodes: the first creates the cluster, the others join it.
+    pub fn start(n: usize, config: &str) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let ips = unique_ips(n);
+        let first = TestNode::start_at("n1", ips[0], tmp.path().join("n1"), config, &[]);
+        first.wait_healthy();
+        let token = first.ok(&["token"]).trim().to_string();
+        let mut nodes = vec![first];
+        for (i, ip) in ips.iter().enumerate().skip(1) {
+            let name = format!("n{}", i + 1);
+            let args = vec!["--join".to_string(), format!("{}:7421", ips[0]), "--token".into(), token.clone()];
+            nodes.push(TestNode::start_at(&name, *ip, tmp.path().join(&name), config, &args));
+        }
+        for n in &nodes {
+            n.wait_healthy();
+        }
+        let c = Cluster { nodes, token, _tmp: tmp };
+        c.wait_states(30, |_, s| s == "Ready", n);
+        c
+    }
+
+    pub fn dir(&self) -> &Path {
+        self._tmp.path()
+    }
+
+    /// Node name → state, as node `i` sees it.
+    pub fn states(&self, i: usize) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let v = self.nodes[i].json(&["get", "nodes"])?;
+        Ok(v["items"]
+            .as_array()
+            .ok_or("no items")?
+            .iter()
+            .map(|n| {
+                (
+                    n["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    n["status"]["state"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect())
+    }
+
+    /// Waits until every running node sees exactly `count` nodes matching `pred`.
+    pub fn wait_states(&self, secs: u64, pred: impl Fn(&str, &str) -> bool, count: usize) {
+        poll(secs, &format!("{count} nodes in the expected state everywhere"), || {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if n.child.is_none() {
+                    continue;
+                }
+                let st = self.states(i)?;
+                let c = st.iter().filter(|(name, s)| pred(name, s)).count();
+                if c != count {
+                    return Err(format!("{} sees {st:?}", n.name));
+                }
+            }
+            Ok(())
+        });
+    }
+
+    /// Waits until every running node other than `node` sees it in `state`;
+    /// returns the elapsed time.
+    pub fn wait_node_state(&self, secs: u64, node: &str, state: &str) -> Duration {
+        let t0 = Instant::now();
+        poll(secs, &format!("{node} {state} on every live node"), || {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if n.child.is_none() || n.name == node {
+                    continue;
+                }
+                let st = self.states(i)?;
+                if st.get(node).map(String::as_str) != Some(state) {
+                    return Err(format!("{} sees {node} as {:?}", n.name, st.get(node)));
+                }
+            }
+            Ok(())
+        });
+        t0.elapsed()
+    }
+
+    pub fn generation(&self, observer: usize, node: &str) -> Option<String> {
+        let v = self.nodes[observer].json(&["get", "nodes", node]).ok()?;
+        v["metadata"]["annotations"]["shoal.dev/generation"].as_str().map(String::from)
+    }
 }

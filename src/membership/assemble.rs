@@ -1,0 +1,279 @@
+//! From chitchat's raw state to the `ClusterView`: pure.
+//!
+//! Inputs are what chitchat knows (each node id's keys, whether its failure
+//! detector thinks it live) plus when this node last saw each heartbeat
+//! advance; `now` comes in as an argument. A node restarted with a new
+//! generation replaces the old one (same name, larger generation).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::view::{ClusterView, NodeInfo, NodeState, NodeView};
+use crate::agent::status::PodStatus;
+
+/// Keys a node sets about itself.
+pub mod keys {
+    /// JSON `NodeInfo`.
+    pub const INFO: &str = "info";
+    /// Present when the node left gracefully.
+    pub const LEFT: &str = "left";
+    /// Prefix of per-pod status keys: `pod:<namespace>/<name>` → JSON `PodStatus`.
+    pub const POD: &str = "pod:";
+    /// Root digest of its desired state (hex), to spot nodes out of sync.
+    pub const STATE_DIGEST: &str = "sd";
+}
+
+/// What chitchat says about one node id.
+#[derive(Debug, Clone)]
+pub struct RawNode {
+    pub name: String,
+    pub generation: u64,
+    pub live: bool,
+    pub kv: BTreeMap<String, String>,
+    /// When this node last saw the heartbeat advance.
+    pub last_heartbeat: Instant,
+}
+
+/// State kept between assemblies (state-change times, known nodes).
+#[derive(Debug, Default, Clone)]
+pub struct Memory {
+    pub states: BTreeMap<String, (NodeState, u64)>,
+    /// Node generations seen live at least once: a generation chitchat has
+    /// only just heard of is not yet live (its failure detector needs two
+    /// heartbeats) and must not be shown as Dead.
+    pub seen_live: std::collections::BTreeSet<(String, u64)>,
+}
+
+/// Settings of the assembly.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub suspect_after: Duration,
+}
+
+/// A state change this assembly observed (for events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub node: String,
+    pub from: Option<NodeState>,
+    pub to: NodeState,
+    pub generation: u64,
+}
+
+/// This node's own part of the view.
+pub struct Me<'a> {
+    pub info: &'a NodeInfo,
+    pub pods: &'a BTreeMap<String, PodStatus>,
+    pub leaving: bool,
+}
+
+/// Builds the view from this node's own record and what chitchat knows.
+pub fn assemble(
+    me: Me<'_>,
+    raw: &[RawNode],
+    rules: Rules,
+    now: Instant,
+    now_unix: u64,
+    memory: &mut Memory,
+) -> (ClusterView, Vec<Change>, usize) {
+    let Me { info: me, pods: my_pods, leaving } = me;
+    for r in raw.iter().filter(|r| r.live) {
+        memory.seen_live.insert((r.name.clone(), r.generation));
+    }
+    let mut newest: BTreeMap<&str, &RawNode> = BTreeMap::new();
+    for r in raw {
+        if r.name == me.name || !memory.seen_live.contains(&(r.name.clone(), r.generation)) {
+            continue;
+        }
+        if newest.get(r.name.as_str()).is_none_or(|x| r.generation > x.generation) {
+            newest.insert(&r.name, r);
+        }
+    }
+    let mut nodes = BTreeMap::new();
+    let mut malformed = 0;
+    let self_state = if leaving { NodeState::Left } else { NodeState::Ready };
+    nodes.insert(me.name.clone(), (me.clone(), self_state, my_pods.clone()));
+    for (name, r) in newest {
+        let Some(info) = r.kv.get(keys::INFO).and_then(|s| serde_json::from_str::<NodeInfo>(s).ok()) else {
+            if r.kv.contains_key(keys::INFO) {
+                malformed += 1;
+            }
+            continue;
+        };
+        if info.name != name {
+            malformed += 1;
+            continue;
+        }
+        let state = if r.kv.contains_key(keys::LEFT) {
+            NodeState::Left
+        } else if !r.live {
+            NodeState::Dead
+        } else if now.saturating_duration_since(r.last_heartbeat) > rules.suspect_after {
+            NodeState::Suspect
+        } else {
+            NodeState::Ready
+        };
+        let mut pods = BTreeMap::new();
+        for (k, v) in r.kv.range(keys::POD.to_string()..) {
+            let Some(id) = k.strip_prefix(keys::POD) else { break };
+            match serde_json::from_str::<PodStatus>(v) {
+                Ok(p) if p.id() == id => {
+                    pods.insert(id.to_string(), p);
+                }
+                _ => malformed += 1,
+            }
+        }
+        nodes.insert(name.to_string(), (info, state, pods));
+    }
+    let mut changes = Vec::new();
+    let mut out = BTreeMap::new();
+    for (name, (info, state, pods)) in nodes {
+        let since = match memory.states.get(&name) {
+            Some((prev, since)) if *prev == state => *since,
+            prev => {
+                changes.push(Change {
+                    node: name.clone(),
+                    from: prev.map(|p| p.0),
+                    to: state,
+                    generation: info.generation,
+                });
+                memory.states.insert(name.clone(), (state, now_unix));
+                now_unix
+            }
+        };
+        out.insert(name, NodeView { info, state, since, pods });
+    }
+    // Nodes chitchat forgot (garbage-collected after the dead-node grace).
+    memory.states.retain(|n, _| out.contains_key(n));
+    memory.seen_live.retain(|(n, g)| raw.iter().any(|r| r.name == *n && r.generation == *g));
+    let known = out.values().filter(|n| n.state != NodeState::Left).count();
+    let alive = out.values().filter(|n| n.state.alive()).count();
+    let quorum = alive * 2 > known;
+    (ClusterView { self_name: me.name.clone(), nodes: out, quorum }, changes, malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, generation: u64) -> NodeInfo {
+        NodeInfo { name: name.into(), generation, ..Default::default() }
+    }
+
+    fn raw(name: &str, generation: u64, live: bool, hb_age_ms: u64, now: Instant) -> RawNode {
+        let mut kv = BTreeMap::new();
+        kv.insert(keys::INFO.to_string(), serde_json::to_string(&info(name, generation)).unwrap());
+        RawNode { name: name.into(), generation, live, kv, last_heartbeat: now - Duration::from_millis(hb_age_ms) }
+    }
+
+    #[test]
+    fn states_generations_and_quorum() {
+        let now = Instant::now();
+        let rules = Rules { suspect_after: Duration::from_millis(800) };
+        let mut mem = Memory::default();
+        let mut left = raw("c", 1, true, 0, now);
+        left.kv.insert(keys::LEFT.into(), "1".into());
+        let nodes = vec![
+            raw("a", 1, false, 5000, now),
+            raw("a", 2, true, 10, now), // restarted: the new generation wins
+            raw("b", 1, true, 2000, now),
+            left,
+            raw("d", 1, false, 9000, now),
+        ];
+        // Every generation here was live once (as if observed earlier).
+        for r in &nodes {
+            mem.seen_live.insert((r.name.clone(), r.generation));
+        }
+        let (v, changes, bad) = assemble(
+            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            &nodes,
+            rules,
+            now,
+            100,
+            &mut mem,
+        );
+        assert_eq!(bad, 0);
+        assert_eq!(v.nodes["a"].state, NodeState::Ready);
+        assert_eq!(v.nodes["a"].info.generation, 2);
+        assert_eq!(v.nodes["b"].state, NodeState::Suspect);
+        assert_eq!(v.nodes["c"].state, NodeState::Left);
+        assert_eq!(v.nodes["d"].state, NodeState::Dead);
+        assert_eq!(changes.len(), 5);
+        // me, a, b alive; d dead; c left and not counted: 3 of 4.
+        assert!(v.quorum);
+        let (v2, changes2, _) = assemble(
+            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            &nodes,
+            rules,
+            now,
+            105,
+            &mut mem,
+        );
+        assert!(changes2.is_empty());
+        assert_eq!(v2.nodes["a"].since, 100);
+    }
+
+    #[test]
+    fn a_generation_never_seen_live_is_not_shown_dead() {
+        let now = Instant::now();
+        let rules = Rules { suspect_after: Duration::from_millis(800) };
+        let mut mem = Memory::default();
+        let (v, changes, _) = assemble(
+            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            &[raw("a", 1, false, 0, now)],
+            rules,
+            now,
+            1,
+            &mut mem,
+        );
+        assert!(!v.nodes.contains_key("a") && changes.len() == 1, "only me");
+        let (v, _, _) = assemble(
+            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            &[raw("a", 1, true, 0, now)],
+            rules,
+            now,
+            2,
+            &mut mem,
+        );
+        assert_eq!(v.nodes["a"].state, NodeState::Ready);
+        // Restarted: the new generation is not live yet, the old one shows Dead.
+        let nodes = [raw("a", 1, false, 0, now), raw("a", 2, false, 0, now)];
+        let (v, _, _) = assemble(
+            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            &nodes,
+            rules,
+            now,
+            3,
+            &mut mem,
+        );
+        assert_eq!((v.nodes["a"].state, v.nodes["a"].info.generation), (NodeState::Dead, 1));
+    }
+
+    #[test]
+    fn minority_has_no_quorum_and_garbage_is_counted() {
+        let now = Instant::now();
+        let rules = Rules { suspect_after: Duration::from_millis(800) };
+        let mut bad = raw("x", 1, true, 0, now);
+        bad.kv.insert(format!("{}default/p-0", keys::POD), "{not json".into());
+        let mut wrong_name = raw("y", 1, true, 0, now);
+        wrong_name.kv.insert(keys::INFO.into(), serde_json::to_string(&info("z", 1)).unwrap());
+        let nodes = vec![raw("a", 1, false, 0, now), raw("b", 1, false, 0, now), bad, wrong_name];
+        let mut mem = Memory::default();
+        for r in &nodes {
+            mem.seen_live.insert((r.name.clone(), r.generation));
+        }
+        let (v, _, malformed) = assemble(
+            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            &nodes,
+            rules,
+            now,
+            1,
+            &mut mem,
+        );
+        assert_eq!(malformed, 2);
+        assert!(!v.nodes.contains_key("y"));
+        // me and x alive, a and b dead: 2 of 4 is not a majority.
+        assert!(!v.quorum);
+    }
+}

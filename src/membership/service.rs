@@ -1,0 +1,285 @@
+//! The membership service: runs chitchat (scuttlebutt gossip with a
+//! phi-accrual failure detector) over a `Transport`, publishes this node's
+//! small records (identity, capacity, pod statuses), and assembles the
+//! `ClusterView` every few milliseconds.
+//!
+//! Time comes from tokio (virtual in netsim); the transport is QUIC on a real
+//! node and a simulated network in netsim. Graceful leave sets a `left` key
+//! and pushes it to every live peer at once, so peers see Left without waiting
+//! for the failure detector.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chitchat::transport::Transport;
+use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, spawn_chitchat};
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::assemble::{Me, Memory, RawNode, Rules, assemble, keys};
+use super::view::{ClusterView, NodeInfo};
+use crate::agent::Statuses;
+use crate::events::EventLog;
+
+/// Settings of the gossip layer.
+#[derive(Debug, Clone)]
+pub struct GossipConfig {
+    pub cluster_id: String,
+    pub gossip_interval: Duration,
+    pub phi_threshold: f64,
+    pub suspect_after: Duration,
+    pub dead_node_grace: Duration,
+    pub seeds: Vec<String>,
+    /// Unix seconds now (the system clock, or virtual time in netsim).
+    pub clock: fn() -> u64,
+}
+
+pub struct Membership {
+    handle: Option<ChitchatHandle>,
+    chitchat: Arc<Mutex<chitchat::Chitchat>>,
+    view_rx: watch::Receiver<Arc<ClusterView>>,
+    info_tx: watch::Sender<NodeInfo>,
+    leaving_tx: watch::Sender<bool>,
+    extra_tx: watch::Sender<BTreeMap<String, String>>,
+    task: JoinHandle<()>,
+    interval: Duration,
+}
+
+struct Published {
+    pods: HashMap<String, String>,
+    info: String,
+    left: bool,
+    extra: BTreeMap<String, String>,
+}
+
+pub fn system_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Membership {
+    pub async fn start(
+        cfg: GossipConfig,
+        info: NodeInfo,
+        advertise: SocketAddr,
+        transport: &dyn Transport,
+        statuses: watch::Receiver<Statuses>,
+        events: Arc<EventLog>,
+    ) -> Result<Membership, String> {
+        let id = ChitchatId::new(info.name.clone(), info.generation, advertise);
+        let fd = FailureDetectorConfig {
+            phi_threshold: cfg.phi_threshold,
+            sampling_window_size: 1000,
+            max_interval: Duration::from_secs(10),
+            initial_interval: cfg.gossip_interval,
+            dead_node_grace_period: cfg.dead_node_grace,
+        };
+        let cc = ChitchatConfig {
+            chitchat_id: id,
+            cluster_id: cfg.cluster_id.clone(),
+            gossip_interval: cfg.gossip_interval,
+            listen_addr: advertise,
+            seed_nodes: cfg.seeds.clone(),
+            failure_detector_config: fd,
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+        };
+        let info_json = serde_json::to_string(&info).map_err(|e| e.to_string())?;
+        let handle = spawn_chitchat(cc, vec![(keys::INFO.to_string(), info_json.clone())], transport)
+            .await
+            .map_err(|e| format!("cannot start gossip: {e}"))?;
+        let chitchat = handle.chitchat();
+        let (info_tx, info_rx) = watch::channel(info.clone());
+        let (leaving_tx, leaving_rx) = watch::channel(false);
+        let (extra_tx, extra_rx) = watch::channel(BTreeMap::new());
+        let first = ClusterView { self_name: info.name.clone(), ..Default::default() };
+        let (view_tx, view_rx) = watch::channel(Arc::new(first));
+        let tick = (cfg.gossip_interval / 2).max(Duration::from_millis(10));
+        let task = tokio::spawn(refresh_loop(
+            chitchat.clone(),
+            cfg,
+            tick,
+            Inputs { info: info_rx, statuses, leaving: leaving_rx, extra: extra_rx },
+            view_tx,
+            events,
+            Published { pods: HashMap::new(), info: info_json, left: false, extra: BTreeMap::new() },
+        ));
+        Ok(Membership {
+            handle: Some(handle),
+            chitchat,
+            view_rx,
+            info_tx,
+            leaving_tx,
+            extra_tx,
+            task,
+            interval: tick * 2,
+        })
+    }
+
+    pub fn view(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.view_rx.clone()
+    }
+
+    /// Updates this node's record (e.g. it became schedulable).
+    pub fn update_info(&self, f: impl FnOnce(&mut NodeInfo)) {
+        self.info_tx.send_modify(f);
+    }
+
+    /// A handle to update this node's record from another task.
+    pub fn info_sender(&self) -> watch::Sender<NodeInfo> {
+        self.info_tx.clone()
+    }
+
+    /// Sets a small extra key about this node (e.g. its state digest).
+    pub fn set_key(&self, key: &str, value: String) {
+        self.extra_tx.send_if_modified(|m| m.insert(key.to_string(), value.clone()).as_ref() != Some(&value));
+    }
+
+    /// Announces a graceful leave: peers see Left within a round trip.
+    pub async fn leave(&self) {
+        self.info_tx.send_modify(|i| i.schedulable = false);
+        self.leaving_tx.send_replace(true);
+        // Let the refresher write the key, then push it to every peer now.
+        tokio::time::sleep(self.interval).await;
+        let peers: Vec<SocketAddr> = {
+            let c = self.chitchat.lock().await;
+            let me = c.self_chitchat_id().clone();
+            c.live_nodes().filter(|id| **id != me).map(|id| id.gossip_advertise_addr).collect()
+        };
+        if let Some(h) = &self.handle {
+            for p in peers {
+                let _ = h.gossip(p);
+            }
+        }
+        tokio::time::sleep(self.interval * 2).await;
+    }
+
+    pub async fn shutdown(mut self) {
+        self.task.abort();
+        if let Some(h) = self.handle.take() {
+            let _ = h.shutdown().await;
+        }
+    }
+}
+
+struct Inputs {
+    info: watch::Receiver<NodeInfo>,
+    statuses: watch::Receiver<Statuses>,
+    leaving: watch::Receiver<bool>,
+    extra: watch::Receiver<BTreeMap<String, String>>,
+}
+
+async fn refresh_loop(
+    chitchat: Arc<Mutex<chitchat::Chitchat>>,
+    cfg: GossipConfig,
+    tick: Duration,
+    inputs: Inputs,
+    view_tx: watch::Sender<Arc<ClusterView>>,
+    events: Arc<EventLog>,
+    mut published: Published,
+) {
+    let mut memory = Memory::default();
+    let mut heartbeats: HashMap<ChitchatId, (u64, Instant)> = HashMap::new();
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let rules = Rules { suspect_after: cfg.suspect_after };
+    loop {
+        interval.tick().await;
+        let info = inputs.info.borrow().clone();
+        let pods = inputs.statuses.borrow().clone();
+        let leaving = *inputs.leaving.borrow();
+        let extra = inputs.extra.borrow().clone();
+        let now = Instant::now();
+        let raw: Vec<RawNode> = {
+            let mut c = chitchat.lock().await;
+            publish(&mut c, &info, &pods, leaving, &extra, &mut published);
+            let live: std::collections::HashSet<ChitchatId> = c.live_nodes().cloned().collect();
+            let me = c.self_chitchat_id().clone();
+            c.node_states()
+                .iter()
+                .filter(|(id, _)| **id != me)
+                .map(|(id, st)| {
+                    let hb_num = u64::from(st.heartbeat());
+                    let e = heartbeats.entry(id.clone()).or_insert((hb_num, now));
+                    if e.0 != hb_num {
+                        *e = (hb_num, now);
+                    }
+                    RawNode {
+                        name: id.node_id.to_string(),
+                        generation: id.generation_id,
+                        live: live.contains(id),
+                        kv: st.key_values().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                        last_heartbeat: e.1,
+                    }
+                })
+                .collect()
+        };
+        heartbeats.retain(|id, _| raw.iter().any(|r| r.name == *id.node_id && r.generation == id.generation_id));
+        let (view, changes, _malformed) =
+            assemble(Me { info: &info, pods: &pods, leaving }, &raw, rules, now, (cfg.clock)(), &mut memory);
+        for ch in changes {
+            if ch.node == info.name && ch.from.is_none() {
+                continue;
+            }
+            let warn = matches!(ch.to, super::view::NodeState::Dead | super::view::NodeState::Suspect);
+            let msg = match ch.from {
+                Some(f) => {
+                    format!("node {} is {} (was {}), generation {}", ch.node, ch.to.as_str(), f.as_str(), ch.generation)
+                }
+                None => format!("node {} joined: {}, generation {}", ch.node, ch.to.as_str(), ch.generation),
+            };
+            events.node(warn, &ch.node, ch.to.as_str(), msg);
+        }
+        view_tx.send_if_modified(|cur| {
+            if **cur == view {
+                false
+            } else {
+                *cur = Arc::new(view);
+                true
+            }
+        });
+    }
+}
+
+/// Writes this node's keys that changed since the last round.
+fn publish(
+    c: &mut chitchat::Chitchat,
+    info: &NodeInfo,
+    pods: &Statuses,
+    leaving: bool,
+    extra: &BTreeMap<String, String>,
+    p: &mut Published,
+) {
+    let st = c.self_node_state();
+    if let Ok(j) = serde_json::to_string(info)
+        && j != p.info
+    {
+        st.set(keys::INFO, &j);
+        p.info = j;
+    }
+    if leaving && !p.left {
+        st.set(keys::LEFT, "1");
+        p.left = true;
+    }
+    for (k, v) in extra {
+        if p.extra.get(k) != Some(v) {
+            st.set(k, v);
+        }
+    }
+    p.extra = extra.clone();
+    for (id, s) in pods.iter() {
+        let Ok(j) = serde_json::to_string(s) else { continue };
+        if p.pods.get(id) != Some(&j) {
+            st.set(format!("{}{id}", keys::POD), &j);
+            p.pods.insert(id.clone(), j);
+        }
+    }
+    let gone: Vec<String> = p.pods.keys().filter(|id| !pods.contains_key(*id)).cloned().collect();
+    for id in gone {
+        st.delete(&format!("{}{id}", keys::POD));
+        p.pods.remove(&id);
+    }
+}
