@@ -119,9 +119,9 @@ impl Default for MembershipSection {
     fn default() -> Self {
         MembershipSection {
             gossip_interval: Duration::from_millis(200),
-            phi_threshold: 8.0,
+            phi_threshold: 16.0,
             suspect_after: Duration::from_millis(800),
-            dead_node_grace: Duration::from_secs(3600),
+            dead_node_grace: Duration::from_secs(600),
             settle_time: Duration::from_secs(3),
             discover: String::new(),
         }
