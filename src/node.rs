@@ -222,13 +222,28 @@ async fn identity(cfg: &NodeConfig, r: &Resolved) -> Result<(Identity, String, V
         let api = secret_file(&token_path(dd), || random_hex(32)).map_err(dir_err)?;
         return Ok((id, api, Vec::new(), false));
     }
-    if !cfg.join.is_empty() {
+    let mut seeds = cfg.join.clone();
+    if seeds.is_empty()
+        && cfg.membership.discover == "mdns"
+        && let Some(t) = cfg.token.as_deref()
+    {
+        let pin = crate::net::token::JoinToken::parse(t).map_err(crate::net::join::JoinError::from)?.ca_hash;
+        let tag = crate::membership::discovery::cluster_tag(&pin);
+        let found = crate::membership::discovery::find(&tag, Duration::from_secs(5)).await;
+        seeds = found.iter().map(|a| a.to_string()).collect();
+        if seeds.is_empty() {
+            return Err(NodeError::Other(
+                "--discover mdns found no node of this cluster on the LAN within 5 s; pass --join HOST:PORT".into(),
+            ));
+        }
+    }
+    if !seeds.is_empty() {
         let token = cfg.token.as_deref().ok_or_else(|| {
             NodeError::Other(
                 "joining a cluster needs its join token: pass --token (run `shoal token` on a cluster node)".into(),
             )
         })?;
-        let a = join(&cfg.join, token, &r.name).await?;
+        let a = join(&seeds, token, &r.name).await?;
         a.identity.save(dd)?;
         write_private(&token_path(dd), &format!("{}\n", a.api_token)).map_err(dir_err)?;
         return Ok((a.identity, a.api_token, a.peers, false));
@@ -275,6 +290,7 @@ pub struct Node {
     statuses: watch::Receiver<Statuses>,
     net: Arc<Net>,
     drain_limit: Duration,
+    _discovery: Option<crate::membership::discovery::Discovery>,
 }
 
 impl Node {
@@ -407,6 +423,26 @@ impl Node {
             }
         });
         let peers_task = spawn_peer_memory(dd.clone(), view_rx);
+        let discovery = if cfg.membership.discover == "mdns" {
+            let tag = crate::membership::discovery::cluster_tag(&identity.ca_hash()?);
+            match crate::membership::discovery::start(&tag, Some((&r.name, advertise))) {
+                Ok((d, mut found)) => {
+                    let contact = membership.contact_handle();
+                    tokio::spawn(async move {
+                        while let Some(a) = found.recv().await {
+                            contact(a);
+                        }
+                    });
+                    Some(d)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "mDNS discovery unavailable; continuing with the configured peers");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         tracing::info!(node = %r.name, api = %api_addr, gossip = %advertise, cluster = %identity.cluster_id, data_dir = %dd.display(), settle = ?settle, "node started");
         Ok(Node {
             name: r.name,
@@ -420,6 +456,7 @@ impl Node {
             statuses: status_rx,
             net,
             drain_limit: cfg.agent.handoff_timeout.min(Duration::from_secs(30)),
+            _discovery: discovery,
         })
     }
 

@@ -141,3 +141,26 @@ fn garbage_on_the_quic_port_leaves_the_cluster_healthy() {
     // And it still takes writes.
     c.nodes[0].apply(&web_deployment("after", 1));
 }
+
+#[test]
+fn mdns_discovery_finds_the_cluster_without_join_addresses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ips = unique_ips(2);
+    let mdns = ["--discover".to_string(), "mdns".to_string()];
+    let a = TestNode::start_at("seed", ips[0], tmp.path().join("a"), FAST, &mdns);
+    a.wait_healthy();
+    let token = a.ok(&["token"]).trim().to_string();
+    let b = TestNode::start_at(
+        "found",
+        ips[1],
+        tmp.path().join("b"),
+        FAST,
+        &[mdns[0].clone(), mdns[1].clone(), "--token".into(), token],
+    );
+    b.wait_healthy();
+    poll(20, "both nodes Ready on the seed", || {
+        let v = a.json(&["get", "nodes"])?;
+        let ready = v["items"].as_array().map_or(0, |i| i.iter().filter(|n| n["status"]["state"] == "Ready").count());
+        if ready == 2 { Ok(()) } else { Err(v.to_string()) }
+    });
+}

@@ -6,6 +6,7 @@
 //! - `transport`: chitchat over QUIC.
 
 pub mod assemble;
+pub mod discovery;
 pub mod service;
 pub mod transport;
 pub mod view;

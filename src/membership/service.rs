@@ -38,7 +38,7 @@ pub struct GossipConfig {
 }
 
 pub struct Membership {
-    handle: Option<ChitchatHandle>,
+    handle: Option<Arc<ChitchatHandle>>,
     chitchat: Arc<Mutex<chitchat::Chitchat>>,
     view_rx: watch::Receiver<Arc<ClusterView>>,
     info_tx: watch::Sender<NodeInfo>,
@@ -108,7 +108,7 @@ impl Membership {
             Published { pods: HashMap::new(), info: info_json, left: false, extra: BTreeMap::new() },
         ));
         Ok(Membership {
-            handle: Some(handle),
+            handle: Some(Arc::new(handle)),
             chitchat,
             view_rx,
             info_tx,
@@ -138,6 +138,17 @@ impl Membership {
         self.extra_tx.send_if_modified(|m| m.insert(key.to_string(), value.clone()).as_ref() != Some(&value));
     }
 
+    /// A function that gossips with an address now (peers found by
+    /// discovery): one SYN makes the two nodes known to each other.
+    pub fn contact_handle(&self) -> impl Fn(SocketAddr) + Send + 'static {
+        let h = self.handle.clone();
+        move |addr| {
+            if let Some(h) = &h {
+                let _ = h.gossip(addr);
+            }
+        }
+    }
+
     /// Announces a graceful leave: peers see Left within a round trip.
     pub async fn leave(&self) {
         self.info_tx.send_modify(|i| i.schedulable = false);
@@ -160,7 +171,8 @@ impl Membership {
     pub async fn shutdown(mut self) {
         self.task.abort();
         if let Some(h) = self.handle.take() {
-            let _ = h.shutdown().await;
+            let _ = h.initiate_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), h.termination_watcher()).await;
         }
     }
 }
