@@ -30,7 +30,9 @@ pub struct Metrics {
     pub sync_bytes_sent: Counter<u64, AtomicU64>,
     pub sync_bytes_received: Counter<u64, AtomicU64>,
     pub state_entries: Gauge,
+    pub state_tombstones: Gauge,
     pub state_refused: Counter,
+    pub ae_rounds: Counter,
     pub proxy_connections: Family<Vec<(String, String)>, Counter>,
 }
 
@@ -57,7 +59,9 @@ impl Metrics {
             sync_bytes_sent: Counter::default(),
             sync_bytes_received: Counter::default(),
             state_entries: Gauge::default(),
+            state_tombstones: Gauge::default(),
             state_refused: Counter::default(),
+            ae_rounds: Counter::default(),
             proxy_connections: Family::default(),
             registry: Registry::default(),
         };
@@ -85,6 +89,11 @@ impl Metrics {
             "state_entries",
             "Entries in the desired-state map (tombstones included)",
             m.state_entries.clone(),
+        );
+        registry.register(
+            "state_tombstones",
+            "Tombstones (deleted objects) not yet collected",
+            m.state_tombstones.clone(),
         );
         registry.register("state_refused", "Desired-state entries refused from peers", m.state_refused.clone());
         registry.register(

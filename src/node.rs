@@ -39,6 +39,7 @@ use crate::net::quic::Net;
 use crate::net::tls::Identity;
 use crate::placement::plan::{PlanView, make_plan};
 use crate::state::entry::kinds;
+use crate::state::sync::{ReplicatedWriter, SyncService, hex_root, run_anti_entropy};
 use crate::state::{Key, LocalWriter, StateDb, Writer};
 
 #[derive(Debug, thiserror::Error)]
@@ -346,9 +347,7 @@ impl Node {
             events: events.clone(),
             namespace_env: Box::new(|_| Vec::new()),
         });
-        let results = Arc::new(StateResults { db: db.clone(), writer: writer.clone() });
-        let (agent, status_rx) =
-            Agent::new(ctx.clone(), AgentConfig { handoff_timeout: cfg.agent.handoff_timeout }, results);
+        let (status_tx, status_rx) = Agent::status_channel();
 
         let mut seeds: Vec<String> = cfg.join.clone();
         seeds.extend(join_peers);
@@ -370,6 +369,39 @@ impl Node {
             .await
             .map_err(NodeError::Other)?;
         let view_rx = membership.view();
+        // From here on, writes reach write_replicas nodes before they are acknowledged.
+        let writer: Arc<dyn Writer> = Arc::new(ReplicatedWriter {
+            db: db.clone(),
+            rpc: net.clone(),
+            view: view_rx.clone(),
+            write_replicas: cfg.state.write_replicas,
+            timeout: cfg.state.write_timeout,
+        });
+        let tokens = Arc::new(Tokens { ca_hash: tokens.ca_hash.clone(), db: db.clone(), writer: writer.clone() });
+        net.set_sync_handler(Arc::new(SyncService { db: db.clone() }));
+        let ae_task = tokio::spawn(run_anti_entropy(
+            db.clone(),
+            net.clone(),
+            view_rx.clone(),
+            cfg.state.anti_entropy_interval,
+            cfg.state.tombstone_horizon,
+            shutdown_rx.clone(),
+        ));
+        let digest_task = {
+            let (db, set) = (db.clone(), membership.key_setter());
+            let mut rx = db.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    set(crate::membership::assemble::keys::STATE_DIGEST, hex_root(&db));
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let results = Arc::new(StateResults { db: db.clone(), writer: writer.clone() });
+        let agent =
+            Agent::new(ctx.clone(), AgentConfig { handoff_timeout: cfg.agent.handoff_timeout }, results, status_tx);
         net.set_join_handler(Arc::new(JoinService {
             identity: identity.clone(),
             db: db.clone(),
@@ -450,7 +482,7 @@ impl Node {
             data_dir: dd,
             new_cluster_token,
             shutdown: shutdown_tx,
-            tasks: vec![plan_task, forward, api_task, settle_task, peers_task],
+            tasks: vec![plan_task, forward, api_task, settle_task, peers_task, ae_task, digest_task],
             agent: agent_task,
             membership,
             statuses: status_rx,

@@ -346,3 +346,22 @@ fn sigterm_stops_pods_gracefully() {
     assert_eq!(node.stop(), Some(0));
     assert!(pids.iter().all(|p| !alive(*p)), "pods stopped with the node");
 }
+
+#[test]
+fn a_stale_resource_version_is_a_conflict() {
+    let node = TestNode::start("solo", FAST, &[]);
+    node.apply(&web_deployment("web", 1));
+    let v = node.json(&["get", "deployments", "web"]).unwrap();
+    let rv = v["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let with_rv = |replicas: u32| {
+        web_deployment("web", replicas)
+            .replace("metadata: {name: web}", &format!("metadata: {{name: web, resourceVersion: \"{rv}\"}}"))
+    };
+    // Current version: accepted.
+    assert_eq!(node.apply(&with_rv(2)).trim(), "deployment.apps/web configured");
+    // The same (now stale) version again: refused, nothing changed.
+    let o = node.cli_stdin(&["apply", "-f", "-"], &with_rv(5));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("(Conflict)"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(node.json(&["get", "deployments", "web"]).unwrap()["spec"]["replicas"], 2);
+}

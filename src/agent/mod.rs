@@ -71,10 +71,19 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(ctx: Arc<PodCtx>, cfg: AgentConfig, results: Arc<dyn ResultSink>) -> (Agent, watch::Receiver<Statuses>) {
+    /// The channel the agent publishes pod statuses on.
+    pub fn status_channel() -> (watch::Sender<Statuses>, watch::Receiver<Statuses>) {
+        watch::channel(Arc::new(BTreeMap::new()))
+    }
+
+    pub fn new(
+        ctx: Arc<PodCtx>,
+        cfg: AgentConfig,
+        results: Arc<dyn ResultSink>,
+        status_tx: watch::Sender<Statuses>,
+    ) -> Agent {
         let (events_tx, events_rx) = mpsc::channel(POD_EVENT_QUEUE);
-        let (status_tx, status_rx) = watch::channel(Arc::new(BTreeMap::new()));
-        let agent = Agent {
+        Agent {
             ctx,
             cfg,
             pods: BTreeMap::new(),
@@ -86,8 +95,7 @@ impl Agent {
             status_tx,
             results,
             adopted: BTreeMap::new(),
-        };
-        (agent, status_rx)
+        }
     }
 
     /// Takes over what a previous run of this node left behind: adopts the

@@ -34,6 +34,7 @@ pub async fn version() -> Json<Value> {
 pub async fn metrics(State(ctx): State<Ctx>) -> String {
     let snap = ctx.db.snapshot();
     ctx.metrics.state_entries.set(snap.entries as i64);
+    ctx.metrics.state_tombstones.set(snap.tombstones as i64);
     let view = ctx.view.borrow().clone();
     if let Some(me) = view.nodes.get(&view.self_name) {
         ctx.metrics.pods_running.set(me.pods.len() as i64);
@@ -42,6 +43,10 @@ pub async fn metrics(State(ctx): State<Ctx>) -> String {
         let n = view.nodes.values().filter(|n| n.state.as_str() == state).count();
         ctx.metrics.nodes.get_or_create(&vec![("state".into(), state.into())]).set(n as i64);
     }
+    ctx.metrics.ae_rounds.inner().store(
+        ctx.db.counters.ae_rounds.load(std::sync::atomic::Ordering::Relaxed),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     ctx.metrics.state_refused.inner().store(
         ctx.db.counters.remote_refused.load(std::sync::atomic::Ordering::Relaxed),
         std::sync::atomic::Ordering::Relaxed,

@@ -93,7 +93,7 @@ pub fn assemble(
     let mut nodes = BTreeMap::new();
     let mut malformed = 0;
     let self_state = if leaving { NodeState::Left } else { NodeState::Ready };
-    nodes.insert(me.name.clone(), (me.clone(), self_state, my_pods.clone()));
+    nodes.insert(me.name.clone(), (me.clone(), self_state, my_pods.clone(), String::new()));
     for (name, r) in newest {
         let Some(info) = r.kv.get(keys::INFO).and_then(|s| serde_json::from_str::<NodeInfo>(s).ok()) else {
             if r.kv.contains_key(keys::INFO) {
@@ -124,11 +124,12 @@ pub fn assemble(
                 _ => malformed += 1,
             }
         }
-        nodes.insert(name.to_string(), (info, state, pods));
+        let digest = r.kv.get(keys::STATE_DIGEST).cloned().unwrap_or_default();
+        nodes.insert(name.to_string(), (info, state, pods, digest));
     }
     let mut changes = Vec::new();
     let mut out = BTreeMap::new();
-    for (name, (info, state, pods)) in nodes {
+    for (name, (info, state, pods, state_digest)) in nodes {
         let since = match memory.states.get(&name) {
             Some((prev, since)) if *prev == state => *since,
             prev => {
@@ -142,7 +143,7 @@ pub fn assemble(
                 now_unix
             }
         };
-        out.insert(name, NodeView { info, state, since, pods });
+        out.insert(name, NodeView { info, state, since, pods, state_digest });
     }
     // Nodes chitchat forgot (garbage-collected after the dead-node grace).
     memory.states.retain(|n, _| out.contains_key(n));

@@ -138,6 +138,14 @@ impl Membership {
         self.extra_tx.send_if_modified(|m| m.insert(key.to_string(), value.clone()).as_ref() != Some(&value));
     }
 
+    /// A function that sets extra keys from another task.
+    pub fn key_setter(&self) -> impl Fn(&str, String) + Send + 'static {
+        let tx = self.extra_tx.clone();
+        move |key, value| {
+            tx.send_if_modified(|m| m.insert(key.to_string(), value.clone()).as_ref() != Some(&value));
+        }
+    }
+
     /// A function that gossips with an address now (peers found by
     /// discovery): one SYN makes the two nodes known to each other.
     pub fn contact_handle(&self) -> impl Fn(SocketAddr) + Send + 'static {

@@ -89,6 +89,8 @@ pub struct NodeView {
     pub since: u64,
     /// Pods it reports, by id.
     pub pods: BTreeMap<String, PodStatus>,
+    /// Short digest of its desired state (to spot nodes out of sync).
+    pub state_digest: String,
 }
 
 /// The cluster as this node sees it.

@@ -86,6 +86,8 @@ pub struct StateCounters {
     pub remote_applied: AtomicU64,
     pub remote_refused: AtomicU64,
     pub tombstones_collected: AtomicU64,
+    /// Anti-entropy rounds this node started.
+    pub ae_rounds: AtomicU64,
 }
 
 struct Inner {

@@ -10,7 +10,9 @@ pub mod db;
 pub mod digest;
 pub mod entry;
 pub mod merge;
+pub mod protocol;
 pub mod store;
+pub mod sync;
 pub mod writer;
 
 pub use db::{Snapshot, StateDb, StoredObject, object_key};

@@ -451,3 +451,60 @@ impl Cluster {
         v["metadata"]["annotations"]["shoal.dev/generation"].as_str().map(String::from)
     }
 }
+
+/// Whether the test may change the host's packet filter (root with iptables).
+/// Outside CI a missing capability skips the test with a message; under CI
+/// (`CI=true`) it is a failure, so CI never passes by skipping.
+pub fn can_partition() -> bool {
+    let ok = nix::unistd::geteuid().is_root()
+        && Command::new("iptables").arg("-S").arg("INPUT").output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "partition tests need root and iptables under CI");
+        eprintln!("skipping: partition tests need root and iptables (they drop UDP between loopback addresses)");
+    }
+    ok
+}
+
+/// A network partition between two groups of node addresses: their QUIC
+/// (UDP) traffic is dropped both ways; the HTTP API stays reachable. Healed
+/// on `heal()` or drop.
+pub struct Partition {
+    rules: Vec<Vec<String>>,
+}
+
+impl Partition {
+    pub fn new(a: &[Ipv4Addr], b: &[Ipv4Addr]) -> Partition {
+        let mut rules = Vec::new();
+        for x in a {
+            for y in b {
+                for (s, d) in [(x, y), (y, x)] {
+                    let r: Vec<String> =
+                        ["INPUT", "-s", &s.to_string(), "-d", &d.to_string(), "-p", "udp", "-j", "DROP"]
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect();
+                    let mut add = vec!["-I".to_string()];
+                    add.extend(r.iter().cloned());
+                    let st = Command::new("iptables").args(&add).status().expect("iptables");
+                    assert!(st.success(), "iptables {add:?}");
+                    rules.push(r);
+                }
+            }
+        }
+        Partition { rules }
+    }
+
+    pub fn heal(&mut self) {
+        for r in self.rules.drain(..) {
+            let mut del = vec!["-D".to_string()];
+            del.extend(r);
+            let _ = Command::new("iptables").args(&del).status();
+        }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.heal();
+    }
+}

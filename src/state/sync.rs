@@ -1,0 +1,307 @@
+//! Replication of the desired state between nodes: the responder, the
+//! anti-entropy loop, and the writer that acknowledges only once enough
+//! nodes hold a write durably.
+//!
+//! I/O goes through the `Rpc` trait (QUIC on a real node, a simulated
+//! network in netsim); what to send and what to merge comes from `protocol`
+//! and `merge`, and every remote entry is validated by `StateDb`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::protocol::{self, SyncMsg};
+use super::writer::{WriteError, Writer};
+use super::{Entry, Key, StateDb};
+use crate::membership::view::ClusterView;
+
+/// Most peers an eager push goes to; the rest learn by anti-entropy.
+pub const MAX_PUSH_FANOUT: usize = 16;
+
+/// A request/response channel to a peer's replication service.
+#[async_trait]
+pub trait Rpc: Send + Sync {
+    async fn call(&self, peer: SocketAddr, request: Vec<u8>) -> Result<Vec<u8>, String>;
+}
+
+#[async_trait]
+impl Rpc for crate::net::quic::Net {
+    async fn call(&self, peer: SocketAddr, request: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.request(peer, crate::net::quic::StreamKind::Sync, &request).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Answers peers' replication messages.
+pub struct SyncService {
+    pub db: Arc<StateDb>,
+}
+
+impl SyncService {
+    /// Answers one message. Malformed input gets an `Error` reply (and is
+    /// counted by the caller); nothing is applied from it.
+    pub fn answer(&self, request: &[u8]) -> SyncMsg {
+        let msg = match protocol::decode(request) {
+            Ok(m) => m,
+            Err(e) => {
+                self.db.counters.remote_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return SyncMsg::Error { message: e.to_string() };
+            }
+        };
+        match msg {
+            SyncMsg::Push { entries } => {
+                let n = entries.len() as u32;
+                match self.db.merge_remote(entries) {
+                    Ok(out) => {
+                        SyncMsg::PushAck { applied: n - out.refused.len() as u32, refused: out.refused.len() as u32 }
+                    }
+                    Err(e) => SyncMsg::Error { message: format!("cannot store: {e}") },
+                }
+            }
+            SyncMsg::Digest { layout, root, .. } => {
+                if layout != protocol::layout() {
+                    return SyncMsg::Error { message: format!("unknown bucket layout {layout}") };
+                }
+                if self.db.summary().0 == root {
+                    SyncMsg::InSync
+                } else {
+                    SyncMsg::Buckets { buckets: self.db.bucket_digests() }
+                }
+            }
+            SyncMsg::Stamps { buckets, stamps } => {
+                if buckets.iter().any(|b| *b as usize >= super::digest::BUCKETS) {
+                    return SyncMsg::Error { message: "bucket index out of range".into() };
+                }
+                let keys: Vec<Key> = self.db.stamps_in_buckets(&buckets).into_iter().map(|(k, _)| k).collect();
+                let mine = self.db.entries_for(&keys).into_iter().map(|e| (e.key.clone(), e)).collect();
+                let (send, want, stale) = protocol::diff(&stamps, &mine, self.db.watermark());
+                let (entries, truncated) = protocol::take_bounded(send);
+                SyncMsg::Diff { entries, want, stale, watermark: self.db.watermark(), truncated }
+            }
+            other => SyncMsg::Error { message: format!("unexpected message {:?}", std::mem::discriminant(&other)) },
+        }
+    }
+}
+
+#[async_trait]
+impl crate::net::quic::Handler for SyncService {
+    async fn handle(&self, _peer: SocketAddr, request: Vec<u8>) -> Vec<u8> {
+        let db = self.db.clone();
+        let svc = SyncService { db };
+        let reply = tokio::task::spawn_blocking(move || svc.answer(&request))
+            .await
+            .unwrap_or_else(|e| SyncMsg::Error { message: e.to_string() });
+        protocol::encode(&reply)
+    }
+}
+
+async fn call(rpc: &dyn Rpc, peer: SocketAddr, m: &SyncMsg) -> Result<SyncMsg, String> {
+    let b = rpc.call(peer, protocol::encode(m)).await?;
+    match protocol::decode(&b) {
+        Ok(SyncMsg::Error { message }) => Err(format!("{peer}: {message}")),
+        Ok(m) => Ok(m),
+        Err(e) => Err(format!("{peer}: {e}")),
+    }
+}
+
+/// Outcome of one anti-entropy round.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Round {
+    pub in_sync: bool,
+    pub received: usize,
+    pub sent: usize,
+    pub dropped: usize,
+    /// More differences remain (a message limit was hit).
+    pub more: bool,
+}
+
+/// One anti-entropy round with `peer`.
+pub async fn anti_entropy(db: &Arc<StateDb>, rpc: &dyn Rpc, peer: SocketAddr) -> Result<Round, String> {
+    db.counters.ae_rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (root, entries) = db.summary();
+    let reply =
+        call(rpc, peer, &SyncMsg::Digest { layout: protocol::layout(), root, entries, watermark: db.watermark() })
+            .await?;
+    let theirs = match reply {
+        SyncMsg::InSync => return Ok(Round { in_sync: true, ..Default::default() }),
+        SyncMsg::Buckets { buckets } => buckets,
+        _ => return Err(format!("{peer}: unexpected reply to Digest")),
+    };
+    let differing = {
+        let mine = db.bucket_digests();
+        mine.iter().zip(&theirs).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i as u16).collect::<Vec<_>>()
+    };
+    let mut stamps = db.stamps_in_buckets(&differing);
+    let more_stamps = stamps.len() > protocol::MAX_ENTRIES_PER_MESSAGE * 8;
+    stamps.truncate(protocol::MAX_ENTRIES_PER_MESSAGE * 8);
+    let (entries, want, stale, watermark, truncated) =
+        match call(rpc, peer, &SyncMsg::Stamps { buckets: differing, stamps }).await? {
+            SyncMsg::Diff { entries, want, stale, watermark, truncated } => {
+                (entries, want, stale, watermark, truncated)
+            }
+            _ => return Err(format!("{peer}: unexpected reply to Stamps")),
+        };
+    let mut round = Round { received: entries.len(), more: truncated || more_stamps, ..Default::default() };
+    let db2 = db.clone();
+    let (merged, dropped) = tokio::task::spawn_blocking(move || {
+        let dropped = db2.drop_beyond_horizon(&stale, watermark)?;
+        db2.merge_remote(entries).map(|m| (m, dropped))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    round.dropped = dropped;
+    if !merged.refused.is_empty() {
+        tracing::warn!(%peer, refused = merged.refused.len(), "refused entries from a peer during anti-entropy");
+    }
+    let (push, more_push) = protocol::take_bounded(db.entries_for(&want));
+    round.more |= more_push;
+    if !push.is_empty() {
+        round.sent = push.len();
+        call(rpc, peer, &SyncMsg::Push { entries: push }).await?;
+    }
+    Ok(round)
+}
+
+/// Alive peers' (name, gossip address, state-digest key), this node excluded.
+fn peers(view: &ClusterView) -> Vec<(String, SocketAddr)> {
+    view.nodes
+        .values()
+        .filter(|n| n.state.alive() && n.info.name != view.self_name)
+        .filter_map(|n| n.info.gossip_addr.parse().ok().map(|a| (n.info.name.clone(), a)))
+        .collect()
+}
+
+/// Runs anti-entropy every `interval` with a random alive peer (preferring
+/// peers whose gossiped digest differs from ours), and keeps going at once
+/// while a round reports more to do. Also collects old tombstones.
+pub async fn run_anti_entropy(
+    db: Arc<StateDb>,
+    rpc: Arc<dyn Rpc>,
+    view: watch::Receiver<Arc<ClusterView>>,
+    interval: Duration,
+    horizon: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        n += 1;
+        if n % 10 == 1 {
+            let now = db.now().time;
+            let cutoff = now.saturating_sub(uhlc::NTP64::from(horizon).as_u64());
+            let db2 = db.clone();
+            match tokio::task::spawn_blocking(move || db2.collect_tombstones(cutoff)).await {
+                Ok(Ok(k)) if k > 0 => tracing::info!(collected = k, "collected tombstones older than the horizon"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "tombstone collection failed"),
+                _ => {}
+            }
+        }
+        let v = view.borrow().clone();
+        let candidates = peers(&v);
+        if candidates.is_empty() {
+            continue;
+        }
+        let mine = hex_root(&db);
+        let differing: Vec<&(String, SocketAddr)> = candidates
+            .iter()
+            .filter(|(name, _)| v.nodes.get(name).is_some_and(|n| !n.state_digest.is_empty() && n.state_digest != mine))
+            .collect();
+        // Differing peers first; an in-sync check with a random peer every
+        // 5th round covers digests gossip has not carried yet.
+        let pick = if !differing.is_empty() {
+            differing[rand::random_range(0..differing.len())].1
+        } else if n.is_multiple_of(5) {
+            candidates[rand::random_range(0..candidates.len())].1
+        } else {
+            continue;
+        };
+        for _ in 0..100 {
+            match anti_entropy(&db, rpc.as_ref(), pick).await {
+                Ok(r) if r.more => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(peer = %pick, error = %e, "anti-entropy round failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The short digest a node gossips about its state.
+pub fn hex_root(db: &StateDb) -> String {
+    let (root, n) = db.summary();
+    format!("{}:{n}", &blake3::Hash::from(root).to_hex()[..16])
+}
+
+/// Writes durably here, then on `write_replicas - 1` alive peers before
+/// acknowledging. A node with no alive peer acknowledges alone (a one-node
+/// cluster, or the last node standing: the write spreads when peers return).
+pub struct ReplicatedWriter {
+    pub db: Arc<StateDb>,
+    pub rpc: Arc<dyn Rpc>,
+    pub view: watch::Receiver<Arc<ClusterView>>,
+    pub write_replicas: u32,
+    pub timeout: Duration,
+}
+
+#[async_trait]
+impl Writer for ReplicatedWriter {
+    async fn write(&self, changes: Vec<(Key, Option<Vec<u8>>)>) -> Result<Vec<Entry>, WriteError> {
+        let db = self.db.clone();
+        let entries = tokio::task::spawn_blocking(move || db.write(changes))
+            .await
+            .map_err(|e| WriteError::Internal(e.to_string()))??;
+        let mut targets = peers(&self.view.borrow());
+        if targets.is_empty() {
+            return Ok(entries);
+        }
+        // Random order so that pushes spread the load.
+        for i in (1..targets.len()).rev() {
+            targets.swap(i, rand::random_range(0..=i));
+        }
+        targets.truncate(MAX_PUSH_FANOUT);
+        let need = (self.write_replicas.saturating_sub(1) as usize).min(targets.len());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(targets.len());
+        let msg = protocol::encode(&SyncMsg::Push { entries: entries.clone() });
+        for (_, addr) in targets {
+            let (rpc, msg, tx) = (self.rpc.clone(), msg.clone(), tx.clone());
+            tokio::spawn(async move {
+                let ok = match rpc.call(addr, msg).await.map(|b| protocol::decode(&b)) {
+                    Ok(Ok(SyncMsg::PushAck { refused: 0, .. })) => true,
+                    other => {
+                        tracing::debug!(peer = %addr, reply = ?other.map(|r| r.map(|m| std::mem::discriminant(&m))), "push not acknowledged");
+                        false
+                    }
+                };
+                let _ = tx.send(ok).await;
+            });
+        }
+        drop(tx);
+        let mut acks = 0;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while acks < need {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(true)) => acks += 1,
+                Ok(Some(false)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if acks < need {
+            return Err(WriteError::Replicas {
+                reached: 1 + acks as u32,
+                wanted: self.write_replicas,
+                timeout: self.timeout,
+            });
+        }
+        Ok(entries)
+    }
+}
