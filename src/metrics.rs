@@ -96,6 +96,7 @@ impl Metrics {
             m.state_tombstones.clone(),
         );
         registry.register("state_refused", "Desired-state entries refused from peers", m.state_refused.clone());
+        registry.register("anti_entropy_rounds", "Anti-entropy rounds this node started", m.ae_rounds.clone());
         registry.register(
             "proxy_connections",
             "Service proxy connections by service and outcome",

@@ -277,17 +277,22 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
 /// A `DesiredPod` for a pod that is no longer desired (for rendering only).
 fn ghost_pod(owner: &Object, s: &PodStatus) -> Option<DesiredPod> {
     let index: u32 = s.name.rsplit_once('-')?.1.parse().ok()?;
-    let mut d = crate::model::pods::desired_pods([owner], &BTreeMap::new()).into_iter().next().or_else(|| {
-        // A Job whose pods are all done yields no desired pod: build one.
-        if let Object::Job(j) = owner {
-            let mut j2 = j.clone();
-            j2.spec.parallelism = Some(1);
-            j2.spec.completions = Some(1);
-            j2.spec.backoff_limit = Some(1000);
-            return crate::model::pods::desired_pods([&Object::Job(j2)], &BTreeMap::new()).into_iter().next();
-        }
-        None
-    })?;
+    let mut d = crate::model::pods::desired_pods([owner], &crate::model::pods::Results::new())
+        .into_iter()
+        .next()
+        .or_else(|| {
+            // A Job whose pods are all done yields no desired pod: build one.
+            if let Object::Job(j) = owner {
+                let mut j2 = j.clone();
+                j2.spec.parallelism = Some(1);
+                j2.spec.completions = Some(1);
+                j2.spec.backoff_limit = Some(1000);
+                return crate::model::pods::desired_pods([&Object::Job(j2)], &crate::model::pods::Results::new())
+                    .into_iter()
+                    .next();
+            }
+            None
+        })?;
     d.index = index;
     d.name = s.name.clone();
     d.template_hash = s.template_hash.clone();

@@ -130,6 +130,10 @@ pub struct PodResult {
     pub finished_at: String,
 }
 
+/// Recorded Job pod outcomes keyed by (namespace, pod name); a persistent
+/// map so that snapshots of the desired state share it.
+pub type Results = imbl::OrdMap<(String, String), PodResult>;
+
 /// Sum of container requests (a limit stands in for a missing request, as in
 /// Kubernetes).
 pub fn pod_requests(spec: &PodSpec) -> Resources {
@@ -207,7 +211,7 @@ impl JobProgress {
 }
 
 /// Computes a Job's progress from `results` (keyed by pod name in its namespace).
-pub fn job_progress(job: &Job, results: &BTreeMap<(String, String), PodResult>) -> JobProgress {
+pub fn job_progress(job: &Job, results: &Results) -> JobProgress {
     let ns = job.metadata.namespace.clone().unwrap_or_default();
     let uid = job.metadata.uid.clone().unwrap_or_default();
     let completions = job.spec.completions.unwrap_or(1).max(1) as u32;
@@ -235,10 +239,7 @@ pub fn job_progress(job: &Job, results: &BTreeMap<(String, String), PodResult>) 
 }
 
 /// Every pod the desired state asks for, sorted by id.
-pub fn desired_pods<'a>(
-    objects: impl IntoIterator<Item = &'a Object>,
-    results: &BTreeMap<(String, String), PodResult>,
-) -> Vec<DesiredPod> {
+pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, results: &Results) -> Vec<DesiredPod> {
     let mut out = Vec::new();
     for obj in objects {
         let meta = obj.meta();
@@ -292,7 +293,7 @@ mod tests {
     #[test]
     fn job_runs_parallelism_pending_indices() {
         let objs = objects(JOB);
-        let mut results = BTreeMap::new();
+        let mut results = Results::new();
         let pods = desired_pods(&objs, &results);
         assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["j-0", "j-1"]);
         assert_eq!(pods[0].requests.cpu_millis, 500, "limit stands in for request");
@@ -320,9 +321,9 @@ mod tests {
     fn template_hash_changes_with_template() {
         let a = objects(JOB);
         let b = objects(&JOB.replace("[\"true\"]", "[\"false\"]"));
-        let pa = desired_pods(&a, &BTreeMap::new());
-        let pb = desired_pods(&b, &BTreeMap::new());
+        let pa = desired_pods(&a, &Results::new());
+        let pb = desired_pods(&b, &Results::new());
         assert_ne!(pa[0].template_hash, pb[0].template_hash);
-        assert_eq!(pa[0].template_hash, desired_pods(&a, &BTreeMap::new())[0].template_hash);
+        assert_eq!(pa[0].template_hash, desired_pods(&a, &Results::new())[0].template_hash);
     }
 }
