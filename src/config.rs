@@ -79,6 +79,10 @@ pub struct AgentSection {
     /// owner has not reported it Ready.
     #[serde(with = "humantime_serde")]
     pub handoff_timeout: Duration,
+    /// The old copy keeps serving this long after the new one is Ready, so
+    /// every node hears of the new copy before the old one goes.
+    #[serde(with = "humantime_serde")]
+    pub handoff_linger: Duration,
 }
 
 impl Default for AgentSection {
@@ -90,6 +94,7 @@ impl Default for AgentSection {
             log_max_size: "10Mi".into(),
             log_max_files: 2,
             handoff_timeout: Duration::from_secs(120),
+            handoff_linger: Duration::from_secs(1),
         }
     }
 }
@@ -163,11 +168,15 @@ impl Default for StateSection {
 pub struct PlacementSection {
     /// Balance slack: no node takes more than ceil((1 + epsilon) · its fair share).
     pub epsilon: f64,
+    /// A fenced pod whose node was declared Dead starts elsewhere only this
+    /// long after: the time that node needs to notice it lost its majority.
+    #[serde(with = "humantime_serde")]
+    pub fence_delay: Duration,
 }
 
 impl Default for PlacementSection {
     fn default() -> Self {
-        PlacementSection { epsilon: crate::placement::DEFAULT_EPSILON }
+        PlacementSection { epsilon: crate::placement::DEFAULT_EPSILON, fence_delay: Duration::from_secs(10) }
     }
 }
 

@@ -37,7 +37,7 @@ use crate::model::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::net::join::{JoinService, Tokens, join};
 use crate::net::quic::Net;
 use crate::net::tls::Identity;
-use crate::placement::plan::{PlanView, make_plan};
+use crate::placement::plan::{PlanRules, PlanView, make_plan};
 use crate::state::entry::kinds;
 use crate::state::sync::{ReplicatedWriter, SyncService, hex_root, run_anti_entropy};
 use crate::state::{Key, LocalWriter, StateDb, Writer};
@@ -171,20 +171,22 @@ pub fn self_info(
 pub fn spawn_planner(
     db: &Arc<StateDb>,
     mut view_rx: watch::Receiver<Arc<ClusterView>>,
-    epsilon: f64,
+    rules: PlanRules,
 ) -> (watch::Receiver<Arc<PlanView>>, JoinHandle<()>) {
     let mut state_rx = db.subscribe();
-    let first = make_plan(&state_rx.borrow_and_update(), &view_rx.borrow_and_update(), epsilon);
+    let first = make_plan(&state_rx.borrow_and_update(), &view_rx.borrow_and_update(), &rules, system_unix());
     let (tx, rx) = watch::channel(Arc::new(first));
     let task = tokio::spawn(async move {
         loop {
+            // Time matters too (fenced pods wait out a dead node's delay).
             tokio::select! {
                 r = state_rx.changed() => if r.is_err() { return },
                 r = view_rx.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             let snap = state_rx.borrow_and_update().clone();
             let view = view_rx.borrow_and_update().clone();
-            tx.send_replace(Arc::new(make_plan(&snap, &view, epsilon)));
+            tx.send_replace(Arc::new(make_plan(&snap, &view, &rules, system_unix())));
         }
     });
     (rx, task)
@@ -400,8 +402,12 @@ impl Node {
             })
         };
         let results = Arc::new(StateResults { db: db.clone(), writer: writer.clone() });
-        let agent =
-            Agent::new(ctx.clone(), AgentConfig { handoff_timeout: cfg.agent.handoff_timeout }, results, status_tx);
+        let agent = Agent::new(
+            ctx.clone(),
+            AgentConfig { handoff_timeout: cfg.agent.handoff_timeout, handoff_linger: cfg.agent.handoff_linger },
+            results,
+            status_tx,
+        );
         net.set_join_handler(Arc::new(JoinService {
             identity: identity.clone(),
             db: db.clone(),
@@ -419,7 +425,15 @@ impl Node {
                 }
             })
         };
-        let (plan_rx, plan_task) = spawn_planner(&db, view_rx.clone(), cfg.placement.epsilon);
+        let (plan_rx, plan_task) = spawn_planner(
+            &db,
+            view_rx.clone(),
+            PlanRules {
+                epsilon: cfg.placement.epsilon,
+                fence_delay_secs: cfg.placement.fence_delay.as_secs(),
+                settle_secs: cfg.membership.settle_time.as_secs(),
+            },
+        );
         let (agent_plan_tx, agent_plan_rx) = watch::channel(plan_rx.borrow().plan.clone());
         let mut prx = plan_rx.clone();
         let forward = tokio::spawn(async move {

@@ -32,6 +32,18 @@ pub struct Local {
     pub template_hash: String,
     pub stopping: bool,
     pub handoff_since: Option<Instant>,
+    /// When this node first saw the new owner report the pod Ready.
+    pub ready_elsewhere_since: Option<Instant>,
+}
+
+/// How long handoffs may take and linger.
+#[derive(Debug, Clone, Copy)]
+pub struct Handoff {
+    /// The old copy stops at the latest this long after the handoff began.
+    pub timeout: Duration,
+    /// The old copy keeps serving this long after the new one is Ready, so
+    /// every node learns of the new copy (gossip) before the old one goes.
+    pub linger: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +78,8 @@ pub enum Action {
     Stop(String, StopReason),
     /// This node stopped owning the pod at `now`: remember when.
     BeginHandoff(String),
+    /// The new owner reports the pod Ready: remember when.
+    SeenReadyElsewhere(String),
 }
 
 /// Decides what to do. `waiting` holds pods not to start before the given
@@ -76,7 +90,7 @@ pub fn decide(
     local: &BTreeMap<String, Local>,
     waiting: &BTreeMap<String, Instant>,
     now: Instant,
-    handoff_timeout: Duration,
+    handoff: Handoff,
 ) -> Vec<Action> {
     let mut out = Vec::new();
     for (id, l) in local {
@@ -101,12 +115,18 @@ pub fn decide(
             continue;
         }
         if plan.ready_on_owner.get(id) == Some(&d.template_hash) {
-            out.push(Action::Stop(id.clone(), StopReason::HandedOff));
+            match l.ready_elsewhere_since {
+                None => out.push(Action::SeenReadyElsewhere(id.clone())),
+                Some(t) if now.saturating_duration_since(t) >= handoff.linger => {
+                    out.push(Action::Stop(id.clone(), StopReason::HandedOff))
+                }
+                Some(_) => {}
+            }
             continue;
         }
         match l.handoff_since {
             None => out.push(Action::BeginHandoff(id.clone())),
-            Some(t) if now.saturating_duration_since(t) >= handoff_timeout => {
+            Some(t) if now.saturating_duration_since(t) >= handoff.timeout => {
                 out.push(Action::Stop(id.clone(), StopReason::HandoffTimeout))
             }
             Some(_) => {}
@@ -163,8 +183,11 @@ mod tests {
         }
     }
 
+    const H60: Handoff = Handoff { timeout: Duration::from_secs(60), linger: Duration::from_secs(1) };
+    const H1: Handoff = Handoff { timeout: Duration::from_secs(1), linger: Duration::from_secs(1) };
+
     fn local(hash: &str) -> Local {
-        Local { template_hash: hash.into(), stopping: false, handoff_since: None }
+        Local { template_hash: hash.into(), stopping: false, handoff_since: None, ready_elsewhere_since: None }
     }
 
     #[test]
@@ -172,7 +195,7 @@ mod tests {
         let a = pod("a", "h", false);
         let p = plan(&[(&a, "me")]);
         let now = Instant::now();
-        let t = Duration::from_secs(60);
+        let t = H60;
         assert_eq!(decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t), vec![Action::Start(a.id())]);
         let running = BTreeMap::from([("default/gone".to_string(), local("h"))]);
         assert_eq!(
@@ -186,7 +209,7 @@ mod tests {
         let a = pod("a", "h", false);
         let mut p = plan(&[(&a, "other")]);
         let now = Instant::now();
-        let t = Duration::from_secs(60);
+        let t = H60;
         let mut running = BTreeMap::from([(a.id(), local("h"))]);
         assert_eq!(decide(&p, "me", &running, &BTreeMap::new(), now, t), vec![Action::BeginHandoff(a.id())]);
         running.get_mut(&a.id()).unwrap().handoff_since = Some(now);
@@ -200,13 +223,20 @@ mod tests {
             "ready with another template does not count"
         );
         p.ready_on_owner.insert(a.id(), "h".into());
+        assert_eq!(decide(&p, "me", &running, &BTreeMap::new(), now, t), vec![Action::SeenReadyElsewhere(a.id())]);
+        running.get_mut(&a.id()).unwrap().ready_elsewhere_since = Some(now);
+        assert!(
+            decide(&p, "me", &running, &BTreeMap::new(), now, t).is_empty(),
+            "lingers while gossip spreads the news"
+        );
         assert_eq!(
-            decide(&p, "me", &running, &BTreeMap::new(), now, t),
+            decide(&p, "me", &running, &BTreeMap::new(), now + t.linger, t),
             vec![Action::Stop(a.id(), StopReason::HandedOff)]
         );
         p.ready_on_owner.clear();
+        running.get_mut(&a.id()).unwrap().ready_elsewhere_since = None;
         assert_eq!(
-            decide(&p, "me", &running, &BTreeMap::new(), now + t, t),
+            decide(&p, "me", &running, &BTreeMap::new(), now + t.timeout, t),
             vec![Action::Stop(a.id(), StopReason::HandoffTimeout)]
         );
     }
@@ -218,11 +248,11 @@ mod tests {
         let now = Instant::now();
         let running = BTreeMap::from([(a.id(), local("old"))]);
         assert_eq!(
-            decide(&p, "me", &running, &BTreeMap::new(), now, Duration::from_secs(1)),
+            decide(&p, "me", &running, &BTreeMap::new(), now, H1),
             vec![Action::Stop(a.id(), StopReason::Replaced)]
         );
         let waiting = BTreeMap::from([(a.id(), now + Duration::from_secs(1))]);
-        assert!(decide(&p, "me", &BTreeMap::new(), &waiting, now, Duration::from_secs(1)).is_empty());
+        assert!(decide(&p, "me", &BTreeMap::new(), &waiting, now, H1).is_empty());
     }
 
     #[test]
@@ -230,7 +260,7 @@ mod tests {
         let f = pod("db", "h", true);
         let mut p = plan(&[(&f, "me")]);
         let now = Instant::now();
-        let t = Duration::from_secs(60);
+        let t = H60;
         p.fenced_elsewhere.insert(f.id());
         assert!(
             decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t).is_empty(),

@@ -54,6 +54,8 @@ pub struct AgentConfig {
     /// How long a pod this node no longer owns keeps running while its new
     /// owner has not reported it Ready.
     pub handoff_timeout: Duration,
+    /// How long the old copy keeps serving after the new one is Ready.
+    pub handoff_linger: Duration,
 }
 
 pub struct Agent {
@@ -134,7 +136,12 @@ impl Agent {
             .map(|h| {
                 (
                     h.desired.id(),
-                    Local { template_hash: h.desired.template_hash.clone(), stopping: true, handoff_since: None },
+                    Local {
+                        template_hash: h.desired.template_hash.clone(),
+                        stopping: true,
+                        handoff_since: None,
+                        ready_elsewhere_since: None,
+                    },
                 )
             })
             .collect();
@@ -145,6 +152,7 @@ impl Agent {
                     template_hash: h.desired.template_hash.clone(),
                     stopping: h.stopping,
                     handoff_since: h.handoff_since,
+                    ready_elsewhere_since: h.ready_elsewhere_since,
                 },
             );
         }
@@ -155,7 +163,14 @@ impl Agent {
         let now = Instant::now();
         self.waiting.retain(|_, t| *t > now);
         self.stopping.retain(|h| !h.is_finished());
-        let actions = decide(plan, &self.ctx.node_name, &self.locals(), &self.waiting, now, self.cfg.handoff_timeout);
+        let actions = decide(
+            plan,
+            &self.ctx.node_name,
+            &self.locals(),
+            &self.waiting,
+            now,
+            decide::Handoff { timeout: self.cfg.handoff_timeout, linger: self.cfg.handoff_linger },
+        );
         for a in actions {
             match a {
                 Action::Start(id) => {
@@ -186,6 +201,11 @@ impl Agent {
                         let grace = h.desired.grace;
                         h.stop(grace);
                         self.stopping.push(h);
+                    }
+                }
+                Action::SeenReadyElsewhere(id) => {
+                    if let Some(h) = self.pods.get_mut(&id) {
+                        h.ready_elsewhere_since = Some(now);
                     }
                 }
                 Action::BeginHandoff(id) => {

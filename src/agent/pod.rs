@@ -72,6 +72,8 @@ pub struct PodHandle {
     pub stopping: bool,
     /// When this node stopped owning the pod (handoff started).
     pub handoff_since: Option<Instant>,
+    /// When the new owner was first seen reporting it Ready.
+    pub ready_elsewhere_since: Option<Instant>,
 }
 
 impl PodHandle {
@@ -108,7 +110,7 @@ impl PodHandle {
         let (stop_tx, stop_rx) = watch::channel(None);
         let cell = Cell { status: status.clone(), changed };
         let join = tokio::spawn(run_pod(desired.clone(), ctx, cell, stop_rx, events, adopted));
-        PodHandle { desired, status, stop_tx, join, stopping: false, handoff_since: None }
+        PodHandle { desired, status, stop_tx, join, stopping: false, handoff_since: None, ready_elsewhere_since: None }
     }
 
     /// Asks the pod to stop (SIGTERM, then kill after `grace`).

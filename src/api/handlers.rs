@@ -414,13 +414,14 @@ fn allocated(ctx: &Ctx) -> BTreeMap<String, (Resources, usize)> {
 
 pub async fn list_nodes(State(ctx): State<Ctx>) -> Json<Value> {
     let view = ctx.view.borrow().clone();
+    let plan = ctx.plan.borrow().clone();
     let alloc = allocated(&ctx);
     let items = view
         .nodes
         .values()
         .map(|n| {
             let (r, c) = alloc.get(&n.info.name).copied().unwrap_or_default();
-            render::node_json(n, r, c)
+            render::node_json(n, plan.schedulable.contains(&n.info.name), r, c)
         })
         .collect();
     Json(render::list("Node", "v1", items))
@@ -431,7 +432,8 @@ pub async fn get_node(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
     let n =
         view.nodes.get(&name).ok_or_else(|| ApiError::not_found(format!("node {name:?} (see `shoal get nodes`)")))?;
     let (r, c) = allocated(&ctx).get(&name).copied().unwrap_or_default();
-    Ok(Json(render::node_json(n, r, c)))
+    let sched = ctx.plan.borrow().schedulable.contains(&name);
+    Ok(Json(render::node_json(n, sched, r, c)))
 }
 
 fn events_json(ctx: &Ctx, ns: Option<&str>) -> Value {

@@ -28,26 +28,20 @@ pub fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
 
 /// The status a pod's owner (or, during a handoff, another node) reports.
 pub fn pod_report<'a>(view: &'a ClusterView, id: &str, owner: Option<&str>) -> Option<&'a PodStatus> {
-    if let Some(o) = owner
-        && let Some(s) = view.nodes.get(o).filter(|n| n.state.alive()).and_then(|n| n.pods.get(id))
-        && (!s.terminating
-            || !view
-                .nodes
-                .values()
-                .any(|n| n.info.name != o && n.state.alive() && n.pods.get(id).is_some_and(|x| !x.terminating)))
-    {
-        return Some(s);
-    }
-    // Prefer a ready copy, then any live copy.
-    let mut found: Option<&PodStatus> = None;
+    // Rank the live copies: a ready copy first (during a handoff the old
+    // owner's copy serves until the new one is ready), the owner's before
+    // others, a terminating copy last.
+    let rank = |node: &str, s: &PodStatus| (s.ready && !s.terminating, !s.terminating, Some(node) == owner);
+    let mut best: Option<((bool, bool, bool), &PodStatus)> = None;
     for n in view.nodes.values().filter(|n| n.state.alive()) {
-        if let Some(s) = n.pods.get(id)
-            && found.is_none_or(|f| (s.ready && !f.ready) || (f.terminating && !s.terminating))
-        {
-            found = Some(s);
+        if let Some(s) = n.pods.get(id) {
+            let r = rank(&n.info.name, s);
+            if best.as_ref().is_none_or(|(b, _)| r > *b) {
+                best = Some((r, s));
+            }
         }
     }
-    found
+    best.map(|(_, s)| s)
 }
 
 fn container_state_json(s: &ContainerState) -> Value {
@@ -402,7 +396,7 @@ pub fn default_namespace_json() -> Value {
 }
 
 /// A node as Kubernetes JSON (plus `status.state`: Ready/Suspect/Dead/Left).
-pub fn node_json(n: &NodeView, allocated: crate::model::pods::Resources, pod_count: usize) -> Value {
+pub fn node_json(n: &NodeView, schedulable: bool, allocated: crate::model::pods::Resources, pod_count: usize) -> Value {
     let i = &n.info;
     let res = |r: crate::model::pods::Resources, pods: u32| json!({"cpu": format_cpu_millis(r.cpu_millis), "memory": format_memory_bytes(r.memory_bytes), "pods": pods.to_string()});
     json!({
@@ -413,7 +407,7 @@ pub fn node_json(n: &NodeView, allocated: crate::model::pods::Resources, pod_cou
             "creationTimestamp": rfc3339(i.started_at),
             "annotations": {"shoal.dev/generation": i.generation.to_string(), "shoal.dev/api-url": i.api_url},
         },
-        "spec": {"unschedulable": !i.schedulable},
+        "spec": {"unschedulable": !schedulable},
         "status": {
             "state": n.state.as_str(),
             "stateSince": rfc3339(n.since),

@@ -222,15 +222,17 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
                 age_of(created),
             ],
             "Node" => {
-                let state = s(it, "/status/state");
+                let mut state = s(it, "/status/state").to_string();
+                if it.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) && state == "Ready" {
+                    state.push_str(",Settling");
+                }
                 let ip = it
                     .pointer("/status/addresses")
                     .and_then(Value::as_array)
                     .and_then(|a| a.iter().find(|x| s(x, "/type") == "InternalIP"))
                     .map(|x| s(x, "/address").to_string())
                     .unwrap_or_default();
-                let mut r =
-                    vec![name, state.into(), age_of(created), s(it, "/status/nodeInfo/kubeletVersion").into(), ip];
+                let mut r = vec![name, state, age_of(created), s(it, "/status/nodeInfo/kubeletVersion").into(), ip];
                 if wide {
                     r.push(format!("{}/{}", s(it, "/status/allocated/cpu"), s(it, "/status/allocatable/cpu")));
                     r.push(format!("{}/{}", s(it, "/status/allocated/memory"), s(it, "/status/allocatable/memory")));

@@ -44,7 +44,14 @@ pub struct Memory {
     /// only just heard of is not yet live (its failure detector needs two
     /// heartbeats) and must not be shown as Dead.
     pub seen_live: std::collections::BTreeSet<(String, u64)>,
+    /// When each node last came (back) alive, for placement's settle time.
+    pub alive_since: BTreeMap<String, u64>,
+    /// When each node was last seen dying (recent ones: flap damping).
+    pub deaths: BTreeMap<String, Vec<u64>>,
 }
+
+/// Deaths remembered for flap damping.
+pub const FLAP_WINDOW_SECS: u64 = 600;
 
 /// Settings of the assembly.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +140,13 @@ pub fn assemble(
         let since = match memory.states.get(&name) {
             Some((prev, since)) if *prev == state => *since,
             prev => {
+                let was_alive = prev.is_some_and(|p| p.0.alive());
+                if state.alive() && !was_alive {
+                    memory.alive_since.insert(name.clone(), now_unix);
+                }
+                if state == NodeState::Dead && was_alive {
+                    memory.deaths.entry(name.clone()).or_default().push(now_unix);
+                }
                 changes.push(Change {
                     node: name.clone(),
                     from: prev.map(|p| p.0),
@@ -143,10 +157,17 @@ pub fn assemble(
                 now_unix
             }
         };
-        out.insert(name, NodeView { info, state, since, pods, state_digest });
+        let deaths = memory.deaths.get_mut(&name).map_or(0, |d| {
+            d.retain(|t| now_unix.saturating_sub(*t) < FLAP_WINDOW_SECS);
+            d.len() as u32
+        });
+        let alive_since = memory.alive_since.get(&name).copied().unwrap_or(now_unix);
+        out.insert(name, NodeView { info, state, since, pods, state_digest, alive_since, recent_deaths: deaths });
     }
     // Nodes chitchat forgot (garbage-collected after the dead-node grace).
     memory.states.retain(|n, _| out.contains_key(n));
+    memory.alive_since.retain(|n, _| out.contains_key(n));
+    memory.deaths.retain(|n, d| out.contains_key(n) && !d.is_empty());
     memory.seen_live.retain(|(n, g)| raw.iter().any(|r| r.name == *n && r.generation == *g));
     let known = out.values().filter(|n| n.state != NodeState::Left).count();
     let alive = out.values().filter(|n| n.state.alive()).count();

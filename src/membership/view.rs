@@ -91,6 +91,17 @@ pub struct NodeView {
     pub pods: BTreeMap<String, PodStatus>,
     /// Short digest of its desired state (to spot nodes out of sync).
     pub state_digest: String,
+    /// Unix seconds since it has been alive without interruption (as seen here).
+    pub alive_since: u64,
+    /// How often it died in the last 10 minutes (as seen here).
+    pub recent_deaths: u32,
+}
+
+/// How long a node must have been alive before placement gives it pods:
+/// `base`, doubled for each recent death (a flapping node waits longer), at
+/// most 2 minutes.
+pub fn settle_for(base_secs: u64, recent_deaths: u32) -> u64 {
+    base_secs.saturating_mul(1u64 << recent_deaths.min(6)).min(120)
 }
 
 /// The cluster as this node sees it.
@@ -104,8 +115,19 @@ pub struct ClusterView {
 
 impl ClusterView {
     /// Nodes placement may use: alive and schedulable.
-    pub fn placement_nodes(&self) -> Vec<NodeSpec> {
-        self.nodes.values().filter(|n| n.state.alive() && n.info.schedulable).map(|n| n.info.spec()).collect()
+    /// Nodes placement may use: alive, schedulable by their own account,
+    /// and (for other nodes) alive here for their settle time, so that a node
+    /// that flaps does not make replicas bounce.
+    pub fn placement_nodes(&self, now_unix: u64, settle_secs: u64) -> Vec<NodeSpec> {
+        self.nodes
+            .values()
+            .filter(|n| n.state.alive() && n.info.schedulable)
+            .filter(|n| {
+                n.info.name == self.self_name
+                    || now_unix.saturating_sub(n.alive_since) >= settle_for(settle_secs, n.recent_deaths)
+            })
+            .map(|n| n.info.spec())
+            .collect()
     }
 
     /// API URLs of the alive nodes (for client failover), this node first.
@@ -137,4 +159,40 @@ pub fn detect_capacity() -> Resources {
         .map(|kb| kb * 1024)
         .unwrap_or(1 << 30);
     Resources { cpu_millis: cpus * 1000, memory_bytes: mem }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nv(name: &str, state: NodeState, alive_since: u64, deaths: u32) -> NodeView {
+        NodeView {
+            info: NodeInfo { name: name.into(), schedulable: true, weight: 1000, ..Default::default() },
+            state,
+            since: alive_since,
+            pods: BTreeMap::new(),
+            state_digest: String::new(),
+            alive_since,
+            recent_deaths: deaths,
+        }
+    }
+
+    #[test]
+    fn flapping_nodes_wait_longer_before_taking_pods() {
+        assert_eq!(settle_for(3, 0), 3);
+        assert_eq!(settle_for(3, 2), 12);
+        assert_eq!(settle_for(3, 30), 120);
+        let mut v = ClusterView { self_name: "me".into(), quorum: true, ..Default::default() };
+        for n in [
+            nv("me", NodeState::Ready, 100, 0),
+            nv("steady", NodeState::Ready, 90, 0),
+            nv("flappy", NodeState::Ready, 95, 3),
+            nv("gone", NodeState::Dead, 0, 0),
+        ] {
+            v.nodes.insert(n.info.name.clone(), n);
+        }
+        let names = |now| v.placement_nodes(now, 3).into_iter().map(|n| n.name).collect::<Vec<_>>();
+        assert_eq!(names(100), ["me", "steady"]);
+        assert_eq!(names(95 + 24), ["flappy", "me", "steady"]);
+    }
 }

@@ -111,6 +111,40 @@ struct Node<'a> {
     used: Resources,
     pods: u32,
     cap: u32,
+    // Copied from `spec` so the hot loop stays in one cache line.
+    alloc: Resources,
+    max_pods: u32,
+}
+
+/// The best-scoring node among those passing `ok`, or `None`.
+fn best_in(
+    groups: &[(u64, Vec<usize>)],
+    state: &[Node<'_>],
+    ps: u64,
+    ok: impl Fn(usize, &Node<'_>) -> bool,
+) -> Option<usize> {
+    let mut best: Option<(Score, usize)> = None;
+    for (w, members) in groups {
+        // Within a weight group the largest hash scores best: no log needed.
+        let mut top: Option<(u64, usize)> = None;
+        for &i in members {
+            let n = &state[i];
+            if !ok(i, n) {
+                continue;
+            }
+            let h = mix(ps ^ n.seed);
+            if top.is_none_or(|(bh, bi)| h > bh || (h == bh && i < bi)) {
+                top = Some((h, i));
+            }
+        }
+        if let Some((h, i)) = top {
+            let s = Score::new(*w, h);
+            if best.is_none_or(|(bs, bi)| s.beats(&bs) || (s.ties(&bs) && i < bi)) {
+                best = Some((s, i));
+            }
+        }
+    }
+    best.map(|(_, i)| i)
 }
 
 /// Why a pod fits nowhere, for its Pending reason.
@@ -188,11 +222,13 @@ pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], epsilon: f64) -> Placement
                 used: Resources::default(),
                 pods: 0,
                 cap: ((1.0 + eps) * fair).ceil().max(1.0) as u32,
+                alloc: s.allocatable,
+                max_pods: s.max_pods,
             }
         })
         .collect();
     // Nodes grouped by weight: within a group the largest hash has the best
-    // score, so `ln` runs once per group rather than once per node.
+    // score, so the log is computed once per group rather than once per node.
     let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, n) in state.iter().enumerate() {
         groups.entry(n.spec.weight.max(1)).or_default().push(i);
@@ -210,38 +246,16 @@ pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], epsilon: f64) -> Placement
         });
         let sib = siblings.entry(wl).or_insert_with(|| vec![false; state.len()]);
         let ps = seed(format!("{}/{}", pod.namespace, pod.name).as_bytes());
-        // Tier 0: under the cap, no sibling. Tier 1: under the cap. Tier 2: fits.
-        let mut best: [Option<(Score, usize)>; 3] = [None; 3];
-        for (w, members) in &groups {
-            let mut top: [Option<(u64, usize)>; 3] = [None; 3];
-            for &i in members {
-                if !elig[i] {
-                    continue;
-                }
-                let n = &state[i];
-                if n.pods >= n.spec.max_pods || !n.used.saturating_add(pod.requests).fits_within(n.spec.allocatable) {
-                    continue;
-                }
-                let h = mix(ps ^ n.seed);
-                let under = n.pods < n.cap;
-                let tiers = [under && !sib[i], under, true];
-                for (t, ok) in tiers.iter().enumerate() {
-                    if *ok && top[t].is_none_or(|(bh, bi)| h > bh || (h == bh && i < bi)) {
-                        top[t] = Some((h, i));
-                    }
-                }
-            }
-            for t in 0..3 {
-                if let Some((h, i)) = top[t] {
-                    let s = Score::new(*w, h);
-                    if best[t].is_none_or(|(bs, bi)| s.beats(&bs) || (s.ties(&bs) && i < bi)) {
-                        best[t] = Some((s, i));
-                    }
-                }
-            }
-        }
-        match best.iter().flatten().next() {
-            Some(&(_, i)) => {
+        // Preference: under the cap on a node without a sibling replica;
+        // then under the cap; then anywhere it fits.
+        let req = pod.requests;
+        let fits =
+            |i: usize, n: &Node<'_>| elig[i] && n.pods < n.max_pods && n.used.saturating_add(req).fits_within(n.alloc);
+        let pick = best_in(&groups, &state, ps, |i, n| !sib[i] && n.pods < n.cap && fits(i, n))
+            .or_else(|| best_in(&groups, &state, ps, |i, n| n.pods < n.cap && fits(i, n)))
+            .or_else(|| best_in(&groups, &state, ps, fits));
+        match pick {
+            Some(i) => {
                 let n = &mut state[i];
                 n.used = n.used.saturating_add(pod.requests);
                 n.pods += 1;

@@ -371,23 +371,45 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes: the first creates the cluster, the others join it.
     pub fn start(n: usize, config: &str) -> Cluster {
+        Cluster::start_with(n, |_| config.to_string())
+    }
+
+    /// Like `start`, with a config per node (index from 0).
+    pub fn start_with(n: usize, config_of: impl Fn(usize) -> String) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let ips = unique_ips(n);
-        let first = TestNode::start_at("n1", ips[0], tmp.path().join("n1"), config, &[]);
+        let first = TestNode::start_at("n1", ips[0], tmp.path().join("n1"), &config_of(0), &[]);
         first.wait_healthy();
         let token = first.ok(&["token"]).trim().to_string();
         let mut nodes = vec![first];
         for (i, ip) in ips.iter().enumerate().skip(1) {
             let name = format!("n{}", i + 1);
             let args = vec!["--join".to_string(), format!("{}:7421", ips[0]), "--token".into(), token.clone()];
-            nodes.push(TestNode::start_at(&name, *ip, tmp.path().join(&name), config, &args));
+            nodes.push(TestNode::start_at(&name, *ip, tmp.path().join(&name), &config_of(i), &args));
         }
         for n in &nodes {
             n.wait_healthy();
         }
         let c = Cluster { nodes, token, _tmp: tmp };
         c.wait_states(30, |_, s| s == "Ready", n);
+        c.wait_settled(30);
         c
+    }
+
+    /// Waits until every running node sees every Ready node as schedulable
+    /// (past its settle time), so placement is stable.
+    pub fn wait_settled(&self, secs: u64) {
+        poll(secs, "all nodes schedulable everywhere", || {
+            for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+                let v = n.json(&["get", "nodes"])?;
+                for x in v["items"].as_array().ok_or("no items")? {
+                    if x["status"]["state"] == "Ready" && x["spec"]["unschedulable"] != false {
+                        return Err(format!("{} sees {} settling", n.name, x["metadata"]["name"]));
+                    }
+                }
+            }
+            Ok(())
+        });
     }
 
     pub fn dir(&self) -> &Path {

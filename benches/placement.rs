@@ -1,0 +1,65 @@
+//! Placement compute time: `cargo bench --bench placement`.
+//! 10,000 replicas × 100 nodes and 100,000 × 1,000 (mixed capacities, 20
+//! replicas per workload, small resource requests).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use shoal::model::Kind;
+use shoal::model::pods::{DesiredPod, OwnerRef, Resources, RestartPolicy, RuntimeKind};
+use shoal::model::types::PodSpec;
+use shoal::placement::{DEFAULT_EPSILON, NodeSpec, place};
+
+fn nodes(n: usize) -> Vec<NodeSpec> {
+    (0..n)
+        .map(|i| {
+            let cores = [1u64, 2, 4, 8, 16][i % 5];
+            NodeSpec {
+                name: format!("node-{i:04}"),
+                allocatable: Resources { cpu_millis: cores * 1000, memory_bytes: cores * (4 << 30) },
+                weight: cores * 1000,
+                labels: BTreeMap::new(),
+                runtimes: [RuntimeKind::Process].into(),
+                max_pods: 1000,
+            }
+        })
+        .collect()
+}
+
+fn pods(n: usize) -> Vec<DesiredPod> {
+    let spec = Arc::new(PodSpec::default());
+    (0..n)
+        .map(|i| {
+            let w = i / 20;
+            DesiredPod {
+                namespace: "default".into(),
+                name: format!("w{w}-{}", i % 20),
+                owner: OwnerRef { kind: Kind::Deployment, name: format!("w{w}"), uid: "u".into() },
+                index: (i % 20) as u32,
+                labels: BTreeMap::new(),
+                spec: spec.clone(),
+                template_hash: "h".into(),
+                requests: Resources { cpu_millis: 10, memory_bytes: 16 << 20 },
+                runtime: RuntimeKind::Process,
+                restart_policy: RestartPolicy::Always,
+                grace: Duration::from_secs(1),
+                fenced: false,
+            }
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("place");
+    g.sample_size(10);
+    for (replicas, n) in [(10_000, 100), (100_000, 1_000)] {
+        let (ns, ps) = (nodes(n), pods(replicas));
+        g.bench_function(format!("{replicas}x{n}"), |b| b.iter(|| place(&ns, &ps, DEFAULT_EPSILON)));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
