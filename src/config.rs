@@ -185,18 +185,28 @@ impl Default for PlacementSection {
 pub struct ProxySection {
     /// Inclusive range of service node ports, `LOW-HIGH`.
     pub node_port_range: String,
-    /// Address of the DNS responder (`NAME.NAMESPACE.svc.shoal`); empty disables it.
+    /// DNS responder for `NAME.NAMESPACE.svc.shoal`: `auto` (node IP, port
+    /// 53, skipped with a warning when that port cannot be bound), an
+    /// address, or empty to disable.
     pub dns_addr: String,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// A backend that accepted a connection but has not answered this long
+    /// after the client spoke is dropped and penalised.
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    /// `p2c` (power of two choices over peak-EWMA latency) or `round-robin`.
+    pub balancer: String,
 }
 
 impl Default for ProxySection {
     fn default() -> Self {
         ProxySection {
             node_port_range: "30000-32767".into(),
-            dns_addr: String::new(),
+            dns_addr: "auto".into(),
             connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(10),
+            balancer: "p2c".into(),
         }
     }
 }
@@ -344,6 +354,16 @@ impl NodeConfig {
         }
         if self.membership.gossip_interval < Duration::from_millis(10) {
             return Err(invalid("membership.gossip_interval", "must be at least 10ms"));
+        }
+        match self.proxy.balancer.as_str() {
+            "p2c" | "round-robin" => {}
+            other => return Err(invalid("proxy.balancer", format!("must be p2c or round-robin (got {other:?})"))),
+        }
+        if !matches!(self.proxy.dns_addr.as_str(), "" | "auto") && self.proxy.dns_addr.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "proxy.dns_addr",
+                format!("must be auto, empty or IP:PORT (got {:?})", self.proxy.dns_addr),
+            ));
         }
         match self.runtimes.docker.as_str() {
             "auto" | "on" | "off" => {}

@@ -347,7 +347,10 @@ impl Node {
             ports: PortAllocator::new(r.node_ip, [api_addr.port(), r.gossip_addr.port()]),
             runtimes,
             events: events.clone(),
-            namespace_env: Box::new(|_| Vec::new()),
+            namespace_env: {
+                let (db, ip) = (db.clone(), r.node_ip.to_string());
+                Box::new(move |ns| crate::proxy::env::service_env(&db.snapshot(), ns, &ip))
+            },
         });
         let (status_tx, status_rx) = Agent::status_channel();
 
@@ -444,6 +447,8 @@ impl Node {
         });
         let agent_task = tokio::spawn(agent.run(agent_plan_rx, shutdown_rx.clone()));
 
+        let proxy_status = Arc::new(crate::proxy::server::ProxyStatus::default());
+        let (proxy_plan_rx, proxy_metrics, proxy_events) = (plan_rx.clone(), metrics.clone(), events.clone());
         let api_ctx = Arc::new(ApiCtx {
             node_name: r.name.clone(),
             token: api_token,
@@ -459,6 +464,7 @@ impl Node {
             metrics,
             started: Instant::now(),
             cluster: Some(tokens),
+            proxy: Some(proxy_status.clone()),
         });
         let api_task = tokio::spawn({
             let rx = shutdown_rx.clone();
@@ -468,6 +474,49 @@ impl Node {
                 }
             }
         });
+        let proxy_task = tokio::spawn(crate::proxy::server::run(
+            crate::proxy::server::ProxyConfig {
+                node_ip: r.node_ip,
+                connect_timeout: cfg.proxy.connect_timeout,
+                response_timeout: cfg.proxy.response_timeout,
+                round_robin: cfg.proxy.balancer == "round-robin",
+            },
+            crate::proxy::server::ProxyInputs {
+                state: db.subscribe(),
+                plan: proxy_plan_rx,
+                view: view_rx.clone(),
+                status: proxy_status,
+                metrics: proxy_metrics,
+                events: proxy_events,
+                shutdown: shutdown_rx.clone(),
+            },
+        ));
+        let dns_task = match cfg.proxy.dns_addr.as_str() {
+            "" => None,
+            a => {
+                let addr = if a == "auto" {
+                    SocketAddr::new(r.node_ip, 53)
+                } else {
+                    a.parse().unwrap_or(SocketAddr::new(r.node_ip, 53))
+                };
+                match tokio::net::UdpSocket::bind(addr).await {
+                    Ok(sock) => {
+                        tracing::info!(%addr, "DNS responder for *.svc.shoal");
+                        Some(tokio::spawn(crate::proxy::dns::serve(
+                            sock,
+                            db.subscribe(),
+                            view_rx.clone(),
+                            shutdown_rx.clone(),
+                        )))
+                    }
+                    Err(e) if a == "auto" => {
+                        tracing::warn!(%addr, error = %e, "no DNS responder (set proxy.dns_addr to a free address to enable it)");
+                        None
+                    }
+                    Err(e) => return Err(NodeError::Other(format!("cannot bind the DNS responder on {addr}: {e}"))),
+                }
+            }
+        };
         let peers_task = spawn_peer_memory(dd.clone(), view_rx);
         let discovery = if cfg.membership.discover == "mdns" {
             let tag = crate::membership::discovery::cluster_tag(&identity.ca_hash()?);
@@ -496,7 +545,10 @@ impl Node {
             data_dir: dd,
             new_cluster_token,
             shutdown: shutdown_tx,
-            tasks: vec![plan_task, forward, api_task, settle_task, peers_task, ae_task, digest_task],
+            tasks: [plan_task, forward, api_task, settle_task, peers_task, ae_task, digest_task, proxy_task]
+                .into_iter()
+                .chain(dns_task)
+                .collect(),
             agent: agent_task,
             membership,
             statuses: status_rx,

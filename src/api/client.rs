@@ -26,11 +26,17 @@ pub enum ClientError {
     BadUrl(String),
 }
 
+/// A client's view of the nodes it talks to (for balanced mode).
+type Balance = std::sync::Arc<std::sync::Mutex<Vec<crate::proxy::balance::Stats>>>;
+
 #[derive(Debug, Clone)]
 pub struct Client {
     urls: Vec<String>,
     token: Option<String>,
     timeout: Duration,
+    /// When set, each request goes first to the node picked by power of two
+    /// choices over this client's own outstanding requests and latency.
+    balance: Option<Balance>,
 }
 
 fn authority(url: &str) -> Result<(Uri, String), ClientError> {
@@ -44,8 +50,54 @@ fn authority(url: &str) -> Result<(Uri, String), ClientError> {
 }
 
 impl Client {
+    /// Tries `urls` in order, failing over to the next one that answers.
     pub fn new(urls: Vec<String>, token: Option<String>) -> Client {
-        Client { urls, token, timeout: Duration::from_secs(30) }
+        Client { urls, token, timeout: Duration::from_secs(30), balance: None }
+    }
+
+    /// Spreads requests over `urls` (power of two choices over this client's
+    /// own outstanding requests and peak-EWMA latency), failing over on error.
+    pub fn balanced(urls: Vec<String>, token: Option<String>) -> Client {
+        let now = std::time::Instant::now();
+        let stats = urls.iter().map(|_| crate::proxy::balance::Stats::new(now)).collect();
+        Client {
+            urls,
+            token,
+            timeout: Duration::from_secs(30),
+            balance: Some(std::sync::Arc::new(std::sync::Mutex::new(stats))),
+        }
+    }
+
+    /// The order to try the URLs in for one request.
+    fn order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.urls.len()).collect();
+        if let Some(b) = &self.balance {
+            let stats = b.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if let Some(first) = crate::proxy::balance::p2c(&stats, &order, rand::random(), rand::random(), now) {
+                order.retain(|i| *i != first);
+                order.insert(0, first);
+            }
+        }
+        order
+    }
+
+    fn record(&self, i: usize, outcome: Option<Duration>, start: bool) {
+        if let Some(b) = &self.balance {
+            let mut stats = b.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = stats.get_mut(i) {
+                let now = std::time::Instant::now();
+                if start {
+                    s.outstanding += 1;
+                    return;
+                }
+                s.outstanding = s.outstanding.saturating_sub(1);
+                match outcome {
+                    Some(l) => s.observe(l, now),
+                    None => s.fail(now),
+                }
+            }
+        }
     }
 
     pub fn with_timeout(mut self, t: Duration) -> Client {
@@ -107,10 +159,19 @@ impl Client {
     ) -> Result<(String, Response<Incoming>), ClientError> {
         let body = body.map(Bytes::from);
         let mut last = String::from("no server configured");
-        for url in &self.urls {
+        for i in self.order() {
+            let url = &self.urls[i];
+            self.record(i, None, true);
+            let t0 = std::time::Instant::now();
             match self.send_to(url, &method, path, &body).await {
-                Ok(r) => return Ok((url.clone(), r)),
-                Err(Ok(msg)) => last = msg,
+                Ok(r) => {
+                    self.record(i, Some(t0.elapsed()), false);
+                    return Ok((url.clone(), r));
+                }
+                Err(Ok(msg)) => {
+                    self.record(i, None, false);
+                    last = msg;
+                }
                 Err(Err(e)) => return Err(e),
             }
         }

@@ -88,7 +88,7 @@ fn list_of(ctx: &Ctx, kind: Kind, ns: Option<&str>) -> Value {
     }
     if kind == Kind::Service {
         for item in &mut items {
-            super::services::decorate(item, &plan, &view);
+            super::services::decorate(item, &plan, &view, ctx.proxy.as_deref());
         }
     }
     render::list(kind.as_str(), kind.api_version(), items)
@@ -104,7 +104,7 @@ fn get_of(ctx: &Ctx, key: ObjectKey) -> Res {
     let view = ctx.view.borrow().clone();
     let mut v = render::object_json(o, &plan, &view, &snap);
     if key.kind == Kind::Service {
-        super::services::decorate(&mut v, &plan, &view);
+        super::services::decorate(&mut v, &plan, &view, ctx.proxy.as_deref());
     }
     Ok(Json(v))
 }

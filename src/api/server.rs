@@ -48,6 +48,8 @@ pub struct ApiCtx {
     pub started: Instant,
     /// Cluster-level operations (tokens, join) provided by the node.
     pub cluster: Option<Arc<dyn ClusterOps>>,
+    /// What this node's service proxy reports (port conflicts).
+    pub proxy: Option<Arc<crate::proxy::server::ProxyStatus>>,
 }
 
 /// Operations on the cluster the API exposes but does not implement.

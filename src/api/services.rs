@@ -121,12 +121,16 @@ fn endpoints_json(ns: &str, spec: &ServiceSpec, plan: &PlanView, view: &ClusterV
 }
 
 /// Adds `status.ports[]` with each port's current endpoints.
-pub fn decorate(v: &mut Value, plan: &PlanView, view: &ClusterView) {
+pub fn decorate(v: &mut Value, plan: &PlanView, view: &ClusterView, proxy: Option<&crate::proxy::server::ProxyStatus>) {
     let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
+    let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
     let Some(spec) = v.get("spec").cloned().and_then(|s| serde_json::from_value::<ServiceSpec>(s).ok()) else {
         return;
     };
     v["status"] = json!({"ports": endpoints_json(&ns, &spec, plan, view)});
+    if let Some(c) = proxy.map(|p| p.conflicts_of(&format!("{ns}/{name}"))).filter(|c| !c.is_empty()) {
+        v["status"]["conflicts"] = json!(c);
+    }
 }
 
 /// `GET /api/v1/namespaces/{ns}/endpoints/{name}`, in Kubernetes' shape.

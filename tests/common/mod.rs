@@ -253,6 +253,12 @@ impl TestNode {
         shoal::agent::process::marked_pids(&self.marker())
     }
 
+    /// Simulates the machine dying: the node and all its pods, kill -9.
+    pub fn kill9_with_pods(&mut self) {
+        self.kill9();
+        shoal::agent::process::kill_marked(&self.marker(), Duration::from_secs(5));
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -354,8 +360,9 @@ spec:
     )
 }
 
-/// A tiny HTTP server answering `pod=<name> node=<node>`; `/slow` sleeps 1s.
-pub const PY_SERVER: &str = "import http.server,os,time\\nclass H(http.server.BaseHTTPRequestHandler):\\n def do_GET(s):\\n  if s.path=='/slow': time.sleep(float(os.environ.get('SLOW','1')))\\n  b=('pod='+os.environ['SHOAL_POD_NAME']+' node='+os.environ['SHOAL_NODE_NAME']).encode()\\n  s.send_response(200);s.send_header('Content-Length',str(len(b)));s.end_headers();s.wfile.write(b)\\n def log_message(s,*a): pass\\nhttp.server.ThreadingHTTPServer((os.environ['SHOAL_NODE_IP'],int(os.environ['PORT'])),H).serve_forever()";
+/// A tiny HTTP server answering `pod=<name> node=<node>`. A pod whose name
+/// ends with `$SLOW_POD` sleeps `$SLOW` seconds before answering.
+pub const PY_SERVER: &str = "import http.server,os,time\\nclass H(http.server.BaseHTTPRequestHandler):\\n def do_GET(s):\\n  if os.environ['SHOAL_POD_NAME'].endswith(os.environ.get('SLOW_POD','/none')): time.sleep(float(os.environ.get('SLOW','1')))\\n  b=('pod='+os.environ['SHOAL_POD_NAME']+' node='+os.environ['SHOAL_NODE_NAME']).encode()\\n  s.send_response(200);s.send_header('Content-Length',str(len(b)));s.end_headers();s.wfile.write(b)\\n def log_message(s,*a): pass\\nhttp.server.ThreadingHTTPServer((os.environ['SHOAL_NODE_IP'],int(os.environ['PORT'])),H).serve_forever()";
 
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()

@@ -1,0 +1,329 @@
+//! The service proxy on every node: one TCP listener per service port (its
+//! node port, on the node IP), forwarding each connection to a Ready
+//! endpoint chosen by `balance`.
+//!
+//! Owns listeners and per-endpoint statistics. A connect failure is retried
+//! on another endpoint; a backend that accepts but does not answer within
+//! `response_timeout` is dropped and penalised. A service with no endpoint
+//! resets connections at once (no hang). A node port that cannot be bound
+//! (another service, or another program) is reported, not silently skipped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::balance::{Stats, p2c, round_robin};
+use super::endpoints::{Endpoint, endpoints};
+use crate::events::EventLog;
+use crate::membership::view::ClusterView;
+use crate::metrics::Metrics;
+use crate::model::{Kind, Object};
+use crate::placement::plan::PlanView;
+use crate::state::Snapshot;
+
+/// Connection attempts per client connection (each on another endpoint).
+pub const MAX_ATTEMPTS: usize = 3;
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub node_ip: IpAddr,
+    pub connect_timeout: Duration,
+    /// A backend that accepted but sends nothing this long after the client
+    /// spoke is dropped and penalised.
+    pub response_timeout: Duration,
+    pub round_robin: bool,
+}
+
+/// What the proxy reports about services (for `describe service`).
+#[derive(Debug, Default)]
+pub struct ProxyStatus {
+    /// Service id (`ns/name`) → problems with its ports on this node.
+    pub conflicts: Mutex<BTreeMap<String, Vec<String>>>,
+}
+
+impl ProxyStatus {
+    pub fn conflicts_of(&self, svc: &str) -> Vec<String> {
+        self.conflicts.lock().unwrap_or_else(|p| p.into_inner()).get(svc).cloned().unwrap_or_default()
+    }
+}
+
+struct Table {
+    endpoints: Vec<Endpoint>,
+    stats: HashMap<(String, u16), Stats>,
+    counter: u64,
+}
+
+impl Table {
+    fn set(&mut self, eps: Vec<Endpoint>, now: Instant) {
+        self.stats.retain(|k, _| eps.iter().any(|e| (e.ip.clone(), e.port) == *k));
+        for e in &eps {
+            self.stats.entry((e.ip.clone(), e.port)).or_insert_with(|| Stats::new(now));
+        }
+        self.endpoints = eps;
+    }
+}
+
+struct Listener {
+    port: u16,
+    table: Arc<Mutex<Table>>,
+    task: JoinHandle<()>,
+}
+
+type PortKey = (String, String, i64); // (namespace, service, service port)
+
+/// What the proxy watches and reports to.
+pub struct ProxyInputs {
+    pub state: watch::Receiver<Arc<Snapshot>>,
+    pub plan: watch::Receiver<Arc<PlanView>>,
+    pub view: watch::Receiver<Arc<ClusterView>>,
+    pub status: Arc<ProxyStatus>,
+    pub metrics: Arc<Metrics>,
+    pub events: Arc<EventLog>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Runs the proxy until `shutdown`.
+pub async fn run(cfg: ProxyConfig, inputs: ProxyInputs) {
+    let ProxyInputs { mut state, mut plan, mut view, status, metrics, events, mut shutdown } = inputs;
+    let mut listeners: HashMap<PortKey, Listener> = HashMap::new();
+    loop {
+        let snap = state.borrow_and_update().clone();
+        let pv = plan.borrow_and_update().clone();
+        let v = view.borrow_and_update().clone();
+        reconcile(&cfg, &snap, &pv, &v, &mut listeners, &status, &metrics, &events).await;
+        tokio::select! {
+            r = state.changed() => if r.is_err() { break },
+            r = plan.changed() => if r.is_err() { break },
+            r = view.changed() => if r.is_err() { break },
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    for (_, l) in listeners {
+        l.task.abort();
+    }
+}
+
+/// Which node ports this node should serve, oldest service first (it keeps
+/// a port two services claim).
+fn wanted(snap: &Snapshot) -> Vec<(PortKey, u16, crate::model::types::ServiceSpec, String)> {
+    let mut out = Vec::new();
+    for o in snap.of_kind(Kind::Service) {
+        let Object::Service(s) = &o.object else { continue };
+        let ns = s.metadata.namespace.clone().unwrap_or_default();
+        let created = s.metadata.creation_timestamp.clone().unwrap_or_default();
+        for p in &s.spec.ports {
+            if let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok()) {
+                out.push(((ns.clone(), s.metadata.name.clone(), p.port), np, s.spec.clone(), created.clone()));
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.3, &a.0).cmp(&(&b.3, &b.0)));
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reconcile(
+    cfg: &ProxyConfig,
+    snap: &Snapshot,
+    pv: &PlanView,
+    view: &ClusterView,
+    listeners: &mut HashMap<PortKey, Listener>,
+    status: &ProxyStatus,
+    metrics: &Arc<Metrics>,
+    events: &EventLog,
+) {
+    let now = Instant::now();
+    let mut conflicts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut claimed: HashMap<u16, String> = HashMap::new();
+    let want = wanted(snap);
+    let keys: Vec<PortKey> = want.iter().map(|w| w.0.clone()).collect();
+    for key in listeners.keys().filter(|k| !keys.contains(k)).cloned().collect::<Vec<_>>() {
+        if let Some(l) = listeners.remove(&key) {
+            l.task.abort();
+        }
+    }
+    for (key, np, spec, _) in want {
+        let svc = format!("{}/{}", key.0, key.1);
+        if let Some(other) = claimed.get(&np) {
+            conflicts
+                .entry(svc.clone())
+                .or_default()
+                .push(format!("node port {np} is also claimed by service {other}; the older service keeps it"));
+            if let Some(l) = listeners.remove(&key) {
+                l.task.abort();
+            }
+            continue;
+        }
+        claimed.insert(np, svc.clone());
+        let port = spec.ports.iter().find(|p| p.port == key.2).cloned();
+        let eps = port.map(|p| endpoints(&key.0, &spec, &p, &pv.plan.desired, view)).unwrap_or_default();
+        if let Some(l) = listeners.get(&key).filter(|l| l.port == np) {
+            l.table.lock().unwrap_or_else(|p| p.into_inner()).set(eps, now);
+            continue;
+        }
+        if let Some(old) = listeners.remove(&key) {
+            old.task.abort();
+        }
+        let addr = SocketAddr::new(cfg.node_ip, np);
+        match TcpListener::bind(addr).await {
+            Ok(l) => {
+                let mut t = Table { endpoints: Vec::new(), stats: HashMap::new(), counter: 0 };
+                t.set(eps, now);
+                let table = Arc::new(Mutex::new(t));
+                let task = tokio::spawn(accept_loop(l, table.clone(), cfg.clone(), svc.clone(), metrics.clone()));
+                listeners.insert(key, Listener { port: np, table, task });
+            }
+            Err(e) => {
+                let msg = format!("cannot listen on node port {addr}: {e} (another program or service uses it)");
+                if !status.conflicts_of(&svc).contains(&msg) {
+                    events.node(true, &view.self_name, "PortConflict", format!("service {svc}: {msg}"));
+                }
+                conflicts.entry(svc).or_default().push(msg);
+            }
+        }
+    }
+    *status.conflicts.lock().unwrap_or_else(|p| p.into_inner()) = conflicts;
+}
+
+async fn accept_loop(l: TcpListener, table: Arc<Mutex<Table>>, cfg: ProxyConfig, svc: String, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((client, _)) = l.accept().await else { continue };
+        let (table, cfg, svc, metrics) = (table.clone(), cfg.clone(), svc.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let outcome = serve(client, &table, &cfg).await;
+            metrics
+                .proxy_connections
+                .get_or_create(&vec![("service".into(), svc), ("outcome".into(), outcome.into())])
+                .inc();
+        });
+    }
+}
+
+/// Picks an endpoint not yet tried and counts it outstanding.
+fn pick(table: &Mutex<Table>, tried: &[(String, u16)], rr: bool) -> Option<Endpoint> {
+    let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    let keys: Vec<(String, u16)> = t.endpoints.iter().map(|e| (e.ip.clone(), e.port)).collect();
+    let candidates: Vec<usize> = (0..keys.len()).filter(|i| !tried.contains(&keys[*i])).collect();
+    let stats: Vec<Stats> = keys.iter().map(|k| t.stats.get(k).cloned().unwrap_or_else(|| Stats::new(now))).collect();
+    t.counter = t.counter.wrapping_add(1);
+    let i = if rr {
+        round_robin(&candidates, t.counter)
+    } else {
+        p2c(&stats, &candidates, rand::random(), rand::random(), now)
+    }?;
+    let e = t.endpoints[i].clone();
+    if let Some(s) = t.stats.get_mut(&keys[i]) {
+        s.outstanding += 1;
+    }
+    Some(e)
+}
+
+fn settle(table: &Mutex<Table>, e: &Endpoint, outcome: Result<Duration, ()>) {
+    let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = t.stats.get_mut(&(e.ip.clone(), e.port)) {
+        s.outstanding = s.outstanding.saturating_sub(1);
+        match outcome {
+            Ok(lat) => s.observe(lat, Instant::now()),
+            Err(()) => s.fail(Instant::now()),
+        }
+    }
+}
+
+fn reset(client: TcpStream) {
+    // RST rather than FIN: the client learns at once that nothing serves.
+    let _ = client.set_zero_linger();
+    drop(client);
+}
+
+async fn serve(client: TcpStream, table: &Mutex<Table>, cfg: &ProxyConfig) -> &'static str {
+    let mut tried = Vec::new();
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(e) = pick(table, &tried, cfg.round_robin) else { break };
+        let Ok(ip) = e.ip.parse::<IpAddr>() else {
+            settle(table, &e, Err(()));
+            tried.push((e.ip.clone(), e.port));
+            continue;
+        };
+        let t0 = Instant::now();
+        match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(SocketAddr::new(ip, e.port))).await {
+            Ok(Ok(backend)) => {
+                let _ = backend.set_nodelay(true);
+                let _ = client.set_nodelay(true);
+                let connect = t0.elapsed();
+                let (outcome, first_byte) = pipe(client, backend, cfg.response_timeout).await;
+                settle(table, &e, first_byte.map(|fb| fb.max(connect)).ok_or(()));
+                return outcome;
+            }
+            _ => {
+                settle(table, &e, Err(()));
+                tried.push((e.ip.clone(), e.port));
+            }
+        }
+    }
+    reset(client);
+    if tried.is_empty() { "no_endpoints" } else { "connect_failed" }
+}
+
+/// Copies both ways until both sides close. Returns the outcome and the time
+/// from the client's first bytes to the backend's first answer (`None` when
+/// the backend never answered within the timeout).
+async fn pipe(client: TcpStream, backend: TcpStream, response_timeout: Duration) -> (&'static str, Option<Duration>) {
+    let (mut cr, mut cw) = client.into_split();
+    let (mut br, mut bw) = backend.into_split();
+    let (spoke_tx, mut spoke_rx) = watch::channel(None::<Instant>);
+    let up = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    spoke_tx.send_if_modified(|s| s.is_none().then(|| *s = Some(Instant::now())).is_some());
+                    if bw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = bw.shutdown().await;
+    });
+    let mut buf = vec![0u8; 16 * 1024];
+    // Wait for the backend's first bytes; once the client has spoken, give
+    // the backend `response_timeout` to answer.
+    let first = loop {
+        let spoke = *spoke_rx.borrow();
+        let deadline = spoke.map(|t| t + response_timeout);
+        tokio::select! {
+            r = br.read(&mut buf) => break r,
+            _ = spoke_rx.changed(), if spoke.is_none() => continue,
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()).await }, if deadline.is_some() => {
+                up.abort();
+                return ("timeout", None);
+            }
+        }
+    };
+    let latency = spoke_rx.borrow().map(|t| t.elapsed());
+    match first {
+        // Accepted, then closed without a word: a failing backend.
+        Ok(0) | Err(_) => {
+            up.abort();
+            return ("closed", None);
+        }
+        Ok(n) => {
+            if cw.write_all(&buf[..n]).await.is_err() {
+                up.abort();
+                return ("client_gone", latency);
+            }
+        }
+    }
+    let _ = tokio::io::copy(&mut br, &mut cw).await;
+    let _ = cw.shutdown().await;
+    let _ = up.await;
+    ("ok", Some(latency.unwrap_or_default()))
+}
