@@ -34,6 +34,7 @@ pub struct Metrics {
     pub state_refused: Counter,
     pub ae_rounds: Counter,
     pub proxy_connections: Family<Vec<(String, String)>, Counter>,
+    pub proxy_backend_connections: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,6 +64,7 @@ impl Metrics {
             state_refused: Counter::default(),
             ae_rounds: Counter::default(),
             proxy_connections: Family::default(),
+            proxy_backend_connections: Family::default(),
             registry: Registry::default(),
         };
         registry.register("api_requests", "API requests by method and status", m.api_requests.clone());
@@ -97,6 +99,11 @@ impl Metrics {
         );
         registry.register("state_refused", "Desired-state entries refused from peers", m.state_refused.clone());
         registry.register("anti_entropy_rounds", "Anti-entropy rounds this node started", m.ae_rounds.clone());
+        registry.register(
+            "proxy_backend_connections",
+            "Proxied connections by service and backend pod",
+            m.proxy_backend_connections.clone(),
+        );
         registry.register(
             "proxy_connections",
             "Service proxy connections by service and outcome",

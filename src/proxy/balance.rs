@@ -14,8 +14,12 @@ use std::time::{Duration, Instant};
 pub const INITIAL_LATENCY: Duration = Duration::from_millis(1);
 /// Latency charged to an endpoint that failed or timed out.
 pub const FAILURE_PENALTY: Duration = Duration::from_secs(5);
-/// How fast the EWMA forgets (time constant).
-pub const DECAY: Duration = Duration::from_secs(10);
+/// How fast the EWMA forgets (time constant). Short enough that a healthy
+/// backend's occasional spike fades within a second, long enough that a
+/// consistently slow one stays expensive (each of its samples renews it).
+pub const DECAY: Duration = Duration::from_secs(1);
+/// Smallest weight of a faster sample.
+pub const MIN_BLEND: f64 = 0.3;
 
 /// This node's view of one endpoint.
 #[derive(Debug, Clone)]
@@ -41,11 +45,17 @@ impl Stats {
         floor + (self.ewma_ns - floor) * w
     }
 
-    /// Records one latency sample.
+    /// Records one latency sample: a slower sample is taken at once (peak);
+    /// a faster one is blended in with a weight that grows with the time
+    /// since the last sample (Finagle's peak EWMA), but is at least
+    /// `MIN_BLEND`, so that at hundreds of requests per second a healthy
+    /// backend's spike fades within tens of samples while a consistently
+    /// slow backend stays expensive.
     pub fn observe(&mut self, latency: Duration, now: Instant) {
         let sample = latency.as_nanos() as f64;
-        let cur = self.decayed(now);
-        self.ewma_ns = if sample > cur { sample } else { cur * 0.9 + sample * 0.1 };
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        let a = (1.0 - (-dt / DECAY.as_secs_f64()).exp()).max(MIN_BLEND);
+        self.ewma_ns = if sample > self.ewma_ns { sample } else { self.ewma_ns * (1.0 - a) + sample * a };
         self.last = now;
     }
 
@@ -110,7 +120,9 @@ mod tests {
         s.observe(Duration::from_millis(500), t0);
         assert_eq!(s.ewma_ns, 500e6, "peaks at once");
         s.observe(Duration::from_millis(10), t0);
-        assert!(s.ewma_ns > 400e6, "decays slowly");
+        assert!(s.ewma_ns > 400e6, "one fast sample right after does not erase the peak");
+        s.observe(Duration::from_millis(10), t0 + Duration::from_secs(3));
+        assert!(s.ewma_ns < 50e6, "but the peak fades with time");
         // A failed endpoint recovers its chance with time.
         s.fail(t0);
         assert!(s.cost(t0 + Duration::from_secs(60)) < s.cost(t0) / 100.0);

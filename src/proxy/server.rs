@@ -196,7 +196,13 @@ async fn accept_loop(l: TcpListener, table: Arc<Mutex<Table>>, cfg: ProxyConfig,
         let Ok((client, _)) = l.accept().await else { continue };
         let (table, cfg, svc, metrics) = (table.clone(), cfg.clone(), svc.clone(), metrics.clone());
         tokio::spawn(async move {
-            let outcome = serve(client, &table, &cfg).await;
+            let (outcome, pod) = serve(client, &table, &cfg).await;
+            if let Some(pod) = pod {
+                metrics
+                    .proxy_backend_connections
+                    .get_or_create(&vec![("service".into(), svc.clone()), ("pod".into(), pod)])
+                    .inc();
+            }
             metrics
                 .proxy_connections
                 .get_or_create(&vec![("service".into(), svc), ("outcome".into(), outcome.into())])
@@ -225,13 +231,14 @@ fn pick(table: &Mutex<Table>, tried: &[(String, u16)], rr: bool) -> Option<Endpo
     Some(e)
 }
 
-fn settle(table: &Mutex<Table>, e: &Endpoint, outcome: Result<Duration, ()>) {
+fn settle(table: &Mutex<Table>, e: &Endpoint, verdict: Verdict) {
     let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(s) = t.stats.get_mut(&(e.ip.clone(), e.port)) {
         s.outstanding = s.outstanding.saturating_sub(1);
-        match outcome {
-            Ok(lat) => s.observe(lat, Instant::now()),
-            Err(()) => s.fail(Instant::now()),
+        match verdict {
+            Verdict::Latency(l) => s.observe(l, Instant::now()),
+            Verdict::Failed => s.fail(Instant::now()),
+            Verdict::Neutral => {}
         }
     }
 }
@@ -242,12 +249,13 @@ fn reset(client: TcpStream) {
     drop(client);
 }
 
-async fn serve(client: TcpStream, table: &Mutex<Table>, cfg: &ProxyConfig) -> &'static str {
+/// Serves one client connection; returns the outcome and the pod that served it.
+async fn serve(client: TcpStream, table: &Mutex<Table>, cfg: &ProxyConfig) -> (&'static str, Option<String>) {
     let mut tried = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
         let Some(e) = pick(table, &tried, cfg.round_robin) else { break };
         let Ok(ip) = e.ip.parse::<IpAddr>() else {
-            settle(table, &e, Err(()));
+            settle(table, &e, Verdict::Failed);
             tried.push((e.ip.clone(), e.port));
             continue;
         };
@@ -257,34 +265,55 @@ async fn serve(client: TcpStream, table: &Mutex<Table>, cfg: &ProxyConfig) -> &'
                 let _ = backend.set_nodelay(true);
                 let _ = client.set_nodelay(true);
                 let connect = t0.elapsed();
-                let (outcome, first_byte) = pipe(client, backend, cfg.response_timeout).await;
-                settle(table, &e, first_byte.map(|fb| fb.max(connect)).ok_or(()));
-                return outcome;
+                let (outcome, verdict) = pipe(client, backend, cfg.response_timeout).await;
+                let verdict = match verdict {
+                    Verdict::Latency(l) => Verdict::Latency(l.max(connect)),
+                    v => v,
+                };
+                settle(table, &e, verdict);
+                return (outcome, Some(e.pod));
             }
             _ => {
-                settle(table, &e, Err(()));
+                settle(table, &e, Verdict::Failed);
                 tried.push((e.ip.clone(), e.port));
             }
         }
     }
     reset(client);
-    if tried.is_empty() { "no_endpoints" } else { "connect_failed" }
+    (if tried.is_empty() { "no_endpoints" } else { "connect_failed" }, None)
 }
 
-/// Copies both ways until both sides close. Returns the outcome and the time
-/// from the client's first bytes to the backend's first answer (`None` when
-/// the backend never answered within the timeout).
-async fn pipe(client: TcpStream, backend: TcpStream, response_timeout: Duration) -> (&'static str, Option<Duration>) {
+/// What a proxied connection says about its backend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    /// Answered; time from the client's first bytes to the first answer.
+    Latency(Duration),
+    /// Refused, reset, closed without answering, or timed out.
+    Failed,
+    /// Nothing to learn (the client left before the backend could answer).
+    Neutral,
+}
+
+/// What the client side of a connection has done so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct ClientSide {
+    spoke: Option<Instant>,
+    closed: bool,
+}
+
+/// Copies both ways until both sides close; returns the outcome and what it
+/// says about the backend.
+async fn pipe(client: TcpStream, backend: TcpStream, response_timeout: Duration) -> (&'static str, Verdict) {
     let (mut cr, mut cw) = client.into_split();
     let (mut br, mut bw) = backend.into_split();
-    let (spoke_tx, mut spoke_rx) = watch::channel(None::<Instant>);
+    let (tx, mut rx) = watch::channel(ClientSide::default());
     let up = tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             match cr.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    spoke_tx.send_if_modified(|s| s.is_none().then(|| *s = Some(Instant::now())).is_some());
+                    tx.send_if_modified(|s| s.spoke.is_none().then(|| s.spoke = Some(Instant::now())).is_some());
                     if bw.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
@@ -292,38 +321,48 @@ async fn pipe(client: TcpStream, backend: TcpStream, response_timeout: Duration)
             }
         }
         let _ = bw.shutdown().await;
+        tx.send_modify(|s| s.closed = true);
     });
     let mut buf = vec![0u8; 16 * 1024];
     // Wait for the backend's first bytes; once the client has spoken, give
     // the backend `response_timeout` to answer.
+    let mut watching = true;
     let first = loop {
-        let spoke = *spoke_rx.borrow();
-        let deadline = spoke.map(|t| t + response_timeout);
+        let side = *rx.borrow_and_update();
+        let deadline = side.spoke.map(|t| t + response_timeout);
         tokio::select! {
             r = br.read(&mut buf) => break r,
-            _ = spoke_rx.changed(), if spoke.is_none() => continue,
+            r = rx.changed(), if watching && !side.closed => {
+                watching = r.is_ok();
+                continue;
+            }
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()).await }, if deadline.is_some() => {
                 up.abort();
-                return ("timeout", None);
+                return ("timeout", Verdict::Failed);
             }
         }
     };
-    let latency = spoke_rx.borrow().map(|t| t.elapsed());
+    let side = *rx.borrow();
+    let latency = side.spoke.map(|t| t.elapsed());
     match first {
-        // Accepted, then closed without a word: a failing backend.
         Ok(0) | Err(_) => {
             up.abort();
-            return ("closed", None);
+            // The client left first: not the backend's fault.
+            if side.closed || side.spoke.is_none() {
+                return ("client_gone", Verdict::Neutral);
+            }
+            // Accepted a request, then closed without a word: failing.
+            return ("closed", Verdict::Failed);
         }
         Ok(n) => {
             if cw.write_all(&buf[..n]).await.is_err() {
                 up.abort();
-                return ("client_gone", latency);
+                return ("client_gone", latency.map_or(Verdict::Neutral, Verdict::Latency));
             }
         }
     }
     let _ = tokio::io::copy(&mut br, &mut cw).await;
     let _ = cw.shutdown().await;
     let _ = up.await;
-    ("ok", Some(latency.unwrap_or_default()))
+    ("ok", latency.map_or(Verdict::Neutral, Verdict::Latency))
 }
