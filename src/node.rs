@@ -330,7 +330,30 @@ impl Node {
 
         let mut runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>> = BTreeMap::new();
         runtimes.insert(RuntimeKind::Process, Arc::new(ProcessRuntime::new(agent_marker(&dd))));
-        let mut info = self_info(&cfg, &r, generation, &runtimes.keys().copied().collect::<Vec<_>>())?;
+        let docker = match cfg.runtimes.docker.as_str() {
+            "off" => None,
+            mode => {
+                let socket = crate::agent::docker::socket_path(cfg.runtimes.docker_socket.as_deref());
+                let rt = Arc::new(crate::agent::docker::DockerRuntime::new(socket.clone(), agent_marker(&dd)));
+                if !rt.available().await {
+                    if mode == "on" {
+                        return Err(NodeError::Other(format!(
+                            "runtimes.docker is \"on\" but no Docker engine answers at {socket}; start it, fix runtimes.docker_socket, or use \"auto\""
+                        )));
+                    }
+                    tracing::info!(%socket, "no Docker engine answers; the docker runtime comes online when it does");
+                }
+                runtimes.insert(RuntimeKind::Docker, rt.clone());
+                Some(rt)
+            }
+        };
+        let mut offered: Vec<RuntimeKind> = vec![RuntimeKind::Process];
+        if let Some(d) = &docker
+            && d.available().await
+        {
+            offered.push(RuntimeKind::Docker);
+        }
+        let mut info = self_info(&cfg, &r, generation, &offered)?;
         info.api_url = format!("http://{api_addr}");
 
         let ctx = Arc::new(PodCtx {
@@ -418,6 +441,32 @@ impl Node {
             api_token: api_token.clone(),
             metrics: metrics.clone(),
         }));
+        if let Some(d) = docker {
+            // Advertise the docker runtime only while its engine answers:
+            // placement then moves docker pods away from a node whose engine died.
+            let info_tx = membership.info_sender();
+            let events2 = events.clone();
+            let me = r.name.clone();
+            crate::agent::docker::watch_engine(
+                d,
+                move |up| {
+                    info_tx.send_modify(|i| {
+                        if up {
+                            i.runtimes.insert(RuntimeKind::Docker);
+                        } else {
+                            i.runtimes.remove(&RuntimeKind::Docker);
+                        }
+                    });
+                    events2.node(
+                        !up,
+                        &me,
+                        if up { "RuntimeReady" } else { "RuntimeUnavailable" },
+                        format!("docker runtime {}", if up { "available" } else { "unavailable" }),
+                    );
+                },
+                shutdown_rx.clone(),
+            );
+        }
         let settle = settle_time(&dd, cfg.membership.settle_time);
         let settle_task = {
             let (info_tx, mut sd) = (membership_info_setter(&membership), shutdown_rx.clone());

@@ -12,6 +12,7 @@
 
 pub mod backoff;
 pub mod decide;
+pub mod docker;
 pub mod logs;
 pub mod pod;
 pub mod ports;
@@ -100,17 +101,14 @@ impl Agent {
         }
     }
 
-    /// Takes over what a previous run of this node left behind: adopts the
-    /// containers of pods it still owns, removes the rest.
+    /// Takes over what a previous run of this node left behind. Containers
+    /// of pods still desired (same template) are adopted and get a supervisor
+    /// at once; reconciling then keeps those this node owns and hands the
+    /// others off make-before-break. Everything else is removed.
     pub async fn recover(&mut self, plan: &Plan) {
-        let me = self.ctx.node_name.clone();
-        let owned: BTreeMap<String, String> = plan
-            .owners
-            .iter()
-            .filter(|(_, o)| **o == me)
-            .filter_map(|(id, _)| plan.desired.get(id).map(|d| (id.clone(), d.template_hash.clone())))
-            .collect();
-        let keep = move |ns: &str, pod: &str, hash: &str| owned.get(&format!("{ns}/{pod}")).is_some_and(|h| h == hash);
+        let wanted: BTreeMap<String, String> =
+            plan.desired.iter().map(|(id, d)| (id.clone(), d.template_hash.clone())).collect();
+        let keep = move |ns: &str, pod: &str, hash: &str| wanted.get(&format!("{ns}/{pod}")).is_some_and(|h| h == hash);
         for rt in self.ctx.runtimes.values() {
             match rt.recover(&keep).await {
                 Ok(adopted) => {
@@ -123,6 +121,19 @@ impl Agent {
                     tracing::warn!(runtime = rt.kind().as_str(), error = %e, "recovery failed")
                 }
             }
+        }
+        for (id, adopted) in std::mem::take(&mut self.adopted) {
+            let Some(d) = plan.desired.get(&id) else { continue };
+            self.ctx.events.pod(
+                false,
+                &d.namespace,
+                &d.name,
+                "Adopted",
+                "took over its running containers after a restart of this node",
+            );
+            let h =
+                PodHandle::spawn(d.clone(), self.ctx.clone(), self.changed.clone(), self.events_tx.clone(), adopted);
+            self.pods.insert(id, h);
         }
     }
 

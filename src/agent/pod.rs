@@ -582,7 +582,15 @@ impl ContainerJob {
             }
             let adopted = self.adopted.take();
             let (mut running, started_at) = match adopted {
-                Some(a) => (a.running, a.started_at),
+                Some(a) => {
+                    if let Some(follow) = a.follow {
+                        follow(LogSink::open(
+                            logs::log_path(&self.ctx.logs_dir(), &self.desired.namespace, &self.desired.name, &cname),
+                            self.ctx.log_limits,
+                        ));
+                    }
+                    (a.running, a.started_at)
+                }
                 None => {
                     if let Some(img) = &self.container.image {
                         self.cell.container(i, |c| {

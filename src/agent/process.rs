@@ -19,7 +19,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::runtime::{Adopted, ExecTarget, Exit, Launch, Running, Runtime, RuntimeError};
+use super::runtime::{Adopted, ExecTarget, Exit, Keep, Launch, Running, Runtime, RuntimeError};
 use crate::model::pods::RuntimeKind;
 
 /// Environment variable marking processes started by this node.
@@ -170,10 +170,7 @@ impl Runtime for ProcessRuntime {
         }
     }
 
-    async fn recover(
-        &self,
-        _keep: &(dyn Fn(&str, &str, &str) -> bool + Send + Sync),
-    ) -> Result<Vec<Adopted>, RuntimeError> {
+    async fn recover(&self, _keep: &Keep) -> Result<Vec<Adopted>, RuntimeError> {
         let marker = self.marker.clone();
         let killed = tokio::task::spawn_blocking(move || kill_marked(&marker, Duration::from_secs(10)))
             .await

@@ -112,7 +112,12 @@ pub struct Adopted {
     pub running: Box<dyn Running>,
     pub ports: Vec<PortMapping>,
     pub started_at: u64,
+    /// Starts copying its output into the pod's log file.
+    pub follow: Option<Box<dyn FnOnce(LogSink) + Send>>,
 }
+
+/// Says whether this node still owns `(namespace, pod, template_hash)`.
+pub type Keep = dyn for<'a> Fn(&'a str, &'a str, &'a str) -> bool + Send + Sync;
 
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -126,8 +131,5 @@ pub trait Runtime: Send + Sync + 'static {
     /// left behind. `keep(namespace, pod, template_hash)` says which pods this
     /// node still owns; the runtime returns those it adopted and removes the
     /// rest. Runtimes that cannot adopt remove everything.
-    async fn recover(
-        &self,
-        keep: &(dyn Fn(&str, &str, &str) -> bool + Send + Sync),
-    ) -> Result<Vec<Adopted>, RuntimeError>;
+    async fn recover(&self, keep: &Keep) -> Result<Vec<Adopted>, RuntimeError>;
 }

@@ -120,7 +120,7 @@ mod tests {
         s.observe(Duration::from_millis(500), t0);
         assert_eq!(s.ewma_ns, 500e6, "peaks at once");
         s.observe(Duration::from_millis(10), t0);
-        assert!(s.ewma_ns > 400e6, "one fast sample right after does not erase the peak");
+        assert!(s.ewma_ns > 300e6, "one fast sample right after does not erase the peak");
         s.observe(Duration::from_millis(10), t0 + Duration::from_secs(3));
         assert!(s.ewma_ns < 50e6, "but the peak fades with time");
         // A failed endpoint recovers its chance with time.

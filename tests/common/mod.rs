@@ -283,6 +283,71 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         self.kill9();
         shoal::agent::process::kill_marked(&self.marker(), Duration::from_secs(5));
+        remove_containers(&self.marker());
+    }
+}
+
+/// Removes the Docker containers a node (by its marker) created.
+pub fn remove_containers(marker: &str) {
+    let ids = docker_ids(&format!("shoal.managed={marker}"));
+    if !ids.is_empty() {
+        let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+    }
+}
+
+/// Ids of the containers (running or not) carrying `label`.
+pub fn docker_ids(label: &str) -> Vec<String> {
+    Command::new("docker")
+        .args(["ps", "-aq", "--no-trunc", "--filter", &format!("label={label}")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// The tag of the locally built test image.
+pub const TEST_IMAGE: &str = "shoal-test/busybox:1";
+
+/// Whether a Docker engine answers; builds the test image (FROM scratch
+/// with Debian's static busybox) on first use. Outside CI a missing engine
+/// or busybox skips the test with a message; under CI (`CI=true`) it fails,
+/// so CI never passes by skipping.
+pub fn docker_ready() -> bool {
+    static READY: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let r = READY.get_or_init(|| {
+        let ping = Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output();
+        if !ping.as_ref().is_ok_and(|o| o.status.success()) {
+            return Err("no Docker engine answers (docker version failed)".into());
+        }
+        if Command::new("docker").args(["image", "inspect", TEST_IMAGE]).output().is_ok_and(|o| o.status.success()) {
+            return Ok(());
+        }
+        let bb = Path::new("/bin/busybox");
+        if !bb.exists() {
+            return Err("/bin/busybox is missing (apt-get install busybox-static)".into());
+        }
+        let ctx = tempfile::tempdir().map_err(|e| e.to_string())?;
+        std::fs::copy(bb, ctx.path().join("busybox")).map_err(|e| e.to_string())?;
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker/Dockerfile"), ctx.path().join("Dockerfile"))
+            .map_err(|e| e.to_string())?;
+        let o = Command::new("docker")
+            .args(["build", "-q", "-t", TEST_IMAGE])
+            .arg(ctx.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(format!("docker build failed: {}", String::from_utf8_lossy(&o.stderr)))
+        }
+    });
+    match r {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "Docker tests cannot run under CI: {why}");
+            eprintln!("skipping: {why}");
+            false
+        }
     }
 }
 

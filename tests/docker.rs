@@ -1,0 +1,269 @@
+//! Pods as real Docker containers (the machine's engine, an image built
+//! locally from Debian's static busybox): deploy, restart after `docker
+//! kill`, adoption after `kill -9` of the node, limits, volumes, pull
+//! policies, and an engine that disappears and comes back.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use common::*;
+
+fn web(name: &str, replicas: u32, extra_volumes: &str, extra_mounts: &str, start: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      volumes:
+        - {{name: scratch, emptyDir: {{}}}}
+{extra_volumes}      containers:
+        - name: httpd
+          image: {TEST_IMAGE}
+          command: ["sh", "-c", "{start}mkdir -p /www && echo hello-$SHOAL_POD_NAME > /www/index.html && echo written > /scratch/mark && exec httpd -f -p 8080 -h /www"]
+          ports: [{{name: http, containerPort: 8080}}]
+          resources: {{limits: {{memory: 64Mi, cpu: 500m}}}}
+          volumeMounts:
+            - {{name: scratch, mountPath: /scratch}}
+{extra_mounts}          readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}
+"#
+    )
+}
+
+fn container_of(node: &TestNode, pod: &str) -> Option<String> {
+    node.pods()
+        .iter()
+        .find(|p| p["metadata"]["name"] == pod)
+        .and_then(|p| p["status"]["containerStatuses"][0]["containerID"].as_str().map(String::from))
+}
+
+#[test]
+fn containers_run_restart_and_carry_limits_and_volumes() {
+    if !docker_ready() {
+        return;
+    }
+    let node = TestNode::start("dock", FAST, &[]);
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("hello.txt"), "from-the-host\n").unwrap();
+    let m = web(
+        "web",
+        2,
+        &format!("        - {{name: data, hostPath: {{path: {}}}}}\n", host.path().display()),
+        "            - {name: data, mountPath: /data, readOnly: true}\n",
+        "cat /data/hello.txt; ",
+    );
+    node.apply(&m);
+    node.wait_ready("web", 2, 60);
+    for p in node.pods() {
+        let name = p["metadata"]["name"].as_str().unwrap().to_string();
+        let port = p["spec"]["containers"][0]["ports"][0]["hostPort"].as_u64().unwrap() as u16;
+        let body = http_get(SocketAddr::from((node.ip, port)), "/").unwrap();
+        assert!(body.contains(&format!("hello-{name}")), "{body}");
+        // emptyDir: written inside, visible in the pod's directory on the host.
+        let mark = node.data_dir().join(format!("pods/default_{name}/volumes/scratch/mark"));
+        assert_eq!(std::fs::read_to_string(mark).unwrap().trim(), "written");
+        // hostPath: the host's file, read inside, shows in the logs.
+        let logs = poll(10, "the host file in the logs", || {
+            let l = node.ok(&["logs", &name]);
+            if l.contains("from-the-host") { Ok(l) } else { Err(l) }
+        });
+        assert!(logs.contains("from-the-host"));
+    }
+    // Limits from the manifest, as Docker sees them.
+    let id = container_of(&node, "web-0").unwrap();
+    let o = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}}",
+            id.trim_start_matches("docker://"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "67108864 500000000 no");
+    // docker kill: Shoal (not Docker) restarts it.
+    Command::new("docker").args(["kill", id.trim_start_matches("docker://")]).output().unwrap();
+    poll(60, "web-0 restarted by shoal", || {
+        let pods = node.pods();
+        let p = find(&pods, "web-0").ok_or("gone")?;
+        let r = p["status"]["containerStatuses"][0]["restartCount"].as_u64().unwrap_or(0);
+        let ready = p["status"]["containerStatuses"][0]["ready"] == true;
+        if r >= 1 && ready { Ok(()) } else { Err(format!("restarts {r} ready {ready}")) }
+    });
+    assert_ne!(container_of(&node, "web-0").unwrap(), id);
+    // Deleting the deployment leaves no container behind.
+    node.ok(&["delete", "deployment", "web"]);
+    poll(30, "containers removed", || {
+        let left = docker_ids(&format!("shoal.managed={}", node.marker()));
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+    });
+}
+
+#[test]
+fn after_kill9_the_node_adopts_its_containers_and_runs_each_replica_once() {
+    if !docker_ready() {
+        return;
+    }
+    let mut node = TestNode::start("dock", FAST, &[]);
+    node.apply(&web("web", 3, "", "", ""));
+    node.wait_ready("web", 3, 60);
+    let label = format!("shoal.managed={}", node.marker());
+    let mut before = docker_ids(&label);
+    before.sort();
+    assert_eq!(before.len(), 3);
+    node.kill9();
+    node.restart();
+    node.wait_ready("web", 3, 60);
+    let mut after = docker_ids(&label);
+    after.sort();
+    assert_eq!(after, before, "the same containers, adopted, none added");
+    let ev = node.ok(&["get", "events"]);
+    assert!(ev.contains("Adopted"), "{ev}");
+}
+
+#[test]
+fn pull_failures_are_a_clear_status() {
+    if !docker_ready() {
+        return;
+    }
+    let node = TestNode::start("dock", FAST, &[]);
+    let m = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ghost}\nspec:\n  selector: {matchLabels: {a: g}}\n  template:\n    metadata: {labels: {a: g}}\n    spec:\n      containers: [{name: c, image: shoal-test/not-here:9, imagePullPolicy: Never}]\n";
+    node.apply(m);
+    poll(60, "ErrImageNeverPull", || {
+        let t = node.ok(&["get", "pods"]);
+        if t.contains("ErrImageNeverPull") { Ok(()) } else { Err(t) }
+    });
+    // An unreachable registry: ErrImagePull with the engine's message.
+    node.apply(&m.replace("ghost", "ghost2").replace("a: g", "a: g2").replace(", imagePullPolicy: Never", ""));
+    poll(90, "ErrImagePull", || {
+        let d = node.ok(&["describe", "pod", "ghost2-0"]);
+        if d.contains("ErrImagePull") { Ok(()) } else { Err(d) }
+    });
+    // A malformed image name never gets that far.
+    let o = node.cli_stdin(&["apply", "-f", "-"], &m.replace("shoal-test/not-here:9", "Bad Image"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid image reference"));
+}
+
+/// A unix-socket forwarder standing in for the engine's socket, so that a
+/// test can make "the engine" disappear for one node without stopping the
+/// machine's Docker.
+struct SocketProxy {
+    path: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SocketProxy {
+    fn start(path: &std::path::Path) -> SocketProxy {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let _ = std::fs::remove_file(path);
+        let l = UnixListener::bind(path).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let p2 = path.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        c.set_nonblocking(false).unwrap();
+                        let Ok(up) = UnixStream::connect("/var/run/docker.sock") else { continue };
+                        let (c2, up2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut &c, &mut &up);
+                            let _ = up.shutdown(std::net::Shutdown::Write);
+                        });
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut &up2, &mut &c2);
+                            let _ = c2.shutdown(std::net::Shutdown::Write);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+            let _ = std::fs::remove_file(p2);
+        });
+        SocketProxy { path: path.to_path_buf(), stop, thread: Some(thread) }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for SocketProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn when_a_nodes_engine_disappears_its_container_pods_move_and_it_comes_back() {
+    if !docker_ready() {
+        return;
+    }
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("docker.sock");
+    let mut proxy = SocketProxy::start(&sock);
+    let cfg_a = format!(
+        "[labels]\nengine = \"proxied\"\n[runtimes]\ndocker = \"on\"\ndocker_socket = \"unix://{}\"\n{FAST}",
+        sock.display()
+    );
+    let c =
+        Cluster::start_with(2, |i| if i == 0 { cfg_a.clone() } else { format!("[runtimes]\ndocker = \"on\"\n{FAST}") });
+    // Pin the pod to n1 while its engine answers.
+    c.nodes[0].apply(
+        &web("web", 1, "", "", "").replace("      volumes:", "      nodeSelector: {engine: proxied}\n      volumes:"),
+    );
+    c.nodes[0].wait_ready("web", 1, 60);
+    let runtimes = |i: usize| {
+        c.nodes[i].json(&["get", "nodes", "n1"]).unwrap()["status"]["nodeInfo"]["containerRuntimes"].to_string()
+    };
+    assert!(runtimes(1).contains("docker"));
+    proxy.stop();
+    poll(30, "n1 without docker, seen from n2", || {
+        let r = runtimes(1);
+        if r.contains("docker") { Err(r) } else { Ok(()) }
+    });
+    // Its pods cannot stay: no other node matches, so they wait with the reason.
+    poll(30, "the pod is unschedulable with a reason", || {
+        let pods = c.nodes[1].pods();
+        let msg = pods
+            .iter()
+            .find(|p| p["metadata"]["name"] == "web-0")
+            .map(|p| p["status"]["conditions"][0]["message"].to_string())
+            .unwrap_or_default();
+        if msg.contains("no node matches nodeSelector engine=proxied") { Ok(()) } else { Err(msg) }
+    });
+    // Without the selector the pod moves to n2, which has an engine.
+    c.nodes[0].apply(&web("web", 1, "", "", ""));
+    poll(60, "web-0 ready on n2", || {
+        let pods = c.nodes[1].pods();
+        let p = find(&pods, "web-0").ok_or("no pod")?;
+        if p["spec"]["nodeName"] == "n2" && p["status"]["containerStatuses"][0]["ready"] == true {
+            Ok(())
+        } else {
+            Err(p["spec"]["nodeName"].to_string())
+        }
+    });
+    // The engine comes back: n1 offers docker again.
+    let _proxy = SocketProxy::start(&sock);
+    poll(30, "n1 offers docker again", || if runtimes(1).contains("docker") { Ok(()) } else { Err(runtimes(1)) });
+    // ...and cleans up the container it could not reach while the engine was away.
+    poll(60, "n1's stray container removed", || {
+        let left = docker_ids(&format!("shoal.managed={}", c.nodes[0].marker()));
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+    });
+}
