@@ -207,7 +207,7 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
         .map(|o| ((o.object.meta().namespace.clone().unwrap_or_default(), o.object.meta().name.clone()), &**o))
         .collect();
     for n in view.nodes.values().filter(|n| n.state.alive()) {
-        for (id, s) in &n.pods {
+        for (id, s) in n.pods.iter() {
             if desired_ids.contains(id) || namespace.is_some_and(|ns| s.namespace != ns) {
                 continue;
             }

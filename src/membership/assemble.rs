@@ -6,6 +6,7 @@
 //! generation replaces the old one (same name, larger generation).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -25,13 +26,53 @@ pub mod keys {
     pub const STATE_DIGEST: &str = "sd";
 }
 
+/// A node's records, parsed from its chitchat keys. Parsed once per change
+/// of the node's state (not on every assembly), so views stay cheap with
+/// hundreds of nodes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Records {
+    pub info: Option<NodeInfo>,
+    pub left: bool,
+    pub pods: Arc<BTreeMap<String, PodStatus>>,
+    pub digest: String,
+    /// Keys that did not parse (a peer sending garbage).
+    pub malformed: usize,
+}
+
+/// Parses a node's key-value pairs (untrusted: garbage is counted, skipped).
+pub fn parse_records<'a>(kv: impl Iterator<Item = (&'a str, &'a str)>) -> Records {
+    let mut r = Records::default();
+    let mut pods = BTreeMap::new();
+    for (k, v) in kv {
+        if k == keys::INFO {
+            match serde_json::from_str::<NodeInfo>(v) {
+                Ok(i) => r.info = Some(i),
+                Err(_) => r.malformed += 1,
+            }
+        } else if k == keys::LEFT {
+            r.left = true;
+        } else if k == keys::STATE_DIGEST {
+            r.digest = v.to_string();
+        } else if let Some(id) = k.strip_prefix(keys::POD) {
+            match serde_json::from_str::<PodStatus>(v) {
+                Ok(p) if p.id() == id => {
+                    pods.insert(id.to_string(), p);
+                }
+                _ => r.malformed += 1,
+            }
+        }
+    }
+    r.pods = Arc::new(pods);
+    r
+}
+
 /// What chitchat says about one node id.
 #[derive(Debug, Clone)]
 pub struct RawNode {
     pub name: String,
     pub generation: u64,
     pub live: bool,
-    pub kv: BTreeMap<String, String>,
+    pub records: Arc<Records>,
     /// When this node last saw the heartbeat advance.
     pub last_heartbeat: Instant,
 }
@@ -71,7 +112,7 @@ pub struct Change {
 /// This node's own part of the view.
 pub struct Me<'a> {
     pub info: &'a NodeInfo,
-    pub pods: &'a BTreeMap<String, PodStatus>,
+    pub pods: &'a Arc<BTreeMap<String, PodStatus>>,
     pub leaving: bool,
 }
 
@@ -102,17 +143,14 @@ pub fn assemble(
     let self_state = if leaving { NodeState::Left } else { NodeState::Ready };
     nodes.insert(me.name.clone(), (me.clone(), self_state, my_pods.clone(), String::new()));
     for (name, r) in newest {
-        let Some(info) = r.kv.get(keys::INFO).and_then(|s| serde_json::from_str::<NodeInfo>(s).ok()) else {
-            if r.kv.contains_key(keys::INFO) {
-                malformed += 1;
-            }
-            continue;
-        };
+        let rec = &r.records;
+        malformed += rec.malformed;
+        let Some(info) = rec.info.clone() else { continue };
         if info.name != name {
             malformed += 1;
             continue;
         }
-        let state = if r.kv.contains_key(keys::LEFT) {
+        let state = if rec.left {
             NodeState::Left
         } else if !r.live {
             NodeState::Dead
@@ -121,18 +159,7 @@ pub fn assemble(
         } else {
             NodeState::Ready
         };
-        let mut pods = BTreeMap::new();
-        for (k, v) in r.kv.range(keys::POD.to_string()..) {
-            let Some(id) = k.strip_prefix(keys::POD) else { break };
-            match serde_json::from_str::<PodStatus>(v) {
-                Ok(p) if p.id() == id => {
-                    pods.insert(id.to_string(), p);
-                }
-                _ => malformed += 1,
-            }
-        }
-        let digest = r.kv.get(keys::STATE_DIGEST).cloned().unwrap_or_default();
-        nodes.insert(name.to_string(), (info, state, pods, digest));
+        nodes.insert(name.to_string(), (info, state, rec.pods.clone(), rec.digest.clone()));
     }
     let mut changes = Vec::new();
     let mut out = BTreeMap::new();
@@ -183,10 +210,15 @@ mod tests {
         NodeInfo { name: name.into(), generation, ..Default::default() }
     }
 
+    fn raw_kv(name: &str, generation: u64, live: bool, hb_age_ms: u64, now: Instant, kv: &[(&str, String)]) -> RawNode {
+        let mut all = vec![(keys::INFO.to_string(), serde_json::to_string(&info(name, generation)).unwrap())];
+        all.extend(kv.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let records = Arc::new(parse_records(all.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        RawNode { name: name.into(), generation, live, records, last_heartbeat: now - Duration::from_millis(hb_age_ms) }
+    }
+
     fn raw(name: &str, generation: u64, live: bool, hb_age_ms: u64, now: Instant) -> RawNode {
-        let mut kv = BTreeMap::new();
-        kv.insert(keys::INFO.to_string(), serde_json::to_string(&info(name, generation)).unwrap());
-        RawNode { name: name.into(), generation, live, kv, last_heartbeat: now - Duration::from_millis(hb_age_ms) }
+        raw_kv(name, generation, live, hb_age_ms, now, &[])
     }
 
     #[test]
@@ -194,8 +226,7 @@ mod tests {
         let now = Instant::now();
         let rules = Rules { suspect_after: Duration::from_millis(800) };
         let mut mem = Memory::default();
-        let mut left = raw("c", 1, true, 0, now);
-        left.kv.insert(keys::LEFT.into(), "1".into());
+        let left = raw_kv("c", 1, true, 0, now, &[(keys::LEFT, "1".into())]);
         let nodes = vec![
             raw("a", 1, false, 5000, now),
             raw("a", 2, true, 10, now), // restarted: the new generation wins
@@ -208,7 +239,7 @@ mod tests {
             mem.seen_live.insert((r.name.clone(), r.generation));
         }
         let (v, changes, bad) = assemble(
-            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            Me { info: &info("me", 1), pods: &Arc::new(BTreeMap::new()), leaving: false },
             &nodes,
             rules,
             now,
@@ -225,7 +256,7 @@ mod tests {
         // me, a, b alive; d dead; c left and not counted: 3 of 4.
         assert!(v.quorum);
         let (v2, changes2, _) = assemble(
-            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            Me { info: &info("me", 1), pods: &Arc::new(BTreeMap::new()), leaving: false },
             &nodes,
             rules,
             now,
@@ -242,7 +273,7 @@ mod tests {
         let rules = Rules { suspect_after: Duration::from_millis(800) };
         let mut mem = Memory::default();
         let (v, changes, _) = assemble(
-            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            Me { info: &info("me", 1), pods: &Arc::new(BTreeMap::new()), leaving: false },
             &[raw("a", 1, false, 0, now)],
             rules,
             now,
@@ -251,7 +282,7 @@ mod tests {
         );
         assert!(!v.nodes.contains_key("a") && changes.len() == 1, "only me");
         let (v, _, _) = assemble(
-            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            Me { info: &info("me", 1), pods: &Arc::new(BTreeMap::new()), leaving: false },
             &[raw("a", 1, true, 0, now)],
             rules,
             now,
@@ -262,7 +293,7 @@ mod tests {
         // Restarted: the new generation is not live yet, the old one shows Dead.
         let nodes = [raw("a", 1, false, 0, now), raw("a", 2, false, 0, now)];
         let (v, _, _) = assemble(
-            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            Me { info: &info("me", 1), pods: &Arc::new(BTreeMap::new()), leaving: false },
             &nodes,
             rules,
             now,
@@ -276,17 +307,17 @@ mod tests {
     fn minority_has_no_quorum_and_garbage_is_counted() {
         let now = Instant::now();
         let rules = Rules { suspect_after: Duration::from_millis(800) };
-        let mut bad = raw("x", 1, true, 0, now);
-        bad.kv.insert(format!("{}default/p-0", keys::POD), "{not json".into());
+        let pod_key = format!("{}default/p-0", keys::POD);
+        let bad = raw_kv("x", 1, true, 0, now, &[(pod_key.as_str(), "{not json".into())]);
         let mut wrong_name = raw("y", 1, true, 0, now);
-        wrong_name.kv.insert(keys::INFO.into(), serde_json::to_string(&info("z", 1)).unwrap());
+        wrong_name.records = Arc::new(parse_records([(keys::INFO, serde_json::to_string(&info("z", 1)).unwrap())].iter().map(|(k, v)| (*k, v.as_str()))));
         let nodes = vec![raw("a", 1, false, 0, now), raw("b", 1, false, 0, now), bad, wrong_name];
         let mut mem = Memory::default();
         for r in &nodes {
             mem.seen_live.insert((r.name.clone(), r.generation));
         }
         let (v, _, malformed) = assemble(
-            Me { info: &info("me", 1), pods: &BTreeMap::new(), leaving: false },
+            Me { info: &info("me", 1), pods: &Arc::new(BTreeMap::new()), leaving: false },
             &nodes,
             rules,
             now,

@@ -203,6 +203,8 @@ async fn refresh_loop(
 ) {
     let mut memory = Memory::default();
     let mut heartbeats: HashMap<ChitchatId, (u64, Instant)> = HashMap::new();
+    // Parsed records per node id, refreshed only when its state changes.
+    let mut parsed: HashMap<ChitchatId, (u64, Arc<super::assemble::Records>)> = HashMap::new();
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let rules = Rules { suspect_after: cfg.suspect_after };
@@ -227,17 +229,27 @@ async fn refresh_loop(
                     if e.0 != hb_num {
                         *e = (hb_num, now);
                     }
+                    let version = st.max_version();
+                    let records = match parsed.get(id) {
+                        Some((v, r)) if *v == version => r.clone(),
+                        _ => {
+                            let r = Arc::new(super::assemble::parse_records(st.key_values()));
+                            parsed.insert(id.clone(), (version, r.clone()));
+                            r
+                        }
+                    };
                     RawNode {
                         name: id.node_id.to_string(),
                         generation: id.generation_id,
                         live: live.contains(id),
-                        kv: st.key_values().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                        records,
                         last_heartbeat: e.1,
                     }
                 })
                 .collect()
         };
         heartbeats.retain(|id, _| raw.iter().any(|r| r.name == *id.node_id && r.generation == id.generation_id));
+        parsed.retain(|id, _| heartbeats.contains_key(id));
         let (view, changes, _malformed) =
             assemble(Me { info: &info, pods: &pods, leaving }, &raw, rules, now, (cfg.clock)(), &mut memory);
         for ch in changes {

@@ -88,7 +88,7 @@ pub struct NodeView {
     /// Unix seconds of the last state change seen here.
     pub since: u64,
     /// Pods it reports, by id.
-    pub pods: BTreeMap<String, PodStatus>,
+    pub pods: std::sync::Arc<BTreeMap<String, PodStatus>>,
     /// Short digest of its desired state (to spot nodes out of sync).
     pub state_digest: String,
     /// Unix seconds since it has been alive without interruption (as seen here).
@@ -170,7 +170,7 @@ mod tests {
             info: NodeInfo { name: name.into(), schedulable: true, weight: 1000, ..Default::default() },
             state,
             since: alive_since,
-            pods: BTreeMap::new(),
+            pods: Default::default(),
             state_digest: String::new(),
             alive_since,
             recent_deaths: deaths,

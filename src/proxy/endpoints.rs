@@ -47,7 +47,7 @@ pub fn endpoints(
     let target = port.target_port.clone().unwrap_or(IntOrString::Int(port.port));
     let mut out = Vec::new();
     for n in view.nodes.values().filter(|n| n.state.alive()) {
-        for (id, st) in &n.pods {
+        for (id, st) in n.pods.iter() {
             if st.namespace != namespace || !st.ready || st.terminating {
                 continue;
             }

@@ -163,6 +163,19 @@ pub struct StateDb {
     node_name: String,
     tx: watch::Sender<Arc<Snapshot>>,
     pub counters: StateCounters,
+    /// No disk behind it (netsim): operations run inline, never on the
+    /// blocking pool, so virtual time stays exact.
+    in_memory: bool,
+}
+
+/// Runs a state operation: inline when the store is in memory, else on the
+/// blocking pool (it may fsync).
+pub async fn run<T: Send + 'static>(db: &Arc<StateDb>, f: impl FnOnce(&StateDb) -> T + Send + 'static) -> Result<T, String> {
+    if db.in_memory {
+        return Ok(f(db));
+    }
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| e.to_string())
 }
 
 /// HLC id of a node: blake3 of its name, 16 bytes (never zero).
@@ -176,13 +189,22 @@ pub fn hlc_id(node_name: &str) -> uhlc::ID {
 impl StateDb {
     /// Opens (or creates) the state at `path`. `clock` gives NTP64 time: the
     /// system clock on a real node, virtual time in netsim.
-    pub fn open(
-        path: &Path,
+    pub fn open(path: &Path, node_name: &str, clock: fn() -> uhlc::NTP64, max_skew: Duration) -> Result<StateDb, StoreError> {
+        Self::with_store(Store::open(path)?, false, node_name, clock, max_skew)
+    }
+
+    /// A state kept in memory only (netsim).
+    pub fn in_memory(node_name: &str, clock: fn() -> uhlc::NTP64, max_skew: Duration) -> Result<StateDb, StoreError> {
+        Self::with_store(Store::in_memory()?, true, node_name, clock, max_skew)
+    }
+
+    fn with_store(
+        store: Store,
+        in_memory: bool,
         node_name: &str,
         clock: fn() -> uhlc::NTP64,
         max_skew: Duration,
     ) -> Result<StateDb, StoreError> {
-        let store = Store::open(path)?;
         let watermark = store
             .get_meta(META_WATERMARK)?
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
@@ -218,6 +240,7 @@ impl StateDb {
             node_name: node_name.to_string(),
             tx,
             counters: StateCounters::default(),
+            in_memory,
         })
     }
 

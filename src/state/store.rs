@@ -67,6 +67,18 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db =
             Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        Store::init(db)
+    }
+
+    /// The same store on redb's in-memory backend (netsim: many nodes, no disk).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| StoreError::Open { path: "<memory>".into(), source })?;
+        Store::init(db)
+    }
+
+    fn init(db: Database) -> Result<Store, StoreError> {
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(META)?;

@@ -43,17 +43,21 @@ impl SyncService {
     /// Answers one message. Malformed input gets an `Error` reply (and is
     /// counted by the caller); nothing is applied from it.
     pub fn answer(&self, request: &[u8]) -> SyncMsg {
+        Self::answer_with(&self.db, request)
+    }
+
+    fn answer_with(db: &StateDb, request: &[u8]) -> SyncMsg {
         let msg = match protocol::decode(request) {
             Ok(m) => m,
             Err(e) => {
-                self.db.counters.remote_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                db.counters.remote_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return SyncMsg::Error { message: e.to_string() };
             }
         };
         match msg {
             SyncMsg::Push { entries } => {
                 let n = entries.len() as u32;
-                match self.db.merge_remote(entries) {
+                match db.merge_remote(entries) {
                     Ok(out) => {
                         SyncMsg::PushAck { applied: n - out.refused.len() as u32, refused: out.refused.len() as u32 }
                     }
@@ -64,21 +68,21 @@ impl SyncService {
                 if layout != protocol::layout() {
                     return SyncMsg::Error { message: format!("unknown bucket layout {layout}") };
                 }
-                if self.db.summary().0 == root {
+                if db.summary().0 == root {
                     SyncMsg::InSync
                 } else {
-                    SyncMsg::Buckets { buckets: self.db.bucket_digests() }
+                    SyncMsg::Buckets { buckets: db.bucket_digests() }
                 }
             }
             SyncMsg::Stamps { buckets, stamps } => {
                 if buckets.iter().any(|b| *b as usize >= super::digest::BUCKETS) {
                     return SyncMsg::Error { message: "bucket index out of range".into() };
                 }
-                let keys: Vec<Key> = self.db.stamps_in_buckets(&buckets).into_iter().map(|(k, _)| k).collect();
-                let mine = self.db.entries_for(&keys).into_iter().map(|e| (e.key.clone(), e)).collect();
-                let (send, want, stale) = protocol::diff(&stamps, &mine, self.db.watermark());
+                let keys: Vec<Key> = db.stamps_in_buckets(&buckets).into_iter().map(|(k, _)| k).collect();
+                let mine = db.entries_for(&keys).into_iter().map(|e| (e.key.clone(), e)).collect();
+                let (send, want, stale) = protocol::diff(&stamps, &mine, db.watermark());
                 let (entries, truncated) = protocol::take_bounded(send);
-                SyncMsg::Diff { entries, want, stale, watermark: self.db.watermark(), truncated }
+                SyncMsg::Diff { entries, want, stale, watermark: db.watermark(), truncated }
             }
             other => SyncMsg::Error { message: format!("unexpected message {:?}", std::mem::discriminant(&other)) },
         }
@@ -88,11 +92,9 @@ impl SyncService {
 #[async_trait]
 impl crate::net::quic::Handler for SyncService {
     async fn handle(&self, _peer: SocketAddr, request: Vec<u8>) -> Vec<u8> {
-        let db = self.db.clone();
-        let svc = SyncService { db };
-        let reply = tokio::task::spawn_blocking(move || svc.answer(&request))
+        let reply = super::db::run(&self.db, move |db| SyncService::answer_with(db, &request))
             .await
-            .unwrap_or_else(|e| SyncMsg::Error { message: e.to_string() });
+            .unwrap_or_else(|e| SyncMsg::Error { message: e });
         protocol::encode(&reply)
     }
 }
@@ -144,13 +146,11 @@ pub async fn anti_entropy(db: &Arc<StateDb>, rpc: &dyn Rpc, peer: SocketAddr) ->
             _ => return Err(format!("{peer}: unexpected reply to Stamps")),
         };
     let mut round = Round { received: entries.len(), more: truncated || more_stamps, ..Default::default() };
-    let db2 = db.clone();
-    let (merged, dropped) = tokio::task::spawn_blocking(move || {
-        let dropped = db2.drop_beyond_horizon(&stale, watermark)?;
-        db2.merge_remote(entries).map(|m| (m, dropped))
+    let (merged, dropped) = super::db::run(db, move |db| {
+        let dropped = db.drop_beyond_horizon(&stale, watermark)?;
+        db.merge_remote(entries).map(|m| (m, dropped))
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await?
     .map_err(|e| e.to_string())?;
     round.dropped = dropped;
     if !merged.refused.is_empty() {
@@ -197,8 +197,7 @@ pub async fn run_anti_entropy(
         if n % 10 == 1 {
             let now = db.now().time;
             let cutoff = now.saturating_sub(uhlc::NTP64::from(horizon).as_u64());
-            let db2 = db.clone();
-            match tokio::task::spawn_blocking(move || db2.collect_tombstones(cutoff)).await {
+            match super::db::run(&db, move |db| db.collect_tombstones(cutoff)).await {
                 Ok(Ok(k)) if k > 0 => tracing::info!(collected = k, "collected tombstones older than the horizon"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "tombstone collection failed"),
                 _ => {}
@@ -256,10 +255,7 @@ pub struct ReplicatedWriter {
 #[async_trait]
 impl Writer for ReplicatedWriter {
     async fn write(&self, changes: Vec<(Key, Option<Vec<u8>>)>) -> Result<Vec<Entry>, WriteError> {
-        let db = self.db.clone();
-        let entries = tokio::task::spawn_blocking(move || db.write(changes))
-            .await
-            .map_err(|e| WriteError::Internal(e.to_string()))??;
+        let entries = super::db::run(&self.db, move |db| db.write(changes)).await.map_err(WriteError::Internal)??;
         let mut targets = peers(&self.view.borrow());
         if targets.is_empty() {
             return Ok(entries);

@@ -43,10 +43,6 @@ pub struct LocalWriter {
 #[async_trait]
 impl Writer for LocalWriter {
     async fn write(&self, changes: Vec<(Key, Option<Vec<u8>>)>) -> Result<Vec<Entry>, WriteError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.write(changes))
-            .await
-            .map_err(|e| WriteError::Internal(e.to_string()))?
-            .map_err(WriteError::from)
+        super::db::run(&self.db, move |db| db.write(changes)).await.map_err(WriteError::Internal)?.map_err(WriteError::from)
     }
 }
