@@ -37,7 +37,7 @@ use crate::model::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::net::join::{JoinService, Tokens, join};
 use crate::net::quic::Net;
 use crate::net::tls::Identity;
-use crate::placement::plan::{PlanRules, PlanView, make_plan};
+use crate::placement::plan::{PlanRules, PlanView, Planner};
 use crate::state::entry::kinds;
 use crate::state::sync::{ReplicatedWriter, SyncService, hex_root, run_anti_entropy};
 use crate::state::{Key, LocalWriter, StateDb, Writer};
@@ -167,26 +167,33 @@ pub fn self_info(
     })
 }
 
-/// Recomputes the plan whenever the desired state or the view changes.
+/// Shortest time between two plans: a burst of changes (a node dying, its
+/// pods reporting) makes one recomputation, not hundreds.
+pub const PLAN_DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Recomputes the plan whenever the desired state or the view changes (and
+/// every second, as time matters too). `clock` gives unix seconds.
 pub fn spawn_planner(
     db: &Arc<StateDb>,
     mut view_rx: watch::Receiver<Arc<ClusterView>>,
     rules: PlanRules,
+    clock: fn() -> u64,
 ) -> (watch::Receiver<Arc<PlanView>>, JoinHandle<()>) {
     let mut state_rx = db.subscribe();
-    let first = make_plan(&state_rx.borrow_and_update(), &view_rx.borrow_and_update(), &rules, system_unix());
+    let mut planner = Planner::default();
+    let first = planner.plan(&state_rx.borrow_and_update(), &view_rx.borrow_and_update(), &rules, clock());
     let (tx, rx) = watch::channel(Arc::new(first));
     let task = tokio::spawn(async move {
         loop {
-            // Time matters too (fenced pods wait out a dead node's delay).
             tokio::select! {
                 r = state_rx.changed() => if r.is_err() { return },
                 r = view_rx.changed() => if r.is_err() { return },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
+            tokio::time::sleep(PLAN_DEBOUNCE).await;
             let snap = state_rx.borrow_and_update().clone();
             let view = view_rx.borrow_and_update().clone();
-            tx.send_replace(Arc::new(make_plan(&snap, &view, &rules, system_unix())));
+            tx.send_replace(Arc::new(planner.plan(&snap, &view, &rules, clock())));
         }
     });
     (rx, task)
@@ -399,6 +406,7 @@ impl Node {
         let view_rx = membership.view();
         // From here on, writes reach write_replicas nodes before they are acknowledged.
         let writer: Arc<dyn Writer> = Arc::new(ReplicatedWriter {
+            rng: std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(rand::random())),
             db: db.clone(),
             rpc: net.clone(),
             view: view_rx.clone(),
@@ -413,6 +421,7 @@ impl Node {
             view_rx.clone(),
             cfg.state.anti_entropy_interval,
             cfg.state.tombstone_horizon,
+            rand::random(),
             shutdown_rx.clone(),
         ));
         let digest_task = {
@@ -485,6 +494,7 @@ impl Node {
                 fence_delay_secs: cfg.placement.fence_delay.as_secs(),
                 settle_secs: cfg.membership.settle_time.as_secs(),
             },
+            system_unix,
         );
         let (agent_plan_tx, agent_plan_rx) = watch::channel(plan_rx.borrow().plan.clone());
         let mut prx = plan_rx.clone();

@@ -143,7 +143,8 @@ fn pull_failures_are_a_clear_status() {
     // An unreachable registry: ErrImagePull with the engine's message.
     node.apply(&m.replace("ghost", "ghost2").replace("a: g", "a: g2").replace(", imagePullPolicy: Never", ""));
     poll(90, "ErrImagePull", || {
-        let d = node.ok(&["describe", "pod", "ghost2-0"]);
+        let o = node.cli(&["describe", "pod", "ghost2-0"]);
+        let d = String::from_utf8_lossy(&o.stdout).into_owned();
         if d.contains("ErrImagePull") { Ok(()) } else { Err(d) }
     });
     // A malformed image name never gets that far.

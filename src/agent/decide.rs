@@ -15,9 +15,9 @@ use crate::model::pods::DesiredPod;
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Every desired pod in the cluster, by id.
-    pub desired: BTreeMap<String, DesiredPod>,
+    pub desired: std::sync::Arc<BTreeMap<String, DesiredPod>>,
     /// Owner node of each placed pod (absent: pending).
-    pub owners: BTreeMap<String, String>,
+    pub owners: std::sync::Arc<BTreeMap<String, String>>,
     /// Pods reported Ready by their owner, with the template hash it runs.
     pub ready_on_owner: BTreeMap<String, String>,
     /// Whether this node sees a majority of the nodes it last knew.
@@ -132,7 +132,7 @@ pub fn decide(
             Some(_) => {}
         }
     }
-    for (id, owner) in &plan.owners {
+    for (id, owner) in plan.owners.iter() {
         if owner != me || local.contains_key(id) {
             continue;
         }
@@ -176,8 +176,8 @@ mod tests {
 
     fn plan(pods: &[(&DesiredPod, &str)]) -> Plan {
         Plan {
-            desired: pods.iter().map(|(p, _)| (p.id(), (*p).clone())).collect(),
-            owners: pods.iter().map(|(p, o)| (p.id(), o.to_string())).collect(),
+            desired: Arc::new(pods.iter().map(|(p, _)| (p.id(), (*p).clone())).collect()),
+            owners: Arc::new(pods.iter().map(|(p, o)| (p.id(), o.to_string())).collect()),
             quorum: true,
             ..Default::default()
         }

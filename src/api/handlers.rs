@@ -402,7 +402,7 @@ pub async fn get_pod(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, Str
 fn allocated(ctx: &Ctx) -> BTreeMap<String, (Resources, usize)> {
     let plan = ctx.plan.borrow().clone();
     let mut out: BTreeMap<String, (Resources, usize)> = BTreeMap::new();
-    for d in &plan.desired {
+    for d in plan.desired.iter() {
         if let Some(n) = plan.placement.owners.get(&d.id()) {
             let e = out.entry(n.clone()).or_default();
             e.0 = e.0.saturating_add(d.requests);

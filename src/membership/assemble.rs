@@ -31,7 +31,7 @@ pub mod keys {
 /// hundreds of nodes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Records {
-    pub info: Option<NodeInfo>,
+    pub info: Option<Arc<NodeInfo>>,
     pub left: bool,
     pub pods: Arc<BTreeMap<String, PodStatus>>,
     pub digest: String,
@@ -46,7 +46,7 @@ pub fn parse_records<'a>(kv: impl Iterator<Item = (&'a str, &'a str)>) -> Record
     for (k, v) in kv {
         if k == keys::INFO {
             match serde_json::from_str::<NodeInfo>(v) {
-                Ok(i) => r.info = Some(i),
+                Ok(i) => r.info = Some(Arc::new(i)),
                 Err(_) => r.malformed += 1,
             }
         } else if k == keys::LEFT {
@@ -141,7 +141,7 @@ pub fn assemble(
     let mut nodes = BTreeMap::new();
     let mut malformed = 0;
     let self_state = if leaving { NodeState::Left } else { NodeState::Ready };
-    nodes.insert(me.name.clone(), (me.clone(), self_state, my_pods.clone(), String::new()));
+    nodes.insert(me.name.clone(), (Arc::new(me.clone()), self_state, my_pods.clone(), String::new()));
     for (name, r) in newest {
         let rec = &r.records;
         malformed += rec.malformed;
@@ -310,7 +310,9 @@ mod tests {
         let pod_key = format!("{}default/p-0", keys::POD);
         let bad = raw_kv("x", 1, true, 0, now, &[(pod_key.as_str(), "{not json".into())]);
         let mut wrong_name = raw("y", 1, true, 0, now);
-        wrong_name.records = Arc::new(parse_records([(keys::INFO, serde_json::to_string(&info("z", 1)).unwrap())].iter().map(|(k, v)| (*k, v.as_str()))));
+        wrong_name.records = Arc::new(parse_records(
+            [(keys::INFO, serde_json::to_string(&info("z", 1)).unwrap())].iter().map(|(k, v)| (*k, v.as_str())),
+        ));
         let nodes = vec![raw("a", 1, false, 0, now), raw("b", 1, false, 0, now), bad, wrong_name];
         let mut mem = Memory::default();
         for r in &nodes {

@@ -83,7 +83,7 @@ impl NodeState {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
-    pub info: NodeInfo,
+    pub info: std::sync::Arc<NodeInfo>,
     pub state: NodeState,
     /// Unix seconds of the last state change seen here.
     pub since: u64,
@@ -167,7 +167,12 @@ mod tests {
 
     fn nv(name: &str, state: NodeState, alive_since: u64, deaths: u32) -> NodeView {
         NodeView {
-            info: NodeInfo { name: name.into(), schedulable: true, weight: 1000, ..Default::default() },
+            info: std::sync::Arc::new(NodeInfo {
+                name: name.into(),
+                schedulable: true,
+                weight: 1000,
+                ..Default::default()
+            }),
             state,
             since: alive_since,
             pods: Default::default(),

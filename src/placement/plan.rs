@@ -1,10 +1,15 @@
 //! From (desired state, cluster view) to the agent's `Plan`: the desired
 //! pods, their placement, and what the owners report. Pure.
+//!
+//! Placement depends only on the desired state and the placement-relevant
+//! part of the view (which nodes, their capacity, labels, runtimes); pod
+//! statuses change far more often. `Planner` keeps the last placement and
+//! recomputes it only when those inputs change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{Placement, place};
+use super::{NodeSpec, Placement, place};
 use crate::agent::decide::Plan;
 use crate::agent::status::ContainerState;
 use crate::membership::view::{ClusterView, NodeState};
@@ -15,10 +20,12 @@ use crate::state::Snapshot;
 /// Everything derived from one (snapshot, view) pair.
 #[derive(Debug, Clone, Default)]
 pub struct PlanView {
-    pub desired: Vec<DesiredPod>,
+    pub desired: Arc<Vec<DesiredPod>>,
     /// Nodes placement used (alive, settled, schedulable).
-    pub schedulable: std::collections::BTreeSet<String>,
-    pub placement: Placement,
+    pub schedulable: Arc<BTreeSet<String>>,
+    pub placement: Arc<Placement>,
+    /// blake3 of the owners map: equal on two nodes iff they agree.
+    pub owners_digest: u64,
     pub plan: Arc<Plan>,
 }
 
@@ -34,49 +41,112 @@ pub struct PlanRules {
     pub settle_secs: u64,
 }
 
+/// The placement part of a plan, kept while its inputs do not change.
+#[derive(Debug, Clone)]
+struct Cached {
+    rev: u64,
+    nodes: Vec<NodeSpec>,
+    settling: usize,
+    desired: Arc<Vec<DesiredPod>>,
+    by_id: Arc<BTreeMap<String, DesiredPod>>,
+    placement: Arc<Placement>,
+    owners: Arc<BTreeMap<String, String>>,
+    schedulable: Arc<BTreeSet<String>>,
+    digest: u64,
+}
+
+/// Computes plans, reusing the placement while its inputs are unchanged.
+#[derive(Debug, Default)]
+pub struct Planner {
+    cache: Option<Cached>,
+    /// How many placements were computed (for tests and metrics).
+    pub computed: u64,
+}
+
+fn owners_digest(owners: &BTreeMap<String, String>) -> u64 {
+    let mut h = blake3::Hasher::new();
+    for (k, v) in owners {
+        h.update(k.as_bytes());
+        h.update(&[0]);
+        h.update(v.as_bytes());
+        h.update(&[0]);
+    }
+    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
+}
+
+impl Planner {
+    pub fn plan(&mut self, snapshot: &Snapshot, view: &ClusterView, rules: &PlanRules, now_unix: u64) -> PlanView {
+        let nodes = view.placement_nodes(now_unix, rules.settle_secs);
+        let settling = view.nodes.values().filter(|n| n.state.alive()).count() - nodes.len();
+        let fresh =
+            self.cache.as_ref().is_some_and(|c| c.rev == snapshot.rev && c.nodes == nodes && c.settling == settling);
+        if !fresh {
+            self.computed += 1;
+            let objects: Vec<&Object> = snapshot.objects.values().map(|o| &o.object).collect();
+            let desired = desired_pods(objects, &snapshot.pod_results);
+            let mut placement = place(&nodes, &desired, rules.epsilon);
+            if nodes.is_empty() && settling > 0 {
+                for why in placement.pending.values_mut() {
+                    *why = format!("no schedulable node yet: {settling} node(s) settling after (re)start");
+                }
+            }
+            let digest = owners_digest(&placement.owners);
+            self.cache = Some(Cached {
+                rev: snapshot.rev,
+                settling,
+                by_id: Arc::new(desired.iter().map(|d| (d.id(), d.clone())).collect()),
+                desired: Arc::new(desired),
+                owners: Arc::new(placement.owners.clone()),
+                schedulable: Arc::new(nodes.iter().map(|n| n.name.clone()).collect()),
+                placement: Arc::new(placement),
+                nodes,
+                digest,
+            });
+        }
+        let Some(c) = &self.cache else { return PlanView::default() };
+        let mut ready_on_owner = BTreeMap::new();
+        for (id, owner) in c.owners.iter() {
+            if let Some(st) = view.nodes.get(owner).filter(|n| n.state.alive()).and_then(|n| n.pods.get(id))
+                && st.ready
+                && !st.terminating
+            {
+                ready_on_owner.insert(id.clone(), st.template_hash.clone());
+            }
+        }
+        let mut fenced_elsewhere = BTreeSet::new();
+        for d in c.desired.iter().filter(|d| d.fenced) {
+            let id = d.id();
+            let elsewhere = view.nodes.values().any(|n| {
+                let recent_death =
+                    n.state == NodeState::Dead && now_unix.saturating_sub(n.since) < rules.fence_delay_secs;
+                n.info.name != view.self_name
+                    && (n.state.alive() || recent_death)
+                    && n.pods.get(&id).is_some_and(|s| {
+                        s.containers.iter().any(|c| !matches!(c.state, ContainerState::Terminated { .. }))
+                    })
+            });
+            if elsewhere {
+                fenced_elsewhere.insert(id);
+            }
+        }
+        let plan = Plan {
+            desired: c.by_id.clone(),
+            owners: c.owners.clone(),
+            ready_on_owner,
+            quorum: view.quorum,
+            fenced_elsewhere,
+        };
+        PlanView {
+            desired: c.desired.clone(),
+            schedulable: c.schedulable.clone(),
+            placement: c.placement.clone(),
+            owners_digest: c.digest,
+            plan: Arc::new(plan),
+        }
+    }
+}
+
+/// One-off plan (no cache).
 pub fn make_plan(snapshot: &Snapshot, view: &ClusterView, rules: &PlanRules, now_unix: u64) -> PlanView {
-    let epsilon = rules.epsilon;
-    let objects: Vec<&Object> = snapshot.objects.values().map(|o| &o.object).collect();
-    let desired = desired_pods(objects, &snapshot.pod_results);
-    let nodes = view.placement_nodes(now_unix, rules.settle_secs);
-    let mut placement = place(&nodes, &desired, epsilon);
-    let settling = view.nodes.values().filter(|n| n.state.alive()).count() - nodes.len();
-    if nodes.is_empty() && settling > 0 {
-        for why in placement.pending.values_mut() {
-            *why = format!("no schedulable node yet: {settling} node(s) settling after (re)start");
-        }
-    }
-    let mut ready_on_owner = BTreeMap::new();
-    for (id, owner) in &placement.owners {
-        if let Some(st) = view.nodes.get(owner).filter(|n| n.state.alive()).and_then(|n| n.pods.get(id))
-            && st.ready
-            && !st.terminating
-        {
-            ready_on_owner.insert(id.clone(), st.template_hash.clone());
-        }
-    }
-    let mut fenced_elsewhere = std::collections::BTreeSet::new();
-    for d in desired.iter().filter(|d| d.fenced) {
-        let id = d.id();
-        let elsewhere = view.nodes.values().any(|n| {
-            let recent_death = n.state == NodeState::Dead && now_unix.saturating_sub(n.since) < rules.fence_delay_secs;
-            n.info.name != view.self_name
-                && (n.state.alive() || recent_death)
-                && n.pods
-                    .get(&id)
-                    .is_some_and(|s| s.containers.iter().any(|c| !matches!(c.state, ContainerState::Terminated { .. })))
-        });
-        if elsewhere {
-            fenced_elsewhere.insert(id);
-        }
-    }
-    let plan = Plan {
-        desired: desired.iter().map(|d| (d.id(), d.clone())).collect(),
-        owners: placement.owners.clone(),
-        ready_on_owner,
-        quorum: view.quorum,
-        fenced_elsewhere,
-    };
-    let schedulable = nodes.iter().map(|n| n.name.clone()).collect();
-    PlanView { desired, schedulable, placement, plan: Arc::new(plan) }
+    Planner::default().plan(snapshot, view, rules, now_unix)
 }

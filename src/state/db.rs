@@ -170,7 +170,10 @@ pub struct StateDb {
 
 /// Runs a state operation: inline when the store is in memory, else on the
 /// blocking pool (it may fsync).
-pub async fn run<T: Send + 'static>(db: &Arc<StateDb>, f: impl FnOnce(&StateDb) -> T + Send + 'static) -> Result<T, String> {
+pub async fn run<T: Send + 'static>(
+    db: &Arc<StateDb>,
+    f: impl FnOnce(&StateDb) -> T + Send + 'static,
+) -> Result<T, String> {
     if db.in_memory {
         return Ok(f(db));
     }
@@ -189,7 +192,12 @@ pub fn hlc_id(node_name: &str) -> uhlc::ID {
 impl StateDb {
     /// Opens (or creates) the state at `path`. `clock` gives NTP64 time: the
     /// system clock on a real node, virtual time in netsim.
-    pub fn open(path: &Path, node_name: &str, clock: fn() -> uhlc::NTP64, max_skew: Duration) -> Result<StateDb, StoreError> {
+    pub fn open(
+        path: &Path,
+        node_name: &str,
+        clock: fn() -> uhlc::NTP64,
+        max_skew: Duration,
+    ) -> Result<StateDb, StoreError> {
         Self::with_store(Store::open(path)?, false, node_name, clock, max_skew)
     }
 

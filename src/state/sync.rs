@@ -68,11 +68,7 @@ impl SyncService {
                 if layout != protocol::layout() {
                     return SyncMsg::Error { message: format!("unknown bucket layout {layout}") };
                 }
-                if db.summary().0 == root {
-                    SyncMsg::InSync
-                } else {
-                    SyncMsg::Buckets { buckets: db.bucket_digests() }
-                }
+                if db.summary().0 == root { SyncMsg::InSync } else { SyncMsg::Buckets { buckets: db.bucket_digests() } }
             }
             SyncMsg::Stamps { buckets, stamps } => {
                 if buckets.iter().any(|b| *b as usize >= super::digest::BUCKETS) {
@@ -183,8 +179,11 @@ pub async fn run_anti_entropy(
     view: watch::Receiver<Arc<ClusterView>>,
     interval: Duration,
     horizon: Duration,
+    seed: u64,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;
@@ -216,9 +215,9 @@ pub async fn run_anti_entropy(
         // Differing peers first; an in-sync check with a random peer every
         // 5th round covers digests gossip has not carried yet.
         let pick = if !differing.is_empty() {
-            differing[rand::random_range(0..differing.len())].1
+            differing[rng.random_range(0..differing.len())].1
         } else if n.is_multiple_of(5) {
-            candidates[rand::random_range(0..candidates.len())].1
+            candidates[rng.random_range(0..candidates.len())].1
         } else {
             continue;
         };
@@ -245,6 +244,8 @@ pub fn hex_root(db: &StateDb) -> String {
 /// acknowledging. A node with no alive peer acknowledges alone (a one-node
 /// cluster, or the last node standing: the write spreads when peers return).
 pub struct ReplicatedWriter {
+    /// Orders pushes (seeded in netsim).
+    pub rng: std::sync::Mutex<rand::rngs::StdRng>,
     pub db: Arc<StateDb>,
     pub rpc: Arc<dyn Rpc>,
     pub view: watch::Receiver<Arc<ClusterView>>,
@@ -261,8 +262,12 @@ impl Writer for ReplicatedWriter {
             return Ok(entries);
         }
         // Random order so that pushes spread the load.
-        for i in (1..targets.len()).rev() {
-            targets.swap(i, rand::random_range(0..=i));
+        {
+            use rand::Rng;
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            for i in (1..targets.len()).rev() {
+                targets.swap(i, rng.random_range(0..=i));
+            }
         }
         targets.truncate(MAX_PUSH_FANOUT);
         let need = (self.write_replicas.saturating_sub(1) as usize).min(targets.len());

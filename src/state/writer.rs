@@ -43,6 +43,9 @@ pub struct LocalWriter {
 #[async_trait]
 impl Writer for LocalWriter {
     async fn write(&self, changes: Vec<(Key, Option<Vec<u8>>)>) -> Result<Vec<Entry>, WriteError> {
-        super::db::run(&self.db, move |db| db.write(changes)).await.map_err(WriteError::Internal)?.map_err(WriteError::from)
+        super::db::run(&self.db, move |db| db.write(changes))
+            .await
+            .map_err(WriteError::Internal)?
+            .map_err(WriteError::from)
     }
 }
