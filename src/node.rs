@@ -164,6 +164,7 @@ pub fn self_info(
         version: env!("CARGO_PKG_VERSION").into(),
         started_at: generation / 1000,
         schedulable: false,
+        settling: false,
     })
 }
 
@@ -486,13 +487,20 @@ impl Node {
                 }
             })
         };
+        // Settling again after losing and regaining the majority.
+        let isolation_task = tokio::spawn(crate::membership::settle::run(
+            view_rx.clone(),
+            membership.info_sender(),
+            cfg.membership.settle_time,
+            system_unix,
+            shutdown_rx.clone(),
+        ));
         let (plan_rx, plan_task) = spawn_planner(
             &db,
             view_rx.clone(),
             PlanRules {
                 epsilon: cfg.placement.epsilon,
                 fence_delay_secs: cfg.placement.fence_delay.as_secs(),
-                settle_secs: cfg.membership.settle_time.as_secs(),
             },
             system_unix,
         );
@@ -604,7 +612,7 @@ impl Node {
             data_dir: dd,
             new_cluster_token,
             shutdown: shutdown_tx,
-            tasks: [plan_task, forward, api_task, settle_task, peers_task, ae_task, digest_task, proxy_task]
+            tasks: [plan_task, forward, api_task, settle_task, isolation_task, peers_task, ae_task, digest_task, proxy_task]
                 .into_iter()
                 .chain(dns_task)
                 .collect(),

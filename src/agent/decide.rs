@@ -18,12 +18,28 @@ pub struct Plan {
     pub desired: std::sync::Arc<BTreeMap<String, DesiredPod>>,
     /// Owner node of each placed pod (absent: pending).
     pub owners: std::sync::Arc<BTreeMap<String, String>>,
-    /// Pods reported Ready by their owner, with the template hash it runs.
-    pub ready_on_owner: BTreeMap<String, String>,
+    /// The cluster view the plan was made from (owners' pod reports).
+    pub view: std::sync::Arc<crate::membership::view::ClusterView>,
     /// Whether this node sees a majority of the nodes it last knew.
     pub quorum: bool,
+    /// Whether the live membership has not changed for the fence delay:
+    /// fenced pods start only then, so that two nodes whose views still
+    /// differ (just after a heal) never both believe they own one.
+    pub stable: bool,
     /// Fenced pods some other live node still reports running.
     pub fenced_elsewhere: BTreeSet<String>,
+}
+
+impl Plan {
+    /// The template hash of the copy the pod's owner reports Ready, if any.
+    /// (Looked up on demand: only pods in handoff ask, and building the
+    /// whole map on every view change cost O(pods) per node.)
+    pub fn ready_on_owner(&self, id: &str) -> Option<&str> {
+        let owner = self.owners.get(id)?;
+        let node = self.view.nodes.get(owner).filter(|n| n.state.alive())?;
+        let st = node.pods.get(id)?;
+        (st.ready && !st.terminating).then_some(st.template_hash.as_str())
+    }
 }
 
 /// What the agent knows of a pod it runs.
@@ -114,7 +130,7 @@ pub fn decide(
             out.push(Action::Stop(id.clone(), StopReason::Fenced));
             continue;
         }
-        if plan.ready_on_owner.get(id) == Some(&d.template_hash) {
+        if plan.ready_on_owner(id) == Some(d.template_hash.as_str()) {
             match l.ready_elsewhere_since {
                 None => out.push(Action::SeenReadyElsewhere(id.clone())),
                 Some(t) if now.saturating_duration_since(t) >= handoff.linger => {
@@ -139,7 +155,7 @@ pub fn decide(
         let Some(d) = plan.desired.get(id) else {
             continue;
         };
-        if d.fenced && (!plan.quorum || plan.fenced_elsewhere.contains(id)) {
+        if d.fenced && (!plan.quorum || !plan.stable || plan.fenced_elsewhere.contains(id)) {
             continue;
         }
         if waiting.get(id).is_some_and(|t| *t > now) {
@@ -179,8 +195,30 @@ mod tests {
             desired: Arc::new(pods.iter().map(|(p, _)| (p.id(), (*p).clone())).collect()),
             owners: Arc::new(pods.iter().map(|(p, o)| (p.id(), o.to_string())).collect()),
             quorum: true,
+            stable: true,
             ..Default::default()
         }
+    }
+
+    /// Makes `owner` report `id` Ready with `hash` (or nothing).
+    fn set_ready(p: &mut Plan, owner: &str, id: &str, hash: Option<&str>) {
+        use crate::agent::status::PodStatus;
+        use crate::membership::view::{ClusterView, NodeInfo, NodeState, NodeView};
+        let pods: BTreeMap<String, PodStatus> = hash
+            .map(|h| (id.to_string(), PodStatus { ready: true, template_hash: h.into(), ..Default::default() }))
+            .into_iter()
+            .collect();
+        let node = NodeView {
+            info: Arc::new(NodeInfo { name: owner.into(), ..Default::default() }),
+            state: NodeState::Ready,
+            since: 0,
+            pods: Arc::new(pods),
+            state_digest: String::new(),
+            alive_since: 0,
+            recent_deaths: 0,
+            extra: Default::default(),
+        };
+        p.view = Arc::new(ClusterView { self_name: "me".into(), nodes: [(owner.to_string(), node)].into(), quorum: true });
     }
 
     const H60: Handoff = Handoff { timeout: Duration::from_secs(60), linger: Duration::from_secs(1) };
@@ -217,12 +255,12 @@ mod tests {
             decide(&p, "me", &running, &BTreeMap::new(), now + Duration::from_secs(5), t).is_empty(),
             "keeps running until the new copy is ready"
         );
-        p.ready_on_owner.insert(a.id(), "old-hash".into());
+        set_ready(&mut p, "other", &a.id(), Some("old-hash"));
         assert!(
             decide(&p, "me", &running, &BTreeMap::new(), now, t).is_empty(),
             "ready with another template does not count"
         );
-        p.ready_on_owner.insert(a.id(), "h".into());
+        set_ready(&mut p, "other", &a.id(), Some("h"));
         assert_eq!(decide(&p, "me", &running, &BTreeMap::new(), now, t), vec![Action::SeenReadyElsewhere(a.id())]);
         running.get_mut(&a.id()).unwrap().ready_elsewhere_since = Some(now);
         assert!(
@@ -233,7 +271,7 @@ mod tests {
             decide(&p, "me", &running, &BTreeMap::new(), now + t.linger, t),
             vec![Action::Stop(a.id(), StopReason::HandedOff)]
         );
-        p.ready_on_owner.clear();
+        set_ready(&mut p, "other", &a.id(), None);
         running.get_mut(&a.id()).unwrap().ready_elsewhere_since = None;
         assert_eq!(
             decide(&p, "me", &running, &BTreeMap::new(), now + t.timeout, t),
@@ -267,6 +305,13 @@ mod tests {
             "waits until the old copy is gone"
         );
         p.fenced_elsewhere.clear();
+        p.stable = false;
+        assert!(
+            decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t).is_empty(),
+            "membership just changed: views may still differ, no start"
+        );
+        p.stable = true;
+        assert_eq!(decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t), vec![Action::Start(f.id())]);
         p.quorum = false;
         assert!(decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, t).is_empty(), "no majority, no start");
         let running = BTreeMap::from([(f.id(), local("h"))]);

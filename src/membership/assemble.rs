@@ -35,14 +35,21 @@ pub struct Records {
     pub left: bool,
     pub pods: Arc<BTreeMap<String, PodStatus>>,
     pub digest: String,
+    /// Other small keys, by name (e.g. netsim's leader baseline).
+    pub extra: Arc<BTreeMap<String, String>>,
     /// Keys that did not parse (a peer sending garbage).
     pub malformed: usize,
 }
+
+/// Most bytes of other keys kept per node.
+pub const MAX_EXTRA_BYTES: usize = 256 << 10;
 
 /// Parses a node's key-value pairs (untrusted: garbage is counted, skipped).
 pub fn parse_records<'a>(kv: impl Iterator<Item = (&'a str, &'a str)>) -> Records {
     let mut r = Records::default();
     let mut pods = BTreeMap::new();
+    let mut extra = BTreeMap::new();
+    let mut extra_bytes = 0;
     for (k, v) in kv {
         if k == keys::INFO {
             match serde_json::from_str::<NodeInfo>(v) {
@@ -60,9 +67,13 @@ pub fn parse_records<'a>(kv: impl Iterator<Item = (&'a str, &'a str)>) -> Record
                 }
                 _ => r.malformed += 1,
             }
+        } else if extra_bytes + k.len() + v.len() <= MAX_EXTRA_BYTES {
+            extra_bytes += k.len() + v.len();
+            extra.insert(k.to_string(), v.to_string());
         }
     }
     r.pods = Arc::new(pods);
+    r.extra = Arc::new(extra);
     r
 }
 
@@ -141,7 +152,7 @@ pub fn assemble(
     let mut nodes = BTreeMap::new();
     let mut malformed = 0;
     let self_state = if leaving { NodeState::Left } else { NodeState::Ready };
-    nodes.insert(me.name.clone(), (Arc::new(me.clone()), self_state, my_pods.clone(), String::new()));
+    nodes.insert(me.name.clone(), (Arc::new(me.clone()), self_state, my_pods.clone(), String::new(), Arc::default()));
     for (name, r) in newest {
         let rec = &r.records;
         malformed += rec.malformed;
@@ -159,11 +170,11 @@ pub fn assemble(
         } else {
             NodeState::Ready
         };
-        nodes.insert(name.to_string(), (info, state, rec.pods.clone(), rec.digest.clone()));
+        nodes.insert(name.to_string(), (info, state, rec.pods.clone(), rec.digest.clone(), rec.extra.clone()));
     }
     let mut changes = Vec::new();
     let mut out = BTreeMap::new();
-    for (name, (info, state, pods, state_digest)) in nodes {
+    for (name, (info, state, pods, state_digest, extra)) in nodes {
         let since = match memory.states.get(&name) {
             Some((prev, since)) if *prev == state => *since,
             prev => {
@@ -189,13 +200,14 @@ pub fn assemble(
             d.len() as u32
         });
         let alive_since = memory.alive_since.get(&name).copied().unwrap_or(now_unix);
-        out.insert(name, NodeView { info, state, since, pods, state_digest, alive_since, recent_deaths: deaths });
+        out.insert(name, NodeView { info, state, since, pods, state_digest, alive_since, recent_deaths: deaths, extra });
     }
     // Nodes chitchat forgot (garbage-collected after the dead-node grace).
     memory.states.retain(|n, _| out.contains_key(n));
     memory.alive_since.retain(|n, _| out.contains_key(n));
     memory.deaths.retain(|n, d| out.contains_key(n) && !d.is_empty());
-    memory.seen_live.retain(|(n, g)| raw.iter().any(|r| r.name == *n && r.generation == *g));
+    let present: std::collections::HashSet<(&str, u64)> = raw.iter().map(|r| (r.name.as_str(), r.generation)).collect();
+    memory.seen_live.retain(|(n, g)| present.contains(&(n.as_str(), *g)));
     let known = out.values().filter(|n| n.state != NodeState::Left).count();
     let alive = out.values().filter(|n| n.state.alive()).count();
     let quorum = alive * 2 > known;

@@ -8,5 +8,6 @@
 pub mod assemble;
 pub mod discovery;
 pub mod service;
+pub mod settle;
 pub mod transport;
 pub mod view;

@@ -39,6 +39,10 @@ pub struct NodeInfo {
     pub started_at: u64,
     /// Whether placement may give it pods (past its settle time, not leaving).
     pub schedulable: bool,
+    /// Cut off from the majority, or back from that less than its settle
+    /// time ago (see `settle`): no new pods while the cluster has a majority.
+    #[serde(default)]
+    pub settling: bool,
 }
 
 impl NodeInfo {
@@ -95,13 +99,8 @@ pub struct NodeView {
     pub alive_since: u64,
     /// How often it died in the last 10 minutes (as seen here).
     pub recent_deaths: u32,
-}
-
-/// How long a node must have been alive before placement gives it pods:
-/// `base`, doubled for each recent death (a flapping node waits longer), at
-/// most 2 minutes.
-pub fn settle_for(base_secs: u64, recent_deaths: u32) -> u64 {
-    base_secs.saturating_mul(1u64 << recent_deaths.min(6)).min(120)
+    /// Other small keys it gossips.
+    pub extra: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 /// The cluster as this node sees it.
@@ -114,18 +113,13 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    /// Nodes placement may use: alive and schedulable.
     /// Nodes placement may use: alive, schedulable by their own account,
-    /// and (for other nodes) alive here for their settle time, so that a node
-    /// that flaps does not make replicas bounce.
-    pub fn placement_nodes(&self, now_unix: u64, settle_secs: u64) -> Vec<NodeSpec> {
+    /// and, while this view has a majority, not settling. Only facts every
+    /// node sees alike (gossiped records), so that all agree.
+    pub fn placement_nodes(&self) -> Vec<NodeSpec> {
         self.nodes
             .values()
-            .filter(|n| n.state.alive() && n.info.schedulable)
-            .filter(|n| {
-                n.info.name == self.self_name
-                    || now_unix.saturating_sub(n.alive_since) >= settle_for(settle_secs, n.recent_deaths)
-            })
+            .filter(|n| n.state.alive() && n.info.schedulable && !(self.quorum && n.info.settling))
             .map(|n| n.info.spec())
             .collect()
     }
@@ -179,25 +173,25 @@ mod tests {
             state_digest: String::new(),
             alive_since,
             recent_deaths: deaths,
+            extra: Default::default(),
         }
     }
 
     #[test]
-    fn flapping_nodes_wait_longer_before_taking_pods() {
-        assert_eq!(settle_for(3, 0), 3);
-        assert_eq!(settle_for(3, 2), 12);
-        assert_eq!(settle_for(3, 30), 120);
+    fn settling_nodes_take_no_pods_while_the_view_has_a_majority() {
         let mut v = ClusterView { self_name: "me".into(), quorum: true, ..Default::default() };
         for n in [
             nv("me", NodeState::Ready, 100, 0),
             nv("steady", NodeState::Ready, 90, 0),
-            nv("flappy", NodeState::Ready, 95, 3),
+            nv("back", NodeState::Ready, 95, 3),
             nv("gone", NodeState::Dead, 0, 0),
         ] {
             v.nodes.insert(n.info.name.clone(), n);
         }
-        let names = |now| v.placement_nodes(now, 3).into_iter().map(|n| n.name).collect::<Vec<_>>();
-        assert_eq!(names(100), ["me", "steady"]);
-        assert_eq!(names(95 + 24), ["flappy", "me", "steady"]);
+        std::sync::Arc::make_mut(&mut v.nodes.get_mut("back").unwrap().info).settling = true;
+        let names = |v: &ClusterView| v.placement_nodes().into_iter().map(|n| n.name).collect::<Vec<_>>();
+        assert_eq!(names(&v), ["me", "steady"]);
+        v.quorum = false;
+        assert_eq!(names(&v), ["back", "me", "steady"], "a minority side uses every live node");
     }
 }

@@ -37,8 +37,6 @@ pub struct PlanRules {
     /// long ago is not started elsewhere yet: that node may still run it
     /// until it notices it lost its majority.
     pub fence_delay_secs: u64,
-    /// Base settle time of a node that (re)appears, in seconds.
-    pub settle_secs: u64,
 }
 
 /// The placement part of a plan, kept while its inputs do not change.
@@ -61,6 +59,18 @@ pub struct Planner {
     cache: Option<Cached>,
     /// How many placements were computed (for tests and metrics).
     pub computed: u64,
+    /// The live membership (names, generations) and when it last changed.
+    members: Option<(u64, u64)>,
+}
+
+/// A digest of who is alive (name and generation).
+fn members_digest(view: &ClusterView) -> u64 {
+    let mut h = blake3::Hasher::new();
+    for n in view.nodes.values().filter(|n| n.state.alive()) {
+        h.update(n.info.name.as_bytes());
+        h.update(&n.info.generation.to_le_bytes());
+    }
+    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
 fn owners_digest(owners: &BTreeMap<String, String>) -> u64 {
@@ -75,8 +85,17 @@ fn owners_digest(owners: &BTreeMap<String, String>) -> u64 {
 }
 
 impl Planner {
-    pub fn plan(&mut self, snapshot: &Snapshot, view: &ClusterView, rules: &PlanRules, now_unix: u64) -> PlanView {
-        let nodes = view.placement_nodes(now_unix, rules.settle_secs);
+    pub fn plan(&mut self, snapshot: &Snapshot, view: &Arc<ClusterView>, rules: &PlanRules, now_unix: u64) -> PlanView {
+        let members = members_digest(view);
+        let since = match self.members {
+            Some((d, since)) if d == members => since,
+            _ => {
+                self.members = Some((members, now_unix));
+                now_unix
+            }
+        };
+        let stable = now_unix.saturating_sub(since) >= rules.fence_delay_secs;
+        let nodes = view.placement_nodes();
         let settling = view.nodes.values().filter(|n| n.state.alive()).count() - nodes.len();
         let fresh =
             self.cache.as_ref().is_some_and(|c| c.rev == snapshot.rev && c.nodes == nodes && c.settling == settling);
@@ -87,7 +106,7 @@ impl Planner {
             let mut placement = place(&nodes, &desired, rules.epsilon);
             if nodes.is_empty() && settling > 0 {
                 for why in placement.pending.values_mut() {
-                    *why = format!("no schedulable node yet: {settling} node(s) settling after (re)start");
+                    *why = format!("no schedulable node yet: {settling} node(s) settling after a (re)start or a partition");
                 }
             }
             let digest = owners_digest(&placement.owners);
@@ -104,15 +123,6 @@ impl Planner {
             });
         }
         let Some(c) = &self.cache else { return PlanView::default() };
-        let mut ready_on_owner = BTreeMap::new();
-        for (id, owner) in c.owners.iter() {
-            if let Some(st) = view.nodes.get(owner).filter(|n| n.state.alive()).and_then(|n| n.pods.get(id))
-                && st.ready
-                && !st.terminating
-            {
-                ready_on_owner.insert(id.clone(), st.template_hash.clone());
-            }
-        }
         let mut fenced_elsewhere = BTreeSet::new();
         for d in c.desired.iter().filter(|d| d.fenced) {
             let id = d.id();
@@ -132,8 +142,9 @@ impl Planner {
         let plan = Plan {
             desired: c.by_id.clone(),
             owners: c.owners.clone(),
-            ready_on_owner,
+            view: view.clone(),
             quorum: view.quorum,
+            stable,
             fenced_elsewhere,
         };
         PlanView {
@@ -147,6 +158,6 @@ impl Planner {
 }
 
 /// One-off plan (no cache).
-pub fn make_plan(snapshot: &Snapshot, view: &ClusterView, rules: &PlanRules, now_unix: u64) -> PlanView {
+pub fn make_plan(snapshot: &Snapshot, view: &Arc<ClusterView>, rules: &PlanRules, now_unix: u64) -> PlanView {
     Planner::default().plan(snapshot, view, rules, now_unix)
 }

@@ -1,0 +1,250 @@
+//! The simulated network: latency, loss, duplication, reordering,
+//! partitions and dead nodes, driven by the run's seeded RNG.
+//!
+//! Gossip goes through chitchat's `Transport` trait, encoded and decoded with
+//! chitchat's own message encoding; state replication goes through Shoal's
+//! `Rpc` trait to the real `SyncService` of the peer. Nothing here knows what
+//! the messages mean.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chitchat::transport::{Socket, Transport};
+use chitchat::{ChitchatMessage, Deserializable, Serializable};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use shoal::net::quic::Handler;
+use shoal::state::sync::{Rpc, SyncService};
+use tokio::sync::mpsc;
+
+use crate::scenario::Network;
+
+/// How long a request to an unreachable peer takes to fail.
+pub const RPC_TIMEOUT: Duration = Duration::from_millis(500);
+/// Largest gossip message accepted (Shoal's QUIC frame limit).
+pub const MAX_GOSSIP_BYTES: usize = shoal::net::quic::MAX_GOSSIP_FRAME;
+
+/// Traffic of one node.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Traffic {
+    pub sent_bytes: u64,
+    pub sent_messages: u64,
+    pub oversized: u64,
+}
+
+struct State {
+    rng: StdRng,
+    model: Network,
+    /// (from, to) pairs whose traffic is dropped.
+    blocked: HashSet<(SocketAddr, SocketAddr)>,
+    /// Crashed or paused nodes: nothing in, nothing out.
+    down: HashSet<SocketAddr>,
+    inboxes: HashMap<SocketAddr, mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>>,
+    services: HashMap<SocketAddr, Arc<SyncService>>,
+    traffic: HashMap<SocketAddr, Traffic>,
+}
+
+/// The network every simulated node is attached to.
+#[derive(Clone)]
+pub struct SimNet {
+    state: Arc<Mutex<State>>,
+}
+
+impl SimNet {
+    pub fn new(seed: u64, model: Network) -> SimNet {
+        SimNet {
+            state: Arc::new(Mutex::new(State {
+                rng: StdRng::seed_from_u64(seed ^ 0x6e65_7473_696d),
+                model,
+                blocked: HashSet::new(),
+                down: HashSet::new(),
+                inboxes: HashMap::new(),
+                services: HashMap::new(),
+                traffic: HashMap::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_down(&self, addr: SocketAddr, down: bool) {
+        let mut s = self.lock();
+        if down {
+            s.down.insert(addr);
+        } else {
+            s.down.remove(&addr);
+        }
+    }
+
+    /// Drops traffic from every node of `a` to every node of `b` (one way).
+    pub fn block(&self, a: &[SocketAddr], b: &[SocketAddr]) {
+        let mut s = self.lock();
+        for x in a {
+            for y in b {
+                s.blocked.insert((*x, *y));
+            }
+        }
+    }
+
+    pub fn heal(&self) {
+        self.lock().blocked.clear();
+    }
+
+    pub fn partitioned(&self) -> bool {
+        !self.lock().blocked.is_empty()
+    }
+
+    /// Whether `from` can currently reach `to`.
+    pub fn reachable(&self, from: SocketAddr, to: SocketAddr) -> bool {
+        let s = self.lock();
+        !s.down.contains(&from) && !s.down.contains(&to) && !s.blocked.contains(&(from, to))
+    }
+
+    pub fn register_service(&self, addr: SocketAddr, svc: Arc<SyncService>) {
+        self.lock().services.insert(addr, svc);
+    }
+
+    pub fn traffic(&self) -> HashMap<SocketAddr, Traffic> {
+        self.lock().traffic.clone()
+    }
+
+    /// Decides the fate of one message: `None` when lost, else its delays
+    /// (two when duplicated).
+    fn route(&self, from: SocketAddr, to: SocketAddr, len: usize) -> Option<Vec<Duration>> {
+        let mut s = self.lock();
+        let t = s.traffic.entry(from).or_default();
+        t.sent_bytes += len as u64;
+        t.sent_messages += 1;
+        if s.down.contains(&from) || s.down.contains(&to) || s.blocked.contains(&(from, to)) {
+            return None;
+        }
+        let m = s.model.clone();
+        if m.loss > 0.0 && s.rng.random_bool(m.loss) {
+            return None;
+        }
+        let one = |s: &mut State| {
+            let mut ms = if m.latency_max_ms > m.latency_min_ms {
+                s.rng.random_range(m.latency_min_ms..m.latency_max_ms)
+            } else {
+                m.latency_min_ms
+            };
+            if m.reorder > 0.0 && s.rng.random_bool(m.reorder) {
+                ms += s.rng.random_range(0.0..(m.latency_max_ms * 10.0).max(1.0));
+            }
+            Duration::from_micros((ms * 1000.0) as u64)
+        };
+        let mut delays = vec![one(&mut s)];
+        if m.duplicate > 0.0 && s.rng.random_bool(m.duplicate) {
+            delays.push(one(&mut s));
+        }
+        Some(delays)
+    }
+
+    /// Sends a gossip message: delivered after its latency if still deliverable.
+    fn send_gossip(&self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
+        if bytes.len() > MAX_GOSSIP_BYTES {
+            self.lock().traffic.entry(from).or_default().oversized += 1;
+            return;
+        }
+        let Some(delays) = self.route(from, to, bytes.len()) else { return };
+        for d in delays {
+            let (net, bytes) = (self.clone(), bytes.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                let tx = {
+                    let s = net.lock();
+                    if s.down.contains(&to) || s.blocked.contains(&(from, to)) {
+                        return;
+                    }
+                    s.inboxes.get(&to).cloned()
+                };
+                if let Some(tx) = tx {
+                    let _ = tx.send((from, bytes));
+                }
+            });
+        }
+    }
+
+    pub fn transport(&self) -> SimTransport {
+        SimTransport { net: self.clone() }
+    }
+
+    pub fn rpc(&self, me: SocketAddr) -> SimRpc {
+        SimRpc { net: self.clone(), me }
+    }
+}
+
+/// chitchat's transport on the simulated network.
+pub struct SimTransport {
+    net: SimNet,
+}
+
+#[async_trait]
+impl Transport for SimTransport {
+    async fn open(&self, addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.net.lock().inboxes.insert(addr, tx);
+        Ok(Box::new(SimSocket { net: self.net.clone(), me: addr, rx, buf: Vec::new() }))
+    }
+}
+
+struct SimSocket {
+    net: SimNet,
+    me: SocketAddr,
+    rx: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
+    buf: Vec<u8>,
+}
+
+#[async_trait]
+impl Socket for SimSocket {
+    async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
+        self.buf.clear();
+        msg.serialize(&mut self.buf);
+        self.net.send_gossip(self.me, to, self.buf.clone());
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
+        loop {
+            let (from, bytes) = self.rx.recv().await.ok_or_else(|| anyhow::anyhow!("network closed"))?;
+            let mut b = bytes.as_slice();
+            if let Ok(m) = ChitchatMessage::deserialize(&mut b) {
+                return Ok((from, m));
+            }
+        }
+    }
+}
+
+/// Shoal's replication RPC on the simulated network.
+pub struct SimRpc {
+    net: SimNet,
+    me: SocketAddr,
+}
+
+#[async_trait]
+impl Rpc for SimRpc {
+    async fn call(&self, peer: SocketAddr, request: Vec<u8>) -> Result<Vec<u8>, String> {
+        let Some(there) = self.net.route(self.me, peer, request.len()) else {
+            tokio::time::sleep(RPC_TIMEOUT).await;
+            return Err(format!("{peer}: timed out"));
+        };
+        tokio::time::sleep(there[0]).await;
+        let svc = self.net.lock().services.get(&peer).cloned();
+        let Some(svc) = svc.filter(|_| self.net.reachable(self.me, peer)) else {
+            tokio::time::sleep(RPC_TIMEOUT).await;
+            return Err(format!("{peer}: timed out"));
+        };
+        let reply = svc.handle(self.me, request).await;
+        let Some(back) = self.net.route(peer, self.me, reply.len()) else {
+            tokio::time::sleep(RPC_TIMEOUT).await;
+            return Err(format!("{peer}: reply lost"));
+        };
+        tokio::time::sleep(back[0]).await;
+        Ok(reply)
+    }
+}

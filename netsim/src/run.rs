@@ -1,0 +1,296 @@
+//! One simulated run: boot the nodes, play the timeline, sample, check.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as WallInstant};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use shoal::api::apply::{Mode as ApplyMode, plan_apply};
+use shoal::model::parse::{SourceFile, parse_files};
+use shoal::model::validate::Context;
+use shoal::state::Writer;
+
+use crate::clock;
+use crate::net::SimNet;
+use crate::node::{Ctx, Mode, SimNode};
+use crate::observer::Observer;
+use crate::scenario::{Action, Scenario, Workload};
+
+/// Sampling period of the observer.
+pub const SAMPLE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub scenario: Scenario,
+    pub nodes: usize,
+    pub seed: u64,
+    pub mode: Mode,
+}
+
+pub struct RunResult {
+    pub config: RunConfig,
+    pub observer: Observer,
+    pub bytes_per_node_sec: f64,
+    pub messages_per_node_sec: f64,
+    pub oversized: u64,
+    pub wall: Duration,
+    pub log: Vec<(f64, String)>,
+}
+
+/// One step of the timeline.
+#[derive(Debug, Clone)]
+enum Step {
+    Apply(Workload, u32),
+    Crash(String),
+    Boot(String),
+    Pause(String),
+    Resume(String),
+    Partition(String),
+    Heal,
+}
+
+fn deployment_yaml(w: &Workload, replicas: u32) -> String {
+    let fencing = if w.fenced { "  fencing: Majority\n" } else { "" };
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {n}}}\nspec:\n  replicas: {replicas}\n{fencing}  selector: {{matchLabels: {{app: {n}}}}}\n  template:\n    metadata: {{labels: {{app: {n}}}}}\n    spec:\n      containers: [{{name: c, command: [sim], resources: {{requests: {{cpu: 10m, memory: 16Mi}}}}}}]\n",
+        n = w.name
+    )
+}
+
+/// Picks the nodes an event targets (seeded).
+fn pick(spec: &str, candidates: &[String], rng: &mut StdRng) -> Vec<String> {
+    let mut c = candidates.to_vec();
+    c.shuffle(rng);
+    let n = c.len();
+    let k = match spec {
+        "one" => 1,
+        "third" => n / 3,
+        "half" => n / 2,
+        "all" => n,
+        name => return c.into_iter().filter(|x| x == name).collect(),
+    };
+    c.truncate(k.max(1).min(n));
+    c
+}
+
+pub fn run(cfg: RunConfig) -> RunResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    rt.block_on(simulate(cfg))
+}
+
+/// Runs each configuration on its own thread, `jobs` at a time; results in
+/// the order of `configs`.
+pub fn run_all(configs: Vec<RunConfig>, jobs: usize) -> Vec<RunResult> {
+    let queue = Mutex::new(configs.into_iter().enumerate().collect::<std::collections::VecDeque<_>>());
+    let done = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| {
+                loop {
+                    let Some((i, cfg)) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else { return };
+                    let r = run(cfg);
+                    done.lock().unwrap_or_else(|p| p.into_inner()).push((i, r));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+async fn simulate(cfg: RunConfig) -> RunResult {
+    let wall = WallInstant::now();
+    clock::start();
+    let sc = &cfg.scenario;
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let net = SimNet::new(cfg.seed, sc.network.clone());
+    let mut nodes: Vec<SimNode> = (0..cfg.nodes).map(|i| SimNode::new(i, sc.capacities[i % sc.capacities.len()])).collect();
+    let ctx = Ctx {
+        net: net.clone(),
+        timing: sc.timing.clone(),
+        mode: cfg.mode,
+        seeds: nodes.iter().take(3).map(|n| n.addr.to_string()).collect(),
+        seed: cfg.seed,
+    };
+    for n in nodes.iter_mut() {
+        n.boot(&ctx).await;
+    }
+    // The timeline: workload applies and expanded events, in order.
+    let mut steps: Vec<(Duration, Step)> = Vec::new();
+    for w in &sc.workload {
+        let r = if w.replicas_per_node > 0 { w.replicas_per_node * cfg.nodes as u32 } else { w.replicas };
+        steps.push((w.at, Step::Apply(w.clone(), r)));
+    }
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    for e in &sc.events {
+        // `next`: each repetition takes the next node of one seeded order.
+        let mut order = names.clone();
+        order.shuffle(&mut rng);
+        for k in 0..e.repeat.max(1) {
+            let at = e.at + e.every * k;
+            let targets = if e.nodes == "next" { vec![order[k as usize % order.len()].clone()] } else { pick(&e.nodes, &names, &mut rng) };
+            match e.action {
+                Action::Crash => steps.extend(targets.into_iter().map(|t| (at, Step::Crash(t)))),
+                Action::Restart => steps.extend(targets.into_iter().map(|t| (at, Step::Boot(t)))),
+                Action::CrashRestart => {
+                    for t in targets {
+                        steps.push((at, Step::Crash(t.clone())));
+                        steps.push((at + e.down_for, Step::Boot(t)));
+                    }
+                }
+                Action::Pause => {
+                    for t in targets {
+                        steps.push((at, Step::Pause(t.clone())));
+                        steps.push((at + e.down_for, Step::Resume(t)));
+                    }
+                }
+                Action::Partition => steps.push((at, Step::Partition(e.partition.clone()))),
+                Action::Heal => steps.push((at, Step::Heal)),
+                Action::Scale => {
+                    if let Some(w) = sc.workload.iter().find(|w| w.name == e.deployment) {
+                        steps.push((at, Step::Apply(w.clone(), e.replicas)));
+                    }
+                }
+            }
+        }
+    }
+    steps.sort_by_key(|(at, _)| *at);
+    let mut observer = Observer::default();
+    let acked: Arc<Mutex<Vec<shoal::state::Key>>> = Arc::default();
+    let mut log = Vec::new();
+    let grace = sc.timing.handoff_timeout + sc.timing.handoff_linger + Duration::from_secs(2);
+    let mut next = 0;
+    let mut t = Duration::ZERO;
+    let progress = std::env::var_os("NETSIM_PROGRESS").is_some();
+    while t <= sc.duration {
+        while next < steps.len() && steps[next].0 <= t {
+            let step = steps[next].1.clone();
+            next += 1;
+            apply_step(step, &mut nodes, &ctx, &net, &mut rng, &mut observer, &acked, &mut log, t).await;
+        }
+        observer.sample(&nodes, &net, t, SAMPLE, grace);
+        if progress && t.subsec_millis() < SAMPLE.as_millis() as u32 {
+            eprintln!("t={:>4}s wall={:>6.1}s", t.as_secs(), wall.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(SAMPLE).await;
+        t = clock::elapsed();
+    }
+    observer.acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if sc.duration > sc.last_fault() + Duration::from_secs(20) {
+        observer.final_checks(&nodes);
+    }
+    let traffic = net.traffic();
+    let secs = sc.duration.as_secs_f64().max(1.0);
+    let n = cfg.nodes as f64;
+    let bytes: u64 = traffic.values().map(|t| t.sent_bytes).sum();
+    let msgs: u64 = traffic.values().map(|t| t.sent_messages).sum();
+    let oversized: u64 = traffic.values().map(|t| t.oversized).sum();
+    for node in nodes.iter_mut() {
+        node.crash(&net);
+    }
+    RunResult {
+        config: cfg.clone(),
+        observer,
+        bytes_per_node_sec: bytes as f64 / n / secs,
+        messages_per_node_sec: msgs as f64 / n / secs,
+        oversized,
+        wall: wall.elapsed(),
+        log,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_step(
+    step: Step,
+    nodes: &mut [SimNode],
+    ctx: &Ctx,
+    net: &SimNet,
+    rng: &mut StdRng,
+    observer: &mut Observer,
+    acked: &Arc<Mutex<Vec<shoal::state::Key>>>,
+    log: &mut Vec<(f64, String)>,
+    t: Duration,
+) {
+    let ts = t.as_secs_f64();
+    match step {
+        Step::Apply(w, replicas) => {
+            let up: Vec<usize> = (0..nodes.len()).filter(|i| nodes[*i].up() && nodes[*i].paused_until.is_none()).collect();
+            let Some(&i) = up.get(rng.random_range(0..up.len().max(1))) else { return };
+            let n = &nodes[i];
+            let Some(l) = &n.live else { return };
+            let out = parse_files(&[SourceFile { name: "sim".into(), content: deployment_yaml(&w, replicas) }], &Context::default(), None);
+            let Ok((_, changes)) = plan_apply(&n.db.snapshot(), out.objects, n.db.now(), ApplyMode::Apply) else { return };
+            let keys: Vec<shoal::state::Key> = changes.iter().map(|(k, _)| k.clone()).collect();
+            let (writer, acked, k2) = (l.writer.clone(), acked.clone(), keys.clone());
+            tokio::spawn(async move {
+                if writer.write(changes).await.is_ok() {
+                    acked.lock().unwrap_or_else(|p| p.into_inner()).extend(k2);
+                }
+            });
+            let before = keys.iter().map(|k| n.db.get(k).map(|e| e.stamp)).collect();
+            observer.writes.push(crate::observer::Write { at: t, via: i, keys: keys.clone(), before, stamps: None, converged: None });
+            log.push((ts, format!("apply {} replicas={replicas} via {}", w.name, n.name)));
+        }
+        Step::Crash(name) => {
+            if let Some(n) = nodes.iter_mut().find(|n| n.name == name && n.up()) {
+                let generation = n.live.as_ref().map_or(0, |l| l.generation);
+                n.crash(net);
+                observer.crashes.push(crate::observer::Crash { node: name.clone(), generation, at: t, detected: None, rescheduled: None });
+                log.push((ts, format!("crash {name}")));
+            }
+        }
+        Step::Boot(name) => {
+            if let Some(n) = nodes.iter_mut().find(|n| n.name == name && !n.up()) {
+                n.boot(ctx).await;
+                observer.disturbed.insert(name.clone(), t);
+                log.push((ts, format!("restart {name}")));
+            }
+        }
+        Step::Pause(name) => {
+            if let Some(n) = nodes.iter_mut().find(|n| n.name == name && n.up()) {
+                net.set_down(n.addr, true);
+                n.paused_until = Some(t);
+                if let Some(l) = &n.live {
+                    l.agent.lock().unwrap_or_else(|p| p.into_inner()).frozen = true;
+                }
+                log.push((ts, format!("pause {name}")));
+            }
+        }
+        Step::Resume(name) => {
+            if let Some(n) = nodes.iter_mut().find(|n| n.name == name && n.up()) {
+                net.set_down(n.addr, false);
+                n.paused_until = None;
+                observer.disturbed.insert(name.clone(), t);
+                if let Some(l) = &n.live {
+                    l.agent.lock().unwrap_or_else(|p| p.into_inner()).frozen = false;
+                }
+                log.push((ts, format!("resume {name}")));
+            }
+        }
+        Step::Partition(kind) => {
+            let mut addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+            addrs.shuffle(rng);
+            let cut = match kind.as_str() {
+                "split-half" => addrs.len() / 2,
+                _ => 1,
+            };
+            let (a, b) = addrs.split_at(cut);
+            net.block(a, b);
+            if kind != "asymmetric" {
+                net.block(b, a);
+            }
+            log.push((ts, format!("partition {kind}: {} | {}", a.len(), b.len())));
+        }
+        Step::Heal => {
+            net.heal();
+            observer.last_heal = t;
+            log.push((ts, "heal".into()));
+        }
+    }
+}

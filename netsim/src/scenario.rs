@@ -1,0 +1,251 @@
+//! Scenarios as data: cluster, workload, network model, faults, timeline.
+//!
+//! A scenario is a TOML file (see `configs/netsim/`). Unknown keys are
+//! errors. Node choices ("one", "third"...) are made by the run's seeded RNG.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Cluster size (overridden by `--nodes`).
+    pub nodes: usize,
+    /// CPU cores of the nodes, cycled over the cluster (mixed capacities).
+    #[serde(default = "default_capacities")]
+    pub capacities: Vec<u64>,
+    #[serde(default)]
+    pub workload: Vec<Workload>,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub events: Vec<Event>,
+    #[serde(default)]
+    pub timing: Timing,
+}
+
+fn default_capacities() -> Vec<u64> {
+    vec![4]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub name: String,
+    /// Replicas; with `replicas_per_node`, this many per node instead.
+    #[serde(default)]
+    pub replicas: u32,
+    #[serde(default)]
+    pub replicas_per_node: u32,
+    /// `spec.fencing: Majority`.
+    #[serde(default)]
+    pub fenced: bool,
+    /// When it is applied.
+    #[serde(with = "humantime_serde", default = "default_apply_at")]
+    pub at: Duration,
+}
+
+fn default_apply_at() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// The network model: every message gets a latency drawn uniformly from
+/// [min, max]; may be lost, duplicated, or delayed further (reordering).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    pub latency_min_ms: f64,
+    pub latency_max_ms: f64,
+    pub loss: f64,
+    pub duplicate: f64,
+    /// Probability that a message is delayed by up to 10x the max latency.
+    pub reorder: f64,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network { latency_min_ms: 0.5, latency_max_ms: 3.0, loss: 0.0, duplicate: 0.0, reorder: 0.0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// The node and its pods die (`kill -9` of the machine).
+    Crash,
+    /// A crashed node comes back (new generation, same disk).
+    Restart,
+    /// Crash, then restart `down_for` later.
+    CrashRestart,
+    /// The node freezes for `down_for` (its traffic is lost meanwhile).
+    Pause,
+    /// Cut the network (`partition`: split-half, isolate-one, asymmetric).
+    Partition,
+    /// Remove every partition.
+    Heal,
+    /// Set the replicas of `deployment`.
+    Scale,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    pub action: Action,
+    /// Which nodes: `one`, `third`, `half`, `all` (chosen anew at each
+    /// repetition), `next` (one node per repetition, never the same twice
+    /// until all had their turn), or a node name (`n003`).
+    #[serde(default = "default_nodes")]
+    pub nodes: String,
+    #[serde(with = "humantime_serde", default)]
+    pub down_for: Duration,
+    /// For `partition`: `split-half`, `isolate-one` or `asymmetric`.
+    #[serde(default)]
+    pub partition: String,
+    #[serde(default)]
+    pub deployment: String,
+    #[serde(default)]
+    pub replicas: u32,
+    /// Repeat the event this many times, every `every`.
+    #[serde(default = "one")]
+    pub repeat: u32,
+    #[serde(with = "humantime_serde", default)]
+    pub every: Duration,
+}
+
+fn default_nodes() -> String {
+    "one".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Node settings used in the run (Shoal's defaults unless overridden).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timing {
+    #[serde(with = "humantime_serde")]
+    pub gossip_interval: Duration,
+    pub phi_threshold: f64,
+    #[serde(with = "humantime_serde")]
+    pub suspect_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub settle_time: Duration,
+    #[serde(with = "humantime_serde")]
+    pub anti_entropy_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub handoff_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub handoff_linger: Duration,
+    #[serde(with = "humantime_serde")]
+    pub fence_delay: Duration,
+    /// Time for a simulated container to become Ready, drawn in [min, max].
+    #[serde(with = "humantime_serde")]
+    pub start_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub start_max: Duration,
+    /// Leader baseline: how long a node must be the lowest-named live node
+    /// before it acts as leader (an election timeout, as Raft's ~1 s).
+    #[serde(with = "humantime_serde")]
+    pub election_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            gossip_interval: Duration::from_millis(200),
+            phi_threshold: 16.0,
+            suspect_after: Duration::from_millis(800),
+            settle_time: Duration::from_secs(3),
+            anti_entropy_interval: Duration::from_secs(1),
+            handoff_timeout: Duration::from_secs(120),
+            handoff_linger: Duration::from_secs(1),
+            fence_delay: Duration::from_secs(10),
+            start_min: Duration::from_millis(300),
+            start_max: Duration::from_millis(800),
+            election_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("scenario {0}: {1}")]
+    Parse(String, String),
+    #[error("scenario {0}: {1}")]
+    Invalid(String, String),
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read(path.display().to_string(), e))?;
+        let s: Scenario = toml::from_str(&text).map_err(|e| ScenarioError::Parse(path.display().to_string(), e.to_string()))?;
+        s.check().map_err(|m| ScenarioError::Invalid(path.display().to_string(), m))?;
+        Ok(s)
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if self.nodes == 0 {
+            return Err("nodes must be at least 1".into());
+        }
+        if self.capacities.is_empty() || self.capacities.contains(&0) {
+            return Err("capacities must list core counts above 0".into());
+        }
+        let n = &self.network;
+        if !(0.0..=1.0).contains(&n.loss) || !(0.0..=1.0).contains(&n.duplicate) || !(0.0..=1.0).contains(&n.reorder) {
+            return Err("network.loss, duplicate and reorder are probabilities in [0, 1]".into());
+        }
+        if n.latency_min_ms < 0.0 || n.latency_max_ms < n.latency_min_ms {
+            return Err("network latency: 0 <= latency_min_ms <= latency_max_ms".into());
+        }
+        for e in &self.events {
+            if e.action == Action::Partition && !matches!(e.partition.as_str(), "split-half" | "isolate-one" | "asymmetric") {
+                return Err(format!("event at {:?}: partition must be split-half, isolate-one or asymmetric", e.at));
+            }
+            if e.action == Action::Scale && (e.deployment.is_empty() || !self.workload.iter().any(|w| w.name == e.deployment)) {
+                return Err(format!("event at {:?}: scale needs the name of a workload deployment", e.at));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what depends on the cluster size (`--nodes` overrides it).
+    pub fn check_size(&self, nodes: usize) -> Result<(), String> {
+        if nodes == 0 {
+            return Err("the cluster needs at least 1 node".into());
+        }
+        for e in &self.events {
+            let named = !matches!(e.nodes.as_str(), "one" | "third" | "half" | "all" | "next");
+            if named && !(0..nodes).any(|i| crate::node::name_of(i) == e.nodes) {
+                return Err(format!(
+                    "event at {:?} targets node {:?}, which does not exist: nodes are {} to {} (or use one, third, half, all, next)",
+                    e.at,
+                    e.nodes,
+                    crate::node::name_of(0),
+                    crate::node::name_of(nodes - 1)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The time of the last fault (for the eventual checks).
+    pub fn last_fault(&self) -> Duration {
+        self.events
+            .iter()
+            .map(|e| e.at + e.every * e.repeat.saturating_sub(1) + e.down_for)
+            .max()
+            .unwrap_or_default()
+    }
+}
