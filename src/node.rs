@@ -498,10 +498,7 @@ impl Node {
         let (plan_rx, plan_task) = spawn_planner(
             &db,
             view_rx.clone(),
-            PlanRules {
-                epsilon: cfg.placement.epsilon,
-                fence_delay_secs: cfg.placement.fence_delay.as_secs(),
-            },
+            PlanRules { epsilon: cfg.placement.epsilon, fence_delay_secs: cfg.placement.fence_delay.as_secs() },
             system_unix,
         );
         let (agent_plan_tx, agent_plan_rx) = watch::channel(plan_rx.borrow().plan.clone());
@@ -612,10 +609,20 @@ impl Node {
             data_dir: dd,
             new_cluster_token,
             shutdown: shutdown_tx,
-            tasks: [plan_task, forward, api_task, settle_task, isolation_task, peers_task, ae_task, digest_task, proxy_task]
-                .into_iter()
-                .chain(dns_task)
-                .collect(),
+            tasks: [
+                plan_task,
+                forward,
+                api_task,
+                settle_task,
+                isolation_task,
+                peers_task,
+                ae_task,
+                digest_task,
+                proxy_task,
+            ]
+            .into_iter()
+            .chain(dns_task)
+            .collect(),
             agent: agent_task,
             membership,
             statuses: status_rx,

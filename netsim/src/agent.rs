@@ -117,7 +117,10 @@ pub async fn run(
                 match a {
                     Action::Start(id) => {
                         let Some(d) = plan.desired.get(&id) else { continue };
-                        let ms = rng.random_range(s.start_min.as_millis() as u64..=s.start_max.as_millis().max(s.start_min.as_millis()) as u64);
+                        let ms = rng.random_range(
+                            s.start_min.as_millis() as u64
+                                ..=s.start_max.as_millis().max(s.start_min.as_millis()) as u64,
+                        );
                         st.pods.insert(
                             id,
                             SimPod {

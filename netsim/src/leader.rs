@@ -92,7 +92,9 @@ pub async fn run(
         // Leading takes a majority, as a Raft election does: a minority
         // side has no leader and moves nothing.
         let leading = view.quorum
-            && candidate.as_ref().is_some_and(|(c, since)| *c == s.me && now.duration_since(*since) >= s.election_timeout);
+            && candidate
+                .as_ref()
+                .is_some_and(|(c, since)| *c == s.me && now.duration_since(*since) >= s.election_timeout);
         // The newest assignment published by a live node.
         let mut best: Option<Arc<Assignment>> = None;
         for n in view.nodes.values().filter(|n| n.state.alive()) {

@@ -20,5 +20,8 @@ use std::path::Path;
 
 /// The command that replays a run exactly as far as the seed reaches.
 pub fn replay_command(scenario: &Path, nodes: usize, seed: u64, mode: &str) -> String {
-    format!("cargo run -p netsim --release -- --scenario {} --nodes {nodes} --seed {seed} --mode {mode}", scenario.display())
+    format!(
+        "cargo run -p netsim --release -- --scenario {} --nodes {nodes} --seed {seed} --mode {mode}",
+        scenario.display()
+    )
 }

@@ -70,13 +70,18 @@ fn main() -> ExitCode {
         eprintln!("error: {}: {e}", a.out.display());
         return ExitCode::from(2);
     }
-    println!("## netsim: {} — {nodes} nodes, seed {}, {:?} virtual\n\n{}\n", sc.name, a.seed, sc.duration, sc.description);
+    println!(
+        "## netsim: {} — {nodes} nodes, seed {}, {:?} virtual\n\n{}\n",
+        sc.name, a.seed, sc.duration, sc.description
+    );
     let mut failed = false;
     let mut first: Vec<RunResult> = Vec::new();
     let mut cols: Vec<Figures> = Vec::new();
     let configs: Vec<RunConfig> = modes
         .iter()
-        .flat_map(|m| std::iter::repeat_n(RunConfig { scenario: sc.clone(), nodes, seed: a.seed, mode: *m }, a.runs.max(1)))
+        .flat_map(|m| {
+            std::iter::repeat_n(RunConfig { scenario: sc.clone(), nodes, seed: a.seed, mode: *m }, a.runs.max(1))
+        })
         .collect();
     let mut results = netsim::run::run_all(configs, a.jobs.max(1));
     for mode in &modes {

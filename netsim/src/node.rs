@@ -191,8 +191,15 @@ impl SimNode {
                 }));
             }
             Mode::Leader => {
-                let s = LeaderSettings { me: self.name.clone(), election_timeout: t.election_timeout, tick: agent::TICK };
-                tasks.push(tokio::spawn(leader::run(s, view.clone(), local_plan.clone(), membership.key_setter(), follow_tx)));
+                let s =
+                    LeaderSettings { me: self.name.clone(), election_timeout: t.election_timeout, tick: agent::TICK };
+                tasks.push(tokio::spawn(leader::run(
+                    s,
+                    view.clone(),
+                    local_plan.clone(),
+                    membership.key_setter(),
+                    follow_tx,
+                )));
             }
         }
         // The agent follows the plan part of `follow`.

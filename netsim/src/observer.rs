@@ -41,7 +41,11 @@ pub struct Write {
 
 impl std::fmt::Debug for Write {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Write").field("at", &self.at).field("keys", &self.keys.len()).field("converged", &self.converged).finish()
+        f.debug_struct("Write")
+            .field("at", &self.at)
+            .field("keys", &self.keys.len())
+            .field("converged", &self.converged)
+            .finish()
     }
 }
 
@@ -171,7 +175,12 @@ impl Observer {
                     if !partition && t.saturating_sub(since) > grace {
                         self.violate(
                             format!("owner:{}:{id}", n.name),
-                            format!("t={:.1}s: {id} has run on {} for {:.1}s without being its owner", t.as_secs_f64(), n.name, (t - since).as_secs_f64()),
+                            format!(
+                                "t={:.1}s: {id} has run on {} for {:.1}s without being its owner",
+                                t.as_secs_f64(),
+                                n.name,
+                                (t - since).as_secs_f64()
+                            ),
                         );
                     }
                 }
@@ -181,12 +190,20 @@ impl Observer {
         // Fenced replicas never run twice (a stopping copy still runs).
         for (id, d) in desired.iter() {
             if d.fenced && copies_incl_stopping.get(id).copied().unwrap_or(0) > 1 {
-                self.violate(format!("fenced:{id}:{}", t.as_millis() / 1000), format!("t={:.1}s: fenced replica {id} runs on more than one node", t.as_secs_f64()));
+                self.violate(
+                    format!("fenced:{id}:{}", t.as_millis() / 1000),
+                    format!("t={:.1}s: fenced replica {id} runs on more than one node", t.as_secs_f64()),
+                );
             }
         }
         let missing = desired.keys().filter(|id| ready.get(id.as_str()).copied().unwrap_or(0) == 0).count();
         let duplicates: usize = running.values().map(|c| c.saturating_sub(1)).sum();
-        let digests: BTreeSet<u64> = up.iter().filter(|n| n.paused_until.is_none()).filter_map(|n| n.live.as_ref()).map(|l| l.follow.borrow().1).collect();
+        let digests: BTreeSet<u64> = up
+            .iter()
+            .filter(|n| n.paused_until.is_none())
+            .filter_map(|n| n.live.as_ref())
+            .map(|l| l.follow.borrow().1)
+            .collect();
         let agree = digests.len() <= 1;
         self.missing_secs += missing as f64 * dts;
         if partition {
@@ -203,7 +220,9 @@ impl Observer {
                 let all = up.iter().filter(|n| n.name != c.node && n.paused_until.is_none()).all(|n| {
                     let v = n.live.as_ref().map(|l| l.view.borrow().clone());
                     v.is_some_and(|v| match v.nodes.get(&c.node) {
-                        Some(x) if x.info.generation == c.generation => matches!(x.state, NodeState::Dead | NodeState::Left),
+                        Some(x) if x.info.generation == c.generation => {
+                            matches!(x.state, NodeState::Dead | NodeState::Left)
+                        }
                         _ => true,
                     })
                 });
@@ -218,15 +237,17 @@ impl Observer {
         // Desired-state convergence of each write.
         for w in self.writes.iter_mut().filter(|w| w.converged.is_none()) {
             if w.stamps.is_none() {
-                let now: Vec<Option<shoal::state::Stamp>> = w.keys.iter().map(|k| nodes[w.via].db.get(k).map(|e| e.stamp)).collect();
+                let now: Vec<Option<shoal::state::Stamp>> =
+                    w.keys.iter().map(|k| nodes[w.via].db.get(k).map(|e| e.stamp)).collect();
                 if now != w.before {
                     w.stamps = Some(now.into_iter().map(Option::unwrap_or_default).collect());
                 }
             }
             let Some(stamps) = &w.stamps else { continue };
-            let all = up.iter().filter(|n| n.paused_until.is_none()).all(|n| {
-                w.keys.iter().zip(stamps).all(|(k, s)| n.db.get(k).is_some_and(|e| e.stamp >= *s))
-            });
+            let all = up
+                .iter()
+                .filter(|n| n.paused_until.is_none())
+                .all(|n| w.keys.iter().zip(stamps).all(|(k, s)| n.db.get(k).is_some_and(|e| e.stamp >= *s)));
             if all {
                 w.converged = Some(t - w.at);
             }
@@ -250,7 +271,13 @@ impl Observer {
                     .copied()
                     .unwrap_or_default();
                 let settled = t.saturating_sub(quiet_since) > QUIET;
-                if same_gen && reachable && settled && b.paused_until.is_none() && a.paused_until.is_none() && self.counted_deaths.insert((a.name.clone(), name.clone(), x.info.generation)) {
+                if same_gen
+                    && reachable
+                    && settled
+                    && b.paused_until.is_none()
+                    && a.paused_until.is_none()
+                    && self.counted_deaths.insert((a.name.clone(), name.clone(), x.info.generation))
+                {
                     self.false_deaths += 1;
                 }
             }
@@ -275,7 +302,8 @@ impl Observer {
             .map(|l| l.view.borrow().nodes.values().filter(|x| x.state.alive()).map(|x| x.info.name.clone()).collect())
             .collect();
         if member_sets.len() > 1 {
-            self.violations.push(format!("at the end, live nodes disagree on membership ({} different views)", member_sets.len()));
+            self.violations
+                .push(format!("at the end, live nodes disagree on membership ({} different views)", member_sets.len()));
         }
         let roots: BTreeSet<[u8; 32]> = up.iter().map(|n| n.db.summary().0).collect();
         if roots.len() > 1 {
@@ -283,7 +311,8 @@ impl Observer {
         }
         let digests: BTreeSet<u64> = up.iter().filter_map(|n| n.live.as_ref()).map(|l| l.follow.borrow().1).collect();
         if digests.len() > 1 {
-            self.violations.push(format!("at the end, live nodes disagree on placement ({} different answers)", digests.len()));
+            self.violations
+                .push(format!("at the end, live nodes disagree on placement ({} different answers)", digests.len()));
         }
         if let Some(last) = self.samples.last() {
             if last.missing > 0 || last.duplicates > 0 || last.running != last.desired {

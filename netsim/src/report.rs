@@ -95,7 +95,8 @@ fn rows(cols: &[Figures]) -> Vec<(&'static str, Vec<String>)> {
 
 /// A markdown table with one column per result (e.g. per mode).
 pub fn markdown(title: &str, headers: &[String], cols: &[Figures]) -> String {
-    let mut out = format!("### {title}\n\n| figure | {} |\n|---|{}\n", headers.join(" | "), "---|".repeat(headers.len()));
+    let mut out =
+        format!("### {title}\n\n| figure | {} |\n|---|{}\n", headers.join(" | "), "---|".repeat(headers.len()));
     for (label, vals) in rows(cols) {
         let _ = writeln!(out, "| {label} | {} |", vals.join(" | "));
     }
@@ -131,7 +132,17 @@ pub fn markdown_spread(title: &str, runs: &[Figures]) -> String {
 pub fn csv(r: &RunResult) -> String {
     let mut out = String::from("t_secs,live_nodes,desired,running,missing,duplicates,agree\n");
     for s in &r.observer.samples {
-        let _ = writeln!(out, "{:.1},{},{},{},{},{},{}", s.t, s.up, s.desired, s.running, s.missing, s.duplicates, u8::from(s.agree));
+        let _ = writeln!(
+            out,
+            "{:.1},{},{},{},{},{},{}",
+            s.t,
+            s.up,
+            s.desired,
+            s.running,
+            s.missing,
+            s.duplicates,
+            u8::from(s.agree)
+        );
     }
     out
 }
@@ -141,7 +152,12 @@ pub fn svg(path: &Path, title: &str, runs: &[(&str, &RunResult)]) -> Result<(), 
     let root = SVGBackend::new(path, (1000, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let tmax = runs.iter().flat_map(|(_, r)| r.observer.samples.last().map(|s| s.t)).fold(1.0, f64::max);
-    let ymax = runs.iter().flat_map(|(_, r)| r.observer.samples.iter().map(|s| s.missing.max(s.duplicates))).max().unwrap_or(1).max(1) as f64;
+    let ymax = runs
+        .iter()
+        .flat_map(|(_, r)| r.observer.samples.iter().map(|s| s.missing.max(s.duplicates)))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(10)
@@ -160,12 +176,20 @@ pub fn svg(path: &Path, title: &str, runs: &[(&str, &RunResult)]) -> Result<(), 
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         let c2 = c.mix(0.4);
         chart
-            .draw_series(LineSeries::new(r.observer.samples.iter().map(|s| (s.t, s.duplicates as f64)), c2.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                r.observer.samples.iter().map(|s| (s.t, s.duplicates as f64)),
+                c2.stroke_width(1),
+            ))
             .map_err(|e| e.to_string())?
             .label(format!("{label}: duplicates"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c2.stroke_width(1)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| e.to_string())?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -110,7 +110,8 @@ async fn simulate(cfg: RunConfig) -> RunResult {
     let sc = &cfg.scenario;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let net = SimNet::new(cfg.seed, sc.network.clone());
-    let mut nodes: Vec<SimNode> = (0..cfg.nodes).map(|i| SimNode::new(i, sc.capacities[i % sc.capacities.len()])).collect();
+    let mut nodes: Vec<SimNode> =
+        (0..cfg.nodes).map(|i| SimNode::new(i, sc.capacities[i % sc.capacities.len()])).collect();
     let ctx = Ctx {
         net: net.clone(),
         timing: sc.timing.clone(),
@@ -134,7 +135,11 @@ async fn simulate(cfg: RunConfig) -> RunResult {
         order.shuffle(&mut rng);
         for k in 0..e.repeat.max(1) {
             let at = e.at + e.every * k;
-            let targets = if e.nodes == "next" { vec![order[k as usize % order.len()].clone()] } else { pick(&e.nodes, &names, &mut rng) };
+            let targets = if e.nodes == "next" {
+                vec![order[k as usize % order.len()].clone()]
+            } else {
+                pick(&e.nodes, &names, &mut rng)
+            };
             match e.action {
                 Action::Crash => steps.extend(targets.into_iter().map(|t| (at, Step::Crash(t)))),
                 Action::Restart => steps.extend(targets.into_iter().map(|t| (at, Step::Boot(t)))),
@@ -220,12 +225,19 @@ async fn apply_step(
     let ts = t.as_secs_f64();
     match step {
         Step::Apply(w, replicas) => {
-            let up: Vec<usize> = (0..nodes.len()).filter(|i| nodes[*i].up() && nodes[*i].paused_until.is_none()).collect();
+            let up: Vec<usize> =
+                (0..nodes.len()).filter(|i| nodes[*i].up() && nodes[*i].paused_until.is_none()).collect();
             let Some(&i) = up.get(rng.random_range(0..up.len().max(1))) else { return };
             let n = &nodes[i];
             let Some(l) = &n.live else { return };
-            let out = parse_files(&[SourceFile { name: "sim".into(), content: deployment_yaml(&w, replicas) }], &Context::default(), None);
-            let Ok((_, changes)) = plan_apply(&n.db.snapshot(), out.objects, n.db.now(), ApplyMode::Apply) else { return };
+            let out = parse_files(
+                &[SourceFile { name: "sim".into(), content: deployment_yaml(&w, replicas) }],
+                &Context::default(),
+                None,
+            );
+            let Ok((_, changes)) = plan_apply(&n.db.snapshot(), out.objects, n.db.now(), ApplyMode::Apply) else {
+                return;
+            };
             let keys: Vec<shoal::state::Key> = changes.iter().map(|(k, _)| k.clone()).collect();
             let (writer, acked, k2) = (l.writer.clone(), acked.clone(), keys.clone());
             tokio::spawn(async move {
@@ -234,14 +246,27 @@ async fn apply_step(
                 }
             });
             let before = keys.iter().map(|k| n.db.get(k).map(|e| e.stamp)).collect();
-            observer.writes.push(crate::observer::Write { at: t, via: i, keys: keys.clone(), before, stamps: None, converged: None });
+            observer.writes.push(crate::observer::Write {
+                at: t,
+                via: i,
+                keys: keys.clone(),
+                before,
+                stamps: None,
+                converged: None,
+            });
             log.push((ts, format!("apply {} replicas={replicas} via {}", w.name, n.name)));
         }
         Step::Crash(name) => {
             if let Some(n) = nodes.iter_mut().find(|n| n.name == name && n.up()) {
                 let generation = n.live.as_ref().map_or(0, |l| l.generation);
                 n.crash(net);
-                observer.crashes.push(crate::observer::Crash { node: name.clone(), generation, at: t, detected: None, rescheduled: None });
+                observer.crashes.push(crate::observer::Crash {
+                    node: name.clone(),
+                    generation,
+                    at: t,
+                    detected: None,
+                    rescheduled: None,
+                });
                 log.push((ts, format!("crash {name}")));
             }
         }

@@ -190,7 +190,8 @@ pub enum ScenarioError {
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read(path.display().to_string(), e))?;
-        let s: Scenario = toml::from_str(&text).map_err(|e| ScenarioError::Parse(path.display().to_string(), e.to_string()))?;
+        let s: Scenario =
+            toml::from_str(&text).map_err(|e| ScenarioError::Parse(path.display().to_string(), e.to_string()))?;
         s.check().map_err(|m| ScenarioError::Invalid(path.display().to_string(), m))?;
         Ok(s)
     }
@@ -210,10 +211,14 @@ impl Scenario {
             return Err("network latency: 0 <= latency_min_ms <= latency_max_ms".into());
         }
         for e in &self.events {
-            if e.action == Action::Partition && !matches!(e.partition.as_str(), "split-half" | "isolate-one" | "asymmetric") {
+            if e.action == Action::Partition
+                && !matches!(e.partition.as_str(), "split-half" | "isolate-one" | "asymmetric")
+            {
                 return Err(format!("event at {:?}: partition must be split-half, isolate-one or asymmetric", e.at));
             }
-            if e.action == Action::Scale && (e.deployment.is_empty() || !self.workload.iter().any(|w| w.name == e.deployment)) {
+            if e.action == Action::Scale
+                && (e.deployment.is_empty() || !self.workload.iter().any(|w| w.name == e.deployment))
+            {
                 return Err(format!("event at {:?}: scale needs the name of a workload deployment", e.at));
             }
         }
@@ -242,10 +247,59 @@ impl Scenario {
 
     /// The time of the last fault (for the eventual checks).
     pub fn last_fault(&self) -> Duration {
-        self.events
-            .iter()
-            .map(|e| e.at + e.every * e.repeat.saturating_sub(1) + e.down_for)
-            .max()
-            .unwrap_or_default()
+        self.events.iter().map(|e| e.at + e.every * e.repeat.saturating_sub(1) + e.down_for).max().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_scenario_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/netsim");
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(&dir).expect("configs/netsim") {
+            let p = e.expect("entry").path();
+            let s = Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            s.check_size(s.nodes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            names.push(s.name);
+        }
+        names.sort();
+        let want = [
+            "flapping-node",
+            "kill-a-third",
+            "kill-one",
+            "lossy-network",
+            "rolling-restart",
+            "scale-to-1000-replicas",
+            "split-brain-and-heal",
+        ];
+        assert_eq!(names, want);
+    }
+
+    fn parse(text: &str) -> Result<Scenario, String> {
+        let s: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        s.check()?;
+        Ok(s)
+    }
+
+    #[test]
+    fn bad_scenarios_name_what_is_wrong() {
+        let base = "name = \"x\"\nduration = \"10s\"\nnodes = 3\n";
+        let e = parse(&format!("{base}colour = 1\n")).unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+        let e = parse(&format!("{base}[network]\nloss = 1.5\n")).unwrap_err();
+        assert!(e.contains("network.loss"), "{e}");
+        let e = parse(&format!("{base}[[events]]\nat = \"1s\"\naction = \"partition\"\npartition = \"diagonal\"\n"))
+            .unwrap_err();
+        assert!(e.contains("split-half"), "{e}");
+        let e = parse(&format!("{base}[[events]]\nat = \"1s\"\naction = \"explode\"\n")).unwrap_err();
+        assert!(e.contains("explode"), "{e}");
+        let s =
+            parse(&format!("{base}[[events]]\nat = \"1s\"\naction = \"crash\"\nnodes = \"n007\"\n")).expect("valid");
+        let e = s.check_size(3).unwrap_err();
+        assert!(e.contains("n007") && e.contains("n000") && e.contains("n002"), "{e}");
+        assert!(s.check_size(8).is_ok());
     }
 }

@@ -218,7 +218,8 @@ mod tests {
             recent_deaths: 0,
             extra: Default::default(),
         };
-        p.view = Arc::new(ClusterView { self_name: "me".into(), nodes: [(owner.to_string(), node)].into(), quorum: true });
+        p.view =
+            Arc::new(ClusterView { self_name: "me".into(), nodes: [(owner.to_string(), node)].into(), quorum: true });
     }
 
     const H60: Handoff = Handoff { timeout: Duration::from_secs(60), linger: Duration::from_secs(1) };

@@ -200,7 +200,10 @@ pub fn assemble(
             d.len() as u32
         });
         let alive_since = memory.alive_since.get(&name).copied().unwrap_or(now_unix);
-        out.insert(name, NodeView { info, state, since, pods, state_digest, alive_since, recent_deaths: deaths, extra });
+        out.insert(
+            name,
+            NodeView { info, state, since, pods, state_digest, alive_since, recent_deaths: deaths, extra },
+        );
     }
     // Nodes chitchat forgot (garbage-collected after the dead-node grace).
     memory.states.retain(|n, _| out.contains_key(n));

@@ -106,7 +106,9 @@ impl Planner {
             let mut placement = place(&nodes, &desired, rules.epsilon);
             if nodes.is_empty() && settling > 0 {
                 for why in placement.pending.values_mut() {
-                    *why = format!("no schedulable node yet: {settling} node(s) settling after a (re)start or a partition");
+                    *why = format!(
+                        "no schedulable node yet: {settling} node(s) settling after a (re)start or a partition"
+                    );
                 }
             }
             let digest = owners_digest(&placement.owners);
