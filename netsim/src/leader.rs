@@ -107,10 +107,10 @@ pub async fn run(
                     a
                 }
             };
-            if let Some(a) = a {
-                if best.as_ref().is_none_or(|b| (a.term, &a.leader) > (b.term, &b.leader)) {
-                    best = Some(a);
-                }
+            if let Some(a) = a
+                && best.as_ref().is_none_or(|b| (a.term, &a.leader) > (b.term, &b.leader))
+            {
+                best = Some(a);
             }
         }
         parsed.retain(|name, _| view.nodes.contains_key(name));
@@ -133,10 +133,10 @@ pub async fn run(
             my_term = None;
             // The same leader's newer assignment (same term) replaces the old
             // one; two leaders of one term (a partition) are ordered by name.
-            if let Some(b) = best.filter(|b| (b.term, &b.leader) >= (accepted.term, &accepted.leader)) {
-                if *b != accepted {
-                    accepted = (*b).clone();
-                }
+            if let Some(b) = best.filter(|b| (b.term, &b.leader) >= (accepted.term, &accepted.leader))
+                && *b != accepted
+            {
+                accepted = (*b).clone();
             }
         }
         if accepted.owners != *owners {

@@ -33,6 +33,9 @@ pub struct Traffic {
     pub sent_bytes: u64,
     pub sent_messages: u64,
     pub oversized: u64,
+    /// Largest digest message (chitchat Syn) sent: the part of gossip that
+    /// grows with the cluster (one entry per known node).
+    pub max_syn_bytes: u64,
 }
 
 struct State {
@@ -205,6 +208,11 @@ impl Socket for SimSocket {
     async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
         self.buf.clear();
         msg.serialize(&mut self.buf);
+        if matches!(msg, ChitchatMessage::Syn { .. }) {
+            let mut s = self.net.lock();
+            let t = s.traffic.entry(self.me).or_default();
+            t.max_syn_bytes = t.max_syn_bytes.max(self.buf.len() as u64);
+        }
         self.net.send_gossip(self.me, to, self.buf.clone());
         Ok(())
     }

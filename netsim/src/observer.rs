@@ -117,10 +117,10 @@ fn worst_side_missing(
                 let Some(l) = &n.live else { continue };
                 let st = l.agent.lock().unwrap_or_else(|p| p.into_inner());
                 for (id, p) in &st.pods {
-                    if p.ready(now) {
-                        if let Some((k, _)) = desired.get_key_value(id) {
-                            ready.insert(k.as_str());
-                        }
+                    if p.ready(now)
+                        && let Some((k, _)) = desired.get_key_value(id)
+                    {
+                        ready.insert(k.as_str());
                     }
                 }
             }
@@ -314,13 +314,13 @@ impl Observer {
             self.violations
                 .push(format!("at the end, live nodes disagree on placement ({} different answers)", digests.len()));
         }
-        if let Some(last) = self.samples.last() {
-            if last.missing > 0 || last.duplicates > 0 || last.running != last.desired {
-                self.violations.push(format!(
-                    "at the end, replicas are not running exactly once: {} desired, {} running, {} missing, {} duplicates",
-                    last.desired, last.running, last.missing, last.duplicates
-                ));
-            }
+        if let Some(last) = self.samples.last()
+            && (last.missing > 0 || last.duplicates > 0 || last.running != last.desired)
+        {
+            self.violations.push(format!(
+                "at the end, replicas are not running exactly once: {} desired, {} running, {} missing, {} duplicates",
+                last.desired, last.running, last.missing, last.duplicates
+            ));
         }
         for k in &self.acked {
             let lost = up.iter().any(|n| n.db.get(k).is_none_or(|e| e.is_tombstone()));

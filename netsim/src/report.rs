@@ -43,6 +43,7 @@ pub struct Figures {
     pub false_deaths: usize,
     pub violations: usize,
     pub oversized: u64,
+    pub max_syn_bytes: u64,
     pub wall_secs: f64,
 }
 
@@ -63,6 +64,7 @@ pub fn figures(r: &RunResult) -> Figures {
         false_deaths: o.false_deaths,
         violations: o.violations.len(),
         oversized: r.oversized,
+        max_syn_bytes: r.max_syn_bytes,
         wall_secs: r.wall.as_secs_f64(),
     }
 }
@@ -86,6 +88,7 @@ fn rows(cols: &[Figures]) -> Vec<(&'static str, Vec<String>)> {
         ("time all nodes agree on placement, %", f(&|x| format!("{:.1}", x.agree_pct))),
         ("bytes sent per node per second", f(&|x| format!("{:.0}", x.bytes_per_node_sec))),
         ("messages sent per node per second", f(&|x| format!("{:.1}", x.messages_per_node_sec))),
+        ("largest digest message (chitchat Syn), bytes", f(&|x| x.max_syn_bytes.to_string())),
         ("gossip messages over the size limit (dropped)", f(&|x| x.oversized.to_string())),
         ("false deaths", f(&|x| x.false_deaths.to_string())),
         ("invariant violations", f(&|x| x.violations.to_string())),
@@ -106,7 +109,8 @@ pub fn markdown(title: &str, headers: &[String], cols: &[Figures]) -> String {
 /// The spread of each figure over several runs: min / median / max.
 pub fn markdown_spread(title: &str, runs: &[Figures]) -> String {
     let mut out = format!("### {title} ({} runs, min / median / max)\n\n| figure | spread |\n|---|---|\n", runs.len());
-    let pick: Vec<(&str, Box<dyn Fn(&Figures) -> f64>)> = vec![
+    type Pick = (&'static str, Box<dyn Fn(&Figures) -> f64>);
+    let pick: Vec<Pick> = vec![
         ("detection p50, s", Box::new(|x| x.detection.p50)),
         ("detection max, s", Box::new(|x| x.detection.max)),
         ("reschedule p50, s", Box::new(|x| x.reschedule.p50)),
@@ -121,7 +125,7 @@ pub fn markdown_spread(title: &str, runs: &[Figures]) -> String {
         ("invariant violations", Box::new(|x| x.violations as f64)),
     ];
     for (label, g) in pick {
-        let mut v: Vec<f64> = runs.iter().map(|r| g(r)).collect();
+        let mut v: Vec<f64> = runs.iter().map(&g).collect();
         v.sort_by(f64::total_cmp);
         let _ = writeln!(out, "| {label} | {:.2} / {:.2} / {:.2} |", v[0], v[v.len() / 2], v[v.len() - 1]);
     }

@@ -34,6 +34,7 @@ pub struct RunResult {
     pub bytes_per_node_sec: f64,
     pub messages_per_node_sec: f64,
     pub oversized: u64,
+    pub max_syn_bytes: u64,
     pub wall: Duration,
     pub log: Vec<(f64, String)>,
 }
@@ -196,6 +197,7 @@ async fn simulate(cfg: RunConfig) -> RunResult {
     let bytes: u64 = traffic.values().map(|t| t.sent_bytes).sum();
     let msgs: u64 = traffic.values().map(|t| t.sent_messages).sum();
     let oversized: u64 = traffic.values().map(|t| t.oversized).sum();
+    let max_syn_bytes = traffic.values().map(|t| t.max_syn_bytes).max().unwrap_or(0);
     for node in nodes.iter_mut() {
         node.crash(&net);
     }
@@ -205,6 +207,7 @@ async fn simulate(cfg: RunConfig) -> RunResult {
         bytes_per_node_sec: bytes as f64 / n / secs,
         messages_per_node_sec: msgs as f64 / n / secs,
         oversized,
+        max_syn_bytes,
         wall: wall.elapsed(),
         log,
     }
