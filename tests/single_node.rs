@@ -30,6 +30,20 @@ fn apply_makes_every_replica_ready_and_reachable() {
     // Applying the same manifest again changes nothing.
     assert_eq!(node.apply(&web_deployment("web", 3)).trim(), "deployment.apps/web unchanged");
     assert_eq!(node.apply(&web_deployment("web", 2)).trim(), "deployment.apps/web configured");
+    // `shoal get pods | head -0`: the reader is gone before the CLI writes;
+    // it ends quietly (SIGPIPE), not with a panic.
+    let mut c = std::process::Command::new(BIN)
+        .args(["get", "pods", "-o", "json"])
+        .env("SHOAL_SERVER", node.server())
+        .env("SHOAL_DATA_DIR", node.data_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(c.stdout.take());
+    let out = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "a closed stdout made the CLI panic: {err}");
 }
 
 #[test]

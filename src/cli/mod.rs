@@ -79,6 +79,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if !matches!(cli.command, args::Command::Up(_)) {
+        // A client verb piped into `head` or `grep -q` ends quietly when the
+        // reader goes away, like every Unix tool, instead of panicking on a
+        // broken pipe. (The node itself keeps ignoring SIGPIPE.)
+        // SAFETY: restoring the default action of a signal before any thread
+        // is started has no other effect on this process.
+        let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
