@@ -85,7 +85,9 @@ pub fn main() -> ExitCode {
         // broken pipe. (The node itself keeps ignoring SIGPIPE.)
         // SAFETY: restoring the default action of a signal before any thread
         // is started has no other effect on this process.
-        let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
+        let _ = unsafe {
+            nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl)
+        };
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

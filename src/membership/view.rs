@@ -116,10 +116,20 @@ impl ClusterView {
     /// Nodes placement may use: alive, schedulable by their own account,
     /// and, while this view has a majority, not settling. Only facts every
     /// node sees alike (gossiped records), so that all agree.
+    ///
+    /// Settling damps a node that flaps: a few nodes. When half or more of
+    /// the live nodes settle at once (a split of the whole cluster has just
+    /// healed and every side lost its majority), nobody waits: excluding
+    /// them would pile every replica onto the first nodes to finish
+    /// settling and move them all again a second later (netsim's
+    /// split-brain-and-heal found that herd).
     pub fn placement_nodes(&self) -> Vec<NodeSpec> {
+        let alive = self.nodes.values().filter(|n| n.state.alive()).count();
+        let settling = self.nodes.values().filter(|n| n.state.alive() && n.info.settling).count();
+        let damp = self.quorum && settling * 2 < alive;
         self.nodes
             .values()
-            .filter(|n| n.state.alive() && n.info.schedulable && !(self.quorum && n.info.settling))
+            .filter(|n| n.state.alive() && n.info.schedulable && !(damp && n.info.settling))
             .map(|n| n.info.spec())
             .collect()
     }
@@ -193,5 +203,8 @@ mod tests {
         assert_eq!(names(&v), ["me", "steady"]);
         v.quorum = false;
         assert_eq!(names(&v), ["back", "me", "steady"], "a minority side uses every live node");
+        v.quorum = true;
+        std::sync::Arc::make_mut(&mut v.nodes.get_mut("steady").unwrap().info).settling = true;
+        assert_eq!(names(&v), ["back", "me", "steady"], "when half the nodes settle, none waits");
     }
 }

@@ -39,6 +39,15 @@ pub struct PlanRules {
     pub fence_delay_secs: u64,
 }
 
+/// How long a node that has just lost its majority keeps the placement it
+/// had. A node that froze (a laptop asleep, a machine swapping) sees every
+/// peer dead for a moment when it resumes; without this grace it would own,
+/// and start, every replica of the cluster until their heartbeats arrive
+/// (netsim's flapping-node found that burst). A node cut off for longer
+/// than this runs, as before, every unfenced replica it can. Fenced replicas
+/// stop at once regardless (`Plan::quorum` is the view's).
+pub const MINORITY_GRACE_SECS: u64 = 5;
+
 /// The placement part of a plan, kept while its inputs do not change.
 #[derive(Debug, Clone)]
 struct Cached {
@@ -61,6 +70,9 @@ pub struct Planner {
     pub computed: u64,
     /// The live membership (names, generations) and when it last changed.
     members: Option<(u64, u64)>,
+    /// Whether this node has had a majority, and when it last lost it.
+    had_quorum: bool,
+    lost_quorum_at: Option<u64>,
 }
 
 /// A digest of who is alive (name and generation).
@@ -95,8 +107,21 @@ impl Planner {
             }
         };
         let stable = now_unix.saturating_sub(since) >= rules.fence_delay_secs;
-        let nodes = view.placement_nodes();
-        let settling = view.nodes.values().filter(|n| n.state.alive()).count() - nodes.len();
+        if view.quorum {
+            self.had_quorum = true;
+            self.lost_quorum_at = None;
+        } else if self.had_quorum && self.lost_quorum_at.is_none() {
+            self.lost_quorum_at = Some(now_unix);
+        }
+        let grace = self.lost_quorum_at.is_some_and(|t| now_unix.saturating_sub(t) < MINORITY_GRACE_SECS);
+        let (nodes, settling) = match &self.cache {
+            Some(c) if grace => (c.nodes.clone(), c.settling),
+            _ => {
+                let nodes = view.placement_nodes();
+                let settling = view.nodes.values().filter(|n| n.state.alive()).count().saturating_sub(nodes.len());
+                (nodes, settling)
+            }
+        };
         let fresh =
             self.cache.as_ref().is_some_and(|c| c.rev == snapshot.rev && c.nodes == nodes && c.settling == settling);
         if !fresh {
@@ -162,4 +187,80 @@ impl Planner {
 /// One-off plan (no cache).
 pub fn make_plan(snapshot: &Snapshot, view: &Arc<ClusterView>, rules: &PlanRules, now_unix: u64) -> PlanView {
     Planner::default().plan(snapshot, view, rules, now_unix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::apply::{Mode, plan_apply};
+    use crate::membership::view::{NodeInfo, NodeView};
+    use crate::model::parse::{SourceFile, parse_files};
+    use crate::model::validate::Context;
+    use crate::state::StateDb;
+
+    const WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 6\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, command: [sleep, '1000']}]\n";
+
+    fn snapshot() -> Arc<Snapshot> {
+        let db = StateDb::in_memory("a", || uhlc::NTP64(1 << 32), std::time::Duration::from_secs(60)).unwrap();
+        let out =
+            parse_files(&[SourceFile { name: "web.yaml".into(), content: WEB.into() }], &Context::default(), None);
+        let (_, changes) = plan_apply(&db.snapshot(), out.objects, db.now(), Mode::Apply).unwrap();
+        db.write(changes).unwrap();
+        db.snapshot()
+    }
+
+    fn view(alive: &[&str], quorum: bool) -> Arc<ClusterView> {
+        let mut v = ClusterView { self_name: "a".into(), quorum, ..Default::default() };
+        for name in ["a", "b", "c"] {
+            let info = NodeInfo {
+                name: name.into(),
+                schedulable: true,
+                weight: 1000,
+                allocatable: crate::model::pods::Resources { cpu_millis: 4000, memory_bytes: 8 << 30 },
+                runtimes: [crate::model::pods::RuntimeKind::Process].into(),
+                max_pods: 100,
+                ..Default::default()
+            };
+            let state = if alive.contains(&name) { NodeState::Ready } else { NodeState::Dead };
+            v.nodes.insert(
+                name.into(),
+                NodeView {
+                    info: Arc::new(info),
+                    state,
+                    since: 0,
+                    pods: Default::default(),
+                    state_digest: String::new(),
+                    alive_since: 0,
+                    recent_deaths: 0,
+                    extra: Default::default(),
+                },
+            );
+        }
+        Arc::new(v)
+    }
+
+    fn owned_by_a(p: &PlanView) -> usize {
+        p.plan.owners.values().filter(|o| *o == "a").count()
+    }
+
+    #[test]
+    fn a_node_that_just_lost_its_majority_keeps_its_placement_for_a_grace() {
+        let rules = PlanRules { epsilon: 0.25, fence_delay_secs: 10 };
+        let snap = snapshot();
+        let mut p = Planner::default();
+        let all = p.plan(&snap, &view(&["a", "b", "c"], true), &rules, 100);
+        assert_eq!(all.plan.owners.len(), 6);
+        let mine = owned_by_a(&all);
+        assert!(mine < 6, "three nodes share the replicas");
+        // Everyone else looks dead (this node froze, or is cut off).
+        let alone = view(&["a"], false);
+        let now = p.plan(&snap, &alone, &rules, 101);
+        assert_eq!(owned_by_a(&now), mine, "within the grace, the placement stays");
+        assert!(!now.plan.quorum, "but fenced replicas stop at once");
+        let later = p.plan(&snap, &alone, &rules, 101 + MINORITY_GRACE_SECS);
+        assert_eq!(owned_by_a(&later), 6, "after the grace, the cut-off node runs every replica it can");
+        // A node that never had a majority (still joining) has no grace.
+        let mut fresh = Planner::default();
+        assert_eq!(owned_by_a(&fresh.plan(&snap, &alone, &rules, 100)), 6);
+    }
 }
