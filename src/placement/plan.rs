@@ -45,7 +45,9 @@ pub struct PlanRules {
 /// and start, every replica of the cluster until their heartbeats arrive
 /// (netsim's flapping-node found that burst). A node cut off for longer
 /// than this runs, as before, every unfenced replica it can. Fenced replicas
-/// stop at once regardless (`Plan::quorum` is the view's).
+/// stop at once regardless (`Plan::quorum` is the view's). Only when two or
+/// more peers vanished together: the survivor of a 2-node cluster whose peer
+/// died takes its replicas over at once.
 pub const MINORITY_GRACE_SECS: u64 = 5;
 
 /// The placement part of a plan, kept while its inputs do not change.
@@ -70,8 +72,9 @@ pub struct Planner {
     pub computed: u64,
     /// The live membership (names, generations) and when it last changed.
     members: Option<(u64, u64)>,
-    /// Whether this node has had a majority, and when it last lost it.
-    had_quorum: bool,
+    /// Live nodes when this node last had a majority (0: never had one),
+    /// and when it last lost it with two or more peers at once.
+    alive_with_quorum: usize,
     lost_quorum_at: Option<u64>,
 }
 
@@ -107,10 +110,11 @@ impl Planner {
             }
         };
         let stable = now_unix.saturating_sub(since) >= rules.fence_delay_secs;
+        let alive = view.nodes.values().filter(|n| n.state.alive()).count();
         if view.quorum {
-            self.had_quorum = true;
+            self.alive_with_quorum = alive;
             self.lost_quorum_at = None;
-        } else if self.had_quorum && self.lost_quorum_at.is_none() {
+        } else if self.alive_with_quorum >= alive + 2 && self.lost_quorum_at.is_none() {
             self.lost_quorum_at = Some(now_unix);
         }
         let grace = self.lost_quorum_at.is_some_and(|t| now_unix.saturating_sub(t) < MINORITY_GRACE_SECS);
@@ -262,5 +266,14 @@ mod tests {
         // A node that never had a majority (still joining) has no grace.
         let mut fresh = Planner::default();
         assert_eq!(owned_by_a(&fresh.plan(&snap, &alone, &rules, 100)), 6);
+        // Nor does the survivor of a 2-node cluster whose one peer died.
+        let mut two = Planner::default();
+        let pair = view(&["a", "b"], true);
+        let mut pair = (*pair).clone();
+        pair.nodes.remove("c");
+        assert!(owned_by_a(&two.plan(&snap, &Arc::new(pair.clone()), &rules, 100)) < 6);
+        pair.quorum = false;
+        pair.nodes.get_mut("b").unwrap().state = NodeState::Dead;
+        assert_eq!(owned_by_a(&two.plan(&snap, &Arc::new(pair), &rules, 101)), 6);
     }
 }
