@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     runs: usize,
     /// Runs executed at once, each on its own thread (memory grows with it:
-    /// about 5 GB per 500-node run).
+    /// 6-8 GB per 500-node run).
     #[arg(long, default_value_t = default_jobs())]
     jobs: usize,
     /// Directory for the CSV timelines and the SVG chart.
