@@ -100,6 +100,8 @@ impl SimNode {
     pub async fn boot(&mut self, ctx: &Ctx) {
         self.boots += 1;
         let t = &ctx.timing;
+        // Settings a scenario does not vary: the node's own defaults.
+        let defaults = shoal::config::NodeConfig::default();
         let generation = clock::EPOCH_UNIX * 1000 + clock::elapsed().as_millis() as u64 + self.index as u64;
         let cpu = self.cores * 1000;
         let info = NodeInfo {
@@ -128,7 +130,7 @@ impl SimNode {
             gossip_interval: t.gossip_interval,
             phi_threshold: t.phi_threshold,
             suspect_after: t.suspect_after,
-            dead_node_grace: Duration::from_secs(600),
+            dead_node_grace: defaults.membership.dead_node_grace,
             seeds: ctx.seeds.iter().filter(|s| **s != self.addr.to_string()).cloned().collect(),
             clock: clock::unix_secs,
         };
@@ -154,7 +156,7 @@ impl SimNode {
             rpc.clone(),
             view.clone(),
             t.anti_entropy_interval,
-            Duration::from_secs(7 * 24 * 3600),
+            defaults.state.tombstone_horizon,
             seed,
             shutdown_rx.clone(),
         )));
@@ -225,8 +227,8 @@ impl SimNode {
             db: self.db.clone(),
             rpc,
             view: view.clone(),
-            write_replicas: 2,
-            timeout: Duration::from_secs(5),
+            write_replicas: defaults.state.write_replicas,
+            timeout: defaults.state.write_timeout,
         });
         ctx.net.set_down(self.addr, false);
         self.live = Some(Live {

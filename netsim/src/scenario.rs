@@ -160,16 +160,19 @@ pub struct Timing {
 }
 
 impl Default for Timing {
+    /// The node's own defaults (`shoal::config`), plus the simulator's own
+    /// settings.
     fn default() -> Self {
+        let c = shoal::config::NodeConfig::default();
         Timing {
-            gossip_interval: Duration::from_millis(200),
-            phi_threshold: 16.0,
-            suspect_after: Duration::from_millis(800),
-            settle_time: Duration::from_secs(3),
-            anti_entropy_interval: Duration::from_secs(1),
-            handoff_timeout: Duration::from_secs(120),
-            handoff_linger: Duration::from_secs(1),
-            fence_delay: Duration::from_secs(10),
+            gossip_interval: c.membership.gossip_interval,
+            phi_threshold: c.membership.phi_threshold,
+            suspect_after: c.membership.suspect_after,
+            settle_time: c.membership.settle_time,
+            anti_entropy_interval: c.state.anti_entropy_interval,
+            handoff_timeout: c.agent.handoff_timeout,
+            handoff_linger: c.agent.handoff_linger,
+            fence_delay: c.placement.fence_delay,
             start_min: Duration::from_millis(300),
             start_max: Duration::from_millis(800),
             election_timeout: Duration::from_secs(1),
