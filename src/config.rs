@@ -32,6 +32,50 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field: field.into(), message: message.into() }
 }
 
+/// `runtimes.docker`: whether the node runs Docker pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerMode {
+    /// Use Docker while its engine answers.
+    #[default]
+    Auto,
+    /// Refuse to start without an engine.
+    On,
+    Off,
+}
+
+/// `proxy.balancer`: how a service proxy picks a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balancer {
+    /// Power of two choices over peak-EWMA latency.
+    #[default]
+    P2c,
+    RoundRobin,
+}
+
+/// `membership.discover`: how a node finds peers without `--join`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Discover {
+    /// Only the configured peers (also written `""`).
+    #[default]
+    #[serde(alias = "")]
+    Off,
+    /// mDNS on the LAN.
+    Mdns,
+}
+
+/// `log_format`: how the node logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CapacitySection {
@@ -116,8 +160,8 @@ pub struct MembershipSection {
     /// A node that (re)joins takes pods only after this long.
     #[serde(with = "humantime_serde")]
     pub settle_time: Duration,
-    /// `mdns` to find peers on the LAN; empty to disable.
-    pub discover: String,
+    /// `mdns` to find peers on the LAN; `off` (or empty) to disable.
+    pub discover: Discover,
 }
 
 impl Default for MembershipSection {
@@ -128,7 +172,7 @@ impl Default for MembershipSection {
             suspect_after: Duration::from_millis(800),
             dead_node_grace: Duration::from_secs(600),
             settle_time: Duration::from_secs(3),
-            discover: String::new(),
+            discover: Discover::Off,
         }
     }
 }
@@ -196,7 +240,7 @@ pub struct ProxySection {
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
     /// `p2c` (power of two choices over peak-EWMA latency) or `round-robin`.
-    pub balancer: String,
+    pub balancer: Balancer,
 }
 
 impl Default for ProxySection {
@@ -206,7 +250,7 @@ impl Default for ProxySection {
             dns_addr: "auto".into(),
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(10),
-            balancer: "p2c".into(),
+            balancer: Balancer::P2c,
         }
     }
 }
@@ -215,14 +259,14 @@ impl Default for ProxySection {
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimesSection {
     /// `auto` (use Docker when its engine answers), `on` or `off`.
-    pub docker: String,
+    pub docker: DockerMode,
     /// Docker (or Podman) API socket; default: $DOCKER_HOST, else /var/run/docker.sock.
     pub docker_socket: Option<String>,
 }
 
 impl Default for RuntimesSection {
     fn default() -> Self {
-        RuntimesSection { docker: "auto".into(), docker_socket: None }
+        RuntimesSection { docker: DockerMode::Auto, docker_socket: None }
     }
 }
 
@@ -241,7 +285,7 @@ pub struct NodeConfig {
     /// Join token (from `shoal token` on a cluster node).
     pub token: Option<String>,
     /// `text` or `json`.
-    pub log_format: Option<String>,
+    pub log_format: LogFormat,
     pub labels: BTreeMap<String, String>,
     pub capacity: CapacitySection,
     pub agent: AgentSection,
@@ -355,33 +399,11 @@ impl NodeConfig {
         if self.membership.gossip_interval < Duration::from_millis(10) {
             return Err(invalid("membership.gossip_interval", "must be at least 10ms"));
         }
-        match self.proxy.balancer.as_str() {
-            "p2c" | "round-robin" => {}
-            other => return Err(invalid("proxy.balancer", format!("must be p2c or round-robin (got {other:?})"))),
-        }
         if !matches!(self.proxy.dns_addr.as_str(), "" | "auto") && self.proxy.dns_addr.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "proxy.dns_addr",
                 format!("must be auto, empty or IP:PORT (got {:?})", self.proxy.dns_addr),
             ));
-        }
-        match self.runtimes.docker.as_str() {
-            "auto" | "on" | "off" => {}
-            other => {
-                return Err(invalid("runtimes.docker", format!("must be auto, on or off (got {other:?})")));
-            }
-        }
-        match self.log_format.as_deref() {
-            None | Some("text") | Some("json") => {}
-            Some(other) => {
-                return Err(invalid("log_format", format!("must be text or json (got {other:?})")));
-            }
-        }
-        match self.membership.discover.as_str() {
-            "" | "mdns" => {}
-            other => {
-                return Err(invalid("membership.discover", format!("must be empty or mdns (got {other:?})")));
-            }
         }
         for (k, v) in &self.labels {
             crate::model::names::label_key(k).map_err(|m| invalid(&format!("labels.{k}"), m))?;
@@ -413,6 +435,20 @@ mod tests {
         assert_eq!(c.state, d.state);
         assert_eq!(c.proxy, d.proxy);
         assert_eq!(c.capacity.max_pods, d.capacity.max_pods);
+    }
+
+    #[test]
+    fn choices_are_checked_when_the_file_is_read() {
+        let c: NodeConfig = toml::from_str(
+            "log_format = \"json\"\n[membership]\ndiscover = \"\"\n[proxy]\nbalancer = \"round-robin\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.log_format, c.membership.discover, c.proxy.balancer),
+            (LogFormat::Json, Discover::Off, Balancer::RoundRobin)
+        );
+        let err = toml::from_str::<NodeConfig>("[runtimes]\ndocker = \"maybe\"\n").unwrap_err().to_string();
+        assert!(err.contains("docker") && err.contains("auto") && err.contains("off"), "{err}");
     }
 
     #[test]

@@ -19,3 +19,4 @@ pub mod node;
 pub mod placement;
 pub mod proxy;
 pub mod state;
+pub mod util;

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal::agent::decide::Plan;
 use shoal::membership::view::ClusterView;
+use shoal::placement::plan::Plan;
 use shoal::placement::plan::PlanView;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -155,6 +155,7 @@ pub async fn run(
             quorum: local.plan.quorum,
             stable: local.plan.stable,
             fenced_elsewhere: local.plan.fenced_elsewhere.clone(),
+            results: local.plan.results.clone(),
         };
         out.send_replace((Arc::new(plan), owners_digest));
     }

@@ -1,12 +1,12 @@
 //! netsim: Shoal's real node logic on many simulated nodes.
 //!
-//! Every simulated node runs the same membership (chitchat), desired-state
-//! replication, placement and reconcile decisions as a real node, with a
-//! simulated network (`net`), a simulated container runtime (`agent`) and
-//! virtual time (`clock`). `leader` is the leader-based baseline on the same
-//! parts. `observer` measures and checks invariants; `report` prints.
+//! Every simulated node is Shoal's own node assembly (`shoal::node::assembly`:
+//! membership over chitchat, desired-state replication, settle, placement,
+//! and the agent core with its driver), given a simulated network (`net`), a
+//! simulated host for its pods (`runtime`) and virtual time (`clock`), and
+//! nothing else. `leader` is the leader-based baseline on the same parts.
+//! `observer` measures and checks invariants; `report` prints.
 
-pub mod agent;
 pub mod clock;
 pub mod leader;
 pub mod net;
@@ -14,6 +14,7 @@ pub mod node;
 pub mod observer;
 pub mod report;
 pub mod run;
+pub mod runtime;
 pub mod scenario;
 
 use std::path::Path;

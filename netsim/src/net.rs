@@ -16,8 +16,8 @@ use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use shoal::net::quic::Handler;
-use shoal::state::sync::{Rpc, SyncService};
+use shoal::node::assembly::Network as NodeNetwork;
+use shoal::state::sync::{Rpc, RpcError, SyncService};
 use tokio::sync::mpsc;
 
 use crate::scenario::Network;
@@ -173,17 +173,33 @@ impl SimNet {
         }
     }
 
-    pub fn transport(&self) -> SimTransport {
-        SimTransport { net: self.clone() }
+    /// The network as node `me` sees it (for the node assembly).
+    pub fn attach(&self, me: SocketAddr) -> SimNetwork {
+        SimNetwork { transport: SimTransport { net: self.clone() }, net: self.clone(), me }
     }
+}
 
-    pub fn rpc(&self, me: SocketAddr) -> SimRpc {
-        SimRpc { net: self.clone(), me }
+/// One node's attachment to the simulated network.
+pub struct SimNetwork {
+    transport: SimTransport,
+    net: SimNet,
+    me: SocketAddr,
+}
+
+impl NodeNetwork for SimNetwork {
+    fn gossip(&self) -> &dyn Transport {
+        &self.transport
+    }
+    fn rpc(&self) -> Arc<dyn Rpc> {
+        Arc::new(SimRpc { net: self.net.clone(), me: self.me })
+    }
+    fn serve_sync(&self, svc: Arc<SyncService>) {
+        self.net.register_service(self.me, svc);
     }
 }
 
 /// chitchat's transport on the simulated network.
-pub struct SimTransport {
+struct SimTransport {
     net: SimNet,
 }
 
@@ -229,28 +245,28 @@ impl Socket for SimSocket {
 }
 
 /// Shoal's replication RPC on the simulated network.
-pub struct SimRpc {
+struct SimRpc {
     net: SimNet,
     me: SocketAddr,
 }
 
 #[async_trait]
 impl Rpc for SimRpc {
-    async fn call(&self, peer: SocketAddr, request: Vec<u8>) -> Result<Vec<u8>, String> {
+    async fn call(&self, peer: SocketAddr, request: Vec<u8>) -> Result<Vec<u8>, RpcError> {
         let Some(there) = self.net.route(self.me, peer, request.len()) else {
             tokio::time::sleep(RPC_TIMEOUT).await;
-            return Err(format!("{peer}: timed out"));
+            return Err(RpcError(format!("{peer}: timed out")));
         };
         tokio::time::sleep(there[0]).await;
         let svc = self.net.lock().services.get(&peer).cloned();
         let Some(svc) = svc.filter(|_| self.net.reachable(self.me, peer)) else {
             tokio::time::sleep(RPC_TIMEOUT).await;
-            return Err(format!("{peer}: timed out"));
+            return Err(RpcError(format!("{peer}: timed out")));
         };
-        let reply = svc.handle(self.me, request).await;
+        let reply = svc.handle(request).await;
         let Some(back) = self.net.route(peer, self.me, reply.len()) else {
             tokio::time::sleep(RPC_TIMEOUT).await;
-            return Err(format!("{peer}: reply lost"));
+            return Err(RpcError(format!("{peer}: reply lost")));
         };
         tokio::time::sleep(back[0]).await;
         Ok(reply)

@@ -1,27 +1,30 @@
-//! One simulated node: Shoal's real membership (chitchat), desired state
-//! (CRDT map on redb's in-memory backend, replication and anti-entropy),
-//! planner and reconcile decisions, on the simulated network and clock.
+//! One simulated node: Shoal's own node assembly (`shoal::node::assembly`:
+//! membership, replication, settle, planner, agent) on the simulated clock,
+//! network and host. The node brings only those three; the leader baseline
+//! replaces the plan its agent follows.
+//!
+//! Three ways to fail: `crash` (the host dies, pods with it), `agent_crash`
+//! (`shoal` dies, its pods run on until it comes back and adopts or removes
+//! them) and a pause (everything freezes; see `runtime` and `run`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shoal::agent::Statuses;
-use shoal::agent::decide::{Handoff, Plan};
+use shoal::config::NodeConfig;
 use shoal::events::EventLog;
-use shoal::membership::service::{GossipConfig, Membership};
 use shoal::membership::view::{ClusterView, NodeInfo};
 use shoal::model::pods::{Resources, RuntimeKind};
-use shoal::placement::plan::{PlanRules, PlanView};
+use shoal::node::assembly::{Assembly, Parts, Settings};
+use shoal::placement::plan::{Plan, PlanView};
 use shoal::state::StateDb;
-use shoal::state::sync::{ReplicatedWriter, SyncService, hex_root, run_anti_entropy};
+use shoal::state::sync::ReplicatedWriter;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use crate::agent::{self, AgentSettings, AgentState};
 use crate::clock;
 use crate::leader::{self, LeaderSettings};
 use crate::net::SimNet;
+use crate::runtime::{Machine, SharedMachine, SimExecutor, SimTiming};
 use crate::scenario::Timing;
 
 /// Which design the nodes follow.
@@ -49,18 +52,18 @@ pub struct Ctx {
     pub seed: u64,
 }
 
-/// A running node's parts.
+/// How often the leader baseline re-evaluates who leads.
+pub const LEADER_TICK: Duration = Duration::from_millis(100);
+
+/// A running `shoal` process's parts.
 pub struct Live {
     pub generation: u64,
-    pub membership: Membership,
     pub view: watch::Receiver<Arc<ClusterView>>,
     pub local_plan: watch::Receiver<Arc<PlanView>>,
     /// What the agent follows, and a digest of its owners (agreement).
     pub follow: watch::Receiver<(Arc<Plan>, u64)>,
-    pub agent: Arc<Mutex<AgentState>>,
     pub writer: Arc<ReplicatedWriter>,
-    tasks: Vec<JoinHandle<()>>,
-    _shutdown: watch::Sender<bool>,
+    assembly: Assembly,
 }
 
 pub struct SimNode {
@@ -70,9 +73,17 @@ pub struct SimNode {
     pub cores: u64,
     /// Survives crashes (it is the node's disk).
     pub db: Arc<StateDb>,
+    /// Unix seconds of this node's starts (on its disk, for settling).
+    pub starts: Vec<u64>,
+    /// What runs on the host: survives an agent crash, not a host crash.
+    pub machine: SharedMachine,
+    /// The host is up (it may run pods without its agent).
+    pub host_up: bool,
+    /// The `shoal` process, while it runs.
     pub live: Option<Live>,
     /// Frozen until this virtual time.
     pub paused_until: Option<Duration>,
+    paused: watch::Sender<bool>,
     pub boots: u64,
 }
 
@@ -85,33 +96,57 @@ pub fn addr_of(index: usize) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32 + index as u32 + 1)), 7421)
 }
 
+/// The node configuration a scenario's timing stands for: Shoal's defaults,
+/// with what the scenario sets.
+pub fn node_config(t: &Timing) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.membership.gossip_interval = t.gossip_interval;
+    c.membership.phi_threshold = t.phi_threshold;
+    c.membership.suspect_after = t.suspect_after;
+    c.membership.settle_time = t.settle_time;
+    c.state.anti_entropy_interval = t.anti_entropy_interval;
+    c.agent.handoff_timeout = t.handoff_timeout;
+    c.agent.handoff_linger = t.handoff_linger;
+    c.placement.fence_delay = t.fence_delay;
+    c
+}
+
 impl SimNode {
     pub fn new(index: usize, cores: u64) -> SimNode {
         let name = name_of(index);
         let db = Arc::new(StateDb::in_memory(&name, clock::ntp64, Duration::from_secs(60)).expect("in-memory state"));
-        SimNode { name, index, addr: addr_of(index), cores, db, live: None, paused_until: None, boots: 0 }
+        SimNode {
+            name,
+            index,
+            addr: addr_of(index),
+            cores,
+            db,
+            starts: Vec::new(),
+            machine: Arc::new(Mutex::new(Machine::default())),
+            host_up: true,
+            live: None,
+            paused_until: None,
+            paused: watch::channel(false).0,
+            boots: 0,
+        }
     }
 
+    /// The `shoal` process runs.
     pub fn up(&self) -> bool {
         self.live.is_some()
     }
 
-    /// Starts (or restarts, with a new generation) the node.
-    pub async fn boot(&mut self, ctx: &Ctx) {
-        self.boots += 1;
-        let t = &ctx.timing;
-        // Settings a scenario does not vary: the node's own defaults.
-        let defaults = shoal::config::NodeConfig::default();
-        let generation = clock::EPOCH_UNIX * 1000 + clock::elapsed().as_millis() as u64 + self.index as u64;
+    fn info(&self, generation: u64) -> NodeInfo {
         let cpu = self.cores * 1000;
-        let info = NodeInfo {
+        let capacity = Resources { cpu_millis: cpu, memory_bytes: self.cores * (4 << 30) };
+        NodeInfo {
             name: self.name.clone(),
             generation,
             api_url: String::new(),
             gossip_addr: self.addr.to_string(),
             node_ip: self.addr.ip().to_string(),
-            capacity: Resources { cpu_millis: cpu, memory_bytes: self.cores * (4 << 30) },
-            allocatable: Resources { cpu_millis: cpu, memory_bytes: self.cores * (4 << 30) },
+            capacity,
+            allocatable: capacity,
             weight: cpu,
             max_pods: 10_000,
             labels: Default::default(),
@@ -123,69 +158,40 @@ impl SimNode {
             started_at: clock::unix_secs(),
             schedulable: false,
             settling: false,
-        };
-        let (status_tx, status_rx) = watch::channel::<Statuses>(Arc::new(Default::default()));
-        let gossip = GossipConfig {
-            cluster_id: "netsim".into(),
-            gossip_interval: t.gossip_interval,
-            phi_threshold: t.phi_threshold,
-            suspect_after: t.suspect_after,
-            dead_node_grace: defaults.membership.dead_node_grace,
-            seeds: ctx.seeds.iter().filter(|s| **s != self.addr.to_string()).cloned().collect(),
-            clock: clock::unix_secs,
-        };
-        let events = Arc::new(EventLog::new(&self.name));
-        let membership = Membership::start(gossip, info, self.addr, &ctx.net.transport(), status_rx, events)
-            .await
-            .expect("simulated gossip starts");
-        let view = membership.view();
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        // Schedulable after the settle time, as a real node.
-        let info_tx = membership.info_sender();
-        let settle = t.settle_time;
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(settle).await;
-            info_tx.send_modify(|i| i.schedulable = true);
-        }));
-        let rpc = Arc::new(ctx.net.rpc(self.addr));
-        ctx.net.register_service(self.addr, Arc::new(SyncService { db: self.db.clone() }));
+        }
+    }
+
+    /// Starts (or restarts, with a new generation) the node's `shoal`; the
+    /// host comes up with it if it was down.
+    pub async fn boot(&mut self, ctx: &Ctx) {
+        self.boots += 1;
+        self.host_up = true;
+        let t = &ctx.timing;
+        let generation = clock::EPOCH_UNIX * 1000 + clock::elapsed().as_millis() as u64 + self.index as u64;
+        self.starts.push(clock::unix_secs());
         let seed = ctx.seed ^ ((self.index as u64) << 20) ^ self.boots;
-        tasks.push(tokio::spawn(run_anti_entropy(
-            self.db.clone(),
-            rpc.clone(),
-            view.clone(),
-            t.anti_entropy_interval,
-            defaults.state.tombstone_horizon,
+        let network = ctx.net.attach(self.addr);
+        let parts = Parts {
+            info: self.info(generation),
+            advertise: self.addr,
+            cluster_id: "netsim".into(),
+            seeds: ctx.seeds.iter().filter(|s| **s != self.addr.to_string()).cloned().collect(),
+            db: self.db.clone(),
+            network: &network,
+            clock: clock::unix_secs,
+            starts: self.starts.clone(),
             seed,
-            shutdown_rx.clone(),
-        )));
-        let set_key = membership.key_setter();
-        let (db, mut rx) = (self.db.clone(), self.db.subscribe());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                set_key(shoal::membership::assemble::keys::STATE_DIGEST, hex_root(&db));
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        }));
-        tasks.push(tokio::spawn(shoal::membership::settle::run(
-            view.clone(),
-            membership.info_sender(),
-            t.settle_time,
-            clock::unix_secs,
-            shutdown_rx.clone(),
-        )));
-        let rules = PlanRules { epsilon: shoal::placement::DEFAULT_EPSILON, fence_delay_secs: t.fence_delay.as_secs() };
-        let (local_plan, planner) = shoal::node::spawn_planner(&self.db, view.clone(), rules, clock::unix_secs);
-        tasks.push(planner);
+            events: Arc::new(EventLog::new(&self.name)),
+        };
+        let mut a =
+            Assembly::start(parts, Settings::from_config(&node_config(t))).await.expect("simulated node starts");
+        let local_plan = a.plan.clone();
         let first = local_plan.borrow().clone();
         let (follow_tx, follow_rx) = watch::channel((first.plan.clone(), first.owners_digest));
         match ctx.mode {
             Mode::Leaderless => {
                 let mut lp = local_plan.clone();
-                tasks.push(tokio::spawn(async move {
+                a.adopt_task(tokio::spawn(async move {
                     while lp.changed().await.is_ok() {
                         let p = lp.borrow_and_update().clone();
                         follow_tx.send_replace((p.plan.clone(), p.owners_digest));
@@ -194,65 +200,57 @@ impl SimNode {
             }
             Mode::Leader => {
                 let s =
-                    LeaderSettings { me: self.name.clone(), election_timeout: t.election_timeout, tick: agent::TICK };
-                tasks.push(tokio::spawn(leader::run(
-                    s,
-                    view.clone(),
-                    local_plan.clone(),
-                    membership.key_setter(),
-                    follow_tx,
-                )));
+                    LeaderSettings { me: self.name.clone(), election_timeout: t.election_timeout, tick: LEADER_TICK };
+                let task = leader::run(s, a.view.clone(), local_plan.clone(), a.membership.key_setter(), follow_tx);
+                a.adopt_task(tokio::spawn(task));
             }
         }
-        // The agent follows the plan part of `follow`.
+        // The agent follows the plan part of `follow`; a paused node hears
+        // of no change until it resumes (then of the latest).
         let (plan_tx, plan_rx) = watch::channel(follow_rx.borrow().0.clone());
-        let mut fr = follow_rx.clone();
-        tasks.push(tokio::spawn(async move {
+        let (mut fr, mut paused) = (follow_rx.clone(), self.paused.subscribe());
+        a.adopt_task(tokio::spawn(async move {
             while fr.changed().await.is_ok() {
+                let _ = paused.wait_for(|p| !*p).await;
                 let p = fr.borrow_and_update().0.clone();
                 plan_tx.send_replace(p);
             }
         }));
-        let agent_state = Arc::new(Mutex::new(AgentState::default()));
-        let settings = AgentSettings {
-            me: self.name.clone(),
-            start_min: t.start_min,
-            start_max: t.start_max,
-            handoff: Handoff { timeout: t.handoff_timeout, linger: t.handoff_linger },
-            seed: seed ^ 0xa9e7,
-        };
-        tasks.push(tokio::spawn(agent::run(settings, plan_rx, agent_state.clone(), status_tx)));
-        let writer = Arc::new(ReplicatedWriter {
-            rng: std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(seed ^ 0x77)),
-            db: self.db.clone(),
-            rpc,
-            view: view.clone(),
-            write_replicas: defaults.state.write_replicas,
-            timeout: defaults.state.write_timeout,
-        });
+        let timing = SimTiming { start_min: t.start_min, start_max: t.start_max };
+        let exec = SimExecutor::new(self.machine.clone(), self.paused.subscribe(), timing, seed ^ 0xa9e7);
+        a.spawn_agent(exec, plan_rx);
         ctx.net.set_down(self.addr, false);
         self.live = Some(Live {
             generation,
-            membership,
-            view,
+            view: a.view.clone(),
             local_plan,
             follow: follow_rx,
-            agent: agent_state,
-            writer,
-            tasks,
-            _shutdown: shutdown_tx,
+            writer: a.writer.clone(),
+            assembly: a,
         });
     }
 
-    /// Dies at once: tasks stop, traffic stops, its pods die with it.
-    pub fn crash(&mut self, net: &SimNet) {
+    /// `shoal` dies at once (kill -9): its tasks stop, its traffic stops;
+    /// its pods keep running on the host.
+    pub fn agent_crash(&mut self, net: &SimNet) {
         net.set_down(self.addr, true);
         if let Some(l) = self.live.take() {
-            l.membership.abort();
-            for t in l.tasks {
-                t.abort();
-            }
-            l.agent.lock().unwrap_or_else(|p| p.into_inner()).pods.clear();
+            l.assembly.abort();
         }
+    }
+
+    /// The host dies at once: `shoal` and its pods with it.
+    pub fn crash(&mut self, net: &SimNet) {
+        self.agent_crash(net);
+        self.host_up = false;
+        self.machine.lock().unwrap_or_else(|p| p.into_inner()).containers.clear();
+    }
+
+    /// Freezes (or thaws) the whole node: its agent acts on nothing and its
+    /// network is cut; its containers run on.
+    pub fn set_paused(&mut self, net: &SimNet, paused: bool, at: Duration) {
+        net.set_down(self.addr, paused);
+        self.paused_until = paused.then_some(at);
+        self.paused.send_replace(paused);
     }
 }

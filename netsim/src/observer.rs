@@ -1,7 +1,27 @@
 //! The omniscient observer: samples every node, measures the figures of the
 //! report and checks the invariants during the run.
+//!
+//! What runs is read from each host (`runtime::Machine`), not from what the
+//! agents believe, so a pod whose agent died is still seen. The invariants,
+//! every sample (100 virtual ms):
+//!
+//! - a replica runs only where its node's agent owns it, beyond the handoff
+//!   grace (outside partitions; a paused node is not judged). While a node's
+//!   agent is dead, the pods it left behind are orphans: an orphan of an
+//!   unfenced replica may run beside its replacement until the agent comes
+//!   back and stops it (it is then judged again, with the same grace);
+//! - a fenced replica never runs on two hosts at once, orphans and stopping
+//!   copies included: this one holds always, agent or no agent;
+//! - no acknowledged object is lost: some node's disk holds it, and no live
+//!   node holds a tombstone for it (netsim never deletes).
+//!
+//! At the end of a run that had time to heal (`final_checks`): every live
+//! node agrees on membership, desired state and placement, holds every
+//! acknowledged object, and every desired replica runs exactly once on the
+//! nodes whose agent runs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal::membership::view::NodeState;
@@ -23,6 +43,10 @@ pub struct Sample {
     pub running: usize,
     pub missing: usize,
     pub duplicates: usize,
+    /// Copies running on hosts whose agent is dead.
+    pub orphans: usize,
+    /// Duplicates among the copies whose agent runs.
+    pub cluster_duplicates: usize,
     pub agree: bool,
 }
 
@@ -70,6 +94,8 @@ pub struct Observer {
     /// (what a client there cannot reach), in replica-seconds.
     pub side_missing_secs: f64,
     pub duplicate_secs: f64,
+    /// Replica-seconds of orphans (copies on a host whose agent is dead).
+    pub orphan_secs: f64,
     pub agree_secs: f64,
     pub total_secs: f64,
     pub false_deaths: usize,
@@ -81,8 +107,8 @@ pub struct Observer {
     /// mark right after those is the detector catching up, not a false death.
     pub disturbed: HashMap<String, Duration>,
     pub last_heal: Duration,
-    /// Keys of objects whose write was acknowledged.
-    pub acked: Vec<shoal::state::Key>,
+    /// Keys of objects whose write was acknowledged (filled as acks arrive).
+    pub acked: Arc<Mutex<Vec<shoal::state::Key>>>,
 }
 
 /// Splits the live nodes into sides (nodes that reach each other both
@@ -114,10 +140,9 @@ fn worst_side_missing(
         .map(|k| {
             let mut ready: HashSet<&str> = HashSet::new();
             for (_, n) in live.iter().enumerate().filter(|(i, _)| side_of[*i] == Some(k)) {
-                let Some(l) = &n.live else { continue };
-                let st = l.agent.lock().unwrap_or_else(|p| p.into_inner());
-                for (id, p) in &st.pods {
-                    if p.ready(now)
+                let m = n.machine.lock().unwrap_or_else(|p| p.into_inner());
+                for (id, c) in &m.containers {
+                    if c.ready(now)
                         && let Some((k, _)) = desired.get_key_value(id)
                     {
                         ready.insert(k.as_str());
@@ -149,22 +174,33 @@ impl Observer {
         let desired = reference.map(|l| l.local_plan.borrow().plan.desired.clone()).unwrap_or_default();
         let mut running: BTreeMap<&str, usize> = BTreeMap::new();
         let mut ready: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
         let mut copies_incl_stopping: BTreeMap<String, usize> = BTreeMap::new();
+        let mut orphans = 0;
         let mut wrong_now = HashSet::new();
         let partition = net.partitioned();
-        for n in &up {
-            let Some(l) = &n.live else { continue };
-            let st = l.agent.lock().unwrap_or_else(|p| p.into_inner());
-            let plan = l.follow.borrow().0.clone();
-            for (id, p) in &st.pods {
+        for n in nodes.iter().filter(|n| n.host_up) {
+            let mut m = n.machine.lock().unwrap_or_else(|p| p.into_inner());
+            m.prune(now);
+            let plan = n.live.as_ref().map(|l| l.follow.borrow().0.clone());
+            for (id, c) in &m.containers {
                 *copies_incl_stopping.entry(id.clone()).or_default() += 1;
-                if p.stop_at.is_some() {
+                if c.stop_at.is_some() {
                     continue;
                 }
-                if let Some((k, _)) = desired.get_key_value(id) {
-                    *running.entry(k.as_str()).or_default() += 1;
-                    if p.ready(now) {
-                        *ready.entry(k.as_str()).or_default() += 1;
+                let desired_id = desired.get_key_value(id).map(|(k, _)| k.as_str());
+                if let Some(k) = desired_id {
+                    *copies.entry(k).or_default() += 1;
+                }
+                let Some(plan) = &plan else {
+                    // The agent is dead: an orphan, nobody's to judge.
+                    orphans += usize::from(desired_id.is_some());
+                    continue;
+                };
+                if let Some(k) = desired_id {
+                    *running.entry(k).or_default() += 1;
+                    if c.ready(now) {
+                        *ready.entry(k).or_default() += 1;
                     }
                 }
                 // Invariant: runs only where it is owned, beyond the handoff grace.
@@ -187,7 +223,7 @@ impl Observer {
             }
         }
         self.wrong_owner_since.retain(|k, _| wrong_now.contains(k));
-        // Fenced replicas never run twice (a stopping copy still runs).
+        // Fenced replicas never run twice (a stopping copy and an orphan count).
         for (id, d) in desired.iter() {
             if d.fenced && copies_incl_stopping.get(id).copied().unwrap_or(0) > 1 {
                 self.violate(
@@ -196,8 +232,10 @@ impl Observer {
                 );
             }
         }
+        self.check_acked(nodes, t);
         let missing = desired.keys().filter(|id| ready.get(id.as_str()).copied().unwrap_or(0) == 0).count();
-        let duplicates: usize = running.values().map(|c| c.saturating_sub(1)).sum();
+        let duplicates: usize = copies.values().map(|c| c.saturating_sub(1)).sum();
+        let cluster_duplicates: usize = running.values().map(|c| c.saturating_sub(1)).sum();
         let digests: BTreeSet<u64> = up
             .iter()
             .filter(|n| n.paused_until.is_none())
@@ -210,6 +248,7 @@ impl Observer {
             self.side_missing_secs += worst_side_missing(&up, net, &desired, now) as f64 * dts;
         }
         self.duplicate_secs += duplicates as f64 * dts;
+        self.orphan_secs += orphans as f64 * dts;
         self.total_secs += dts;
         if agree {
             self.agree_secs += dts;
@@ -289,8 +328,27 @@ impl Observer {
             running: running.values().sum(),
             missing,
             duplicates,
+            orphans,
+            cluster_duplicates,
             agree,
         });
+    }
+
+    /// No acknowledged object is lost: some node's disk (a crashed node's
+    /// too) holds it, and no live node holds a tombstone for it.
+    fn check_acked(&mut self, nodes: &[SimNode], t: Duration) {
+        let acked = self.acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for k in &acked {
+            let held = nodes.iter().any(|n| n.db.get(k).is_some_and(|e| !e.is_tombstone()));
+            let deleted_on = nodes.iter().find(|n| n.up() && n.db.get(k).is_some_and(|e| e.is_tombstone()));
+            if !held || deleted_on.is_some() {
+                let on = deleted_on.map_or("every node".to_string(), |n| n.name.clone());
+                self.violate(
+                    format!("lost:{k}"),
+                    format!("t={:.1}s: acknowledged object {k} was lost (gone from {on})", t.as_secs_f64()),
+                );
+            }
+        }
     }
 
     /// The eventual properties, checked at the end of a run that had time to heal.
@@ -315,17 +373,22 @@ impl Observer {
                 .push(format!("at the end, live nodes disagree on placement ({} different answers)", digests.len()));
         }
         if let Some(last) = self.samples.last()
-            && (last.missing > 0 || last.duplicates > 0 || last.running != last.desired)
+            && (last.missing > 0 || last.cluster_duplicates > 0 || last.running != last.desired)
         {
             self.violations.push(format!(
                 "at the end, replicas are not running exactly once: {} desired, {} running, {} missing, {} duplicates",
-                last.desired, last.running, last.missing, last.duplicates
+                last.desired, last.running, last.missing, last.cluster_duplicates
             ));
         }
-        for k in &self.acked {
-            let lost = up.iter().any(|n| n.db.get(k).is_none_or(|e| e.is_tombstone()));
-            if lost {
-                self.violations.push(format!("acknowledged object {k} is missing on a live node"));
+        let acked = self.acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for k in &acked {
+            let missing_on: Vec<&str> =
+                up.iter().filter(|n| n.db.get(k).is_none_or(|e| e.is_tombstone())).map(|n| n.name.as_str()).collect();
+            if !missing_on.is_empty() {
+                self.violations.push(format!(
+                    "at the end, acknowledged object {k} is missing on live node(s) {}",
+                    missing_on.join(", ")
+                ));
             }
         }
     }

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant as WallInstant};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use shoal::api::apply::{Mode as ApplyMode, plan_apply};
 use shoal::model::parse::{SourceFile, parse_files};
 use shoal::model::validate::Context;
 use shoal::state::Writer;
+use shoal::state::apply::{Mode as ApplyMode, plan_apply};
 
 use crate::clock;
 use crate::net::SimNet;
@@ -44,7 +44,9 @@ pub struct RunResult {
 enum Step {
     Apply(Workload, u32),
     Crash(String),
+    AgentCrash(String),
     Boot(String),
+    Inject(String),
     Pause(String),
     Resume(String),
     Partition(String),
@@ -150,6 +152,14 @@ async fn simulate(cfg: RunConfig) -> RunResult {
                         steps.push((at + e.down_for, Step::Boot(t)));
                     }
                 }
+                Action::AgentCrash => steps.extend(targets.into_iter().map(|t| (at, Step::AgentCrash(t)))),
+                Action::AgentCrashRestart => {
+                    for t in targets {
+                        steps.push((at, Step::AgentCrash(t.clone())));
+                        steps.push((at + e.down_for, Step::Boot(t)));
+                    }
+                }
+                Action::Inject => steps.push((at, Step::Inject(e.fault.clone()))),
                 Action::Pause => {
                     for t in targets {
                         steps.push((at, Step::Pause(t.clone())));
@@ -168,7 +178,7 @@ async fn simulate(cfg: RunConfig) -> RunResult {
     }
     steps.sort_by_key(|(at, _)| *at);
     let mut observer = Observer::default();
-    let acked: Arc<Mutex<Vec<shoal::state::Key>>> = Arc::default();
+    let acked = observer.acked.clone();
     let mut log = Vec::new();
     let grace = sc.timing.handoff_timeout + sc.timing.handoff_linger + Duration::from_secs(2);
     let mut next = 0;
@@ -187,7 +197,6 @@ async fn simulate(cfg: RunConfig) -> RunResult {
         tokio::time::sleep(SAMPLE).await;
         t = clock::elapsed();
     }
-    observer.acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if sc.duration > sc.last_fault() + Duration::from_secs(20) {
         observer.final_checks(&nodes);
     }
@@ -259,19 +268,29 @@ async fn apply_step(
             });
             log.push((ts, format!("apply {} replicas={replicas} via {}", w.name, n.name)));
         }
-        Step::Crash(name) => {
-            if let Some(n) = nodes.iter_mut().find(|n| n.name == name && n.up()) {
-                let generation = n.live.as_ref().map_or(0, |l| l.generation);
+        Step::Crash(ref name) | Step::AgentCrash(ref name) if nodes.iter().any(|n| n.name == *name && n.up()) => {
+            let agent_only = matches!(step, Step::AgentCrash(_));
+            let name = name.clone();
+            let Some(n) = nodes.iter_mut().find(|n| n.name == name) else { return };
+            let generation = n.live.as_ref().map_or(0, |l| l.generation);
+            if agent_only {
+                n.agent_crash(net);
+            } else {
                 n.crash(net);
-                observer.crashes.push(crate::observer::Crash {
-                    node: name.clone(),
-                    generation,
-                    at: t,
-                    detected: None,
-                    rescheduled: None,
-                });
-                log.push((ts, format!("crash {name}")));
             }
+            observer.crashes.push(crate::observer::Crash {
+                node: name.clone(),
+                generation,
+                at: t,
+                detected: None,
+                rescheduled: None,
+            });
+            log.push((ts, format!("{} {name}", if agent_only { "agent-crash" } else { "crash" })));
+        }
+        Step::Crash(_) | Step::AgentCrash(_) => {}
+        Step::Inject(fault) => {
+            let what = inject(&fault, nodes, rng);
+            log.push((ts, format!("inject {fault}: {what}")));
         }
         Step::Boot(name) => {
             if let Some(n) = nodes.iter_mut().find(|n| n.name == name && !n.up()) {
@@ -282,22 +301,14 @@ async fn apply_step(
         }
         Step::Pause(name) => {
             if let Some(n) = nodes.iter_mut().find(|n| n.name == name && n.up()) {
-                net.set_down(n.addr, true);
-                n.paused_until = Some(t);
-                if let Some(l) = &n.live {
-                    l.agent.lock().unwrap_or_else(|p| p.into_inner()).frozen = true;
-                }
+                n.set_paused(net, true, t);
                 log.push((ts, format!("pause {name}")));
             }
         }
         Step::Resume(name) => {
             if let Some(n) = nodes.iter_mut().find(|n| n.name == name && n.up()) {
-                net.set_down(n.addr, false);
-                n.paused_until = None;
+                n.set_paused(net, false, t);
                 observer.disturbed.insert(name.clone(), t);
-                if let Some(l) = &n.live {
-                    l.agent.lock().unwrap_or_else(|p| p.into_inner()).frozen = false;
-                }
                 log.push((ts, format!("resume {name}")));
             }
         }
@@ -320,5 +331,38 @@ async fn apply_step(
             observer.last_heal = t;
             log.push((ts, "heal".into()));
         }
+    }
+}
+
+/// Breaks an invariant behind every agent's back (see `Action::Inject`);
+/// says what it did.
+fn inject(fault: &str, nodes: &mut [SimNode], rng: &mut StdRng) -> String {
+    let now = tokio::time::Instant::now();
+    let live: Vec<usize> = (0..nodes.len()).filter(|i| nodes[*i].up()).collect();
+    match fault {
+        "duplicate-fenced" => {
+            // A running fenced replica, and another host to copy it to.
+            for &i in &live {
+                let found = {
+                    let m = nodes[i].machine.lock().unwrap_or_else(|p| p.into_inner());
+                    m.containers.iter().find(|(_, c)| c.fenced && c.ready(now)).map(|(id, c)| (id.clone(), c.clone()))
+                };
+                let Some((id, c)) = found else { continue };
+                let Some(&j) = live.iter().find(|j| **j != i) else { break };
+                nodes[j].machine.lock().unwrap_or_else(|p| p.into_inner()).inject(&id, &c.template_hash, true, now);
+                return format!("a second copy of {id} (running on {}) started on {}", nodes[i].name, nodes[j].name);
+            }
+            "no running fenced replica to copy".into()
+        }
+        "lose-write" => {
+            let Some(&i) = live.get(rng.random_range(0..live.len().max(1))) else { return "no live node".into() };
+            let key = nodes[i].db.snapshot().objects.keys().next().map(shoal::state::object_key);
+            let Some(key) = key else { return "no object to lose".into() };
+            match nodes[i].db.write(vec![(key.clone(), None)]) {
+                Ok(_) => format!("{key} tombstoned on {} without a delete", nodes[i].name),
+                Err(e) => format!("cannot tombstone {key}: {e}"),
+            }
+        }
+        other => format!("unknown fault {other}"),
     }
 }

@@ -78,12 +78,18 @@ impl Default for Network {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
-    /// The node and its pods die (`kill -9` of the machine).
+    /// The host dies, `shoal` and its pods together (power loss).
     Crash,
-    /// A crashed node comes back (new generation, same disk).
+    /// A crashed node, or a node whose agent crashed, comes back (new
+    /// generation, same disk).
     Restart,
     /// Crash, then restart `down_for` later.
     CrashRestart,
+    /// `shoal` dies (`kill -9` of the process); its pods keep running on the
+    /// host until it comes back.
+    AgentCrash,
+    /// Agent crash, then restart `down_for` later.
+    AgentCrashRestart,
     /// The node freezes for `down_for` (its traffic is lost meanwhile).
     Pause,
     /// Cut the network (`partition`: split-half, isolate-one, asymmetric).
@@ -92,7 +98,15 @@ pub enum Action {
     Heal,
     /// Set the replicas of `deployment`.
     Scale,
+    /// Breaks an invariant on purpose (`fault`), to prove the observer sees
+    /// it: `duplicate-fenced` starts a second copy of a running fenced
+    /// replica behind every agent's back; `lose-write` tombstones an
+    /// acknowledged object on one node, bypassing the API.
+    Inject,
 }
+
+/// The faults `inject` knows.
+pub const FAULTS: [&str; 2] = ["duplicate-fenced", "lose-write"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +128,9 @@ pub struct Event {
     pub deployment: String,
     #[serde(default)]
     pub replicas: u32,
+    /// For `inject`: one of `FAULTS`.
+    #[serde(default)]
+    pub fault: String,
     /// Repeat the event this many times, every `every`.
     #[serde(default = "one")]
     pub repeat: u32,
@@ -224,6 +241,9 @@ impl Scenario {
             {
                 return Err(format!("event at {:?}: scale needs the name of a workload deployment", e.at));
             }
+            if e.action == Action::Inject && !FAULTS.contains(&e.fault.as_str()) {
+                return Err(format!("event at {:?}: inject needs fault = one of {}", e.at, FAULTS.join(", ")));
+            }
         }
         Ok(())
     }
@@ -299,6 +319,9 @@ mod tests {
         assert!(e.contains("split-half"), "{e}");
         let e = parse(&format!("{base}[[events]]\nat = \"1s\"\naction = \"explode\"\n")).unwrap_err();
         assert!(e.contains("explode"), "{e}");
+        let e =
+            parse(&format!("{base}[[events]]\nat = \"1s\"\naction = \"inject\"\nfault = \"gremlins\"\n")).unwrap_err();
+        assert!(e.contains("duplicate-fenced") && e.contains("lose-write"), "{e}");
         let s =
             parse(&format!("{base}[[events]]\nat = \"1s\"\naction = \"crash\"\nnodes = \"n007\"\n")).expect("valid");
         let e = s.check_size(3).unwrap_err();

@@ -24,8 +24,9 @@ use tokio_stream::StreamExt;
 
 use super::logs::LogSink;
 use super::runtime::{Adopted, ExecTarget, Exit, Keep, Launch, Running, Runtime, RuntimeError};
-use super::status::{PortMapping, unix_now};
 use crate::model::pods::RuntimeKind;
+use crate::model::status::PortMapping;
+use crate::util::unix_secs as unix_now;
 
 /// Label keys on Shoal-managed containers.
 pub mod labels {
@@ -295,7 +296,7 @@ impl Runtime for DockerRuntime {
             host_config: Some(host),
             ..Default::default()
         };
-        let name = format!("shoal_{}_{}_{}_{}", l.namespace, l.pod, l.container, &crate::node::random_hex(3));
+        let name = format!("shoal_{}_{}_{}_{}", l.namespace, l.pod, l.container, &crate::util::random_hex(3));
         let created = d
             .create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body)
             .await

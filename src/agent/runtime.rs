@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::logs::LogSink;
-use super::status::PortMapping;
 use crate::model::pods::RuntimeKind;
+use crate::model::status::PortMapping;
 
 /// A volume to mount into a container.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::model::parse::Issue;
+use crate::state::apply::ApplyError;
 
 /// One cause of an error: which field, where, what.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,5 +157,20 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.code, Json(self.status())).into_response()
+    }
+}
+
+impl From<ApplyError> for ApiError {
+    fn from(e: ApplyError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ApplyError::NamespaceNotFound { .. } | ApplyError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)
+            }
+            ApplyError::Conflict { .. } => ApiError::conflict(message),
+            ApplyError::AlreadyExists(_) => ApiError::new(StatusCode::CONFLICT, "AlreadyExists", message),
+            ApplyError::DefaultNamespace => ApiError::new(StatusCode::FORBIDDEN, "Forbidden", message),
+            ApplyError::Encode { .. } => ApiError::internal(message),
+        }
     }
 }

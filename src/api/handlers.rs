@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::apply::{Changes, Mode, ObjectResult, plan_apply, plan_delete};
 use super::error::ApiError;
 use super::render;
 use super::server::{Ctx, Limited};
@@ -18,6 +17,7 @@ use crate::model::parse::{self, Issue, SourceFile};
 use crate::model::pods::Resources;
 use crate::model::{DEFAULT_NAMESPACE, Kind, ObjectKey};
 use crate::state::WriteError;
+use crate::state::apply::{Changes, Mode, ObjectResult, plan_apply, plan_delete};
 
 type Res = Result<Json<Value>, ApiError>;
 type Written = Result<(StatusCode, Json<Value>), ApiError>;
@@ -366,8 +366,8 @@ pub async fn delete_manifests(State(ctx): State<Ctx>, Limited(body): Limited) ->
                 results.push(r);
                 changes.extend(c);
             }
-            Err(e) if e.code == StatusCode::NOT_FOUND && req.ignore_not_found => {}
-            Err(e) => return Err(e),
+            Err(crate::state::apply::ApplyError::NotFound(_)) if req.ignore_not_found => {}
+            Err(e) => return Err(e.into()),
         }
     }
     if !req.dry_run {
@@ -482,6 +482,13 @@ pub struct TokenQuery {
     pub ttl: Option<String>,
 }
 
+fn cluster_error(e: crate::api::server::ClusterOpError) -> ApiError {
+    match e {
+        crate::api::server::ClusterOpError::Write(w) => write_error(w),
+        crate::api::server::ClusterOpError::Internal(m) => ApiError::internal(m),
+    }
+}
+
 pub async fn get_token(State(ctx): State<Ctx>) -> Res {
     let c =
         ctx.cluster.as_ref().ok_or_else(|| ApiError::not_found("join token (this node has no cluster identity)"))?;
@@ -493,11 +500,11 @@ pub async fn rotate_token(State(ctx): State<Ctx>, Query(q): Query<TokenQuery>) -
     let c =
         ctx.cluster.as_ref().ok_or_else(|| ApiError::not_found("join token (this node has no cluster identity)"))?;
     match q.action.as_deref() {
-        Some("rotate") => c.rotate_join_token().await.map(|t| Json(json!({"token": t}))).map_err(ApiError::internal),
+        Some("rotate") => c.rotate_join_token().await.map(|t| Json(json!({"token": t}))).map_err(cluster_error),
         Some("create") => {
             let ttl = q.ttl.as_deref().unwrap_or("24h");
             let d = humantime::parse_duration(ttl).map_err(|e| ApiError::bad_request(format!("ttl {ttl:?}: {e}")))?;
-            c.create_join_token(d.as_secs()).await.map(|t| Json(json!({"token": t}))).map_err(ApiError::internal)
+            c.create_join_token(d.as_secs()).await.map(|t| Json(json!({"token": t}))).map_err(cluster_error)
         }
         other => {
             Err(ApiError::bad_request(format!("unknown action {other:?}: use ?action=rotate or ?action=create&ttl=1h")))

@@ -1,10 +1,9 @@
 //! The HTTP/JSON API every node serves, and the client that talks to it.
 //!
 //! - `server`: routes, auth, limits; `handlers`, `logs`, `services`: endpoints;
-//! - `apply`: pure apply/delete planning; `render`: Kubernetes-shaped JSON;
+//! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
-pub mod apply;
 pub mod client;
 pub mod error;
 pub mod handlers;

@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::agent::status::{ContainerState, Phase, PodStatus};
 use crate::membership::view::{ClusterView, NodeView};
 use crate::model::pods::{DesiredPod, job_progress};
 use crate::model::quantity::{format_cpu_millis, format_memory_bytes};
+use crate::model::status::{ContainerState, Phase, PodStatus};
 use crate::model::{Kind, Object};
 use crate::placement::plan::PlanView;
 use crate::state::{Snapshot, StoredObject};
@@ -249,7 +249,7 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
                 ..Default::default()
             };
             for c in &j.spec.template.spec.containers {
-                st.containers.push(crate::agent::status::ContainerStatus {
+                st.containers.push(crate::model::status::ContainerStatus {
                     name: c.name.clone(),
                     state: ContainerState::Terminated {
                         exit_code: 0,

@@ -52,15 +52,24 @@ pub struct ApiCtx {
     pub proxy: Option<Arc<crate::proxy::server::ProxyStatus>>,
 }
 
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterOpError {
+    #[error(transparent)]
+    Write(#[from] crate::state::WriteError),
+    #[error("{0}")]
+    Internal(String),
+}
+
 /// Operations on the cluster the API exposes but does not implement.
 #[async_trait::async_trait]
 pub trait ClusterOps: Send + Sync {
     /// The current join token.
     fn join_token(&self) -> Option<String>;
     /// Replaces the join token; returns the new one.
-    async fn rotate_join_token(&self) -> Result<String, String>;
+    async fn rotate_join_token(&self) -> Result<String, ClusterOpError>;
     /// Creates an extra join token that expires after `ttl_secs`.
-    async fn create_join_token(&self, ttl_secs: u64) -> Result<String, String>;
+    async fn create_join_token(&self, ttl_secs: u64) -> Result<String, ClusterOpError>;
 }
 
 pub type Ctx = Arc<ApiCtx>;

@@ -83,11 +83,11 @@ pub struct UpArgs {
     #[arg(long, env = "SHOAL_JOIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Find peers on the LAN: `mdns`.
-    #[arg(long)]
-    pub discover: Option<String>,
+    #[arg(long, value_enum)]
+    pub discover: Option<crate::config::Discover>,
     /// Node log format: text or json.
-    #[arg(long, env = "SHOAL_LOG_FORMAT")]
-    pub log_format: Option<String>,
+    #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
     /// Node label KEY=VALUE (repeatable), matched by nodeSelector.
     #[arg(long = "label")]
     pub labels: Vec<String>,

@@ -92,12 +92,12 @@ async fn learn_servers(c: &Client, o: &ClientOpts) {
 
 // ---------- up ----------
 
-fn init_tracing(format: Option<&str>) {
+fn init_tracing(format: crate::config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SHOAL_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,chitchat=warn,quinn=warn,mdns_sd=warn"));
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == Some("json") {
+    if format == crate::config::LogFormat::Json {
         b.json().init();
     } else {
         b.with_ansi(std::io::stderr().is_terminal()).init();
@@ -130,11 +130,11 @@ fn node_config(a: &UpArgs) -> Result<NodeConfig, CliError> {
     if a.token.is_some() {
         cfg.token = a.token.clone();
     }
-    if let Some(d) = &a.discover {
-        cfg.membership.discover = d.clone();
+    if let Some(d) = a.discover {
+        cfg.membership.discover = d;
     }
-    if a.log_format.is_some() {
-        cfg.log_format = a.log_format.clone();
+    if let Some(f) = a.log_format {
+        cfg.log_format = f;
     }
     for l in &a.labels {
         let (k, v) = l.split_once('=').ok_or_else(|| CliError::Usage(format!("--label {l:?}: expected KEY=VALUE")))?;
@@ -145,7 +145,7 @@ fn node_config(a: &UpArgs) -> Result<NodeConfig, CliError> {
 
 async fn up(a: UpArgs) -> Result<(), CliError> {
     let cfg = node_config(&a)?;
-    init_tracing(cfg.log_format.as_deref());
+    init_tracing(cfg.log_format);
     let node = crate::node::Node::start(cfg).await.map_err(|e| CliError::Start(e.to_string()))?;
     eprintln!("shoal node {} is up: API http://{} (data dir {})", node.name, node.api_addr, node.data_dir.display());
     if let Some(t) = &node.new_cluster_token {

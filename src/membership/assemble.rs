@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::view::{ClusterView, NodeInfo, NodeState, NodeView};
-use crate::agent::status::PodStatus;
+use crate::model::status::PodStatus;
 
 /// Keys a node sets about itself.
 pub mod keys {

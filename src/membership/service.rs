@@ -23,8 +23,8 @@ use tokio::time::Instant;
 
 use super::assemble::{Me, Memory, RawNode, Rules, assemble, keys};
 use super::view::{ClusterView, NodeInfo};
-use crate::agent::Statuses;
 use crate::events::EventLog;
+use crate::model::status::Statuses;
 
 /// Settings of the gossip layer.
 #[derive(Debug, Clone)]
@@ -57,8 +57,13 @@ struct Published {
     extra: BTreeMap<String, String>,
 }
 
-pub fn system_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+/// Why gossip could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("cannot encode this node's record: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("cannot start gossip: {0}")]
+    Start(String),
 }
 
 /// Heartbeat intervals the failure detector keeps per peer (chitchat
@@ -75,7 +80,7 @@ impl Membership {
         transport: &dyn Transport,
         statuses: watch::Receiver<Statuses>,
         events: Arc<EventLog>,
-    ) -> Result<Membership, String> {
+    ) -> Result<Membership, MembershipError> {
         let id = ChitchatId::new(info.name.clone(), info.generation, advertise);
         let fd = FailureDetectorConfig {
             phi_threshold: cfg.phi_threshold,
@@ -95,10 +100,10 @@ impl Membership {
             catchup_callback: None,
             extra_liveness_predicate: None,
         };
-        let info_json = serde_json::to_string(&info).map_err(|e| e.to_string())?;
+        let info_json = serde_json::to_string(&info)?;
         let handle = spawn_chitchat(cc, vec![(keys::INFO.to_string(), info_json.clone())], transport)
             .await
-            .map_err(|e| format!("cannot start gossip: {e}"))?;
+            .map_err(|e| MembershipError::Start(e.to_string()))?;
         let chitchat = handle.chitchat();
         let (info_tx, info_rx) = watch::channel(info.clone());
         let (leaving_tx, leaving_rx) = watch::channel(false);
@@ -131,19 +136,9 @@ impl Membership {
         self.view_rx.clone()
     }
 
-    /// Updates this node's record (e.g. it became schedulable).
-    pub fn update_info(&self, f: impl FnOnce(&mut NodeInfo)) {
-        self.info_tx.send_modify(f);
-    }
-
     /// A handle to update this node's record from another task.
     pub fn info_sender(&self) -> watch::Sender<NodeInfo> {
         self.info_tx.clone()
-    }
-
-    /// Sets a small extra key about this node (e.g. its state digest).
-    pub fn set_key(&self, key: &str, value: String) {
-        self.extra_tx.send_if_modified(|m| m.insert(key.to_string(), value.clone()).as_ref() != Some(&value));
     }
 
     /// A function that sets extra keys from another task.

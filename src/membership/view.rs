@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::status::PodStatus;
+use crate::model::node::NodeSpec;
 use crate::model::pods::{Resources, RuntimeKind};
-use crate::placement::NodeSpec;
+use crate::model::status::PodStatus;
 
 /// What a node tells the cluster about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

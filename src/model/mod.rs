@@ -1,13 +1,16 @@
-//! The user's vocabulary: manifests, kinds, quantities, validation, and the
-//! pods a Deployment or Job asks for.
+//! The vocabulary every layer shares: manifests, kinds, quantities,
+//! validation, the pods a Deployment or Job asks for, pod and container
+//! status, and what placement knows of a node.
 //!
 //! Pure data and pure functions only: nothing in `model` touches the network,
 //! the disk or the clock.
 
 pub mod names;
+pub mod node;
 pub mod parse;
 pub mod pods;
 pub mod quantity;
+pub mod status;
 pub mod types;
 pub mod validate;
 pub mod yaml;

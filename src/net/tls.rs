@@ -91,7 +91,7 @@ fn key_der(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
 impl Identity {
     /// A new cluster: a fresh CA and this node's certificate.
     pub fn create_cluster(node_name: &str) -> Result<Identity, TlsError> {
-        let cluster_id = crate::node::random_hex(8);
+        let cluster_id = crate::util::random_hex(8);
         let ca_key = KeyPair::generate()?;
         let ca_cert = ca_params(&cluster_id).self_signed(&ca_key)?;
         let mut id = Identity {
@@ -176,7 +176,7 @@ impl Identity {
         let path = dir.join("identity.json");
         let s = serde_json::to_string_pretty(self)
             .map_err(|e| TlsError::Corrupt(path.display().to_string(), e.to_string()))?;
-        crate::node::write_private(&path, &s).map_err(|e| TlsError::Io(path.display().to_string(), e))
+        crate::util::write_private(&path, &s).map_err(|e| TlsError::Io(path.display().to_string(), e))
     }
 
     pub fn load(dir: &Path) -> Result<Option<Identity>, TlsError> {

@@ -51,7 +51,7 @@ impl JoinToken {
     pub fn generate(ca_hash: &str) -> JoinToken {
         const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
         let id: String = (0..ID_LEN).map(|_| ALPHA[rand::random_range(0..ALPHA.len())] as char).collect();
-        JoinToken { ca_hash: ca_hash.to_string(), id, secret: crate::node::random_hex(SECRET_LEN / 2) }
+        JoinToken { ca_hash: ca_hash.to_string(), id, secret: crate::util::random_hex(SECRET_LEN / 2) }
     }
 
     pub fn parse(s: &str) -> Result<JoinToken, TokenError> {

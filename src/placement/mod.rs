@@ -12,25 +12,13 @@
 
 pub mod plan;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
-use crate::model::pods::{DesiredPod, Resources, RuntimeKind};
+pub use crate::model::node::NodeSpec;
+use crate::model::pods::{DesiredPod, Resources};
 
 /// Default balance slack ε.
 pub const DEFAULT_EPSILON: f64 = 0.25;
-
-/// What placement knows about a node.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeSpec {
-    pub name: String,
-    /// What pods may request in total.
-    pub allocatable: Resources,
-    /// Relative capacity (by default the node's CPU in millicores).
-    pub weight: u64,
-    pub labels: BTreeMap<String, String>,
-    pub runtimes: BTreeSet<RuntimeKind>,
-    pub max_pods: u32,
-}
 
 /// The outcome: an owner for every placed pod, a reason for every other.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

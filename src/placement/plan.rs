@@ -10,12 +10,44 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::{NodeSpec, Placement, place};
-use crate::agent::decide::Plan;
-use crate::agent::status::ContainerState;
 use crate::membership::view::{ClusterView, NodeState};
 use crate::model::Object;
-use crate::model::pods::{DesiredPod, desired_pods};
+use crate::model::pods::{DesiredPod, Results, desired_pods};
+use crate::model::status::ContainerState;
 use crate::state::Snapshot;
+
+/// The agent's input: what the cluster wants and who owns what.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Every desired pod in the cluster, by id.
+    pub desired: Arc<BTreeMap<String, DesiredPod>>,
+    /// Owner node of each placed pod (absent: pending).
+    pub owners: Arc<BTreeMap<String, String>>,
+    /// The cluster view the plan was made from (owners' pod reports).
+    pub view: Arc<ClusterView>,
+    /// Whether this node sees a majority of the nodes it last knew.
+    pub quorum: bool,
+    /// Whether the live membership has not changed for the fence delay:
+    /// fenced pods start only then, so that two nodes whose views still
+    /// differ (just after a heal) never both believe they own one.
+    pub stable: bool,
+    /// Fenced pods some other live node still reports running.
+    pub fenced_elsewhere: BTreeSet<String>,
+    /// Recorded outcomes of Job pods (the agent adds to their failure counts).
+    pub results: Results,
+}
+
+impl Plan {
+    /// The template hash of the copy the pod's owner reports Ready, if any.
+    /// (Looked up on demand: only pods in handoff ask, and building the
+    /// whole map on every view change cost O(pods) per node.)
+    pub fn ready_on_owner(&self, id: &str) -> Option<&str> {
+        let owner = self.owners.get(id)?;
+        let node = self.view.nodes.get(owner).filter(|n| n.state.alive())?;
+        let st = node.pods.get(id)?;
+        (st.ready && !st.terminating).then_some(st.template_hash.as_str())
+    }
+}
 
 /// Everything derived from one (snapshot, view) pair.
 #[derive(Debug, Clone, Default)]
@@ -177,6 +209,7 @@ impl Planner {
             quorum: view.quorum,
             stable,
             fenced_elsewhere,
+            results: snapshot.pod_results.clone(),
         };
         PlanView {
             desired: c.desired.clone(),
@@ -196,11 +229,11 @@ pub fn make_plan(snapshot: &Snapshot, view: &Arc<ClusterView>, rules: &PlanRules
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::apply::{Mode, plan_apply};
     use crate::membership::view::{NodeInfo, NodeView};
     use crate::model::parse::{SourceFile, parse_files};
     use crate::model::validate::Context;
     use crate::state::StateDb;
+    use crate::state::apply::{Mode, plan_apply};
 
     const WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 6\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, command: [sleep, '1000']}]\n";
 

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::model::Kind;
-use crate::model::pods::{OwnerRef, RestartPolicy};
+use crate::model::pods::{OwnerRef, RestartPolicy, RuntimeKind};
 use crate::model::types::PodSpec;
 
 pub(crate) fn node(name: &str, cpu_cores: u64, mem_gib: u64) -> NodeSpec {

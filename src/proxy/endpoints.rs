@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::status::PodStatus;
 use crate::membership::view::ClusterView;
 use crate::model::pods::DesiredPod;
+use crate::model::status::PodStatus;
 use crate::model::types::{IntOrString, ServicePort, ServiceSpec};
 
 /// One backend of a service port.

@@ -168,17 +168,23 @@ pub struct StateDb {
     in_memory: bool,
 }
 
+/// A state operation on the blocking pool did not finish (it panicked or
+/// the runtime is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("state operation did not complete: {0}")]
+pub struct RunError(String);
+
 /// Runs a state operation: inline when the store is in memory, else on the
 /// blocking pool (it may fsync).
 pub async fn run<T: Send + 'static>(
     db: &Arc<StateDb>,
     f: impl FnOnce(&StateDb) -> T + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, RunError> {
     if db.in_memory {
         return Ok(f(db));
     }
     let db = db.clone();
-    tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| e.to_string())
+    tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| RunError(e.to_string()))
 }
 
 /// HLC id of a node: blake3 of its name, 16 bytes (never zero).

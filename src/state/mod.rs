@@ -1,11 +1,13 @@
 //! The desired state: every applied object, on every node, as a CRDT map.
 //!
+//! - `apply`: apply, create, replace and delete planned over a snapshot;
 //! - `entry`: key, HLC stamp, origin, value or tombstone;
 //! - `merge`: the pure last-writer-wins rule;
 //! - `digest`: bucketed digests for anti-entropy;
 //! - `store`: the crash-safe on-disk copy (redb);
 //! - `db`: the owner of the map on a node, which validates peer input.
 
+pub mod apply;
 pub mod db;
 pub mod digest;
 pub mod entry;

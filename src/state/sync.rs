@@ -21,17 +21,33 @@ use crate::membership::view::ClusterView;
 /// Most peers an eager push goes to; the rest learn by anti-entropy.
 pub const MAX_PUSH_FANOUT: usize = 16;
 
-/// A request/response channel to a peer's replication service.
+/// A request could not reach a peer, or got no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RpcError(pub String);
+
+/// A request/response channel to a peer's replication service (QUIC on a
+/// node, the simulated network in netsim).
 #[async_trait]
 pub trait Rpc: Send + Sync {
-    async fn call(&self, peer: SocketAddr, request: Vec<u8>) -> Result<Vec<u8>, String>;
+    async fn call(&self, peer: SocketAddr, request: Vec<u8>) -> Result<Vec<u8>, RpcError>;
 }
 
-#[async_trait]
-impl Rpc for crate::net::quic::Net {
-    async fn call(&self, peer: SocketAddr, request: Vec<u8>) -> Result<Vec<u8>, String> {
-        self.request(peer, crate::net::quic::StreamKind::Sync, &request).await.map_err(|e| e.to_string())
-    }
+/// Why an anti-entropy round with a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{peer}: {source}")]
+    Unreachable { peer: SocketAddr, source: RpcError },
+    #[error("{peer}: {message}")]
+    Refused { peer: SocketAddr, message: String },
+    #[error("{peer}: malformed reply: {message}")]
+    Malformed { peer: SocketAddr, message: String },
+    #[error("{peer}: unexpected reply to {request}")]
+    Unexpected { peer: SocketAddr, request: &'static str },
+    #[error(transparent)]
+    Run(#[from] super::db::RunError),
+    #[error(transparent)]
+    Store(#[from] super::store::StoreError),
 }
 
 /// Answers peers' replication messages.
@@ -85,22 +101,23 @@ impl SyncService {
     }
 }
 
-#[async_trait]
-impl crate::net::quic::Handler for SyncService {
-    async fn handle(&self, _peer: SocketAddr, request: Vec<u8>) -> Vec<u8> {
+impl SyncService {
+    /// Answers one encoded request with an encoded reply (off the async
+    /// threads when the store is on disk).
+    pub async fn handle(&self, request: Vec<u8>) -> Vec<u8> {
         let reply = super::db::run(&self.db, move |db| SyncService::answer_with(db, &request))
             .await
-            .unwrap_or_else(|e| SyncMsg::Error { message: e });
+            .unwrap_or_else(|e| SyncMsg::Error { message: e.to_string() });
         protocol::encode(&reply)
     }
 }
 
-async fn call(rpc: &dyn Rpc, peer: SocketAddr, m: &SyncMsg) -> Result<SyncMsg, String> {
-    let b = rpc.call(peer, protocol::encode(m)).await?;
+async fn call(rpc: &dyn Rpc, peer: SocketAddr, m: &SyncMsg) -> Result<SyncMsg, SyncError> {
+    let b = rpc.call(peer, protocol::encode(m)).await.map_err(|source| SyncError::Unreachable { peer, source })?;
     match protocol::decode(&b) {
-        Ok(SyncMsg::Error { message }) => Err(format!("{peer}: {message}")),
+        Ok(SyncMsg::Error { message }) => Err(SyncError::Refused { peer, message }),
         Ok(m) => Ok(m),
-        Err(e) => Err(format!("{peer}: {e}")),
+        Err(e) => Err(SyncError::Malformed { peer, message: e.to_string() }),
     }
 }
 
@@ -116,7 +133,7 @@ pub struct Round {
 }
 
 /// One anti-entropy round with `peer`.
-pub async fn anti_entropy(db: &Arc<StateDb>, rpc: &dyn Rpc, peer: SocketAddr) -> Result<Round, String> {
+pub async fn anti_entropy(db: &Arc<StateDb>, rpc: &dyn Rpc, peer: SocketAddr) -> Result<Round, SyncError> {
     db.counters.ae_rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (root, entries) = db.summary();
     let reply =
@@ -125,7 +142,7 @@ pub async fn anti_entropy(db: &Arc<StateDb>, rpc: &dyn Rpc, peer: SocketAddr) ->
     let theirs = match reply {
         SyncMsg::InSync => return Ok(Round { in_sync: true, ..Default::default() }),
         SyncMsg::Buckets { buckets } => buckets,
-        _ => return Err(format!("{peer}: unexpected reply to Digest")),
+        _ => return Err(SyncError::Unexpected { peer, request: "Digest" }),
     };
     let differing = {
         let mine = db.bucket_digests();
@@ -139,15 +156,14 @@ pub async fn anti_entropy(db: &Arc<StateDb>, rpc: &dyn Rpc, peer: SocketAddr) ->
             SyncMsg::Diff { entries, want, stale, watermark, truncated } => {
                 (entries, want, stale, watermark, truncated)
             }
-            _ => return Err(format!("{peer}: unexpected reply to Stamps")),
+            _ => return Err(SyncError::Unexpected { peer, request: "Stamps" }),
         };
     let mut round = Round { received: entries.len(), more: truncated || more_stamps, ..Default::default() };
     let (merged, dropped) = super::db::run(db, move |db| {
         let dropped = db.drop_beyond_horizon(&stale, watermark)?;
         db.merge_remote(entries).map(|m| (m, dropped))
     })
-    .await?
-    .map_err(|e| e.to_string())?;
+    .await??;
     round.dropped = dropped;
     if !merged.refused.is_empty() {
         tracing::warn!(%peer, refused = merged.refused.len(), "refused entries from a peer during anti-entropy");
@@ -256,7 +272,7 @@ pub struct ReplicatedWriter {
 #[async_trait]
 impl Writer for ReplicatedWriter {
     async fn write(&self, changes: Vec<(Key, Option<Vec<u8>>)>) -> Result<Vec<Entry>, WriteError> {
-        let entries = super::db::run(&self.db, move |db| db.write(changes)).await.map_err(WriteError::Internal)??;
+        let entries = super::db::run(&self.db, move |db| db.write(changes)).await??;
         let mut targets = peers(&self.view.borrow());
         if targets.is_empty() {
             return Ok(entries);

@@ -25,8 +25,8 @@ pub enum WriteError {
         "stored on {reached} of the {wanted} nodes required (write_replicas) within {timeout:?}; retry, possibly on another node"
     )]
     Replicas { reached: u32, wanted: u32, timeout: Duration },
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error(transparent)]
+    Run(#[from] super::db::RunError),
 }
 
 #[async_trait]
@@ -43,9 +43,6 @@ pub struct LocalWriter {
 #[async_trait]
 impl Writer for LocalWriter {
     async fn write(&self, changes: Vec<(Key, Option<Vec<u8>>)>) -> Result<Vec<Entry>, WriteError> {
-        super::db::run(&self.db, move |db| db.write(changes))
-            .await
-            .map_err(WriteError::Internal)?
-            .map_err(WriteError::from)
+        Ok(super::db::run(&self.db, move |db| db.write(changes)).await??)
     }
 }

@@ -6,41 +6,10 @@
 //! times out. Fenced pods never overlap: they stop at once when ownership
 //! moves or this node loses its majority.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::model::pods::DesiredPod;
-
-/// The agent's input: what the cluster wants and who owns what.
-#[derive(Debug, Clone, Default)]
-pub struct Plan {
-    /// Every desired pod in the cluster, by id.
-    pub desired: std::sync::Arc<BTreeMap<String, DesiredPod>>,
-    /// Owner node of each placed pod (absent: pending).
-    pub owners: std::sync::Arc<BTreeMap<String, String>>,
-    /// The cluster view the plan was made from (owners' pod reports).
-    pub view: std::sync::Arc<crate::membership::view::ClusterView>,
-    /// Whether this node sees a majority of the nodes it last knew.
-    pub quorum: bool,
-    /// Whether the live membership has not changed for the fence delay:
-    /// fenced pods start only then, so that two nodes whose views still
-    /// differ (just after a heal) never both believe they own one.
-    pub stable: bool,
-    /// Fenced pods some other live node still reports running.
-    pub fenced_elsewhere: BTreeSet<String>,
-}
-
-impl Plan {
-    /// The template hash of the copy the pod's owner reports Ready, if any.
-    /// (Looked up on demand: only pods in handoff ask, and building the
-    /// whole map on every view change cost O(pods) per node.)
-    pub fn ready_on_owner(&self, id: &str) -> Option<&str> {
-        let owner = self.owners.get(id)?;
-        let node = self.view.nodes.get(owner).filter(|n| n.state.alive())?;
-        let st = node.pods.get(id)?;
-        (st.ready && !st.terminating).then_some(st.template_hash.as_str())
-    }
-}
+use crate::placement::plan::Plan;
 
 /// What the agent knows of a pod it runs.
 #[derive(Debug, Clone)]
@@ -170,6 +139,7 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::model::Kind;
+    use crate::model::pods::DesiredPod;
     use crate::model::pods::{OwnerRef, Resources, RestartPolicy, RuntimeKind};
     use std::sync::Arc;
 
@@ -202,8 +172,8 @@ mod tests {
 
     /// Makes `owner` report `id` Ready with `hash` (or nothing).
     fn set_ready(p: &mut Plan, owner: &str, id: &str, hash: Option<&str>) {
-        use crate::agent::status::PodStatus;
         use crate::membership::view::{ClusterView, NodeInfo, NodeState, NodeView};
+        use crate::model::status::PodStatus;
         let pods: BTreeMap<String, PodStatus> = hash
             .map(|h| (id.to_string(), PodStatus { ready: true, template_hash: h.into(), ..Default::default() }))
             .into_iter()

@@ -1,9 +1,15 @@
 //! Pod and container status as a node reports it (and gossips it).
 //!
-//! Owns the shape only; the supervisor fills it in, membership carries it,
-//! the API renders it in Kubernetes' JSON.
+//! Owns the shape only; the agent fills it in, membership carries it,
+//! placement and the proxy read it, the API renders it in Kubernetes' JSON.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+/// Statuses of the pods one node runs, by pod id.
+pub type Statuses = Arc<BTreeMap<String, PodStatus>>;
 
 /// Kubernetes pod phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -148,9 +154,4 @@ impl PodStatus {
         }
         self.phase.as_str().to_string()
     }
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

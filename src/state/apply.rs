@@ -1,21 +1,40 @@
 //! Apply, create, replace and delete as decisions over a snapshot.
 //!
-//! Pure: given what the cluster holds and what the client sent, decide per
-//! object `created`, `configured` or `unchanged`, fill in cluster-set
-//! metadata (uid, creationTimestamp, generation), enforce optimistic
-//! concurrency (`metadata.resourceVersion`), and return the changes to write.
-//! The caller writes them in one transaction: all or nothing.
+//! Given what the cluster holds and what the client sent, decide per object
+//! `created`, `configured` or `unchanged`, fill in cluster-set metadata
+//! (uid, creationTimestamp, generation), enforce optimistic concurrency
+//! (`metadata.resourceVersion`), and return the changes to write. The caller
+//! writes them in one transaction: all or nothing. Errors are domain errors
+//! (`ApplyError`); the API turns them into HTTP statuses.
 
 use std::collections::BTreeSet;
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::entry::kinds;
+use super::{Key, Snapshot, Stamp, object_key};
 use crate::model::parse::Parsed;
 use crate::model::{Kind, Object, ObjectKey};
-use crate::state::entry::kinds;
-use crate::state::{Key, Snapshot, Stamp, object_key};
+use crate::util::new_uid;
+
+/// Why an apply, create, replace or delete is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error(
+        "namespace {namespace:?} not found (for {key}); create it first (`shoal apply` a Namespace, or put one in the same apply)"
+    )]
+    NamespaceNotFound { namespace: String, key: ObjectKey },
+    #[error("{key} has been modified since resourceVersion {given} (now {current}); read it again and retry")]
+    Conflict { key: ObjectKey, given: String, current: String },
+    #[error("{0} already exists")]
+    AlreadyExists(ObjectKey),
+    #[error("{0} not found")]
+    NotFound(ObjectKey),
+    #[error("the default namespace cannot be deleted")]
+    DefaultNamespace,
+    #[error("cannot encode {key}: {message}")]
+    Encode { key: ObjectKey, message: String },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,16 +77,6 @@ pub enum Mode {
     Replace,
 }
 
-/// A random RFC 4122 version-4 UUID.
-pub fn new_uid() -> String {
-    let b: [u8; 16] = rand::random();
-    let mut b = b;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
 pub type Changes = Vec<(Key, Option<Vec<u8>>)>;
 
 /// Plans writing `objects`. Errors name the object and what to do.
@@ -76,7 +85,7 @@ pub fn plan_apply(
     objects: Vec<Parsed>,
     now: Stamp,
     mode: Mode,
-) -> Result<(Vec<ObjectResult>, Changes), ApiError> {
+) -> Result<(Vec<ObjectResult>, Changes), ApplyError> {
     let mut results = Vec::new();
     let mut changes = Vec::new();
     let new_namespaces: BTreeSet<String> =
@@ -88,30 +97,22 @@ pub fn plan_apply(
             && !snapshot.namespace_exists(&key.namespace)
             && !new_namespaces.contains(&key.namespace)
         {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!(
-                    "namespace {:?} not found (for {key}); create it first (`shoal apply` a Namespace, or put one in the same apply)",
-                    key.namespace
-                ),
-            ));
+            return Err(ApplyError::NamespaceNotFound { namespace: key.namespace.clone(), key });
         }
         let existing = snapshot.get(&key);
         if let Some(rv) = obj.meta().resource_version.clone() {
             let current = existing.map(|e| e.stamp.resource_version());
             if current.as_deref() != Some(rv.as_str()) {
-                return Err(ApiError::conflict(format!(
-                    "{key} has been modified since resourceVersion {rv} (now {}); read it again and retry",
-                    current.unwrap_or_else(|| "deleted".into())
-                )));
+                return Err(ApplyError::Conflict {
+                    key,
+                    given: rv,
+                    current: current.unwrap_or_else(|| "deleted".into()),
+                });
             }
         }
         match (mode, existing) {
-            (Mode::Create, Some(_)) => {
-                return Err(ApiError::new(StatusCode::CONFLICT, "AlreadyExists", format!("{key} already exists")));
-            }
-            (Mode::Replace, None) => return Err(ApiError::not_found(&key)),
+            (Mode::Create, Some(_)) => return Err(ApplyError::AlreadyExists(key)),
+            (Mode::Replace, None) => return Err(ApplyError::NotFound(key)),
             _ => {}
         }
         let outcome = match existing {
@@ -135,7 +136,8 @@ pub fn plan_apply(
         };
         if outcome != Outcome::Unchanged {
             obj.meta_mut().resource_version = None;
-            let bytes = serde_json::to_vec(&obj.to_json()).map_err(|e| ApiError::internal(e.to_string()))?;
+            let bytes = serde_json::to_vec(&obj.to_json())
+                .map_err(|e| ApplyError::Encode { key: key.clone(), message: e.to_string() })?;
             changes.push((object_key(&key), Some(bytes)));
         }
         results.push(ObjectResult {
@@ -150,12 +152,12 @@ pub fn plan_apply(
 
 /// Tombstones that also remove what an object owns: a Namespace's objects,
 /// a Job's recorded pod results.
-pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult, Changes), ApiError> {
+pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult, Changes), ApplyError> {
     let Some(existing) = snapshot.get(key) else {
-        return Err(ApiError::not_found(key));
+        return Err(ApplyError::NotFound(key.clone()));
     };
     if key.kind == Kind::Namespace && key.name == crate::model::DEFAULT_NAMESPACE {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "Forbidden", "the default namespace cannot be deleted"));
+        return Err(ApplyError::DefaultNamespace);
     }
     let mut changes: Changes = vec![(object_key(key), None)];
     match &existing.object {
@@ -184,17 +186,4 @@ pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult
         outcome: Outcome::Deleted,
     };
     Ok((res, changes))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uids_are_v4() {
-        let u = new_uid();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert_ne!(u, new_uid());
-    }
 }

@@ -1,0 +1,325 @@
+//! A real node (`shoal up`): the edges around the shared assembly.
+//!
+//! Startup order: data dir; cluster identity (create, join with a token, or
+//! reload); desired state from disk; QUIC endpoint; runtimes; the assembly
+//! (membership, replication, settle, planner, agent); then the API, the
+//! service proxy, DNS, peer memory and discovery. Shutdown: announce the
+//! leave (peers see Left at once and start replacements), let pods hand off
+//! for a bounded time, stop the rest (SIGTERM, grace, kill), close the
+//! network.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::NodeError;
+use super::adapters::QuicNetwork;
+use super::assembly::{Assembly, Parts, Settings};
+use super::cluster::{JoinService, Tokens};
+use super::identity::{agent_marker, identity, record_start, self_info, spawn_peer_memory};
+use crate::agent::docker::{self, DockerRuntime};
+use crate::agent::exec::RuntimeExecutor;
+use crate::agent::exec::prepare::PodCtx;
+use crate::agent::logs::LogLimits;
+use crate::agent::ports::PortAllocator;
+use crate::agent::process::ProcessRuntime;
+use crate::agent::runtime::Runtime;
+use crate::api::server::{self, ApiCtx};
+use crate::config::{Balancer, Discover, DockerMode, NodeConfig, Resolved};
+use crate::events::EventLog;
+use crate::membership::discovery::{self, Discovery};
+use crate::membership::view::{ClusterView, NodeInfo};
+use crate::metrics::Metrics;
+use crate::model::pods::RuntimeKind;
+use crate::net::quic::Net;
+use crate::state::{LocalWriter, StateDb, Writer};
+use crate::util::unix_millis;
+
+/// A running node.
+pub struct Node {
+    pub name: String,
+    pub api_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Printed once when this node created the cluster.
+    pub new_cluster_token: Option<String>,
+    assembly: Assembly,
+    tasks: Vec<JoinHandle<()>>,
+    net: Arc<Net>,
+    drain_limit: Duration,
+    _discovery: Option<Discovery>,
+}
+
+/// The runtimes this node offers; Docker's engine is watched separately.
+async fn runtimes(
+    cfg: &NodeConfig,
+    dd: &std::path::Path,
+) -> Result<(BTreeMap<RuntimeKind, Arc<dyn Runtime>>, Option<Arc<DockerRuntime>>), NodeError> {
+    let mut runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>> = BTreeMap::new();
+    runtimes.insert(RuntimeKind::Process, Arc::new(ProcessRuntime::new(agent_marker(dd))));
+    if cfg.runtimes.docker == DockerMode::Off {
+        return Ok((runtimes, None));
+    }
+    let socket = docker::socket_path(cfg.runtimes.docker_socket.as_deref());
+    let rt = Arc::new(DockerRuntime::new(socket.clone(), agent_marker(dd)));
+    if !rt.available().await {
+        if cfg.runtimes.docker == DockerMode::On {
+            return Err(NodeError::DockerRequired { socket });
+        }
+        tracing::info!(%socket, "no Docker engine answers; the docker runtime comes online when it does");
+    }
+    runtimes.insert(RuntimeKind::Docker, rt.clone());
+    Ok((runtimes, Some(rt)))
+}
+
+/// Advertises the docker runtime only while its engine answers: placement
+/// then moves docker pods away from a node whose engine died.
+fn watch_docker(rt: Arc<DockerRuntime>, a: &Assembly, events: Arc<EventLog>) {
+    let (info_tx, me) = (a.membership.info_sender(), a.name.clone());
+    docker::watch_engine(
+        rt,
+        move |up| {
+            info_tx.send_modify(|i: &mut NodeInfo| {
+                if up {
+                    i.runtimes.insert(RuntimeKind::Docker);
+                } else {
+                    i.runtimes.remove(&RuntimeKind::Docker);
+                }
+            });
+            let reason = if up { "RuntimeReady" } else { "RuntimeUnavailable" };
+            events.node(!up, &me, reason, format!("docker runtime {}", if up { "available" } else { "unavailable" }));
+        },
+        a.shutdown_signal(),
+    );
+}
+
+/// The DNS responder for `*.svc.shoal`, when configured and bindable.
+async fn spawn_dns(
+    cfg: &NodeConfig,
+    r: &Resolved,
+    db: &Arc<StateDb>,
+    a: &Assembly,
+) -> Result<Option<JoinHandle<()>>, NodeError> {
+    let auto = SocketAddr::new(r.node_ip, 53);
+    let addr = match cfg.proxy.dns_addr.as_str() {
+        "" => return Ok(None),
+        "auto" => auto,
+        a => a.parse().unwrap_or(auto),
+    };
+    match tokio::net::UdpSocket::bind(addr).await {
+        Ok(sock) => {
+            tracing::info!(%addr, "DNS responder for *.svc.shoal");
+            let serve = crate::proxy::dns::serve(sock, db.subscribe(), a.view.clone(), a.shutdown_signal());
+            Ok(Some(tokio::spawn(serve)))
+        }
+        Err(e) if cfg.proxy.dns_addr == "auto" => {
+            tracing::warn!(%addr, error = %e, "no DNS responder (set proxy.dns_addr to a free address to enable it)");
+            Ok(None)
+        }
+        Err(source) => Err(NodeError::DnsBind { addr, source }),
+    }
+}
+
+/// Peers found on the LAN are gossiped with at once.
+fn start_discovery(tag: &str, name: &str, advertise: SocketAddr, a: &Assembly) -> Option<Discovery> {
+    match discovery::start(tag, Some((name, advertise))) {
+        Ok((d, mut found)) => {
+            let contact = a.membership.contact_handle();
+            tokio::spawn(async move {
+                while let Some(addr) = found.recv().await {
+                    contact(addr);
+                }
+            });
+            Some(d)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "mDNS discovery unavailable; continuing with the configured peers");
+            None
+        }
+    }
+}
+
+/// Join addresses: the configured ones, those a join answered with, and
+/// the peers this node knew before it stopped.
+fn seeds(cfg: &NodeConfig, r: &Resolved, joined: Vec<String>, advertise: SocketAddr) -> Vec<String> {
+    let mut seeds: Vec<String> = cfg.join.clone();
+    seeds.extend(joined);
+    seeds.extend(std::fs::read_to_string(r.data_dir.join("peers")).unwrap_or_default().lines().map(String::from));
+    seeds.retain(|s| !s.is_empty() && s != &advertise.to_string());
+    seeds.sort();
+    seeds.dedup();
+    seeds
+}
+
+impl Node {
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        let r = cfg.resolve()?;
+        let dd = r.data_dir.clone();
+        std::fs::create_dir_all(&dd).map_err(|e| NodeError::DataDir(dd.display().to_string(), e))?;
+        let _ = std::fs::set_permissions(&dd, std::fs::Permissions::from_mode(0o700));
+        let found = identity(&cfg, &r).await?;
+        let id = found.identity;
+        let db = Arc::new(StateDb::open(
+            &dd.join("state.redb"),
+            &r.name,
+            uhlc::system_time_clock,
+            cfg.state.max_clock_skew,
+        )?);
+        let generation = unix_millis().max(1);
+        let events = Arc::new(EventLog::new(&r.name));
+        let metrics = Arc::new(Metrics::new());
+        let ca_hash = id.ca_hash()?;
+        let new_cluster_token = if found.new_cluster {
+            // Before the cluster exists, the token is written here only.
+            let local: Arc<dyn Writer> = Arc::new(LocalWriter { db: db.clone() });
+            Some(Tokens { ca_hash: ca_hash.clone(), db: db.clone(), writer: local }.rotate().await?)
+        } else {
+            None
+        };
+
+        let advertise = SocketAddr::new(r.node_ip, r.gossip_addr.port());
+        let (net, inbox) = Net::bind(r.gossip_addr, advertise, &id, metrics.clone())?;
+        let listener = tokio::net::TcpListener::bind(r.api_addr)
+            .await
+            .map_err(|source| NodeError::Bind { addr: r.api_addr, source })?;
+        let api_addr = listener.local_addr().map_err(|source| NodeError::Bind { addr: r.api_addr, source })?;
+        let (runtimes, docker) = runtimes(&cfg, &dd).await?;
+        let mut offered = vec![RuntimeKind::Process];
+        if let Some(d) = &docker
+            && d.available().await
+        {
+            offered.push(RuntimeKind::Docker);
+        }
+        let mut info = self_info(&cfg, &r, generation, &offered)?;
+        info.api_url = format!("http://{api_addr}");
+
+        let network = QuicNetwork::new(net.clone(), inbox);
+        let parts = Parts {
+            info,
+            advertise,
+            cluster_id: id.cluster_id.clone(),
+            seeds: seeds(&cfg, &r, found.peers, advertise),
+            db: db.clone(),
+            network: &network,
+            clock: crate::util::unix_secs,
+            starts: record_start(&dd),
+            seed: rand::random(),
+            events: events.clone(),
+        };
+        let mut a = Assembly::start(parts, Settings::from_config(&cfg)).await?;
+        let ctx = Arc::new(PodCtx {
+            node_name: r.name.clone(),
+            node_ip: r.node_ip,
+            generation,
+            data_dir: dd.clone(),
+            log_limits: LogLimits { max_bytes: r.log_max_bytes, max_files: cfg.agent.log_max_files.max(1) },
+            ports: PortAllocator::new(r.node_ip, [api_addr.port(), r.gossip_addr.port()]),
+            runtimes,
+            namespace_env: {
+                let (db, ip) = (db.clone(), r.node_ip.to_string());
+                Box::new(move |ns| crate::proxy::env::service_env(&db.snapshot(), ns, &ip))
+            },
+        });
+        let own = a.own_plan();
+        a.spawn_agent(RuntimeExecutor::new(ctx.clone()), own);
+        let writer: Arc<dyn Writer> = a.writer.clone();
+        let tokens = Arc::new(Tokens { ca_hash: ca_hash.clone(), db: db.clone(), writer: writer.clone() });
+        net.set_join_handler(Arc::new(JoinService {
+            identity: id.clone(),
+            db: db.clone(),
+            view: a.view.clone(),
+            api_token: found.api_token.clone(),
+            metrics: metrics.clone(),
+        }));
+        if let Some(d) = docker {
+            watch_docker(d, &a, events.clone());
+        }
+
+        let proxy_status = Arc::new(crate::proxy::server::ProxyStatus::default());
+        let api_ctx = Arc::new(ApiCtx {
+            node_name: r.name.clone(),
+            token: found.api_token,
+            db: db.clone(),
+            writer,
+            view: a.view.clone(),
+            plan: a.plan.clone(),
+            events: events.clone(),
+            validation: crate::model::validate::Context { node_port_range: r.node_port_range },
+            apply_lock: tokio::sync::Mutex::new(()),
+            logs_dir: ctx.logs_dir(),
+            log_limits: ctx.log_limits,
+            metrics: metrics.clone(),
+            started: Instant::now(),
+            cluster: Some(tokens),
+            proxy: Some(proxy_status.clone()),
+        });
+        let shutdown = a.shutdown_signal();
+        let mut tasks = vec![tokio::spawn(async move {
+            if let Err(e) = server::serve(listener, api_ctx, shutdown).await {
+                tracing::error!(error = %e, "API server failed");
+            }
+        })];
+        tasks.push(tokio::spawn(crate::proxy::server::run(
+            crate::proxy::server::ProxyConfig {
+                node_ip: r.node_ip,
+                connect_timeout: cfg.proxy.connect_timeout,
+                response_timeout: cfg.proxy.response_timeout,
+                round_robin: cfg.proxy.balancer == Balancer::RoundRobin,
+            },
+            crate::proxy::server::ProxyInputs {
+                state: db.subscribe(),
+                plan: a.plan.clone(),
+                view: a.view.clone(),
+                status: proxy_status,
+                metrics,
+                events,
+                shutdown: a.shutdown_signal(),
+            },
+        )));
+        tasks.extend(spawn_dns(&cfg, &r, &db, &a).await?);
+        tasks.push(spawn_peer_memory(dd.clone(), a.view.clone()));
+        let discovery = match cfg.membership.discover {
+            Discover::Mdns => start_discovery(&discovery::cluster_tag(&ca_hash), &r.name, advertise, &a),
+            Discover::Off => None,
+        };
+        tracing::info!(node = %r.name, api = %api_addr, gossip = %advertise, cluster = %id.cluster_id, data_dir = %dd.display(), settle = ?a.settle, "node started");
+        Ok(Node {
+            name: r.name,
+            api_addr,
+            data_dir: dd,
+            new_cluster_token,
+            assembly: a,
+            tasks,
+            net,
+            drain_limit: cfg.agent.handoff_timeout.min(Duration::from_secs(30)),
+            _discovery: discovery,
+        })
+    }
+
+    /// Leaves the cluster, lets pods hand off to their new owners (bounded),
+    /// stops the rest with their grace periods, closes the network.
+    pub async fn shutdown(self) {
+        let a = &self.assembly;
+        a.membership.leave().await;
+        let view: watch::Receiver<Arc<ClusterView>> = a.view.clone();
+        let deadline = Instant::now() + self.drain_limit;
+        loop {
+            let peers = view.borrow().nodes.values().filter(|n| n.state.alive() && n.info.name != self.name).count();
+            if peers == 0 || a.statuses.borrow().is_empty() || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.assembly.stop().await;
+        for t in self.tasks {
+            t.abort();
+        }
+        self.net.close().await;
+        tracing::info!(node = %self.name, "node stopped");
+    }
+}

@@ -1,0 +1,79 @@
+//! Small helpers every layer may use: random ids, private files, the system
+//! clock. Owns nothing else; no Shoal type appears here.
+//!
+//! The clock functions here are the only place the library reads the system
+//! clock for unix time; pure modules take time as an argument instead.
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// A random hex string of `bytes` bytes.
+pub fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+/// A random RFC 4122 version-4 UUID.
+pub fn new_uid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Writes `content` to `path` with mode 0600, atomically (write, fsync, rename).
+pub fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads a private file, or creates it (mode 0600) with `make()`; trimmed.
+pub fn secret_file(path: &Path, make: impl FnOnce() -> String) -> std::io::Result<String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        return Ok(s.trim().to_string());
+    }
+    let value = make();
+    write_private(path, &format!("{value}\n"))?;
+    Ok(value)
+}
+
+/// Unix seconds now, from the system clock.
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Unix milliseconds now, from the system clock.
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_are_v4() {
+        let u = new_uid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, new_uid());
+    }
+
+    #[test]
+    fn private_files_are_0600_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret");
+        let a = secret_file(&p, || "one".into()).unwrap();
+        let b = secret_file(&p, || "two".into()).unwrap();
+        assert_eq!((a.as_str(), b.as_str()), ("one", "one"));
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
