@@ -83,10 +83,20 @@ pub struct Crash {
     pub rescheduled: Option<Duration>,
 }
 
+/// An agent that came back to a host where its pods ran on without it:
+/// timed until the host runs only what its agent owns.
+#[derive(Debug, Clone)]
+pub struct Return {
+    pub node: String,
+    pub at: Duration,
+    pub clean: Option<Duration>,
+}
+
 #[derive(Debug, Default)]
 pub struct Observer {
     pub samples: Vec<Sample>,
     pub crashes: Vec<Crash>,
+    pub returns: Vec<Return>,
     /// Writes whose spread is being timed.
     pub writes: Vec<Write>,
     pub missing_secs: f64,
@@ -178,6 +188,7 @@ impl Observer {
         let mut copies_incl_stopping: BTreeMap<String, usize> = BTreeMap::new();
         let mut orphans = 0;
         let mut wrong_now = HashSet::new();
+        let mut unclean: HashSet<&str> = HashSet::new();
         let partition = net.partitioned();
         for n in nodes.iter().filter(|n| n.host_up) {
             let mut m = n.machine.lock().unwrap_or_else(|p| p.into_inner());
@@ -205,6 +216,7 @@ impl Observer {
                 }
                 // Invariant: runs only where it is owned, beyond the handoff grace.
                 if plan.owners.get(id).map(String::as_str) != Some(n.name.as_str()) && n.paused_until.is_none() {
+                    unclean.insert(n.name.as_str());
                     let key = (n.name.clone(), id.clone());
                     wrong_now.insert(key.clone());
                     let since = *self.wrong_owner_since.entry(key).or_insert(t);
@@ -223,6 +235,11 @@ impl Observer {
             }
         }
         self.wrong_owner_since.retain(|k, _| wrong_now.contains(k));
+        for r in self.returns.iter_mut().filter(|r| r.clean.is_none()) {
+            if !unclean.contains(r.node.as_str()) {
+                r.clean = Some(t - r.at);
+            }
+        }
         // Fenced replicas never run twice (a stopping copy and an orphan count).
         for (id, d) in desired.iter() {
             if d.fenced && copies_incl_stopping.get(id).copied().unwrap_or(0) > 1 {

@@ -35,6 +35,11 @@ pub struct Figures {
     pub reschedule: Spread,
     pub unrecovered: usize,
     pub duplicate_secs: f64,
+    pub orphan_secs: f64,
+    /// An agent back on a host where its pods ran on -> they are all owned
+    /// or gone.
+    pub orphan_cleanup: Spread,
+    pub unclean_returns: usize,
     pub missing_secs: f64,
     pub side_missing_secs: f64,
     pub agree_pct: f64,
@@ -56,6 +61,9 @@ pub fn figures(r: &RunResult) -> Figures {
         reschedule: spread(o.crashes.iter().filter_map(|c| c.rescheduled).map(|d| d.as_secs_f64()).collect()),
         unrecovered: o.crashes.iter().filter(|c| c.rescheduled.is_none()).count(),
         duplicate_secs: o.duplicate_secs,
+        orphan_secs: o.orphan_secs,
+        orphan_cleanup: spread(o.returns.iter().filter_map(|r| r.clean).map(|d| d.as_secs_f64()).collect()),
+        unclean_returns: o.returns.iter().filter(|r| r.clean.is_none()).count(),
         missing_secs: o.missing_secs,
         side_missing_secs: o.side_missing_secs,
         agree_pct: 100.0 * o.agree_secs / o.total_secs.max(1e-9),
@@ -83,6 +91,11 @@ fn rows(cols: &[Figures]) -> Vec<(&'static str, Vec<String>)> {
         ("reschedule: crash -> every replica Ready again, s (p50 / p99 / max)", f(&|x| s3(&x.reschedule))),
         ("crashes after which replicas never all came back", f(&|x| x.unrecovered.to_string())),
         ("duplicate replica-seconds", f(&|x| format!("{:.1}", x.duplicate_secs))),
+        ("orphan replica-seconds (pods of a dead agent)", f(&|x| format!("{:.1}", x.orphan_secs))),
+        (
+            "orphan cleanup: agent back -> host runs only what it owns, s (p50 / p99 / max)",
+            f(&|x| s3(&x.orphan_cleanup)),
+        ),
         ("missing replica-seconds", f(&|x| format!("{:.1}", x.missing_secs))),
         ("partitions: replica-seconds missing on the worse side", f(&|x| format!("{:.1}", x.side_missing_secs))),
         ("time all nodes agree on placement, %", f(&|x| format!("{:.1}", x.agree_pct))),
@@ -117,6 +130,7 @@ pub fn markdown_spread(title: &str, runs: &[Figures]) -> String {
         ("reschedule max, s", Box::new(|x| x.reschedule.max)),
         ("convergence max, s", Box::new(|x| x.convergence.max)),
         ("duplicate replica-seconds", Box::new(|x| x.duplicate_secs)),
+        ("orphan replica-seconds", Box::new(|x| x.orphan_secs)),
         ("missing replica-seconds", Box::new(|x| x.missing_secs)),
         ("missing on the worse side of partitions", Box::new(|x| x.side_missing_secs)),
         ("agreement, %", Box::new(|x| x.agree_pct)),
@@ -134,27 +148,37 @@ pub fn markdown_spread(title: &str, runs: &[Figures]) -> String {
 
 /// The timeline of a run as CSV.
 pub fn csv(r: &RunResult) -> String {
-    let mut out = String::from("t_secs,live_nodes,desired,running,missing,duplicates,agree\n");
+    let mut out = String::from("t_secs,live_nodes,desired,running,missing,duplicates,orphans,agree\n");
     for s in &r.observer.samples {
         let _ = writeln!(
             out,
-            "{:.1},{},{},{},{},{},{}",
+            "{:.1},{},{},{},{},{},{},{}",
             s.t,
             s.up,
             s.desired,
             s.running,
             s.missing,
             s.duplicates,
+            s.orphans,
             u8::from(s.agree)
         );
     }
     out
 }
 
+/// The chart could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw the chart: {0}")]
+pub struct DrawError(String);
+
+fn draw(e: impl std::fmt::Display) -> DrawError {
+    DrawError(e.to_string())
+}
+
 /// An SVG timeline: missing and duplicate replicas over time, per run.
-pub fn svg(path: &Path, title: &str, runs: &[(&str, &RunResult)]) -> Result<(), String> {
+pub fn svg(path: &Path, title: &str, runs: &[(&str, &RunResult)]) -> Result<(), DrawError> {
     let root = SVGBackend::new(path, (1000, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    root.fill(&WHITE).map_err(draw)?;
     let tmax = runs.iter().flat_map(|(_, r)| r.observer.samples.last().map(|s| s.t)).fold(1.0, f64::max);
     let ymax = runs
         .iter()
@@ -168,14 +192,14 @@ pub fn svg(path: &Path, title: &str, runs: &[(&str, &RunResult)]) -> Result<(), 
         .x_label_area_size(35)
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..tmax, 0.0..ymax * 1.1)
-        .map_err(|e| e.to_string())?;
-    chart.configure_mesh().x_desc("virtual time, s").y_desc("replicas").draw().map_err(|e| e.to_string())?;
+        .map_err(draw)?;
+    chart.configure_mesh().x_desc("virtual time, s").y_desc("replicas").draw().map_err(draw)?;
     let colors = [RED, BLUE, GREEN, MAGENTA];
     for (i, (label, r)) in runs.iter().enumerate() {
         let c = colors[i % colors.len()];
         chart
             .draw_series(LineSeries::new(r.observer.samples.iter().map(|s| (s.t, s.missing as f64)), c.stroke_width(2)))
-            .map_err(|e| e.to_string())?
+            .map_err(draw)?
             .label(format!("{label}: missing"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         let c2 = c.mix(0.4);
@@ -184,17 +208,12 @@ pub fn svg(path: &Path, title: &str, runs: &[(&str, &RunResult)]) -> Result<(), 
                 r.observer.samples.iter().map(|s| (s.t, s.duplicates as f64)),
                 c2.stroke_width(1),
             ))
-            .map_err(|e| e.to_string())?
+            .map_err(draw)?
             .label(format!("{label}: duplicates"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c2.stroke_width(1)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(draw)?;
+    root.present().map_err(draw)?;
     Ok(())
 }
 

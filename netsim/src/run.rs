@@ -294,8 +294,12 @@ async fn apply_step(
         }
         Step::Boot(name) => {
             if let Some(n) = nodes.iter_mut().find(|n| n.name == name && !n.up()) {
+                let orphans = n.host_up && !n.machine.lock().unwrap_or_else(|p| p.into_inner()).containers.is_empty();
                 n.boot(ctx).await;
                 observer.disturbed.insert(name.clone(), t);
+                if orphans {
+                    observer.returns.push(crate::observer::Return { node: name.clone(), at: t, clean: None });
+                }
                 log.push((ts, format!("restart {name}")));
             }
         }

@@ -197,6 +197,11 @@ impl Default for Timing {
     }
 }
 
+/// What is wrong with a scenario's contents.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("cannot read scenario {0}: {1}")]
@@ -212,57 +217,60 @@ impl Scenario {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read(path.display().to_string(), e))?;
         let s: Scenario =
             toml::from_str(&text).map_err(|e| ScenarioError::Parse(path.display().to_string(), e.to_string()))?;
-        s.check().map_err(|m| ScenarioError::Invalid(path.display().to_string(), m))?;
+        s.check().map_err(|m| ScenarioError::Invalid(path.display().to_string(), m.0))?;
         Ok(s)
     }
 
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Invalid> {
         if self.nodes == 0 {
-            return Err("nodes must be at least 1".into());
+            return Err(Invalid("nodes must be at least 1".into()));
         }
         if self.capacities.is_empty() || self.capacities.contains(&0) {
-            return Err("capacities must list core counts above 0".into());
+            return Err(Invalid("capacities must list core counts above 0".into()));
         }
         let n = &self.network;
         if !(0.0..=1.0).contains(&n.loss) || !(0.0..=1.0).contains(&n.duplicate) || !(0.0..=1.0).contains(&n.reorder) {
-            return Err("network.loss, duplicate and reorder are probabilities in [0, 1]".into());
+            return Err(Invalid("network.loss, duplicate and reorder are probabilities in [0, 1]".into()));
         }
         if n.latency_min_ms < 0.0 || n.latency_max_ms < n.latency_min_ms {
-            return Err("network latency: 0 <= latency_min_ms <= latency_max_ms".into());
+            return Err(Invalid("network latency: 0 <= latency_min_ms <= latency_max_ms".into()));
         }
         for e in &self.events {
             if e.action == Action::Partition
                 && !matches!(e.partition.as_str(), "split-half" | "isolate-one" | "asymmetric")
             {
-                return Err(format!("event at {:?}: partition must be split-half, isolate-one or asymmetric", e.at));
+                return Err(Invalid(format!(
+                    "event at {:?}: partition must be split-half, isolate-one or asymmetric",
+                    e.at
+                )));
             }
             if e.action == Action::Scale
                 && (e.deployment.is_empty() || !self.workload.iter().any(|w| w.name == e.deployment))
             {
-                return Err(format!("event at {:?}: scale needs the name of a workload deployment", e.at));
+                return Err(Invalid(format!("event at {:?}: scale needs the name of a workload deployment", e.at)));
             }
             if e.action == Action::Inject && !FAULTS.contains(&e.fault.as_str()) {
-                return Err(format!("event at {:?}: inject needs fault = one of {}", e.at, FAULTS.join(", ")));
+                return Err(Invalid(format!("event at {:?}: inject needs fault = one of {}", e.at, FAULTS.join(", "))));
             }
         }
         Ok(())
     }
 
     /// Checks what depends on the cluster size (`--nodes` overrides it).
-    pub fn check_size(&self, nodes: usize) -> Result<(), String> {
+    pub fn check_size(&self, nodes: usize) -> Result<(), Invalid> {
         if nodes == 0 {
-            return Err("the cluster needs at least 1 node".into());
+            return Err(Invalid("the cluster needs at least 1 node".into()));
         }
         for e in &self.events {
             let named = !matches!(e.nodes.as_str(), "one" | "third" | "half" | "all" | "next");
             if named && !(0..nodes).any(|i| crate::node::name_of(i) == e.nodes) {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "event at {:?} targets node {:?}, which does not exist: nodes are {} to {} (or use one, third, half, all, next)",
                     e.at,
                     e.nodes,
                     crate::node::name_of(0),
                     crate::node::name_of(nodes - 1)
-                ));
+                )));
             }
         }
         Ok(())
@@ -290,6 +298,7 @@ mod tests {
         }
         names.sort();
         let want = [
+            "agent-crash",
             "flapping-node",
             "kill-a-third",
             "kill-one",
@@ -303,7 +312,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<Scenario, String> {
         let s: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
-        s.check()?;
+        s.check().map_err(|e| e.0)?;
         Ok(s)
     }
 
@@ -324,7 +333,7 @@ mod tests {
         assert!(e.contains("duplicate-fenced") && e.contains("lose-write"), "{e}");
         let s =
             parse(&format!("{base}[[events]]\nat = \"1s\"\naction = \"crash\"\nnodes = \"n007\"\n")).expect("valid");
-        let e = s.check_size(3).unwrap_err();
+        let e = s.check_size(3).unwrap_err().0;
         assert!(e.contains("n007") && e.contains("n000") && e.contains("n002"), "{e}");
         assert!(s.check_size(8).is_ok());
     }

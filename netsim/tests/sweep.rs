@@ -92,6 +92,19 @@ fn rolling_restart() {
 }
 
 #[test]
+fn agent_crash() {
+    let runs = sweep("agent-crash");
+    assert_recovers("agent-crash", &runs);
+    for (c, f) in &runs {
+        let what = format!("agent-crash, seed {}, {} mode", c.seed, c.mode.as_str());
+        assert!(f.orphan_secs > 0.0, "{what}: the dead agent's pods ran on without it");
+        assert!(f.duplicate_secs > 0.0, "{what}: the orphans ran beside their replacements");
+        assert_eq!(f.unclean_returns, 0, "{what}: the agent came back and did not clean up its orphans");
+        assert_eq!(f.orphan_cleanup.n, 1, "{what}: one return with orphans");
+    }
+}
+
+#[test]
 fn flapping_node() {
     for (c, f) in sweep("flapping-node") {
         // The paused node is really declared dead and its replicas go missing

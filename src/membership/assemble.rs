@@ -4,6 +4,7 @@
 //! detector thinks it live) plus when this node last saw each heartbeat
 //! advance; `now` comes in as an argument. A node restarted with a new
 //! generation replaces the old one (same name, larger generation).
+#![deny(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -89,6 +90,9 @@ pub struct RawNode {
 }
 
 /// State kept between assemblies (state-change times, known nodes).
+/// (What a node observes of others' deaths is not kept for decisions: it
+/// differs between observers, and placement must use only facts every node
+/// sees alike; see `settle`.)
 #[derive(Debug, Default, Clone)]
 pub struct Memory {
     pub states: BTreeMap<String, (NodeState, u64)>,
@@ -96,14 +100,7 @@ pub struct Memory {
     /// only just heard of is not yet live (its failure detector needs two
     /// heartbeats) and must not be shown as Dead.
     pub seen_live: std::collections::BTreeSet<(String, u64)>,
-    /// When each node last came (back) alive, for placement's settle time.
-    pub alive_since: BTreeMap<String, u64>,
-    /// When each node was last seen dying (recent ones: flap damping).
-    pub deaths: BTreeMap<String, Vec<u64>>,
 }
-
-/// Deaths remembered for flap damping.
-pub const FLAP_WINDOW_SECS: u64 = 600;
 
 /// Settings of the assembly.
 #[derive(Debug, Clone, Copy)]
@@ -178,13 +175,6 @@ pub fn assemble(
         let since = match memory.states.get(&name) {
             Some((prev, since)) if *prev == state => *since,
             prev => {
-                let was_alive = prev.is_some_and(|p| p.0.alive());
-                if state.alive() && !was_alive {
-                    memory.alive_since.insert(name.clone(), now_unix);
-                }
-                if state == NodeState::Dead && was_alive {
-                    memory.deaths.entry(name.clone()).or_default().push(now_unix);
-                }
                 changes.push(Change {
                     node: name.clone(),
                     from: prev.map(|p| p.0),
@@ -195,20 +185,10 @@ pub fn assemble(
                 now_unix
             }
         };
-        let deaths = memory.deaths.get_mut(&name).map_or(0, |d| {
-            d.retain(|t| now_unix.saturating_sub(*t) < FLAP_WINDOW_SECS);
-            d.len() as u32
-        });
-        let alive_since = memory.alive_since.get(&name).copied().unwrap_or(now_unix);
-        out.insert(
-            name,
-            NodeView { info, state, since, pods, state_digest, alive_since, recent_deaths: deaths, extra },
-        );
+        out.insert(name, NodeView { info, state, since, pods, state_digest, extra });
     }
     // Nodes chitchat forgot (garbage-collected after the dead-node grace).
     memory.states.retain(|n, _| out.contains_key(n));
-    memory.alive_since.retain(|n, _| out.contains_key(n));
-    memory.deaths.retain(|n, d| out.contains_key(n) && !d.is_empty());
     let present: std::collections::HashSet<(&str, u64)> = raw.iter().map(|r| (r.name.as_str(), r.generation)).collect();
     memory.seen_live.retain(|(n, g)| present.contains(&(n.as_str(), *g)));
     let known = out.values().filter(|n| n.state != NodeState::Left).count();
@@ -218,6 +198,7 @@ pub fn assemble(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests may read the clock for a base instant
 mod tests {
     use super::*;
 

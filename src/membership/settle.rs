@@ -21,6 +21,7 @@
 //! two minutes. A node that just started takes no pods (`schedulable`
 //! false) for its settle time; one back from an isolation publishes
 //! `settling` for its settle time.
+#![deny(clippy::disallowed_methods)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,6 +146,7 @@ pub async fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests may read the clock for a base instant
 mod tests {
     use super::*;
 

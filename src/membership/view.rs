@@ -95,10 +95,6 @@ pub struct NodeView {
     pub pods: std::sync::Arc<BTreeMap<String, PodStatus>>,
     /// Short digest of its desired state (to spot nodes out of sync).
     pub state_digest: String,
-    /// Unix seconds since it has been alive without interruption (as seen here).
-    pub alive_since: u64,
-    /// How often it died in the last 10 minutes (as seen here).
-    pub recent_deaths: u32,
     /// Other small keys it gossips.
     pub extra: std::sync::Arc<BTreeMap<String, String>>,
 }
@@ -169,7 +165,7 @@ pub fn detect_capacity() -> Resources {
 mod tests {
     use super::*;
 
-    fn nv(name: &str, state: NodeState, alive_since: u64, deaths: u32) -> NodeView {
+    fn nv(name: &str, state: NodeState) -> NodeView {
         NodeView {
             info: std::sync::Arc::new(NodeInfo {
                 name: name.into(),
@@ -178,11 +174,9 @@ mod tests {
                 ..Default::default()
             }),
             state,
-            since: alive_since,
+            since: 0,
             pods: Default::default(),
             state_digest: String::new(),
-            alive_since,
-            recent_deaths: deaths,
             extra: Default::default(),
         }
     }
@@ -191,10 +185,10 @@ mod tests {
     fn settling_nodes_take_no_pods_while_the_view_has_a_majority() {
         let mut v = ClusterView { self_name: "me".into(), quorum: true, ..Default::default() };
         for n in [
-            nv("me", NodeState::Ready, 100, 0),
-            nv("steady", NodeState::Ready, 90, 0),
-            nv("back", NodeState::Ready, 95, 3),
-            nv("gone", NodeState::Dead, 0, 0),
+            nv("me", NodeState::Ready),
+            nv("steady", NodeState::Ready),
+            nv("back", NodeState::Ready),
+            nv("gone", NodeState::Dead),
         ] {
             v.nodes.insert(n.info.name.clone(), n);
         }

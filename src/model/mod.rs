@@ -4,6 +4,7 @@
 //!
 //! Pure data and pure functions only: nothing in `model` touches the network,
 //! the disk or the clock.
+#![deny(clippy::disallowed_methods)]
 
 pub mod names;
 pub mod node;

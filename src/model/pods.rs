@@ -270,6 +270,7 @@ pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, results: 
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests may read the clock for a base instant
 mod tests {
     use super::*;
     use crate::model::parse::{SourceFile, parse_files};

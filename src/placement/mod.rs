@@ -9,6 +9,7 @@
 //! distinct nodes while there are nodes left. No clock, no RNG, no map
 //! iteration order, no `std::hash`: hashes are blake3 over explicit bytes
 //! mixed with a fixed integer finalizer.
+#![deny(clippy::disallowed_methods)]
 
 pub mod plan;
 

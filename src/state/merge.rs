@@ -2,6 +2,7 @@
 //!
 //! Pure functions over maps; no I/O, no clock. This is the whole conflict
 //! resolution of the desired state, and what the property tests exercise.
+#![deny(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 
@@ -38,6 +39,7 @@ pub fn expired_tombstones(map: &BTreeMap<Key, Entry>, horizon: u64) -> Vec<Key> 
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests may read the clock for a base instant
 mod tests {
     use super::super::entry::Stamp;
     use super::*;

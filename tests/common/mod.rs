@@ -1,6 +1,8 @@
 //! Test harness: real `shoal` processes on their own loopback addresses,
 //! driven through the real CLI. Every wait polls a condition with a deadline.
-
+// Shared by every integration test crate through `mod common;`: its items
+// are `pub` for those crates, which the lint cannot see.
+#![allow(unreachable_pub)]
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};

@@ -136,6 +136,7 @@ pub fn decide(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests may read the clock for a base instant
 mod tests {
     use super::*;
     use crate::model::Kind;
@@ -184,8 +185,6 @@ mod tests {
             since: 0,
             pods: Arc::new(pods),
             state_digest: String::new(),
-            alive_since: 0,
-            recent_deaths: 0,
             extra: Default::default(),
         };
         p.view =

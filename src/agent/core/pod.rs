@@ -66,16 +66,16 @@ pub(super) struct Ctr {
 
 #[derive(Debug, Clone)]
 pub(super) struct Pod {
-    pub desired: DesiredPod,
-    pub status: PodStatus,
-    pub stage: Stage,
-    pub stopping: bool,
+    pub(super) desired: DesiredPod,
+    pub(super) status: PodStatus,
+    pub(super) stage: Stage,
+    pub(super) stopping: bool,
     /// `Cleanup` sent.
-    pub cleaning: bool,
+    pub(super) cleaning: bool,
     /// When this node stopped owning it (handoff started).
-    pub handoff_since: Option<Instant>,
+    pub(super) handoff_since: Option<Instant>,
     /// When the new owner was first seen reporting it Ready.
-    pub ready_elsewhere_since: Option<Instant>,
+    pub(super) ready_elsewhere_since: Option<Instant>,
     containers: Vec<Ctr>,
     /// Every container ended for good (reported once).
     finished: bool,
@@ -86,7 +86,7 @@ pub(super) struct Pod {
 }
 
 impl Pod {
-    pub fn new(desired: DesiredPod, cfg: &CoreConfig, adopted: Option<Vec<AdoptedContainer>>, now: Now) -> Pod {
+    pub(super) fn new(desired: DesiredPod, cfg: &CoreConfig, adopted: Option<Vec<AdoptedContainer>>, now: Now) -> Pod {
         let mut adopted = adopted.unwrap_or_default();
         let spec = desired.spec.clone();
         let containers = spec
@@ -162,7 +162,7 @@ impl Pod {
     }
 
     /// Recomputes phase and readiness if the status changed; says whether it did.
-    pub fn settle_status(&mut self) -> bool {
+    pub(super) fn settle_status(&mut self) -> bool {
         if std::mem::take(&mut self.dirty) {
             recompute(&mut self.status);
             true
@@ -171,7 +171,7 @@ impl Pod {
         }
     }
 
-    pub fn prepared(&mut self, ports: Vec<PortMapping>, now: Now, out: &mut Out) {
+    pub(super) fn prepared(&mut self, ports: Vec<PortMapping>, now: Now, out: &mut Out) {
         if self.stage != Stage::Preparing {
             return;
         }
@@ -193,7 +193,7 @@ impl Pod {
         }
     }
 
-    pub fn prepare_failed(&mut self, reason: String, message: String, out: &mut Out) {
+    pub(super) fn prepare_failed(&mut self, reason: String, message: String, out: &mut Out) {
         if self.stage != Stage::Preparing {
             return;
         }
@@ -241,7 +241,7 @@ impl Pod {
         }
     }
 
-    pub fn started(&mut self, i: usize, container_id: String, now: Now, out: &mut Out) {
+    pub(super) fn started(&mut self, i: usize, container_id: String, now: Now, out: &mut Out) {
         let Some(Run::Starting { stop }) = self.containers.get(i).map(|c| c.run) else { return };
         self.running(i, container_id, now.unix, now, out);
         if stop {
@@ -251,7 +251,7 @@ impl Pod {
         }
     }
 
-    pub fn start_failed(
+    pub(super) fn start_failed(
         &mut self,
         i: usize,
         reason: String,
@@ -274,7 +274,14 @@ impl Pod {
         Some(JobSignal::ContainerFailed { exit_code: -1 })
     }
 
-    pub fn exited(&mut self, i: usize, exit: Exit, now: Now, backoff: &Backoff, out: &mut Out) -> Vec<JobSignal> {
+    pub(super) fn exited(
+        &mut self,
+        i: usize,
+        exit: Exit,
+        now: Now,
+        backoff: &Backoff,
+        out: &mut Out,
+    ) -> Vec<JobSignal> {
         let Some(run) = self.containers.get(i).map(|c| c.run) else { return Vec::new() };
         let terminated = ContainerState::Terminated {
             exit_code: exit.code,
@@ -347,7 +354,7 @@ impl Pod {
         signals
     }
 
-    pub fn probed(&mut self, i: usize, seq: u64, outcome: ProbeOutcome, now: Now, out: &mut Out) {
+    pub(super) fn probed(&mut self, i: usize, seq: u64, outcome: ProbeOutcome, now: Now, out: &mut Out) {
         let Some(c) = self.containers.get_mut(i) else { return };
         let Run::Running { forced: false, stopping: false, .. } = c.run else { return };
         let Some(p) = c.probes.iter_mut().find(|p| p.in_flight == Some(seq)) else { return };
@@ -401,7 +408,7 @@ impl Pod {
     }
 
     /// Restarts whose back-off ended, probes that are due.
-    pub fn timers(&mut self, now: Now, out: &mut Out) {
+    pub(super) fn timers(&mut self, now: Now, out: &mut Out) {
         for i in 0..self.containers.len() {
             match self.containers[i].run {
                 Run::BackOff { until } if until <= now.at && !self.stopping => self.start(i, out),
@@ -434,7 +441,7 @@ impl Pod {
     }
 
     /// When this pod next needs a tick: restarts, probes, handoff timers.
-    pub fn deadlines(&self, h: Handoff) -> impl Iterator<Item = Instant> + '_ {
+    pub(super) fn deadlines(&self, h: Handoff) -> impl Iterator<Item = Instant> + '_ {
         let restarts = self.containers.iter().filter_map(|c| match c.run {
             Run::BackOff { until } if !self.stopping => Some(until),
             _ => None,
@@ -453,7 +460,7 @@ impl Pod {
     }
 
     /// Stops the pod for good: every container that runs gets `Stop`.
-    pub fn stop(&mut self, grace: Duration, out: &mut Out) {
+    pub(super) fn stop(&mut self, grace: Duration, out: &mut Out) {
         if self.stopping {
             return;
         }
@@ -481,7 +488,7 @@ impl Pod {
 
     /// Stopping, nothing runs any more, and the runtime has answered the
     /// prepare: its resources can go.
-    pub fn can_clean(&self) -> bool {
+    pub(super) fn can_clean(&self) -> bool {
         self.stopping
             && !self.cleaning
             && self.stage != Stage::Preparing
