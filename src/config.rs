@@ -344,12 +344,13 @@ pub struct Resolved {
     pub log_max_bytes: u64,
 }
 
-pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?} is not a range like 30000-32767"))?;
-    let lo: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
-    let hi: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), crate::model::Invalid> {
+    use crate::model::Invalid;
+    let (a, b) = s.split_once('-').ok_or_else(|| Invalid(format!("{s:?} is not a range like 30000-32767")))?;
+    let lo: u16 = a.trim().parse().map_err(|_| Invalid(format!("{a:?} is not a port")))?;
+    let hi: u16 = b.trim().parse().map_err(|_| Invalid(format!("{b:?} is not a port")))?;
     if lo == 0 || lo > hi {
-        return Err(format!("{s:?}: the low port must be at least 1 and not above the high port"));
+        return Err(Invalid(format!("{s:?}: the low port must be at least 1 and not above the high port")));
     }
     Ok((lo, hi))
 }
@@ -365,7 +366,7 @@ impl NodeConfig {
                 .map(|h| h.split('.').next().unwrap_or("node").to_ascii_lowercase())
                 .unwrap_or_else(|| "node".into()),
         };
-        crate::model::names::dns_label(&name, 63).map_err(|m| invalid("name", m))?;
+        crate::model::names::dns_label(&name, 63).map_err(|m| invalid("name", m.0))?;
         let node_ip = match (self.node_ip, self.gossip_addr) {
             (Some(ip), _) => ip,
             (None, Some(g)) if !g.ip().is_unspecified() => g.ip(),
@@ -381,7 +382,7 @@ impl NodeConfig {
             SocketAddr::new(ip, DEFAULT_GOSSIP_PORT)
         });
         let node_port_range =
-            parse_port_range(&self.proxy.node_port_range).map_err(|m| invalid("proxy.node_port_range", m))?;
+            parse_port_range(&self.proxy.node_port_range).map_err(|m| invalid("proxy.node_port_range", m.0))?;
         let log_max_bytes = crate::model::quantity::parse_memory_bytes(&self.agent.log_max_size)
             .map_err(|e| invalid("agent.log_max_size", e.to_string()))?;
         if log_max_bytes < 1024 {
@@ -406,8 +407,8 @@ impl NodeConfig {
             ));
         }
         for (k, v) in &self.labels {
-            crate::model::names::label_key(k).map_err(|m| invalid(&format!("labels.{k}"), m))?;
-            crate::model::names::label_value(v).map_err(|m| invalid(&format!("labels.{k}"), m))?;
+            crate::model::names::label_key(k).map_err(|m| invalid(&format!("labels.{k}"), m.0))?;
+            crate::model::names::label_value(v).map_err(|m| invalid(&format!("labels.{k}"), m.0))?;
         }
         Ok(Resolved {
             name,

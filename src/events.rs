@@ -36,10 +36,6 @@ pub struct EventLog {
     ring: Mutex<VecDeque<Event>>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 impl EventLog {
     pub fn new(node: &str) -> EventLog {
         EventLog { node: node.to_string(), ring: Mutex::new(VecDeque::new()) }
@@ -47,7 +43,7 @@ impl EventLog {
 
     fn push(&self, kind: &str, reason: &str, object_kind: &str, namespace: &str, name: &str, message: String) {
         let e = Event {
-            time_ms: now_ms(),
+            time_ms: crate::util::unix_millis(),
             kind: kind.into(),
             reason: reason.into(),
             object_kind: object_kind.into(),

@@ -39,8 +39,6 @@ pub struct Container {
     pub stop_at: Option<Instant>,
     /// Which start this is (a late answer about an older one is dropped).
     pub attempt: u64,
-    /// Put there by an injected fault, behind every agent's back.
-    pub injected: bool,
 }
 
 impl Container {
@@ -73,7 +71,6 @@ impl Machine {
             started_unix: clock::unix_secs(),
             stop_at: None,
             attempt: self.attempts,
-            injected: true,
         };
         self.containers.insert(id.to_string(), c);
     }
@@ -159,7 +156,6 @@ impl Worker {
                         started_unix: clock::unix_secs() + delay.as_secs(),
                         stop_at: None,
                         attempt,
-                        injected: false,
                     };
                     m.containers.insert(id.clone(), c);
                     attempt

@@ -116,11 +116,6 @@ impl LogSink {
         lf.write(data);
     }
 
-    /// Writes a line from the node itself (e.g. why a start failed).
-    pub fn note(&self, line: &str) {
-        self.write(format!("[shoal] {line}\n").as_bytes());
-    }
-
     /// Copies everything from `r` into the log until EOF.
     pub async fn pump<R: tokio::io::AsyncRead + Unpin>(self, mut r: R) {
         use tokio::io::AsyncReadExt;

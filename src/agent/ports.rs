@@ -8,6 +8,15 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Mutex;
 
+/// No host port could be allocated.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("cannot bind a port on {ip}: {source}")]
+    Bind { ip: IpAddr, source: std::io::Error },
+    #[error("no free port found on {0}")]
+    Exhausted(IpAddr),
+}
+
 pub struct PortAllocator {
     ip: IpAddr,
     taken: Mutex<BTreeSet<u16>>,
@@ -22,7 +31,7 @@ impl PortAllocator {
 
     /// A port free on the node IP right now. Tries `preferred` first (to keep
     /// a pod's port across container restarts).
-    pub fn allocate(&self, preferred: Option<u16>) -> Result<u16, String> {
+    pub fn allocate(&self, preferred: Option<u16>) -> Result<u16, PortError> {
         let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = preferred
             && !taken.contains(&p)
@@ -32,15 +41,15 @@ impl PortAllocator {
             return Ok(p);
         }
         for _ in 0..64 {
-            let l = TcpListener::bind(SocketAddr::new(self.ip, 0))
-                .map_err(|e| format!("cannot bind a port on {}: {e}", self.ip))?;
-            let port = l.local_addr().map_err(|e| e.to_string())?.port();
+            let bind = |source| PortError::Bind { ip: self.ip, source };
+            let l = TcpListener::bind(SocketAddr::new(self.ip, 0)).map_err(bind)?;
+            let port = l.local_addr().map_err(bind)?.port();
             if !taken.contains(&port) && !self.reserved.contains(&port) {
                 taken.insert(port);
                 return Ok(port);
             }
         }
-        Err(format!("no free port found on {}", self.ip))
+        Err(PortError::Exhausted(self.ip))
     }
 
     pub fn release(&self, port: u16) {

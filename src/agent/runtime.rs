@@ -1,6 +1,6 @@
 //! The one trait every container runtime implements (`process`, `docker`).
 //!
-//! Owns the contract between the supervisor and a runtime: start a fully
+//! Owns the contract between the agent's executor and a runtime: start a fully
 //! resolved container, wait for it, stop it with a grace period, run a
 //! command in it, and clean up after a crash of the node. Runtimes do no
 //! scheduling and keep no pod state of their own.

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
+
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -199,10 +199,4 @@ pub async fn serve(
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await
-}
-
-/// JSON response with a status code.
-pub fn json_response(code: StatusCode, v: &serde_json::Value) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    (code, [(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
 }

@@ -27,7 +27,7 @@ pub fn age(secs: i64) -> String {
 }
 
 pub fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    crate::util::unix_secs() as i64
 }
 
 /// Seconds since an RFC 3339 time, or `<unknown>`.

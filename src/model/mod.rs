@@ -22,6 +22,12 @@ use serde::{Deserialize, Serialize};
 
 pub use types::{Deployment, Job, Namespace, ObjectMeta, Service};
 
+/// What is wrong with a value, in words a user can act on (the caller adds
+/// which field it was).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
 /// Namespace every cluster has, and the default for namespaced objects.
 pub const DEFAULT_NAMESPACE: &str = "default";
 

@@ -1,6 +1,8 @@
 //! Name rules shared by objects, containers, ports and labels (Kubernetes').
 //!
-//! Each check returns `Err(reason)` in words a user can act on.
+//! Each check returns `Err(Invalid)` with a reason in words a user can act on.
+
+use super::Invalid;
 
 /// Longest object name. A pod is named `<owner>-<index>`, so owners keep room
 /// for the suffix inside a 63-character DNS label.
@@ -8,37 +10,37 @@ pub const MAX_OBJECT_NAME: usize = 52;
 
 /// RFC 1123 label: lower-case alphanumerics and '-', starting and ending
 /// alphanumeric, at most `max` characters.
-pub fn dns_label(s: &str, max: usize) -> Result<(), String> {
+pub fn dns_label(s: &str, max: usize) -> Result<(), Invalid> {
     if s.is_empty() {
-        return Err("must not be empty".into());
+        return Err(Invalid("must not be empty".into()));
     }
     if s.len() > max {
-        return Err(format!("must be at most {max} characters (has {})", s.len()));
+        return Err(Invalid(format!("must be at most {max} characters (has {})", s.len())));
     }
     let ok_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let b = s.as_bytes();
     let ok_ends = b[0].is_ascii_alphanumeric() && b[b.len() - 1].is_ascii_alphanumeric();
     if !ok_chars || !ok_ends {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{s:?} is not a valid name: use lower-case letters, digits and '-', starting and ending with a letter or digit"
-        ));
+        )));
     }
     Ok(())
 }
 
 /// A port name (IANA service name): at most 15 characters, lower-case
 /// alphanumerics and '-', with at least one letter.
-pub fn port_name(s: &str) -> Result<(), String> {
+pub fn port_name(s: &str) -> Result<(), Invalid> {
     dns_label(s, 15)?;
     if !s.bytes().any(|b| b.is_ascii_lowercase()) {
-        return Err(format!("port name {s:?} must contain at least one letter"));
+        return Err(Invalid(format!("port name {s:?} must contain at least one letter")));
     }
     Ok(())
 }
 
-fn label_segment(s: &str, what: &str) -> Result<(), String> {
+fn label_segment(s: &str, what: &str) -> Result<(), Invalid> {
     if s.len() > 63 {
-        return Err(format!("{what} {s:?} must be at most 63 characters"));
+        return Err(Invalid(format!("{what} {s:?} must be at most 63 characters")));
     }
     if s.is_empty() {
         return Ok(());
@@ -46,15 +48,15 @@ fn label_segment(s: &str, what: &str) -> Result<(), String> {
     let b = s.as_bytes();
     let ok_chars = b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
     if !ok_chars || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{what} {s:?} must use letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-        ));
+        )));
     }
     Ok(())
 }
 
 /// A label key: optional DNS prefix and '/', then a name segment.
-pub fn label_key(s: &str) -> Result<(), String> {
+pub fn label_key(s: &str) -> Result<(), Invalid> {
     let (prefix, name) = match s.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
@@ -62,30 +64,30 @@ pub fn label_key(s: &str) -> Result<(), String> {
     if let Some(p) = prefix
         && (p.is_empty() || p.len() > 253 || !p.split('.').all(|l| dns_label(l, 63).is_ok()))
     {
-        return Err(format!("label key prefix {p:?} must be a DNS subdomain"));
+        return Err(Invalid(format!("label key prefix {p:?} must be a DNS subdomain")));
     }
     if name.is_empty() {
-        return Err(format!("label key {s:?} has an empty name"));
+        return Err(Invalid(format!("label key {s:?} has an empty name")));
     }
     label_segment(name, "label key")
 }
 
 /// A label value: empty, or a name segment.
-pub fn label_value(s: &str) -> Result<(), String> {
+pub fn label_value(s: &str) -> Result<(), Invalid> {
     label_segment(s, "label value")
 }
 
 /// An environment variable name: letters, digits, '_', '-', '.'; not starting
 /// with a digit.
-pub fn env_name(s: &str) -> Result<(), String> {
+pub fn env_name(s: &str) -> Result<(), Invalid> {
     let b = s.as_bytes();
     if b.is_empty() {
-        return Err("environment variable name must not be empty".into());
+        return Err(Invalid("environment variable name must not be empty".into()));
     }
     if b[0].is_ascii_digit() || !b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{s:?} is not a valid environment variable name: use letters, digits, '_', '-' or '.', not starting with a digit"
-        ));
+        )));
     }
     Ok(())
 }

@@ -336,7 +336,7 @@ pub fn parse_json(value: serde_json::Value, vctx: &Context, default_ns: &str) ->
 
 /// Re-reads an object stored by this or another node (JSON written by
 /// `Object::to_json`). Peers are untrusted: this validates fully.
-pub fn parse_stored(value: serde_json::Value) -> Result<Object, String> {
+pub fn parse_stored(value: serde_json::Value) -> Result<Object, super::Invalid> {
     let ns = value.pointer("/metadata/namespace").and_then(|v| v.as_str()).unwrap_or(DEFAULT_NAMESPACE).to_string();
     let stored_meta = value.get("metadata").cloned();
     let out = parse_json(value, &Context { node_port_range: (1, 65535) }, &ns);
@@ -352,7 +352,7 @@ pub fn parse_stored(value: serde_json::Value) -> Result<Object, String> {
             }
             Ok(obj)
         }
-        None => Err(out.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")),
+        None => Err(super::Invalid(out.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))),
     }
 }
 

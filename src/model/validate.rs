@@ -10,7 +10,7 @@ use super::names::{self, MAX_OBJECT_NAME};
 use super::quantity::{QuantityText, parse_cpu_millis, parse_memory_bytes};
 use super::types::*;
 use super::yaml::{join_index, join_key};
-use super::{Kind, Object};
+use super::{Invalid, Kind, Object};
 
 /// Most replicas one Deployment may ask for.
 pub const MAX_REPLICAS: i64 = 10_000;
@@ -58,9 +58,9 @@ impl Report {
     fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.warnings.push(FieldIssue { path: path.into(), message: message.into() });
     }
-    fn check(&mut self, path: &str, r: Result<(), String>) {
+    fn check(&mut self, path: &str, r: Result<(), Invalid>) {
         if let Err(m) = r {
-            self.err(path, m);
+            self.err(path, m.0);
         }
     }
 }
@@ -442,8 +442,8 @@ fn service(r: &mut Report, s: &ServiceSpec, ctx: &Context) {
 
 /// A Docker image reference: `[registry[:port]/]path[:tag][@digest]`,
 /// lower-case path components.
-pub fn image_reference(s: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("invalid image reference {s:?}: {why}"));
+pub fn image_reference(s: &str) -> Result<(), Invalid> {
+    let bad = |why: &str| Err(Invalid(format!("invalid image reference {s:?}: {why}")));
     if s.is_empty() {
         return bad("empty");
     }

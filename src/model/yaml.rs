@@ -148,7 +148,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
-fn key_string(k: &Node) -> Result<String, String> {
+fn key_string(k: &Node) -> Result<String, super::Invalid> {
     Ok(match k {
         Node::Str(s) => s.clone(),
         Node::Bool(b) => b.to_string(),
@@ -156,7 +156,7 @@ fn key_string(k: &Node) -> Result<String, String> {
         Node::U64(u) => u.to_string(),
         Node::F64(f) => f.to_string(),
         Node::Null => "null".to_string(),
-        Node::Seq(_) | Node::Map(_) => return Err("mapping keys must be scalars".to_string()),
+        Node::Seq(_) | Node::Map(_) => return Err(super::Invalid("mapping keys must be scalars".into())),
     })
 }
 
@@ -189,7 +189,7 @@ fn convert(
         Node::Map(entries) => {
             let mut out = serde_json::Map::new();
             for (k, v) in entries {
-                let key = key_string(&k).map_err(|message| YamlError { message, pos: here })?;
+                let key = key_string(&k).map_err(|e| YamlError { message: e.0, pos: here })?;
                 let child = join_key(path, &key);
                 let value = convert(v, &child, positions)?;
                 if out.insert(key.clone(), value).is_some() {

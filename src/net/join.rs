@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::quic::{NetError, join_request};
 use super::tls::Identity;
-use super::token::{JoinToken, Refused};
+use super::token::JoinToken;
 
 /// Version of the join protocol.
 pub const VERSION: u32 = 1;
@@ -77,9 +77,4 @@ pub async fn join(seeds: &[String], token: &str, node_name: &str) -> Result<Acce
         }
     }
     Err(JoinError::Unreachable(errors.join("; ")))
-}
-
-/// Whether the refusal says the token expired or was rotated (for tests).
-pub fn is_stale_token(reason: &str) -> bool {
-    reason == Refused::Expired.to_string() || reason == Refused::Rotated.to_string()
 }

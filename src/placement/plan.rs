@@ -221,11 +221,6 @@ impl Planner {
     }
 }
 
-/// One-off plan (no cache).
-pub fn make_plan(snapshot: &Snapshot, view: &Arc<ClusterView>, rules: &PlanRules, now_unix: u64) -> PlanView {
-    Planner::default().plan(snapshot, view, rules, now_unix)
-}
-
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests may read the clock for a base instant
 mod tests {

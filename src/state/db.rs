@@ -114,7 +114,7 @@ fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
     let Some(v) = &e.value else { return Ok(None) };
     if let Some(kind) = Kind::from_manifest(&e.key.kind) {
         let json: serde_json::Value = serde_json::from_slice(v).map_err(|err| Refusal::Invalid(err.to_string()))?;
-        let mut obj = parse::parse_stored(json).map_err(Refusal::Invalid)?;
+        let mut obj = parse::parse_stored(json).map_err(|e| Refusal::Invalid(e.0))?;
         let ok = obj.kind() == kind
             && obj.meta().name == e.key.name
             && (if kind.namespaced() {
@@ -434,11 +434,6 @@ impl StateDb {
     pub fn entries_for(&self, keys: &[Key]) -> Vec<Entry> {
         let inner = self.lock();
         keys.iter().filter_map(|k| inner.map.get(k).cloned()).collect()
-    }
-
-    /// All entries (for a full sync of a new node).
-    pub fn all_entries(&self) -> Vec<Entry> {
-        self.lock().map.values().cloned().collect()
     }
 
     fn publish(&self, inner: &mut Inner) {

@@ -6,8 +6,6 @@
 //! the same entries (up to hash collisions); differing buckets say exactly
 //! which keys to compare. Pure data; no I/O.
 
-use serde::{Deserialize, Serialize};
-
 use super::entry::{Entry, Key};
 
 /// Number of buckets. Part of the wire protocol: peers with another layout
@@ -71,14 +69,6 @@ impl Digests {
     pub fn differing(&self, other: &[[u8; 16]]) -> Vec<u16> {
         self.buckets.iter().zip(other).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i as u16).collect()
     }
-}
-
-/// A compact summary sent to a peer: root plus, on request, the buckets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    pub layout: u32,
-    pub root: [u8; 32],
-    pub entries: u64,
 }
 
 #[cfg(test)]

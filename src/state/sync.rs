@@ -124,10 +124,6 @@ async fn call(rpc: &dyn Rpc, peer: SocketAddr, m: &SyncMsg) -> Result<SyncMsg, S
 /// Outcome of one anti-entropy round.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Round {
-    pub in_sync: bool,
-    pub received: usize,
-    pub sent: usize,
-    pub dropped: usize,
     /// More differences remain (a message limit was hit).
     pub more: bool,
 }
@@ -140,7 +136,7 @@ pub async fn anti_entropy(db: &Arc<StateDb>, rpc: &dyn Rpc, peer: SocketAddr) ->
         call(rpc, peer, &SyncMsg::Digest { layout: protocol::layout(), root, entries, watermark: db.watermark() })
             .await?;
     let theirs = match reply {
-        SyncMsg::InSync => return Ok(Round { in_sync: true, ..Default::default() }),
+        SyncMsg::InSync => return Ok(Round::default()),
         SyncMsg::Buckets { buckets } => buckets,
         _ => return Err(SyncError::Unexpected { peer, request: "Digest" }),
     };
@@ -158,20 +154,21 @@ pub async fn anti_entropy(db: &Arc<StateDb>, rpc: &dyn Rpc, peer: SocketAddr) ->
             }
             _ => return Err(SyncError::Unexpected { peer, request: "Stamps" }),
         };
-    let mut round = Round { received: entries.len(), more: truncated || more_stamps, ..Default::default() };
+    let mut round = Round { more: truncated || more_stamps };
     let (merged, dropped) = super::db::run(db, move |db| {
         let dropped = db.drop_beyond_horizon(&stale, watermark)?;
         db.merge_remote(entries).map(|m| (m, dropped))
     })
     .await??;
-    round.dropped = dropped;
+    if dropped > 0 {
+        tracing::debug!(%peer, dropped, "dropped entries past the tombstone horizon");
+    }
     if !merged.refused.is_empty() {
         tracing::warn!(%peer, refused = merged.refused.len(), "refused entries from a peer during anti-entropy");
     }
     let (push, more_push) = protocol::take_bounded(db.entries_for(&want));
     round.more |= more_push;
     if !push.is_empty() {
-        round.sent = push.len();
         call(rpc, peer, &SyncMsg::Push { entries: push }).await?;
     }
     Ok(round)

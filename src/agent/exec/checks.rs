@@ -11,6 +11,11 @@ use hyper::body::Bytes;
 
 use crate::agent::runtime::{ExecTarget, Runtime};
 
+/// Why a check failed, in words for the pod's events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckFailed(pub String);
+
 /// What a probe checks, resolved to an address or a command.
 #[derive(Debug, Clone)]
 pub enum Check {
@@ -20,7 +25,7 @@ pub enum Check {
 }
 
 /// Runs one HTTP GET; success is a 2xx or 3xx status.
-pub async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(), String> {
+pub async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(), CheckFailed> {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
         let io = hyper_util::rt::TokioIo::new(stream);
@@ -39,9 +44,10 @@ pub async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result
         let code = resp.status().as_u16();
         if (200..400).contains(&code) { Ok(()) } else { Err(format!("GET http://{addr}{path}: status {code}")) }
     };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .map_err(|_| format!("GET http://{addr}{path}: timed out after {timeout:?}"))?
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r.map_err(CheckFailed),
+        Err(_) => Err(CheckFailed(format!("GET http://{addr}{path}: timed out after {timeout:?}"))),
+    }
 }
 
 /// Runs one check. `Err` carries the reason for events.
@@ -50,18 +56,18 @@ pub async fn run_check(
     timeout: Duration,
     runtime: &Arc<dyn Runtime>,
     target: &ExecTarget,
-) -> Result<(), String> {
+) -> Result<(), CheckFailed> {
     match check {
         Check::Http { addr, path } => http_get(*addr, path, timeout).await,
         Check::Tcp { addr } => match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
-            Err(_) => Err(format!("connect {addr}: timed out after {timeout:?}")),
+            Ok(Err(e)) => Err(CheckFailed(format!("connect {addr}: {e}"))),
+            Err(_) => Err(CheckFailed(format!("connect {addr}: timed out after {timeout:?}"))),
         },
         Check::Exec { command } => match runtime.exec(target, command, timeout).await {
             Ok(0) => Ok(()),
-            Ok(code) => Err(format!("command {command:?} exited with {code}")),
-            Err(e) => Err(e.to_string()),
+            Ok(code) => Err(CheckFailed(format!("command {command:?} exited with {code}"))),
+            Err(e) => Err(CheckFailed(e.to_string())),
         },
     }
 }
