@@ -98,8 +98,10 @@ def main():
             s1a = share(n1); pp = wrk(f"http://{base}1:30200/", conns=16, close=True); s1b = share(n1)
             s2a = share(n2); rr = wrk(f"http://{base}2:30200/", conns=16, close=True); s2b = share(n2)
             def slow_share(a, b):
+                # Replica 0 of the Deployment (named ten-<template hash>-0).
+                slow = lambda m: sum(v for k, v in m.items() if re.fullmatch(r"default/ten-[0-9a-f]{10}-0", k))
                 tot = sum(b.values()) - sum(a.values())
-                return (b.get("default/ten-0", 0) - a.get("default/ten-0", 0)) / max(1, tot)
+                return (slow(b) - slow(a)) / max(1, tot)
             print(f"ten backends, {label}, new connection per request, wrk -c16: p2c p99 {pp[2]:.2f} ms ({pp[0]:.0f} req/s, ten-0 got {slow_share(s1a, s1b)*100:.1f}%); "
                   f"round-robin p99 {rr[2]:.2f} ms ({rr[0]:.0f} req/s, ten-0 got {slow_share(s2a, s2b)*100:.1f}%)")
         # 3. Recovery after a backend's node dies.

@@ -38,10 +38,7 @@ spec:
 }
 
 fn container_of(node: &TestNode, pod: &str) -> Option<String> {
-    node.pods()
-        .iter()
-        .find(|p| p["metadata"]["name"] == pod)
-        .and_then(|p| p["status"]["containerStatuses"][0]["containerID"].as_str().map(String::from))
+    find(&node.pods(), pod).and_then(|p| p["status"]["containerStatuses"][0]["containerID"].as_str().map(String::from))
 }
 
 #[test]
@@ -143,7 +140,7 @@ fn pull_failures_are_a_clear_status() {
     // An unreachable registry: ErrImagePull with the engine's message.
     node.apply(&m.replace("ghost", "ghost2").replace("a: g", "a: g2").replace(", imagePullPolicy: Never", ""));
     poll(90, "ErrImagePull", || {
-        let o = node.cli(&["describe", "pod", "ghost2-0"]);
+        let o = node.cli(&["describe", "pod", &pod_name(&node, "ghost2-0")]);
         let d = String::from_utf8_lossy(&o.stdout).into_owned();
         if d.contains("ErrImagePull") { Ok(()) } else { Err(d) }
     });
@@ -241,11 +238,7 @@ fn when_a_nodes_engine_disappears_its_container_pods_move_and_it_comes_back() {
     // Its pods cannot stay: no other node matches, so they wait with the reason.
     poll(30, "the pod is unschedulable with a reason", || {
         let pods = c.nodes[1].pods();
-        let msg = pods
-            .iter()
-            .find(|p| p["metadata"]["name"] == "web-0")
-            .map(|p| p["status"]["conditions"][0]["message"].to_string())
-            .unwrap_or_default();
+        let msg = find(&pods, "web-0").map(|p| p["status"]["conditions"][0]["message"].to_string()).unwrap_or_default();
         if msg.contains("no node matches nodeSelector engine=proxied") { Ok(()) } else { Err(msg) }
     });
     // Without the selector the pod moves to n2, which has an engine.

@@ -144,7 +144,7 @@ fn a_fenced_replica_stops_on_the_minority_side_before_it_starts_elsewhere() {
     let manifest = sleeper("db", 1, "").replace("  replicas: 1\n", "  replicas: 1\n  fencing: Majority\n");
     c.nodes[0].apply(&manifest);
     c.nodes[0].wait_ready("db", 1, 30);
-    let owner = owners(&c.nodes[0])["db-0"].clone();
+    let owner = owners(&c.nodes[0])[&pod_name(&c.nodes[0], "db-0")].clone();
     let oi = c.nodes.iter().position(|n| n.name == owner).unwrap();
     let minority = [oi, (oi + 1) % 5];
     let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();

@@ -87,7 +87,7 @@ spec:
             failureThreshold: 2
 "#,
     );
-    let pod_dir = node.data_dir().join("pods/default_live-0");
+    let pod_dir = node.data_dir().join(format!("pods/default_{}", pod_name(&node, "live-0")));
     poll(30, "alive file", || if pod_dir.join("alive").exists() { Ok(()) } else { Err("missing".into()) });
     std::fs::remove_file(pod_dir.join("alive")).unwrap();
     poll(30, "a liveness restart", || {
@@ -96,7 +96,7 @@ spec:
         let r = p["status"]["containerStatuses"][0]["restartCount"].as_u64().unwrap_or(0);
         if r >= 1 { Ok(()) } else { Err(format!("restarts {r}")) }
     });
-    let out = node.ok(&["describe", "pod", "live-0"]);
+    let out = node.ok(&["describe", "pod", &pod_name(&node, "live-0")]);
     assert!(out.contains("Unhealthy") && out.contains("liveness probe failed"), "{out}");
 }
 
@@ -179,7 +179,10 @@ fn kill9_and_restart_runs_each_replica_exactly_once() {
         if now.len() == 3 && old_alive == 0 { Ok(()) } else { Err(format!("now {now:?}, old alive {old_alive}")) }
     });
     let names: Vec<String> = node.pods().iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, ["web-0", "web-1", "web-2"]);
+    assert_eq!(names.len(), 3, "{names:?}");
+    for (name, want) in names.iter().zip(["web-0", "web-1", "web-2"]) {
+        assert!(names_replica(name, want), "{names:?}");
+    }
 }
 
 #[test]
@@ -306,15 +309,16 @@ spec:
           command: ["sh", "-c", "i=0; while true; do echo line $i; echo err $i >&2; i=$((i+1)); sleep 0.2; done"]
 "#,
     );
+    let talk = pod_name(&node, "talk-0");
     let out = poll(30, "logs", || {
-        let o = node.cli(&["logs", "talk-0", "--tail", "4"]);
+        let o = node.cli(&["logs", &talk, "--tail", "4"]);
         let s = String::from_utf8_lossy(&o.stdout).into_owned();
         if s.lines().count() == 4 { Ok(s) } else { Err(s) }
     });
     assert!(out.contains("line ") && out.contains("err "), "{out}");
     // Follow: new lines keep arriving.
     let mut child = std::process::Command::new(BIN)
-        .args(["logs", "-f", "talk-0", "--tail", "0"])
+        .args(["logs", "-f", &talk, "--tail", "0"])
         .env("SHOAL_SERVER", node.server())
         .env("SHOAL_DATA_DIR", node.data_dir())
         .stdout(std::process::Stdio::piped())

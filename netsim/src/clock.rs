@@ -32,6 +32,11 @@ pub fn unix_secs() -> u64 {
     EPOCH_UNIX + elapsed().as_secs()
 }
 
+/// Unix milliseconds, virtual.
+pub fn unix_millis() -> u64 {
+    EPOCH_UNIX * 1000 + elapsed().as_millis() as u64
+}
+
 /// NTP64 time, virtual (the nodes' HLC clock).
 pub fn ntp64() -> uhlc::NTP64 {
     uhlc::NTP64::from(Duration::from_secs(EPOCH_UNIX) + elapsed())

@@ -179,6 +179,7 @@ impl SimNode {
             db: self.db.clone(),
             network: &network,
             clock: clock::unix_secs,
+            clock_ms: clock::unix_millis,
             starts: self.starts.clone(),
             seed,
             events: Arc::new(EventLog::new(&self.name)),

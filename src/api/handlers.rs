@@ -64,7 +64,7 @@ fn write_error(e: WriteError) -> ApiError {
     }
 }
 
-async fn commit(ctx: &Ctx, changes: Changes) -> Result<(), ApiError> {
+pub(crate) async fn commit(ctx: &Ctx, changes: Changes) -> Result<(), ApiError> {
     if changes.is_empty() {
         return Ok(());
     }

@@ -1,6 +1,7 @@
 //! The HTTP/JSON API every node serves, and the client that talks to it.
 //!
-//! - `server`: routes, auth, limits; `handlers`, `logs`, `services`: endpoints;
+//! - `server`: routes, auth, limits; `handlers`, `logs`, `services`,
+//!   `rollouts`: endpoints;
 //! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
@@ -9,5 +10,6 @@ pub mod error;
 pub mod handlers;
 pub mod logs;
 pub mod render;
+pub mod rollouts;
 pub mod server;
 pub mod services;

@@ -163,6 +163,9 @@ pub fn pod_json(
     status.insert("conditions".into(), json!(conditions));
     let mut labels = d.labels.clone();
     labels.insert("shoal.dev/pod-template-hash".into(), d.template_hash.clone());
+    if d.owner.kind == crate::model::Kind::Deployment {
+        labels.insert("pod-template-hash".into(), d.template_hash.clone());
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -171,14 +174,24 @@ pub fn pod_json(
             "namespace": d.namespace,
             "labels": labels,
             "creationTimestamp": report.map(|r| rfc3339(r.started_at)).unwrap_or_else(|| created.to_string()),
-            "ownerReferences": [{
-                "apiVersion": d.owner.kind.api_version(), "kind": d.owner.kind.as_str(),
-                "name": d.owner.name, "uid": d.owner.uid, "controller": true,
-            }],
+            "ownerReferences": [owner_ref(d)],
         },
         "spec": spec,
         "status": Value::Object(status),
     })
+}
+
+/// Who owns a pod: a Job, or the ReplicaSet of its Deployment's revision.
+fn owner_ref(d: &DesiredPod) -> Value {
+    if d.owner.kind == crate::model::Kind::Deployment {
+        return json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "name": crate::model::revision::revision_name(&d.owner.name, &d.template_hash),
+            "uid": super::rollouts::rs_uid(&d.owner.uid, &d.template_hash), "controller": true,
+        });
+    }
+    json!({"apiVersion": d.owner.kind.api_version(), "kind": d.owner.kind.as_str(),
+           "name": d.owner.name, "uid": d.owner.uid, "controller": true})
 }
 
 /// Every pod in `namespace` (all when `None`): desired pods, pods still
@@ -325,26 +338,13 @@ pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapsh
         .map(|d| pod_report(view, &d.id(), plan.placement.owners.get(&d.id()).map(String::as_str)))
         .collect();
     match &o.object {
-        Object::Deployment(d) => {
-            let want = d.spec.replicas.unwrap_or(1).max(0);
-            let ready = reports
-                .iter()
-                .zip(&mine)
-                .filter(|(r, d)| r.is_some_and(|r| r.ready && r.template_hash == d.template_hash))
-                .count();
-            let updated = reports
-                .iter()
-                .zip(&mine)
-                .filter(|(r, d)| r.is_some_and(|r| r.template_hash == d.template_hash))
-                .count();
-            let available = ready as i64 >= want;
-            v["status"] = json!({
-                "observedGeneration": d.metadata.generation.unwrap_or(1),
-                "replicas": want, "readyReplicas": ready, "updatedReplicas": updated, "availableReplicas": ready,
-                "unavailableReplicas": (want - ready as i64).max(0),
-                "conditions": [condition("Available", available,
-                    if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }, "")],
-            });
+        Object::Deployment(_) => {
+            let p = plan.progress.get(&(key.namespace.clone(), key.name.clone()));
+            v["status"] = super::rollouts::deployment_status(p, &key.name);
+            if let Some(p) = p.filter(|p| p.revision > 0) {
+                v["metadata"]["annotations"][crate::model::revision::REVISION_ANNOTATION] =
+                    json!(p.revision.to_string());
+            }
         }
         Object::Job(j) => {
             let p = job_progress(j, &snapshot.pod_results);

@@ -168,6 +168,10 @@ pub fn router(ctx: Ctx) -> Router {
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
             get(h::get_scale).put(h::put_scale).patch(h::put_scale),
         )
+        .route("/apis/apps/v1/replicasets", get(super::rollouts::list_all_replicasets))
+        .route("/apis/apps/v1/namespaces/{ns}/replicasets", get(super::rollouts::list_replicasets))
+        .route("/apis/apps/v1/namespaces/{ns}/replicasets/{name}", get(super::rollouts::get_replicaset))
+        .route("/shoal/v1/namespaces/{ns}/deployments/{name}/rollout", post(super::rollouts::rollout))
         // Jobs.
         .route("/apis/batch/v1/jobs", get(h::list_all_jobs))
         .route("/apis/batch/v1/namespaces/{ns}/jobs", get(h::list_jobs).post(h::create_job))

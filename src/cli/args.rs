@@ -48,6 +48,8 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Set the number of replicas of a Deployment.
     Scale(ScaleArgs),
+    /// A Deployment's rollout: status, history, undo, restart, pause, resume.
+    Rollout(RolloutArgs),
     /// Print (or follow) a pod's logs.
     Logs(LogsArgs),
     /// Print the join token, or rotate it, or create one that expires.
@@ -104,6 +106,54 @@ pub struct ApplyArgs {
     /// Validate and report without storing anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Wait until every applied Deployment has rolled out and every Job has
+    /// finished, showing progress.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (e.g. 5m).
+    #[arg(long, default_value = "10m")]
+    pub timeout: String,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub action: RolloutAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutAction {
+    /// Follow the rollout until it finishes; exits 1 once it exceeds its progress deadline.
+    Status(RolloutTarget),
+    /// List the revisions (`--revision N`: show one's pod template).
+    History(RolloutTarget),
+    /// Go back to the previous revision (or `--to-revision N`).
+    Undo(RolloutTarget),
+    /// Replace every pod, one batch at a time, with no change to the spec.
+    Restart(RolloutTarget),
+    /// Stop the rollout where it is.
+    Pause(RolloutTarget),
+    /// Let a paused rollout go on.
+    Resume(RolloutTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutTarget {
+    /// `deployment NAME` or `deployment/NAME`.
+    pub target: Vec<String>,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// undo: the revision to go back to.
+    #[arg(long)]
+    pub to_revision: Option<u64>,
+    /// history: the revision to show.
+    #[arg(long)]
+    pub revision: Option<u64>,
+    /// status: give up after this long (e.g. 5m).
+    #[arg(long, default_value = "10m")]
+    pub timeout: String,
     #[command(flatten)]
     pub client: ClientOpts,
 }
@@ -165,6 +215,7 @@ pub struct ScaleArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    /// A pod's name, or `deployment/NAME` / `job/NAME` (one of its pods, a Ready one first).
     pub pod: String,
     #[arg(short = 'c', long)]
     pub container: Option<String>,

@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Describe(a) => describe_cmd(a).await,
         Command::Delete(a) => delete(a).await,
         Command::Scale(a) => scale(a).await,
+        Command::Rollout(a) => super::rollout::run(a).await,
         Command::Logs(a) => logs(a).await,
         Command::Token(a) => token(a).await,
         Command::Version(a) => version(a).await,
@@ -227,6 +228,19 @@ async fn apply(a: ApplyArgs) -> Result<(), CliError> {
         serde_json::from_value(v).map_err(|e| CliError::Failed(format!("unexpected answer: {e}")))?;
     print_results(&r, a.dry_run);
     learn_servers(&c, &a.client).await;
+    if a.wait && !a.dry_run {
+        let timeout = humantime::parse_duration(&a.timeout)
+            .map_err(|e| CliError::Usage(format!("--timeout {:?}: {e}", a.timeout)))?;
+        let deadline = std::time::Instant::now() + timeout;
+        for o in &r.results {
+            let ns = if o.namespace.is_empty() { "default" } else { o.namespace.as_str() };
+            match Kind::from_manifest(&o.kind) {
+                Some(Kind::Deployment) => super::rollout::wait_deployment(&c, ns, &o.name, deadline).await?,
+                Some(Kind::Job) => super::rollout::wait_job(&c, ns, &o.name, deadline).await?,
+                _ => {}
+            }
+        }
+    }
     Ok(())
 }
 
@@ -314,6 +328,10 @@ fn list_path(kind: &str, ns: Option<&str>) -> Result<(String, &'static str), Cli
     Ok(match k.as_str() {
         "po" | "pod" | "pods" => (ns.map_or("/api/v1/pods".into(), |n| format!("/api/v1/namespaces/{n}/pods")), "Pod"),
         "no" | "node" | "nodes" => ("/api/v1/nodes".into(), "Node"),
+        "rs" | "replicaset" | "replicasets" => (
+            ns.map_or("/apis/apps/v1/replicasets".into(), |n| format!("/apis/apps/v1/namespaces/{n}/replicasets")),
+            "ReplicaSet",
+        ),
         "ev" | "event" | "events" => {
             (ns.map_or("/api/v1/events".into(), |n| format!("/api/v1/namespaces/{n}/events")), "Event")
         }
@@ -413,7 +431,8 @@ async fn describe_cmd(a: DescribeArgs) -> Result<(), CliError> {
                 || (kind != "Pod"
                     && kind != "Node"
                     && ik == "Pod"
-                    && iname.rsplit_once('-').is_some_and(|(o, _)| o == a.name))
+                    && (iname.rsplit_once('-').is_some_and(|(o, _)| o == a.name)
+                        || crate::model::revision::parse_pod_name(&a.name, iname).is_some()))
         })
         .collect();
     let tail = events.len().saturating_sub(20);
@@ -423,8 +442,48 @@ async fn describe_cmd(a: DescribeArgs) -> Result<(), CliError> {
 
 // ---------- logs, token, version ----------
 
+/// `deployment/NAME` (or `deploy/NAME`, `job/NAME`): one of its pods, a
+/// Ready one first, as kubectl picks; a plain name is a pod's.
+async fn pod_for_logs(c: &Client, ns: &str, target: &str) -> Result<String, CliError> {
+    let Some((kind, name)) = target.split_once('/') else { return Ok(target.to_string()) };
+    let owner = match kind.to_ascii_lowercase().as_str() {
+        "pod" | "pods" | "po" => return Ok(name.to_string()),
+        "deployment" | "deployments" | "deploy" => "ReplicaSet",
+        "job" | "jobs" => "Job",
+        other => return Err(CliError::Usage(format!("logs of {other:?}: use a pod, deployment/NAME or job/NAME"))),
+    };
+    let v = c.get_json(&format!("/api/v1/namespaces/{ns}/pods")).await?;
+    let items = v.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mine = |p: &&Value| {
+        let o = p.pointer("/metadata/ownerReferences/0");
+        let (okind, oname) = (
+            o.and_then(|o| o.get("kind")).and_then(Value::as_str),
+            o.and_then(|o| o.get("name")).and_then(Value::as_str),
+        );
+        okind == Some(owner)
+            && oname.is_some_and(|n| {
+                if owner == "Job" { n == name } else { n.rsplit_once('-').is_some_and(|(d, _)| d == name) }
+            })
+    };
+    let ready = |p: &Value| {
+        p.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().any(|c| {
+            c.get("type").and_then(Value::as_str) == Some("Ready")
+                && c.get("status").and_then(Value::as_str) == Some("True")
+        })
+    };
+    let pods: Vec<&Value> = items.iter().filter(mine).collect();
+    let pick = pods
+        .iter()
+        .copied()
+        .find(|p| ready(p))
+        .or(pods.first().copied())
+        .ok_or_else(|| CliError::Failed(format!("{target} has no pod")))?;
+    Ok(pick.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string())
+}
+
 async fn logs(a: LogsArgs) -> Result<(), CliError> {
     let mut c = client(&a.client);
+    let pod = pod_for_logs(&c, &a.namespace, &a.pod).await?;
     if a.follow {
         c = c.with_timeout(std::time::Duration::from_secs(365 * 24 * 3600));
     }
@@ -435,7 +494,7 @@ async fn logs(a: LogsArgs) -> Result<(), CliError> {
     if let Some(t) = a.tail {
         q.push_str(&format!("&tailLines={t}"));
     }
-    let path = format!("/api/v1/namespaces/{}/pods/{}/log?{q}", a.namespace, a.pod);
+    let path = format!("/api/v1/namespaces/{}/pods/{pod}/log?{q}", a.namespace);
     if !a.follow {
         let b = c.call(Method::GET, &path, None).await?;
         std::io::stdout().write_all(&b).map_err(|e| CliError::Failed(e.to_string()))?;

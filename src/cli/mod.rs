@@ -2,7 +2,8 @@
 //! kubectl-like client of any node's API.
 //!
 //! - `args`: the clap definitions (flags, env vars);
-//! - `commands`: what each verb does; `describe`, `output`: how it prints.
+//! - `commands`: what each verb does; `rollout`: following rollouts;
+//!   `describe`, `output`: how it prints.
 //!
 //! Exit codes (documented in the README): 0 success, 1 the request failed
 //! (invalid input, not found, conflict...), 2 bad usage, 3 no node reachable,
@@ -12,6 +13,7 @@ pub mod args;
 pub mod commands;
 pub mod describe;
 pub mod output;
+pub mod rollout;
 
 use std::process::ExitCode;
 

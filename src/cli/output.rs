@@ -121,6 +121,7 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
         "Pod" if wide => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "PORTS"],
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Deployment" => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "ReplicaSet" => vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
         "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "AGE"],
         "Service" => vec!["NAME", "TYPE", "PORT(S)", "ENDPOINTS", "AGE"],
         "Namespace" => vec!["NAME", "STATUS", "AGE"],
@@ -178,6 +179,13 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
                 ),
                 n(it, "/status/updatedReplicas").to_string(),
                 n(it, "/status/availableReplicas").to_string(),
+                age_of(created),
+            ],
+            "ReplicaSet" => vec![
+                name,
+                n(it, "/spec/replicas").to_string(),
+                n(it, "/status/replicas").to_string(),
+                n(it, "/status/readyReplicas").to_string(),
                 age_of(created),
             ],
             "Job" => {

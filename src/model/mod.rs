@@ -11,6 +11,7 @@ pub mod node;
 pub mod parse;
 pub mod pods;
 pub mod quantity;
+pub mod revision;
 pub mod status;
 pub mod types;
 pub mod validate;

@@ -159,11 +159,32 @@ pub fn template_hash(t: &PodTemplateSpec) -> String {
     blake3::hash(&bytes).to_hex()[..10].to_string()
 }
 
-fn make_pod(ns: &str, owner: OwnerRef, index: u32, t: &PodTemplateSpec, hash: &str, fenced: bool) -> DesiredPod {
+/// Replica `index` of a Deployment's revision `hash` (`<name>-<hash>-<index>`).
+pub fn deployment_pod(
+    ns: &str,
+    owner: OwnerRef,
+    index: u32,
+    t: &PodTemplateSpec,
+    hash: &str,
+    fenced: bool,
+) -> DesiredPod {
+    let name = super::revision::pod_name(&owner.name, hash, index);
+    make_pod(ns, name, owner, index, t, hash, fenced)
+}
+
+fn make_pod(
+    ns: &str,
+    name: String,
+    owner: OwnerRef,
+    index: u32,
+    t: &PodTemplateSpec,
+    hash: &str,
+    fenced: bool,
+) -> DesiredPod {
     let spec = &t.spec;
     DesiredPod {
         namespace: ns.to_string(),
-        name: format!("{}-{index}", owner.name),
+        name,
         owner,
         index,
         labels: t.metadata.labels.clone(),
@@ -179,6 +200,12 @@ fn make_pod(ns: &str, owner: OwnerRef, index: u32, t: &PodTemplateSpec, hash: &s
         grace: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS).max(0) as u64),
         fenced,
     }
+}
+
+/// Completion `index` of a Job (`<name>-<index>`).
+pub fn job_pod(ns: &str, owner: OwnerRef, index: u32, t: &PodTemplateSpec, hash: &str) -> DesiredPod {
+    let name = format!("{}-{index}", owner.name);
+    make_pod(ns, name, owner, index, t, hash, false)
 }
 
 /// Progress of a Job, derived from its pods' recorded results.
@@ -238,7 +265,9 @@ pub fn job_progress(job: &Job, results: &Results) -> JobProgress {
     p
 }
 
-/// Every pod the desired state asks for, sorted by id.
+/// Every pod the desired state asks for once every rollout is over, sorted
+/// by id (the planner works out the pods of Deployments in a rollout with
+/// `placement::rollout`).
 pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, results: &Results) -> Vec<DesiredPod> {
     let mut out = Vec::new();
     for obj in objects {
@@ -251,7 +280,7 @@ pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, results: 
                 let hash = template_hash(&d.spec.template);
                 let fenced = d.spec.fencing.as_deref() == Some("Majority");
                 for i in 0..d.spec.replicas.unwrap_or(1).max(0) as u32 {
-                    out.push(make_pod(&ns, owner.clone(), i, &d.spec.template, &hash, fenced));
+                    out.push(deployment_pod(&ns, owner.clone(), i, &d.spec.template, &hash, fenced));
                 }
             }
             Object::Job(j) => {
@@ -259,7 +288,7 @@ pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, results: 
                 let hash = template_hash(&j.spec.template);
                 let progress = job_progress(j, results);
                 for &i in progress.active() {
-                    out.push(make_pod(&ns, owner.clone(), i, &j.spec.template, &hash, false));
+                    out.push(job_pod(&ns, owner.clone(), i, &j.spec.template, &hash));
                 }
             }
             Object::Namespace(_) | Object::Service(_) => {}

@@ -24,6 +24,10 @@ pub const MAX_PORTS: usize = 32;
 pub const MAX_GRACE_SECONDS: i64 = 3600;
 /// Largest `backoffLimit`.
 pub const MAX_BACKOFF_LIMIT: i64 = 1000;
+/// Longest minReadySeconds / progressDeadlineSeconds (a day).
+pub const MAX_SECONDS: i64 = 86_400;
+/// Most old revisions a Deployment keeps.
+pub const MAX_REVISION_HISTORY: i64 = 100;
 
 /// One problem with a field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +128,58 @@ fn deployment(r: &mut Report, s: &DeploymentSpec) {
         None | Some("None") | Some("Majority") => {}
         Some(other) => r.err("spec.fencing", format!("must be None or Majority (got {other:?})")),
     }
+    strategy(r, s);
+    range(r, "spec.minReadySeconds", s.min_ready_seconds, 0, MAX_SECONDS);
+    range(r, "spec.progressDeadlineSeconds", s.progress_deadline_seconds, 1, MAX_SECONDS);
+    range(r, "spec.revisionHistoryLimit", s.revision_history_limit, 0, MAX_REVISION_HISTORY);
+    if let (Some(d), Some(m)) = (s.progress_deadline_seconds, s.min_ready_seconds)
+        && d <= m
+    {
+        r.err("spec.progressDeadlineSeconds", format!("must be greater than minReadySeconds ({m}), got {d}"));
+    }
     pod_template(r, "spec.template", &s.template);
+}
+
+/// An absolute number, or a percentage `0%`..`100%`.
+fn int_or_percent(r: &mut Report, path: &str, v: &IntOrString) {
+    match v {
+        IntOrString::Int(i) if *i < 0 => r.err(path, format!("must not be negative (got {i})")),
+        IntOrString::Int(_) => {}
+        IntOrString::Str(s) => match s.strip_suffix('%').and_then(|n| n.parse::<u32>().ok()) {
+            Some(p) if p <= 100 => {}
+            _ => r.err(path, format!("must be a number or a percentage like 25% (got {s:?})")),
+        },
+    }
+}
+
+fn strategy(r: &mut Report, s: &DeploymentSpec) {
+    let Some(st) = &s.strategy else { return };
+    match (st.kind.as_deref(), &st.rolling_update) {
+        (None | Some("RollingUpdate"), Some(ru)) => {
+            let zero = |v: &Option<IntOrString>| match v {
+                Some(IntOrString::Int(0)) => true,
+                Some(IntOrString::Str(p)) => p.trim_end_matches('%').parse::<u32>() == Ok(0),
+                Some(IntOrString::Int(_)) | None => false,
+            };
+            for (name, v) in [("maxSurge", &ru.max_surge), ("maxUnavailable", &ru.max_unavailable)] {
+                if let Some(v) = v {
+                    int_or_percent(r, &format!("spec.strategy.rollingUpdate.{name}"), v);
+                }
+            }
+            if zero(&ru.max_surge) && zero(&ru.max_unavailable) {
+                r.err(
+                    "spec.strategy.rollingUpdate",
+                    "maxSurge and maxUnavailable cannot both be 0: a rollout could never replace a pod",
+                );
+            }
+        }
+        (None | Some("RollingUpdate"), None) => {}
+        (Some("Recreate"), Some(_)) => {
+            r.err("spec.strategy.rollingUpdate", "must not be set when spec.strategy.type is Recreate")
+        }
+        (Some("Recreate"), None) => {}
+        (Some(other), _) => r.err("spec.strategy.type", format!("must be RollingUpdate or Recreate (got {other:?})")),
+    }
 }
 
 fn job(r: &mut Report, s: &JobSpec) {

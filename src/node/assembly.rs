@@ -76,7 +76,11 @@ impl Settings {
             write_timeout: c.state.write_timeout,
             anti_entropy_interval: c.state.anti_entropy_interval,
             tombstone_horizon: c.state.tombstone_horizon,
-            plan: PlanRules { epsilon: c.placement.epsilon, fence_delay_secs: c.placement.fence_delay.as_secs() },
+            plan: PlanRules {
+                epsilon: c.placement.epsilon,
+                fence_delay_secs: c.placement.fence_delay.as_secs(),
+                linger_ms: c.agent.handoff_linger.as_millis() as u64,
+            },
             handoff: Handoff { timeout: c.agent.handoff_timeout, linger: c.agent.handoff_linger },
             backoff: Backoff {
                 initial: c.agent.restart_backoff_initial,
@@ -99,6 +103,8 @@ pub struct Parts<'a> {
     pub network: &'a dyn Network,
     /// Unix seconds now.
     pub clock: fn() -> u64,
+    /// Unix milliseconds now (the same clock).
+    pub clock_ms: fn() -> u64,
     /// Unix seconds of this node's recent starts, this one included.
     pub starts: Vec<u64>,
     /// Seeds the node's own randomness (write fan-out, anti-entropy peers).
@@ -178,7 +184,7 @@ impl Assembly {
             p.clock,
             shutdown_rx.clone(),
         )));
-        let (plan, planner) = spawn_planner(&p.db, view.clone(), s.plan, p.clock);
+        let (plan, planner) = spawn_planner(&p.db, view.clone(), s.plan, p.clock_ms);
         tasks.push(planner);
         Ok(Assembly {
             name: info.name.clone(),
@@ -283,16 +289,16 @@ fn spawn_digest_publisher(db: &Arc<StateDb>, set: impl Fn(&str, String) + Send +
 pub const PLAN_DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// Recomputes the plan whenever the desired state or the view changes (and
-/// every second, as time matters too). `clock` gives unix seconds.
+/// every second, as time matters too). `clock_ms` gives unix milliseconds.
 pub fn spawn_planner(
     db: &Arc<StateDb>,
     mut view_rx: watch::Receiver<Arc<ClusterView>>,
     rules: PlanRules,
-    clock: fn() -> u64,
+    clock_ms: fn() -> u64,
 ) -> (watch::Receiver<Arc<PlanView>>, JoinHandle<()>) {
     let mut state_rx = db.subscribe();
     let mut planner = Planner::default();
-    let first = planner.plan(&state_rx.borrow_and_update(), &view_rx.borrow_and_update(), &rules, clock());
+    let first = planner.plan(&state_rx.borrow_and_update(), &view_rx.borrow_and_update(), &rules, clock_ms());
     let (tx, rx) = watch::channel(Arc::new(first));
     let task = tokio::spawn(async move {
         loop {
@@ -304,7 +310,7 @@ pub fn spawn_planner(
             tokio::time::sleep(PLAN_DEBOUNCE).await;
             let snap = state_rx.borrow_and_update().clone();
             let view = view_rx.borrow_and_update().clone();
-            tx.send_replace(Arc::new(planner.plan(&snap, &view, &rules, clock())));
+            tx.send_replace(Arc::new(planner.plan(&snap, &view, &rules, clock_ms())));
         }
     });
     (rx, task)

@@ -207,6 +207,7 @@ impl Node {
             db: db.clone(),
             network: &network,
             clock: crate::util::unix_secs,
+            clock_ms: crate::util::unix_millis,
             starts: record_start(&dd),
             seed: rand::random(),
             events: events.clone(),

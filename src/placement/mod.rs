@@ -11,7 +11,9 @@
 //! mixed with a fixed integer finalizer.
 #![deny(clippy::disallowed_methods)]
 
+pub mod deployments;
 pub mod plan;
+pub mod rollout;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -9,11 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::deployments::{Progresses, Rollouts, Wanted, desired_of};
 use super::{NodeSpec, Placement, place};
 use crate::membership::view::{ClusterView, NodeState};
-use crate::model::Object;
 use crate::model::pods::{DesiredPod, Results, desired_pods};
 use crate::model::status::ContainerState;
+use crate::model::{Kind, Object};
 use crate::state::Snapshot;
 
 /// The agent's input: what the cluster wants and who owns what.
@@ -59,6 +60,8 @@ pub struct PlanView {
     /// blake3 of the owners map: equal on two nodes iff they agree.
     pub owners_digest: u64,
     pub plan: Arc<Plan>,
+    /// Where every Deployment's rollout stands, as this node sees it.
+    pub progress: Arc<Progresses>,
 }
 
 /// Settings of planning.
@@ -69,6 +72,10 @@ pub struct PlanRules {
     /// long ago is not started elsewhere yet: that node may still run it
     /// until it notices it lost its majority.
     pub fence_delay_secs: u64,
+    /// A new pod counts as available only after it has been seen Ready this
+    /// long (plus its `minReadySeconds`), so that every node hears of it
+    /// before a rollout stops the old copy (the agent's handoff linger).
+    pub linger_ms: u64,
 }
 
 /// How long a node that has just lost its majority keeps the placement it
@@ -85,7 +92,8 @@ pub const MINORITY_GRACE_SECS: u64 = 5;
 /// The placement part of a plan, kept while its inputs do not change.
 #[derive(Debug, Clone)]
 struct Cached {
-    rev: u64,
+    /// Digest of the desired pods (the snapshot and the rollouts' decisions).
+    wanted: u64,
     nodes: Vec<NodeSpec>,
     settling: usize,
     desired: Arc<Vec<DesiredPod>>,
@@ -108,6 +116,24 @@ pub struct Planner {
     /// and when it last lost it with two or more peers at once.
     alive_with_quorum: usize,
     lost_quorum_at: Option<u64>,
+    rollouts: Rollouts,
+}
+
+/// A digest of what the desired pods are made from.
+fn wanted_digest(rev: u64, wanted: &[Wanted]) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&rev.to_le_bytes());
+    for w in wanted {
+        h.update(w.namespace.as_bytes());
+        h.update(&[0]);
+        h.update(w.name.as_bytes());
+        for (i, hash) in &w.pods {
+            h.update(&i.to_le_bytes());
+            h.update(hash.as_bytes());
+        }
+        h.update(&[1]);
+    }
+    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
 /// A digest of who is alive (name and generation).
@@ -132,7 +158,9 @@ fn owners_digest(owners: &BTreeMap<String, String>) -> u64 {
 }
 
 impl Planner {
-    pub fn plan(&mut self, snapshot: &Snapshot, view: &Arc<ClusterView>, rules: &PlanRules, now_unix: u64) -> PlanView {
+    /// The plan at `now_ms` (unix milliseconds).
+    pub fn plan(&mut self, snapshot: &Snapshot, view: &Arc<ClusterView>, rules: &PlanRules, now_ms: u64) -> PlanView {
+        let now_unix = now_ms / 1000;
         let members = members_digest(view);
         let since = match self.members {
             Some((d, since)) if d == members => since,
@@ -158,12 +186,16 @@ impl Planner {
                 (nodes, settling)
             }
         };
+        let (wanted, progress) = self.rollouts.decide(snapshot, view, rules.linger_ms, now_ms);
+        let wanted_now = wanted_digest(snapshot.rev, &wanted);
         let fresh =
-            self.cache.as_ref().is_some_and(|c| c.rev == snapshot.rev && c.nodes == nodes && c.settling == settling);
+            self.cache.as_ref().is_some_and(|c| c.wanted == wanted_now && c.nodes == nodes && c.settling == settling);
         if !fresh {
             self.computed += 1;
-            let objects: Vec<&Object> = snapshot.objects.values().map(|o| &o.object).collect();
-            let desired = desired_pods(objects, &snapshot.pod_results);
+            let jobs: Vec<&Object> = snapshot.of_kind(Kind::Job).map(|o| &o.object).collect();
+            let mut desired = desired_pods(jobs, &snapshot.pod_results);
+            desired.extend(desired_of(snapshot, &wanted));
+            desired.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
             let mut placement = place(&nodes, &desired, rules.epsilon);
             if nodes.is_empty() && settling > 0 {
                 for why in placement.pending.values_mut() {
@@ -174,7 +206,7 @@ impl Planner {
             }
             let digest = owners_digest(&placement.owners);
             self.cache = Some(Cached {
-                rev: snapshot.rev,
+                wanted: wanted_now,
                 settling,
                 by_id: Arc::new(desired.iter().map(|d| (d.id(), d.clone())).collect()),
                 desired: Arc::new(desired),
@@ -217,6 +249,7 @@ impl Planner {
             placement: c.placement.clone(),
             owners_digest: c.digest,
             plan: Arc::new(plan),
+            progress: Arc::new(progress),
         }
     }
 }
@@ -276,31 +309,31 @@ mod tests {
 
     #[test]
     fn a_node_that_just_lost_its_majority_keeps_its_placement_for_a_grace() {
-        let rules = PlanRules { epsilon: 0.25, fence_delay_secs: 10 };
+        let rules = PlanRules { epsilon: 0.25, fence_delay_secs: 10, linger_ms: 1000 };
         let snap = snapshot();
         let mut p = Planner::default();
-        let all = p.plan(&snap, &view(&["a", "b", "c"], true), &rules, 100);
+        let all = p.plan(&snap, &view(&["a", "b", "c"], true), &rules, 100_000);
         assert_eq!(all.plan.owners.len(), 6);
         let mine = owned_by_a(&all);
         assert!(mine < 6, "three nodes share the replicas");
         // Everyone else looks dead (this node froze, or is cut off).
         let alone = view(&["a"], false);
-        let now = p.plan(&snap, &alone, &rules, 101);
+        let now = p.plan(&snap, &alone, &rules, 101_000);
         assert_eq!(owned_by_a(&now), mine, "within the grace, the placement stays");
         assert!(!now.plan.quorum, "but fenced replicas stop at once");
-        let later = p.plan(&snap, &alone, &rules, 101 + MINORITY_GRACE_SECS);
+        let later = p.plan(&snap, &alone, &rules, (101 + MINORITY_GRACE_SECS) * 1000);
         assert_eq!(owned_by_a(&later), 6, "after the grace, the cut-off node runs every replica it can");
         // A node that never had a majority (still joining) has no grace.
         let mut fresh = Planner::default();
-        assert_eq!(owned_by_a(&fresh.plan(&snap, &alone, &rules, 100)), 6);
+        assert_eq!(owned_by_a(&fresh.plan(&snap, &alone, &rules, 100_000)), 6);
         // Nor does the survivor of a 2-node cluster whose one peer died.
         let mut two = Planner::default();
         let pair = view(&["a", "b"], true);
         let mut pair = (*pair).clone();
         pair.nodes.remove("c");
-        assert!(owned_by_a(&two.plan(&snap, &Arc::new(pair.clone()), &rules, 100)) < 6);
+        assert!(owned_by_a(&two.plan(&snap, &Arc::new(pair.clone()), &rules, 100_000)) < 6);
         pair.quorum = false;
         pair.nodes.get_mut("b").unwrap().state = NodeState::Dead;
-        assert_eq!(owned_by_a(&two.plan(&snap, &Arc::new(pair), &rules, 101)), 6);
+        assert_eq!(owned_by_a(&two.plan(&snap, &Arc::new(pair), &rules, 101_000)), 6);
     }
 }

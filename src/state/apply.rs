@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use super::entry::kinds;
 use super::{Key, Snapshot, Stamp, object_key};
+use std::sync::Arc;
+
 use crate::model::parse::Parsed;
-use crate::model::{Kind, Object, ObjectKey};
+use crate::model::pods::template_hash;
+use crate::model::revision::{CHANGE_CAUSE_ANNOTATION, Revision, RolloutParams, revision_name};
+use crate::model::{Deployment, Kind, Object, ObjectKey};
 use crate::util::new_uid;
 
 /// Why an apply, create, replace or delete is refused.
@@ -139,6 +143,9 @@ pub fn plan_apply(
             let bytes = serde_json::to_vec(&obj.to_json())
                 .map_err(|e| ApplyError::Encode { key: key.clone(), message: e.to_string() })?;
             changes.push((object_key(&key), Some(bytes)));
+            if let Object::Deployment(d) = &obj {
+                changes.extend(revision_changes(snapshot, d, now)?);
+            }
         }
         results.push(ObjectResult {
             kind: key.kind.as_str().into(),
@@ -177,6 +184,11 @@ pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult
                 }
             }
         }
+        Object::Deployment(d) => {
+            for (name, _) in revisions_of(snapshot, &key.namespace, &d.metadata.name, d.metadata.uid.as_deref()) {
+                changes.push((Key::new(kinds::REVISION, key.namespace.clone(), name), None));
+            }
+        }
         _ => {}
     }
     let res = ObjectResult {
@@ -186,4 +198,52 @@ pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult
         outcome: Outcome::Deleted,
     };
     Ok((res, changes))
+}
+
+/// The revisions of Deployment `name` (of its current uid), oldest first.
+pub fn revisions_of(snapshot: &Snapshot, ns: &str, name: &str, uid: Option<&str>) -> Vec<(String, Arc<Revision>)> {
+    let mut v: Vec<(String, Arc<Revision>)> = snapshot
+        .revisions
+        .iter()
+        .filter(|((n, _), r)| n == ns && r.deployment == name && Some(r.deployment_uid.as_str()) == uid)
+        .map(|((_, k), r)| (k.clone(), r.clone()))
+        .collect();
+    v.sort_by_key(|(_, r)| r.revision);
+    v
+}
+
+/// What writing Deployment `d` does to its revisions: its template becomes
+/// the newest revision (a new one, or an old one brought back, as `rollout
+/// undo` does), and revisions beyond `revisionHistoryLimit` are deleted.
+fn revision_changes(snapshot: &Snapshot, d: &Deployment, now: Stamp) -> Result<Changes, ApplyError> {
+    let ns = d.metadata.namespace.clone().unwrap_or_default();
+    let uid = d.metadata.uid.clone().unwrap_or_default();
+    let hash = template_hash(&d.spec.template);
+    let mine = revisions_of(snapshot, &ns, &d.metadata.name, Some(&uid));
+    let newest = mine.iter().map(|(_, r)| r.revision).max().unwrap_or(0);
+    let mut changes = Changes::new();
+    let current = mine.iter().find(|(_, r)| r.hash == hash);
+    if current.is_none_or(|(_, r)| r.revision < newest) {
+        let r = Revision {
+            deployment: d.metadata.name.clone(),
+            deployment_uid: uid,
+            hash: hash.clone(),
+            revision: newest + 1,
+            template: d.spec.template.clone(),
+            created: now.rfc3339(),
+            change_cause: d.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION).cloned(),
+        };
+        let name = revision_name(&r.deployment, &hash);
+        let bytes = serde_json::to_vec(&r).map_err(|e| ApplyError::Encode {
+            key: ObjectKey { kind: Kind::Deployment, namespace: ns.clone(), name: name.clone() },
+            message: e.to_string(),
+        })?;
+        changes.push((Key::new(kinds::REVISION, ns.clone(), name), Some(bytes)));
+    }
+    let keep = RolloutParams::of(&d.spec).history_limit as usize;
+    let old: Vec<&(String, Arc<Revision>)> = mine.iter().filter(|(_, r)| r.hash != hash).collect();
+    for (name, _) in old.iter().take(old.len().saturating_sub(keep)) {
+        changes.push((Key::new(kinds::REVISION, ns.clone(), name.clone()), None));
+    }
+    Ok(changes)
 }

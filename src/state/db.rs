@@ -19,6 +19,7 @@ use super::entry::{Entry, Key, MAX_VALUE_BYTES, Stamp, kinds};
 use super::merge;
 use super::store::{Change, Store, StoreError};
 use crate::model::pods::PodResult;
+use crate::model::revision::{Revision, Revisions, revision_name};
 use crate::model::{Kind, Object, ObjectKey, parse};
 
 const META_WATERMARK: &str = "gc_watermark";
@@ -39,6 +40,8 @@ pub struct Snapshot {
     pub objects: imbl::OrdMap<ObjectKey, Arc<StoredObject>>,
     /// Job pod outcomes keyed by (namespace, pod name).
     pub pod_results: crate::model::pods::Results,
+    /// Deployment revisions keyed by (namespace, `<deployment>-<hash>`).
+    pub revisions: Revisions,
     pub entries: usize,
     pub tombstones: usize,
 }
@@ -96,6 +99,7 @@ struct Inner {
     /// update O(log n), so a write costs the same with 10 or 10,000 objects.
     objects: imbl::OrdMap<ObjectKey, Arc<StoredObject>>,
     pod_results: crate::model::pods::Results,
+    revisions: Revisions,
     tombstones: usize,
     digests: Digests,
     store: Store,
@@ -107,6 +111,7 @@ struct Inner {
 enum Decoded {
     Object(Arc<StoredObject>),
     PodResult(PodResult),
+    Revision(Arc<Revision>),
     Other,
 }
 
@@ -136,6 +141,13 @@ fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
         kinds::POD_RESULT => serde_json::from_slice::<PodResult>(v)
             .map(|r| Some(Decoded::PodResult(r)))
             .map_err(|err| Refusal::Invalid(err.to_string())),
+        kinds::REVISION => {
+            let r: Revision = serde_json::from_slice(v).map_err(|err| Refusal::Invalid(err.to_string()))?;
+            if revision_name(&r.deployment, &r.hash) != e.key.name {
+                return Err(Refusal::Invalid("revision does not match its key".into()));
+            }
+            Ok(Some(Decoded::Revision(Arc::new(r))))
+        }
         kinds::JOIN_TOKEN => {
             let ok = if e.key.name == "current" {
                 std::str::from_utf8(v).ok().is_some_and(|t| crate::net::token::JoinToken::parse(t).is_ok())
@@ -228,6 +240,7 @@ impl StateDb {
             map: BTreeMap::new(),
             objects: imbl::OrdMap::new(),
             pod_results: imbl::OrdMap::new(),
+            revisions: imbl::OrdMap::new(),
             tombstones: 0,
             digests: Digests::default(),
             store,
@@ -453,6 +466,8 @@ fn unview(inner: &mut Inner, k: &Key) {
         inner.objects.remove(&ok);
     } else if k.kind == kinds::POD_RESULT {
         inner.pod_results.remove(&(k.namespace.clone(), k.name.clone()));
+    } else if k.kind == kinds::REVISION {
+        inner.revisions.remove(&(k.namespace.clone(), k.name.clone()));
     }
     if inner.map.get(k).is_some_and(Entry::is_tombstone) {
         inner.tombstones = inner.tombstones.saturating_sub(1);
@@ -467,6 +482,9 @@ fn install(inner: &mut Inner, e: Entry) {
         }
         Ok(Some(Decoded::PodResult(r))) => {
             inner.pod_results.insert((e.key.namespace.clone(), e.key.name.clone()), r);
+        }
+        Ok(Some(Decoded::Revision(r))) => {
+            inner.revisions.insert((e.key.namespace.clone(), e.key.name.clone()), r);
         }
         _ => {}
     }
@@ -490,6 +508,7 @@ fn build_snapshot(inner: &Inner) -> Snapshot {
         rev: inner.rev,
         objects: inner.objects.clone(),
         pod_results: inner.pod_results.clone(),
+        revisions: inner.revisions.clone(),
         entries: inner.map.len(),
         tombstones: inner.tombstones,
     }

@@ -14,6 +14,9 @@ pub mod kinds {
     pub const POD_RESULT: &str = "PodResult";
     /// A join token's public record (issue: membership).
     pub const JOIN_TOKEN: &str = "JoinToken";
+    /// A pod template a Deployment has had (`model::revision::Revision`),
+    /// named `<deployment>-<hash>`.
+    pub const REVISION: &str = "Revision";
 }
 
 /// Largest value an entry may carry.

@@ -367,7 +367,30 @@ pub fn pid_of(pod: &Value) -> Option<i32> {
 }
 
 pub fn find<'a>(pods: &'a [Value], name: &str) -> Option<&'a Value> {
-    pods.iter().find(|p| p["metadata"]["name"] == name)
+    pods.iter().find(|p| p["metadata"]["name"].as_str().is_some_and(|n| names_replica(n, name)))
+}
+
+/// Whether pod `name` is `want`: exactly, or, for a Deployment's replica
+/// written `web-0`, the pod `web-<template hash>-0` of any revision.
+pub fn names_replica(name: &str, want: &str) -> bool {
+    if name == want {
+        return true;
+    }
+    let Some((prefix, index)) = want.rsplit_once('-') else { return false };
+    name.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.rsplit_once('-'))
+        .is_some_and(|(h, i)| i == index && h.len() == 10 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The name replica `want` (`web-0`) has on `node` now, once it exists.
+pub fn pod_name(node: &TestNode, want: &str) -> String {
+    poll(60, &format!("pod {want} exists"), || {
+        let pods = node.pods();
+        find(&pods, want)
+            .and_then(|p| p["metadata"]["name"].as_str().map(String::from))
+            .ok_or_else(|| "not yet".to_string())
+    })
 }
 
 /// One authenticated HTTP GET; returns the whole response.

@@ -168,25 +168,24 @@ fn theirs(_: &DesiredPod) -> Option<&'static str> {
 
 const WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, command: [serve]}]\n";
 
-const ID: &str = "default/web-0";
-
 #[test]
 fn a_crash_loop_backs_off_doubling_up_to_the_cap_and_a_long_run_resets_it() {
     let mut s = Story::new();
     let pods = pods_of(WEB, &Results::new());
+    let id = pods[0].id();
     let fx = s.send(Input::Plan(plan(&pods, &mine, &[])));
     assert!(matches!(runs(&fx)[..], [Command::Prepare { .. }]), "{fx:?}");
     assert_eq!(events(&fx), ["Scheduled"]);
-    s.bring_up(ID);
-    assert!(s.status(ID).is_some_and(|p| p.ready && p.phase == Phase::Running));
+    s.bring_up(&id);
+    assert!(s.status(&id).is_some_and(|p| p.ready && p.phase == Phase::Running));
     // Crashes right after each start: 1, 2, 4, 8, 8 s.
     let mut t = 0.0;
     for want in [1.0, 2.0, 4.0, 8.0, 8.0] {
         t += 0.5;
-        let fx = s.at(t).send(Input::Exited { id: ID.into(), container: 0, exit: Exit::from_code(1, None) });
+        let fx = s.at(t).send(Input::Exited { id: id.clone(), container: 0, exit: Exit::from_code(1, None) });
         assert!(runs(&fx).is_empty(), "no restart before the back-off: {fx:?}");
         assert_eq!(events(&fx), ["BackOff"]);
-        let st = s.status(ID).unwrap();
+        let st = s.status(&id).unwrap();
         assert!(
             matches!(&st.containers[0].state, ContainerState::Waiting { reason, .. } if reason == "CrashLoopBackOff")
         );
@@ -194,13 +193,13 @@ fn a_crash_loop_backs_off_doubling_up_to_the_cap_and_a_long_run_resets_it() {
         assert_eq!(s.next_deadline_secs(), Some(t + want), "back-off after a crash at {t}");
         assert!(runs(&s.at(t + want - 0.01).tick()).is_empty());
         t += want;
-        assert_eq!(runs(&s.at(t).tick()), [Command::Start { id: ID.into(), container: 0 }]);
-        s.send(Input::Started { id: ID.into(), container: 0, container_id: "c2".into() });
+        assert_eq!(runs(&s.at(t).tick()), [Command::Start { id: id.clone(), container: 0 }]);
+        s.send(Input::Started { id: id.clone(), container: 0, container_id: "c2".into() });
     }
-    assert_eq!(s.status(ID).unwrap().containers[0].restart_count, 5);
+    assert_eq!(s.status(&id).unwrap().containers[0].restart_count, 5);
     // A run longer than reset_after starts the count over.
     t += 61.0;
-    s.at(t).send(Input::Exited { id: ID.into(), container: 0, exit: Exit::from_code(1, None) });
+    s.at(t).send(Input::Exited { id: id.clone(), container: 0, exit: Exit::from_code(1, None) });
     assert_eq!(s.next_deadline_secs(), Some(t + 1.0));
 }
 
@@ -267,28 +266,29 @@ fn job_successes_and_in_place_failures_are_recorded() {
 fn make_before_break_handoff() {
     let mut s = Story::new();
     let pods = pods_of(WEB, &Results::new());
+    let id = pods[0].id();
     let hash = pods[0].template_hash.clone();
     s.send(Input::Plan(plan(&pods, &mine, &[])));
-    s.bring_up(ID);
+    s.bring_up(&id);
     // Placement moves the pod: it keeps running until the new copy is Ready.
     let fx = s.at(1.0).send(Input::Plan(plan(&pods, &theirs, &[])));
     assert!(runs(&fx).is_empty(), "{fx:?}");
     assert_eq!(events(&fx), ["Handoff"]);
     assert!(runs(&s.at(5.0).tick()).is_empty(), "still serving while the new owner starts");
     // Ready there with another template does not count.
-    assert!(runs(&s.send(Input::Plan(plan(&pods, &theirs, &[("other", ID, "old")])))).is_empty());
+    assert!(runs(&s.send(Input::Plan(plan(&pods, &theirs, &[("other", id.as_str(), "old")])))).is_empty());
     // Ready there with this template: lingers, then stops.
-    assert!(runs(&s.at(6.0).send(Input::Plan(plan(&pods, &theirs, &[("other", ID, &hash)])))).is_empty());
+    assert!(runs(&s.at(6.0).send(Input::Plan(plan(&pods, &theirs, &[("other", id.as_str(), &hash)])))).is_empty());
     assert_eq!(s.next_deadline_secs(), Some(7.0), "the linger ends at 7 s");
     assert!(runs(&s.at(6.9).tick()).is_empty());
     let fx = s.at(7.0).tick();
-    assert_eq!(runs(&fx), [Command::Stop { id: ID.into(), container: 0, grace: Duration::from_secs(30) }]);
+    assert_eq!(runs(&fx), [Command::Stop { id: id.clone(), container: 0, grace: Duration::from_secs(30) }]);
     assert_eq!(events(&fx), ["Stopping", "Killing"]);
-    assert!(s.status(ID).unwrap().terminating);
-    let fx = s.at(7.5).send(Input::Exited { id: ID.into(), container: 0, exit: Exit::from_code(0, Some(15)) });
-    assert_eq!(runs(&fx), [Command::Cleanup { id: ID.into() }]);
-    assert!(s.status(ID).is_some(), "reported terminating until its files are gone");
-    let fx = s.send(Input::Cleaned { id: ID.into() });
+    assert!(s.status(&id).unwrap().terminating);
+    let fx = s.at(7.5).send(Input::Exited { id: id.clone(), container: 0, exit: Exit::from_code(0, Some(15)) });
+    assert_eq!(runs(&fx), [Command::Cleanup { id: id.clone() }]);
+    assert!(s.status(&id).is_some(), "reported terminating until its files are gone");
+    let fx = s.send(Input::Cleaned { id: id.clone() });
     assert!(matches!(&fx[..], [Effect::Report(r)] if r.is_empty()), "{fx:?}");
 }
 
@@ -296,8 +296,9 @@ fn make_before_break_handoff() {
 fn a_handoff_that_never_completes_times_out() {
     let mut s = Story::new();
     let pods = pods_of(WEB, &Results::new());
+    let id = pods[0].id();
     s.send(Input::Plan(plan(&pods, &mine, &[])));
-    s.bring_up(ID);
+    s.bring_up(&id);
     s.at(1.0).send(Input::Plan(plan(&pods, &theirs, &[])));
     assert_eq!(s.next_deadline_secs(), Some(31.0));
     let fx = s.at(31.0).tick();
@@ -309,24 +310,25 @@ fn a_fenced_pod_stops_at_once_and_starts_only_when_no_copy_runs_elsewhere() {
     let fenced = WEB.replace("  replicas: 1\n", "  replicas: 1\n  fencing: Majority\n");
     let mut s = Story::new();
     let pods = pods_of(&fenced, &Results::new());
+    let id = pods[0].id();
     assert!(pods[0].fenced);
     let mut p = (*plan(&pods, &mine, &[])).clone();
-    p.fenced_elsewhere.insert(ID.into());
+    p.fenced_elsewhere.insert(id.clone());
     assert!(runs(&s.send(Input::Plan(Arc::new(p.clone())))).is_empty(), "an old copy still runs elsewhere");
     p.fenced_elsewhere.clear();
     p.stable = false;
     assert!(runs(&s.send(Input::Plan(Arc::new(p.clone())))).is_empty(), "membership just changed");
     p.stable = true;
     assert!(matches!(runs(&s.send(Input::Plan(Arc::new(p.clone()))))[..], [Command::Prepare { .. }]));
-    s.bring_up(ID);
+    s.bring_up(&id);
     // This node loses its majority: the fenced pod stops at once, no handoff.
     p.quorum = false;
     let fx = s.at(1.0).send(Input::Plan(Arc::new(p)));
-    assert_eq!(runs(&fx), [Command::Stop { id: ID.into(), container: 0, grace: Duration::from_secs(30) }]);
+    assert_eq!(runs(&fx), [Command::Stop { id: id.clone(), container: 0, grace: Duration::from_secs(30) }]);
     // Moved to another node: also at once.
     let mut s = Story::new();
     s.send(Input::Plan(plan(&pods, &mine, &[])));
-    s.bring_up(ID);
+    s.bring_up(&id);
     let fx = s.at(1.0).send(Input::Plan(plan(&pods, &theirs, &[])));
     assert!(matches!(runs(&fx)[..], [Command::Stop { .. }]), "{fx:?}");
     assert!(events(&fx).contains(&"Stopping".to_string()));
@@ -335,8 +337,9 @@ fn a_fenced_pod_stops_at_once_and_starts_only_when_no_copy_runs_elsewhere() {
 #[test]
 fn adopted_containers_are_taken_over_without_a_restart() {
     let pods = pods_of(WEB, &Results::new());
+    let id = pods[0].id();
     let adopted = AdoptedPod {
-        id: ID.into(),
+        id: id.clone(),
         containers: vec![AdoptedContainer { name: "c".into(), container_id: "abc".into(), started_at: 42 }],
     };
     // Owned elsewhere since this node restarted.
@@ -344,9 +347,9 @@ fn adopted_containers_are_taken_over_without_a_restart() {
     let fx = s2.send(Input::Recovered { plan: plan(&pods, &theirs, &[]), adopted: vec![adopted.clone()] });
     assert!(matches!(runs(&fx)[..], [Command::Prepare { .. }]), "{fx:?}");
     assert_eq!(events(&fx), ["Adopted", "Handoff"], "owned elsewhere now: handed off make-before-break");
-    let fx = s2.send(Input::Prepared { id: ID.into(), ports: Vec::new() });
+    let fx = s2.send(Input::Prepared { id: id.clone(), ports: Vec::new() });
     assert!(runs(&fx).is_empty(), "no second start: {fx:?}");
-    let st = s2.status(ID).unwrap();
+    let st = s2.status(&id).unwrap();
     assert!(st.ready);
     assert_eq!(st.containers[0].container_id, "abc");
     assert!(matches!(st.containers[0].state, ContainerState::Running { started_at: 42 }));
@@ -355,7 +358,7 @@ fn adopted_containers_are_taken_over_without_a_restart() {
     let fx = s3.send(Input::Recovered { plan: plan(&pods, &mine, &[]), adopted: vec![adopted] });
     assert_eq!(events(&fx), ["Adopted"]);
     assert_eq!(runs(&fx).len(), 1, "one Prepare, no fresh start: {fx:?}");
-    assert!(runs(&s3.send(Input::Prepared { id: ID.into(), ports: Vec::new() })).is_empty());
+    assert!(runs(&s3.send(Input::Prepared { id: id.clone(), ports: Vec::new() })).is_empty());
 }
 
 const PROBED: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - name: c\n        command: [serve]\n        ports: [{containerPort: 8080}]\n        readinessProbe: {httpGet: {port: 8080}, periodSeconds: 2}\n        livenessProbe: {tcpSocket: {port: 8080}, periodSeconds: 3, failureThreshold: 2}\n";
@@ -371,51 +374,53 @@ fn probe(fx: &[Effect], want: ProbeKind) -> Option<u64> {
 fn probes_gate_readiness_and_a_failing_liveness_probe_restarts_the_container() {
     let mut s = Story::new();
     let pods = pods_of(PROBED, &Results::new());
+    let id = pods[0].id();
     s.send(Input::Plan(plan(&pods, &mine, &[])));
-    s.send(Input::Prepared { id: ID.into(), ports: Vec::new() });
-    let fx = s.send(Input::Started { id: ID.into(), container: 0, container_id: "c1".into() });
-    assert!(!s.status(ID).unwrap().ready, "not ready before its readiness probe passes");
+    s.send(Input::Prepared { id: id.clone(), ports: Vec::new() });
+    let fx = s.send(Input::Started { id: id.clone(), container: 0, container_id: "c1".into() });
+    assert!(!s.status(&id).unwrap().ready, "not ready before its readiness probe passes");
     let r = probe(&fx, ProbeKind::Readiness).expect("readiness probe at once (no initial delay)");
     let l = probe(&fx, ProbeKind::Liveness).expect("liveness probe at once");
-    s.send(Input::Probed { id: ID.into(), container: 0, seq: r, outcome: ProbeOutcome::Success });
-    assert!(s.status(ID).unwrap().ready);
-    s.send(Input::Probed { id: ID.into(), container: 0, seq: l, outcome: ProbeOutcome::Failure("refused".into()) });
+    s.send(Input::Probed { id: id.clone(), container: 0, seq: r, outcome: ProbeOutcome::Success });
+    assert!(s.status(&id).unwrap().ready);
+    s.send(Input::Probed { id: id.clone(), container: 0, seq: l, outcome: ProbeOutcome::Failure("refused".into()) });
     assert_eq!(s.next_deadline_secs(), Some(2.0), "next readiness check after its period");
     let r2 = probe(&s.at(2.0).tick(), ProbeKind::Readiness).unwrap();
     // A stale answer (an older check) changes nothing.
-    s.send(Input::Probed { id: ID.into(), container: 0, seq: r, outcome: ProbeOutcome::Failure("late".into()) });
-    s.send(Input::Probed { id: ID.into(), container: 0, seq: r2, outcome: ProbeOutcome::Success });
-    assert!(s.status(ID).unwrap().ready);
+    s.send(Input::Probed { id: id.clone(), container: 0, seq: r, outcome: ProbeOutcome::Failure("late".into()) });
+    s.send(Input::Probed { id: id.clone(), container: 0, seq: r2, outcome: ProbeOutcome::Success });
+    assert!(s.status(&id).unwrap().ready);
     // The second liveness failure in a row kills it, to be restarted.
     let l2 = probe(&s.at(3.0).tick(), ProbeKind::Liveness).unwrap();
     let fx = s.send(Input::Probed {
-        id: ID.into(),
+        id: id.clone(),
         container: 0,
         seq: l2,
         outcome: ProbeOutcome::Failure("refused".into()),
     });
     assert_eq!(events(&fx), ["Unhealthy", "Killing"]);
-    assert_eq!(runs(&fx), [Command::Stop { id: ID.into(), container: 0, grace: Duration::from_secs(30) }]);
-    let fx = s.at(3.5).send(Input::Exited { id: ID.into(), container: 0, exit: Exit::from_code(0, Some(15)) });
+    assert_eq!(runs(&fx), [Command::Stop { id: id.clone(), container: 0, grace: Duration::from_secs(30) }]);
+    let fx = s.at(3.5).send(Input::Exited { id: id.clone(), container: 0, exit: Exit::from_code(0, Some(15)) });
     assert_eq!(events(&fx), ["BackOff"], "killed by its probe: restarts even after exit 0");
-    assert_eq!(runs(&s.at(4.5).tick()), [Command::Start { id: ID.into(), container: 0 }]);
+    assert_eq!(runs(&s.at(4.5).tick()), [Command::Start { id: id.clone(), container: 0 }]);
 }
 
 #[test]
 fn a_pod_deleted_while_it_starts_is_stopped_once_it_has_and_then_cleaned_up() {
     let mut s = Story::new();
     let pods = pods_of(WEB, &Results::new());
+    let id = pods[0].id();
     s.send(Input::Plan(plan(&pods, &mine, &[])));
-    s.send(Input::Prepared { id: ID.into(), ports: Vec::new() });
+    s.send(Input::Prepared { id: id.clone(), ports: Vec::new() });
     let fx = s.at(0.5).send(Input::Plan(plan(&[], &mine, &[])));
-    assert_eq!(runs(&fx), [Command::Stop { id: ID.into(), container: 0, grace: Duration::from_secs(30) }]);
+    assert_eq!(runs(&fx), [Command::Stop { id: id.clone(), container: 0, grace: Duration::from_secs(30) }]);
     // The start completes anyway; the runtime then applies the stop.
-    assert!(runs(&s.send(Input::Started { id: ID.into(), container: 0, container_id: "c1".into() })).is_empty());
-    let fx = s.send(Input::Exited { id: ID.into(), container: 0, exit: Exit::from_code(0, Some(15)) });
-    assert_eq!(runs(&fx), [Command::Cleanup { id: ID.into() }]);
+    assert!(runs(&s.send(Input::Started { id: id.clone(), container: 0, container_id: "c1".into() })).is_empty());
+    let fx = s.send(Input::Exited { id: id.clone(), container: 0, exit: Exit::from_code(0, Some(15)) });
+    assert_eq!(runs(&fx), [Command::Cleanup { id: id.clone() }]);
     // A replacement never starts while the old copy holds the pod's files.
     assert!(runs(&s.send(Input::Plan(plan(&pods, &mine, &[])))).is_empty());
-    let fx = s.send(Input::Cleaned { id: ID.into() });
+    let fx = s.send(Input::Cleaned { id: id.clone() });
     assert!(matches!(runs(&fx)[..], [Command::Prepare { .. }]), "{fx:?}");
 }
 
@@ -423,14 +428,15 @@ fn a_pod_deleted_while_it_starts_is_stopped_once_it_has_and_then_cleaned_up() {
 fn shutdown_stops_every_pod_and_the_core_goes_idle() {
     let mut s = Story::new();
     let pods = pods_of(&WEB.replace("replicas: 1", "replicas: 2"), &Results::new());
+    let ids: Vec<String> = pods.iter().map(DesiredPod::id).collect();
     s.send(Input::Plan(plan(&pods, &mine, &[])));
-    s.bring_up("default/web-0");
-    s.bring_up("default/web-1");
+    s.bring_up(&ids[0]);
+    s.bring_up(&ids[1]);
     let fx = s.send(Input::Shutdown);
     assert_eq!(runs(&fx).len(), 2);
     assert!(s.core.shutting_down() && !s.core.is_idle());
     assert!(runs(&s.send(Input::Plan(plan(&pods, &mine, &[])))).is_empty(), "no new start while shutting down");
-    for id in ["default/web-0", "default/web-1"] {
+    for id in &ids {
         s.send(Input::Exited { id: id.into(), container: 0, exit: Exit::from_code(0, Some(15)) });
         s.send(Input::Cleaned { id: id.into() });
     }
@@ -441,12 +447,13 @@ fn shutdown_stops_every_pod_and_the_core_goes_idle() {
 fn a_pod_that_cannot_be_prepared_says_why_and_waits() {
     let mut s = Story::new();
     let pods = pods_of(WEB, &Results::new());
+    let id = pods[0].id();
     s.send(Input::Plan(plan(&pods, &mine, &[])));
-    let fx = s.send(Input::PrepareFailed { id: ID.into(), reason: "VolumeError".into(), message: "no disk".into() });
+    let fx = s.send(Input::PrepareFailed { id: id.clone(), reason: "VolumeError".into(), message: "no disk".into() });
     assert!(runs(&fx).is_empty());
-    let st = s.status(ID).unwrap();
+    let st = s.status(&id).unwrap();
     assert_eq!((st.reason.as_str(), st.phase), ("VolumeError", Phase::Pending));
     assert_eq!(st.display_status(), "VolumeError");
     let fx = s.send(Input::Plan(plan(&[], &mine, &[])));
-    assert_eq!(runs(&fx), [Command::Cleanup { id: ID.into() }], "deleted: nothing runs, clean up at once");
+    assert_eq!(runs(&fx), [Command::Cleanup { id: id.clone() }], "deleted: nothing runs, clean up at once");
 }

@@ -1,0 +1,263 @@
+//! `shoal rollout ...` and `shoal apply --wait`: following a Deployment's
+//! rollout as kubectl does (the same messages, from the same status fields),
+//! plus which pod each waiting slot is waiting on, and where.
+
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use serde_json::{Value, json};
+
+use super::CliError;
+use super::args::{RolloutAction, RolloutArgs, RolloutTarget};
+use super::commands::client;
+use crate::api::client::Client;
+
+/// How often progress is polled.
+const POLL: Duration = Duration::from_millis(500);
+
+fn deployment_name(t: &RolloutTarget) -> Result<String, CliError> {
+    let (kind, name) = match t.target.as_slice() {
+        [one] => one
+            .split_once('/')
+            .map(|(k, n)| (k.to_string(), n.to_string()))
+            .unwrap_or(("deployment".into(), one.clone())),
+        [k, n] => (k.clone(), n.clone()),
+        _ => return Err(CliError::Usage("expected `deployment NAME` or `deployment/NAME`".into())),
+    };
+    match kind.to_ascii_lowercase().as_str() {
+        "deployment" | "deployments" | "deploy" | "deployment.apps" => Ok(name),
+        other => Err(CliError::Usage(format!("only deployments have rollouts (got {other:?})"))),
+    }
+}
+
+fn timeout_of(s: &str) -> Result<Duration, CliError> {
+    humantime::parse_duration(s).map_err(|e| CliError::Usage(format!("--timeout {s:?}: {e}")))
+}
+
+pub async fn run(a: RolloutArgs) -> Result<(), CliError> {
+    match a.action {
+        RolloutAction::Status(t) => {
+            let c = client(&t.client);
+            let name = deployment_name(&t)?;
+            wait_deployment(&c, &t.namespace, &name, Instant::now() + timeout_of(&t.timeout)?).await
+        }
+        RolloutAction::History(t) => history(&t).await,
+        RolloutAction::Undo(t) => act(&t, "undo").await,
+        RolloutAction::Restart(t) => act(&t, "restart").await,
+        RolloutAction::Pause(t) => act(&t, "pause").await,
+        RolloutAction::Resume(t) => act(&t, "resume").await,
+    }
+}
+
+async fn act(t: &RolloutTarget, action: &str) -> Result<(), CliError> {
+    let name = deployment_name(t)?;
+    let c = client(&t.client);
+    let path = format!("/shoal/v1/namespaces/{}/deployments/{name}/rollout", t.namespace);
+    let body = json!({"action": action, "toRevision": t.to_revision});
+    let v = c.send_json(Method::POST, &path, &body).await?;
+    let what = v.get("action").and_then(Value::as_str).unwrap_or(action);
+    match v.get("message").and_then(Value::as_str) {
+        Some(m) => println!("deployment.apps/{name} {what} ({m})"),
+        None => println!("deployment.apps/{name} {what}"),
+    }
+    Ok(())
+}
+
+/// The revisions of `name`, oldest first: (revision, ReplicaSet).
+async fn revisions(c: &Client, ns: &str, name: &str) -> Result<Vec<(u64, Value)>, CliError> {
+    let d = c.get_json(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")).await?;
+    let uid = d.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
+    let v = c.get_json(&format!("/apis/apps/v1/namespaces/{ns}/replicasets")).await?;
+    let mut out: Vec<(u64, Value)> = v
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|rs| rs.pointer("/metadata/ownerReferences/0/uid").and_then(Value::as_str) == Some(uid.as_str()))
+        .filter_map(|rs| {
+            let n = rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")?.as_str()?.parse().ok()?;
+            Some((n, rs.clone()))
+        })
+        .collect();
+    out.sort_by_key(|(n, _)| *n);
+    Ok(out)
+}
+
+async fn history(t: &RolloutTarget) -> Result<(), CliError> {
+    let name = deployment_name(t)?;
+    let c = client(&t.client);
+    let revs = revisions(&c, &t.namespace, &name).await?;
+    if let Some(n) = t.revision {
+        let (_, rs) = revs
+            .iter()
+            .find(|(r, _)| *r == n)
+            .ok_or_else(|| CliError::Failed(format!("unable to find revision {n} of deployment {name:?}")))?;
+        println!("deployment.apps/{name} with revision #{n}");
+        print!("{}", super::output::to_yaml(rs.pointer("/spec/template").unwrap_or(&Value::Null)));
+        return Ok(());
+    }
+    println!("deployment.apps/{name}");
+    let rows: Vec<Vec<String>> = revs
+        .iter()
+        .map(|(n, rs)| {
+            let cause = rs
+                .pointer("/metadata/annotations/kubernetes.io~1change-cause")
+                .and_then(Value::as_str)
+                .unwrap_or("<none>");
+            vec![n.to_string(), cause.to_string()]
+        })
+        .collect();
+    print!("{}", super::output::table(&["REVISION", "CHANGE-CAUSE"], &rows));
+    Ok(())
+}
+
+/// kubectl's reading of a Deployment's status: Ok(Some(done message)),
+/// Ok(None) with a waiting message, or an error past the deadline.
+fn reading(name: &str, d: &Value) -> Result<(bool, String), CliError> {
+    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let conds = d.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let progressing = conds.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Progressing"));
+    if progressing.and_then(|c| c.get("reason")).and_then(Value::as_str) == Some("ProgressDeadlineExceeded") {
+        return Err(CliError::Failed(format!("deployment {name:?} exceeded its progress deadline")));
+    }
+    if n("/status/observedGeneration") < n("/metadata/generation") {
+        return Ok((false, "Waiting for deployment spec update to be observed...".into()));
+    }
+    let want = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let (updated, replicas, available) =
+        (n("/status/updatedReplicas"), n("/status/replicas"), n("/status/availableReplicas"));
+    let wait = |m: String| Ok((false, format!("Waiting for deployment {name:?} rollout to finish: {m}")));
+    if updated < want {
+        return wait(format!("{updated} out of {want} new replicas have been updated..."));
+    }
+    if replicas > updated {
+        return wait(format!("{} old replicas are pending termination...", replicas - updated));
+    }
+    if available < updated {
+        return wait(format!("{available} of {updated} updated replicas are available..."));
+    }
+    Ok((true, format!("deployment {name:?} successfully rolled out")))
+}
+
+/// What the slots still rolling wait on: their current pod, its node and state.
+async fn waiting_on(c: &Client, ns: &str, d: &Value) -> Vec<String> {
+    let name = d.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let hash = d.pointer("/status/shoal/templateHash").and_then(Value::as_str).unwrap_or_default();
+    let pending: Vec<u64> = d
+        .pointer("/status/shoal/pending")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    let Ok(pods) = c.get_json(&format!("/api/v1/namespaces/{ns}/pods")).await else { return Vec::new() };
+    let items = pods.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for slot in pending.iter().take(8) {
+        let pod = format!("{name}-{hash}-{slot}");
+        let p = items.iter().find(|p| p.pointer("/metadata/name").and_then(Value::as_str) == Some(pod.as_str()));
+        let line = match p {
+            None => format!("  {pod}: waiting for its turn"),
+            Some(p) => {
+                let node = p.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("no node yet");
+                let state = super::output::pod_status(p);
+                format!("  {pod} on {node}: {state}")
+            }
+        };
+        out.push(line);
+    }
+    if pending.len() > 8 {
+        out.push(format!("  ... and {} more", pending.len() - 8));
+    }
+    out
+}
+
+/// Polls until the Deployment has rolled out, printing each new reading.
+pub async fn wait_deployment(c: &Client, ns: &str, name: &str, deadline: Instant) -> Result<(), CliError> {
+    let mut last = String::new();
+    loop {
+        let d = c.get_json(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")).await?;
+        let (done, msg) = reading(name, &d)?;
+        if msg != last {
+            println!("{msg}");
+            if !done {
+                for l in waiting_on(c, ns, &d).await {
+                    println!("{l}");
+                }
+            }
+            last = msg;
+        }
+        if done {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::Failed(format!("timed out waiting for deployment {name:?} to roll out")));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls until the Job has completed (Ok) or failed (an error).
+pub async fn wait_job(c: &Client, ns: &str, name: &str, deadline: Instant) -> Result<(), CliError> {
+    let mut last = String::new();
+    loop {
+        let j = c.get_json(&format!("/apis/batch/v1/namespaces/{ns}/jobs/{name}")).await?;
+        let conds = j.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+        let has = |t: &str| conds.iter().any(|c| c.get("type").and_then(Value::as_str) == Some(t));
+        if has("Complete") {
+            println!("job {name:?} completed");
+            return Ok(());
+        }
+        if has("Failed") {
+            return Err(CliError::Failed(format!("job {name:?} failed: it reached its backoff limit")));
+        }
+        let n = |p: &str| j.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+        let want = j.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1);
+        let msg = format!(
+            "Waiting for job {name:?}: {} of {want} completions, {} running...",
+            n("/status/succeeded"),
+            n("/status/active")
+        );
+        if msg != last {
+            println!("{msg}");
+            last = msg;
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::Failed(format!("timed out waiting for job {name:?} to finish")));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(want: i64, updated: i64, replicas: i64, available: i64, reason: &str) -> Value {
+        json!({"metadata": {"generation": 2}, "spec": {"replicas": want}, "status": {"observedGeneration": 2, "updatedReplicas": updated, "replicas": replicas,
+               "availableReplicas": available, "conditions": [{"type": "Progressing", "reason": reason}]}})
+    }
+
+    #[test]
+    fn reads_status_as_kubectl_does() {
+        let msg = |v: &Value| reading("web", v);
+        assert_eq!(
+            msg(&d(6, 2, 8, 6, "ReplicaSetUpdated")).unwrap().1,
+            "Waiting for deployment \"web\" rollout to finish: 2 out of 6 new replicas have been updated..."
+        );
+        assert!(
+            msg(&d(6, 6, 7, 6, "ReplicaSetUpdated")).unwrap().1.ends_with("1 old replicas are pending termination...")
+        );
+        assert!(
+            msg(&d(6, 6, 6, 5, "ReplicaSetUpdated")).unwrap().1.ends_with("5 of 6 updated replicas are available...")
+        );
+        assert_eq!(
+            msg(&d(6, 6, 6, 6, "NewReplicaSetAvailable")).unwrap(),
+            (true, "deployment \"web\" successfully rolled out".into())
+        );
+        assert!(reading("web", &d(6, 2, 8, 6, "ProgressDeadlineExceeded")).is_err());
+        let mut stale = d(6, 6, 6, 6, "NewReplicaSetAvailable");
+        stale["metadata"]["generation"] = json!(3);
+        assert_eq!(msg(&stale).unwrap(), (false, "Waiting for deployment spec update to be observed...".into()));
+    }
+}

@@ -1,0 +1,172 @@
+//! Deployment revisions and rollout settings.
+//!
+//! Every pod template a Deployment has had is a revision, kept in the
+//! desired state next to the Deployment (and shown as a ReplicaSet named
+//! `<deployment>-<template hash>`): old pods keep running from it during a
+//! rollout, and `rollout undo` goes back to it. Pods of a revision are named
+//! `<deployment>-<hash>-<index>`, so the old and the new copy of one replica
+//! can run side by side, even on one node.
+//!
+//! `RolloutParams` resolves a Deployment's strategy with Kubernetes' defaults
+//! and rounding. Pure data and functions.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{DeploymentSpec, IntOrString, PodTemplateSpec};
+
+/// Kubernetes' default `progressDeadlineSeconds`.
+pub const DEFAULT_PROGRESS_DEADLINE_SECS: u64 = 600;
+/// Kubernetes' default `revisionHistoryLimit`.
+pub const DEFAULT_REVISION_HISTORY: u32 = 10;
+/// Kubernetes' default `maxSurge` and `maxUnavailable`, percent.
+pub const DEFAULT_ROLLING_PERCENT: u32 = 25;
+/// The annotation that carries a revision's number (as Kubernetes).
+pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+/// The annotation that carries why a revision was made.
+pub const CHANGE_CAUSE_ANNOTATION: &str = "kubernetes.io/change-cause";
+/// The template annotation `rollout restart` sets (as kubectl).
+pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// One pod template of a Deployment, stored in the desired state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    pub deployment: String,
+    /// The Deployment's uid: a re-created Deployment starts a new history.
+    pub deployment_uid: String,
+    /// The template hash (also in the name).
+    pub hash: String,
+    /// 1, 2, ...: the newest is the highest.
+    pub revision: u64,
+    pub template: PodTemplateSpec,
+    /// RFC 3339, when this template became the Deployment's (again).
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_cause: Option<String>,
+}
+
+/// Revisions keyed by (namespace, `<deployment>-<hash>`); a persistent map so
+/// that snapshots of the desired state share it.
+pub type Revisions = imbl::OrdMap<(String, String), Arc<Revision>>;
+
+/// The name of a revision (and of its ReplicaSet).
+pub fn revision_name(deployment: &str, hash: &str) -> String {
+    format!("{deployment}-{hash}")
+}
+
+/// The name of replica `index` of a revision.
+pub fn pod_name(deployment: &str, hash: &str, index: u32) -> String {
+    format!("{deployment}-{hash}-{index}")
+}
+
+/// Splits a pod name of `deployment` into (hash, index), if it is one.
+pub fn parse_pod_name<'a>(deployment: &str, name: &'a str) -> Option<(&'a str, u32)> {
+    let rest = name.strip_prefix(deployment)?.strip_prefix('-')?;
+    let (hash, index) = rest.rsplit_once('-')?;
+    let ok = !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()) && !hash.contains('-');
+    ok.then_some(())?;
+    Some((hash, index.parse().ok()?))
+}
+
+/// A Deployment's strategy, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutParams {
+    pub replicas: u32,
+    /// Stop every old pod before starting new ones.
+    pub recreate: bool,
+    pub max_surge: u32,
+    pub max_unavailable: u32,
+    pub min_ready_secs: u64,
+    pub progress_deadline_secs: u64,
+    pub paused: bool,
+    pub history_limit: u32,
+}
+
+/// `v` (a number or a percentage of `replicas`) as a count; percentages
+/// round up for surge and down for unavailability, as in Kubernetes.
+fn resolve(v: Option<&IntOrString>, replicas: u32, round_up: bool) -> u32 {
+    let pct = match v {
+        Some(IntOrString::Int(i)) => return (*i).clamp(0, i64::from(u32::MAX)) as u32,
+        Some(IntOrString::Str(s)) => s.trim_end_matches('%').parse::<u32>().unwrap_or(DEFAULT_ROLLING_PERCENT),
+        None => DEFAULT_ROLLING_PERCENT,
+    };
+    let n = u64::from(replicas) * u64::from(pct.min(100));
+    (if round_up { n.div_ceil(100) } else { n / 100 }) as u32
+}
+
+impl RolloutParams {
+    pub fn of(spec: &DeploymentSpec) -> RolloutParams {
+        let replicas = spec.replicas.unwrap_or(1).max(0) as u32;
+        let st = spec.strategy.as_ref();
+        let recreate = st.and_then(|s| s.kind.as_deref()) == Some("Recreate");
+        let ru = st.and_then(|s| s.rolling_update.as_ref());
+        let mut max_surge = resolve(ru.and_then(|r| r.max_surge.as_ref()), replicas, true);
+        let mut max_unavailable = resolve(ru.and_then(|r| r.max_unavailable.as_ref()), replicas, false);
+        if max_surge == 0 && max_unavailable == 0 {
+            // Kubernetes' fencepost rule: a rollout must be able to move.
+            max_unavailable = 1;
+        }
+        if recreate {
+            (max_surge, max_unavailable) = (0, replicas);
+        }
+        RolloutParams {
+            replicas,
+            recreate,
+            max_surge,
+            max_unavailable,
+            min_ready_secs: spec.min_ready_seconds.unwrap_or(0).max(0) as u64,
+            progress_deadline_secs: spec
+                .progress_deadline_seconds
+                .map_or(DEFAULT_PROGRESS_DEADLINE_SECS, |s| s.max(1) as u64),
+            paused: spec.paused,
+            history_limit: spec.revision_history_limit.map_or(DEFAULT_REVISION_HISTORY, |l| l.max(0) as u32),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::types::{DeploymentStrategy, RollingUpdateDeployment};
+
+    fn spec(replicas: i64, surge: Option<IntOrString>, unavail: Option<IntOrString>) -> DeploymentSpec {
+        DeploymentSpec {
+            replicas: Some(replicas),
+            strategy: Some(DeploymentStrategy {
+                kind: None,
+                rolling_update: Some(RollingUpdateDeployment { max_surge: surge, max_unavailable: unavail }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn kubernetes_defaults_and_rounding() {
+        let p = RolloutParams::of(&DeploymentSpec { replicas: Some(6), ..Default::default() });
+        assert_eq!((p.max_surge, p.max_unavailable), (2, 1), "25% of 6: surge rounds up, unavailable down");
+        let p = RolloutParams::of(&DeploymentSpec { replicas: Some(1), ..Default::default() });
+        assert_eq!((p.max_surge, p.max_unavailable), (1, 0));
+        let p = RolloutParams::of(&spec(10, Some(IntOrString::Str("10%".into())), Some(IntOrString::Int(3))));
+        assert_eq!((p.max_surge, p.max_unavailable), (1, 3));
+        let p = RolloutParams::of(&spec(3, Some(IntOrString::Int(0)), Some(IntOrString::Str("10%".into()))));
+        assert_eq!((p.max_surge, p.max_unavailable), (0, 1), "both would be 0: one may be unavailable");
+        assert_eq!((p.progress_deadline_secs, p.history_limit, p.min_ready_secs), (600, 10, 0));
+        let mut r = DeploymentSpec { replicas: Some(4), ..Default::default() };
+        r.strategy = Some(DeploymentStrategy { kind: Some("Recreate".into()), rolling_update: None });
+        let p = RolloutParams::of(&r);
+        assert!(p.recreate);
+        assert_eq!((p.max_surge, p.max_unavailable), (0, 4));
+    }
+
+    #[test]
+    fn pod_names_carry_the_revision() {
+        let n = pod_name("web", "8cbba3f733", 3);
+        assert_eq!(n, "web-8cbba3f733-3");
+        assert_eq!(parse_pod_name("web", &n), Some(("8cbba3f733", 3)));
+        assert_eq!(parse_pod_name("web", "web-api-8cbba3f733-3"), None, "another deployment's pod");
+        assert_eq!(parse_pod_name("web-api", "web-api-8cbba3f733-3"), Some(("8cbba3f733", 3)));
+        assert_eq!(parse_pod_name("web", "web-3"), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! The pods every Deployment wants right now: its rollout rule (`rollout`)
+//! fed with what this node sees, plus the memory that needs. When each pod
+//! was first seen Ready makes `minReadySeconds` (and the linger that lets
+//! every node hear of a new copy before an old one goes); when each rollout
+//! last progressed makes `progressDeadlineSeconds`. Time comes in as an
+//! argument.
+#![deny(clippy::disallowed_methods)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::rollout::{self, Observed, ObservedPod, RolloutStatus};
+use crate::membership::view::ClusterView;
+use crate::model::Object;
+use crate::model::pods::{DesiredPod, OwnerRef, deployment_pod, template_hash};
+use crate::model::revision::{Revision, RolloutParams, parse_pod_name, revision_name};
+use crate::model::status::{Phase, PodStatus};
+use crate::model::{Deployment, Kind};
+use crate::state::Snapshot;
+
+/// Where one Deployment's rollout stands, as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// The Deployment's `metadata.generation` this was decided from.
+    pub generation: u64,
+    pub params: RolloutParams,
+    /// The current template's hash and revision number (0: not recorded yet).
+    pub hash: String,
+    pub revision: u64,
+    pub status: RolloutStatus,
+    /// No progress for `progressDeadlineSeconds`.
+    pub deadline_exceeded: bool,
+}
+
+/// Progress of every Deployment, by (namespace, name).
+pub type Progresses = BTreeMap<(String, String), Progress>;
+
+/// The memory of the rollouts on this node.
+#[derive(Debug, Default)]
+pub struct Rollouts {
+    /// Pod id -> unix ms when first seen Ready (on a live node, not terminating).
+    ready_since: HashMap<String, u64>,
+    last_progress: HashMap<(String, String), LastProgress>,
+}
+
+/// When a rollout last progressed: its template hash, the time (unix ms),
+/// and the best (updated, available) counts seen since it started.
+#[derive(Debug, Clone)]
+struct LastProgress {
+    hash: String,
+    at_ms: u64,
+    best: (u32, u32),
+}
+
+/// One Deployment's decision: which (slot, revision hash) pods it wants.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Wanted {
+    pub namespace: String,
+    pub name: String,
+    pub pods: Vec<(u32, String)>,
+}
+
+/// The recorded revision `hash` of Deployment `d`.
+fn revision_of<'a>(snapshot: &'a Snapshot, d: &Deployment, hash: &str) -> Option<&'a Revision> {
+    let ns = d.metadata.namespace.as_deref().unwrap_or_default();
+    let uid = d.metadata.uid.as_deref().unwrap_or_default();
+    snapshot
+        .revisions
+        .get(&(ns.to_string(), revision_name(&d.metadata.name, hash)))
+        .map(Arc::as_ref)
+        .filter(|r| r.deployment_uid == uid)
+}
+
+impl Rollouts {
+    /// Decides every Deployment of `snapshot` from what `view` shows at
+    /// `now_ms`. `linger_ms`: how long a pod must have been seen Ready before
+    /// it counts as available, on top of `minReadySeconds`.
+    pub fn decide(
+        &mut self,
+        snapshot: &Snapshot,
+        view: &ClusterView,
+        linger_ms: u64,
+        now_ms: u64,
+    ) -> (Vec<Wanted>, Progresses) {
+        let mut by_owner: HashMap<&str, Vec<&PodStatus>> = HashMap::new();
+        let mut ready_now = HashSet::new();
+        for n in view.nodes.values().filter(|n| n.state.alive()) {
+            for st in n.pods.values() {
+                if st.terminating || !matches!(st.phase, Phase::Pending | Phase::Running) {
+                    continue;
+                }
+                by_owner.entry(st.owner_uid.as_str()).or_default().push(st);
+                if st.ready {
+                    ready_now.insert(st.id());
+                }
+            }
+        }
+        self.ready_since.retain(|id, _| ready_now.contains(id));
+        for id in ready_now {
+            self.ready_since.entry(id).or_insert(now_ms);
+        }
+        let mut wanted = Vec::new();
+        let mut progress = Progresses::new();
+        let mut seen = HashSet::new();
+        for o in snapshot.of_kind(Kind::Deployment) {
+            let Object::Deployment(d) = &o.object else { continue };
+            let ns = d.metadata.namespace.clone().unwrap_or_default();
+            let key = (ns.clone(), d.metadata.name.clone());
+            seen.insert(key.clone());
+            let params = RolloutParams::of(&d.spec);
+            let current = template_hash(&d.spec.template);
+            let uid = d.metadata.uid.as_deref().unwrap_or_default();
+            let min_ready_ms = params.min_ready_secs * 1000 + linger_ms;
+            let mut obs = Observed::new();
+            for st in by_owner.get(uid).map(Vec::as_slice).unwrap_or_default() {
+                let Some((hash, index)) = parse_pod_name(&d.metadata.name, &st.name) else { continue };
+                let available = st.ready
+                    && self.ready_since.get(&st.id()).is_some_and(|t| now_ms.saturating_sub(*t) >= min_ready_ms);
+                let slot = obs.entry(index).or_default();
+                // One pod reported by two nodes (a handoff) is one pod.
+                match slot.iter_mut().find(|p| p.hash == hash) {
+                    Some(p) => {
+                        p.ready |= st.ready;
+                        p.available |= available;
+                    }
+                    None => slot.push(ObservedPod { hash: hash.to_string(), ready: st.ready, available }),
+                }
+            }
+            let known = |h: &str| h == current || revision_of(snapshot, d, h).is_some();
+            let decision = rollout::decide(&params, &current, &known, &obs);
+            let deadline_exceeded = self.deadline(&key, &current, &params, &decision.status, now_ms);
+            let revision = revision_of(snapshot, d, &current).map_or(0, |r| r.revision);
+            wanted.push(Wanted { namespace: ns, name: d.metadata.name.clone(), pods: decision.pods });
+            let generation = d.metadata.generation.unwrap_or(1);
+            progress.insert(
+                key,
+                Progress { generation, params, hash: current, revision, status: decision.status, deadline_exceeded },
+            );
+        }
+        self.last_progress.retain(|k, _| seen.contains(k));
+        (wanted, progress)
+    }
+
+    /// Whether the rollout of `key` made no progress for its deadline. Any
+    /// rise of the updated or available counts is progress; a new template
+    /// starts the clock again.
+    fn deadline(
+        &mut self,
+        key: &(String, String),
+        hash: &str,
+        p: &RolloutParams,
+        s: &RolloutStatus,
+        now_ms: u64,
+    ) -> bool {
+        let counts = (s.updated, s.available);
+        let fresh = || LastProgress { hash: hash.to_string(), at_ms: now_ms, best: counts };
+        let e = self.last_progress.entry(key.clone()).or_insert_with(fresh);
+        if e.hash != hash {
+            *e = fresh();
+        }
+        if counts.0 > e.best.0 || counts.1 > e.best.1 {
+            e.at_ms = now_ms;
+            e.best = (counts.0.max(e.best.0), counts.1.max(e.best.1));
+        }
+        !s.complete && !p.paused && now_ms.saturating_sub(e.at_ms) > p.progress_deadline_secs * 1000
+    }
+}
+
+/// The DesiredPods of the Deployments' decisions (pods of a revision whose
+/// template is not known here are left out: they cannot be run).
+pub fn desired_of(snapshot: &Snapshot, wanted: &[Wanted]) -> Vec<DesiredPod> {
+    let mut out = Vec::new();
+    for w in wanted {
+        let key =
+            crate::model::ObjectKey { kind: Kind::Deployment, namespace: w.namespace.clone(), name: w.name.clone() };
+        let Some(Object::Deployment(d)) = snapshot.get(&key).map(|o| &o.object) else { continue };
+        let current = template_hash(&d.spec.template);
+        let owner = OwnerRef {
+            kind: Kind::Deployment,
+            name: d.metadata.name.clone(),
+            uid: d.metadata.uid.clone().unwrap_or_default(),
+        };
+        let fenced = d.spec.fencing.as_deref() == Some("Majority");
+        for (i, h) in &w.pods {
+            let template =
+                if *h == current { Some(&d.spec.template) } else { revision_of(snapshot, d, h).map(|r| &r.template) };
+            if let Some(t) = template {
+                out.push(deployment_pod(&w.namespace, owner.clone(), *i, t, h, fenced));
+            }
+        }
+    }
+    out
+}
