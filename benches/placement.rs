@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use shoal::model::Kind;
 use shoal::model::pods::{DesiredPod, OwnerRef, Resources, RestartPolicy, RuntimeKind};
 use shoal::model::types::PodSpec;
-use shoal::placement::{DEFAULT_EPSILON, NodeSpec, place};
+use shoal::placement::{NodeSpec, place};
 
 fn nodes(n: usize) -> Vec<NodeSpec> {
     (0..n)
@@ -23,6 +23,7 @@ fn nodes(n: usize) -> Vec<NodeSpec> {
                 labels: BTreeMap::new(),
                 runtimes: [RuntimeKind::Process].into(),
                 max_pods: 1000,
+                unschedulable: false,
             }
         })
         .collect()
@@ -56,7 +57,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     for (replicas, n) in [(10_000, 100), (100_000, 1_000)] {
         let (ns, ps) = (nodes(n), pods(replicas));
-        g.bench_function(format!("{replicas}x{n}"), |b| b.iter(|| place(&ns, &ps, DEFAULT_EPSILON)));
+        g.bench_function(format!("{replicas}x{n}"), |b| b.iter(|| place(&ns, &ps, &BTreeMap::new())));
     }
     g.finish();
 }

@@ -1,6 +1,7 @@
 //! Placement figures: replicas moved when one of N nodes leaves or joins (as a
 //! multiple of the minimum, which is the replicas that node held or receives),
-//! and the max/fair load ratio on mixed-capacity clusters.
+//! replicas of other workloads moved when one more workload is applied, and
+//! the max/fair load ratio on mixed-capacity clusters.
 //!
 //! `cargo run --release --example placement_report`
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use shoal::model::Kind;
 use shoal::model::pods::{DesiredPod, OwnerRef, Resources, RestartPolicy, RuntimeKind};
 use shoal::model::types::PodSpec;
-use shoal::placement::{DEFAULT_EPSILON, NodeSpec, Placement, place};
+use shoal::placement::{NodeSpec, Placement, place};
 
 fn node(i: usize) -> NodeSpec {
     // A homelab mix: Pi, NAS, mini PCs, a big box.
@@ -23,6 +24,7 @@ fn node(i: usize) -> NodeSpec {
         labels: BTreeMap::new(),
         runtimes: [RuntimeKind::Process].into(),
         max_pods: 10_000,
+        unschedulable: false,
     }
 }
 
@@ -61,28 +63,33 @@ fn max_over_fair(nodes: &[NodeSpec], p: &Placement, total: usize) -> f64 {
 
 fn main() {
     println!(
-        "| nodes | replicas | leave: moved / minimum | join: moved / minimum | max/fair load (mixed 1,2,4,4,16 cores) |"
+        "| nodes | replicas | leave: moved / minimum | join: moved / minimum | unrelated apply: moved | max/fair load (mixed 1,2,4,4,16 cores) |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for n in [5usize, 50, 500] {
         let total = 20 * n;
         let ps = pods(total);
         let all: Vec<NodeSpec> = (0..n).map(node).collect();
-        let full = place(&all, &ps, DEFAULT_EPSILON);
+        let full = place(&all, &ps, &BTreeMap::new());
         // Leave: average over several victims of different sizes.
         let (mut m_sum, mut min_sum) = (0usize, 0usize);
         for v in [1usize, 2, 3, 4, n - 1].iter().map(|v| v % n) {
             let rest: Vec<NodeSpec> = all.iter().filter(|x| x.name != all[v].name).cloned().collect();
-            let after = place(&rest, &ps, DEFAULT_EPSILON);
+            let after = place(&rest, &ps, &BTreeMap::new());
             m_sum += moved(&full, &after);
             min_sum += full.owners.values().filter(|o| **o == all[v].name).count();
         }
         // Join: the last node joins a cluster of n - 1.
-        let before = place(&all[..n - 1], &ps, DEFAULT_EPSILON);
+        let before = place(&all[..n - 1], &ps, &BTreeMap::new());
         let j_moved = moved(&before, &full);
         let j_min = full.owners.values().filter(|o| **o == all[n - 1].name).count();
+        // One more workload of 10 replicas: does any other replica move?
+        let mut more = ps.clone();
+        more.extend(pods(total + 10).into_iter().skip(total));
+        let with = place(&all, &more, &BTreeMap::new());
+        let unrelated = full.owners.iter().filter(|(id, o)| with.owners.get(*id) != Some(*o)).count();
         println!(
-            "| {n} | {total} | {m_sum} / {min_sum} = {:.2}x | {j_moved} / {j_min} = {:.2}x | {:.3} |",
+            "| {n} | {total} | {m_sum} / {min_sum} = {:.2}x | {j_moved} / {j_min} = {:.2}x | {unrelated} | {:.3} |",
             m_sum as f64 / min_sum.max(1) as f64,
             j_moved as f64 / j_min.max(1) as f64,
             max_over_fair(&all, &full, total)

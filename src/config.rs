@@ -210,8 +210,10 @@ impl Default for StateSection {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlacementSection {
-    /// Balance slack: no node takes more than ceil((1 + epsilon) · its fair share).
-    pub epsilon: f64,
+    /// No longer used (each workload is spread evenly on its own); accepted
+    /// so that older config files still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
     /// A fenced pod whose node was declared Dead starts elsewhere only this
     /// long after: the time that node needs to notice it lost its majority.
     #[serde(with = "humantime_serde")]
@@ -220,7 +222,7 @@ pub struct PlacementSection {
 
 impl Default for PlacementSection {
     fn default() -> Self {
-        PlacementSection { epsilon: crate::placement::DEFAULT_EPSILON, fence_delay: Duration::from_secs(10) }
+        PlacementSection { epsilon: None, fence_delay: Duration::from_secs(10) }
     }
 }
 
@@ -390,9 +392,6 @@ impl NodeConfig {
         }
         if self.state.write_replicas == 0 {
             return Err(invalid("state.write_replicas", "must be at least 1"));
-        }
-        if !(self.placement.epsilon >= 0.0 && self.placement.epsilon <= 10.0) {
-            return Err(invalid("placement.epsilon", "must be between 0 and 10"));
         }
         if self.membership.phi_threshold < 1.0 {
             return Err(invalid("membership.phi_threshold", "must be at least 1"));

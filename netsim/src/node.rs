@@ -149,7 +149,7 @@ impl SimNode {
             allocatable: capacity,
             weight: cpu,
             max_pods: 10_000,
-            labels: Default::default(),
+            labels: [("kubernetes.io/hostname".to_string(), self.name.clone())].into(),
             runtimes: [RuntimeKind::Process].into(),
             arch: "sim".into(),
             os: "sim".into(),

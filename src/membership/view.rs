@@ -54,6 +54,7 @@ impl NodeInfo {
             labels: self.labels.clone(),
             runtimes: self.runtimes.clone(),
             max_pods: self.max_pods,
+            unschedulable: false,
         }
     }
 }

@@ -18,4 +18,6 @@ pub struct NodeSpec {
     pub labels: BTreeMap<String, String>,
     pub runtimes: BTreeSet<RuntimeKind>,
     pub max_pods: u32,
+    /// Cordoned: it keeps the pods pinned to it, and takes no other.
+    pub unschedulable: bool,
 }

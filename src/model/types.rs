@@ -211,6 +211,33 @@ pub struct PodSpec {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+}
+
+/// How a workload's replicas spread over the values of a node label.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopologySpreadConstraint {
+    /// Most replicas one domain may have beyond the emptiest one.
+    pub max_skew: i64,
+    /// A node label: `kubernetes.io/hostname`, a zone or room label...
+    pub topology_key: String,
+    /// `DoNotSchedule` (a replica waits rather than break the skew) or
+    /// `ScheduleAnyway` (a preference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_unsatisfiable: Option<String>,
+    /// Which pods count: Shoal counts the workload's own replicas, so it
+    /// must select the pod's own labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<LabelSelector>,
+}
+
+impl TopologySpreadConstraint {
+    /// A hard constraint (the default, as in Kubernetes).
+    pub fn hard(&self) -> bool {
+        self.when_unsatisfiable.as_deref() != Some("ScheduleAnyway")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -233,6 +233,39 @@ fn pod_template(r: &mut Report, path: &str, t: &PodTemplateSpec) {
     labels(r, &join_key(path, "metadata.labels"), &t.metadata.labels);
     annotations(r, &join_key(path, "metadata.annotations"), &t.metadata.annotations);
     pod_spec(r, &join_key(path, "spec"), &t.spec);
+    spread(r, &join_key(path, "spec.topologySpreadConstraints"), t);
+}
+
+fn spread(r: &mut Report, path: &str, t: &PodTemplateSpec) {
+    let mut keys = BTreeSet::new();
+    for (i, c) in t.spec.topology_spread_constraints.iter().enumerate() {
+        let p = join_index(path, i);
+        range(r, &join_key(&p, "maxSkew"), Some(c.max_skew), 1, i64::from(i32::MAX));
+        r.check(&join_key(&p, "topologyKey"), names::label_key(&c.topology_key));
+        if c.topology_key.is_empty() {
+            r.err(join_key(&p, "topologyKey"), "must name a node label, e.g. kubernetes.io/hostname");
+        }
+        if !keys.insert((c.topology_key.as_str(), c.hard())) {
+            r.err(join_key(&p, "topologyKey"), format!("{:?} appears twice", c.topology_key));
+        }
+        match c.when_unsatisfiable.as_deref() {
+            None | Some("DoNotSchedule") | Some("ScheduleAnyway") => {}
+            Some(other) => r.err(
+                join_key(&p, "whenUnsatisfiable"),
+                format!("must be DoNotSchedule or ScheduleAnyway (got {other:?})"),
+            ),
+        }
+        if let Some(sel) = &c.label_selector {
+            let own = sel.match_expressions.is_none()
+                && sel.match_labels.iter().all(|(k, v)| t.metadata.labels.get(k) == Some(v));
+            if !own {
+                r.err(
+                    join_key(&p, "labelSelector"),
+                    "must select the pod's own labels (matchLabels only): Shoal spreads a workload's own replicas",
+                );
+            }
+        }
+    }
 }
 
 fn pod_spec(r: &mut Report, path: &str, s: &PodSpec) {

@@ -77,7 +77,6 @@ impl Settings {
             anti_entropy_interval: c.state.anti_entropy_interval,
             tombstone_horizon: c.state.tombstone_horizon,
             plan: PlanRules {
-                epsilon: c.placement.epsilon,
                 fence_delay_secs: c.placement.fence_delay.as_secs(),
                 linger_ms: c.agent.handoff_linger.as_millis() as u64,
             },

@@ -64,7 +64,7 @@ pub fn self_info(
         allocatable: Resources { cpu_millis: cpu.saturating_sub(rcpu), memory_bytes: mem.saturating_sub(rmem) },
         weight: cfg.capacity.weight.unwrap_or(cpu).max(1),
         max_pods: cfg.capacity.max_pods,
-        labels: cfg.labels.clone(),
+        labels: node_labels(cfg, &r.name),
         runtimes: runtimes.iter().copied().collect(),
         arch: std::env::consts::ARCH.into(),
         os: std::env::consts::OS.into(),
@@ -74,6 +74,29 @@ pub fn self_info(
         schedulable: false,
         settling: false,
     })
+}
+
+/// The node's labels: the configured ones, and Kubernetes' well-known
+/// `kubernetes.io/hostname`, `kubernetes.io/arch` and `kubernetes.io/os`
+/// (so that `nodeSelector: {kubernetes.io/arch: arm64}` works on a mixed
+/// homelab); configured values win.
+pub fn node_labels(cfg: &NodeConfig, name: &str) -> std::collections::BTreeMap<String, String> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    let mut l: std::collections::BTreeMap<String, String> = [
+        ("kubernetes.io/hostname", name.to_string()),
+        ("kubernetes.io/arch", arch.to_string()),
+        ("kubernetes.io/os", std::env::consts::OS.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    l.extend(cfg.labels.clone());
+    l
 }
 
 /// Records this start in the data dir; returns the unix seconds of the

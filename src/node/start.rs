@@ -159,6 +159,11 @@ fn seeds(cfg: &NodeConfig, r: &Resolved, joined: Vec<String>, advertise: SocketA
 impl Node {
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         let r = cfg.resolve()?;
+        if cfg.placement.epsilon.is_some() {
+            tracing::warn!(
+                "placement.epsilon is no longer used (each workload is spread evenly on its own); remove it"
+            );
+        }
         let dd = r.data_dir.clone();
         std::fs::create_dir_all(&dd).map_err(|e| NodeError::DataDir(dd.display().to_string(), e))?;
         let _ = std::fs::set_permissions(&dd, std::fs::Permissions::from_mode(0o700));

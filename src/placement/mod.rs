@@ -1,27 +1,32 @@
 //! Placement: which node owns each pod. A pure, deterministic function of the
 //! live nodes and the desired pods, evaluated independently by every node.
 //!
-//! Capacity-weighted rendezvous hashing (each node scores each pod with
-//! `weight / -ln(u)`, `u` a hash of both names; the best score wins) with
-//! bounded loads (Mirrokni, Thorup, Zadimoghaddam: no node above
-//! `ceil((1 + ε) · its fair share)`), plus hard constraints: runtime, node
-//! selector, resource requests, pod count. Replicas of one workload go to
-//! distinct nodes while there are nodes left. No clock, no RNG, no map
-//! iteration order, no `std::hash`: hashes are blake3 over explicit bytes
-//! mixed with a fixed integer finalizer.
+//! Each workload (the pods of one revision of a Deployment, or of one Job)
+//! is spread on its own: its pods, in slot order, each go to the best node
+//! (capacity-weighted rendezvous hashing: each node scores each pod with
+//! `weight / -ln(u)`, `u` a hash of both names) among those still below
+//! their share, `ceil(pods so far × weight / total weight)`. On equal nodes
+//! a workload's counts per node differ by at most one; on mixed ones they
+//! stay within one of proportional. A pod's node depends only on its own
+//! workload and the earlier slots, so scaling keeps the others where they
+//! are, and other workloads come in only through capacity (requests, pod
+//! counts) when it binds. Hard constraints: runtime, node selector,
+//! resources, pod count, `topologySpreadConstraints` with
+//! `DoNotSchedule`; `ScheduleAnyway` ones are preferences. Pods *pinned* to a
+//! node (on a cordoned node, where they stay until drained) are placed there
+//! first. No clock, no RNG, no map iteration order, no `std::hash`: hashes
+//! are blake3 over explicit bytes mixed with a fixed integer finalizer.
 #![deny(clippy::disallowed_methods)]
 
 pub mod deployments;
 pub mod plan;
 pub mod rollout;
+mod spread;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub use crate::model::node::NodeSpec;
 use crate::model::pods::{DesiredPod, Resources};
-
-/// Default balance slack ε.
-pub const DEFAULT_EPSILON: f64 = 0.25;
 
 /// The outcome: an owner for every placed pod, a reason for every other.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -101,7 +106,6 @@ struct Node<'a> {
     seed: u64,
     used: Resources,
     pods: u32,
-    cap: u32,
     // Copied from `spec` so the hot loop stays in one cache line.
     alloc: Resources,
     max_pods: u32,
@@ -184,79 +188,30 @@ fn selector_matches(pod: &DesiredPod, n: &NodeSpec) -> bool {
 }
 
 /// Places every pod. Same inputs (in any order) give the same answer.
-pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], epsilon: f64) -> Placement {
+/// `pinned`: pods that stay on a given node (it is cordoned, they run there).
+pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], pinned: &BTreeMap<String, String>) -> Placement {
     let mut specs: Vec<&NodeSpec> = nodes.iter().collect();
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs.dedup_by(|a, b| a.name == b.name);
-    let mut order: Vec<&DesiredPod> = pods.iter().collect();
-    order.sort_by(|a, b| {
-        (&a.namespace, a.owner.kind, &a.owner.name, a.index, &a.name).cmp(&(
-            &b.namespace,
-            b.owner.kind,
-            &b.owner.name,
-            b.index,
-            &b.name,
-        ))
-    });
-    order.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
-
-    let total_weight: u128 = specs.iter().map(|s| u128::from(s.weight.max(1))).sum();
-    let total_pods = order.len() as u128;
-    let eps = epsilon.max(0.0);
     let mut state: Vec<Node<'_>> = specs
         .iter()
-        .map(|s| {
-            let fair = (total_pods * u128::from(s.weight.max(1))) as f64 / total_weight.max(1) as f64;
-            Node {
-                spec: s,
-                seed: seed(s.name.as_bytes()),
-                used: Resources::default(),
-                pods: 0,
-                cap: ((1.0 + eps) * fair).ceil().max(1.0) as u32,
-                alloc: s.allocatable,
-                max_pods: s.max_pods,
-            }
+        .map(|s| Node {
+            spec: s,
+            seed: seed(s.name.as_bytes()),
+            used: Resources::default(),
+            pods: 0,
+            alloc: s.allocatable,
+            max_pods: s.max_pods,
         })
         .collect();
-    // Nodes grouped by weight: within a group the largest hash has the best
-    // score, so the log is computed once per group rather than once per node.
     let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, n) in state.iter().enumerate() {
         groups.entry(n.spec.weight.max(1)).or_default().push(i);
     }
     let groups: Vec<(u64, Vec<usize>)> = groups.into_iter().collect();
-
     let mut out = Placement::default();
-    // Per workload: which nodes host a replica, and which nodes are eligible.
-    let mut siblings: HashMap<(String, String), Vec<bool>> = HashMap::new();
-    let mut eligible: HashMap<(String, String), Vec<bool>> = HashMap::new();
-    for pod in order {
-        let wl = (pod.namespace.clone(), format!("{}/{}", pod.owner.kind.as_str(), pod.owner.name));
-        let elig = eligible.entry(wl.clone()).or_insert_with(|| {
-            state.iter().map(|n| n.spec.runtimes.contains(&pod.runtime) && selector_matches(pod, n.spec)).collect()
-        });
-        let sib = siblings.entry(wl).or_insert_with(|| vec![false; state.len()]);
-        let ps = seed(format!("{}/{}", pod.namespace, pod.name).as_bytes());
-        // Preference: under the cap on a node without a sibling replica;
-        // then under the cap; then anywhere it fits.
-        let req = pod.requests;
-        let fits =
-            |i: usize, n: &Node<'_>| elig[i] && n.pods < n.max_pods && n.used.saturating_add(req).fits_within(n.alloc);
-        let pick = best_in(&groups, &state, ps, |i, n| !sib[i] && n.pods < n.cap && fits(i, n))
-            .or_else(|| best_in(&groups, &state, ps, |i, n| n.pods < n.cap && fits(i, n)))
-            .or_else(|| best_in(&groups, &state, ps, fits));
-        match pick {
-            Some(i) => {
-                let n = &mut state[i];
-                n.used = n.used.saturating_add(pod.requests);
-                n.pods += 1;
-                sib[i] = true;
-                out.owners.insert(pod.id(), n.spec.name.clone());
-            }
-            None => {
-                out.pending.insert(pod.id(), pending_reason(pod, &state));
-            }
-        }
+    for workload in spread::workloads(pods) {
+        spread::place_workload(&workload, &mut state, &groups, pinned, &mut out);
     }
     out
 }

@@ -67,7 +67,6 @@ pub struct PlanView {
 /// Settings of planning.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanRules {
-    pub epsilon: f64,
     /// A fenced pod last reported by a node declared Dead less than this
     /// long ago is not started elsewhere yet: that node may still run it
     /// until it notices it lost its majority.
@@ -196,7 +195,7 @@ impl Planner {
             let mut desired = desired_pods(jobs, &snapshot.pod_results);
             desired.extend(desired_of(snapshot, &wanted));
             desired.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-            let mut placement = place(&nodes, &desired, rules.epsilon);
+            let mut placement = place(&nodes, &desired, &BTreeMap::new());
             if nodes.is_empty() && settling > 0 {
                 for why in placement.pending.values_mut() {
                     *why = format!(
@@ -309,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_node_that_just_lost_its_majority_keeps_its_placement_for_a_grace() {
-        let rules = PlanRules { epsilon: 0.25, fence_delay_secs: 10, linger_ms: 1000 };
+        let rules = PlanRules { fence_delay_secs: 10, linger_ms: 1000 };
         let snap = snapshot();
         let mut p = Planner::default();
         let all = p.plan(&snap, &view(&["a", "b", "c"], true), &rules, 100_000);

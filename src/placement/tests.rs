@@ -19,6 +19,7 @@ pub(crate) fn node(name: &str, cpu_cores: u64, mem_gib: u64) -> NodeSpec {
         labels: BTreeMap::new(),
         runtimes: [RuntimeKind::Process].into(),
         max_pods: 10_000,
+        unschedulable: false,
     }
 }
 
@@ -65,7 +66,7 @@ fn neg_log_is_monotonic_and_exact_at_the_ends() {
 fn twenty_replicas_on_five_mixed_nodes() {
     let nodes =
         vec![node("big", 16, 64), node("mid-a", 4, 16), node("mid-b", 4, 16), node("nas", 2, 8), node("pi", 1, 4)];
-    let p = place(&nodes, &pods("web", 20, Resources::default()), DEFAULT_EPSILON);
+    let p = place(&nodes, &pods("web", 20, Resources::default()), &BTreeMap::new());
     assert!(p.pending.is_empty());
     let loads = p.loads();
     assert!(loads["big"] > loads["mid-a"] && loads["big"] > loads["pi"], "{loads:?}");
@@ -73,15 +74,97 @@ fn twenty_replicas_on_five_mixed_nodes() {
     assert_eq!(loads.len(), 5, "every node gets at least one replica: {loads:?}");
     let total_w: u64 = nodes.iter().map(|n| n.weight).sum();
     for n in &nodes {
-        let cap = ((1.0 + DEFAULT_EPSILON) * 20.0 * n.weight as f64 / total_w as f64).ceil() as usize;
-        assert!(loads[n.name.as_str()] <= cap.max(1), "{} over its bound: {loads:?}", n.name);
+        let cap = (20 * n.weight).div_ceil(total_w) as usize;
+        assert!(loads[n.name.as_str()] <= cap.max(1), "{} over its share: {loads:?}", n.name);
     }
+}
+
+#[test]
+fn six_replicas_on_three_equal_nodes_are_two_two_two() {
+    let nodes: Vec<NodeSpec> = ["a", "b", "c"].iter().map(|n| node(n, 4, 16)).collect();
+    let p = place(&nodes, &pods("web", 6, Resources::default()), &BTreeMap::new());
+    assert_eq!(p.loads().values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+}
+
+fn zoned(n: usize) -> Vec<NodeSpec> {
+    (0..n)
+        .map(|i| {
+            let mut x = node(&format!("n{i}"), 4, 16);
+            x.labels.insert("zone".into(), ["attic", "basement"][i % 2].into());
+            x.labels.insert("kubernetes.io/hostname".into(), format!("n{i}"));
+            x
+        })
+        .collect()
+}
+
+fn with_spread(mut ps: Vec<DesiredPod>, key: &str, skew: i64, when: &str) -> Vec<DesiredPod> {
+    let c = crate::model::types::TopologySpreadConstraint {
+        max_skew: skew,
+        topology_key: key.into(),
+        when_unsatisfiable: Some(when.into()),
+        label_selector: None,
+    };
+    for p in &mut ps {
+        Arc::make_mut(&mut p.spec).topology_spread_constraints = vec![c.clone()];
+    }
+    ps
+}
+
+#[test]
+fn topology_spread_over_a_node_label() {
+    // Three nodes in the attic, one in the basement: zones stay within maxSkew 1.
+    let mut nodes = zoned(4);
+    nodes[1].labels.insert("zone".into(), "attic".into());
+    let ps = with_spread(pods("web", 4, Resources::default()), "zone", 1, "DoNotSchedule");
+    let p = place(&nodes, &ps, &BTreeMap::new());
+    let zone = |n: &str| nodes.iter().find(|x| x.name == n).unwrap().labels["zone"].clone();
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for o in p.owners.values() {
+        *per.entry(zone(o)).or_default() += 1;
+    }
+    assert_eq!(per, BTreeMap::from([("attic".to_string(), 2), ("basement".to_string(), 2)]));
+    // The basement node cannot take more: a fifth replica may go to the attic
+    // (skew 1), a sixth would break the skew and waits, with the reason.
+    let mut nodes1 = nodes.clone();
+    nodes1[3].max_pods = 2;
+    let ps = with_spread(pods("web", 6, Resources::default()), "zone", 1, "DoNotSchedule");
+    let p = place(&nodes1, &ps, &BTreeMap::new());
+    assert_eq!(p.owners.len(), 5, "{p:?}");
+    assert!(p.pending.values().all(|w| w.contains("maxSkew 1") && w.contains("zone")), "{:?}", p.pending);
+    // ScheduleAnyway: a preference, not a wait.
+    let ps = with_spread(pods("web", 6, Resources::default()), "zone", 1, "ScheduleAnyway");
+    assert!(place(&nodes1, &ps, &BTreeMap::new()).pending.is_empty());
+    // DoNotSchedule leaves out nodes without the label.
+    let mut nodes2 = zoned(3);
+    nodes2[2].labels.remove("zone");
+    let ps = with_spread(pods("web", 4, Resources::default()), "zone", 1, "DoNotSchedule");
+    let p = place(&nodes2, &ps, &BTreeMap::new());
+    assert!(p.owners.values().all(|o| o != "n2"), "{p:?}");
+}
+
+#[test]
+fn pinned_pods_stay_on_a_cordoned_node_that_takes_nothing_else() {
+    let mut nodes = cluster(3);
+    let ps = pods("web", 6, Resources::default());
+    let before = place(&nodes, &ps, &BTreeMap::new());
+    let victim = nodes[1].name.clone();
+    nodes[1].unschedulable = true;
+    let pinned: BTreeMap<String, String> =
+        before.owners.iter().filter(|(_, o)| **o == victim).map(|(id, o)| (id.clone(), o.clone())).collect();
+    assert!(!pinned.is_empty());
+    let after = place(&nodes, &ps, &pinned);
+    for (id, o) in &after.owners {
+        assert_eq!(o == &victim, pinned.contains_key(id), "{id} on {o}");
+    }
+    // Unpinned (drained), they all go elsewhere.
+    let drained = place(&nodes, &ps, &BTreeMap::new());
+    assert!(drained.owners.values().all(|o| *o != victim));
 }
 
 #[test]
 fn replicas_spread_over_distinct_nodes_first() {
     let nodes = cluster(5);
-    let p = place(&nodes, &pods("web", 5, Resources::default()), DEFAULT_EPSILON);
+    let p = place(&nodes, &pods("web", 5, Resources::default()), &BTreeMap::new());
     let distinct: BTreeSet<&String> = p.owners.values().collect();
     assert_eq!(distinct.len(), 5);
 }
@@ -90,17 +173,17 @@ fn replicas_spread_over_distinct_nodes_first() {
 fn pending_reasons_name_the_constraint() {
     let nodes = cluster(5);
     let big = Resources { cpu_millis: 100, memory_bytes: 100 << 30 };
-    let p = place(&nodes, &pods("db", 1, big), DEFAULT_EPSILON);
+    let p = place(&nodes, &pods("db", 1, big), &BTreeMap::new());
     assert_eq!(p.pending["default/db-0"], "insufficient memory on all 5 nodes");
     let mut sel = pods("x", 1, Resources::default());
     Arc::make_mut(&mut sel[0].spec).node_selector.insert("disk".into(), "ssd".into());
-    let p = place(&nodes, &sel, DEFAULT_EPSILON);
+    let p = place(&nodes, &sel, &BTreeMap::new());
     assert_eq!(p.pending["default/x-0"], "no node matches nodeSelector disk=ssd");
     let mut dock = pods("img", 1, Resources::default());
     dock[0].runtime = RuntimeKind::Docker;
-    let p = place(&nodes, &dock, DEFAULT_EPSILON);
+    let p = place(&nodes, &dock, &BTreeMap::new());
     assert_eq!(p.pending["default/img-0"], "no node offers the docker runtime (5 nodes checked)");
-    let p = place(&[], &pods("a", 1, Resources::default()), DEFAULT_EPSILON);
+    let p = place(&[], &pods("a", 1, Resources::default()), &BTreeMap::new());
     assert_eq!(p.pending["default/a-0"], "no live node");
 }
 
@@ -112,7 +195,7 @@ fn node_selector_is_honoured() {
     for p in &mut ps {
         Arc::make_mut(&mut p.spec).node_selector.insert("disk".into(), "ssd".into());
     }
-    let p = place(&nodes, &ps, DEFAULT_EPSILON);
+    let p = place(&nodes, &ps, &BTreeMap::new());
     assert!(p.owners.values().all(|n| n == &nodes[2].name));
 }
 
@@ -152,19 +235,19 @@ proptest! {
 
     #[test]
     fn same_inputs_any_order_same_placement(nodes in arb_nodes(), ps in arb_pods(), rot in 0usize..50) {
-        let a = place(&nodes, &ps, DEFAULT_EPSILON);
+        let a = place(&nodes, &ps, &BTreeMap::new());
         let mut n2 = nodes.clone();
         n2.reverse();
         let k = rot % n2.len();
         n2.rotate_left(k);
         let mut p2 = ps.clone();
         p2.reverse();
-        prop_assert_eq!(a, place(&n2, &p2, DEFAULT_EPSILON));
+        prop_assert_eq!(a, place(&n2, &p2, &BTreeMap::new()));
     }
 
     #[test]
     fn capacity_and_constraints_never_violated(nodes in arb_nodes(), ps in arb_pods()) {
-        let p = place(&nodes, &ps, DEFAULT_EPSILON);
+        let p = place(&nodes, &ps, &BTreeMap::new());
         prop_assert_eq!(p.owners.len() + p.pending.len(), ps.len());
         let mut used: BTreeMap<&str, Resources> = BTreeMap::new();
         for pod in &ps {
@@ -178,20 +261,56 @@ proptest! {
         }
     }
 
-    /// With no resource requests and no selectors, no node exceeds
-    /// ceil((1 + ε) · fair share).
+    /// With no resource requests and no selectors, no node holds more of a
+    /// workload than ceil(pods × weight / total weight).
     #[test]
-    fn balance_within_bound(nodes in arb_nodes(), n in 1u32..300) {
+    fn a_workload_stays_within_its_share(nodes in arb_nodes(), n in 1u32..300) {
         let ps = pods("w", n, Resources::default());
-        let p = place(&nodes, &ps, DEFAULT_EPSILON);
+        let p = place(&nodes, &ps, &BTreeMap::new());
         prop_assert!(p.pending.is_empty());
         let total_w: u64 = nodes.iter().map(|x| x.weight).sum();
         for (name, load) in p.loads() {
             let w = nodes.iter().find(|x| x.name == name).unwrap().weight;
-            let fair = n as f64 * w as f64 / total_w as f64;
-            let bound = ((1.0 + DEFAULT_EPSILON) * fair).ceil().max(1.0) as usize;
+            let bound = (u64::from(n) * w).div_ceil(total_w) as usize;
             prop_assert!(load <= bound, "{} has {} > {}", name, load, bound);
         }
+    }
+
+    /// On nodes of equal capacity a workload's counts differ by at most one
+    /// (Kubernetes' maxSkew 1), whatever else runs there.
+    #[test]
+    fn equal_nodes_skew_at_most_one(k in 1usize..12, n in 1u32..200, others in 0u32..50) {
+        let nodes: Vec<NodeSpec> = (0..k).map(|i| node(&format!("n{i}"), 4, 16)).collect();
+        let mut ps = pods("web", n, Resources::default());
+        ps.extend(pods("other", others, Resources::default()));
+        let p = place(&nodes, &ps, &BTreeMap::new());
+        let mut per: BTreeMap<&str, usize> = nodes.iter().map(|x| (x.name.as_str(), 0)).collect();
+        for (id, owner) in &p.owners {
+            if id.starts_with("default/web-") {
+                *per.get_mut(owner.as_str()).unwrap() += 1;
+            }
+        }
+        let (lo, hi) = (per.values().min().unwrap(), per.values().max().unwrap());
+        prop_assert!(hi - lo <= 1, "{:?}", per);
+    }
+
+    /// Applying, scaling or deleting another workload moves none of this
+    /// one's pods while capacity does not bind.
+    #[test]
+    fn other_workloads_and_scaling_move_nothing(nodes in arb_nodes(), n in 1u32..60, m in 0u32..60, extra in 1u32..20) {
+        let mine = pods("web", n, Resources::default());
+        let alone = place(&nodes, &mine, &BTreeMap::new());
+        let mut with = mine.clone();
+        with.extend(pods("api", m, Resources::default()));
+        let both = place(&nodes, &with, &BTreeMap::new());
+        for p in &mine {
+            prop_assert_eq!(alone.owners.get(&p.id()), both.owners.get(&p.id()));
+        }
+        // Scaling this one moves few of its pods: at most one per node whose
+        // share changed, plus the new ones' neighbours.
+        let bigger = place(&nodes, &pods("web", n + extra, Resources::default()), &BTreeMap::new());
+        let moved = mine.iter().filter(|p| alone.owners.get(&p.id()) != bigger.owners.get(&p.id())).count();
+        prop_assert!(moved <= extra as usize + nodes.len(), "scaling {} -> {} moved {}", n, n + extra, moved);
     }
 
     /// Removing a node moves its own pods plus a bounded cascade.
@@ -199,10 +318,10 @@ proptest! {
     fn removing_a_node_moves_little(n_nodes in 3usize..30, n_pods in 10u32..400, victim in any::<proptest::sample::Index>()) {
         let nodes = cluster(n_nodes);
         let ps = pods("w", n_pods, Resources::default());
-        let before = place(&nodes, &ps, DEFAULT_EPSILON);
+        let before = place(&nodes, &ps, &BTreeMap::new());
         let gone = nodes[victim.index(nodes.len())].name.clone();
         let rest: Vec<NodeSpec> = nodes.iter().filter(|n| n.name != gone).cloned().collect();
-        let after = place(&rest, &ps, DEFAULT_EPSILON);
+        let after = place(&rest, &ps, &BTreeMap::new());
         let own = before.owners.values().filter(|o| **o == gone).count();
         let moved = before.owners.iter().filter(|(id, o)| after.owners.get(*id) != Some(*o)).count();
         // The victim's pods must move; others move only through the bounded
@@ -216,8 +335,8 @@ proptest! {
     fn adding_a_node_moves_about_one_nth(n_nodes in 3usize..30, n_pods in 50u32..400) {
         let nodes = cluster(n_nodes);
         let ps = pods("w", n_pods, Resources::default());
-        let before = place(&nodes[..n_nodes - 1], &ps, DEFAULT_EPSILON);
-        let after = place(&nodes, &ps, DEFAULT_EPSILON);
+        let before = place(&nodes[..n_nodes - 1], &ps, &BTreeMap::new());
+        let after = place(&nodes, &ps, &BTreeMap::new());
         let newcomer = &nodes[n_nodes - 1].name;
         let gained = after.owners.values().filter(|o| *o == newcomer).count();
         let moved = before.owners.iter().filter(|(id, o)| after.owners.get(*id) != Some(*o)).count();
