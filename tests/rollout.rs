@@ -219,3 +219,93 @@ fn a_rollout_that_cannot_progress_exceeds_its_deadline() {
     // The old pods still serve: maxUnavailable 25% of 2 rounds down to 0.
     assert_eq!(d["status"]["availableReplicas"], 2, "{}", d["status"]);
 }
+
+#[test]
+fn drain_moves_every_pod_make_before_break_and_a_reboot_costs_nothing() {
+    let mut c = Cluster::start(3, FAST);
+    c.nodes[0].apply(&web(12, "", 1));
+    assert!(rollout_status(&c.nodes[0], 60).0);
+    // What a node reports running (waiting for it to be listed: a node that
+    // just restarted is missing from its peers' views for a moment).
+    let on = |node: &TestNode, name: &str| -> Vec<String> {
+        let v = poll(30, &format!("node {name} listed"), || node.json(&["get", "nodes", name]));
+        v["status"]["shoal"]["pods"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.as_str().map(String::from))
+            .collect()
+    };
+    let victim = c.nodes[2].name.clone();
+    let held = on(&c.nodes[0], &victim).len();
+    assert!(held >= 3, "n3 holds its share: {held}");
+    let poller = Poller::start(&c.nodes[1]);
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let o = c.nodes[0].cli(&["drain", &victim, "--timeout", "120s"]);
+    let took = t0.elapsed();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("drained"), "{out}");
+    assert!(on(&c.nodes[0], &victim).is_empty());
+    let nodes = c.nodes[0].ok(&["get", "nodes"]);
+    assert!(nodes.lines().any(|l| l.starts_with(&victim) && l.contains("SchedulingDisabled")), "{nodes}");
+    // A drained node reboots without costing a Ready replica.
+    c.nodes[2].kill9();
+    c.nodes[2].restart();
+    c.nodes[2].wait_healthy();
+    let n = &c.nodes[0];
+    std::thread::sleep(Duration::from_secs(3));
+    let (min, samples) = poller.finish();
+    eprintln!(
+        "drain of {victim} holding {held} of 12 replicas: {took:?}, min Ready {min} over {samples} samples (through its reboot)"
+    );
+    assert!(min >= 12, "Ready dropped to {min} during the drain or the reboot");
+    // Cordoned, it takes nothing new; uncordoned, it takes its share back.
+    n.apply(&web_deployment("extra", 6));
+    n.wait_ready("extra", 6, 60);
+    assert!(on(n, &victim).is_empty(), "a cordoned node took a new pod");
+    n.ok(&["uncordon", &victim]);
+    poll(60, "the node takes pods again", || {
+        let p = on(n, &victim);
+        if p.len() >= 3 { Ok(()) } else { Err(format!("{p:?}")) }
+    });
+    let bad = n.cli(&["cordon", "no-such-node"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no-such-node"));
+}
+
+#[test]
+fn replicas_spread_evenly_and_other_applies_move_none() {
+    let c = Cluster::start(3, FAST);
+    let n = &c.nodes[0];
+    n.apply(&web(6, "", 1));
+    assert!(rollout_status(n, 60).0);
+    let owners = |n: &TestNode| -> std::collections::BTreeMap<String, String> {
+        n.pods()
+            .iter()
+            .filter(|p| names_replica_of(p, "web"))
+            .map(|p| {
+                (
+                    p["metadata"]["name"].as_str().unwrap().to_string(),
+                    p["spec"]["nodeName"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let before = owners(n);
+    let mut per: std::collections::BTreeMap<&String, usize> = std::collections::BTreeMap::new();
+    for node in before.values() {
+        *per.entry(node).or_default() += 1;
+    }
+    assert_eq!(per.values().copied().collect::<Vec<_>>(), [2, 2, 2], "6 replicas on 3 equal nodes: {before:?}");
+    n.apply(&web_deployment("other", 5));
+    n.wait_ready("other", 5, 60);
+    n.apply(&web_deployment("third", 2));
+    n.wait_ready("third", 2, 60);
+    let after = owners(n);
+    let moved = before.iter().filter(|(p, o)| after.get(*p) != Some(*o)).count();
+    eprintln!("replicas of web moved by two unrelated applies: {moved}");
+    assert_eq!(moved, 0, "{before:?} -> {after:?}");
+}

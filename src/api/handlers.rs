@@ -416,12 +416,14 @@ pub async fn list_nodes(State(ctx): State<Ctx>) -> Json<Value> {
     let view = ctx.view.borrow().clone();
     let plan = ctx.plan.borrow().clone();
     let alloc = allocated(&ctx);
+    let snap = ctx.db.snapshot();
     let items = view
         .nodes
         .values()
         .map(|n| {
             let (r, c) = alloc.get(&n.info.name).copied().unwrap_or_default();
-            render::node_json(n, plan.schedulable.contains(&n.info.name), r, c)
+            let m = snap.maintenance.get(&n.info.name).copied();
+            render::node_json(n, plan.schedulable.contains(&n.info.name), m, r, c)
         })
         .collect();
     Json(render::list("Node", "v1", items))
@@ -433,7 +435,8 @@ pub async fn get_node(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
         view.nodes.get(&name).ok_or_else(|| ApiError::not_found(format!("node {name:?} (see `shoal get nodes`)")))?;
     let (r, c) = allocated(&ctx).get(&name).copied().unwrap_or_default();
     let sched = ctx.plan.borrow().schedulable.contains(&name);
-    Ok(Json(render::node_json(n, sched, r, c)))
+    let m = ctx.db.snapshot().maintenance.get(&name).copied();
+    Ok(Json(render::node_json(n, sched, m, r, c)))
 }
 
 fn events_json(ctx: &Ctx, ns: Option<&str>) -> Value {

@@ -1,7 +1,7 @@
 //! The HTTP/JSON API every node serves, and the client that talks to it.
 //!
 //! - `server`: routes, auth, limits; `handlers`, `logs`, `services`,
-//!   `rollouts`: endpoints;
+//!   `rollouts`, `maintenance`: endpoints;
 //! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
@@ -9,6 +9,7 @@ pub mod client;
 pub mod error;
 pub mod handlers;
 pub mod logs;
+pub mod maintenance;
 pub mod render;
 pub mod rollouts;
 pub mod server;

@@ -396,8 +396,21 @@ pub fn default_namespace_json() -> Value {
 }
 
 /// A node as Kubernetes JSON (plus `status.state`: Ready/Suspect/Dead/Left).
-pub fn node_json(n: &NodeView, schedulable: bool, allocated: crate::model::pods::Resources, pod_count: usize) -> Value {
+pub fn node_json(
+    n: &NodeView,
+    schedulable: bool,
+    maintenance: Option<crate::model::node::NodeMaintenance>,
+    allocated: crate::model::pods::Resources,
+    pod_count: usize,
+) -> Value {
     let i = &n.info;
+    let cordoned = maintenance.is_some_and(|m| m.unschedulable);
+    let mut annotations = json!({"shoal.dev/generation": i.generation.to_string(), "shoal.dev/api-url": i.api_url});
+    if let Some(m) = maintenance.filter(|m| m.unschedulable) {
+        annotations["shoal.dev/maintenance"] = json!(if m.draining { "draining" } else { "cordoned" });
+    } else if !schedulable {
+        annotations["shoal.dev/maintenance"] = json!("settling");
+    }
     let res = |r: crate::model::pods::Resources, pods: u32| json!({"cpu": format_cpu_millis(r.cpu_millis), "memory": format_memory_bytes(r.memory_bytes), "pods": pods.to_string()});
     json!({
         "apiVersion": "v1", "kind": "Node",
@@ -405,9 +418,9 @@ pub fn node_json(n: &NodeView, schedulable: bool, allocated: crate::model::pods:
             "name": i.name,
             "labels": i.labels,
             "creationTimestamp": rfc3339(i.started_at),
-            "annotations": {"shoal.dev/generation": i.generation.to_string(), "shoal.dev/api-url": i.api_url},
+            "annotations": annotations,
         },
-        "spec": {"unschedulable": !schedulable},
+        "spec": {"unschedulable": cordoned || !schedulable},
         "status": {
             "state": n.state.as_str(),
             "stateSince": rfc3339(n.since),
@@ -420,6 +433,9 @@ pub fn node_json(n: &NodeView, schedulable: bool, allocated: crate::model::pods:
                 "architecture": i.arch, "operatingSystem": i.os, "kubeletVersion": i.version,
                 "containerRuntimes": i.runtimes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
             },
+            // What the node itself reports running (a pod moving away counts
+            // until its new copy is ready and the old one stopped).
+            "shoal": {"pods": n.pods.iter().filter(|(_, s)| !s.terminating && matches!(s.phase, Phase::Pending | Phase::Running)).map(|(id, _)| id.clone()).collect::<Vec<_>>()},
         },
     })
 }

@@ -179,6 +179,7 @@ pub fn router(ctx: Ctx) -> Router {
         // Nodes and events.
         .route("/api/v1/nodes", get(h::list_nodes))
         .route("/api/v1/nodes/{name}", get(h::get_node))
+        .route("/shoal/v1/nodes/{name}/{action}", post(super::maintenance::node_action))
         .route("/api/v1/events", get(h::list_all_events))
         .route("/api/v1/namespaces/{ns}/events", get(h::list_events))
         // Shoal-only.

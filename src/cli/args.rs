@@ -50,6 +50,13 @@ pub enum Command {
     Scale(ScaleArgs),
     /// A Deployment's rollout: status, history, undo, restart, pause, resume.
     Rollout(RolloutArgs),
+    /// Mark a node unschedulable: it keeps its pods and takes no new ones.
+    Cordon(NodeArgs),
+    /// Let a cordoned or drained node take pods again.
+    Uncordon(NodeArgs),
+    /// Cordon a node, then move its pods away (make-before-break, each
+    /// workload's maxUnavailable at a time); returns once it runs nothing.
+    Drain(NodeArgs),
     /// Print (or follow) a pod's logs.
     Logs(LogsArgs),
     /// Print the join token, or rotate it, or create one that expires.
@@ -111,6 +118,17 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this long (e.g. 5m).
+    #[arg(long, default_value = "10m")]
+    pub timeout: String,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's name (`shoal get nodes`).
+    pub node: String,
+    /// drain: give up after this long (e.g. 5m).
     #[arg(long, default_value = "10m")]
     pub timeout: String,
     #[command(flatten)]

@@ -12,6 +12,7 @@
 pub mod args;
 pub mod commands;
 pub mod describe;
+pub mod nodes;
 pub mod output;
 pub mod rollout;
 

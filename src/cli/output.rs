@@ -231,8 +231,13 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
             ],
             "Node" => {
                 let mut state = s(it, "/status/state").to_string();
-                if it.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) && state == "Ready" {
-                    state.push_str(",Settling");
+                if it.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+                    state.push_str(match s(it, "/metadata/annotations/shoal.dev~1maintenance") {
+                        "draining" => ",SchedulingDisabled,Draining",
+                        "cordoned" => ",SchedulingDisabled",
+                        _ if state == "Ready" => ",Settling",
+                        _ => "",
+                    });
                 }
                 let ip = it
                     .pointer("/status/addresses")

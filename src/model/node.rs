@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use super::pods::{Resources, RuntimeKind};
 
 /// What placement knows about a node.
@@ -21,3 +23,18 @@ pub struct NodeSpec {
     /// Cordoned: it keeps the pods pinned to it, and takes no other.
     pub unschedulable: bool,
 }
+
+/// Maintenance of a node, kept in the desired state so that every node
+/// agrees: cordoned (`unschedulable`), it keeps what runs there and takes
+/// nothing new; draining, its replicas move away a few at a time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeMaintenance {
+    pub unschedulable: bool,
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// Maintenance records by node name; a persistent map so that snapshots of
+/// the desired state share it.
+pub type Maintenance = imbl::OrdMap<String, NodeMaintenance>;

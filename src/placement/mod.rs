@@ -19,6 +19,7 @@
 #![deny(clippy::disallowed_methods)]
 
 pub mod deployments;
+pub mod maintenance;
 pub mod plan;
 pub mod rollout;
 mod spread;

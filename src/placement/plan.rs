@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::deployments::{Progresses, Rollouts, Wanted, desired_of};
-use super::{NodeSpec, Placement, place};
+use super::{NodeSpec, Placement, maintenance, place};
 use crate::membership::view::{ClusterView, NodeState};
 use crate::model::pods::{DesiredPod, Results, desired_pods};
 use crate::model::status::ContainerState;
@@ -93,6 +93,8 @@ pub const MINORITY_GRACE_SECS: u64 = 5;
 struct Cached {
     /// Digest of the desired pods (the snapshot and the rollouts' decisions).
     wanted: u64,
+    /// Pods staying on cordoned nodes.
+    pinned: BTreeMap<String, String>,
     nodes: Vec<NodeSpec>,
     settling: usize,
     desired: Arc<Vec<DesiredPod>>,
@@ -185,17 +187,25 @@ impl Planner {
                 (nodes, settling)
             }
         };
+        let mut nodes = nodes;
+        maintenance::cordon(&mut nodes, snapshot);
         let (wanted, progress) = self.rollouts.decide(snapshot, view, rules.linger_ms, now_ms);
         let wanted_now = wanted_digest(snapshot.rev, &wanted);
-        let fresh =
-            self.cache.as_ref().is_some_and(|c| c.wanted == wanted_now && c.nodes == nodes && c.settling == settling);
-        if !fresh {
-            self.computed += 1;
+        let same_pods = self.cache.as_ref().filter(|c| c.wanted == wanted_now).map(|c| c.desired.clone());
+        let desired = same_pods.unwrap_or_else(|| {
             let jobs: Vec<&Object> = snapshot.of_kind(Kind::Job).map(|o| &o.object).collect();
             let mut desired = desired_pods(jobs, &snapshot.pod_results);
             desired.extend(desired_of(snapshot, &wanted));
             desired.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-            let mut placement = place(&nodes, &desired, &BTreeMap::new());
+            Arc::new(desired)
+        });
+        let pinned = maintenance::pins(snapshot, view, &desired, &progress);
+        let fresh = self.cache.as_ref().is_some_and(|c| {
+            c.wanted == wanted_now && c.nodes == nodes && c.settling == settling && c.pinned == pinned
+        });
+        if !fresh {
+            self.computed += 1;
+            let mut placement = place(&nodes, &desired, &pinned);
             if nodes.is_empty() && settling > 0 {
                 for why in placement.pending.values_mut() {
                     *why = format!(
@@ -206,9 +216,10 @@ impl Planner {
             let digest = owners_digest(&placement.owners);
             self.cache = Some(Cached {
                 wanted: wanted_now,
+                pinned,
                 settling,
                 by_id: Arc::new(desired.iter().map(|d| (d.id(), d.clone())).collect()),
-                desired: Arc::new(desired),
+                desired,
                 owners: Arc::new(placement.owners.clone()),
                 schedulable: Arc::new(nodes.iter().map(|n| n.name.clone()).collect()),
                 placement: Arc::new(placement),

@@ -18,6 +18,7 @@ use super::digest::Digests;
 use super::entry::{Entry, Key, MAX_VALUE_BYTES, Stamp, kinds};
 use super::merge;
 use super::store::{Change, Store, StoreError};
+use crate::model::node::{Maintenance, NodeMaintenance};
 use crate::model::pods::PodResult;
 use crate::model::revision::{Revision, Revisions, revision_name};
 use crate::model::{Kind, Object, ObjectKey, parse};
@@ -42,6 +43,8 @@ pub struct Snapshot {
     pub pod_results: crate::model::pods::Results,
     /// Deployment revisions keyed by (namespace, `<deployment>-<hash>`).
     pub revisions: Revisions,
+    /// Cordoned and draining nodes, by name.
+    pub maintenance: Maintenance,
     pub entries: usize,
     pub tombstones: usize,
 }
@@ -100,6 +103,7 @@ struct Inner {
     objects: imbl::OrdMap<ObjectKey, Arc<StoredObject>>,
     pod_results: crate::model::pods::Results,
     revisions: Revisions,
+    maintenance: Maintenance,
     tombstones: usize,
     digests: Digests,
     store: Store,
@@ -112,6 +116,7 @@ enum Decoded {
     Object(Arc<StoredObject>),
     PodResult(PodResult),
     Revision(Arc<Revision>),
+    Maintenance(NodeMaintenance),
     Other,
 }
 
@@ -147,6 +152,14 @@ fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
                 return Err(Refusal::Invalid("revision does not match its key".into()));
             }
             Ok(Some(Decoded::Revision(Arc::new(r))))
+        }
+        kinds::NODE_MAINTENANCE => {
+            if !e.key.namespace.is_empty() || crate::model::names::dns_label(&e.key.name, 63).is_err() {
+                return Err(Refusal::Invalid("a node's maintenance is keyed by the node's name".into()));
+            }
+            serde_json::from_slice::<NodeMaintenance>(v)
+                .map(|m| Some(Decoded::Maintenance(m)))
+                .map_err(|err| Refusal::Invalid(err.to_string()))
         }
         kinds::JOIN_TOKEN => {
             let ok = if e.key.name == "current" {
@@ -241,6 +254,7 @@ impl StateDb {
             objects: imbl::OrdMap::new(),
             pod_results: imbl::OrdMap::new(),
             revisions: imbl::OrdMap::new(),
+            maintenance: imbl::OrdMap::new(),
             tombstones: 0,
             digests: Digests::default(),
             store,
@@ -468,6 +482,8 @@ fn unview(inner: &mut Inner, k: &Key) {
         inner.pod_results.remove(&(k.namespace.clone(), k.name.clone()));
     } else if k.kind == kinds::REVISION {
         inner.revisions.remove(&(k.namespace.clone(), k.name.clone()));
+    } else if k.kind == kinds::NODE_MAINTENANCE {
+        inner.maintenance.remove(&k.name);
     }
     if inner.map.get(k).is_some_and(Entry::is_tombstone) {
         inner.tombstones = inner.tombstones.saturating_sub(1);
@@ -485,6 +501,9 @@ fn install(inner: &mut Inner, e: Entry) {
         }
         Ok(Some(Decoded::Revision(r))) => {
             inner.revisions.insert((e.key.namespace.clone(), e.key.name.clone()), r);
+        }
+        Ok(Some(Decoded::Maintenance(m))) => {
+            inner.maintenance.insert(e.key.name.clone(), m);
         }
         _ => {}
     }
@@ -509,6 +528,7 @@ fn build_snapshot(inner: &Inner) -> Snapshot {
         objects: inner.objects.clone(),
         pod_results: inner.pod_results.clone(),
         revisions: inner.revisions.clone(),
+        maintenance: inner.maintenance.clone(),
         entries: inner.map.len(),
         tombstones: inner.tombstones,
     }

@@ -17,6 +17,8 @@ pub mod kinds {
     /// A pod template a Deployment has had (`model::revision::Revision`),
     /// named `<deployment>-<hash>`.
     pub const REVISION: &str = "Revision";
+    /// A node's maintenance (`model::node::NodeMaintenance`), named after it.
+    pub const NODE_MAINTENANCE: &str = "NodeMaintenance";
 }
 
 /// Largest value an entry may carry.
