@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shoal::membership::view::ClusterView;
+use shoal::placement::deployments::pod_by_id;
 use shoal::placement::plan::Plan;
 use shoal::placement::plan::PlanView;
+use shoal::state::Snapshot;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -59,6 +61,7 @@ pub async fn run(
     s: LeaderSettings,
     mut view_rx: watch::Receiver<Arc<ClusterView>>,
     mut local_rx: watch::Receiver<Arc<PlanView>>,
+    state: watch::Receiver<Arc<Snapshot>>,
     set_key: impl Fn(&str, String) + Send + 'static,
     out: watch::Sender<(Arc<Plan>, u64)>,
 ) {
@@ -148,8 +151,21 @@ pub async fn run(
             continue;
         }
         sent = Some(inputs);
+        // The leader decides which pods exist (a rollout's too): its pods,
+        // built from this node's desired state where its own plan lacks them.
+        let mut desired = local.plan.desired.clone();
+        let missing: Vec<&String> = owners.keys().filter(|id| !desired.contains_key(*id)).collect();
+        if !missing.is_empty() {
+            let snap = state.borrow().clone();
+            let d = Arc::make_mut(&mut desired);
+            for id in missing {
+                if let Some(p) = pod_by_id(&snap, id) {
+                    d.insert(id.clone(), p);
+                }
+            }
+        }
         let plan = Plan {
-            desired: local.plan.desired.clone(),
+            desired,
             owners: owners.clone(),
             view: view.clone(),
             quorum: local.plan.quorum,

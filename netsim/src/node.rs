@@ -202,7 +202,14 @@ impl SimNode {
             Mode::Leader => {
                 let s =
                     LeaderSettings { me: self.name.clone(), election_timeout: t.election_timeout, tick: LEADER_TICK };
-                let task = leader::run(s, a.view.clone(), local_plan.clone(), a.membership.key_setter(), follow_tx);
+                let task = leader::run(
+                    s,
+                    a.view.clone(),
+                    local_plan.clone(),
+                    self.db.subscribe(),
+                    a.membership.key_setter(),
+                    follow_tx,
+                );
                 a.adopt_task(tokio::spawn(task));
             }
         }

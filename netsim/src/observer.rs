@@ -83,6 +83,38 @@ pub struct Crash {
     pub rescheduled: Option<Duration>,
 }
 
+/// A rolling update being timed: from the apply until every replica runs
+/// the new template and no old pod is left; the fewest Ready replicas meanwhile.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub deployment: String,
+    pub replicas: u32,
+    pub at: Duration,
+    /// Template hashes running when it was applied (the old ones).
+    pub old: BTreeSet<String>,
+    pub min_ready: usize,
+    pub done: Option<Duration>,
+}
+
+impl Update {
+    pub fn new(deployment: &str, replicas: u32, at: Duration, nodes: &[SimNode]) -> Update {
+        let prefix = format!("default/{deployment}-");
+        let old = nodes
+            .iter()
+            .filter(|n| n.host_up)
+            .flat_map(|n| {
+                let m = n.machine.lock().unwrap_or_else(|p| p.into_inner());
+                m.containers
+                    .iter()
+                    .filter(|(id, _)| id.starts_with(&prefix))
+                    .map(|(_, c)| c.template_hash.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Update { deployment: deployment.into(), replicas, at, old, min_ready: usize::MAX, done: None }
+    }
+}
+
 /// An agent that came back to a host where its pods ran on without it:
 /// timed until the host runs only what its agent owns.
 #[derive(Debug, Clone)]
@@ -97,6 +129,7 @@ pub struct Observer {
     pub samples: Vec<Sample>,
     pub crashes: Vec<Crash>,
     pub returns: Vec<Return>,
+    pub updates: Vec<Update>,
     /// Writes whose spread is being timed.
     pub writes: Vec<Write>,
     pub missing_secs: f64,
@@ -250,6 +283,7 @@ impl Observer {
             }
         }
         self.check_acked(nodes, t);
+        self.time_updates(nodes, now, t);
         let missing = desired.keys().filter(|id| ready.get(id.as_str()).copied().unwrap_or(0) == 0).count();
         let duplicates: usize = copies.values().map(|c| c.saturating_sub(1)).sum();
         let cluster_duplicates: usize = running.values().map(|c| c.saturating_sub(1)).sum();
@@ -349,6 +383,30 @@ impl Observer {
             cluster_duplicates,
             agree,
         });
+    }
+
+    /// Ready replicas of each deployment in a rolling update (on hosts whose
+    /// agent runs), and whether the update is over.
+    fn time_updates(&mut self, nodes: &[SimNode], now: Instant, t: Duration) {
+        for u in self.updates.iter_mut().filter(|u| u.done.is_none()) {
+            let prefix = format!("default/{}-", u.deployment);
+            let (mut ready, mut new_ready, mut old_left) = (0, 0, 0);
+            for n in nodes.iter().filter(|n| n.host_up) {
+                let m = n.machine.lock().unwrap_or_else(|p| p.into_inner());
+                for (_, c) in m.containers.iter().filter(|(id, _)| id.starts_with(&prefix)) {
+                    let old = u.old.contains(&c.template_hash);
+                    old_left += usize::from(old);
+                    if n.up() && c.ready(now) {
+                        ready += 1;
+                        new_ready += usize::from(!old);
+                    }
+                }
+            }
+            u.min_ready = u.min_ready.min(ready);
+            if old_left == 0 && new_ready >= u.replicas as usize {
+                u.done = Some(t - u.at);
+            }
+        }
     }
 
     /// No acknowledged object is lost: some node's disk (a crashed node's

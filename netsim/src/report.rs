@@ -40,6 +40,11 @@ pub struct Figures {
     /// or gone.
     pub orphan_cleanup: Spread,
     pub unclean_returns: usize,
+    /// Rolling updates: the fewest Ready replicas during one (of how many
+    /// replicas), its duration, and updates that never finished.
+    pub update_min_ready: Option<(usize, u32)>,
+    pub update_duration: Spread,
+    pub unfinished_updates: usize,
     pub missing_secs: f64,
     pub side_missing_secs: f64,
     pub agree_pct: f64,
@@ -64,6 +69,9 @@ pub fn figures(r: &RunResult) -> Figures {
         orphan_secs: o.orphan_secs,
         orphan_cleanup: spread(o.returns.iter().filter_map(|r| r.clean).map(|d| d.as_secs_f64()).collect()),
         unclean_returns: o.returns.iter().filter(|r| r.clean.is_none()).count(),
+        update_min_ready: o.updates.iter().map(|u| (u.min_ready, u.replicas)).min(),
+        update_duration: spread(o.updates.iter().filter_map(|u| u.done).map(|d| d.as_secs_f64()).collect()),
+        unfinished_updates: o.updates.iter().filter(|u| u.done.is_none()).count(),
         missing_secs: o.missing_secs,
         side_missing_secs: o.side_missing_secs,
         agree_pct: 100.0 * o.agree_secs / o.total_secs.max(1e-9),
@@ -96,6 +104,11 @@ fn rows(cols: &[Figures]) -> Vec<(&'static str, Vec<String>)> {
             "orphan cleanup: agent back -> host runs only what it owns, s (p50 / p99 / max)",
             f(&|x| s3(&x.orphan_cleanup)),
         ),
+        (
+            "rolling update: fewest Ready replicas (of)",
+            f(&|x| x.update_min_ready.map_or("-".into(), |(m, n)| format!("{m} ({n})"))),
+        ),
+        ("rolling update: duration, s (p50 / p99 / max)", f(&|x| s3(&x.update_duration))),
         ("missing replica-seconds", f(&|x| format!("{:.1}", x.missing_secs))),
         ("partitions: replica-seconds missing on the worse side", f(&|x| format!("{:.1}", x.side_missing_secs))),
         ("time all nodes agree on placement, %", f(&|x| format!("{:.1}", x.agree_pct))),
@@ -131,6 +144,8 @@ pub fn markdown_spread(title: &str, runs: &[Figures]) -> String {
         ("convergence max, s", Box::new(|x| x.convergence.max)),
         ("duplicate replica-seconds", Box::new(|x| x.duplicate_secs)),
         ("orphan replica-seconds", Box::new(|x| x.orphan_secs)),
+        ("rolling update duration max, s", Box::new(|x| x.update_duration.max)),
+        ("rolling update fewest Ready", Box::new(|x| x.update_min_ready.map_or(0.0, |(m, _)| m as f64))),
         ("missing replica-seconds", Box::new(|x| x.missing_secs)),
         ("missing on the worse side of partitions", Box::new(|x| x.side_missing_secs)),
         ("agreement, %", Box::new(|x| x.agree_pct)),

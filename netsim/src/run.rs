@@ -1,5 +1,6 @@
 //! One simulated run: boot the nodes, play the timeline, sample, check.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as WallInstant};
 
@@ -42,7 +43,9 @@ pub struct RunResult {
 /// One step of the timeline.
 #[derive(Debug, Clone)]
 enum Step {
-    Apply(Workload, u32),
+    /// Apply a workload with these replicas (None: as it is now) and a new
+    /// template version (false: the same).
+    Apply(Workload, Option<u32>, bool),
     Crash(String),
     AgentCrash(String),
     Boot(String),
@@ -53,10 +56,21 @@ enum Step {
     Heal,
 }
 
-fn deployment_yaml(w: &Workload, replicas: u32) -> String {
+fn deployment_yaml(w: &Workload, replicas: u32, version: u32) -> String {
     let fencing = if w.fenced { "  fencing: Majority\n" } else { "" };
+    let mut strategy = String::new();
+    if w.max_surge.is_some() || w.max_unavailable.is_some() {
+        let v = |x: &Option<String>, k: &str| {
+            x.as_ref().map(|x| format!("{k}: {}", if x.ends_with('%') { format!("'{x}'") } else { x.clone() }))
+        };
+        let parts: Vec<String> =
+            [v(&w.max_surge, "maxSurge"), v(&w.max_unavailable, "maxUnavailable")].into_iter().flatten().collect();
+        strategy = format!("  strategy: {{rollingUpdate: {{{}}}}}\n", parts.join(", "));
+    }
+    let min_ready =
+        if w.min_ready_seconds > 0 { format!("  minReadySeconds: {}\n", w.min_ready_seconds) } else { String::new() };
     format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {n}}}\nspec:\n  replicas: {replicas}\n{fencing}  selector: {{matchLabels: {{app: {n}}}}}\n  template:\n    metadata: {{labels: {{app: {n}}}}}\n    spec:\n      containers: [{{name: c, command: [sim], resources: {{requests: {{cpu: 10m, memory: 16Mi}}}}}}]\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {n}}}\nspec:\n  replicas: {replicas}\n{fencing}{strategy}{min_ready}  selector: {{matchLabels: {{app: {n}}}}}\n  template:\n    metadata: {{labels: {{app: {n}}}}}\n    spec:\n      containers: [{{name: c, command: [sim], env: [{{name: VERSION, value: '{version}'}}], resources: {{requests: {{cpu: 10m, memory: 16Mi}}}}}}]\n",
         n = w.name
     )
 }
@@ -129,7 +143,7 @@ async fn simulate(cfg: RunConfig) -> RunResult {
     let mut steps: Vec<(Duration, Step)> = Vec::new();
     for w in &sc.workload {
         let r = if w.replicas_per_node > 0 { w.replicas_per_node * cfg.nodes as u32 } else { w.replicas };
-        steps.push((w.at, Step::Apply(w.clone(), r)));
+        steps.push((w.at, Step::Apply(w.clone(), Some(r), false)));
     }
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     for e in &sc.events {
@@ -168,9 +182,10 @@ async fn simulate(cfg: RunConfig) -> RunResult {
                 }
                 Action::Partition => steps.push((at, Step::Partition(e.partition.clone()))),
                 Action::Heal => steps.push((at, Step::Heal)),
-                Action::Scale => {
+                Action::Scale | Action::Update => {
                     if let Some(w) = sc.workload.iter().find(|w| w.name == e.deployment) {
-                        steps.push((at, Step::Apply(w.clone(), e.replicas)));
+                        let update = e.action == Action::Update;
+                        steps.push((at, Step::Apply(w.clone(), (!update).then_some(e.replicas), update)));
                     }
                 }
             }
@@ -178,6 +193,8 @@ async fn simulate(cfg: RunConfig) -> RunResult {
     }
     steps.sort_by_key(|(at, _)| *at);
     let mut observer = Observer::default();
+    // Each workload's replicas and template version as last applied.
+    let mut specs: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     let acked = observer.acked.clone();
     let mut log = Vec::new();
     let grace = sc.timing.handoff_timeout + sc.timing.handoff_linger + Duration::from_secs(2);
@@ -188,7 +205,7 @@ async fn simulate(cfg: RunConfig) -> RunResult {
         while next < steps.len() && steps[next].0 <= t {
             let step = steps[next].1.clone();
             next += 1;
-            apply_step(step, &mut nodes, &ctx, &net, &mut rng, &mut observer, &acked, &mut log, t).await;
+            apply_step(step, &mut nodes, &ctx, &net, &mut rng, &mut observer, &acked, &mut log, &mut specs, t).await;
         }
         observer.sample(&nodes, &net, t, SAMPLE, grace);
         if progress && t.subsec_millis() < SAMPLE.as_millis() as u32 {
@@ -232,18 +249,28 @@ async fn apply_step(
     observer: &mut Observer,
     acked: &Arc<Mutex<Vec<shoal::state::Key>>>,
     log: &mut Vec<(f64, String)>,
+    specs: &mut BTreeMap<String, (u32, u32)>,
     t: Duration,
 ) {
     let ts = t.as_secs_f64();
     match step {
-        Step::Apply(w, replicas) => {
+        Step::Apply(w, replicas, update) => {
+            let spec = specs.entry(w.name.clone()).or_insert((0, 1));
+            if let Some(r) = replicas {
+                spec.0 = r;
+            }
+            if update {
+                spec.1 += 1;
+                observer.updates.push(crate::observer::Update::new(&w.name, spec.0, t, nodes));
+            }
+            let (replicas, version) = *spec;
             let up: Vec<usize> =
                 (0..nodes.len()).filter(|i| nodes[*i].up() && nodes[*i].paused_until.is_none()).collect();
             let Some(&i) = up.get(rng.random_range(0..up.len().max(1))) else { return };
             let n = &nodes[i];
             let Some(l) = &n.live else { return };
             let out = parse_files(
-                &[SourceFile { name: "sim".into(), content: deployment_yaml(&w, replicas) }],
+                &[SourceFile { name: "sim".into(), content: deployment_yaml(&w, replicas, version) }],
                 &Context::default(),
                 None,
             );
@@ -266,7 +293,12 @@ async fn apply_step(
                 stamps: None,
                 converged: None,
             });
-            log.push((ts, format!("apply {} replicas={replicas} via {}", w.name, n.name)));
+            let what = if update {
+                format!("update {} to version {version}", w.name)
+            } else {
+                format!("apply {} replicas={replicas}", w.name)
+            };
+            log.push((ts, format!("{what} via {}", n.name)));
         }
         Step::Crash(ref name) | Step::AgentCrash(ref name) if nodes.iter().any(|n| n.name == *name && n.up()) => {
             let agent_only = matches!(step, Step::AgentCrash(_));

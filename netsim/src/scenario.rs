@@ -50,6 +50,15 @@ pub struct Workload {
     /// When it is applied.
     #[serde(with = "humantime_serde", default = "default_apply_at")]
     pub at: Duration,
+    /// `spec.strategy.rollingUpdate.maxSurge` (a number or a percentage).
+    #[serde(default)]
+    pub max_surge: Option<String>,
+    /// `spec.strategy.rollingUpdate.maxUnavailable`.
+    #[serde(default)]
+    pub max_unavailable: Option<String>,
+    /// `spec.minReadySeconds`.
+    #[serde(default)]
+    pub min_ready_seconds: u32,
 }
 
 fn default_apply_at() -> Duration {
@@ -98,6 +107,8 @@ pub enum Action {
     Heal,
     /// Set the replicas of `deployment`.
     Scale,
+    /// Change the pod template of `deployment` (a new version): a rollout.
+    Update,
     /// Breaks an invariant on purpose (`fault`), to prove the observer sees
     /// it: `duplicate-fenced` starts a second copy of a running fenced
     /// replica behind every agent's back; `lose-write` tombstones an
@@ -244,10 +255,13 @@ impl Scenario {
                     e.at
                 )));
             }
-            if e.action == Action::Scale
+            if matches!(e.action, Action::Scale | Action::Update)
                 && (e.deployment.is_empty() || !self.workload.iter().any(|w| w.name == e.deployment))
             {
-                return Err(Invalid(format!("event at {:?}: scale needs the name of a workload deployment", e.at)));
+                return Err(Invalid(format!(
+                    "event at {:?}: scale and update need the name of a workload deployment",
+                    e.at
+                )));
             }
             if e.action == Action::Inject && !FAULTS.contains(&e.fault.as_str()) {
                 return Err(Invalid(format!("event at {:?}: inject needs fault = one of {}", e.at, FAULTS.join(", "))));
@@ -304,6 +318,8 @@ mod tests {
             "kill-one",
             "lossy-network",
             "rolling-restart",
+            "rolling-update",
+            "rolling-update-crash",
             "scale-to-1000-replicas",
             "split-brain-and-heal",
         ];

@@ -104,6 +104,32 @@ fn agent_crash() {
     }
 }
 
+/// Every update finishes, every replica ends on the new template.
+fn assert_rolled(name: &str, runs: &[(RunConfig, Figures)], min_ready_floor: usize) {
+    for (c, f) in runs {
+        let what = format!("{name}, seed {}, {} mode", c.seed, c.mode.as_str());
+        assert_eq!(f.unfinished_updates, 0, "{what}: the rolling update never finished");
+        assert_eq!(f.update_duration.n, 1, "{what}: one update timed");
+        let (min, of) = f.update_min_ready.expect("an update");
+        assert!(min >= min_ready_floor.min(of as usize), "{what}: Ready fell to {min} of {of}");
+    }
+}
+
+#[test]
+fn rolling_update() {
+    let runs = sweep("rolling-update");
+    // maxUnavailable 0: every replica stays Ready (30 nodes: 60 replicas).
+    assert_rolled("rolling-update", &runs, 60);
+}
+
+#[test]
+fn rolling_update_crash() {
+    let runs = sweep("rolling-update-crash");
+    // A crash takes its node's replicas down until they are back elsewhere.
+    assert_rolled("rolling-update-crash", &runs, 0);
+    assert_recovers("rolling-update-crash", &runs);
+}
+
 #[test]
 fn flapping_node() {
     for (c, f) in sweep("flapping-node") {

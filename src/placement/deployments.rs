@@ -191,3 +191,26 @@ pub fn desired_of(snapshot: &Snapshot, wanted: &[Wanted]) -> Vec<DesiredPod> {
     }
     out
 }
+
+/// The pod `id` (`namespace/name`) of a Deployment, as the desired state
+/// defines it, whichever revision it is of (for a plan that takes its pods
+/// from elsewhere: netsim's leader baseline).
+pub fn pod_by_id(snapshot: &Snapshot, id: &str) -> Option<DesiredPod> {
+    let (ns, name) = id.split_once('/')?;
+    snapshot.of_kind(Kind::Deployment).find_map(|o| {
+        let Object::Deployment(d) = &o.object else { return None };
+        if d.metadata.namespace.as_deref() != Some(ns) {
+            return None;
+        }
+        let (hash, index) = parse_pod_name(&d.metadata.name, name)?;
+        let current = template_hash(&d.spec.template);
+        let template =
+            if hash == current { Some(&d.spec.template) } else { revision_of(snapshot, d, hash).map(|r| &r.template) }?;
+        let owner = OwnerRef {
+            kind: Kind::Deployment,
+            name: d.metadata.name.clone(),
+            uid: d.metadata.uid.clone().unwrap_or_default(),
+        };
+        Some(deployment_pod(ns, owner, index, template, hash, d.spec.fencing.as_deref() == Some("Majority")))
+    })
+}
