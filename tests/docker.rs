@@ -261,3 +261,52 @@ fn when_a_nodes_engine_disappears_its_container_pods_move_and_it_comes_back() {
         if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
     });
 }
+
+#[test]
+fn container_pods_roll_with_every_replica_ready() {
+    if !docker_ready() {
+        return;
+    }
+    let node = TestNode::start("dock", FAST, &[]);
+    let versioned = |v: u32| {
+        web("web", 3, "", "", "")
+            .replace(
+                "spec:\n  replicas:",
+                "spec:\n  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n  replicas:",
+            )
+            .replace(
+                "        - name: httpd\n",
+                &format!("        - name: httpd\n          env: [{{name: VERSION, value: \"{v}\"}}]\n"),
+            )
+    };
+    node.apply(&versioned(1));
+    node.wait_ready("web", 3, 60);
+    let label = format!("shoal.managed={}", node.marker());
+    let before = docker_ids(&label);
+    assert_eq!(before.len(), 3, "{before:?}");
+    let poller = ReadyPoller::start(&node, "web");
+    poll(10, "the poller saw the steady state", || {
+        let o = ready_pods(SocketAddr::from((node.ip, 7420)), &node.token(), "web");
+        if o == Some(3) { Ok(()) } else { Err(format!("{o:?}")) }
+    });
+    node.apply(&versioned(2));
+    let o = node.cli(&["rollout", "status", "deployment", "web", "--timeout", "120s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Only new containers are left, each with the new template's env.
+    let after = poll(60, "only the new containers left", || {
+        let now = docker_ids(&label);
+        if now.len() == 3 && now.iter().all(|id| !before.contains(id)) { Ok(now) } else { Err(format!("{now:?}")) }
+    });
+    let seen = poller.finish_all();
+    let (min, samples) = (seen.iter().copied().min().unwrap_or(0), seen.len());
+    if min < 3 {
+        eprintln!("Ready counts: {seen:?}\n{}", node.log());
+    }
+    eprintln!("docker, 3 replicas on 1 node, maxUnavailable 0: min Ready {min} over {samples} samples");
+    assert!(samples > 10, "the poller ran ({samples} samples)");
+    assert!(min >= 3, "Ready dropped to {min} of 3");
+    for id in after {
+        let o = Command::new("docker").args(["inspect", "--format", "{{json .Config.Env}}", &id]).output().unwrap();
+        assert!(String::from_utf8_lossy(&o.stdout).contains("VERSION=2"), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+}

@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -19,65 +16,6 @@ fn web(replicas: u32, strategy: &str, version: u32) -> String {
         "        - name: web\n",
         &format!("        - name: web\n          env: [{{name: VERSION, value: \"{version}\"}}]\n"),
     )
-}
-
-/// Ready pods of Deployment `web` as one node's API reports them.
-fn ready_pods(addr: SocketAddr, token: &str) -> Option<usize> {
-    let raw = http_get_auth(addr, "/api/v1/namespaces/default/pods", token).ok()?;
-    let body = raw.split_once("\r\n\r\n")?.1;
-    let v: Value = serde_json::from_str(body).ok()?;
-    let n = v["items"]
-        .as_array()?
-        .iter()
-        .filter(|p| names_replica_of(p, "web"))
-        .filter(|p| {
-            p["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        })
-        .count();
-    Some(n)
-}
-
-fn names_replica_of(p: &Value, deploy: &str) -> bool {
-    p["metadata"]["ownerReferences"][0]["name"]
-        .as_str()
-        .is_some_and(|rs| rs.rsplit_once('-').is_some_and(|(d, _)| d == deploy))
-}
-
-/// Samples the Ready count every 100 ms until stopped; keeps the minimum.
-struct Poller {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<usize>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Poller {
-    fn start(node: &TestNode) -> Poller {
-        let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
-        let (addr, token) = (SocketAddr::from((node.ip, 7420)), node.token());
-        let (s2, seen2) = (stop.clone(), seen.clone());
-        let thread = std::thread::spawn(move || {
-            while !s2.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if let Some(n) = ready_pods(addr, &token) {
-                    seen2.lock().unwrap().push(n);
-                }
-                std::thread::sleep(Duration::from_millis(100).saturating_sub(t.elapsed()));
-            }
-        });
-        Poller { stop, seen, thread: Some(thread) }
-    }
-
-    /// (minimum, samples)
-    fn finish(mut self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let seen = self.seen.lock().unwrap();
-        (seen.iter().copied().min().unwrap_or(0), seen.len())
-    }
 }
 
 fn rollout_status(node: &TestNode, secs: u64) -> (bool, String) {
@@ -103,7 +41,7 @@ fn roll(c: &Cluster, strategy: &str) -> (usize, usize, Duration) {
     let (ok, out) = rollout_status(n, 60);
     assert!(ok, "{out}");
     let before = pod_versions(n);
-    let poller = Poller::start(&c.nodes[1]);
+    let poller = ReadyPoller::start(&c.nodes[1], "web");
     // Let the poller see the steady state first.
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
@@ -240,7 +178,7 @@ fn drain_moves_every_pod_make_before_break_and_a_reboot_costs_nothing() {
     let victim = c.nodes[2].name.clone();
     let held = on(&c.nodes[0], &victim).len();
     assert!(held >= 3, "n3 holds its share: {held}");
-    let poller = Poller::start(&c.nodes[1]);
+    let poller = ReadyPoller::start(&c.nodes[1], "web");
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     let o = c.nodes[0].cli(&["drain", &victim, "--timeout", "120s"]);

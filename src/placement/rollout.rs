@@ -28,8 +28,9 @@
 //! later, never sooner (the property tests check it over stale views).
 //! Slots that cost no budget move at once: a fresh slot (no old pod seen: a
 //! new slot, or one whose old pod died with its node) starts its current
-//! pod, and an old pod that is not available (crash-looping, still
-//! starting) is stopped first. `Recreate` starts no current pod while any
+//! pod, and an old pod that is not Ready (crash-looping, still starting)
+//! is stopped first; one that is Ready but not yet available holds its
+//! slot like an available one. `Recreate` starts no current pod while any
 //! old pod is seen. A paused Deployment keeps what runs and starts only
 //! fresh slots.
 #![deny(clippy::disallowed_methods)]
@@ -92,7 +93,10 @@ pub fn decide(p: &RolloutParams, current: &str, known: &dyn Fn(&str) -> bool, ob
         let new_exists = pods.iter().any(|o| o.hash == current);
         let new_avail = pods.iter().any(|o| o.hash == current && o.available);
         let olds: Vec<&ObservedPod> = pods.iter().filter(|o| o.hash != current && known(&o.hash)).collect();
-        let old_avail = olds.iter().any(|o| o.available);
+        // Ready counts: an old pod Ready but not yet available (it came up
+        // moments before the template changed) holds its slot like an
+        // available one, or a rollout would stop healthy pods unbudgeted.
+        let old_ready = olds.iter().any(|o| o.ready || o.available);
         if !(new_avail && olds.is_empty()) {
             out.status.pending.push(i);
         }
@@ -128,8 +132,9 @@ pub fn decide(p: &RolloutParams, current: &str, known: &dyn Fn(&str) -> bool, ob
             keep(&mut out, i, current);
             continue;
         }
-        if !old_avail {
-            // Unavailable anyway: it goes, and the current pod follows.
+        if !old_ready {
+            // Not Ready anyway (crash-looping, still starting): it goes, and
+            // the current pod follows.
             continue;
         }
         let r = rank;

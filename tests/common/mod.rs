@@ -8,6 +8,8 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -625,5 +627,70 @@ impl Partition {
 impl Drop for Partition {
     fn drop(&mut self) {
         self.heal();
+    }
+}
+
+/// Ready pods of Deployment `deploy` as one node's API reports them.
+pub fn ready_pods(addr: SocketAddr, token: &str, deploy: &str) -> Option<usize> {
+    let raw = http_get_auth(addr, "/api/v1/namespaces/default/pods", token).ok()?;
+    let body = raw.split_once("\r\n\r\n")?.1;
+    let v: Value = serde_json::from_str(body).ok()?;
+    let n = v["items"]
+        .as_array()?
+        .iter()
+        .filter(|p| names_replica_of(p, deploy))
+        .filter(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .count();
+    Some(n)
+}
+
+/// Whether pod `p` belongs to a ReplicaSet of Deployment `deploy`.
+pub fn names_replica_of(p: &Value, deploy: &str) -> bool {
+    p["metadata"]["ownerReferences"][0]["name"]
+        .as_str()
+        .is_some_and(|rs| rs.rsplit_once('-').is_some_and(|(d, _)| d == deploy))
+}
+
+/// Samples the Ready count every 100 ms until stopped; keeps the minimum.
+pub struct ReadyPoller {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<usize>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReadyPoller {
+    pub fn start(node: &TestNode, deploy: &str) -> ReadyPoller {
+        let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let (addr, token) = (SocketAddr::from((node.ip, 7420)), node.token());
+        let (s2, seen2, deploy) = (stop.clone(), seen.clone(), deploy.to_string());
+        let thread = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if let Some(n) = ready_pods(addr, &token, &deploy) {
+                    seen2.lock().unwrap().push(n);
+                }
+                std::thread::sleep(Duration::from_millis(100).saturating_sub(t.elapsed()));
+            }
+        });
+        ReadyPoller { stop, seen, thread: Some(thread) }
+    }
+
+    /// (minimum, samples)
+    pub fn finish(self) -> (usize, usize) {
+        let seen = self.finish_all();
+        (seen.iter().copied().min().unwrap_or(0), seen.len())
+    }
+
+    /// Every sample, in order.
+    pub fn finish_all(mut self) -> Vec<usize> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
     }
 }

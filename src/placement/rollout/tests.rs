@@ -76,7 +76,7 @@ fn a_slot_is_done_once_its_new_pod_is_available() {
 fn fresh_slots_and_unavailable_old_pods_cost_nothing() {
     let mut obs = all_old(4);
     obs.remove(&1); // its owner died: never recreated on the old template
-    obs.get_mut(&2).unwrap()[0].available = false; // a crash-looping old pod
+    obs.get_mut(&2).unwrap()[0] = pod(OLD, false); // a crash-looping old pod: not Ready
     let d = decide(&params(4, 1, 0), NEW, &any, &obs);
     assert_eq!(wanted(&d, NEW), [0, 1], "slot 0 surges, fresh slot 1 starts");
     assert_eq!(wanted(&d, OLD), [0, 3], "slot 2's crash-looping old pod goes at once");
@@ -124,8 +124,14 @@ struct World {
 }
 
 impl World {
+    /// A pod is Ready one step before it is available (`minReadySeconds`,
+    /// the linger that lets every node hear of it).
     fn observed(&self) -> Observed {
-        self.pods.iter().map(|(i, v)| (*i, v.iter().map(|(h, t)| pod(h, *t == 0)).collect())).collect()
+        let seen = |h: &String, t: u32| ObservedPod { hash: h.clone(), ready: t <= 1, available: t == 0 };
+        self.pods.iter().map(|(i, v)| (*i, v.iter().map(|(h, t)| seen(h, *t)).collect())).collect()
+    }
+    fn unready_slots(&self, n: u32) -> u32 {
+        (0..n).filter(|i| !self.pods.get(i).is_some_and(|v| v.iter().any(|(_, t)| *t <= 1))).count() as u32
     }
     fn unavailable_slots(&self, n: u32) -> u32 {
         (0..n).filter(|i| !self.pods.get(i).is_some_and(|v| v.iter().any(|(_, t)| *t == 0))).count() as u32
@@ -151,10 +157,16 @@ proptest! {
         unavailable in 0u32..4,
         start_delays in proptest::collection::vec(1u32..5, 64),
         lags in proptest::collection::vec(0usize..9, 512),
+        young in proptest::collection::vec(proptest::bool::weighted(0.3), 12),
     ) {
         let (surge, unavailable) = if surge == 0 && unavailable == 0 { (1, 0) } else { (surge, unavailable) };
         let p = params(n, surge, unavailable);
-        let mut w = World { pods: (0..n).map(|i| (i, vec![(OLD.to_string(), 0)])).collect() };
+        // Some old pods are Ready but not yet available when the rollout
+        // starts (the template changed moments after they came up): they
+        // count as in flight, never as "unavailable anyway".
+        let age = |i: u32| u32::from(young[i as usize % young.len()]);
+        let mut w = World { pods: (0..n).map(|i| (i, vec![(OLD.to_string(), age(i))])).collect() };
+        let young_slots = (0..n).filter(|i| age(*i) > 0).count() as u32;
         let mut history: Vec<Observed> = vec![w.observed()];
         let (mut d, mut l) = (0, 0);
         let mut steps = 0;
@@ -180,7 +192,12 @@ proptest! {
                     slot.push((NEW.to_string(), start_delays[d % start_delays.len()]));
                     d += 1;
                 }
-                prop_assert!(w.unavailable_slots(n) <= unavailable, "too many unavailable: {:?}", w);
+                prop_assert!(
+                    w.unavailable_slots(n) <= unavailable + young_slots,
+                    "too many unavailable: {:?}",
+                    w
+                );
+                prop_assert!(w.unready_slots(n) <= unavailable, "too many slots without a Ready pod: {:?}", w);
                 prop_assert!(w.total() <= n + surge, "too many pods: {:?}", w);
             }
             for v in w.pods.values_mut() {
