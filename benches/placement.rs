@@ -47,6 +47,7 @@ fn pods(n: usize) -> Vec<DesiredPod> {
                 restart_policy: RestartPolicy::Always,
                 grace: Duration::from_secs(1),
                 fenced: false,
+                node: None,
             }
         })
         .collect()

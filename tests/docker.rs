@@ -284,11 +284,11 @@ fn container_pods_roll_with_every_replica_ready() {
     let label = format!("shoal.managed={}", node.marker());
     let before = docker_ids(&label);
     assert_eq!(before.len(), 3, "{before:?}");
-    let poller = ReadyPoller::start(&node, "web");
-    poll(10, "the poller saw the steady state", || {
+    poll(30, "the API shows the steady state", || {
         let o = ready_pods(SocketAddr::from((node.ip, 7420)), &node.token(), "web");
         if o == Some(3) { Ok(()) } else { Err(format!("{o:?}")) }
     });
+    let poller = ReadyPoller::start(&node, "web");
     node.apply(&versioned(2));
     let o = node.cli(&["rollout", "status", "deployment", "web", "--timeout", "120s"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

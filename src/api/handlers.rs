@@ -215,6 +215,15 @@ kind_handlers!(
 );
 kind_handlers!(Kind::Job, list_all_jobs, list_jobs, get_job, create_job, replace_job, delete_job);
 kind_handlers!(
+    Kind::DaemonSet,
+    list_all_daemonsets,
+    list_daemonsets,
+    get_daemonset,
+    create_daemonset,
+    replace_daemonset,
+    delete_daemonset
+);
+kind_handlers!(
     Kind::Service,
     list_all_services,
     list_services,

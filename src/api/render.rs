@@ -163,8 +163,14 @@ pub fn pod_json(
     status.insert("conditions".into(), json!(conditions));
     let mut labels = d.labels.clone();
     labels.insert("shoal.dev/pod-template-hash".into(), d.template_hash.clone());
-    if d.owner.kind == crate::model::Kind::Deployment {
-        labels.insert("pod-template-hash".into(), d.template_hash.clone());
+    match d.owner.kind {
+        crate::model::Kind::Deployment => {
+            labels.insert("pod-template-hash".into(), d.template_hash.clone());
+        }
+        crate::model::Kind::DaemonSet => {
+            labels.insert("controller-revision-hash".into(), d.template_hash.clone());
+        }
+        _ => {}
     }
     json!({
         "apiVersion": "v1",
@@ -213,11 +219,12 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
         out.insert((d.namespace.clone(), d.name.clone()), pod_json(d, owner, pending, report, &created_of(d)));
     }
     // Pods no longer desired but still reported (stopping, or finished Job pods).
-    let templates: BTreeMap<(String, String), &StoredObject> = snapshot
+    // Their owners, by uid (a pod's name may be shortened: the uid is sure).
+    let templates: BTreeMap<&str, &StoredObject> = snapshot
         .objects
         .values()
-        .filter(|o| matches!(o.object.kind(), Kind::Deployment | Kind::Job))
-        .map(|o| ((o.object.meta().namespace.clone().unwrap_or_default(), o.object.meta().name.clone()), &**o))
+        .filter(|o| matches!(o.object.kind(), Kind::Deployment | Kind::Job | Kind::DaemonSet))
+        .filter_map(|o| Some((o.object.meta().uid.as_deref()?, &**o)))
         .collect();
     for n in view.nodes.values().filter(|n| n.state.alive()) {
         for (id, s) in n.pods.iter() {
@@ -228,8 +235,7 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
             if out.contains_key(&key) {
                 continue;
             }
-            let owner_name = s.name.rsplit_once('-').map(|(o, _)| o.to_string()).unwrap_or_default();
-            let d = templates.get(&(s.namespace.clone(), owner_name.clone())).and_then(|o| ghost_pod(&o.object, s));
+            let d = templates.get(s.owner_uid.as_str()).and_then(|o| ghost_pod(&o.object, s));
             if let Some(d) = d {
                 out.insert(key, pod_json(&d, Some(&n.info.name), None, Some(s), ""));
             } else {
@@ -246,7 +252,7 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
         }
         let uid = j.metadata.uid.clone().unwrap_or_default();
         for i in 0..j.spec.completions.unwrap_or(1).max(1) {
-            let name = format!("{}-{i}", j.metadata.name);
+            let name = crate::model::pods::job_pod_name(&j.metadata.name, i as u32);
             let Some(r) = snapshot.pod_results.get(&(ns.clone(), name.clone())) else {
                 continue;
             };
@@ -283,6 +289,18 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
 
 /// A `DesiredPod` for a pod that is no longer desired (for rendering only).
 fn ghost_pod(owner: &Object, s: &PodStatus) -> Option<DesiredPod> {
+    if let Object::DaemonSet(ds) = owner {
+        let m = &ds.metadata;
+        let owner = crate::model::pods::OwnerRef {
+            kind: Kind::DaemonSet,
+            name: m.name.clone(),
+            uid: m.uid.clone().unwrap_or_default(),
+        };
+        let ns = m.namespace.clone().unwrap_or_default();
+        let mut d = crate::model::pods::daemon_pod(&ns, owner, &s.node, 0, &ds.spec.template, &s.template_hash);
+        d.name = s.name.clone();
+        return Some(d);
+    }
     let index: u32 = s.name.rsplit_once('-')?.1.parse().ok()?;
     let mut d = crate::model::pods::desired_pods([owner], &crate::model::pods::Results::new())
         .into_iter()
@@ -381,6 +399,10 @@ pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapsh
             st["conditions"] = json!(conds);
             v["status"] = st;
         }
+        Object::DaemonSet(ds) => {
+            let p = plan.daemons.get(&(key.namespace.clone(), key.name.clone()));
+            v["status"] = daemonset_status(p, ds.metadata.generation.unwrap_or(1));
+        }
         Object::Service(_) | Object::Namespace(_) => {
             if matches!(o.object, Object::Namespace(_)) {
                 v["status"] = json!({"phase": "Active"});
@@ -388,6 +410,27 @@ pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapsh
         }
     }
     v
+}
+
+/// A DaemonSet's status as Kubernetes reports it, from this node's view.
+fn daemonset_status(p: Option<&crate::placement::daemonsets::DaemonProgress>, generation: u64) -> Value {
+    let Some(p) = p else {
+        return json!({"desiredNumberScheduled": 0, "currentNumberScheduled": 0, "numberReady": 0,
+                      "numberMisscheduled": 0, "updatedNumberScheduled": 0, "numberAvailable": 0,
+                      "numberUnavailable": 0, "observedGeneration": generation});
+    };
+    let desired = p.nodes.len() as u32;
+    let s = &p.status;
+    json!({
+        "desiredNumberScheduled": desired,
+        "currentNumberScheduled": s.replicas.min(desired),
+        "numberReady": s.ready,
+        "numberMisscheduled": p.misscheduled,
+        "updatedNumberScheduled": s.updated,
+        "numberAvailable": s.available,
+        "numberUnavailable": desired.saturating_sub(s.available),
+        "observedGeneration": p.generation,
+    })
 }
 
 /// The `default` namespace, which exists without being stored.

@@ -172,6 +172,13 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/apis/apps/v1/namespaces/{ns}/replicasets", get(super::rollouts::list_replicasets))
         .route("/apis/apps/v1/namespaces/{ns}/replicasets/{name}", get(super::rollouts::get_replicaset))
         .route("/shoal/v1/namespaces/{ns}/deployments/{name}/rollout", post(super::rollouts::rollout))
+        // DaemonSets.
+        .route("/apis/apps/v1/daemonsets", get(h::list_all_daemonsets))
+        .route("/apis/apps/v1/namespaces/{ns}/daemonsets", get(h::list_daemonsets).post(h::create_daemonset))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/daemonsets/{name}",
+            get(h::get_daemonset).put(h::replace_daemonset).delete(h::delete_daemonset),
+        )
         // Jobs.
         .route("/apis/batch/v1/jobs", get(h::list_all_jobs))
         .route("/apis/batch/v1/namespaces/{ns}/jobs", get(h::list_jobs).post(h::create_job))

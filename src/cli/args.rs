@@ -40,7 +40,7 @@ pub enum Command {
     Up(UpArgs),
     /// Create or update objects from manifests (files, directories, or - for stdin).
     Apply(ApplyArgs),
-    /// List objects: pods, deployments, jobs, services, namespaces, nodes, events.
+    /// List objects: pods, deployments, replicasets, daemonsets, jobs, services, namespaces, nodes, events.
     Get(GetArgs),
     /// Show one object in detail, with its recent events.
     Describe(DescribeArgs),
@@ -178,7 +178,7 @@ pub struct RolloutTarget {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// pods, deployments, jobs, services, namespaces, nodes or events.
+    /// pods, deployments, replicasets, daemonsets, jobs, services, namespaces, nodes or events.
     pub kind: String,
     /// Only this object.
     pub name: Option<String>,

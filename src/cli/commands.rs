@@ -207,6 +207,7 @@ fn resource_name(kind: &str) -> String {
     match Kind::from_manifest(kind) {
         Some(Kind::Deployment) => "deployment.apps".into(),
         Some(Kind::Job) => "job.batch".into(),
+        Some(Kind::DaemonSet) => "daemonset.apps".into(),
         Some(k) => k.as_str().to_lowercase(),
         None => kind.to_lowercase(),
     }
@@ -250,7 +251,7 @@ async fn apply(a: ApplyArgs) -> Result<(), CliError> {
 fn parse_kind(s: &str) -> Result<Kind, CliError> {
     Kind::from_cli(s).ok_or_else(|| {
         CliError::Usage(format!(
-            "unknown kind {s:?}: use pods, deployments, jobs, services, namespaces, nodes or events"
+            "unknown kind {s:?}: use pods, deployments, daemonsets, jobs, services, namespaces, nodes or events"
         ))
     })
 }
@@ -273,6 +274,7 @@ fn object_path(kind: Kind, ns: &str, name: Option<&str>) -> String {
         Kind::Service => format!("/api/v1/namespaces/{ns}/services"),
         Kind::Deployment => format!("/apis/apps/v1/namespaces/{ns}/deployments"),
         Kind::Job => format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+        Kind::DaemonSet => format!("/apis/apps/v1/namespaces/{ns}/daemonsets"),
     };
     match name {
         Some(n) => format!("{base}/{n}"),
@@ -345,6 +347,7 @@ fn list_path(kind: &str, ns: Option<&str>) -> Result<(String, &'static str), Cli
                 (Kind::Service, None) => "/api/v1/services".into(),
                 (Kind::Deployment, None) => "/apis/apps/v1/deployments".into(),
                 (Kind::Job, None) => "/apis/batch/v1/jobs".into(),
+                (Kind::DaemonSet, None) => "/apis/apps/v1/daemonsets".into(),
                 (k, Some(n)) => object_path(k, n, None),
             };
             (path, kind.as_str())
@@ -409,7 +412,7 @@ async fn describe_cmd(a: DescribeArgs) -> Result<(), CliError> {
     let obj = match kind {
         "Event" => {
             return Err(CliError::Usage(
-                "describe takes pods, deployments, jobs, services, namespaces or nodes".into(),
+                "describe takes pods, deployments, daemonsets, jobs, services, namespaces or nodes".into(),
             ));
         }
         "Pod" | "Node" => c.get_json(&format!("{path}/{}", a.name)).await?,
@@ -435,7 +438,8 @@ async fn describe_cmd(a: DescribeArgs) -> Result<(), CliError> {
                     && kind != "Node"
                     && ik == "Pod"
                     && (iname.rsplit_once('-').is_some_and(|(o, _)| o == a.name)
-                        || crate::model::revision::parse_pod_name(&a.name, iname).is_some()))
+                        || crate::model::revision::parse_pod_name(&a.name, iname).is_some()
+                        || (kind == "DaemonSet" && crate::model::names::pod_suffix(&a.name, iname).is_some())))
         })
         .collect();
     let tail = events.len().saturating_sub(20);
@@ -453,7 +457,12 @@ async fn pod_for_logs(c: &Client, ns: &str, target: &str) -> Result<String, CliE
         "pod" | "pods" | "po" => return Ok(name.to_string()),
         "deployment" | "deployments" | "deploy" => "ReplicaSet",
         "job" | "jobs" => "Job",
-        other => return Err(CliError::Usage(format!("logs of {other:?}: use a pod, deployment/NAME or job/NAME"))),
+        "daemonset" | "daemonsets" | "ds" => "DaemonSet",
+        other => {
+            return Err(CliError::Usage(format!(
+                "logs of {other:?}: use a pod, deployment/NAME, daemonset/NAME or job/NAME"
+            )));
+        }
     };
     let v = c.get_json(&format!("/api/v1/namespaces/{ns}/pods")).await?;
     let items = v.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -465,7 +474,7 @@ async fn pod_for_logs(c: &Client, ns: &str, target: &str) -> Result<String, CliE
         );
         okind == Some(owner)
             && oname.is_some_and(|n| {
-                if owner == "Job" { n == name } else { n.rsplit_once('-').is_some_and(|(d, _)| d == name) }
+                if owner == "ReplicaSet" { n.rsplit_once('-').is_some_and(|(d, _)| d == name) } else { n == name }
             })
     };
     let ready = |p: &Value| {

@@ -175,6 +175,29 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
             containers(&mut out, &tmpl);
             conditions(&mut out, v);
         }
+        "DaemonSet" => {
+            let _ = writeln!(out, "Selector:     {}", map_line(v, "/spec/selector/matchLabels"));
+            let _ = writeln!(out, "Node-Selector: {}", map_line(v, "/spec/template/spec/nodeSelector"));
+            let _ = writeln!(
+                out,
+                "Desired Number of Nodes Scheduled: {}\nCurrent Number of Nodes Scheduled: {}\nNumber of Nodes Scheduled with Up-to-date Pods: {}\nNumber of Nodes Scheduled with Available Pods: {}\nNumber of Nodes Misscheduled: {}",
+                n(v, "/status/desiredNumberScheduled"),
+                n(v, "/status/currentNumberScheduled"),
+                n(v, "/status/updatedNumberScheduled"),
+                n(v, "/status/numberAvailable"),
+                n(v, "/status/numberMisscheduled"),
+            );
+            let _ = writeln!(
+                out,
+                "Pods Status:  {} Ready / {} Unavailable",
+                n(v, "/status/numberReady"),
+                n(v, "/status/numberUnavailable")
+            );
+            let strategy = v.pointer("/spec/updateStrategy/type").and_then(Value::as_str).unwrap_or("RollingUpdate");
+            let _ = writeln!(out, "Update Strategy: {strategy}");
+            let tmpl = serde_json::json!({"spec": v.pointer("/spec/template/spec").cloned().unwrap_or_default()});
+            containers(&mut out, &tmpl);
+        }
         "Job" => {
             let _ = writeln!(
                 out,

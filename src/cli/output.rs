@@ -122,6 +122,7 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Deployment" => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
         "ReplicaSet" => vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        "DaemonSet" => vec!["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
         "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "AGE"],
         "Service" => vec!["NAME", "TYPE", "PORT(S)", "ENDPOINTS", "AGE"],
         "Namespace" => vec!["NAME", "STATUS", "AGE"],
@@ -181,6 +182,26 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
                 n(it, "/status/availableReplicas").to_string(),
                 age_of(created),
             ],
+            "DaemonSet" => {
+                let sel = it
+                    .pointer("/spec/template/spec/nodeSelector")
+                    .and_then(Value::as_object)
+                    .filter(|m| !m.is_empty())
+                    .map(|m| {
+                        m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")
+                    })
+                    .unwrap_or_else(|| "<none>".into());
+                vec![
+                    name,
+                    n(it, "/status/desiredNumberScheduled").to_string(),
+                    n(it, "/status/currentNumberScheduled").to_string(),
+                    n(it, "/status/numberReady").to_string(),
+                    n(it, "/status/updatedNumberScheduled").to_string(),
+                    n(it, "/status/numberAvailable").to_string(),
+                    sel,
+                    age_of(created),
+                ]
+            }
             "ReplicaSet" => vec![
                 name,
                 n(it, "/spec/replicas").to_string(),

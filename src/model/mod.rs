@@ -21,7 +21,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use types::{Deployment, Job, Namespace, ObjectMeta, Service};
+pub use types::{DaemonSet, Deployment, Job, Namespace, ObjectMeta, Service};
 
 /// What is wrong with a value, in words a user can act on (the caller adds
 /// which field it was).
@@ -39,10 +39,11 @@ pub enum Kind {
     Deployment,
     Job,
     Service,
+    DaemonSet,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Namespace, Kind::Deployment, Kind::Job, Kind::Service];
+    pub const ALL: [Kind; 5] = [Kind::Namespace, Kind::Deployment, Kind::Job, Kind::Service, Kind::DaemonSet];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,13 +51,14 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::Job => "Job",
             Kind::Service => "Service",
+            Kind::DaemonSet => "DaemonSet",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Namespace | Kind::Service => "v1",
-            Kind::Deployment => "apps/v1",
+            Kind::Deployment | Kind::DaemonSet => "apps/v1",
             Kind::Job => "batch/v1",
         }
     }
@@ -68,6 +70,7 @@ impl Kind {
             Kind::Deployment => "deployments",
             Kind::Job => "jobs",
             Kind::Service => "services",
+            Kind::DaemonSet => "daemonsets",
         }
     }
 
@@ -90,6 +93,7 @@ impl Kind {
             "deployment" | "deployments" | "deploy" => Kind::Deployment,
             "job" | "jobs" => Kind::Job,
             "service" | "services" | "svc" => Kind::Service,
+            "daemonset" | "daemonsets" | "ds" => Kind::DaemonSet,
             _ => return None,
         })
     }
@@ -126,6 +130,7 @@ pub enum Object {
     Deployment(Deployment),
     Job(Job),
     Service(Service),
+    DaemonSet(DaemonSet),
 }
 
 impl Object {
@@ -135,6 +140,7 @@ impl Object {
             Object::Deployment(_) => Kind::Deployment,
             Object::Job(_) => Kind::Job,
             Object::Service(_) => Kind::Service,
+            Object::DaemonSet(_) => Kind::DaemonSet,
         }
     }
 
@@ -144,6 +150,7 @@ impl Object {
             Object::Deployment(o) => &o.metadata,
             Object::Job(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
+            Object::DaemonSet(o) => &o.metadata,
         }
     }
 
@@ -153,6 +160,7 @@ impl Object {
             Object::Deployment(o) => &mut o.metadata,
             Object::Job(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
+            Object::DaemonSet(o) => &mut o.metadata,
         }
     }
 
@@ -175,6 +183,7 @@ impl Object {
             Object::Deployment(o) => serde_json::to_value(o),
             Object::Job(o) => serde_json::to_value(o),
             Object::Service(o) => serde_json::to_value(o),
+            Object::DaemonSet(o) => serde_json::to_value(o),
         };
         // Serializing plain data structs into a Value cannot fail.
         v.unwrap_or(serde_json::Value::Null)

@@ -4,9 +4,75 @@
 
 use super::Invalid;
 
-/// Longest object name. A pod is named `<owner>-<index>`, so owners keep room
-/// for the suffix inside a 63-character DNS label.
-pub const MAX_OBJECT_NAME: usize = 52;
+/// Longest name of a workload (Deployment, DaemonSet, Job): a DNS subdomain,
+/// as in Kubernetes. Its pods' names are cut to `MAX_POD_NAME` with a hash.
+pub const MAX_OBJECT_NAME: usize = 253;
+/// Longest pod name Shoal derives (a DNS label, so that it serves as a
+/// hostname).
+pub const MAX_POD_NAME: usize = 63;
+/// How much of a long owner's name a derived pod name keeps.
+const KEPT_OWNER: usize = 36;
+
+/// RFC 1123 subdomain: dot-separated labels, at most `max` characters.
+pub fn dns_subdomain(s: &str, max: usize) -> Result<(), Invalid> {
+    if s.len() > max {
+        return Err(Invalid(format!("must be at most {max} characters (has {})", s.len())));
+    }
+    if s.is_empty() {
+        return Err(Invalid("must not be empty".into()));
+    }
+    if s.split('.').any(|l| dns_label(l, 63).is_err()) {
+        return Err(Invalid(format!(
+            "{s:?} is not a valid name: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+/// The owner part of a derived pod name when `<owner>-<suffix>` would pass
+/// `MAX_POD_NAME`: the first characters of the owner and 8 hex digits of a
+/// hash of the whole name, so that two long owners with one prefix never
+/// share pod names. Depends on the owner alone, so one owner's pods share it.
+pub fn short_owner(owner: &str) -> String {
+    let cut = owner.char_indices().nth(KEPT_OWNER).map_or(owner.len(), |(i, _)| i);
+    let kept = owner[..cut].trim_end_matches(['-', '.']);
+    let h = blake3::hash(owner.as_bytes()).to_hex();
+    format!("{kept}-{}", &h[..8])
+}
+
+/// The name of a pod of `owner`: `<owner>-<suffix>` when it fits
+/// `MAX_POD_NAME` characters, else the owner shortened (`short_owner`) and,
+/// if still too long, the whole cut with a hash, as Kubernetes shortens
+/// generated names.
+pub fn derived_pod_name(owner: &str, suffix: &str) -> String {
+    let full = format!("{owner}-{suffix}");
+    if full.len() <= MAX_POD_NAME {
+        return full;
+    }
+    let short = format!("{}-{suffix}", short_owner(owner));
+    if short.len() <= MAX_POD_NAME {
+        return short;
+    }
+    let h = blake3::hash(full.as_bytes()).to_hex();
+    let cut = short.char_indices().nth(MAX_POD_NAME - 9).map_or(short.len(), |(i, _)| i);
+    format!("{}-{}", short[..cut].trim_end_matches(['-', '.']), &h[..8])
+}
+
+/// The suffix of a pod name derived from `owner` (`derived_pod_name`), if
+/// it is one: what follows `<owner>-` or `<short owner>-`.
+pub fn pod_suffix<'a>(owner: &str, name: &'a str) -> Option<&'a str> {
+    if name.len() > MAX_POD_NAME {
+        return None;
+    }
+    if let Some(rest) = name.strip_prefix(owner).and_then(|r| r.strip_prefix('-')) {
+        return Some(rest);
+    }
+    // The short form only where the full one would not have fitted.
+    let short = short_owner(owner);
+    name.strip_prefix(short.as_str())
+        .and_then(|r| r.strip_prefix('-'))
+        .filter(|rest| owner.len() + 1 + rest.len() > MAX_POD_NAME)
+}
 
 /// RFC 1123 label: lower-case alphanumerics and '-', starting and ending
 /// alphanumeric, at most `max` characters.
@@ -114,5 +180,41 @@ mod tests {
         assert!(port_name("8080").is_err());
         assert!(env_name("PORT").is_ok());
         assert!(env_name("1X").is_err());
+        assert!(dns_subdomain("web.v2", 253).is_ok());
+        assert!(dns_subdomain("web..v2", 253).is_err());
+        let l63 = "a".repeat(63);
+        let max = format!("{l63}.{l63}.{l63}.{}", "b".repeat(61));
+        assert_eq!(max.len(), 253);
+        assert!(dns_subdomain(&max, 253).is_ok());
+        assert!(dns_subdomain(&format!("{max}c"), 253).is_err());
+        assert!(dns_subdomain(&"a".repeat(64), 253).is_err(), "each label at most 63");
+    }
+
+    #[test]
+    fn long_owners_get_pod_names_within_63_characters_that_never_collide() {
+        assert_eq!(derived_pod_name("web", "5583474615-0"), "web-5583474615-0", "short names stay as they are");
+        let a = format!("{}-a", "x".repeat(250));
+        let b = format!("{}-b", "x".repeat(250));
+        for owner in [&a, &b] {
+            for suffix in [
+                "5583474615-0",
+                "5583474615-9999",
+                "0",
+                "a-node-name-of-sixty-three-characters-is-allowed-by-kubernetes1",
+            ] {
+                let n = derived_pod_name(owner, suffix);
+                assert!(n.len() <= MAX_POD_NAME, "{n} has {}", n.len());
+                assert!(dns_label(&n, MAX_POD_NAME).is_ok(), "{n}");
+            }
+        }
+        assert_ne!(derived_pod_name(&a, "0"), derived_pod_name(&b, "0"), "one prefix, two owners, two names");
+        // The suffix comes back from the name for either form.
+        let n = derived_pod_name(&a, "5583474615-3");
+        assert_eq!(pod_suffix(&a, &n), Some("5583474615-3"));
+        assert_eq!(pod_suffix(&b, &n), None);
+        assert_eq!(pod_suffix("web", "web-5583474615-3"), Some("5583474615-3"));
+        // 53 characters (refused before) fits with its suffix as it is.
+        let d53 = "d".repeat(53);
+        assert!(derived_pod_name(&d53, "5583474615-0").len() <= MAX_POD_NAME);
     }
 }

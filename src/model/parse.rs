@@ -202,7 +202,7 @@ fn parse_doc(ctx: &DocCtx<'_>, vctx: &Context, default_ns: &str, out: &mut Outco
     let Some(kind) = Kind::from_manifest(&kind_text) else {
         out.errors.push(ctx.issue(
             "kind",
-            format!("unknown kind {kind_text:?}: Shoal supports Namespace, Deployment, Job and Service"),
+            format!("unknown kind {kind_text:?}: Shoal supports Namespace, Deployment, DaemonSet, Job and Service"),
         ));
         return None;
     };
@@ -224,6 +224,7 @@ fn parse_doc(ctx: &DocCtx<'_>, vctx: &Context, default_ns: &str, out: &mut Outco
         Kind::Deployment => parse_kind(ctx, out, Object::Deployment),
         Kind::Job => parse_kind(ctx, out, Object::Job),
         Kind::Service => parse_kind(ctx, out, Object::Service),
+        Kind::DaemonSet => parse_kind(ctx, out, Object::DaemonSet),
     };
     let mut obj = obj?;
     // Server-set metadata is never taken from a client, except the
@@ -440,6 +441,91 @@ spec:
         let out = parse(&GOOD.replace("replicas: 3", "replicas: -1"));
         assert_eq!(out.errors[0].field, "spec.replicas");
         assert!(out.errors[0].message.contains("between 0"));
+    }
+
+    const DS: &str = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  updateStrategy: {rollingUpdate: {maxUnavailable: 1}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      containers: [{name: c, command: [sleep, '100']}]\n";
+
+    #[test]
+    fn daemonsets_parse_and_bad_fields_are_named() {
+        let out = parse(DS);
+        assert!(out.errors.is_empty() && out.warnings.is_empty(), "{:?} {:?}", out.errors, out.warnings);
+        assert_eq!(out.objects[0].object.kind(), Kind::DaemonSet);
+        let cases = [
+            (
+                "maxUnavailable: 1",
+                "maxUnavailable: 0",
+                "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                "must not be 0",
+            ),
+            (
+                "maxUnavailable: 1",
+                "maxSurge: 1",
+                "spec.updateStrategy.rollingUpdate.maxSurge",
+                "maxUnavailable instead",
+            ),
+            (
+                "maxUnavailable: 1",
+                "maxUnavailable: 1x",
+                "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                "percentage",
+            ),
+            (
+                "{rollingUpdate: {maxUnavailable: 1}}",
+                "{type: Sometimes}",
+                "spec.updateStrategy.type",
+                "RollingUpdate or OnDelete",
+            ),
+            (
+                "{rollingUpdate: {maxUnavailable: 1}}",
+                "{type: OnDelete, rollingUpdate: {}}",
+                "spec.updateStrategy.rollingUpdate",
+                "OnDelete",
+            ),
+            (
+                "matchLabels: {app: agent}",
+                "matchLabels: {app: other}",
+                "spec.selector.matchLabels.app",
+                "does not match",
+            ),
+            ("containers:", "restartPolicy: Never\n      containers:", "spec.template.spec.restartPolicy", "Always"),
+        ];
+        for (from, to, field, says) in cases {
+            let out = parse(&DS.replace(from, to));
+            assert!(
+                out.errors.iter().any(|e| e.field == field && e.message.contains(says)),
+                "{to}: want {field} saying {says:?}, got {:?}",
+                out.errors
+            );
+        }
+        let out = parse(&DS.replace("  updateStrategy", "  replicas: 3\n  updateStrategy"));
+        assert!(out.warnings.iter().any(|w| w.field == "spec.replicas"), "{:?}", out.warnings);
+    }
+
+    #[test]
+    fn names_as_long_as_kubernetes_accepts() {
+        let long = format!("{}.{}.{}", "d".repeat(63), "e".repeat(63), "f".repeat(36));
+        let out = parse(&GOOD.replace("name: web\nspec:\n  replicas", &format!("name: {long}\nspec:\n  replicas")));
+        assert!(out.errors.is_empty(), "a 164-character Deployment name is a valid DNS subdomain: {:?}", out.errors);
+        let out = parse(
+            &GOOD.replace("name: web\nspec:\n  replicas", &format!("name: {}\nspec:\n  replicas", "d".repeat(53))),
+        );
+        assert!(out.errors.is_empty(), "53 characters, refused before: {:?}", out.errors);
+        let too_long = format!("{0}.{0}.{0}.{0}", "d".repeat(63));
+        let out = parse(&GOOD.replace("name: web\nspec:\n  replicas", &format!("name: {too_long}\nspec:\n  replicas")));
+        assert!(out.errors.iter().any(|e| e.field == "metadata.name" && e.message.contains("at most 253")));
+        let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: NAME}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n";
+        let out = parse(&svc.replace("NAME", &"s".repeat(64)));
+        assert!(
+            out.errors.iter().any(|e| e.field == "metadata.name" && e.message.contains("at most 63")),
+            "{:?}",
+            out.errors
+        );
+        let out = parse(&svc.replace("NAME", "a.b"));
+        assert!(
+            out.errors.iter().any(|e| e.field == "metadata.name"),
+            "a Service name is a DNS label: {:?}",
+            out.errors
+        );
     }
 
     #[test]

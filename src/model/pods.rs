@@ -97,6 +97,9 @@ pub struct DesiredPod {
     pub restart_policy: RestartPolicy,
     pub grace: Duration,
     pub fenced: bool,
+    /// The one node this pod may run on (a DaemonSet's pod): placed there
+    /// or nowhere, whatever the node's cordon.
+    pub node: Option<String>,
 }
 
 impl DesiredPod {
@@ -151,6 +154,11 @@ pub fn pod_requests(spec: &PodSpec) -> Resources {
     total
 }
 
+/// The runtime a pod needs: Docker if any container names an image.
+pub fn runtime_of(spec: &PodSpec) -> RuntimeKind {
+    if spec.containers.iter().any(|c| c.image.is_some()) { RuntimeKind::Docker } else { RuntimeKind::Process }
+}
+
 /// Short stable hash of a pod template (blake3 of its canonical JSON).
 pub fn template_hash(t: &PodTemplateSpec) -> String {
     // serde_json writes struct fields in declaration order and maps sorted
@@ -191,20 +199,36 @@ fn make_pod(
         spec: Arc::new(spec.clone()),
         template_hash: hash.to_string(),
         requests: pod_requests(spec),
-        runtime: if spec.containers.iter().any(|c| c.image.is_some()) {
-            RuntimeKind::Docker
-        } else {
-            RuntimeKind::Process
-        },
+        runtime: runtime_of(spec),
         restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
         grace: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS).max(0) as u64),
         fenced,
+        node: None,
     }
+}
+
+/// The name of a DaemonSet's pod on `node` (`<daemonset>-<node>`, shortened
+/// with a hash past 63 characters).
+pub fn daemon_pod_name(daemonset: &str, node: &str) -> String {
+    super::names::derived_pod_name(daemonset, node)
+}
+
+/// The pod of a DaemonSet on `node`, slot `index` among its nodes.
+pub fn daemon_pod(ns: &str, owner: OwnerRef, node: &str, index: u32, t: &PodTemplateSpec, hash: &str) -> DesiredPod {
+    let name = daemon_pod_name(&owner.name, node);
+    let mut d = make_pod(ns, name, owner, index, t, hash, false);
+    d.node = Some(node.to_string());
+    d
+}
+
+/// The name of completion `index` of Job `job` (`<job>-<index>`).
+pub fn job_pod_name(job: &str, index: u32) -> String {
+    super::names::derived_pod_name(job, &index.to_string())
 }
 
 /// Completion `index` of a Job (`<name>-<index>`).
 pub fn job_pod(ns: &str, owner: OwnerRef, index: u32, t: &PodTemplateSpec, hash: &str) -> DesiredPod {
-    let name = format!("{}-{index}", owner.name);
+    let name = job_pod_name(&owner.name, index);
     make_pod(ns, name, owner, index, t, hash, false)
 }
 
@@ -249,7 +273,7 @@ pub fn job_progress(job: &Job, results: &Results) -> JobProgress {
         ..Default::default()
     };
     for i in 0..completions {
-        let name = format!("{}-{i}", job.metadata.name);
+        let name = job_pod_name(&job.metadata.name, i);
         match results.get(&(ns.clone(), name)) {
             Some(r) if r.job_uid == uid => {
                 p.failures = p.failures.saturating_add(r.failures);
@@ -291,7 +315,8 @@ pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, results: 
                     out.push(job_pod(&ns, owner.clone(), i, &j.spec.template, &hash));
                 }
             }
-            Object::Namespace(_) | Object::Service(_) => {}
+            // A DaemonSet's pods depend on the nodes: `placement::daemonsets`.
+            Object::Namespace(_) | Object::Service(_) | Object::DaemonSet(_) => {}
         }
     }
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{DeploymentSpec, IntOrString, PodTemplateSpec};
+use super::types::{DaemonSetSpec, DeploymentSpec, IntOrString, PodTemplateSpec};
 
 /// Kubernetes' default `progressDeadlineSeconds`.
 pub const DEFAULT_PROGRESS_DEADLINE_SECS: u64 = 600;
@@ -45,6 +45,26 @@ pub struct Revision {
     pub created: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_cause: Option<String>,
+    /// The kind of the owner: absent for a Deployment (a ReplicaSet),
+    /// `DaemonSet` for a DaemonSet's (a ControllerRevision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_kind: Option<super::Kind>,
+}
+
+impl Revision {
+    /// Whether this is a Deployment's revision (shown as a ReplicaSet).
+    pub fn of_deployment(&self) -> bool {
+        self.owner_kind.is_none_or(|k| k == super::Kind::Deployment)
+    }
+
+    /// The name it is stored under.
+    pub fn key_name(&self) -> String {
+        if self.of_deployment() {
+            revision_name(&self.deployment, &self.hash)
+        } else {
+            daemonset_revision_name(&self.deployment, &self.hash)
+        }
+    }
 }
 
 /// Revisions keyed by (namespace, `<deployment>-<hash>`); a persistent map so
@@ -56,14 +76,23 @@ pub fn revision_name(deployment: &str, hash: &str) -> String {
     format!("{deployment}-{hash}")
 }
 
-/// The name of replica `index` of a revision.
+/// The key a DaemonSet's revision is stored under: DaemonSets and
+/// Deployments share the revision store, and `:` is in no object's name, so
+/// a DaemonSet's revisions never meet a Deployment's of the same name.
+pub fn daemonset_revision_name(daemonset: &str, hash: &str) -> String {
+    format!("daemonset:{daemonset}-{hash}")
+}
+
+/// The name of replica `index` of a revision (`<deployment>-<hash>-<index>`,
+/// the deployment's part shortened with a hash if that passes 63
+/// characters).
 pub fn pod_name(deployment: &str, hash: &str, index: u32) -> String {
-    format!("{deployment}-{hash}-{index}")
+    super::names::derived_pod_name(deployment, &format!("{hash}-{index}"))
 }
 
 /// Splits a pod name of `deployment` into (hash, index), if it is one.
 pub fn parse_pod_name<'a>(deployment: &str, name: &'a str) -> Option<(&'a str, u32)> {
-    let rest = name.strip_prefix(deployment)?.strip_prefix('-')?;
+    let rest = super::names::pod_suffix(deployment, name)?;
     let (hash, index) = rest.rsplit_once('-')?;
     let ok = !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()) && !hash.contains('-');
     ok.then_some(())?;
@@ -126,6 +155,31 @@ impl RolloutParams {
     }
 }
 
+impl RolloutParams {
+    /// A DaemonSet over `nodes` eligible nodes: one slot per node, no surge,
+    /// `maxUnavailable` (default 1, as Kubernetes) at a time; `OnDelete`
+    /// keeps every old pod (a new one starts where the old one is gone).
+    pub fn of_daemonset(spec: &DaemonSetSpec, nodes: u32) -> RolloutParams {
+        let st = spec.update_strategy.as_ref();
+        let on_delete = st.and_then(|s| s.kind.as_deref()) == Some("OnDelete");
+        let ru = st.and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.max_unavailable.as_ref());
+        let max_unavailable = match ru {
+            None => 1,
+            Some(v) => resolve(Some(v), nodes, false).max(1),
+        };
+        RolloutParams {
+            replicas: nodes,
+            recreate: false,
+            max_surge: 0,
+            max_unavailable,
+            min_ready_secs: spec.min_ready_seconds.unwrap_or(0).max(0) as u64,
+            progress_deadline_secs: DEFAULT_PROGRESS_DEADLINE_SECS,
+            paused: on_delete,
+            history_limit: spec.revision_history_limit.map_or(DEFAULT_REVISION_HISTORY, |l| l.max(0) as u32),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +222,31 @@ mod tests {
         assert_eq!(parse_pod_name("web", "web-api-8cbba3f733-3"), None, "another deployment's pod");
         assert_eq!(parse_pod_name("web-api", "web-api-8cbba3f733-3"), Some(("8cbba3f733", 3)));
         assert_eq!(parse_pod_name("web", "web-3"), None);
+        // A long Deployment name: the pod name is shortened, and still parses.
+        let long = "a-deployment-name-longer-than-kubernetes-would-fit-into-a-pod-name";
+        let n = pod_name(long, "8cbba3f733", 12);
+        assert!(n.len() <= 63, "{n}");
+        assert_eq!(parse_pod_name(long, &n), Some(("8cbba3f733", 12)));
+    }
+
+    #[test]
+    fn daemonsets_update_one_node_at_a_time_by_default() {
+        let p = RolloutParams::of_daemonset(&DaemonSetSpec::default(), 5);
+        assert_eq!((p.replicas, p.max_surge, p.max_unavailable, p.paused), (5, 0, 1, false));
+        let mut s = DaemonSetSpec {
+            update_strategy: Some(crate::model::types::DaemonSetUpdateStrategy {
+                kind: None,
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: None,
+                    max_unavailable: Some(IntOrString::Str("50%".into())),
+                }),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(RolloutParams::of_daemonset(&s, 5).max_unavailable, 2, "50% of 5 rounds down");
+        assert_eq!(RolloutParams::of_daemonset(&s, 1).max_unavailable, 1, "never 0");
+        s.update_strategy =
+            Some(crate::model::types::DaemonSetUpdateStrategy { kind: Some("OnDelete".into()), rolling_update: None });
+        assert!(RolloutParams::of_daemonset(&s, 5).paused, "OnDelete replaces a pod only once it is gone");
     }
 }

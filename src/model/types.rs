@@ -1,6 +1,6 @@
 //! The Kubernetes object subset Shoal understands, as serde types.
 //!
-//! Owns the shape of Namespace, Deployment, Job, Service and the pod template,
+//! Owns the shape of Namespace, Deployment, DaemonSet, Job, Service and the pod template,
 //! with Kubernetes' field names (camelCase). Fields outside this subset are not
 //! declared here; the parser reports them by path as ignored. Validation of
 //! values lives in `validate.rs`; nothing here does I/O.
@@ -324,6 +324,35 @@ pub struct RollingUpdateDeployment {
     pub max_unavailable: Option<IntOrString>,
 }
 
+/// One pod on every node that can run it (`apps/v1` DaemonSet).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonSetSpec {
+    #[serde(default)]
+    pub selector: LabelSelector,
+    #[serde(default)]
+    pub template: PodTemplateSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_strategy: Option<DaemonSetUpdateStrategy>,
+    /// A pod counts as available once Ready for this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ready_seconds: Option<i64>,
+    /// Old revisions kept for `rollout undo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<i64>,
+}
+
+/// How a DaemonSet replaces its pods when the template changes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonSetUpdateStrategy {
+    /// `RollingUpdate` (default) or `OnDelete`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_update: Option<RollingUpdateDeployment>,
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobSpec {
@@ -386,3 +415,4 @@ pub type Namespace = Manifest<NamespaceSpec>;
 pub type Deployment = Manifest<DeploymentSpec>;
 pub type Job = Manifest<JobSpec>;
 pub type Service = Manifest<ServiceSpec>;
+pub type DaemonSet = Manifest<DaemonSetSpec>;

@@ -74,8 +74,11 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
     let mut r = Report::default();
     let kind = obj.kind();
     let meta = obj.meta();
-    let max_name = if matches!(kind, Kind::Deployment | Kind::Job) { MAX_OBJECT_NAME } else { 63 };
-    r.check("metadata.name", names::dns_label(&meta.name, max_name));
+    if matches!(kind, Kind::Deployment | Kind::Job | Kind::DaemonSet) {
+        r.check("metadata.name", names::dns_subdomain(&meta.name, MAX_OBJECT_NAME));
+    } else {
+        r.check("metadata.name", names::dns_label(&meta.name, 63));
+    }
     if let Some(ns) = &meta.namespace
         && kind.namespaced()
     {
@@ -88,6 +91,7 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
         Object::Deployment(d) => deployment(&mut r, &d.spec),
         Object::Job(j) => job(&mut r, &j.spec),
         Object::Service(s) => service(&mut r, &s.spec, ctx),
+        Object::DaemonSet(d) => daemonset(&mut r, &d.spec),
     }
     (r.errors, r.warnings)
 }
@@ -180,6 +184,58 @@ fn strategy(r: &mut Report, s: &DeploymentSpec) {
         (Some("Recreate"), None) => {}
         (Some(other), _) => r.err("spec.strategy.type", format!("must be RollingUpdate or Recreate (got {other:?})")),
     }
+}
+
+fn daemonset(r: &mut Report, s: &DaemonSetSpec) {
+    selector(r, "spec.selector", &s.selector, &s.template.metadata.labels, true);
+    match s.template.spec.restart_policy.as_deref() {
+        None | Some("Always") => {}
+        Some(other) => r.err(
+            "spec.template.spec.restartPolicy",
+            format!("a DaemonSet's pods must use Always (got {other:?}); use a Job for pods that run to completion"),
+        ),
+    }
+    if let Some(st) = &s.update_strategy {
+        match (st.kind.as_deref(), &st.rolling_update) {
+            (None | Some("RollingUpdate"), Some(ru)) => {
+                let path = "spec.updateStrategy.rollingUpdate";
+                if let Some(v) = &ru.max_unavailable {
+                    int_or_percent(r, &format!("{path}.maxUnavailable"), v);
+                    let zero = match v {
+                        IntOrString::Int(i) => *i == 0,
+                        IntOrString::Str(p) => p.trim_end_matches('%').parse::<u32>() == Ok(0),
+                    };
+                    if zero {
+                        r.err(
+                            format!("{path}.maxUnavailable"),
+                            "must not be 0: a node runs one pod of a DaemonSet, so an update stops it before its successor starts",
+                        );
+                    }
+                }
+                let surge = match &ru.max_surge {
+                    Some(IntOrString::Int(i)) => *i != 0,
+                    Some(IntOrString::Str(p)) => p.trim_end_matches('%').parse::<u32>() != Ok(0),
+                    None => false,
+                };
+                if surge {
+                    r.err(
+                        format!("{path}.maxSurge"),
+                        "must be 0: Shoal runs one pod of a DaemonSet per node and updates it in place; set maxUnavailable instead",
+                    );
+                }
+            }
+            (None | Some("RollingUpdate"), None) | (Some("OnDelete"), None) => {}
+            (Some("OnDelete"), Some(_)) => {
+                r.err("spec.updateStrategy.rollingUpdate", "must not be set when spec.updateStrategy.type is OnDelete")
+            }
+            (Some(other), _) => {
+                r.err("spec.updateStrategy.type", format!("must be RollingUpdate or OnDelete (got {other:?})"))
+            }
+        }
+    }
+    range(r, "spec.minReadySeconds", s.min_ready_seconds, 0, MAX_SECONDS);
+    range(r, "spec.revisionHistoryLimit", s.revision_history_limit, 0, MAX_REVISION_HISTORY);
+    pod_template(r, "spec.template", &s.template);
 }
 
 fn job(r: &mut Report, s: &JobSpec) {

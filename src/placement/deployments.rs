@@ -52,12 +52,16 @@ struct LastProgress {
     best: (u32, u32),
 }
 
-/// One Deployment's decision: which (slot, revision hash) pods it wants.
+/// One workload's decision (a Deployment's or a DaemonSet's): which
+/// (slot, revision hash) pods it wants.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Wanted {
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
     pub pods: Vec<(u32, String)>,
+    /// A DaemonSet's node of each slot (empty for a Deployment).
+    pub nodes: Vec<String>,
 }
 
 /// The recorded revision `hash` of Deployment `d`.
@@ -130,7 +134,13 @@ impl Rollouts {
             let decision = rollout::decide(&params, &current, &known, &obs);
             let deadline_exceeded = self.deadline(&key, &current, &params, &decision.status, now_ms);
             let revision = revision_of(snapshot, d, &current).map_or(0, |r| r.revision);
-            wanted.push(Wanted { namespace: ns, name: d.metadata.name.clone(), pods: decision.pods });
+            wanted.push(Wanted {
+                kind: Kind::Deployment,
+                namespace: ns,
+                name: d.metadata.name.clone(),
+                pods: decision.pods,
+                nodes: Vec::new(),
+            });
             let generation = d.metadata.generation.unwrap_or(1);
             progress.insert(
                 key,
@@ -139,6 +149,12 @@ impl Rollouts {
         }
         self.last_progress.retain(|k, _| seen.contains(k));
         (wanted, progress)
+    }
+
+    /// Whether pod `id` has been seen Ready for `min_ready_ms` plus the
+    /// linger at `now_ms` (after `decide` has read the view).
+    pub fn available(&self, id: &str, min_ready_ms: u64, linger_ms: u64, now_ms: u64) -> bool {
+        self.ready_since.get(id).is_some_and(|t| now_ms.saturating_sub(*t) >= min_ready_ms + linger_ms)
     }
 
     /// Whether the rollout of `key` made no progress for its deadline. Any
@@ -166,11 +182,15 @@ impl Rollouts {
     }
 }
 
-/// The DesiredPods of the Deployments' decisions (pods of a revision whose
+/// The DesiredPods of the Deployments' and DaemonSets' decisions (pods of a revision whose
 /// template is not known here are left out: they cannot be run).
 pub fn desired_of(snapshot: &Snapshot, wanted: &[Wanted]) -> Vec<DesiredPod> {
     let mut out = Vec::new();
     for w in wanted {
+        if w.kind == Kind::DaemonSet {
+            super::daemonsets::desired_of(snapshot, w, &mut out);
+            continue;
+        }
         let key =
             crate::model::ObjectKey { kind: Kind::Deployment, namespace: w.namespace.clone(), name: w.name.clone() };
         let Some(Object::Deployment(d)) = snapshot.get(&key).map(|o| &o.object) else { continue };

@@ -14,10 +14,12 @@
 //! resources, pod count, `topologySpreadConstraints` with
 //! `DoNotSchedule`; `ScheduleAnyway` ones are preferences. Pods *pinned* to a
 //! node (on a cordoned node, where they stay until drained) are placed there
-//! first. No clock, no RNG, no map iteration order, no `std::hash`: hashes
+//! first, and pods bound to one node (a DaemonSet's) go there or nowhere,
+//! before any workload is spread. No clock, no RNG, no map iteration order, no `std::hash`: hashes
 //! are blake3 over explicit bytes mixed with a fixed integer finalizer.
 #![deny(clippy::disallowed_methods)]
 
+pub mod daemonsets;
 pub mod deployments;
 pub mod maintenance;
 pub mod plan;
@@ -211,10 +213,44 @@ pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], pinned: &BTreeMap<String, 
     }
     let groups: Vec<(u64, Vec<usize>)> = groups.into_iter().collect();
     let mut out = Placement::default();
-    for workload in spread::workloads(pods) {
+    // Pods bound to one node (a DaemonSet's) go first: they take their
+    // node's capacity before any workload is spread, and go nowhere else.
+    for pod in pods.iter().filter(|p| p.node.is_some()) {
+        place_bound(pod, &mut state, &mut out);
+    }
+    for workload in spread::workloads(pods.iter().filter(|p| p.node.is_none())) {
         spread::place_workload(&workload, &mut state, &groups, pinned, &mut out);
     }
     out
+}
+
+/// A pod bound to one node: there if the node is live and the pod fits
+/// (cordoned or not), else pending with the reason.
+fn place_bound(pod: &DesiredPod, state: &mut [Node<'_>], out: &mut Placement) {
+    let Some(want) = pod.node.as_deref() else { return };
+    let Some(n) = state.iter_mut().find(|n| n.spec.name == want) else {
+        out.pending.insert(pod.id(), format!("node {want} is not live and settled"));
+        return;
+    };
+    let why = if !n.spec.runtimes.contains(&pod.runtime) {
+        Some(format!("node {want} does not offer the {} runtime", pod.runtime.as_str()))
+    } else if n.pods >= n.max_pods {
+        Some(format!("too many pods on node {want}"))
+    } else if !n.used.saturating_add(pod.requests).fits_within(n.alloc) {
+        Some(format!("insufficient cpu or memory on node {want}"))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => {
+            out.pending.insert(pod.id(), why);
+        }
+        None => {
+            n.used = n.used.saturating_add(pod.requests);
+            n.pods += 1;
+            out.owners.insert(pod.id(), want.to_string());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::daemonsets::{self, DaemonProgresses};
 use super::deployments::{Progresses, Rollouts, Wanted, desired_of};
 use super::{NodeSpec, Placement, maintenance, place};
 use crate::membership::view::{ClusterView, NodeState};
@@ -62,6 +63,8 @@ pub struct PlanView {
     pub plan: Arc<Plan>,
     /// Where every Deployment's rollout stands, as this node sees it.
     pub progress: Arc<Progresses>,
+    /// Where every DaemonSet stands, as this node sees it.
+    pub daemons: Arc<DaemonProgresses>,
 }
 
 /// Settings of planning.
@@ -96,6 +99,8 @@ struct Cached {
     /// Pods staying on cordoned nodes.
     pinned: BTreeMap<String, String>,
     nodes: Vec<NodeSpec>,
+    /// `nodes` and the settling ones (which run only their DaemonSet pods).
+    with_settling: Vec<NodeSpec>,
     settling: usize,
     desired: Arc<Vec<DesiredPod>>,
     by_id: Arc<BTreeMap<String, DesiredPod>>,
@@ -125,12 +130,18 @@ fn wanted_digest(rev: u64, wanted: &[Wanted]) -> u64 {
     let mut h = blake3::Hasher::new();
     h.update(&rev.to_le_bytes());
     for w in wanted {
+        h.update(w.kind.as_str().as_bytes());
+        h.update(&[0]);
         h.update(w.namespace.as_bytes());
         h.update(&[0]);
         h.update(w.name.as_bytes());
         for (i, hash) in &w.pods {
             h.update(&i.to_le_bytes());
             h.update(hash.as_bytes());
+        }
+        for n in &w.nodes {
+            h.update(n.as_bytes());
+            h.update(&[0]);
         }
         h.update(&[1]);
     }
@@ -189,7 +200,26 @@ impl Planner {
         };
         let mut nodes = nodes;
         maintenance::cordon(&mut nodes, snapshot);
-        let (wanted, progress) = self.rollouts.decide(snapshot, view, rules.linger_ms, now_ms);
+        let (mut wanted, progress) = self.rollouts.decide(snapshot, view, rules.linger_ms, now_ms);
+        // DaemonSet pods also run on live nodes that take no other pod yet
+        // (starting, settling, leaving): theirs never move, so a restart of
+        // `shoal` leaves them running. Placement sees those nodes as
+        // cordoned.
+        let mut with_settling = nodes.clone();
+        if view.nodes.len() > nodes.len() {
+            let known: BTreeSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+            for n in view.nodes.values().filter(|n| n.state.alive()) {
+                if !known.contains(n.info.name.as_str()) {
+                    let mut spec = n.info.spec();
+                    spec.unschedulable = true;
+                    with_settling.push(spec);
+                }
+            }
+        }
+        let rollouts = &self.rollouts;
+        let available = |id: &str, min_ready_ms: u64| rollouts.available(id, min_ready_ms, rules.linger_ms, now_ms);
+        let (daemon_wanted, daemons) = daemonsets::decide(snapshot, view, &with_settling, &available);
+        wanted.extend(daemon_wanted);
         let wanted_now = wanted_digest(snapshot.rev, &wanted);
         let same_pods = self.cache.as_ref().filter(|c| c.wanted == wanted_now).map(|c| c.desired.clone());
         let desired = same_pods.unwrap_or_else(|| {
@@ -201,11 +231,15 @@ impl Planner {
         });
         let pinned = maintenance::pins(snapshot, view, &desired, &progress);
         let fresh = self.cache.as_ref().is_some_and(|c| {
-            c.wanted == wanted_now && c.nodes == nodes && c.settling == settling && c.pinned == pinned
+            c.wanted == wanted_now
+                && c.nodes == nodes
+                && c.with_settling == with_settling
+                && c.settling == settling
+                && c.pinned == pinned
         });
         if !fresh {
             self.computed += 1;
-            let mut placement = place(&nodes, &desired, &pinned);
+            let mut placement = place(&with_settling, &desired, &pinned);
             if nodes.is_empty() && settling > 0 {
                 for why in placement.pending.values_mut() {
                     *why = format!(
@@ -222,6 +256,7 @@ impl Planner {
                 desired,
                 owners: Arc::new(placement.owners.clone()),
                 schedulable: Arc::new(nodes.iter().map(|n| n.name.clone()).collect()),
+                with_settling,
                 placement: Arc::new(placement),
                 nodes,
                 digest,
@@ -260,6 +295,7 @@ impl Planner {
             owners_digest: c.digest,
             plan: Arc::new(plan),
             progress: Arc::new(progress),
+            daemons: Arc::new(daemons),
         }
     }
 }

@@ -63,7 +63,7 @@ pub(super) struct Workload<'a> {
 
 /// Pods grouped into workloads, in a fixed order (namespace, kind, owner,
 /// revision), each in slot order.
-pub(super) fn workloads(pods: &[DesiredPod]) -> Vec<Workload<'_>> {
+pub(super) fn workloads<'a>(pods: impl IntoIterator<Item = &'a DesiredPod>) -> Vec<Workload<'a>> {
     let mut m: BTreeMap<(&str, Kind, &str, &str), Vec<&DesiredPod>> = BTreeMap::new();
     for p in pods {
         let rev = if p.owner.kind == Kind::Deployment { p.template_hash.as_str() } else { "" };

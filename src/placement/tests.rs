@@ -38,6 +38,7 @@ pub(crate) fn pods(owner: &str, n: u32, req: Resources) -> Vec<DesiredPod> {
             restart_policy: RestartPolicy::Always,
             grace: Duration::from_secs(1),
             fenced: false,
+            node: None,
         })
         .collect()
 }

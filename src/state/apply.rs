@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use crate::model::parse::Parsed;
 use crate::model::pods::template_hash;
-use crate::model::revision::{CHANGE_CAUSE_ANNOTATION, Revision, RolloutParams, revision_name};
-use crate::model::{Deployment, Kind, Object, ObjectKey};
+use crate::model::revision::{CHANGE_CAUSE_ANNOTATION, Revision, RolloutParams};
+use crate::model::types::{Manifest, PodTemplateSpec};
+use crate::model::{Kind, Object, ObjectKey, ObjectMeta};
 use crate::util::new_uid;
 
 /// Why an apply, create, replace or delete is refused.
@@ -143,8 +144,19 @@ pub fn plan_apply(
             let bytes = serde_json::to_vec(&obj.to_json())
                 .map_err(|e| ApplyError::Encode { key: key.clone(), message: e.to_string() })?;
             changes.push((object_key(&key), Some(bytes)));
-            if let Object::Deployment(d) = &obj {
-                changes.extend(revision_changes(snapshot, d, now)?);
+            match &obj {
+                Object::Deployment(d) => {
+                    let history = RolloutParams::of(&d.spec).history_limit;
+                    let owner =
+                        Owner { kind: Kind::Deployment, meta: &d.metadata, template: &d.spec.template, history };
+                    changes.extend(revision_changes(snapshot, owner, now)?);
+                }
+                Object::DaemonSet(d) => {
+                    let history = RolloutParams::of_daemonset(&d.spec, 0).history_limit;
+                    let owner = Owner { kind: Kind::DaemonSet, meta: &d.metadata, template: &d.spec.template, history };
+                    changes.extend(revision_changes(snapshot, owner, now)?);
+                }
+                _ => {}
             }
         }
         results.push(ObjectResult {
@@ -184,8 +196,8 @@ pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult
                 }
             }
         }
-        Object::Deployment(d) => {
-            for (name, _) in revisions_of(snapshot, &key.namespace, &d.metadata.name, d.metadata.uid.as_deref()) {
+        Object::Deployment(Manifest { metadata: m, .. }) | Object::DaemonSet(Manifest { metadata: m, .. }) => {
+            for (name, _) in revisions_of(snapshot, &key.namespace, &m.name, m.uid.as_deref()) {
                 changes.push((Key::new(kinds::REVISION, key.namespace.clone(), name), None));
             }
         }
@@ -200,7 +212,8 @@ pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult
     Ok((res, changes))
 }
 
-/// The revisions of Deployment `name` (of its current uid), oldest first.
+/// The revisions of Deployment or DaemonSet `name` (of its current uid),
+/// oldest first.
 pub fn revisions_of(snapshot: &Snapshot, ns: &str, name: &str, uid: Option<&str>) -> Vec<(String, Arc<Revision>)> {
     let mut v: Vec<(String, Arc<Revision>)> = snapshot
         .revisions
@@ -212,35 +225,46 @@ pub fn revisions_of(snapshot: &Snapshot, ns: &str, name: &str, uid: Option<&str>
     v
 }
 
-/// What writing Deployment `d` does to its revisions: its template becomes
-/// the newest revision (a new one, or an old one brought back, as `rollout
-/// undo` does), and revisions beyond `revisionHistoryLimit` are deleted.
-fn revision_changes(snapshot: &Snapshot, d: &Deployment, now: Stamp) -> Result<Changes, ApplyError> {
-    let ns = d.metadata.namespace.clone().unwrap_or_default();
-    let uid = d.metadata.uid.clone().unwrap_or_default();
-    let hash = template_hash(&d.spec.template);
-    let mine = revisions_of(snapshot, &ns, &d.metadata.name, Some(&uid));
+/// A workload whose pod templates are kept as revisions.
+struct Owner<'a> {
+    kind: Kind,
+    meta: &'a ObjectMeta,
+    template: &'a PodTemplateSpec,
+    /// Old revisions kept (`revisionHistoryLimit`).
+    history: u32,
+}
+
+/// What writing a Deployment or DaemonSet does to its revisions: its
+/// template becomes the newest revision (a new one, or an old one brought
+/// back, as `rollout undo` does), and revisions beyond
+/// `revisionHistoryLimit` are deleted.
+fn revision_changes(snapshot: &Snapshot, d: Owner<'_>, now: Stamp) -> Result<Changes, ApplyError> {
+    let ns = d.meta.namespace.clone().unwrap_or_default();
+    let uid = d.meta.uid.clone().unwrap_or_default();
+    let hash = template_hash(d.template);
+    let mine = revisions_of(snapshot, &ns, &d.meta.name, Some(&uid));
     let newest = mine.iter().map(|(_, r)| r.revision).max().unwrap_or(0);
     let mut changes = Changes::new();
     let current = mine.iter().find(|(_, r)| r.hash == hash);
     if current.is_none_or(|(_, r)| r.revision < newest) {
         let r = Revision {
-            deployment: d.metadata.name.clone(),
+            deployment: d.meta.name.clone(),
             deployment_uid: uid,
             hash: hash.clone(),
             revision: newest + 1,
-            template: d.spec.template.clone(),
+            template: d.template.clone(),
             created: now.rfc3339(),
-            change_cause: d.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION).cloned(),
+            change_cause: d.meta.annotations.get(CHANGE_CAUSE_ANNOTATION).cloned(),
+            owner_kind: (d.kind != Kind::Deployment).then_some(d.kind),
         };
-        let name = revision_name(&r.deployment, &hash);
+        let name = r.key_name();
         let bytes = serde_json::to_vec(&r).map_err(|e| ApplyError::Encode {
-            key: ObjectKey { kind: Kind::Deployment, namespace: ns.clone(), name: name.clone() },
+            key: ObjectKey { kind: d.kind, namespace: ns.clone(), name: name.clone() },
             message: e.to_string(),
         })?;
         changes.push((Key::new(kinds::REVISION, ns.clone(), name), Some(bytes)));
     }
-    let keep = RolloutParams::of(&d.spec).history_limit as usize;
+    let keep = d.history as usize;
     let old: Vec<&(String, Arc<Revision>)> = mine.iter().filter(|(_, r)| r.hash != hash).collect();
     for (name, _) in old.iter().take(old.len().saturating_sub(keep)) {
         changes.push((Key::new(kinds::REVISION, ns.clone(), name.clone()), None));

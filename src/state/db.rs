@@ -20,7 +20,7 @@ use super::merge;
 use super::store::{Change, Store, StoreError};
 use crate::model::node::{Maintenance, NodeMaintenance};
 use crate::model::pods::PodResult;
-use crate::model::revision::{Revision, Revisions, revision_name};
+use crate::model::revision::{Revision, Revisions};
 use crate::model::{Kind, Object, ObjectKey, parse};
 
 const META_WATERMARK: &str = "gc_watermark";
@@ -148,7 +148,7 @@ fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
             .map_err(|err| Refusal::Invalid(err.to_string())),
         kinds::REVISION => {
             let r: Revision = serde_json::from_slice(v).map_err(|err| Refusal::Invalid(err.to_string()))?;
-            if revision_name(&r.deployment, &r.hash) != e.key.name {
+            if r.key_name() != e.key.name {
                 return Err(Refusal::Invalid("revision does not match its key".into()));
             }
             Ok(Some(Decoded::Revision(Arc::new(r))))

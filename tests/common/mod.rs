@@ -515,6 +515,19 @@ impl Cluster {
         self._tmp.path()
     }
 
+    /// Starts one more node, `n<count+1>`, joining through the first one;
+    /// returns its index once it is healthy.
+    pub fn add_node(&mut self, config: &str) -> usize {
+        let i = self.nodes.len();
+        let name = format!("n{}", i + 1);
+        let args =
+            vec!["--join".to_string(), format!("{}:7421", self.nodes[0].ip), "--token".into(), self.token.clone()];
+        let node = TestNode::start_at(&name, unique_ip(), self._tmp.path().join(&name), config, &args);
+        node.wait_healthy();
+        self.nodes.push(node);
+        i
+    }
+
     /// Node name → state, as node `i` sees it.
     pub fn states(&self, i: usize) -> Result<std::collections::BTreeMap<String, String>, String> {
         let v = self.nodes[i].json(&["get", "nodes"])?;
@@ -632,13 +645,24 @@ impl Drop for Partition {
 
 /// Ready pods of Deployment `deploy` as one node's API reports them.
 pub fn ready_pods(addr: SocketAddr, token: &str, deploy: &str) -> Option<usize> {
+    ready_pods_where(addr, token, &|p| names_replica_of(p, deploy))
+}
+
+/// Whether pod `p` is controlled by DaemonSet `name`.
+pub fn of_daemonset(p: &Value, name: &str) -> bool {
+    let o = &p["metadata"]["ownerReferences"][0];
+    o["kind"] == "DaemonSet" && o["name"] == name
+}
+
+/// Ready pods that `mine` accepts, as one node's API reports them.
+pub fn ready_pods_where(addr: SocketAddr, token: &str, mine: &dyn Fn(&Value) -> bool) -> Option<usize> {
     let raw = http_get_auth(addr, "/api/v1/namespaces/default/pods", token).ok()?;
     let body = raw.split_once("\r\n\r\n")?.1;
     let v: Value = serde_json::from_str(body).ok()?;
     let n = v["items"]
         .as_array()?
         .iter()
-        .filter(|p| names_replica_of(p, deploy))
+        .filter(|p| mine(p))
         .filter(|p| {
             p["status"]["conditions"]
                 .as_array()
@@ -663,14 +687,21 @@ pub struct ReadyPoller {
 }
 
 impl ReadyPoller {
+    /// Counts the Ready pods of Deployment `deploy`.
     pub fn start(node: &TestNode, deploy: &str) -> ReadyPoller {
+        let deploy = deploy.to_string();
+        ReadyPoller::start_where(node, move |p| names_replica_of(p, &deploy))
+    }
+
+    /// Counts the Ready pods that `mine` accepts.
+    pub fn start_where(node: &TestNode, mine: impl Fn(&Value) -> bool + Send + 'static) -> ReadyPoller {
         let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
         let (addr, token) = (SocketAddr::from((node.ip, 7420)), node.token());
-        let (s2, seen2, deploy) = (stop.clone(), seen.clone(), deploy.to_string());
+        let (s2, seen2) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
             while !s2.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                if let Some(n) = ready_pods(addr, &token, &deploy) {
+                if let Some(n) = ready_pods_where(addr, &token, &mine) {
                     seen2.lock().unwrap().push(n);
                 }
                 std::thread::sleep(Duration::from_millis(100).saturating_sub(t.elapsed()));

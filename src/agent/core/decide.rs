@@ -158,6 +158,7 @@ mod tests {
             restart_policy: RestartPolicy::Always,
             grace: Duration::from_secs(1),
             fenced,
+            node: None,
         }
     }
 
