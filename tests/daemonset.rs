@@ -147,3 +147,26 @@ fn an_update_goes_node_by_node_and_keeps_the_others_ready() {
     wait_agents_on(n, &["n1", "n2", "n3"], 30);
     wait_row(n, &["3", "3", "3", "3", "3"]);
 }
+
+#[test]
+fn a_drain_moves_the_other_pods_and_leaves_the_daemonset_pod() {
+    let c = Cluster::start(2, FAST);
+    c.nodes[0].apply(&agent(1, ""));
+    c.nodes[0].apply(&web_deployment("web", 4));
+    wait_agents_on(&c.nodes[0], &["n1", "n2"], 60);
+    c.nodes[0].wait_ready("web", 4, 60);
+    let o = c.nodes[0].cli(&["drain", "n2", "--timeout", "60s"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("ignoring DaemonSet-managed pods: default/agent-n2"), "{out}");
+    assert!(out.contains("node/n2 drained"), "{out}");
+    // Every web replica runs on n1 now; n2 keeps its agent pod, Ready.
+    let pods = c.nodes[0].pods();
+    let web_on: Vec<&str> = pods
+        .iter()
+        .filter(|p| names_replica_of(p, "web"))
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(web_on, ["n1"; 4], "{web_on:?}");
+    wait_agents_on(&c.nodes[0], &["n1", "n2"], 10);
+}

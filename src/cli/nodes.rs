@@ -1,5 +1,5 @@
 //! `shoal cordon|uncordon|drain NODE`: node maintenance, and following a
-//! drain until the node runs nothing.
+//! drain until the node runs nothing but its DaemonSet pods.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,21 @@ use super::commands::client;
 
 /// How often a drain's progress is polled.
 const POLL: Duration = Duration::from_millis(500);
+
+/// Ids (`namespace/name`) of every pod a DaemonSet controls.
+async fn daemon_pods(c: &crate::api::client::Client) -> Result<Vec<String>, CliError> {
+    let v = c.get_json("/api/v1/pods").await?;
+    Ok(v.get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.pointer("/metadata/ownerReferences/0/kind").and_then(Value::as_str) == Some("DaemonSet"))
+        .map(|p| {
+            let m = |k: &str| p.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("").to_string();
+            format!("{}/{}", m("namespace"), m("name"))
+        })
+        .collect())
+}
 
 pub async fn run(a: NodeArgs, action: &str) -> Result<(), CliError> {
     let c = client(&a.client);
@@ -26,16 +41,24 @@ pub async fn run(a: NodeArgs, action: &str) -> Result<(), CliError> {
                 .map_err(|e| CliError::Usage(format!("--timeout {:?}: {e}", a.timeout)))?;
             let deadline = Instant::now() + timeout;
             let mut last: Vec<String> = Vec::new();
+            let mut told = false;
             loop {
                 let n = c.get_json(&format!("/api/v1/nodes/{}", a.node)).await?;
-                let pods: Vec<String> = n
+                // A DaemonSet's pod belongs on its node: it stays, as with
+                // `kubectl drain --ignore-daemonsets`.
+                let daemons = daemon_pods(&c).await?;
+                let (kept, pods): (Vec<String>, Vec<String>) = n
                     .pointer("/status/shoal/pods")
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
                     .filter_map(Value::as_str)
                     .map(String::from)
-                    .collect();
+                    .partition(|p| daemons.contains(p));
+                if !kept.is_empty() && !told {
+                    println!("ignoring DaemonSet-managed pods: {}", kept.join(", "));
+                    told = true;
+                }
                 for gone in last.iter().filter(|p| !pods.contains(p)) {
                     println!("pod/{gone} moved");
                 }
