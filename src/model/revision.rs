@@ -71,6 +71,13 @@ impl Revision {
 /// that snapshots of the desired state share it.
 pub type Revisions = imbl::OrdMap<(String, String), Arc<Revision>>;
 
+/// The revision stored in namespace `ns` under `key` (a [`Revision::key_name`])
+/// if it belongs to the owner with `uid`: a revision left by a deleted owner
+/// of the same name is not this one's.
+pub fn lookup<'a>(revisions: &'a Revisions, ns: &str, key: String, uid: &str) -> Option<&'a Revision> {
+    revisions.get(&(ns.to_string(), key)).map(Arc::as_ref).filter(|r| r.deployment_uid == uid)
+}
+
 /// The name of a revision (and of its ReplicaSet).
 pub fn revision_name(deployment: &str, hash: &str) -> String {
     format!("{deployment}-{hash}")

@@ -156,15 +156,19 @@ fn int_or_percent(r: &mut Report, path: &str, v: &IntOrString) {
     }
 }
 
+/// Whether a count or percentage is 0 (`0`, `"0"` or `"0%"`).
+fn is_zero(v: &IntOrString) -> bool {
+    match v {
+        IntOrString::Int(i) => *i == 0,
+        IntOrString::Str(p) => p.trim_end_matches('%').parse::<u32>() == Ok(0),
+    }
+}
+
 fn strategy(r: &mut Report, s: &DeploymentSpec) {
     let Some(st) = &s.strategy else { return };
     match (st.kind.as_deref(), &st.rolling_update) {
         (None | Some("RollingUpdate"), Some(ru)) => {
-            let zero = |v: &Option<IntOrString>| match v {
-                Some(IntOrString::Int(0)) => true,
-                Some(IntOrString::Str(p)) => p.trim_end_matches('%').parse::<u32>() == Ok(0),
-                Some(IntOrString::Int(_)) | None => false,
-            };
+            let zero = |v: &Option<IntOrString>| v.as_ref().is_some_and(is_zero);
             for (name, v) in [("maxSurge", &ru.max_surge), ("maxUnavailable", &ru.max_unavailable)] {
                 if let Some(v) = v {
                     int_or_percent(r, &format!("spec.strategy.rollingUpdate.{name}"), v);
@@ -201,23 +205,14 @@ fn daemonset(r: &mut Report, s: &DaemonSetSpec) {
                 let path = "spec.updateStrategy.rollingUpdate";
                 if let Some(v) = &ru.max_unavailable {
                     int_or_percent(r, &format!("{path}.maxUnavailable"), v);
-                    let zero = match v {
-                        IntOrString::Int(i) => *i == 0,
-                        IntOrString::Str(p) => p.trim_end_matches('%').parse::<u32>() == Ok(0),
-                    };
-                    if zero {
+                    if is_zero(v) {
                         r.err(
                             format!("{path}.maxUnavailable"),
                             "must not be 0: a node runs one pod of a DaemonSet, so an update stops it before its successor starts",
                         );
                     }
                 }
-                let surge = match &ru.max_surge {
-                    Some(IntOrString::Int(i)) => *i != 0,
-                    Some(IntOrString::Str(p)) => p.trim_end_matches('%').parse::<u32>() != Ok(0),
-                    None => false,
-                };
-                if surge {
+                if ru.max_surge.as_ref().is_some_and(|v| !is_zero(v)) {
                     r.err(
                         format!("{path}.maxSurge"),
                         "must be 0: Shoal runs one pod of a DaemonSet per node and updates it in place; set maxUnavailable instead",

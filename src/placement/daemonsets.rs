@@ -17,14 +17,13 @@
 #![deny(clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use super::NodeSpec;
 use super::deployments::Wanted;
 use super::rollout::{self, Observed, ObservedPod, RolloutStatus};
 use crate::membership::view::ClusterView;
 use crate::model::pods::{DesiredPod, OwnerRef, daemon_pod, daemon_pod_name, runtime_of, template_hash};
-use crate::model::revision::{Revision, RolloutParams, daemonset_revision_name};
+use crate::model::revision::{self, Revision, RolloutParams, daemonset_revision_name};
 use crate::model::status::Phase;
 use crate::model::{DaemonSet, Kind, Object, ObjectKey};
 use crate::state::Snapshot;
@@ -67,11 +66,7 @@ pub fn eligible(ds: &DaemonSet, nodes: &[NodeSpec]) -> Vec<String> {
 pub fn revision_of<'a>(snapshot: &'a Snapshot, ds: &DaemonSet, hash: &str) -> Option<&'a Revision> {
     let ns = ds.metadata.namespace.as_deref().unwrap_or_default();
     let uid = ds.metadata.uid.as_deref().unwrap_or_default();
-    snapshot
-        .revisions
-        .get(&(ns.to_string(), daemonset_revision_name(&ds.metadata.name, hash)))
-        .map(Arc::as_ref)
-        .filter(|r| r.deployment_uid == uid)
+    revision::lookup(&snapshot.revisions, ns, daemonset_revision_name(&ds.metadata.name, hash), uid)
 }
 
 /// Decides every DaemonSet of `snapshot` over `nodes` (the placement

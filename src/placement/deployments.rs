@@ -7,13 +7,12 @@
 #![deny(clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use super::rollout::{self, Observed, ObservedPod, RolloutStatus};
 use crate::membership::view::ClusterView;
 use crate::model::Object;
 use crate::model::pods::{DesiredPod, OwnerRef, deployment_pod, template_hash};
-use crate::model::revision::{Revision, RolloutParams, parse_pod_name, revision_name};
+use crate::model::revision::{self, Revision, RolloutParams, parse_pod_name, revision_name};
 use crate::model::status::{Phase, PodStatus};
 use crate::model::{Deployment, Kind};
 use crate::state::Snapshot;
@@ -68,11 +67,7 @@ pub struct Wanted {
 fn revision_of<'a>(snapshot: &'a Snapshot, d: &Deployment, hash: &str) -> Option<&'a Revision> {
     let ns = d.metadata.namespace.as_deref().unwrap_or_default();
     let uid = d.metadata.uid.as_deref().unwrap_or_default();
-    snapshot
-        .revisions
-        .get(&(ns.to_string(), revision_name(&d.metadata.name, hash)))
-        .map(Arc::as_ref)
-        .filter(|r| r.deployment_uid == uid)
+    revision::lookup(&snapshot.revisions, ns, revision_name(&d.metadata.name, hash), uid)
 }
 
 impl Rollouts {

@@ -229,7 +229,7 @@ pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], pinned: &BTreeMap<String, 
 fn place_bound(pod: &DesiredPod, state: &mut [Node<'_>], out: &mut Placement) {
     let Some(want) = pod.node.as_deref() else { return };
     let Some(n) = state.iter_mut().find(|n| n.spec.name == want) else {
-        out.pending.insert(pod.id(), format!("node {want} is not live and settled"));
+        out.pending.insert(pod.id(), format!("node {want} is not live"));
         return;
     };
     let why = if !n.spec.runtimes.contains(&pod.runtime) {
