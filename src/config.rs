@@ -218,11 +218,19 @@ pub struct PlacementSection {
     /// long after: the time that node needs to notice it lost its majority.
     #[serde(with = "humantime_serde")]
     pub fence_delay: Duration,
+    /// A CronJob's fallback trigger node fires a scheduled time this long
+    /// after it if no Job for it has appeared (its owner is stuck or died).
+    #[serde(with = "humantime_serde")]
+    pub cron_fallback_delay: Duration,
 }
 
 impl Default for PlacementSection {
     fn default() -> Self {
-        PlacementSection { epsilon: None, fence_delay: Duration::from_secs(10) }
+        PlacementSection {
+            epsilon: None,
+            fence_delay: Duration::from_secs(10),
+            cron_fallback_delay: Duration::from_secs(5),
+        }
     }
 }
 

@@ -68,6 +68,11 @@ impl EventLog {
         self.push(if warning { "Warning" } else { "Normal" }, reason, "Pod", namespace, name, message.into());
     }
 
+    /// An event on any object (`CronJob`...).
+    pub fn object(&self, warning: bool, kind: &str, namespace: &str, name: &str, reason: &str, message: String) {
+        self.push(if warning { "Warning" } else { "Normal" }, reason, kind, namespace, name, message);
+    }
+
     /// Node events live in the `default` namespace, as in Kubernetes.
     pub fn node(&self, warning: bool, name: &str, reason: &str, message: impl Into<String>) {
         self.push(

@@ -75,7 +75,7 @@ pub async fn run(
     let mut parsed: std::collections::HashMap<String, (usize, Option<Arc<Assignment>>)> = Default::default();
     let mut owners: Arc<BTreeMap<String, String>> = Arc::default();
     let mut owners_digest = digest(&owners);
-    let mut sent: Option<(usize, usize, usize)> = None;
+    let mut sent: Option<(usize, usize, usize, bool)> = None;
     loop {
         tokio::select! {
             r = view_rx.changed() => if r.is_err() { return },
@@ -146,7 +146,8 @@ pub async fn run(
             owners = Arc::new(accepted.owners.clone());
             owners_digest = digest(&owners);
         }
-        let inputs = (Arc::as_ptr(&view) as usize, Arc::as_ptr(&local) as usize, Arc::as_ptr(&owners) as usize);
+        let inputs =
+            (Arc::as_ptr(&view) as usize, Arc::as_ptr(&local) as usize, Arc::as_ptr(&owners) as usize, leading);
         if sent == Some(inputs) {
             continue;
         }
@@ -164,7 +165,15 @@ pub async fn run(
                 }
             }
         }
+        // The leader fires every CronJob while it leads (with a majority),
+        // as Kubernetes' controller manager does; with no leader, nobody does.
+        let triggers = if leading {
+            Arc::new(local.plan.triggers.keys().map(|k| (k.clone(), vec![s.me.clone()])).collect())
+        } else {
+            Arc::default()
+        };
         let plan = Plan {
+            triggers,
             desired,
             owners: owners.clone(),
             view: view.clone(),

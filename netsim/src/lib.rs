@@ -5,9 +5,11 @@
 //! and the agent core with its driver), given a simulated network (`net`), a
 //! simulated host for its pods (`runtime`) and virtual time (`clock`), and
 //! nothing else. `leader` is the leader-based baseline on the same parts.
-//! `observer` measures and checks invariants; `report` prints.
+//! `observer` measures and checks invariants (`cron`: the CronJobs' times);
+//! `report` prints.
 
 pub mod clock;
+pub mod cron;
 pub mod leader;
 pub mod net;
 pub mod node;

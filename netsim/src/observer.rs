@@ -152,6 +152,9 @@ pub struct Observer {
     pub last_heal: Duration,
     /// Keys of objects whose write was acknowledged (filled as acks arrive).
     pub acked: Arc<Mutex<Vec<shoal::state::Key>>>,
+    /// The Jobs CronJobs made, as seen over the run, and the figures at the end.
+    pub cron: crate::cron::CronWatch,
+    pub cron_figures: crate::cron::CronFigures,
 }
 
 /// Splits the live nodes into sides (nodes that reach each other both
@@ -207,6 +210,7 @@ impl Observer {
 
     /// Samples every node at virtual time `t`.
     pub fn sample(&mut self, nodes: &[SimNode], net: &SimNet, t: Duration, dt: Duration, grace: Duration) {
+        self.cron.sample(nodes);
         let now = Instant::now();
         let up: Vec<&SimNode> = nodes.iter().filter(|n| n.up()).collect();
         let dts = dt.as_secs_f64();
@@ -427,6 +431,22 @@ impl Observer {
     }
 
     /// The eventual properties, checked at the end of a run that had time to heal.
+    /// The CronJob figures: every time up to `upto` (unix seconds) must be
+    /// run once or reported missed, and no time may have two Jobs.
+    pub fn cron_checks(&mut self, nodes: &[SimNode], upto: i64) {
+        let f = self.cron.figures(nodes, upto);
+        if f.two_jobs > 0 {
+            self.violate("cron-two-jobs".into(), format!("{} scheduled time(s) got two different Jobs", f.two_jobs));
+        }
+        if f.silently_missed > 0 {
+            self.violate(
+                "cron-silent-miss".into(),
+                format!("{} of {} scheduled time(s) neither ran nor were reported missed", f.silently_missed, f.times),
+            );
+        }
+        self.cron_figures = f;
+    }
+
     pub fn final_checks(&mut self, nodes: &[SimNode]) {
         let up: Vec<&SimNode> = nodes.iter().filter(|n| n.up() && n.paused_until.is_none()).collect();
         let member_sets: BTreeSet<Vec<String>> = up

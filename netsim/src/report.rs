@@ -55,6 +55,8 @@ pub struct Figures {
     pub oversized: u64,
     pub max_syn_bytes: u64,
     pub wall_secs: f64,
+    pub cron: crate::cron::CronFigures,
+    pub cron_delay: Spread,
 }
 
 pub fn figures(r: &RunResult) -> Figures {
@@ -82,6 +84,8 @@ pub fn figures(r: &RunResult) -> Figures {
         oversized: r.oversized,
         max_syn_bytes: r.max_syn_bytes,
         wall_secs: r.wall.as_secs_f64(),
+        cron: o.cron_figures.clone(),
+        cron_delay: spread(o.cron_figures.delays.clone()),
     }
 }
 
@@ -116,6 +120,21 @@ fn rows(cols: &[Figures]) -> Vec<(&'static str, Vec<String>)> {
         ("messages sent per node per second", f(&|x| format!("{:.1}", x.messages_per_node_sec))),
         ("largest digest message (chitchat Syn), bytes", f(&|x| x.max_syn_bytes.to_string())),
         ("gossip messages over the size limit (dropped)", f(&|x| x.oversized.to_string())),
+        (
+            "cron: scheduled times (run / reported missed / silently missed)",
+            f(&|x| {
+                let c = &x.cron;
+                if c.times == 0 {
+                    "-".into()
+                } else {
+                    format!("{} ({} / {} / {})", c.times, c.run, c.reported_missed, c.silently_missed)
+                }
+            }),
+        ),
+        ("cron: times fired by two nodes, collapsed into one Job", f(&|x| x.cron.fired_twice.to_string())),
+        ("cron: times reported missed that did run (stale view)", f(&|x| x.cron.false_misses.to_string())),
+        ("cron: times with two different Jobs", f(&|x| x.cron.two_jobs.to_string())),
+        ("cron: trigger delay after the time, s (p50 / p99 / max)", f(&|x| s3(&x.cron_delay))),
         ("false deaths", f(&|x| x.false_deaths.to_string())),
         ("invariant violations", f(&|x| x.violations.to_string())),
         ("wall time, s", f(&|x| format!("{:.1}", x.wall_secs))),

@@ -56,7 +56,23 @@ enum Step {
     Heal,
 }
 
+/// The CronJobs of a cron workload (Jobs of one pod that runs on).
+fn cronjobs_yaml(w: &Workload, schedule: &str) -> String {
+    let deadline = w.starting_deadline_seconds.map(|d| format!("  startingDeadlineSeconds: {d}\n")).unwrap_or_default();
+    (0..w.cronjobs.max(1))
+        .map(|i| {
+            format!(
+                "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: {n}-{i:02}}}\nspec:\n  schedule: '{schedule}'\n  successfulJobsHistoryLimit: 100\n{deadline}  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{{name: c, command: [sim], resources: {{requests: {{cpu: 10m, memory: 16Mi}}}}}}]\n---\n",
+                n = w.name
+            )
+        })
+        .collect()
+}
+
 fn deployment_yaml(w: &Workload, replicas: u32, version: u32) -> String {
+    if let Some(s) = &w.schedule {
+        return cronjobs_yaml(w, s);
+    }
     let fencing = if w.fenced { "  fencing: Majority\n" } else { "" };
     let mut strategy = String::new();
     if w.max_surge.is_some() || w.max_unavailable.is_some() {
@@ -216,6 +232,9 @@ async fn simulate(cfg: RunConfig) -> RunResult {
     }
     if sc.duration > sc.last_fault() + Duration::from_secs(20) {
         observer.final_checks(&nodes);
+        // Times up to 20 s before the end have had time to fire (or be
+        // reported) through any fallback.
+        observer.cron_checks(&nodes, (clock::unix_secs() as i64) - 20);
     }
     let traffic = net.traffic();
     let secs = sc.duration.as_secs_f64().max(1.0);

@@ -59,6 +59,15 @@ pub struct Workload {
     /// `spec.minReadySeconds`.
     #[serde(default)]
     pub min_ready_seconds: u32,
+    /// A cron schedule: the workload is CronJobs (`cronjobs` of them, named
+    /// `<name>-<i>`) instead of a Deployment.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    #[serde(default = "one")]
+    pub cronjobs: u32,
+    /// The CronJobs' `startingDeadlineSeconds`.
+    #[serde(default)]
+    pub starting_deadline_seconds: Option<u32>,
 }
 
 fn default_apply_at() -> Duration {
@@ -246,6 +255,14 @@ impl Scenario {
         if n.latency_min_ms < 0.0 || n.latency_max_ms < n.latency_min_ms {
             return Err(Invalid("network latency: 0 <= latency_min_ms <= latency_max_ms".into()));
         }
+        for w in &self.workload {
+            if let Some(s) = &w.schedule
+                && let Err((c, z)) = shoal::model::cron::Schedule::parse(s, None)
+            {
+                let why = c.or(z).map(|e| e.0).unwrap_or_default();
+                return Err(Invalid(format!("workload {}: schedule: {why}", w.name)));
+            }
+        }
         for e in &self.events {
             if e.action == Action::Partition
                 && !matches!(e.partition.as_str(), "split-half" | "isolate-one" | "asymmetric")
@@ -313,6 +330,7 @@ mod tests {
         names.sort();
         let want = [
             "agent-crash",
+            "cron-under-faults",
             "flapping-node",
             "kill-a-third",
             "kill-one",

@@ -154,3 +154,15 @@ fn scale_to_1000_replicas() {
         assert_eq!(f.convergence.n, 3, "seed {} {}: every write must reach every node", c.seed, c.mode.as_str());
     }
 }
+
+#[test]
+fn cron_under_faults() {
+    for (c, f) in sweep("cron-under-faults") {
+        let what = format!("cron-under-faults, seed {}, {} mode", c.seed, c.mode.as_str());
+        // 12 CronJobs, every minute from about 0:08 to 8:10 of the run.
+        assert!(f.cron.times >= 12 * 7, "{what}: only {} scheduled times were counted", f.cron.times);
+        assert_eq!(f.cron.two_jobs, 0, "{what}: a time got two different Jobs");
+        assert_eq!(f.cron.silently_missed, 0, "{what}: a time vanished");
+        assert!(f.cron.run > 0, "{what}: nothing ran");
+    }
+}

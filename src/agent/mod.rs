@@ -7,11 +7,14 @@
 //! - `exec`: the real executor (pod files, ports, environment, container
 //!   tasks, probe checks);
 //! - `runtime` (trait), `process` and `docker`: how containers run;
-//! - `logs`, `ports`: log files and host ports.
+//! - `logs`, `ports`: log files and host ports;
+//! - `cron`: the CronJob trigger (what `placement::cron` decides, written
+//!   to the desired state).
 //!
 //! netsim drives the same `core` and `driver` with a simulated executor.
 
 pub mod core;
+pub mod cron;
 pub mod docker;
 pub mod driver;
 pub mod exec;

@@ -224,6 +224,15 @@ kind_handlers!(
     delete_daemonset
 );
 kind_handlers!(
+    Kind::CronJob,
+    list_all_cronjobs,
+    list_cronjobs,
+    get_cronjob,
+    create_cronjob,
+    replace_cronjob,
+    delete_cronjob
+);
+kind_handlers!(
     Kind::Service,
     list_all_services,
     list_services,
@@ -449,9 +458,29 @@ pub async fn get_node(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
 }
 
 fn events_json(ctx: &Ctx, ns: Option<&str>) -> Value {
-    let items: Vec<Value> = ctx
-        .events
-        .list(|e| ns.is_none_or(|n| e.namespace == n))
+    let mut events = ctx.events.list(|e| ns.is_none_or(|n| e.namespace == n));
+    // A CronJob's missed times are reported by whichever node fired it;
+    // its record carries them to every node, so any node lists them.
+    let snapshot = ctx.db.snapshot();
+    for ((rns, name), r) in snapshot.cron_records.iter().filter(|((rns, _), _)| ns.is_none_or(|n| rns == n)) {
+        for m in &r.recent_misses {
+            if events.iter().any(|e| e.reason == "MissSchedule" && e.name == *name && e.message == m.message) {
+                continue;
+            }
+            events.push(crate::events::Event {
+                time_ms: (m.reported.max(0) as u64) * 1000,
+                kind: "Warning".into(),
+                reason: "MissSchedule".into(),
+                object_kind: "CronJob".into(),
+                namespace: rns.clone(),
+                name: name.clone(),
+                message: m.message.clone(),
+                node: m.node.clone(),
+            });
+        }
+    }
+    events.sort_by_key(|e| e.time_ms);
+    let items: Vec<Value> = events
         .into_iter()
         .map(|e| {
             let t =

@@ -403,6 +403,7 @@ pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapsh
             let p = plan.daemons.get(&(key.namespace.clone(), key.name.clone()));
             v["status"] = daemonset_status(p, ds.metadata.generation.unwrap_or(1));
         }
+        Object::CronJob(cj) => v["status"] = cronjob_status(cj, plan, snapshot),
         Object::Service(_) | Object::Namespace(_) => {
             if matches!(o.object, Object::Namespace(_)) {
                 v["status"] = json!({"phase": "Active"});
@@ -410,6 +411,35 @@ pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapsh
         }
     }
     v
+}
+
+/// A CronJob's status as Kubernetes reports it (its active Jobs, the last
+/// scheduled and the last successful time), plus Shoal's: which nodes fire
+/// it and how many times were missed.
+fn cronjob_status(cj: &crate::model::CronJob, plan: &PlanView, snapshot: &Snapshot) -> Value {
+    use crate::placement::cron::{self, JobState};
+    let ns = cj.metadata.namespace.clone().unwrap_or_default();
+    let jobs = cron::jobs_of(snapshot, cj);
+    let active: Vec<Value> = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Active)
+        .map(|j| json!({"apiVersion": "batch/v1", "kind": "Job", "namespace": ns, "name": j.name}))
+        .collect();
+    let uid = cj.metadata.uid.clone().unwrap_or_default();
+    let record = snapshot.cron_records.get(&(ns.clone(), cj.metadata.name.clone())).filter(|r| r.cronjob_uid == uid);
+    let last = record.and_then(|r| r.last_schedule).into_iter().chain(jobs.iter().filter_map(|j| j.scheduled)).max();
+    let mut st = json!({"active": active});
+    if let Some(t) = last {
+        st["lastScheduleTime"] = json!(crate::model::cron::rfc3339(t));
+    }
+    if let Some(t) = jobs.iter().filter(|j| j.state == JobState::Succeeded).filter_map(|j| j.finished_at.clone()).max()
+    {
+        st["lastSuccessfulTime"] = json!(t);
+    }
+    let key = cron::trigger_key(&ns, &cj.metadata.name);
+    st["triggerNodes"] = json!(plan.plan.triggers.get(&key).cloned().unwrap_or_default());
+    st["missedSchedules"] = json!(record.map_or(0, |r| r.missed));
+    st
 }
 
 /// A DaemonSet's status as Kubernetes reports it, from this node's view.

@@ -172,6 +172,13 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/apis/apps/v1/namespaces/{ns}/replicasets", get(super::rollouts::list_replicasets))
         .route("/apis/apps/v1/namespaces/{ns}/replicasets/{name}", get(super::rollouts::get_replicaset))
         .route("/shoal/v1/namespaces/{ns}/deployments/{name}/rollout", post(super::rollouts::rollout))
+        // CronJobs.
+        .route("/apis/batch/v1/cronjobs", get(h::list_all_cronjobs))
+        .route("/apis/batch/v1/namespaces/{ns}/cronjobs", get(h::list_cronjobs).post(h::create_cronjob))
+        .route(
+            "/apis/batch/v1/namespaces/{ns}/cronjobs/{name}",
+            get(h::get_cronjob).put(h::replace_cronjob).delete(h::delete_cronjob),
+        )
         // DaemonSets.
         .route("/apis/apps/v1/daemonsets", get(h::list_all_daemonsets))
         .route("/apis/apps/v1/namespaces/{ns}/daemonsets", get(h::list_daemonsets).post(h::create_daemonset))

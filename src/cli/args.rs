@@ -46,6 +46,8 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Delete objects named on the command line or in manifests.
     Delete(DeleteArgs),
+    /// Create an object from the command line: `create job NAME --from=cronjob/NAME`.
+    Create(CreateArgs),
     /// Set the number of replicas of a Deployment.
     Scale(ScaleArgs),
     /// A Deployment's rollout: status, history, undo, restart, pause, resume.
@@ -217,6 +219,28 @@ pub struct DeleteArgs {
     pub ignore_not_found: bool,
     #[command(flatten)]
     pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(subcommand)]
+    pub what: CreateWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreateWhat {
+    /// A Job made now from a CronJob's template (`--from=cronjob/NAME`).
+    Job {
+        /// Name of the Job (default: `<cronjob>-manual-<random>`).
+        name: Option<String>,
+        /// `cronjob/NAME`: the CronJob whose jobTemplate to run.
+        #[arg(long)]
+        from: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
 }
 
 #[derive(Debug, Args)]

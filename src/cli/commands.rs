@@ -24,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Get(a) => get(a).await,
         Command::Describe(a) => describe_cmd(a).await,
         Command::Delete(a) => delete(a).await,
+        Command::Create(a) => super::create::run(a).await,
         Command::Scale(a) => scale(a).await,
         Command::Rollout(a) => super::rollout::run(a).await,
         Command::Cordon(a) => super::nodes::run(a, "cordon").await,
@@ -251,7 +252,7 @@ async fn apply(a: ApplyArgs) -> Result<(), CliError> {
 fn parse_kind(s: &str) -> Result<Kind, CliError> {
     Kind::from_cli(s).ok_or_else(|| {
         CliError::Usage(format!(
-            "unknown kind {s:?}: use pods, deployments, daemonsets, jobs, services, namespaces, nodes or events"
+            "unknown kind {s:?}: use pods, deployments, daemonsets, jobs, cronjobs, services, namespaces, nodes or events"
         ))
     })
 }
@@ -269,13 +270,7 @@ fn target(t: &[String]) -> Result<(String, String), CliError> {
 }
 
 fn object_path(kind: Kind, ns: &str, name: Option<&str>) -> String {
-    let base = match kind {
-        Kind::Namespace => "/api/v1/namespaces".to_string(),
-        Kind::Service => format!("/api/v1/namespaces/{ns}/services"),
-        Kind::Deployment => format!("/apis/apps/v1/namespaces/{ns}/deployments"),
-        Kind::Job => format!("/apis/batch/v1/namespaces/{ns}/jobs"),
-        Kind::DaemonSet => format!("/apis/apps/v1/namespaces/{ns}/daemonsets"),
-    };
+    let base = kind.rest_path(Some(ns));
     match name {
         Some(n) => format!("{base}/{n}"),
         None => base,
@@ -342,14 +337,7 @@ fn list_path(kind: &str, ns: Option<&str>) -> Result<(String, &'static str), Cli
         }
         _ => {
             let kind = parse_kind(kind)?;
-            let path = match (kind, ns) {
-                (Kind::Namespace, _) => "/api/v1/namespaces".into(),
-                (Kind::Service, None) => "/api/v1/services".into(),
-                (Kind::Deployment, None) => "/apis/apps/v1/deployments".into(),
-                (Kind::Job, None) => "/apis/batch/v1/jobs".into(),
-                (Kind::DaemonSet, None) => "/apis/apps/v1/daemonsets".into(),
-                (k, Some(n)) => object_path(k, n, None),
-            };
+            let path = kind.rest_path(ns);
             (path, kind.as_str())
         }
     })
@@ -412,7 +400,7 @@ async fn describe_cmd(a: DescribeArgs) -> Result<(), CliError> {
     let obj = match kind {
         "Event" => {
             return Err(CliError::Usage(
-                "describe takes pods, deployments, daemonsets, jobs, services, namespaces or nodes".into(),
+                "describe takes pods, deployments, daemonsets, jobs, cronjobs, services, namespaces or nodes".into(),
             ));
         }
         "Pod" | "Node" => c.get_json(&format!("{path}/{}", a.name)).await?,

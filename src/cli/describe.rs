@@ -212,6 +212,66 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
                 writeln!(out, "Parallelism:  {}", v.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(1));
             conditions(&mut out, v);
         }
+        "CronJob" => {
+            let opt = |p: &str| {
+                v.pointer(p)
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                    .unwrap_or("<unset>".into())
+            };
+            let _ = writeln!(out, "Schedule:                      {}", s(v, "/spec/schedule"));
+            let _ = writeln!(out, "Time Zone:                     {}", opt("/spec/timeZone").replace("<unset>", "UTC"));
+            let _ = writeln!(
+                out,
+                "Concurrency Policy:            {}",
+                opt("/spec/concurrencyPolicy").replace("<unset>", "Allow")
+            );
+            let _ =
+                writeln!(out, "Suspend:                       {}", opt("/spec/suspend").replace("<unset>", "false"));
+            let _ = writeln!(
+                out,
+                "Successful Job History Limit:  {}",
+                opt("/spec/successfulJobsHistoryLimit").replace("<unset>", "3")
+            );
+            let _ = writeln!(
+                out,
+                "Failed Job History Limit:      {}",
+                opt("/spec/failedJobsHistoryLimit").replace("<unset>", "1")
+            );
+            let _ = writeln!(out, "Starting Deadline Seconds:     {}", opt("/spec/startingDeadlineSeconds"));
+            let _ = writeln!(out, "Last Schedule Time:            {}", opt("/status/lastScheduleTime"));
+            let _ = writeln!(out, "Last Successful Time:          {}", opt("/status/lastSuccessfulTime"));
+            let active: Vec<&str> = v
+                .pointer("/status/active")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|j| s(j, "/name"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "Active Jobs:                   {}",
+                if active.is_empty() { "<none>".into() } else { active.join(", ") }
+            );
+            let nodes: Vec<&str> = v
+                .pointer("/status/triggerNodes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let _ = writeln!(
+                out,
+                "Trigger:                       {}",
+                match nodes.as_slice() {
+                    [] => "<no live node>".to_string(),
+                    [one] => format!("{one} (no fallback)"),
+                    [owner, fallback, ..] => format!("{owner}, fallback {fallback}"),
+                }
+            );
+            let _ = writeln!(out, "Missed Schedules:              {}", n(v, "/status/missedSchedules"));
+            let tmpl = serde_json::json!({"spec": v.pointer("/spec/jobTemplate/spec/template/spec").cloned().unwrap_or_default()});
+            containers(&mut out, &tmpl);
+        }
         "Service" => {
             let _ = writeln!(out, "Selector:     {}", map_line(v, "/spec/selector"));
             let _ = writeln!(

@@ -11,6 +11,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod create;
 pub mod describe;
 pub mod nodes;
 pub mod output;

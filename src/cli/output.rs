@@ -124,6 +124,7 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
         "ReplicaSet" => vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
         "DaemonSet" => vec!["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
         "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "AGE"],
+        "CronJob" => vec!["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
         "Service" => vec!["NAME", "TYPE", "PORT(S)", "ENDPOINTS", "AGE"],
         "Namespace" => vec!["NAME", "STATUS", "AGE"],
         "Node" if wide => vec![
@@ -199,6 +200,21 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
                     n(it, "/status/updatedNumberScheduled").to_string(),
                     n(it, "/status/numberAvailable").to_string(),
                     sel,
+                    age_of(created),
+                ]
+            }
+            "CronJob" => {
+                let tz = it.pointer("/spec/timeZone").and_then(Value::as_str).unwrap_or("<none>");
+                let suspend = it.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false);
+                let active = it.pointer("/status/active").and_then(Value::as_array).map_or(0, Vec::len);
+                let last = it.pointer("/status/lastScheduleTime").and_then(Value::as_str);
+                vec![
+                    name,
+                    s(it, "/spec/schedule").to_string(),
+                    tz.to_string(),
+                    if suspend { "True" } else { "False" }.to_string(),
+                    active.to_string(),
+                    last.map_or_else(|| "<none>".to_string(), |t| age_of(Some(t))),
                     age_of(created),
                 ]
             }

@@ -6,6 +6,7 @@
 //! the disk or the clock.
 #![deny(clippy::disallowed_methods)]
 
+pub mod cron;
 pub mod names;
 pub mod node;
 pub mod parse;
@@ -21,7 +22,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use types::{DaemonSet, Deployment, Job, Namespace, ObjectMeta, Service};
+pub use types::{CronJob, DaemonSet, Deployment, Job, Namespace, ObjectMeta, Service};
 
 /// What is wrong with a value, in words a user can act on (the caller adds
 /// which field it was).
@@ -40,10 +41,12 @@ pub enum Kind {
     Job,
     Service,
     DaemonSet,
+    CronJob,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Namespace, Kind::Deployment, Kind::Job, Kind::Service, Kind::DaemonSet];
+    pub const ALL: [Kind; 6] =
+        [Kind::Namespace, Kind::Deployment, Kind::Job, Kind::Service, Kind::DaemonSet, Kind::CronJob];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,6 +55,7 @@ impl Kind {
             Kind::Job => "Job",
             Kind::Service => "Service",
             Kind::DaemonSet => "DaemonSet",
+            Kind::CronJob => "CronJob",
         }
     }
 
@@ -59,7 +63,7 @@ impl Kind {
         match self {
             Kind::Namespace | Kind::Service => "v1",
             Kind::Deployment | Kind::DaemonSet => "apps/v1",
-            Kind::Job => "batch/v1",
+            Kind::Job | Kind::CronJob => "batch/v1",
         }
     }
 
@@ -71,6 +75,18 @@ impl Kind {
             Kind::Job => "jobs",
             Kind::Service => "services",
             Kind::DaemonSet => "daemonsets",
+            Kind::CronJob => "cronjobs",
+        }
+    }
+
+    /// The REST path of this kind's objects: in namespace `ns`, or across
+    /// all namespaces (`/apis/batch/v1/namespaces/default/cronjobs`).
+    pub fn rest_path(self, ns: Option<&str>) -> String {
+        let group = self.api_version();
+        let prefix = if group == "v1" { "/api/v1".to_string() } else { format!("/apis/{group}") };
+        match ns {
+            Some(ns) if self.namespaced() => format!("{prefix}/namespaces/{ns}/{}", self.plural()),
+            _ => format!("{prefix}/{}", self.plural()),
         }
     }
 
@@ -94,6 +110,7 @@ impl Kind {
             "job" | "jobs" => Kind::Job,
             "service" | "services" | "svc" => Kind::Service,
             "daemonset" | "daemonsets" | "ds" => Kind::DaemonSet,
+            "cronjob" | "cronjobs" | "cj" => Kind::CronJob,
             _ => return None,
         })
     }
@@ -131,6 +148,7 @@ pub enum Object {
     Job(Job),
     Service(Service),
     DaemonSet(DaemonSet),
+    CronJob(CronJob),
 }
 
 impl Object {
@@ -141,6 +159,7 @@ impl Object {
             Object::Job(_) => Kind::Job,
             Object::Service(_) => Kind::Service,
             Object::DaemonSet(_) => Kind::DaemonSet,
+            Object::CronJob(_) => Kind::CronJob,
         }
     }
 
@@ -151,6 +170,7 @@ impl Object {
             Object::Job(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::DaemonSet(o) => &o.metadata,
+            Object::CronJob(o) => &o.metadata,
         }
     }
 
@@ -161,6 +181,7 @@ impl Object {
             Object::Job(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
             Object::DaemonSet(o) => &mut o.metadata,
+            Object::CronJob(o) => &mut o.metadata,
         }
     }
 
@@ -184,6 +205,7 @@ impl Object {
             Object::Job(o) => serde_json::to_value(o),
             Object::Service(o) => serde_json::to_value(o),
             Object::DaemonSet(o) => serde_json::to_value(o),
+            Object::CronJob(o) => serde_json::to_value(o),
         };
         // Serializing plain data structs into a Value cannot fail.
         v.unwrap_or(serde_json::Value::Null)

@@ -202,7 +202,9 @@ fn parse_doc(ctx: &DocCtx<'_>, vctx: &Context, default_ns: &str, out: &mut Outco
     let Some(kind) = Kind::from_manifest(&kind_text) else {
         out.errors.push(ctx.issue(
             "kind",
-            format!("unknown kind {kind_text:?}: Shoal supports Namespace, Deployment, DaemonSet, Job and Service"),
+            format!(
+                "unknown kind {kind_text:?}: Shoal supports Namespace, Deployment, DaemonSet, Job, CronJob and Service"
+            ),
         ));
         return None;
     };
@@ -225,6 +227,7 @@ fn parse_doc(ctx: &DocCtx<'_>, vctx: &Context, default_ns: &str, out: &mut Outco
         Kind::Job => parse_kind(ctx, out, Object::Job),
         Kind::Service => parse_kind(ctx, out, Object::Service),
         Kind::DaemonSet => parse_kind(ctx, out, Object::DaemonSet),
+        Kind::CronJob => parse_kind(ctx, out, Object::CronJob),
     };
     let mut obj = obj?;
     // Server-set metadata is never taken from a client, except the
@@ -441,6 +444,42 @@ spec:
         let out = parse(&GOOD.replace("replicas: 3", "replicas: -1"));
         assert_eq!(out.errors[0].field, "spec.replicas");
         assert!(out.errors[0].message.contains("between 0"));
+    }
+
+    const CJ: &str = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: backup}\nspec:\n  schedule: '*/5 * * * *'\n  timeZone: Europe/Berlin\n  concurrencyPolicy: Forbid\n  startingDeadlineSeconds: 60\n  jobTemplate:\n    metadata: {labels: {app: backup}}\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers: [{name: c, command: [sh, -c, 'echo hi']}]\n";
+
+    #[test]
+    fn cronjobs_parse_and_bad_fields_are_named() {
+        let out = parse(CJ);
+        assert!(out.errors.is_empty() && out.warnings.is_empty(), "{:?} {:?}", out.errors, out.warnings);
+        assert_eq!(out.objects[0].object.kind(), Kind::CronJob);
+        assert!(parse(&CJ.replace("'*/5 * * * *'", "'@hourly'")).errors.is_empty());
+        let long = "b".repeat(53);
+        let cases = [
+            ("'*/5 * * * *'", "'*/5 * * *'", "spec.schedule", "five fields"),
+            ("'*/5 * * * *'", "'99 * * * *'", "spec.schedule", "invalid schedule"),
+            ("'*/5 * * * *'", "'TZ=UTC */5 * * * *'", "spec.schedule", "spec.timeZone"),
+            ("'*/5 * * * *'", "''", "spec.schedule", "missing"),
+            ("Europe/Berlin", "Mars/Olympus", "spec.timeZone", "IANA"),
+            ("Forbid", "Sometimes", "spec.concurrencyPolicy", "Allow, Forbid or Replace"),
+            ("startingDeadlineSeconds: 60", "startingDeadlineSeconds: 0", "spec.startingDeadlineSeconds", "between"),
+            (
+                "restartPolicy: OnFailure",
+                "restartPolicy: Always",
+                "spec.jobTemplate.spec.template.spec.restartPolicy",
+                "Never or OnFailure",
+            ),
+            ("name: backup", &format!("name: {long}"), "metadata.name", "at most 52"),
+            ("{app: backup}", "{'a/b/c': x}", "spec.jobTemplate.metadata.labels.a/b/c", ""),
+        ];
+        for (from, to, field, says) in cases {
+            let out = parse(&CJ.replace(from, to));
+            assert!(
+                out.errors.iter().any(|e| e.field.contains(field) && e.message.contains(says)),
+                "{to}: want {field} saying {says:?}, got {:?}",
+                out.errors
+            );
+        }
     }
 
     const DS: &str = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  updateStrategy: {rollingUpdate: {maxUnavailable: 1}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      containers: [{name: c, command: [sleep, '100']}]\n";

@@ -316,7 +316,8 @@ pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, results: 
                 }
             }
             // A DaemonSet's pods depend on the nodes: `placement::daemonsets`.
-            Object::Namespace(_) | Object::Service(_) | Object::DaemonSet(_) => {}
+            // A CronJob makes Jobs (`placement::cron`); they have the pods.
+            Object::Namespace(_) | Object::Service(_) | Object::DaemonSet(_) | Object::CronJob(_) => {}
         }
     }
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));

@@ -1,6 +1,6 @@
 //! The Kubernetes object subset Shoal understands, as serde types.
 //!
-//! Owns the shape of Namespace, Deployment, DaemonSet, Job, Service and the pod template,
+//! Owns the shape of Namespace, Deployment, DaemonSet, Job, CronJob, Service and the pod template,
 //! with Kubernetes' field names (camelCase). Fields outside this subset are not
 //! declared here; the parser reports them by path as ignored. Validation of
 //! values lives in `validate.rs`; nothing here does I/O.
@@ -35,6 +35,27 @@ pub struct ObjectMeta {
     /// Set by the cluster, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
+    /// The object this one belongs to (a CronJob's Jobs name their CronJob).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owner_references: Vec<OwnerReference>,
+}
+
+/// `metadata.ownerReferences[]`: who made an object.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerReference {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_owner_deletion: Option<bool>,
 }
 
 /// An integer or a string (`targetPort: 8080` or `targetPort: http`).
@@ -368,6 +389,45 @@ pub struct JobSpec {
     pub template: PodTemplateSpec,
 }
 
+/// A CronJob: a Job made at every time of a schedule.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobSpec {
+    /// Vixie cron: 5 fields (minute hour day-of-month month day-of-week),
+    /// or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+    #[serde(default)]
+    pub schedule: String,
+    /// An IANA zone (`Europe/Berlin`); UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// A time missed by more than this is not run (reported instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline_seconds: Option<i64>,
+    /// `Allow` (default), `Forbid` or `Replace`: what a time does while an
+    /// earlier Job still runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    #[serde(default)]
+    pub job_template: JobTemplateSpec,
+    /// Finished Jobs kept (defaults 3 and 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successful_jobs_history_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_jobs_history_limit: Option<i64>,
+}
+
+/// The Job a CronJob makes: its labels, annotations and spec.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTemplateSpec {
+    #[serde(default)]
+    pub metadata: TemplateMeta,
+    #[serde(default)]
+    pub spec: JobSpec,
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {
@@ -416,3 +476,4 @@ pub type Deployment = Manifest<DeploymentSpec>;
 pub type Job = Manifest<JobSpec>;
 pub type Service = Manifest<ServiceSpec>;
 pub type DaemonSet = Manifest<DaemonSetSpec>;
+pub type CronJob = Manifest<CronJobSpec>;

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::cron;
 use super::names::{self, MAX_OBJECT_NAME};
 use super::quantity::{QuantityText, parse_cpu_millis, parse_memory_bytes};
 use super::types::*;
@@ -74,7 +75,7 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
     let mut r = Report::default();
     let kind = obj.kind();
     let meta = obj.meta();
-    if matches!(kind, Kind::Deployment | Kind::Job | Kind::DaemonSet) {
+    if matches!(kind, Kind::Deployment | Kind::Job | Kind::DaemonSet | Kind::CronJob) {
         r.check("metadata.name", names::dns_subdomain(&meta.name, MAX_OBJECT_NAME));
     } else {
         r.check("metadata.name", names::dns_label(&meta.name, 63));
@@ -89,7 +90,8 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
     match obj {
         Object::Namespace(_) => {}
         Object::Deployment(d) => deployment(&mut r, &d.spec),
-        Object::Job(j) => job(&mut r, &j.spec),
+        Object::Job(j) => job(&mut r, "spec", &j.spec),
+        Object::CronJob(c) => cronjob(&mut r, &meta.name, &c.spec),
         Object::Service(s) => service(&mut r, &s.spec, ctx),
         Object::DaemonSet(d) => daemonset(&mut r, &d.spec),
     }
@@ -233,21 +235,52 @@ fn daemonset(r: &mut Report, s: &DaemonSetSpec) {
     pod_template(r, "spec.template", &s.template);
 }
 
-fn job(r: &mut Report, s: &JobSpec) {
-    range(r, "spec.completions", s.completions, 1, MAX_JOB_PODS);
-    range(r, "spec.parallelism", s.parallelism, 0, MAX_JOB_PODS);
-    range(r, "spec.backoffLimit", s.backoff_limit, 0, MAX_BACKOFF_LIMIT);
+fn job(r: &mut Report, p: &str, s: &JobSpec) {
+    range(r, &format!("{p}.completions"), s.completions, 1, MAX_JOB_PODS);
+    range(r, &format!("{p}.parallelism"), s.parallelism, 0, MAX_JOB_PODS);
+    range(r, &format!("{p}.backoffLimit"), s.backoff_limit, 0, MAX_BACKOFF_LIMIT);
     if let Some(sel) = &s.selector {
-        selector(r, "spec.selector", sel, &s.template.metadata.labels, false);
+        selector(r, &format!("{p}.selector"), sel, &s.template.metadata.labels, false);
     }
+    let policy = format!("{p}.template.spec.restartPolicy");
     match s.template.spec.restart_policy.as_deref() {
         Some("Never") | Some("OnFailure") => {}
-        None => r.err("spec.template.spec.restartPolicy", "a Job's pods need restartPolicy Never or OnFailure"),
-        Some(other) => {
-            r.err("spec.template.spec.restartPolicy", format!("a Job's pods need Never or OnFailure (got {other:?})"))
+        None => r.err(policy, "a Job's pods need restartPolicy Never or OnFailure"),
+        Some(other) => r.err(policy, format!("a Job's pods need Never or OnFailure (got {other:?})")),
+    }
+    pod_template(r, &format!("{p}.template"), &s.template);
+}
+
+fn cronjob(r: &mut Report, name: &str, s: &CronJobSpec) {
+    if name.len() > cron::MAX_CRONJOB_NAME {
+        r.err(
+            "metadata.name",
+            format!(
+                "must be at most {} characters (got {}): its Jobs add the scheduled minute to it",
+                cron::MAX_CRONJOB_NAME,
+                name.len()
+            ),
+        );
+    }
+    if s.schedule.trim().is_empty() {
+        r.err("spec.schedule", "missing: say when to run, e.g. \"0 3 * * *\" or @daily");
+    } else if let Err((c, z)) = cron::Schedule::parse(&s.schedule, s.time_zone.as_deref()) {
+        if let Some(c) = c {
+            r.err("spec.schedule", c.0);
+        }
+        if let Some(z) = z {
+            r.err("spec.timeZone", z.0);
         }
     }
-    pod_template(r, "spec.template", &s.template);
+    if let Err(e) = cron::Concurrency::parse(s.concurrency_policy.as_deref()) {
+        r.err("spec.concurrencyPolicy", e.0);
+    }
+    range(r, "spec.startingDeadlineSeconds", s.starting_deadline_seconds, 1, i64::from(i32::MAX));
+    range(r, "spec.successfulJobsHistoryLimit", s.successful_jobs_history_limit, 0, MAX_REVISION_HISTORY);
+    range(r, "spec.failedJobsHistoryLimit", s.failed_jobs_history_limit, 0, MAX_REVISION_HISTORY);
+    labels(r, "spec.jobTemplate.metadata.labels", &s.job_template.metadata.labels);
+    annotations(r, "spec.jobTemplate.metadata.annotations", &s.job_template.metadata.annotations);
+    job(r, "spec.jobTemplate.spec", &s.job_template.spec);
 }
 
 fn selector(

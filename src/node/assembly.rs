@@ -21,6 +21,7 @@ use super::adapters::StateResults;
 use crate::agent::core::backoff::Backoff;
 use crate::agent::core::decide::Handoff;
 use crate::agent::core::{AgentCore, CoreConfig};
+use crate::agent::cron;
 use crate::agent::driver::{self, DriverConfig, Executor, Sinks};
 use crate::config::NodeConfig;
 use crate::events::EventLog;
@@ -58,6 +59,7 @@ pub struct Settings {
     pub plan: PlanRules,
     pub handoff: Handoff,
     pub backoff: Backoff,
+    pub cron_fallback_delay: Duration,
 }
 
 /// The agent reconciles at least this often, besides every plan change and
@@ -81,6 +83,7 @@ impl Settings {
                 linger_ms: c.agent.handoff_linger.as_millis() as u64,
             },
             handoff: Handoff { timeout: c.agent.handoff_timeout, linger: c.agent.handoff_linger },
+            cron_fallback_delay: c.placement.cron_fallback_delay,
             backoff: Backoff {
                 initial: c.agent.restart_backoff_initial,
                 max: c.agent.restart_backoff_max,
@@ -126,6 +129,8 @@ pub struct Assembly {
     status_tx: Option<watch::Sender<Statuses>>,
     settings: Settings,
     clock: fn() -> u64,
+    clock_ms: fn() -> u64,
+    db: Arc<StateDb>,
     info: NodeInfo,
     events: Arc<EventLog>,
     shutdown_tx: watch::Sender<bool>,
@@ -196,6 +201,8 @@ impl Assembly {
             status_tx: Some(status_tx),
             settings: s,
             clock: p.clock,
+            clock_ms: p.clock_ms,
+            db: p.db.clone(),
             info,
             events: p.events,
             shutdown_tx,
@@ -219,9 +226,21 @@ impl Assembly {
     }
 
     /// Starts the agent on `exec`, following `plan` (this node's own plan,
-    /// or in netsim's leader baseline, the leader's).
+    /// or in netsim's leader baseline, the leader's): the pods it owns, and
+    /// the CronJobs it fires.
     pub fn spawn_agent<E: Executor>(&mut self, exec: E, plan: watch::Receiver<Arc<Plan>>) {
         let Some(statuses) = self.status_tx.take() else { return };
+        let triggers =
+            cron::CronSettings { fallback_delay: self.settings.cron_fallback_delay, clock_ms: self.clock_ms };
+        self.tasks.push(tokio::spawn(cron::run(
+            self.name.clone(),
+            self.db.clone(),
+            self.writer.clone(),
+            plan.clone(),
+            self.events.clone(),
+            triggers,
+            self.shutdown_rx.clone(),
+        )));
         let core = AgentCore::new(CoreConfig {
             node: self.name.clone(),
             host_ip: self.info.node_ip.clone(),

@@ -19,6 +19,7 @@
 //! are blake3 over explicit bytes mixed with a fixed integer finalizer.
 #![deny(clippy::disallowed_methods)]
 
+pub mod cron;
 pub mod daemonsets;
 pub mod deployments;
 pub mod maintenance;

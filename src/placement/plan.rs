@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::cron::{self, Triggers};
 use super::daemonsets::{self, DaemonProgresses};
 use super::deployments::{Progresses, Rollouts, Wanted, desired_of};
 use super::{NodeSpec, Placement, maintenance, place};
@@ -37,6 +38,9 @@ pub struct Plan {
     pub fenced_elsewhere: BTreeSet<String>,
     /// Recorded outcomes of Job pods (the agent adds to their failure counts).
     pub results: Results,
+    /// The nodes that fire each CronJob (`placement::cron`), by
+    /// `<namespace>/<name>`: the owner, then its fallback.
+    pub triggers: Arc<Triggers>,
 }
 
 impl Plan {
@@ -108,6 +112,7 @@ struct Cached {
     owners: Arc<BTreeMap<String, String>>,
     schedulable: Arc<BTreeSet<String>>,
     digest: u64,
+    triggers: Arc<Triggers>,
 }
 
 /// Computes plans, reusing the placement while its inputs are unchanged.
@@ -248,7 +253,9 @@ impl Planner {
                 }
             }
             let digest = owners_digest(&placement.owners);
+            let triggers = Arc::new(cron::triggers(snapshot, &nodes));
             self.cache = Some(Cached {
+                triggers,
                 wanted: wanted_now,
                 pinned,
                 settling,
@@ -261,6 +268,19 @@ impl Planner {
                 nodes,
                 digest,
             });
+        }
+        // CronJobs change no pod: their triggers follow the nodes and the
+        // CronJobs themselves.
+        if let Some(c) = self.cache.as_mut() {
+            let keys = snapshot.of_kind(Kind::CronJob).count();
+            let same = keys == c.triggers.len()
+                && snapshot.of_kind(Kind::CronJob).all(|o| {
+                    let m = o.object.meta();
+                    c.triggers.contains_key(&cron::trigger_key(m.namespace.as_deref().unwrap_or_default(), &m.name))
+                });
+            if !same {
+                c.triggers = Arc::new(cron::triggers(snapshot, &c.nodes));
+            }
         }
         let Some(c) = &self.cache else { return PlanView::default() };
         let mut fenced_elsewhere = BTreeSet::new();
@@ -287,6 +307,7 @@ impl Planner {
             stable,
             fenced_elsewhere,
             results: snapshot.pod_results.clone(),
+            triggers: c.triggers.clone(),
         };
         PlanView {
             desired: c.desired.clone(),

@@ -169,6 +169,15 @@ pub fn plan_apply(
     Ok((results, changes))
 }
 
+/// The write of an object the cluster made itself (a CronJob's Job), with
+/// its metadata already complete.
+pub fn put_made(obj: &Object) -> Result<(Key, Option<Vec<u8>>), ApplyError> {
+    let key = obj.key();
+    let bytes = serde_json::to_vec(&obj.to_json())
+        .map_err(|e| ApplyError::Encode { key: key.clone(), message: e.to_string() })?;
+    Ok((object_key(&key), Some(bytes)))
+}
+
 /// Tombstones that also remove what an object owns: a Namespace's objects,
 /// a Job's recorded pod results.
 pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult, Changes), ApplyError> {
@@ -187,13 +196,25 @@ pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult
             for (ns, name) in snapshot.pod_results.keys().filter(|(ns, _)| *ns == key.name) {
                 changes.push((Key::new(kinds::POD_RESULT, ns.clone(), name.clone()), None));
             }
+            for (ns, name) in snapshot.cron_records.keys().filter(|(ns, _)| *ns == key.name) {
+                changes.push((Key::new(kinds::CRON_RECORD, ns.clone(), name.clone()), None));
+            }
         }
-        Object::Job(j) => {
-            let uid = j.metadata.uid.clone().unwrap_or_default();
-            for ((ns, name), r) in &snapshot.pod_results {
-                if *ns == key.namespace && r.job_uid == uid {
-                    changes.push((Key::new(kinds::POD_RESULT, ns.clone(), name.clone()), None));
+        Object::Job(j) => changes.extend(job_results(snapshot, j)),
+        Object::CronJob(cj) => {
+            // Its Jobs go with it (Kubernetes' cascading delete), and its record.
+            let uid = cj.metadata.uid.clone().unwrap_or_default();
+            for o in snapshot.of_kind(Kind::Job) {
+                if let Object::Job(j) = &o.object
+                    && j.metadata.namespace.as_deref() == Some(key.namespace.as_str())
+                    && crate::model::cron::owned_by(j, &uid)
+                {
+                    changes.push((object_key(&o.object.key()), None));
+                    changes.extend(job_results(snapshot, j));
                 }
+            }
+            if snapshot.cron_records.contains_key(&(key.namespace.clone(), key.name.clone())) {
+                changes.push((Key::new(kinds::CRON_RECORD, key.namespace.clone(), key.name.clone()), None));
             }
         }
         Object::Deployment(Manifest { metadata: m, .. }) | Object::DaemonSet(Manifest { metadata: m, .. }) => {
@@ -210,6 +231,18 @@ pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult
         outcome: Outcome::Deleted,
     };
     Ok((res, changes))
+}
+
+/// Tombstones of the recorded pod results of Job `j`.
+fn job_results(snapshot: &Snapshot, j: &crate::model::Job) -> Changes {
+    let ns = j.metadata.namespace.clone().unwrap_or_default();
+    let uid = j.metadata.uid.clone().unwrap_or_default();
+    snapshot
+        .pod_results
+        .iter()
+        .filter(|((n, _), r)| *n == ns && r.job_uid == uid)
+        .map(|((n, name), _)| (Key::new(kinds::POD_RESULT, n.clone(), name.clone()), None))
+        .collect()
 }
 
 /// The revisions of Deployment or DaemonSet `name` (of its current uid),

@@ -18,6 +18,7 @@ use super::digest::Digests;
 use super::entry::{Entry, Key, MAX_VALUE_BYTES, Stamp, kinds};
 use super::merge;
 use super::store::{Change, Store, StoreError};
+use crate::model::cron::CronRecord;
 use crate::model::node::{Maintenance, NodeMaintenance};
 use crate::model::pods::PodResult;
 use crate::model::revision::{Revision, Revisions};
@@ -33,6 +34,9 @@ pub struct StoredObject {
     pub origin: String,
 }
 
+/// CronJob records keyed by (namespace, CronJob name).
+pub type CronRecords = imbl::OrdMap<(String, String), Arc<CronRecord>>;
+
 /// A decoded, immutable view of the desired state.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -45,6 +49,8 @@ pub struct Snapshot {
     pub revisions: Revisions,
     /// Cordoned and draining nodes, by name.
     pub maintenance: Maintenance,
+    /// CronJob records keyed by (namespace, CronJob name).
+    pub cron_records: CronRecords,
     pub entries: usize,
     pub tombstones: usize,
 }
@@ -104,6 +110,7 @@ struct Inner {
     pod_results: crate::model::pods::Results,
     revisions: Revisions,
     maintenance: Maintenance,
+    cron_records: CronRecords,
     tombstones: usize,
     digests: Digests,
     store: Store,
@@ -117,6 +124,7 @@ enum Decoded {
     PodResult(PodResult),
     Revision(Arc<Revision>),
     Maintenance(NodeMaintenance),
+    CronRecord(Arc<CronRecord>),
     Other,
 }
 
@@ -161,6 +169,9 @@ fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
                 .map(|m| Some(Decoded::Maintenance(m)))
                 .map_err(|err| Refusal::Invalid(err.to_string()))
         }
+        kinds::CRON_RECORD => serde_json::from_slice::<CronRecord>(v)
+            .map(|r| Some(Decoded::CronRecord(Arc::new(r))))
+            .map_err(|err| Refusal::Invalid(err.to_string())),
         kinds::JOIN_TOKEN => {
             let ok = if e.key.name == "current" {
                 std::str::from_utf8(v).ok().is_some_and(|t| crate::net::token::JoinToken::parse(t).is_ok())
@@ -255,6 +266,7 @@ impl StateDb {
             pod_results: imbl::OrdMap::new(),
             revisions: imbl::OrdMap::new(),
             maintenance: imbl::OrdMap::new(),
+            cron_records: imbl::OrdMap::new(),
             tombstones: 0,
             digests: Digests::default(),
             store,
@@ -484,6 +496,8 @@ fn unview(inner: &mut Inner, k: &Key) {
         inner.revisions.remove(&(k.namespace.clone(), k.name.clone()));
     } else if k.kind == kinds::NODE_MAINTENANCE {
         inner.maintenance.remove(&k.name);
+    } else if k.kind == kinds::CRON_RECORD {
+        inner.cron_records.remove(&(k.namespace.clone(), k.name.clone()));
     }
     if inner.map.get(k).is_some_and(Entry::is_tombstone) {
         inner.tombstones = inner.tombstones.saturating_sub(1);
@@ -504,6 +518,9 @@ fn install(inner: &mut Inner, e: Entry) {
         }
         Ok(Some(Decoded::Maintenance(m))) => {
             inner.maintenance.insert(e.key.name.clone(), m);
+        }
+        Ok(Some(Decoded::CronRecord(r))) => {
+            inner.cron_records.insert((e.key.namespace.clone(), e.key.name.clone()), r);
         }
         _ => {}
     }
@@ -529,6 +546,7 @@ fn build_snapshot(inner: &Inner) -> Snapshot {
         pod_results: inner.pod_results.clone(),
         revisions: inner.revisions.clone(),
         maintenance: inner.maintenance.clone(),
+        cron_records: inner.cron_records.clone(),
         entries: inner.map.len(),
         tombstones: inner.tombstones,
     }

@@ -19,6 +19,9 @@ pub mod kinds {
     pub const REVISION: &str = "Revision";
     /// A node's maintenance (`model::node::NodeMaintenance`), named after it.
     pub const NODE_MAINTENANCE: &str = "NodeMaintenance";
+    /// What a CronJob's trigger has dealt with (`model::cron::CronRecord`),
+    /// named after the CronJob.
+    pub const CRON_RECORD: &str = "CronRecord";
 }
 
 /// Largest value an entry may carry.
