@@ -14,8 +14,12 @@ pub fn random_hex(bytes: usize) -> String {
 
 /// A random RFC 4122 version-4 UUID.
 pub fn new_uid() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
+    uuid_of(rand::random(), 4)
+}
+
+/// `bytes` as an RFC 4122 UUID of `version` (4: random, 5: derived from a name).
+pub fn uuid_of(mut b: [u8; 16], version: u8) -> String {
+    b[6] = (b[6] & 0x0f) | (version << 4);
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])

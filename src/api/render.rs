@@ -377,15 +377,7 @@ pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapsh
             let mut conds = Vec::new();
             if p.complete() {
                 conds.push(condition("Complete", true, "", ""));
-                let last = snapshot
-                    .pod_results
-                    .iter()
-                    .filter(|((ns, _), r)| {
-                        *ns == key.namespace && r.job_uid == j.metadata.uid.clone().unwrap_or_default()
-                    })
-                    .map(|(_, r)| r.finished_at.clone())
-                    .max();
-                if let Some(t) = last {
+                if let Some(t) = crate::model::pods::job_finished_at(j, &snapshot.pod_results) {
                     st["completionTime"] = json!(t);
                 }
             } else if p.failed() {

@@ -161,10 +161,7 @@ fn derived_uid(parts: &[&[u8]]) -> String {
     }
     let mut b = [0u8; 16];
     b.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    b[6] = (b[6] & 0x0f) | 0x50; // a name-based uid (version 5's layout)
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let x: String = b.iter().map(|v| format!("{v:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+    crate::util::uuid_of(b, 5)
 }
 
 /// Whether Job `job` belongs to the CronJob with `uid`.

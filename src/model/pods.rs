@@ -261,6 +261,17 @@ impl JobProgress {
     }
 }
 
+/// When the last recorded pod of `job` finished (RFC 3339), if any did.
+pub fn job_finished_at(job: &Job, results: &Results) -> Option<String> {
+    let ns = job.metadata.namespace.clone().unwrap_or_default();
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    results
+        .iter()
+        .filter(|((n, _), r)| *n == ns && r.job_uid == uid && !r.finished_at.is_empty())
+        .map(|(_, r)| r.finished_at.clone())
+        .max()
+}
+
 /// Computes a Job's progress from `results` (keyed by pod name in its namespace).
 pub fn job_progress(job: &Job, results: &Results) -> JobProgress {
     let ns = job.metadata.namespace.clone().unwrap_or_default();

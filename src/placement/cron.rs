@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use super::{NodeSpec, mix, seed};
 use crate::model::cron::{self, Concurrency, CronRecord, Miss, Schedule};
-use crate::model::pods::{Results, job_progress};
+use crate::model::pods::{Results, job_finished_at, job_progress};
 use crate::model::{CronJob, Job, Kind, Object};
 use crate::state::Snapshot;
 
@@ -132,17 +132,7 @@ fn job_info(j: &Job, results: &Results) -> JobInfo {
     } else {
         JobState::Active
     };
-    let finished_at = (state != JobState::Active)
-        .then(|| {
-            let ns = j.metadata.namespace.clone().unwrap_or_default();
-            let uid = j.metadata.uid.clone().unwrap_or_default();
-            results
-                .iter()
-                .filter(|((n, _), r)| *n == ns && r.job_uid == uid && !r.finished_at.is_empty())
-                .map(|(_, r)| r.finished_at.clone())
-                .max()
-        })
-        .flatten();
+    let finished_at = (state != JobState::Active).then(|| job_finished_at(j, results)).flatten();
     JobInfo { name: j.metadata.name.clone(), scheduled, started: scheduled.unwrap_or(created), state, finished_at }
 }
 
