@@ -172,8 +172,15 @@ pub async fn run(
         } else {
             Arc::default()
         };
+        // Likewise it alone keeps the Jobs' deadlines and TTLs.
+        let nodes = if leading {
+            Arc::new(local.plan.nodes.iter().filter(|n| n.name == s.me).cloned().collect())
+        } else {
+            Arc::default()
+        };
         let plan = Plan {
             triggers,
+            nodes,
             desired,
             owners: owners.clone(),
             view: view.clone(),

@@ -1,4 +1,5 @@
-//! The CronJob trigger of one node: the I/O around `placement::cron`.
+//! The CronJob trigger of one node: the I/O around `placement::cron`. The
+//! same loop runs the Job timers (`agent::job_timers`).
 //!
 //! It follows the plan this node obeys (which says which CronJobs it fires,
 //! as owner or fallback) and the desired state, wakes at each scheduled
@@ -36,7 +37,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// Shortest sleep (a decision that wants to run again at once waits this).
 const MIN_SLEEP: Duration = Duration::from_millis(20);
 /// Retry delay after a failed write.
-const RETRY: Duration = Duration::from_secs(1);
+pub(super) const RETRY: Duration = Duration::from_secs(1);
 
 /// Runs the trigger until `shutdown` turns true.
 pub async fn run(
@@ -52,10 +53,11 @@ pub async fn run(
     // Notices already said here: (CronJob uid, reason, scheduled time).
     let mut said: HashSet<(String, &'static str, i64)> = HashSet::new();
     loop {
-        let now_ms = (s.clock_ms)();
         let current = plan.borrow_and_update().clone();
         let wake_ms = round(&me, &db, writer.as_ref(), &current, &events, &s, &mut said).await;
-        let sleep = Duration::from_millis(wake_ms.saturating_sub(now_ms)).clamp(MIN_SLEEP, MAX_SLEEP);
+        let wake_ms = super::job_timers::round(&me, &db, writer.as_ref(), &current, &events, &s, wake_ms).await;
+        // From the clock after the writes, so that their time is not overslept.
+        let sleep = Duration::from_millis(wake_ms.saturating_sub((s.clock_ms)())).clamp(MIN_SLEEP, MAX_SLEEP);
         tokio::select! {
             r = plan.changed() => if r.is_err() { return },
             r = state.changed() => if r.is_err() { return },

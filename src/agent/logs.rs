@@ -129,6 +129,35 @@ impl LogSink {
     }
 }
 
+/// The pod (namespace, name) a log file is of, from its name
+/// (`<ns>_<pod>_<container>.log[.N]`: none of the three has a `_`).
+pub fn pod_of_log(file: &str) -> Option<(&str, &str)> {
+    let (base, _) = file.split_once(".log")?;
+    let mut parts = base.splitn(3, '_');
+    let (ns, pod, _container) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((ns, pod))
+}
+
+/// Removes the log files in `dir` of pods `keep` does not name; returns how
+/// many it removed. The logs of a pod that stopped go with it, except a Job
+/// pod's: they stay while the Job's result does (`kubectl logs` of a
+/// finished Job), and this sweep removes them once the Job is deleted.
+pub fn sweep(dir: &Path, keep: impl Fn(&str, &str) -> bool) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some((ns, pod)) = pod_of_log(name)
+            && !keep(ns, pod)
+            && fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Removes a container's log files.
 pub fn remove_logs(path: &Path, limits: LogLimits) {
     let _ = fs::remove_file(path);
@@ -202,6 +231,25 @@ pub fn follow(path: PathBuf, mut offset: u64) -> mpsc::Receiver<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sweep_removes_the_logs_of_pods_nobody_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = LogLimits { max_bytes: 10, max_files: 2 };
+        for (ns, pod) in [("default", "job-0"), ("default", "gone-1"), ("other", "job-0")] {
+            let sink = LogSink::open(log_path(dir.path(), ns, pod, "c"), limits);
+            sink.write(b"more than ten bytes, so it rotates\n");
+            sink.write(b"and again\n");
+        }
+        fs::write(dir.path().join("unrelated.txt"), "x").unwrap();
+        assert_eq!(pod_of_log("default_job-0_c.log.1"), Some(("default", "job-0")));
+        let removed = sweep(dir.path(), |ns, pod| ns == "default" && pod == "job-0");
+        assert_eq!(removed, 4, "both files of each of the 2 other pods");
+        let mut left: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["default_job-0_c.log", "default_job-0_c.log.1", "unrelated.txt"]);
+    }
 
     #[test]
     fn rotates_under_the_cap_and_tails_across_files() {

@@ -9,7 +9,8 @@
 //! - `runtime` (trait), `process` and `docker`: how containers run;
 //! - `logs`, `ports`: log files and host ports;
 //! - `cron`: the CronJob trigger (what `placement::cron` decides, written
-//!   to the desired state).
+//!   to the desired state), and in the same loop `job_timers`, the Jobs'
+//!   deadlines and TTLs (`placement::jobs`).
 //!
 //! netsim drives the same `core` and `driver` with a simulated executor.
 
@@ -18,6 +19,7 @@ pub mod cron;
 pub mod docker;
 pub mod driver;
 pub mod exec;
+mod job_timers;
 pub mod logs;
 pub mod ports;
 pub mod process;

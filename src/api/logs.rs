@@ -37,6 +37,9 @@ pub async fn pod_log(
     let id = format!("{ns}/{name}");
     let view = ctx.view.borrow().clone();
     let plan = ctx.plan.borrow().clone();
+    // A finished Job pod is neither desired nor reported any more: its
+    // recorded result names the node that ran it, which keeps its log.
+    let finished = finished_job_pod(&ctx.db.snapshot(), &ns, &name);
     let containers: Vec<String> = match plan.plan.desired.get(&id) {
         Some(d) => d.spec.containers.iter().map(|c| c.name.clone()).collect(),
         None => view
@@ -44,6 +47,7 @@ pub async fn pod_log(
             .values()
             .find_map(|n| n.pods.get(&id))
             .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+            .or_else(|| finished.as_ref().map(|(_, c)| c.clone()))
             .unwrap_or_default(),
     };
     if containers.is_empty() {
@@ -87,10 +91,20 @@ pub async fn pod_log(
             .map(|b| Ok::<_, Infallible>(bytes::Bytes::from(b)));
         return Ok(text(Body::from_stream(first.chain(rest))));
     }
-    // Another node runs it: relay from that node's API.
-    let runner =
-        view.nodes.values().find(|n| n.state.alive() && n.info.name != view.self_name && n.pods.contains_key(&id));
+    // Another node runs it (or ran it, for a finished Job pod): relay from
+    // that node's API.
+    let ran_on = finished.as_ref().map(|(node, _)| node.as_str());
+    let runner = view.nodes.values().find(|n| {
+        n.state.alive()
+            && n.info.name != view.self_name
+            && (n.pods.contains_key(&id) || Some(n.info.name.as_str()) == ran_on)
+    });
     let Some(runner) = runner else {
+        if let Some(node) = ran_on {
+            return Err(ApiError::bad_request(format!(
+                "pod {name} ran on node {node}, which is not live now: its log is there"
+            )));
+        }
         return Err(ApiError::bad_request(format!(
             "pod {name} is not running on any node yet; no logs (see `shoal describe pod {name}`)"
         )));
@@ -114,4 +128,20 @@ pub async fn pod_log(
         })?;
     let code = resp.status();
     Ok((code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::new(resp.into_body())).into_response())
+}
+
+/// The node that ran a finished pod of a Job, and the Job's containers, from
+/// the pod's recorded result.
+fn finished_job_pod(snapshot: &crate::state::Snapshot, ns: &str, name: &str) -> Option<(String, Vec<String>)> {
+    let r = snapshot.pod_results.get(&(ns.to_string(), name.to_string()))?;
+    let job = snapshot.of_kind(crate::model::Kind::Job).find_map(|o| match &o.object {
+        crate::model::Object::Job(j)
+            if j.metadata.namespace.as_deref() == Some(ns) && j.metadata.uid.as_deref() == Some(r.job_uid.as_str()) =>
+        {
+            Some(j.clone())
+        }
+        _ => None,
+    })?;
+    let containers = job.spec.template.spec.containers.iter().map(|c| c.name.clone()).collect();
+    Some((r.node.clone(), containers))
 }

@@ -172,7 +172,7 @@ pub fn pod_json(
         }
         _ => {}
     }
-    json!({
+    let mut pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -184,7 +184,11 @@ pub fn pod_json(
         },
         "spec": spec,
         "status": Value::Object(status),
-    })
+    });
+    if let Some(i) = d.labels.get(crate::model::pods::COMPLETION_INDEX_KEY) {
+        pod["metadata"]["annotations"] = json!({crate::model::pods::COMPLETION_INDEX_KEY: i});
+    }
+    pod
 }
 
 /// Who owns a pod: a Job, or the ReplicaSet of its Deployment's revision.
@@ -243,7 +247,8 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
             }
         }
     }
-    // Completed Job pods, from their recorded results.
+    // Finished Job pods, from their recorded results: those that succeeded,
+    // and those that failed for good (their index given up, or the Job over).
     for o in snapshot.of_kind(Kind::Job) {
         let Object::Job(j) = &o.object else { continue };
         let ns = j.metadata.namespace.clone().unwrap_or_default();
@@ -251,12 +256,15 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
             continue;
         }
         let uid = j.metadata.uid.clone().unwrap_or_default();
+        let progress = job_progress(j, snapshot.job_facts());
         for i in 0..j.spec.completions.unwrap_or(1).max(1) {
             let name = crate::model::pods::job_pod_name(&j.metadata.name, i as u32);
             let Some(r) = snapshot.pod_results.get(&(ns.clone(), name.clone())) else {
                 continue;
             };
-            if !r.succeeded || r.job_uid != uid || out.contains_key(&(ns.clone(), name.clone())) {
+            let failed_for_good = progress.failed_indexes.contains(&(i as u32)) || progress.failed();
+            let done = r.succeeded || (r.failures > 0 && failed_for_good);
+            if !done || r.job_uid != uid || out.contains_key(&(ns.clone(), name.clone())) {
                 continue;
             }
             let mut st = PodStatus {
@@ -264,15 +272,15 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
                 name: name.clone(),
                 node: r.node.clone(),
                 owner_uid: uid.clone(),
-                phase: Phase::Succeeded,
+                phase: if r.succeeded { Phase::Succeeded } else { Phase::Failed },
                 ..Default::default()
             };
             for c in &j.spec.template.spec.containers {
                 st.containers.push(crate::model::status::ContainerStatus {
                     name: c.name.clone(),
                     state: ContainerState::Terminated {
-                        exit_code: 0,
-                        reason: "Completed".into(),
+                        exit_code: r.exit_code.unwrap_or(0),
+                        reason: if r.succeeded { "Completed" } else { "Error" }.into(),
                         signal: None,
                         finished_at: 0,
                     },
@@ -302,22 +310,24 @@ fn ghost_pod(owner: &Object, s: &PodStatus) -> Option<DesiredPod> {
         return Some(d);
     }
     let index: u32 = s.name.rsplit_once('-')?.1.parse().ok()?;
-    let mut d = crate::model::pods::desired_pods([owner], &crate::model::pods::Results::new())
-        .into_iter()
-        .next()
-        .or_else(|| {
-            // A Job whose pods are all done yields no desired pod: build one.
-            if let Object::Job(j) = owner {
-                let mut j2 = j.clone();
-                j2.spec.parallelism = Some(1);
-                j2.spec.completions = Some(1);
-                j2.spec.backoff_limit = Some(1000);
-                return crate::model::pods::desired_pods([&Object::Job(j2)], &crate::model::pods::Results::new())
-                    .into_iter()
-                    .next();
-            }
-            None
-        })?;
+    if let Object::Job(j) = owner {
+        // A Job whose pods are all done yields no desired pod: build one.
+        let m = &j.metadata;
+        let o = crate::model::pods::OwnerRef {
+            kind: Kind::Job,
+            name: m.name.clone(),
+            uid: m.uid.clone().unwrap_or_default(),
+        };
+        let ns = m.namespace.clone().unwrap_or_default();
+        let indexed = crate::model::pods::is_indexed(j);
+        let mut d = crate::model::pods::job_pod(&ns, o, index, &j.spec.template, &s.template_hash, indexed);
+        d.name = s.name.clone();
+        return Some(d);
+    }
+    let none = crate::model::pods::Results::new();
+    let no_ends = crate::model::pods::JobEnds::new();
+    let facts = crate::model::pods::JobFacts { results: &none, ends: &no_ends };
+    let mut d = crate::model::pods::desired_pods([owner], facts).into_iter().next()?;
     d.index = index;
     d.name = s.name.clone();
     d.template_hash = s.template_hash.clone();
@@ -365,7 +375,7 @@ pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapsh
             }
         }
         Object::Job(j) => {
-            let p = job_progress(j, &snapshot.pod_results);
+            let p = job_progress(j, snapshot.job_facts());
             let active = reports
                 .iter()
                 .filter(|r| r.is_some_and(|r| r.phase == Phase::Running || r.phase == Phase::Pending))
@@ -377,16 +387,21 @@ pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapsh
             let mut conds = Vec::new();
             if p.complete() {
                 conds.push(condition("Complete", true, "", ""));
-                if let Some(t) = crate::model::pods::job_finished_at(j, &snapshot.pod_results) {
+                if let Some(t) = crate::model::pods::job_finished_at(j, snapshot.job_facts()) {
                     st["completionTime"] = json!(t);
                 }
-            } else if p.failed() {
-                conds.push(condition(
-                    "Failed",
-                    true,
-                    "BackoffLimitExceeded",
-                    "Job has reached the specified backoff limit",
-                ));
+            } else if let Some(f) = p.failure() {
+                conds.push(condition("Failed", true, &f.reason, &f.message));
+            }
+            // Shoal's: the nodes that keep its deadline and TTL.
+            if crate::placement::jobs::has_timer(j) {
+                st["keeperNodes"] = json!(crate::placement::jobs::keepers(&key.namespace, &key.name, &plan.plan.nodes));
+            }
+            if crate::model::pods::is_indexed(j) {
+                st["completedIndexes"] = json!(crate::model::pods::index_ranges(&p.completed_indexes));
+                if p.per_index.is_some() {
+                    st["failedIndexes"] = json!(crate::model::pods::index_ranges(&p.failed_indexes));
+                }
             }
             st["conditions"] = json!(conds);
             v["status"] = st;

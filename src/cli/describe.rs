@@ -210,6 +210,23 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
             );
             let _ =
                 writeln!(out, "Parallelism:  {}", v.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(1));
+            let mode = v.pointer("/spec/completionMode").and_then(Value::as_str).unwrap_or("NonIndexed");
+            let _ = writeln!(out, "Completion Mode:  {mode}");
+            if mode == "Indexed" {
+                let done = s(v, "/status/completedIndexes");
+                let _ = writeln!(out, "Completed Indexes:  {}", if done.is_empty() { "<none>" } else { done });
+                if let Some(f) = v.pointer("/status/failedIndexes").and_then(Value::as_str) {
+                    let _ = writeln!(out, "Failed Indexes:  {}", if f.is_empty() { "<none>" } else { f });
+                }
+            }
+            for (label, p) in [
+                ("Active Deadline Seconds", "/spec/activeDeadlineSeconds"),
+                ("TTL After Finished", "/spec/ttlSecondsAfterFinished"),
+            ] {
+                if let Some(x) = v.pointer(p).and_then(Value::as_i64) {
+                    let _ = writeln!(out, "{label}:  {x}s");
+                }
+            }
             conditions(&mut out, v);
         }
         "CronJob" => {

@@ -541,6 +541,57 @@ spec:
     }
 
     #[test]
+    fn indexed_job_errors_name_their_field() {
+        let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: m}\nspec:\n  completions: 4\n  completionMode: Indexed\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, command: [\"true\"]}]\n";
+        assert!(parse(job).errors.is_empty(), "{:?}", parse(job).errors);
+        let ok = job.replace("  completions: 4", "  completions: 4\n  backoffLimitPerIndex: 2\n  maxFailedIndexes: 1\n  activeDeadlineSeconds: 60\n  ttlSecondsAfterFinished: 0");
+        assert!(parse(&ok).errors.is_empty(), "{:?}", parse(&ok).errors);
+        let cases = [
+            ("completionMode: Indexed", "completionMode: indexed", "spec.completionMode", "NonIndexed or Indexed"),
+            (
+                "completionMode: Indexed",
+                "backoffLimitPerIndex: 1",
+                "spec.backoffLimitPerIndex",
+                "needs completionMode: Indexed",
+            ),
+            (
+                "completions: 4",
+                "completions: 4\n  maxFailedIndexes: 1",
+                "spec.maxFailedIndexes",
+                "needs backoffLimitPerIndex",
+            ),
+            (
+                "completions: 4",
+                "completions: 4\n  backoffLimitPerIndex: 1\n  maxFailedIndexes: 5",
+                "spec.maxFailedIndexes",
+                "between 0 and 4",
+            ),
+            ("completions: 4", "completions: 4\n  backoffLimitPerIndex: -1", "spec.backoffLimitPerIndex", "between 0"),
+            ("restartPolicy: Never", "restartPolicy: OnFailure", "spec.template.spec.restartPolicy", ""),
+            ("completions: 4", "completions: 4\n  activeDeadlineSeconds: 0", "spec.activeDeadlineSeconds", "between 1"),
+            (
+                "completions: 4",
+                "completions: 4\n  ttlSecondsAfterFinished: -5",
+                "spec.ttlSecondsAfterFinished",
+                "between 0",
+            ),
+        ];
+        for (from, to, field, says) in cases {
+            let text = if field.ends_with("restartPolicy") {
+                job.replace("completions: 4", "completions: 4\n  backoffLimitPerIndex: 1").replace(from, to)
+            } else {
+                job.replace(from, to)
+            };
+            let out = parse(&text);
+            assert!(
+                out.errors.iter().any(|e| e.field == field && e.message.contains(says)),
+                "{to}: want {field} saying {says:?}, got {:?}",
+                out.errors
+            );
+        }
+    }
+
+    #[test]
     fn names_as_long_as_kubernetes_accepts() {
         let long = format!("{}.{}.{}", "d".repeat(63), "e".repeat(63), "f".repeat(36));
         let out = parse(&GOOD.replace("name: web\nspec:\n  replicas", &format!("name: {long}\nspec:\n  replicas")));

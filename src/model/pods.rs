@@ -11,13 +11,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::quantity::{QuantityText, parse_cpu_millis, parse_memory_bytes};
-use super::types::{Job, PodSpec, PodTemplateSpec};
+use super::types::{EnvVar, Job, PodSpec, PodTemplateSpec};
 use super::{Kind, Object};
 
 /// Kubernetes' default grace period.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 /// Kubernetes' default Job backoff limit.
 pub const DEFAULT_BACKOFF_LIMIT: i64 = 6;
+/// The env var, label and annotation that tell an Indexed Job's pod its index.
+pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+pub const COMPLETION_INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
 
 /// CPU (millicores) and memory (bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +140,35 @@ pub struct PodResult {
 /// map so that snapshots of the desired state share it.
 pub type Results = imbl::OrdMap<(String, String), PodResult>;
 
+/// How a Job ended when its pods' results do not say it: written once by
+/// the Job's keeper (`placement::jobs`) when `activeDeadlineSeconds` passed.
+/// Every node reading it stops the Job's pods.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobEnd {
+    /// The Job's uid: a re-created Job with the same name starts over.
+    pub job_uid: String,
+    /// Kubernetes' condition reason (`DeadlineExceeded`).
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339.
+    pub at: String,
+    /// The node that wrote it.
+    #[serde(default)]
+    pub node: String,
+}
+
+/// Job ends keyed by (namespace, Job name).
+pub type JobEnds = imbl::OrdMap<(String, String), Arc<JobEnd>>;
+
+/// What the pods of Jobs have done so far: their results and the Jobs'
+/// recorded ends.
+#[derive(Debug, Clone, Copy)]
+pub struct JobFacts<'a> {
+    pub results: &'a Results,
+    pub ends: &'a JobEnds,
+}
+
 /// Sum of container requests (a limit stands in for a missing request, as in
 /// Kubernetes).
 pub fn pod_requests(spec: &PodSpec) -> Resources {
@@ -226,10 +258,43 @@ pub fn job_pod_name(job: &str, index: u32) -> String {
     super::names::derived_pod_name(job, &index.to_string())
 }
 
-/// Completion `index` of a Job (`<name>-<index>`).
-pub fn job_pod(ns: &str, owner: OwnerRef, index: u32, t: &PodTemplateSpec, hash: &str) -> DesiredPod {
+/// Completion `index` of a Job (`<name>-<index>`). An Indexed Job's pod is
+/// told its index as Kubernetes does: `JOB_COMPLETION_INDEX` in every
+/// container's environment, and a label and annotation.
+pub fn job_pod(ns: &str, owner: OwnerRef, index: u32, t: &PodTemplateSpec, hash: &str, indexed: bool) -> DesiredPod {
     let name = job_pod_name(&owner.name, index);
-    make_pod(ns, name, owner, index, t, hash, false)
+    let mut d = make_pod(ns, name, owner, index, t, hash, false);
+    if indexed {
+        d.labels.insert(COMPLETION_INDEX_KEY.into(), index.to_string());
+        let spec = Arc::make_mut(&mut d.spec);
+        for c in &mut spec.containers {
+            c.env.retain(|e| e.name != COMPLETION_INDEX_ENV);
+            c.env.push(EnvVar { name: COMPLETION_INDEX_ENV.into(), value: index.to_string() });
+        }
+    }
+    d
+}
+
+/// Whether a Job is `completionMode: Indexed`.
+pub fn is_indexed(job: &Job) -> bool {
+    job.spec.completion_mode.as_deref() == Some("Indexed")
+}
+
+/// Kubernetes' text for a set of indices: ranges, `1,3-5,7`.
+pub fn index_ranges(indices: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < indices.len() {
+        let start = indices[i];
+        let mut end = start;
+        while i + 1 < indices.len() && indices[i + 1] == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        out.push(if end == start { start.to_string() } else { format!("{start}-{end}") });
+        i += 1;
+    }
+    out.join(",")
 }
 
 /// Progress of a Job, derived from its pods' recorded results.
@@ -238,18 +303,61 @@ pub struct JobProgress {
     pub completions: u32,
     pub parallelism: u32,
     pub backoff_limit: u32,
+    /// `backoffLimitPerIndex` (Indexed Jobs): an index failing more than
+    /// this is given up; the others go on.
+    pub per_index: Option<u32>,
+    pub max_failed_indexes: Option<u32>,
     pub succeeded: u32,
     pub failures: u32,
     /// Indices still to run, in order.
     pub pending: Vec<u32>,
+    /// Indices that succeeded, and those given up (`backoffLimitPerIndex`).
+    pub completed_indexes: Vec<u32>,
+    pub failed_indexes: Vec<u32>,
+    /// The recorded end (the deadline passed), for the Job's current uid.
+    pub end: Option<Arc<JobEnd>>,
+}
+
+/// Why a Job failed: Kubernetes' reason and message of its `Failed` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    pub reason: String,
+    pub message: String,
 }
 
 impl JobProgress {
     pub fn complete(&self) -> bool {
-        self.succeeded >= self.completions
+        self.end.is_none() && self.succeeded >= self.completions
     }
     pub fn failed(&self) -> bool {
-        self.failures > self.backoff_limit
+        self.failure().is_some()
+    }
+    /// Whether the Job is over, either way.
+    pub fn finished(&self) -> bool {
+        self.complete() || self.failed()
+    }
+    /// Why the Job failed, if it did.
+    pub fn failure(&self) -> Option<JobFailure> {
+        let f = |reason: &str, message: &str| Some(JobFailure { reason: reason.into(), message: message.into() });
+        if let Some(e) = &self.end {
+            return f(&e.reason, &e.message);
+        }
+        if self.succeeded >= self.completions {
+            return None;
+        }
+        match self.per_index {
+            None if self.failures > self.backoff_limit => {
+                f("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+            }
+            None => None,
+            Some(_) if self.max_failed_indexes.is_some_and(|m| self.failed_indexes.len() as u32 > m) => {
+                f("MaxFailedIndexesExceeded", "Job has exceeded the specified maximal number of failed indexes")
+            }
+            Some(_) if self.pending.is_empty() && !self.failed_indexes.is_empty() => {
+                f("FailedIndexes", "Job has failed indexes")
+            }
+            Some(_) => None,
+        }
     }
     /// Indices that should be running now.
     pub fn active(&self) -> &[u32] {
@@ -261,35 +369,48 @@ impl JobProgress {
     }
 }
 
-/// When the last recorded pod of `job` finished (RFC 3339), if any did.
-pub fn job_finished_at(job: &Job, results: &Results) -> Option<String> {
+/// When `job` ended (RFC 3339): its recorded end, or else when its last
+/// recorded pod finished, if any did.
+pub fn job_finished_at(job: &Job, facts: JobFacts<'_>) -> Option<String> {
     let ns = job.metadata.namespace.clone().unwrap_or_default();
     let uid = job.metadata.uid.clone().unwrap_or_default();
-    results
+    if let Some(e) = facts.ends.get(&(ns.clone(), job.metadata.name.clone())).filter(|e| e.job_uid == uid) {
+        return Some(e.at.clone());
+    }
+    facts
+        .results
         .iter()
         .filter(|((n, _), r)| *n == ns && r.job_uid == uid && !r.finished_at.is_empty())
         .map(|(_, r)| r.finished_at.clone())
         .max()
 }
 
-/// Computes a Job's progress from `results` (keyed by pod name in its namespace).
-pub fn job_progress(job: &Job, results: &Results) -> JobProgress {
+/// Computes a Job's progress from the recorded results of its pods (keyed
+/// by pod name in its namespace) and its recorded end.
+pub fn job_progress(job: &Job, facts: JobFacts<'_>) -> JobProgress {
     let ns = job.metadata.namespace.clone().unwrap_or_default();
     let uid = job.metadata.uid.clone().unwrap_or_default();
     let completions = job.spec.completions.unwrap_or(1).max(1) as u32;
+    let per_index = job.spec.backoff_limit_per_index.map(|n| n.max(0) as u32);
     let mut p = JobProgress {
         completions,
         parallelism: job.spec.parallelism.unwrap_or(1).max(0) as u32,
         backoff_limit: job.spec.backoff_limit.unwrap_or(DEFAULT_BACKOFF_LIMIT).max(0) as u32,
+        per_index,
+        max_failed_indexes: per_index.and(job.spec.max_failed_indexes.map(|n| n.max(0) as u32)),
+        end: facts.ends.get(&(ns.clone(), job.metadata.name.clone())).filter(|e| e.job_uid == uid).cloned(),
         ..Default::default()
     };
     for i in 0..completions {
         let name = job_pod_name(&job.metadata.name, i);
-        match results.get(&(ns.clone(), name)) {
+        match facts.results.get(&(ns.clone(), name)) {
             Some(r) if r.job_uid == uid => {
                 p.failures = p.failures.saturating_add(r.failures);
                 if r.succeeded {
                     p.succeeded += 1;
+                    p.completed_indexes.push(i);
+                } else if per_index.is_some_and(|limit| r.failures > limit) {
+                    p.failed_indexes.push(i);
                 } else {
                     p.pending.push(i);
                 }
@@ -303,7 +424,7 @@ pub fn job_progress(job: &Job, results: &Results) -> JobProgress {
 /// Every pod the desired state asks for once every rollout is over, sorted
 /// by id (the planner works out the pods of Deployments in a rollout with
 /// `placement::rollout`).
-pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, results: &Results) -> Vec<DesiredPod> {
+pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, facts: JobFacts<'_>) -> Vec<DesiredPod> {
     let mut out = Vec::new();
     for obj in objects {
         let meta = obj.meta();
@@ -321,9 +442,10 @@ pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, results: 
             Object::Job(j) => {
                 let owner = OwnerRef { kind: Kind::Job, name: meta.name.clone(), uid };
                 let hash = template_hash(&j.spec.template);
-                let progress = job_progress(j, results);
+                let progress = job_progress(j, facts);
+                let indexed = is_indexed(j);
                 for &i in progress.active() {
-                    out.push(job_pod(&ns, owner.clone(), i, &j.spec.template, &hash));
+                    out.push(job_pod(&ns, owner.clone(), i, &j.spec.template, &hash, indexed));
                 }
             }
             // A DaemonSet's pods depend on the nodes: `placement::daemonsets`.
@@ -341,6 +463,11 @@ mod tests {
     use super::*;
     use crate::model::parse::{SourceFile, parse_files};
     use crate::model::validate::Context;
+
+    fn facts(results: &Results) -> JobFacts<'_> {
+        static ENDS: std::sync::LazyLock<JobEnds> = std::sync::LazyLock::new(JobEnds::new);
+        JobFacts { results, ends: &ENDS }
+    }
 
     fn objects(text: &str) -> Vec<Object> {
         let out = parse_files(&[SourceFile { name: "t".into(), content: text.into() }], &Context::default(), None);
@@ -361,36 +488,99 @@ mod tests {
     fn job_runs_parallelism_pending_indices() {
         let objs = objects(JOB);
         let mut results = Results::new();
-        let pods = desired_pods(&objs, &results);
+        let pods = desired_pods(&objs, facts(&results));
         assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["j-0", "j-1"]);
         assert_eq!(pods[0].requests.cpu_millis, 500, "limit stands in for request");
         results.insert(
             ("default".into(), "j-0".into()),
             PodResult { job_uid: "u1".into(), succeeded: true, ..Default::default() },
         );
-        let pods = desired_pods(&objs, &results);
+        let pods = desired_pods(&objs, facts(&results));
         assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["j-1", "j-2"]);
         // A result of an older Job with the same name does not count.
         results.insert(
             ("default".into(), "j-1".into()),
             PodResult { job_uid: "old".into(), succeeded: true, ..Default::default() },
         );
-        assert_eq!(desired_pods(&objs, &results).len(), 2);
+        assert_eq!(desired_pods(&objs, facts(&results)).len(), 2);
         // Failures beyond backoffLimit fail the job: nothing runs.
         results.insert(
             ("default".into(), "j-2".into()),
             PodResult { job_uid: "u1".into(), failures: 2, ..Default::default() },
         );
-        assert!(desired_pods(&objs, &results).is_empty());
+        assert!(desired_pods(&objs, facts(&results)).is_empty());
+    }
+
+    const INDEXED: &str = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: m}\nspec:\n  completionMode: Indexed\n  completions: 4\n  parallelism: 4\n  backoffLimitPerIndex: 1\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, command: [\"true\"], env: [{name: A, value: b}]}]\n";
+
+    fn result(succeeded: bool, failures: u32) -> PodResult {
+        PodResult { job_uid: "u1".into(), succeeded, failures, ..Default::default() }
+    }
+
+    #[test]
+    fn an_indexed_pod_is_told_its_index() {
+        let objs = objects(INDEXED);
+        let pods = desired_pods(&objs, facts(&Results::new()));
+        assert_eq!(pods.len(), 4);
+        for (i, p) in pods.iter().enumerate() {
+            let env: Vec<(&str, &str)> =
+                p.spec.containers[0].env.iter().map(|e| (e.name.as_str(), e.value.as_str())).collect();
+            assert_eq!(env, [("A", "b"), (COMPLETION_INDEX_ENV, i.to_string().as_str())]);
+            assert_eq!(p.labels.get(COMPLETION_INDEX_KEY), Some(&i.to_string()));
+        }
+        // A NonIndexed Job's pods are not.
+        let plain = desired_pods(&objects(JOB), facts(&Results::new()));
+        assert!(plain[0].spec.containers[0].env.is_empty());
+        assert!(!plain[0].labels.contains_key(COMPLETION_INDEX_KEY));
+    }
+
+    #[test]
+    fn a_failed_index_is_given_up_and_the_others_go_on() {
+        let objs = objects(INDEXED);
+        let Object::Job(j) = &objs[0] else { panic!("a Job") };
+        let mut results = Results::new();
+        results.insert(("default".into(), "m-1".into()), result(false, 1));
+        let p = job_progress(j, facts(&results));
+        assert_eq!(p.pending, [0, 1, 2, 3], "one failure is within backoffLimitPerIndex: 1");
+        results.insert(("default".into(), "m-1".into()), result(false, 2));
+        results.insert(("default".into(), "m-0".into()), result(true, 0));
+        let p = job_progress(j, facts(&results));
+        assert_eq!(
+            (p.pending.clone(), p.completed_indexes.clone(), p.failed_indexes.clone()),
+            (vec![2, 3], vec![0], vec![1])
+        );
+        assert!(!p.failed(), "the other indices still run");
+        assert_eq!(p.active(), [2, 3]);
+        results.insert(("default".into(), "m-2".into()), result(true, 0));
+        results.insert(("default".into(), "m-3".into()), result(true, 1));
+        let p = job_progress(j, facts(&results));
+        assert_eq!(p.failure().map(|f| f.reason), Some("FailedIndexes".to_string()));
+        assert_eq!((index_ranges(&p.completed_indexes), index_ranges(&p.failed_indexes)), ("0,2-3".into(), "1".into()));
+        // maxFailedIndexes: 0 fails the Job at its first failed index.
+        let strict =
+            objects(&INDEXED.replace("backoffLimitPerIndex: 1", "backoffLimitPerIndex: 1\n  maxFailedIndexes: 0"));
+        let Object::Job(j) = &strict[0] else { panic!("a Job") };
+        let mut results = Results::new();
+        results.insert(("default".into(), "m-3".into()), result(false, 2));
+        let p = job_progress(j, facts(&results));
+        assert_eq!(p.failure().map(|f| f.reason), Some("MaxFailedIndexesExceeded".to_string()));
+        assert!(p.active().is_empty());
+    }
+
+    #[test]
+    fn index_ranges_are_written_as_kubernetes_does() {
+        assert_eq!(index_ranges(&[]), "");
+        assert_eq!(index_ranges(&[0, 1, 2, 4, 6, 7]), "0-2,4,6-7");
+        assert_eq!(index_ranges(&[5]), "5");
     }
 
     #[test]
     fn template_hash_changes_with_template() {
         let a = objects(JOB);
         let b = objects(&JOB.replace("[\"true\"]", "[\"false\"]"));
-        let pa = desired_pods(&a, &Results::new());
-        let pb = desired_pods(&b, &Results::new());
+        let pa = desired_pods(&a, facts(&Results::new()));
+        let pb = desired_pods(&b, facts(&Results::new()));
         assert_ne!(pa[0].template_hash, pb[0].template_hash);
-        assert_eq!(pa[0].template_hash, desired_pods(&a, &Results::new())[0].template_hash);
+        assert_eq!(pa[0].template_hash, desired_pods(&a, facts(&Results::new()))[0].template_hash);
     }
 }

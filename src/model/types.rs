@@ -383,6 +383,24 @@ pub struct JobSpec {
     pub parallelism: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_limit: Option<i64>,
+    /// `NonIndexed` (default: any `completions` pods succeed) or `Indexed`
+    /// (index 0..completions each succeeds once; the pod is told its index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_mode: Option<String>,
+    /// Indexed only: failures allowed per index (then the index fails and
+    /// the others go on); replaces `backoffLimit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_limit_per_index: Option<i64>,
+    /// With `backoffLimitPerIndex`: the Job fails as soon as more indices
+    /// than this have failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failed_indexes: Option<i64>,
+    /// The Job fails (and its pods stop) this long after it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Option<i64>,
+    /// The Job is deleted this long after it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
     #[serde(default)]

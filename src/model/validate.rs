@@ -239,6 +239,35 @@ fn job(r: &mut Report, p: &str, s: &JobSpec) {
     range(r, &format!("{p}.completions"), s.completions, 1, MAX_JOB_PODS);
     range(r, &format!("{p}.parallelism"), s.parallelism, 0, MAX_JOB_PODS);
     range(r, &format!("{p}.backoffLimit"), s.backoff_limit, 0, MAX_BACKOFF_LIMIT);
+    let indexed = match s.completion_mode.as_deref() {
+        None | Some("NonIndexed") => false,
+        Some("Indexed") => true,
+        Some(other) => {
+            r.err(format!("{p}.completionMode"), format!("must be NonIndexed or Indexed (got {other:?})"));
+            false
+        }
+    };
+    if s.backoff_limit_per_index.is_some() {
+        if !indexed {
+            r.err(format!("{p}.backoffLimitPerIndex"), "needs completionMode: Indexed");
+        }
+        range(r, &format!("{p}.backoffLimitPerIndex"), s.backoff_limit_per_index, 0, MAX_BACKOFF_LIMIT);
+        if s.template.spec.restart_policy.as_deref() == Some("OnFailure") {
+            r.err(
+                format!("{p}.template.spec.restartPolicy"),
+                "must be Never with backoffLimitPerIndex (a failed index is a failed pod)",
+            );
+        }
+    }
+    if s.max_failed_indexes.is_some() {
+        if s.backoff_limit_per_index.is_none() {
+            r.err(format!("{p}.maxFailedIndexes"), "needs backoffLimitPerIndex");
+        }
+        let completions = s.completions.unwrap_or(1).clamp(1, MAX_JOB_PODS);
+        range(r, &format!("{p}.maxFailedIndexes"), s.max_failed_indexes, 0, completions);
+    }
+    range(r, &format!("{p}.activeDeadlineSeconds"), s.active_deadline_seconds, 1, i64::from(i32::MAX));
+    range(r, &format!("{p}.ttlSecondsAfterFinished"), s.ttl_seconds_after_finished, 0, i64::from(i32::MAX));
     if let Some(sel) = &s.selector {
         selector(r, &format!("{p}.selector"), sel, &s.template.metadata.labels, false);
     }

@@ -287,6 +287,7 @@ impl Node {
                 shutdown: a.shutdown_signal(),
             },
         )));
+        tasks.push(spawn_log_sweep(ctx.logs_dir(), db.clone(), a.plan.clone(), a.view.clone(), a.shutdown_signal()));
         tasks.extend(spawn_dns(&cfg, &r, &db, &a).await?);
         tasks.push(spawn_peer_memory(dd.clone(), a.view.clone()));
         let discovery = match cfg.membership.discover {
@@ -328,4 +329,38 @@ impl Node {
         self.net.close().await;
         tracing::info!(node = %self.name, "node stopped");
     }
+}
+
+/// How often the log sweep runs.
+const LOG_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Removes, every minute, the log files of pods that are neither desired,
+/// reported by a node, nor a Job pod with a recorded result.
+fn spawn_log_sweep(
+    dir: PathBuf,
+    db: Arc<StateDb>,
+    plan: watch::Receiver<Arc<crate::placement::plan::PlanView>>,
+    view: watch::Receiver<Arc<crate::membership::view::ClusterView>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(LOG_SWEEP_EVERY) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let snapshot = db.snapshot();
+            let (plan, view) = (plan.borrow().clone(), view.borrow().clone());
+            let dir = dir.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                crate::agent::logs::sweep(&dir, |ns, pod| {
+                    let id = crate::model::pods::pod_id(ns, pod);
+                    snapshot.pod_results.contains_key(&(ns.to_string(), pod.to_string()))
+                        || plan.plan.desired.contains_key(&id)
+                        || view.nodes.values().any(|n| n.pods.contains_key(&id))
+                })
+            })
+            .await;
+        }
+    })
 }

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use super::{NodeSpec, mix, seed};
 use crate::model::cron::{self, Concurrency, CronRecord, Miss, Schedule};
-use crate::model::pods::{Results, job_finished_at, job_progress};
+use crate::model::pods::{JobFacts, job_finished_at, job_progress};
 use crate::model::{CronJob, Job, Kind, Object};
 use crate::state::Snapshot;
 
@@ -115,16 +115,16 @@ pub fn jobs_of(snapshot: &Snapshot, cj: &CronJob) -> Vec<JobInfo> {
         .of_kind(Kind::Job)
         .filter_map(|o| if let Object::Job(j) = &o.object { Some(j) } else { None })
         .filter(|j| j.metadata.namespace.as_deref() == Some(ns) && cron::owned_by(j, uid))
-        .map(|j| job_info(j, &snapshot.pod_results))
+        .map(|j| job_info(j, snapshot.job_facts()))
         .collect();
     out.sort_by(|a, b| (a.started, &a.name).cmp(&(b.started, &b.name)));
     out
 }
 
-fn job_info(j: &Job, results: &Results) -> JobInfo {
+fn job_info(j: &Job, facts: JobFacts<'_>) -> JobInfo {
     let scheduled = j.metadata.annotations.get(cron::SCHEDULED_TIMESTAMP_ANNOTATION).and_then(|t| parse_time(t));
     let created = j.metadata.creation_timestamp.as_deref().and_then(parse_time).unwrap_or(0);
-    let p = job_progress(j, results);
+    let p = job_progress(j, facts);
     let state = if p.complete() {
         JobState::Succeeded
     } else if p.failed() {
@@ -132,7 +132,7 @@ fn job_info(j: &Job, results: &Results) -> JobInfo {
     } else {
         JobState::Active
     };
-    let finished_at = (state != JobState::Active).then(|| job_finished_at(j, results)).flatten();
+    let finished_at = (state != JobState::Active).then(|| job_finished_at(j, facts)).flatten();
     JobInfo { name: j.metadata.name.clone(), scheduled, started: scheduled.unwrap_or(created), state, finished_at }
 }
 

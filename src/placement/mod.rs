@@ -22,6 +22,7 @@
 pub mod cron;
 pub mod daemonsets;
 pub mod deployments;
+pub mod jobs;
 pub mod maintenance;
 pub mod plan;
 pub mod rollout;

@@ -41,6 +41,9 @@ pub struct Plan {
     /// The nodes that fire each CronJob (`placement::cron`), by
     /// `<namespace>/<name>`: the owner, then its fallback.
     pub triggers: Arc<Triggers>,
+    /// The nodes placement used (alive, settled, schedulable), over which
+    /// the keepers of Jobs with timers are ranked (`placement::jobs`).
+    pub nodes: Arc<Vec<NodeSpec>>,
 }
 
 impl Plan {
@@ -113,6 +116,7 @@ struct Cached {
     schedulable: Arc<BTreeSet<String>>,
     digest: u64,
     triggers: Arc<Triggers>,
+    shared_nodes: Arc<Vec<NodeSpec>>,
 }
 
 /// Computes plans, reusing the placement while its inputs are unchanged.
@@ -229,7 +233,7 @@ impl Planner {
         let same_pods = self.cache.as_ref().filter(|c| c.wanted == wanted_now).map(|c| c.desired.clone());
         let desired = same_pods.unwrap_or_else(|| {
             let jobs: Vec<&Object> = snapshot.of_kind(Kind::Job).map(|o| &o.object).collect();
-            let mut desired = desired_pods(jobs, &snapshot.pod_results);
+            let mut desired = desired_pods(jobs, snapshot.job_facts());
             desired.extend(desired_of(snapshot, &wanted));
             desired.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
             Arc::new(desired)
@@ -256,6 +260,7 @@ impl Planner {
             let triggers = Arc::new(cron::triggers(snapshot, &nodes));
             self.cache = Some(Cached {
                 triggers,
+                shared_nodes: Arc::new(nodes.clone()),
                 wanted: wanted_now,
                 pinned,
                 settling,
@@ -308,6 +313,7 @@ impl Planner {
             fenced_elsewhere,
             results: snapshot.pod_results.clone(),
             triggers: c.triggers.clone(),
+            nodes: c.shared_nodes.clone(),
         };
         PlanView {
             desired: c.desired.clone(),

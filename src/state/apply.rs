@@ -199,6 +199,9 @@ pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult
             for (ns, name) in snapshot.cron_records.keys().filter(|(ns, _)| *ns == key.name) {
                 changes.push((Key::new(kinds::CRON_RECORD, ns.clone(), name.clone()), None));
             }
+            for (ns, name) in snapshot.job_ends.keys().filter(|(ns, _)| *ns == key.name) {
+                changes.push((Key::new(kinds::JOB_END, ns.clone(), name.clone()), None));
+            }
         }
         Object::Job(j) => changes.extend(job_results(snapshot, j)),
         Object::CronJob(cj) => {
@@ -237,12 +240,16 @@ pub fn plan_delete(snapshot: &Snapshot, key: &ObjectKey) -> Result<(ObjectResult
 fn job_results(snapshot: &Snapshot, j: &crate::model::Job) -> Changes {
     let ns = j.metadata.namespace.clone().unwrap_or_default();
     let uid = j.metadata.uid.clone().unwrap_or_default();
-    snapshot
+    let mut changes: Changes = snapshot
         .pod_results
         .iter()
         .filter(|((n, _), r)| *n == ns && r.job_uid == uid)
         .map(|((n, name), _)| (Key::new(kinds::POD_RESULT, n.clone(), name.clone()), None))
-        .collect()
+        .collect();
+    if snapshot.job_ends.contains_key(&(ns.clone(), j.metadata.name.clone())) {
+        changes.push((Key::new(kinds::JOB_END, ns, j.metadata.name.clone()), None));
+    }
+    changes
 }
 
 /// The revisions of Deployment or DaemonSet `name` (of its current uid),

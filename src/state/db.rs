@@ -36,6 +36,7 @@ pub struct StoredObject {
 
 /// CronJob records keyed by (namespace, CronJob name).
 pub type CronRecords = imbl::OrdMap<(String, String), Arc<CronRecord>>;
+pub use crate::model::pods::JobEnds;
 
 /// A decoded, immutable view of the desired state.
 #[derive(Debug, Default)]
@@ -51,11 +52,17 @@ pub struct Snapshot {
     pub maintenance: Maintenance,
     /// CronJob records keyed by (namespace, CronJob name).
     pub cron_records: CronRecords,
+    /// Job ends (deadline passed) keyed by (namespace, Job name).
+    pub job_ends: JobEnds,
     pub entries: usize,
     pub tombstones: usize,
 }
 
 impl Snapshot {
+    /// What the pods of Jobs have done: their results and the Jobs' ends.
+    pub fn job_facts(&self) -> crate::model::pods::JobFacts<'_> {
+        crate::model::pods::JobFacts { results: &self.pod_results, ends: &self.job_ends }
+    }
     pub fn get(&self, key: &ObjectKey) -> Option<&Arc<StoredObject>> {
         self.objects.get(key)
     }
@@ -111,6 +118,7 @@ struct Inner {
     revisions: Revisions,
     maintenance: Maintenance,
     cron_records: CronRecords,
+    job_ends: JobEnds,
     tombstones: usize,
     digests: Digests,
     store: Store,
@@ -125,6 +133,7 @@ enum Decoded {
     Revision(Arc<Revision>),
     Maintenance(NodeMaintenance),
     CronRecord(Arc<CronRecord>),
+    JobEnd(Arc<crate::model::pods::JobEnd>),
     Other,
 }
 
@@ -171,6 +180,9 @@ fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
         }
         kinds::CRON_RECORD => serde_json::from_slice::<CronRecord>(v)
             .map(|r| Some(Decoded::CronRecord(Arc::new(r))))
+            .map_err(|err| Refusal::Invalid(err.to_string())),
+        kinds::JOB_END => serde_json::from_slice::<crate::model::pods::JobEnd>(v)
+            .map(|r| Some(Decoded::JobEnd(Arc::new(r))))
             .map_err(|err| Refusal::Invalid(err.to_string())),
         kinds::JOIN_TOKEN => {
             let ok = if e.key.name == "current" {
@@ -267,6 +279,7 @@ impl StateDb {
             revisions: imbl::OrdMap::new(),
             maintenance: imbl::OrdMap::new(),
             cron_records: imbl::OrdMap::new(),
+            job_ends: imbl::OrdMap::new(),
             tombstones: 0,
             digests: Digests::default(),
             store,
@@ -498,6 +511,8 @@ fn unview(inner: &mut Inner, k: &Key) {
         inner.maintenance.remove(&k.name);
     } else if k.kind == kinds::CRON_RECORD {
         inner.cron_records.remove(&(k.namespace.clone(), k.name.clone()));
+    } else if k.kind == kinds::JOB_END {
+        inner.job_ends.remove(&(k.namespace.clone(), k.name.clone()));
     }
     if inner.map.get(k).is_some_and(Entry::is_tombstone) {
         inner.tombstones = inner.tombstones.saturating_sub(1);
@@ -521,6 +536,9 @@ fn install(inner: &mut Inner, e: Entry) {
         }
         Ok(Some(Decoded::CronRecord(r))) => {
             inner.cron_records.insert((e.key.namespace.clone(), e.key.name.clone()), r);
+        }
+        Ok(Some(Decoded::JobEnd(r))) => {
+            inner.job_ends.insert((e.key.namespace.clone(), e.key.name.clone()), r);
         }
         _ => {}
     }
@@ -547,6 +565,7 @@ fn build_snapshot(inner: &Inner) -> Snapshot {
         revisions: inner.revisions.clone(),
         maintenance: inner.maintenance.clone(),
         cron_records: inner.cron_records.clone(),
+        job_ends: inner.job_ends.clone(),
         entries: inner.map.len(),
         tombstones: inner.tombstones,
     }

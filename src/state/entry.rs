@@ -22,6 +22,9 @@ pub mod kinds {
     /// What a CronJob's trigger has dealt with (`model::cron::CronRecord`),
     /// named after the CronJob.
     pub const CRON_RECORD: &str = "CronRecord";
+    /// How a Job ended when no pod result says so (`model::pods::JobEnd`:
+    /// its `activeDeadlineSeconds` passed), named after the Job.
+    pub const JOB_END: &str = "JobEnd";
 }
 
 /// Largest value an entry may carry.

@@ -117,7 +117,7 @@ fn pods_of(yaml: &str, results: &Results) -> Vec<DesiredPod> {
             o
         })
         .collect();
-    desired_pods(&objects, results)
+    desired_pods(&objects, crate::model::pods::JobFacts { results, ends: &crate::model::pods::JobEnds::new() })
 }
 
 /// A plan with `pods` owned as given (`None`: nobody), with a view where

@@ -302,8 +302,15 @@ pub fn clean_up(ctx: &PodCtx, desired: &DesiredPod, prep: Option<&Prepared>) {
     for m in &prep.ports {
         ctx.ports.release(m.host_port);
     }
-    for c in &desired.spec.containers {
-        logs::remove_logs(&logs::log_path(&ctx.logs_dir(), &desired.namespace, &desired.name, &c.name), ctx.log_limits);
+    // A Job pod's logs outlive it (`logs job/NAME` after it finished) until
+    // its Job is deleted (`logs::sweep`).
+    if desired.owner.kind != crate::model::Kind::Job {
+        for c in &desired.spec.containers {
+            logs::remove_logs(
+                &logs::log_path(&ctx.logs_dir(), &desired.namespace, &desired.name, &c.name),
+                ctx.log_limits,
+            );
+        }
     }
     if let Err(e) = std::fs::remove_dir_all(&prep.pod_dir)
         && e.kind() != std::io::ErrorKind::NotFound

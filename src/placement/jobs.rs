@@ -1,0 +1,117 @@
+//! A Job's timers without a leader: `activeDeadlineSeconds` and
+//! `ttlSecondsAfterFinished`. Pure.
+//!
+//! **Who acts.** Like a CronJob's trigger, each Job with a timer has a
+//! keeper and a fallback, ranked by rendezvous hashing over the placement
+//! nodes (`cron::rank` of `job:<namespace>/<name>`), so every node agrees
+//! on them without asking. The keeper acts when the time comes; the
+//! fallback acts `delay` seconds later if nothing has been written meanwhile
+//! (the keeper died or was cut off).
+//!
+//! **Twice is harmless.** The deadline's outcome is one record per Job
+//! ([`JobEnd`], keyed by the Job's name, stamped with its uid): two nodes
+//! that both write it write the same fact. The TTL deletes the Job of the
+//! uid it saw; a second delete finds nothing.
+//!
+//! **The deadline.** A Job not finished `activeDeadlineSeconds` after it
+//! started (its creationTimestamp) fails with `DeadlineExceeded`, as in
+//! Kubernetes: every node reading the record stops its pods. A Job that
+//! finishes first is never failed by it.
+#![deny(clippy::disallowed_methods)]
+
+use super::NodeSpec;
+use super::cron::{Role, parse_time, rank};
+use crate::model::Job;
+use crate::model::pods::{JobEnd, JobFacts, job_finished_at, job_progress};
+
+/// Kubernetes' reason and message for a Job past its deadline.
+pub const DEADLINE_REASON: &str = "DeadlineExceeded";
+pub const DEADLINE_MESSAGE: &str = "Job was active longer than specified deadline";
+
+/// The key a Job's keepers are ranked by.
+pub fn keeper_key(namespace: &str, name: &str) -> String {
+    format!("job:{namespace}/{name}")
+}
+
+/// The keeper and the fallback of Job `name` in `namespace`.
+pub fn keepers(namespace: &str, name: &str, nodes: &[NodeSpec]) -> Vec<String> {
+    rank(&keeper_key(namespace, name), nodes)
+}
+
+/// Whether a Job has a timer at all (only those have keepers).
+pub fn has_timer(job: &Job) -> bool {
+    job.spec.active_deadline_seconds.is_some() || job.spec.ttl_seconds_after_finished.is_some()
+}
+
+/// What one decision knows.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub job: &'a Job,
+    pub facts: JobFacts<'a>,
+    /// Unix seconds.
+    pub now: i64,
+    pub role: Role,
+    /// This node (written into the record).
+    pub node: &'a str,
+}
+
+/// What to write, and when to look again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// The Job failed past its deadline: write this record.
+    pub end: Option<JobEnd>,
+    /// The Job's TTL after it finished has passed: delete it.
+    pub delete: bool,
+    /// Unix seconds of the next time this Job needs a decision.
+    pub wake: Option<i64>,
+}
+
+/// The decision for one Job at `now`.
+pub fn decide(i: &Input<'_>) -> Decision {
+    let spec = &i.job.spec;
+    let delay = match i.role {
+        Role::Owner => 0,
+        Role::Fallback { delay } => delay.max(0),
+    };
+    let progress = job_progress(i.job, i.facts);
+    let mut d = Decision::default();
+    if !progress.finished() {
+        let (Some(secs), Some(started)) =
+            (spec.active_deadline_seconds, i.job.metadata.creation_timestamp.as_deref().and_then(parse_time))
+        else {
+            return d;
+        };
+        let due = started.saturating_add(secs).saturating_add(delay);
+        if i.now >= due {
+            d.end = Some(JobEnd {
+                job_uid: i.job.metadata.uid.clone().unwrap_or_default(),
+                reason: DEADLINE_REASON.into(),
+                message: DEADLINE_MESSAGE.into(),
+                at: crate::model::cron::rfc3339(i.now),
+                node: i.node.to_string(),
+            });
+            d.wake = ttl_due(i.job, i.now, delay);
+        } else {
+            d.wake = Some(due);
+        }
+        return d;
+    }
+    let finished = job_finished_at(i.job, i.facts).as_deref().and_then(parse_time);
+    if let (Some(ttl), Some(f)) = (spec.ttl_seconds_after_finished, finished) {
+        let due = f.saturating_add(ttl).saturating_add(delay);
+        if i.now >= due {
+            d.delete = true;
+        } else {
+            d.wake = Some(due);
+        }
+    }
+    d
+}
+
+/// When a Job that ended at `ended` is due for deletion, if it has a TTL.
+fn ttl_due(job: &Job, ended: i64, delay: i64) -> Option<i64> {
+    job.spec.ttl_seconds_after_finished.map(|t| ended.saturating_add(t).saturating_add(delay))
+}
+
+#[cfg(test)]
+mod tests;
