@@ -46,7 +46,15 @@ struct Proc {
     child: Child,
     pgid: Pid,
     exited: Option<Exit>,
+    /// The tasks copying stdout and stderr to the log: an exit is reported
+    /// once they have written all the process said, so that a finished
+    /// pod's log is whole when its status says it ended.
+    pumps: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Longest wait for the log pumps after the process ended (its group is
+/// killed first, so the pipes close unless something else holds them).
+const DRAIN: Duration = Duration::from_secs(2);
 
 fn exit_of(status: std::process::ExitStatus) -> Exit {
     match (status.code(), status.signal()) {
@@ -78,6 +86,9 @@ impl Running for Proc {
             Err(_) => Exit::from_code(-1, None),
         };
         self.reap_group();
+        for p in std::mem::take(&mut self.pumps) {
+            let _ = tokio::time::timeout(DRAIN, p).await;
+        }
         self.exited = Some(exit.clone());
         exit
     }
@@ -139,13 +150,14 @@ impl Runtime for ProcessRuntime {
         let mut child = cmd.spawn().map_err(|e| spawn_error(&argv[0], &e))?;
         let pid =
             child.id().ok_or_else(|| RuntimeError::new("StartError", "process exited before it could be tracked"))?;
+        let mut pumps = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(l.log.clone().pump(out));
+            pumps.push(tokio::spawn(l.log.clone().pump(out)));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(l.log.clone().pump(err));
+            pumps.push(tokio::spawn(l.log.clone().pump(err)));
         }
-        Ok(Box::new(Proc { child, pgid: Pid::from_raw(pid as i32), exited: None }))
+        Ok(Box::new(Proc { child, pgid: Pid::from_raw(pid as i32), exited: None, pumps }))
     }
 
     async fn exec(&self, target: &ExecTarget, cmd: &[String], timeout: Duration) -> Result<i32, RuntimeError> {

@@ -71,7 +71,10 @@ pub async fn pod_log(
     };
     let here = view.nodes.get(&view.self_name).is_some_and(|n| n.pods.contains_key(&id));
     let path = log_path(&ctx.logs_dir, &ns, &name, &container);
-    if here || path.exists() {
+    // A finished Job pod's log is the one of the node that finished it (an
+    // attempt cut short here, when the pod moved, left another).
+    let ran_here = finished.as_ref().is_none_or(|(node, _)| *node == view.self_name);
+    if here || (path.exists() && ran_here) {
         let limits = ctx.log_limits;
         let p2 = path.clone();
         let tail = q.tail_lines;
@@ -93,7 +96,7 @@ pub async fn pod_log(
     }
     // Another node runs it (or ran it, for a finished Job pod): relay from
     // that node's API.
-    let ran_on = finished.as_ref().map(|(node, _)| node.as_str());
+    let ran_on = finished.as_ref().map(|(node, _)| node.as_str()).filter(|n| *n != view.self_name);
     let runner = view.nodes.values().find(|n| {
         n.state.alive()
             && n.info.name != view.self_name

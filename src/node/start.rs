@@ -287,7 +287,14 @@ impl Node {
                 shutdown: a.shutdown_signal(),
             },
         )));
-        tasks.push(spawn_log_sweep(ctx.logs_dir(), db.clone(), a.plan.clone(), a.view.clone(), a.shutdown_signal()));
+        tasks.push(spawn_log_sweep(
+            r.name.clone(),
+            ctx.logs_dir(),
+            db.clone(),
+            a.plan.clone(),
+            a.view.clone(),
+            a.shutdown_signal(),
+        ));
         tasks.extend(spawn_dns(&cfg, &r, &db, &a).await?);
         tasks.push(spawn_peer_memory(dd.clone(), a.view.clone()));
         let discovery = match cfg.membership.discover {
@@ -335,8 +342,10 @@ impl Node {
 const LOG_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Removes, every minute, the log files of pods that are neither desired,
-/// reported by a node, nor a Job pod with a recorded result.
+/// reported by a node, nor a Job pod this node finished (its recorded
+/// result names this node: an attempt cut short here is not its log).
 fn spawn_log_sweep(
+    me: String,
     dir: PathBuf,
     db: Arc<StateDb>,
     plan: watch::Receiver<Arc<crate::placement::plan::PlanView>>,
@@ -351,11 +360,11 @@ fn spawn_log_sweep(
             }
             let snapshot = db.snapshot();
             let (plan, view) = (plan.borrow().clone(), view.borrow().clone());
-            let dir = dir.clone();
+            let (dir, me) = (dir.clone(), me.clone());
             let _ = tokio::task::spawn_blocking(move || {
                 crate::agent::logs::sweep(&dir, |ns, pod| {
                     let id = crate::model::pods::pod_id(ns, pod);
-                    snapshot.pod_results.contains_key(&(ns.to_string(), pod.to_string()))
+                    snapshot.pod_results.get(&(ns.to_string(), pod.to_string())).is_some_and(|r| r.node == me)
                         || plan.plan.desired.contains_key(&id)
                         || view.nodes.values().any(|n| n.pods.contains_key(&id))
                 })

@@ -17,12 +17,46 @@
 //! started (its creationTimestamp) fails with `DeadlineExceeded`, as in
 //! Kubernetes: every node reading the record stops its pods. A Job that
 //! finishes first is never failed by it.
+//!
+//! **A running Job pod stays.** A Job pod is work in progress: moving it
+//! restarts it from scratch. So a Job pod that a live, schedulable node
+//! reports running is pinned there ([`stay`]), as Kubernetes never moves
+//! a running pod; placement decides only where pods that run nowhere go.
 #![deny(clippy::disallowed_methods)]
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::NodeSpec;
 use super::cron::{Role, parse_time, rank};
-use crate::model::Job;
-use crate::model::pods::{JobEnd, JobFacts, job_finished_at, job_progress};
+use crate::membership::view::ClusterView;
+use crate::model::pods::{DesiredPod, JobEnd, JobFacts, job_finished_at, job_progress};
+use crate::model::status::ContainerState;
+use crate::model::{Job, Kind};
+use crate::state::Snapshot;
+
+/// The Job pods of `desired` that a live node not under maintenance
+/// reports running (not stopping), each with that node (the first by name
+/// if two report it, during a handoff). O(pods reported).
+pub fn stay(snapshot: &Snapshot, view: &ClusterView, desired: &[DesiredPod]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let jobs: BTreeSet<String> = desired.iter().filter(|d| d.owner.kind == Kind::Job).map(DesiredPod::id).collect();
+    if jobs.is_empty() {
+        return out;
+    }
+    for (name, n) in &view.nodes {
+        if !n.state.alive() || snapshot.maintenance.get(name).is_some_and(|m| m.unschedulable) {
+            continue;
+        }
+        for (id, s) in n.pods.iter() {
+            let running =
+                !s.terminating && s.containers.iter().any(|c| !matches!(c.state, ContainerState::Terminated { .. }));
+            if running && jobs.contains(id) {
+                out.entry(id.clone()).or_insert_with(|| name.clone());
+            }
+        }
+    }
+    out
+}
 
 /// Kubernetes' reason and message for a Job past its deadline.
 pub const DEADLINE_REASON: &str = "DeadlineExceeded";

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::cron::{self, Triggers};
 use super::daemonsets::{self, DaemonProgresses};
 use super::deployments::{Progresses, Rollouts, Wanted, desired_of};
+use super::jobs;
 use super::{NodeSpec, Placement, maintenance, place};
 use crate::membership::view::{ClusterView, NodeState};
 use crate::model::pods::{DesiredPod, Results, desired_pods};
@@ -238,7 +239,10 @@ impl Planner {
             desired.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
             Arc::new(desired)
         });
-        let pinned = maintenance::pins(snapshot, view, &desired, &progress);
+        let mut pinned = maintenance::pins(snapshot, view, &desired, &progress);
+        for (id, node) in jobs::stay(snapshot, view, &desired) {
+            pinned.entry(id).or_insert(node);
+        }
         let fresh = self.cache.as_ref().is_some_and(|c| {
             c.wanted == wanted_now
                 && c.nodes == nodes

@@ -137,3 +137,52 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_running_job_pod_stays_on_the_node_that_runs_it() {
+    use crate::membership::view::{NodeInfo, NodeState, NodeView};
+    use crate::model::pods::{OwnerRef, job_pod};
+    use crate::model::status::{ContainerStatus, PodStatus};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    let j = job(|_| {});
+    let owner = OwnerRef { kind: crate::model::Kind::Job, name: "train".into(), uid: "job-uid".into() };
+    let desired: Vec<_> = (0..2).map(|i| job_pod("default", owner.clone(), i, &j.spec.template, "h", false)).collect();
+    let status = |state: ContainerState, terminating: bool| PodStatus {
+        namespace: "default".into(),
+        name: "train-0".into(),
+        terminating,
+        containers: vec![ContainerStatus { name: "c".into(), state, ..Default::default() }],
+        ..Default::default()
+    };
+    let running = ContainerState::Running { started_at: 1 };
+    let done = ContainerState::Terminated { exit_code: 0, reason: "Completed".into(), signal: None, finished_at: 2 };
+    let mut view = ClusterView::default();
+    for (node, st, alive) in [
+        ("b", status(running.clone(), false), true),
+        ("c", status(running.clone(), false), false),
+        ("a", status(done, false), true),
+        ("d", status(running, true), true),
+    ] {
+        view.nodes.insert(
+            node.into(),
+            NodeView {
+                info: Arc::new(NodeInfo { name: node.into(), ..Default::default() }),
+                state: if alive { NodeState::Ready } else { NodeState::Dead },
+                since: 0,
+                pods: Arc::new(BTreeMap::from([("default/train-0".to_string(), st)])),
+                state_digest: String::new(),
+                extra: Default::default(),
+            },
+        );
+    }
+    let snapshot = Snapshot::default();
+    // Only b runs it: a finished it, c is dead, d is stopping it.
+    assert_eq!(stay(&snapshot, &view, &desired), BTreeMap::from([("default/train-0".to_string(), "b".to_string())]));
+    // Not a Job's pod: placement decides as before.
+    let mut other = desired.clone();
+    for d in &mut other {
+        d.owner.kind = crate::model::Kind::Deployment;
+    }
+    assert!(stay(&snapshot, &view, &other).is_empty());
+}
