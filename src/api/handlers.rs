@@ -224,6 +224,15 @@ kind_handlers!(
     delete_daemonset
 );
 kind_handlers!(
+    Kind::ConfigMap,
+    list_all_configmaps,
+    list_configmaps,
+    get_configmap,
+    create_configmap,
+    replace_configmap,
+    delete_configmap
+);
+kind_handlers!(
     Kind::CronJob,
     list_all_cronjobs,
     list_cronjobs,

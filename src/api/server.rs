@@ -173,6 +173,12 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/apis/apps/v1/namespaces/{ns}/replicasets/{name}", get(super::rollouts::get_replicaset))
         .route("/shoal/v1/namespaces/{ns}/deployments/{name}/rollout", post(super::rollouts::rollout))
         // CronJobs.
+        .route("/api/v1/configmaps", get(h::list_all_configmaps))
+        .route("/api/v1/namespaces/{ns}/configmaps", get(h::list_configmaps).post(h::create_configmap))
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps/{name}",
+            get(h::get_configmap).put(h::replace_configmap).delete(h::delete_configmap),
+        )
         .route("/apis/batch/v1/cronjobs", get(h::list_all_cronjobs))
         .route("/apis/batch/v1/namespaces/{ns}/cronjobs", get(h::list_cronjobs).post(h::create_cronjob))
         .route(

@@ -46,7 +46,8 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Delete objects named on the command line or in manifests.
     Delete(DeleteArgs),
-    /// Create an object from the command line: `create job NAME --from=cronjob/NAME`.
+    /// Create an object from the command line: `create job NAME --from=cronjob/NAME`,
+    /// `create configmap NAME --from-literal=K=V --from-file=PATH`.
     Create(CreateArgs),
     /// Set the number of replicas of a Deployment.
     Scale(ScaleArgs),
@@ -236,6 +237,23 @@ pub enum CreateWhat {
         /// `cronjob/NAME`: the CronJob whose jobTemplate to run.
         #[arg(long)]
         from: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// A ConfigMap from literals and files: `create configmap NAME
+    /// --from-literal=KEY=VALUE --from-file=[KEY=]PATH`.
+    #[command(name = "configmap", visible_alias = "cm")]
+    ConfigMap {
+        name: String,
+        /// `KEY=VALUE` (repeatable).
+        #[arg(long = "from-literal")]
+        from_literal: Vec<String>,
+        /// `PATH` (the key is the file's name) or `KEY=PATH`, or a directory
+        /// (every regular file in it) (repeatable).
+        #[arg(long = "from-file")]
+        from_file: Vec<String>,
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
         #[command(flatten)]

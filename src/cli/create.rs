@@ -4,6 +4,14 @@
 //! kubectl does: the Job names the CronJob as its owner (so the CronJob's
 //! `concurrencyPolicy` and history count it) and carries the
 //! `cronjob.kubernetes.io/instantiate: manual` annotation.
+//!
+//! `create configmap NAME --from-literal=K=V --from-file=[K=]PATH` makes a
+//! ConfigMap as kubectl does: text files under `data`, other files (not
+//! UTF-8) under `binaryData`, a directory as one key per regular file.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
 
 use hyper::Method;
 
@@ -37,5 +45,78 @@ pub async fn run(a: CreateArgs) -> Result<(), CliError> {
             println!("job.batch/{name} created");
             Ok(())
         }
+        CreateWhat::ConfigMap { name, from_literal, from_file, namespace, client: opts } => {
+            let mut cm =
+                crate::model::ConfigMap { api_version: "v1".into(), kind: "ConfigMap".into(), ..Default::default() };
+            cm.metadata.name = name.clone();
+            cm.metadata.namespace = Some(namespace.clone());
+            for lit in &from_literal {
+                let Some((k, v)) = lit.split_once('=') else {
+                    return Err(CliError::Usage(format!("--from-literal={lit:?}: expected KEY=VALUE")));
+                };
+                add(&mut cm, k, v.as_bytes().to_vec(), &format!("--from-literal={lit}"))?;
+            }
+            for f in &from_file {
+                for (k, bytes) in read_source(f)? {
+                    add(&mut cm, &k, bytes, &format!("--from-file={f}"))?;
+                }
+            }
+            let problems = crate::model::config::check(&cm);
+            if let Some((field, m)) = problems.first() {
+                return Err(CliError::Usage(format!("{field}: {m}")));
+            }
+            let body = serde_json::to_value(&cm).unwrap_or_default();
+            client(&opts).send_json(Method::POST, &Kind::ConfigMap.rest_path(Some(&namespace)), &body).await?;
+            println!("configmap/{name} created");
+            Ok(())
+        }
     }
+}
+
+/// Adds key `k`: text under `data`, other bytes (base64) under `binaryData`.
+fn add(cm: &mut crate::model::ConfigMap, k: &str, bytes: Vec<u8>, from: &str) -> Result<(), CliError> {
+    if let Err(m) = crate::model::config::valid_key(k) {
+        return Err(CliError::Usage(format!("{from}: {m}")));
+    }
+    if cm.data.contains_key(k) || cm.binary_data.contains_key(k) {
+        return Err(CliError::Usage(format!("{from}: key {k:?} is given twice")));
+    }
+    match String::from_utf8(bytes) {
+        Ok(s) => {
+            cm.data.insert(k.to_string(), s);
+        }
+        Err(e) => {
+            cm.binary_data.insert(k.to_string(), base64::engine::general_purpose::STANDARD.encode(e.into_bytes()));
+        }
+    }
+    Ok(())
+}
+
+/// The keys of one `--from-file`: `PATH`, `KEY=PATH`, or a directory.
+fn read_source(spec: &str) -> Result<BTreeMap<String, Vec<u8>>, CliError> {
+    let (key, path) = match spec.split_once('=') {
+        Some((k, p)) => (Some(k.to_string()), std::path::PathBuf::from(p)),
+        None => (None, std::path::PathBuf::from(spec)),
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| CliError::Usage(format!("--from-file={spec}: cannot read {}: {e}", p.display())))
+    };
+    let mut out = BTreeMap::new();
+    if path.is_dir() {
+        if key.is_some() {
+            return Err(CliError::Usage(format!("--from-file={spec}: a directory takes no KEY=")));
+        }
+        let entries = std::fs::read_dir(&path)
+            .map_err(|e| CliError::Usage(format!("--from-file={spec}: cannot read {}: {e}", path.display())))?;
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_file() {
+                out.insert(e.file_name().to_string_lossy().into_owned(), read(&p)?);
+            }
+        }
+        return Ok(out);
+    }
+    let k = key.unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    out.insert(k, read(&path)?);
+    Ok(out)
 }

@@ -229,6 +229,21 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
             }
             conditions(&mut out, v);
         }
+        "ConfigMap" => {
+            let _ = writeln!(out, "\nData\n====");
+            for (k, val) in v.pointer("/data").and_then(Value::as_object).into_iter().flatten() {
+                let _ = writeln!(out, "{k}:\n----\n{}\n", val.as_str().unwrap_or_default());
+            }
+            let _ = writeln!(out, "\nBinaryData\n====");
+            for (k, val) in v.pointer("/binaryData").and_then(Value::as_object).into_iter().flatten() {
+                use base64::Engine as _;
+                let bytes = val
+                    .as_str()
+                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                    .map_or(0, |b| b.len());
+                let _ = writeln!(out, "{k}: {bytes} bytes");
+            }
+        }
         "CronJob" => {
             let opt = |p: &str| {
                 v.pointer(p)

@@ -127,6 +127,7 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
         "CronJob" => vec!["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
         "Service" => vec!["NAME", "TYPE", "PORT(S)", "ENDPOINTS", "AGE"],
         "Namespace" => vec!["NAME", "STATUS", "AGE"],
+        "ConfigMap" => vec!["NAME", "DATA", "AGE"],
         "Node" if wide => vec![
             "NAME",
             "STATUS",
@@ -202,6 +203,10 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
                     sel,
                     age_of(created),
                 ]
+            }
+            "ConfigMap" => {
+                let count = |p: &str| it.pointer(p).and_then(Value::as_object).map_or(0, |m| m.len());
+                vec![name, (count("/data") + count("/binaryData")).to_string(), age_of(created)]
             }
             "CronJob" => {
                 let tz = it.pointer("/spec/timeZone").and_then(Value::as_str).unwrap_or("<none>");

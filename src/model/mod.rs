@@ -6,6 +6,7 @@
 //! the disk or the clock.
 #![deny(clippy::disallowed_methods)]
 
+pub mod config;
 pub mod cron;
 pub mod names;
 pub mod node;
@@ -22,7 +23,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use types::{CronJob, DaemonSet, Deployment, Job, Namespace, ObjectMeta, Service};
+pub use types::{ConfigMap, CronJob, DaemonSet, Deployment, Job, Namespace, ObjectMeta, Service};
 
 /// What is wrong with a value, in words a user can act on (the caller adds
 /// which field it was).
@@ -42,11 +43,12 @@ pub enum Kind {
     Service,
     DaemonSet,
     CronJob,
+    ConfigMap,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] =
-        [Kind::Namespace, Kind::Deployment, Kind::Job, Kind::Service, Kind::DaemonSet, Kind::CronJob];
+    pub const ALL: [Kind; 7] =
+        [Kind::Namespace, Kind::Deployment, Kind::Job, Kind::Service, Kind::DaemonSet, Kind::CronJob, Kind::ConfigMap];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,12 +58,13 @@ impl Kind {
             Kind::Service => "Service",
             Kind::DaemonSet => "DaemonSet",
             Kind::CronJob => "CronJob",
+            Kind::ConfigMap => "ConfigMap",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Namespace | Kind::Service => "v1",
+            Kind::Namespace | Kind::Service | Kind::ConfigMap => "v1",
             Kind::Deployment | Kind::DaemonSet => "apps/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
         }
@@ -76,6 +79,7 @@ impl Kind {
             Kind::Service => "services",
             Kind::DaemonSet => "daemonsets",
             Kind::CronJob => "cronjobs",
+            Kind::ConfigMap => "configmaps",
         }
     }
 
@@ -111,6 +115,7 @@ impl Kind {
             "service" | "services" | "svc" => Kind::Service,
             "daemonset" | "daemonsets" | "ds" => Kind::DaemonSet,
             "cronjob" | "cronjobs" | "cj" => Kind::CronJob,
+            "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
             _ => return None,
         })
     }
@@ -149,6 +154,7 @@ pub enum Object {
     Service(Service),
     DaemonSet(DaemonSet),
     CronJob(CronJob),
+    ConfigMap(ConfigMap),
 }
 
 impl Object {
@@ -160,6 +166,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::DaemonSet(_) => Kind::DaemonSet,
             Object::CronJob(_) => Kind::CronJob,
+            Object::ConfigMap(_) => Kind::ConfigMap,
         }
     }
 
@@ -171,6 +178,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::DaemonSet(o) => &o.metadata,
             Object::CronJob(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
         }
     }
 
@@ -182,6 +190,7 @@ impl Object {
             Object::Service(o) => &mut o.metadata,
             Object::DaemonSet(o) => &mut o.metadata,
             Object::CronJob(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
         }
     }
 
@@ -206,6 +215,7 @@ impl Object {
             Object::Service(o) => serde_json::to_value(o),
             Object::DaemonSet(o) => serde_json::to_value(o),
             Object::CronJob(o) => serde_json::to_value(o),
+            Object::ConfigMap(o) => serde_json::to_value(o),
         };
         // Serializing plain data structs into a Value cannot fail.
         v.unwrap_or(serde_json::Value::Null)

@@ -159,7 +159,11 @@ fn parse_kind<S>(ctx: &DocCtx<'_>, out: &mut Outcome, wrap: fn(Manifest<S>) -> O
 where
     S: DeserializeOwned + Default,
 {
-    match typed::<Manifest<S>>(ctx.doc.value.clone()) {
+    parse_typed::<Manifest<S>>(ctx, out, wrap)
+}
+
+fn parse_typed<T: DeserializeOwned>(ctx: &DocCtx<'_>, out: &mut Outcome, wrap: fn(T) -> Object) -> Option<Object> {
+    match typed::<T>(ctx.doc.value.clone()) {
         Ok((m, ignored)) => {
             for path in ignored {
                 let msg = if path == "status" || path.starts_with("status.") {
@@ -203,7 +207,7 @@ fn parse_doc(ctx: &DocCtx<'_>, vctx: &Context, default_ns: &str, out: &mut Outco
         out.errors.push(ctx.issue(
             "kind",
             format!(
-                "unknown kind {kind_text:?}: Shoal supports Namespace, Deployment, DaemonSet, Job, CronJob and Service"
+                "unknown kind {kind_text:?}: Shoal supports Namespace, Deployment, DaemonSet, Job, CronJob, Service and ConfigMap"
             ),
         ));
         return None;
@@ -228,6 +232,7 @@ fn parse_doc(ctx: &DocCtx<'_>, vctx: &Context, default_ns: &str, out: &mut Outco
         Kind::Service => parse_kind(ctx, out, Object::Service),
         Kind::DaemonSet => parse_kind(ctx, out, Object::DaemonSet),
         Kind::CronJob => parse_kind(ctx, out, Object::CronJob),
+        Kind::ConfigMap => parse_typed(ctx, out, Object::ConfigMap),
     };
     let mut obj = obj?;
     // Server-set metadata is never taken from a client, except the

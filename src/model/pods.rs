@@ -269,7 +269,7 @@ pub fn job_pod(ns: &str, owner: OwnerRef, index: u32, t: &PodTemplateSpec, hash:
         let spec = Arc::make_mut(&mut d.spec);
         for c in &mut spec.containers {
             c.env.retain(|e| e.name != COMPLETION_INDEX_ENV);
-            c.env.push(EnvVar { name: COMPLETION_INDEX_ENV.into(), value: index.to_string() });
+            c.env.push(EnvVar { name: COMPLETION_INDEX_ENV.into(), value: index.to_string(), value_from: None });
         }
     }
     d
@@ -450,7 +450,11 @@ pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, facts: Jo
             }
             // A DaemonSet's pods depend on the nodes: `placement::daemonsets`.
             // A CronJob makes Jobs (`placement::cron`); they have the pods.
-            Object::Namespace(_) | Object::Service(_) | Object::DaemonSet(_) | Object::CronJob(_) => {}
+            Object::Namespace(_)
+            | Object::Service(_)
+            | Object::DaemonSet(_)
+            | Object::CronJob(_)
+            | Object::ConfigMap(_) => {}
         }
     }
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));

@@ -75,7 +75,7 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
     let mut r = Report::default();
     let kind = obj.kind();
     let meta = obj.meta();
-    if matches!(kind, Kind::Deployment | Kind::Job | Kind::DaemonSet | Kind::CronJob) {
+    if matches!(kind, Kind::Deployment | Kind::Job | Kind::DaemonSet | Kind::CronJob | Kind::ConfigMap) {
         r.check("metadata.name", names::dns_subdomain(&meta.name, MAX_OBJECT_NAME));
     } else {
         r.check("metadata.name", names::dns_label(&meta.name, 63));
@@ -89,6 +89,11 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
     annotations(&mut r, "metadata.annotations", &meta.annotations);
     match obj {
         Object::Namespace(_) => {}
+        Object::ConfigMap(c) => {
+            for (path, message) in super::config::check(c) {
+                r.err(path, message);
+            }
+        }
         Object::Deployment(d) => deployment(&mut r, &d.spec),
         Object::Job(j) => job(&mut r, "spec", &j.spec),
         Object::CronJob(c) => cronjob(&mut r, &meta.name, &c.spec),
@@ -408,9 +413,10 @@ fn pod_spec(r: &mut Report, path: &str, s: &PodSpec) {
         if !volume_names.insert(v.name.as_str()) {
             r.err(join_key(&vp, "name"), format!("duplicate volume name {:?}", v.name));
         }
-        match (&v.empty_dir, &v.host_path) {
-            (Some(_), None) => {}
-            (None, Some(h)) => {
+        match (&v.empty_dir, &v.host_path, &v.config_map) {
+            (Some(_), None, None) => {}
+            (None, None, Some(cm)) => config_map_volume(r, &join_key(&vp, "configMap"), cm),
+            (None, Some(h), None) => {
                 if !h.path.starts_with('/') {
                     r.err(join_key(&vp, "hostPath.path"), format!("must be an absolute path (got {:?})", h.path));
                 }
@@ -427,7 +433,7 @@ fn pod_spec(r: &mut Report, path: &str, s: &PodSpec) {
                     ),
                 }
             }
-            _ => r.err(&vp, "a volume needs exactly one source: emptyDir or hostPath"),
+            _ => r.err(&vp, "a volume needs exactly one source: emptyDir, hostPath or configMap"),
         }
     }
     let mut container_names = BTreeSet::new();
@@ -460,7 +466,41 @@ fn container(r: &mut Report, path: &str, c: &Container, volumes: &BTreeSet<&str>
         r.warn(join_key(path, "imagePullPolicy"), "has no effect without an image, ignored");
     }
     for (i, e) in c.env.iter().enumerate() {
-        r.check(&join_key(&join_index(&join_key(path, "env"), i), "name"), names::env_name(&e.name));
+        let ep = join_index(&join_key(path, "env"), i);
+        r.check(&join_key(&ep, "name"), names::env_name(&e.name));
+        let Some(from) = &e.value_from else { continue };
+        let fp = join_key(&ep, "valueFrom");
+        if !e.value.is_empty() {
+            r.err(join_key(&ep, "value"), "set value or valueFrom, not both");
+        }
+        if from.secret_key_ref.is_some() {
+            r.err(join_key(&fp, "secretKeyRef"), "Secrets are not supported yet: use a configMapKeyRef");
+        }
+        match &from.config_map_key_ref {
+            Some(k) => {
+                let kp = join_key(&fp, "configMapKeyRef");
+                r.check(&join_key(&kp, "name"), names::dns_subdomain(&k.name, MAX_OBJECT_NAME));
+                if let Err(m) = super::config::valid_key(&k.key) {
+                    r.err(join_key(&kp, "key"), m);
+                }
+            }
+            None if from.secret_key_ref.is_none() => r.err(&fp, "needs configMapKeyRef"),
+            None => {}
+        }
+    }
+    for (i, f) in c.env_from.iter().enumerate() {
+        let fp = join_index(&join_key(path, "envFrom"), i);
+        if f.secret_ref.is_some() {
+            r.err(join_key(&fp, "secretRef"), "Secrets are not supported yet: use a configMapRef");
+        }
+        match &f.config_map_ref {
+            Some(c) => r.check(&join_key(&fp, "configMapRef.name"), names::dns_subdomain(&c.name, MAX_OBJECT_NAME)),
+            None if f.secret_ref.is_none() => r.err(&fp, "needs configMapRef"),
+            None => {}
+        }
+        if let Some(p) = f.prefix.as_deref().filter(|p| !p.is_empty()) {
+            r.check(&join_key(&fp, "prefix"), names::env_name(p));
+        }
     }
     if c.ports.len() > MAX_PORTS {
         r.err(join_key(path, "ports"), format!("at most {MAX_PORTS} ports per container"));
@@ -697,6 +737,24 @@ pub fn image_reference(s: &str) -> Result<(), Invalid> {
         }
     }
     Ok(())
+}
+
+fn config_map_volume(r: &mut Report, path: &str, v: &crate::model::types::ConfigMapVolumeSource) {
+    r.check(&join_key(path, "name"), names::dns_subdomain(&v.name, MAX_OBJECT_NAME));
+    range(r, &join_key(path, "defaultMode"), v.default_mode, 0, 0o777);
+    let mut paths = BTreeSet::new();
+    for (i, it) in v.items.iter().enumerate() {
+        let ip = join_index(&join_key(path, "items"), i);
+        if let Err(m) = super::config::valid_key(&it.key) {
+            r.err(join_key(&ip, "key"), m);
+        }
+        if let Err(m) = super::config::valid_item_path(&it.path) {
+            r.err(join_key(&ip, "path"), m);
+        }
+        if !paths.insert(it.path.as_str()) {
+            r.err(join_key(&ip, "path"), format!("duplicate path {:?}", it.path));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -230,6 +230,10 @@ impl Node {
                 let (db, ip) = (db.clone(), r.node_ip.to_string());
                 Box::new(move |ns| crate::proxy::env::service_env(&db.snapshot(), ns, &ip))
             },
+            config: {
+                let db = db.clone();
+                Box::new(move |ns, name| db.snapshot().config_map(ns, name))
+            },
         });
         let own = a.own_plan();
         a.spawn_agent(RuntimeExecutor::new(ctx.clone()), own);
@@ -287,6 +291,7 @@ impl Node {
                 shutdown: a.shutdown_signal(),
             },
         )));
+        tasks.push(spawn_config_sync(ctx.pods_dir(), db.clone(), a.plan.clone(), a.shutdown_signal()));
         tasks.push(spawn_log_sweep(
             r.name.clone(),
             ctx.logs_dir(),
@@ -368,6 +373,54 @@ fn spawn_log_sweep(
                         || plan.plan.desired.contains_key(&id)
                         || view.nodes.values().any(|n| n.pods.contains_key(&id))
                 })
+            })
+            .await;
+        }
+    })
+}
+
+/// Keeps the `configMap` volumes of the pods prepared on this node equal
+/// to their ConfigMaps: on every change of the desired state, rewrites the
+/// files that changed (a ConfigMap that is gone leaves its last files, as
+/// in Kubernetes). Only volumes whose directory exists are touched.
+fn spawn_config_sync(
+    pods_dir: PathBuf,
+    db: Arc<StateDb>,
+    plan: watch::Receiver<Arc<crate::placement::plan::PlanView>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    use crate::agent::exec::prepare::{config_mode, volume_dir};
+    let mut state = db.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = state.changed() => if r.is_err() { return },
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let snapshot = db.snapshot();
+            let plan = plan.borrow().clone();
+            let dir = pods_dir.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let lookup = |ns: &str, name: &str| snapshot.config_map(ns, name);
+                for d in plan.desired.iter() {
+                    for v in &d.spec.volumes {
+                        let Some(cv) = &v.config_map else { continue };
+                        let path = volume_dir(&dir, &d.namespace, &d.name, &v.name);
+                        if !path.is_dir() {
+                            continue;
+                        }
+                        let Ok(files) = crate::model::config::volume_files(&d.namespace, cv, &lookup) else { continue };
+                        match crate::agent::exec::config_files::write(&path, &files, config_mode(cv)) {
+                            Ok(true) => {
+                                tracing::info!(pod = %d.id(), volume = %v.name, configmap = %cv.name, "volume updated")
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(pod = %d.id(), volume = %v.name, error = %e, "cannot update volume")
+                            }
+                        }
+                    }
+                }
             })
             .await;
         }

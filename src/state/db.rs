@@ -59,6 +59,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// ConfigMap `name` of namespace `ns`, if there is one.
+    pub fn config_map(&self, ns: &str, name: &str) -> Option<Arc<crate::model::ConfigMap>> {
+        let key = ObjectKey { kind: crate::model::Kind::ConfigMap, namespace: ns.to_string(), name: name.to_string() };
+        match &self.objects.get(&key)?.object {
+            crate::model::Object::ConfigMap(c) => Some(Arc::new(c.clone())),
+            _ => None,
+        }
+    }
     /// What the pods of Jobs have done: their results and the Jobs' ends.
     pub fn job_facts(&self) -> crate::model::pods::JobFacts<'_> {
         crate::model::pods::JobFacts { results: &self.pod_results, ends: &self.job_ends }

@@ -269,7 +269,7 @@ impl AgentCore {
             }
             Input::PrepareFailed { id, reason, message } => {
                 if let Some(p) = self.pods.get_mut(&id) {
-                    p.prepare_failed(reason, message, &mut out);
+                    p.prepare_failed(reason, message, now, &mut out);
                 }
             }
             Input::Started { id, container, container_id } => {

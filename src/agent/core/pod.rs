@@ -14,13 +14,17 @@ use crate::agent::runtime::Exit;
 use crate::model::pods::DesiredPod;
 use crate::model::status::{ContainerState, ContainerStatus, Phase, PodStatus, PortMapping};
 
+/// How soon a pod whose ConfigMap or key is missing is prepared again.
+pub(super) const CONFIG_RETRY: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stage {
     /// `Prepare` sent, no answer yet.
     Preparing,
     Prepared,
     /// Preparing failed: the pod waits, with the reason in its status, until
-    /// it is stopped.
+    /// it is stopped, or until `retry_prepare` for a failure that can mend
+    /// (a ConfigMap it needs appears).
     Broken,
 }
 
@@ -76,6 +80,8 @@ pub(super) struct Pod {
     pub(super) handoff_since: Option<Instant>,
     /// When the new owner was first seen reporting it Ready.
     pub(super) ready_elsewhere_since: Option<Instant>,
+    /// When to prepare it again after a failure that can mend.
+    retry_prepare: Option<Instant>,
     containers: Vec<Ctr>,
     /// Every container ended for good (reported once).
     finished: bool,
@@ -133,6 +139,7 @@ impl Pod {
             cleaning: false,
             handoff_since: None,
             ready_elsewhere_since: None,
+            retry_prepare: None,
             containers,
             finished: false,
             last_code: 0,
@@ -193,12 +200,17 @@ impl Pod {
         }
     }
 
-    pub(super) fn prepare_failed(&mut self, reason: String, message: String, out: &mut Out) {
+    pub(super) fn prepare_failed(&mut self, reason: String, message: String, now: Now, out: &mut Out) {
         if self.stage != Stage::Preparing {
             return;
         }
         self.stage = Stage::Broken;
-        out.event(true, &self.desired, reason.clone(), message.clone());
+        // What it references may appear: try again (said once per message).
+        let mends = reason == crate::model::config::CONFIG_ERROR;
+        self.retry_prepare = mends.then_some(now.at + CONFIG_RETRY);
+        if !mends || self.status.message != message {
+            out.event(true, &self.desired, reason.clone(), message.clone());
+        }
         let st = self.st();
         st.reason = reason.clone();
         st.message = message.clone();
@@ -409,6 +421,11 @@ impl Pod {
 
     /// Restarts whose back-off ended, probes that are due.
     pub(super) fn timers(&mut self, now: Now, out: &mut Out) {
+        if self.stage == Stage::Broken && !self.stopping && self.retry_prepare.is_some_and(|t| t <= now.at) {
+            self.retry_prepare = None;
+            self.stage = Stage::Preparing;
+            out.run(Command::Prepare { id: self.id(), pod: self.desired.clone() });
+        }
         for i in 0..self.containers.len() {
             match self.containers[i].run {
                 Run::BackOff { until } if until <= now.at && !self.stopping => self.start(i, out),
@@ -456,7 +473,8 @@ impl Pod {
             .into_iter()
             .flatten()
             .flatten();
-        restarts.chain(probes).chain(handoff)
+        let retry = self.retry_prepare.filter(|_| !self.stopping && self.stage == Stage::Broken);
+        restarts.chain(probes).chain(handoff).chain(retry)
     }
 
     /// Stops the pod for good: every container that runs gets `Stop`.

@@ -457,3 +457,45 @@ fn a_pod_that_cannot_be_prepared_says_why_and_waits() {
     let fx = s.send(Input::Plan(plan(&[], &mine, &[])));
     assert_eq!(runs(&fx), [Command::Cleanup { id: id.clone() }], "deleted: nothing runs, clean up at once");
 }
+
+#[test]
+fn a_pod_missing_its_configmap_waits_and_is_prepared_again_until_it_appears() {
+    let mut s = Story::new();
+    let pods = pods_of(WEB, &Results::new());
+    let id = pods[0].id();
+    s.send(Input::Plan(plan(&pods, &mine, &[])));
+    let why = "configmap \"app\" not found in namespace \"default\"".to_string();
+    let fx = s.at(0.5).send(Input::PrepareFailed {
+        id: id.clone(),
+        reason: "CreateContainerConfigError".into(),
+        message: why.clone(),
+    });
+    assert_eq!(events(&fx), ["CreateContainerConfigError"]);
+    let st = s.status(&id).unwrap();
+    assert_eq!(
+        (st.phase, st.reason.as_str(), st.message.as_str()),
+        (Phase::Pending, "CreateContainerConfigError", why.as_str())
+    );
+    assert!(
+        matches!(&st.containers[0].state, ContainerState::Waiting { reason, message } if reason == "CreateContainerConfigError" && *message == why)
+    );
+    assert_eq!(s.next_deadline_secs(), Some(2.5), "tried again 2 s later");
+    assert!(runs(&s.at(2.4).tick()).is_empty());
+    assert!(matches!(runs(&s.at(2.5).tick())[..], [Command::Prepare { .. }]));
+    // Still missing: the same warning is not said again.
+    let fx = s.at(2.6).send(Input::PrepareFailed {
+        id: id.clone(),
+        reason: "CreateContainerConfigError".into(),
+        message: why,
+    });
+    assert!(events(&fx).is_empty(), "{fx:?}");
+    assert!(matches!(runs(&s.at(4.6).tick())[..], [Command::Prepare { .. }]));
+    // It appeared: the pod starts.
+    s.at(4.7).bring_up(&id);
+    assert_eq!(s.status(&id).unwrap().phase, Phase::Running);
+    // Another failure (no runtime) does not mend by waiting: no retry.
+    let mut s2 = Story::new();
+    s2.send(Input::Plan(plan(&pods, &mine, &[])));
+    s2.send(Input::PrepareFailed { id: id.clone(), reason: "RuntimeUnavailable".into(), message: "no docker".into() });
+    assert!(runs(&s2.at(60.0).tick()).is_empty());
+}

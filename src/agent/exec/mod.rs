@@ -5,9 +5,11 @@
 //! an `Input`. No decision is made here.
 //!
 //! - `prepare`: a pod's directory, volumes, ports, environment and launch;
-//! - `checks`: one probe check (HTTP, TCP, exec).
+//! - `checks`: one probe check (HTTP, TCP, exec);
+//! - `config_files`: the files of `configMap` volumes, updated in place.
 
 pub mod checks;
+pub mod config_files;
 pub mod prepare;
 
 use std::collections::BTreeMap;

@@ -12,12 +12,15 @@ use super::checks::Check;
 use crate::agent::logs::{self, LogLimits, LogSink};
 use crate::agent::ports::PortAllocator;
 use crate::agent::runtime::{Adopted, Launch, Mount, Runtime};
+use crate::model::config::{self, CONFIG_ERROR, EnvEntry};
 use crate::model::pods::{DesiredPod, RuntimeKind};
 use crate::model::status::PortMapping;
-use crate::model::types::{Container, IntOrString, Probe};
+use crate::model::types::{ConfigMap, Container, IntOrString, Probe};
 
 /// Extra environment for the pods of a namespace (service discovery).
 pub type NamespaceEnv = Box<dyn Fn(&str) -> Vec<(String, String)> + Send + Sync>;
+/// The desired state's ConfigMap (namespace, name), if there is one.
+pub type ConfigSource = Box<dyn Fn(&str, &str) -> Option<Arc<ConfigMap>> + Send + Sync>;
 
 /// What every pod on this node shares.
 pub struct PodCtx {
@@ -30,6 +33,8 @@ pub struct PodCtx {
     pub runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>>,
     /// Extra environment for every pod of a namespace (service discovery).
     pub namespace_env: NamespaceEnv,
+    /// The ConfigMaps pods take variables and files from.
+    pub config: ConfigSource,
 }
 
 impl PodCtx {
@@ -95,16 +100,51 @@ pub struct Prepared {
     pub pod_dir: PathBuf,
     pub ports: Vec<PortMapping>,
     volumes: BTreeMap<String, PathBuf>,
+    /// Each container's variables from its spec, ConfigMap values resolved.
+    env: Vec<Vec<EnvEntry>>,
+}
+
+/// The directory of volume `volume` of pod `namespace/name` on this node.
+pub fn volume_dir(pods_dir: &Path, namespace: &str, name: &str, volume: &str) -> PathBuf {
+    pods_dir.join(format!("{namespace}_{name}")).join("volumes").join(volume)
+}
+
+/// File mode of a `configMap` volume's files (Kubernetes' default 0644).
+pub fn config_mode(v: &crate::model::types::ConfigMapVolumeSource) -> u32 {
+    v.default_mode.map_or(0o644, |m| (m & 0o777) as u32)
 }
 
 /// Creates the pod's directory and volumes and allocates its host ports,
 /// reusing those of adopted containers.
 pub fn prepare(desired: &DesiredPod, ctx: &PodCtx, adopted: &[Adopted]) -> Result<Prepared, PrepareError> {
     let pod_dir = ctx.pods_dir().join(format!("{}_{}", desired.namespace, desired.name));
+    // What the pod takes from ConfigMaps first: a missing one fails the
+    // prepare before anything is allocated (the agent retries it).
+    let lookup = |ns: &str, name: &str| (ctx.config)(ns, name);
+    let ns = desired.namespace.as_str();
+    let env = desired
+        .spec
+        .containers
+        .iter()
+        .map(|c| config::container_env(ns, c, &lookup))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(CONFIG_ERROR, e.0))?;
+    let mut config_files = BTreeMap::new();
+    for v in &desired.spec.volumes {
+        if let Some(cv) = &v.config_map {
+            config_files
+                .insert(v.name.clone(), config::volume_files(ns, cv, &lookup).map_err(|e| err(CONFIG_ERROR, e.0))?);
+        }
+    }
     std::fs::create_dir_all(&pod_dir).map_err(|e| err("CreatePodDirError", format!("{}: {e}", pod_dir.display())))?;
     let mut volumes = BTreeMap::new();
     for v in &desired.spec.volumes {
-        if v.empty_dir.is_some() {
+        if let (Some(cv), Some(files)) = (&v.config_map, config_files.get(&v.name)) {
+            let p = volume_dir(&ctx.pods_dir(), ns, &desired.name, &v.name);
+            super::config_files::write(&p, files, config_mode(cv))
+                .map_err(|e| err("VolumeError", format!("configMap {}: {e}", v.name)))?;
+            volumes.insert(v.name.clone(), p);
+        } else if v.empty_dir.is_some() {
             let p = pod_dir.join("volumes").join(&v.name);
             std::fs::create_dir_all(&p).map_err(|e| err("VolumeError", format!("emptyDir {}: {e}", v.name)))?;
             volumes.insert(v.name.clone(), p);
@@ -157,7 +197,7 @@ pub fn prepare(desired: &DesiredPod, ctx: &PodCtx, adopted: &[Adopted]) -> Resul
             ports.push(PortMapping { name: p.name.clone().unwrap_or_default(), container_port: cp, host_port: host });
         }
     }
-    Ok(Prepared { pod_dir, ports, volumes })
+    Ok(Prepared { pod_dir, ports, volumes, env })
 }
 
 /// A container's environment, and the variables `$(VAR)` may name.
@@ -194,8 +234,9 @@ pub fn container_env(desired: &DesiredPod, c: &Container, ctx: &PodCtx, prep: &P
     }
     env.extend((ctx.namespace_env)(&desired.namespace));
     let mut vars: BTreeMap<String, String> = env.iter().cloned().collect();
-    for e in &c.env {
-        let v = expand(&e.value, &vars);
+    let i = desired.spec.containers.iter().position(|x| x.name == c.name);
+    for e in i.and_then(|i| prep.env.get(i)).into_iter().flatten() {
+        let v = if e.literal { expand(&e.value, &vars) } else { e.value.clone() };
         vars.insert(e.name.clone(), v.clone());
         env.push((e.name.clone(), v));
     }
