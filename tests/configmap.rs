@@ -120,4 +120,11 @@ fn a_missing_configmap_or_key_holds_the_pod_until_it_appears() {
         n0.cli_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: {a/b: x}\n");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("data.a/b"), "{err}");
+    // An immutable ConfigMap refuses a change to its data.
+    let frozen = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frozen}\nimmutable: true\ndata: {K: '1'}\n";
+    n0.apply(frozen);
+    let o = c.nodes[2].cli_stdin(&["apply", "-f", "-"], &frozen.replace("'1'", "'2'"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("immutable"), "{err}");
+    assert!(c.nodes[2].apply(frozen).contains("unchanged"), "the same data is fine");
 }

@@ -128,6 +128,9 @@ fn an_update_goes_node_by_node_and_keeps_the_others_ready() {
     let poller = ReadyPoller::start_where(&c.nodes[1], |p| of_daemonset(p, "agent"));
     let t0 = std::time::Instant::now();
     n.apply(&agent(2, ""));
+    // `rollout status` follows it to its end with kubectl's messages.
+    let out = c.nodes[2].ok(&["rollout", "status", "daemonset/agent", "--timeout", "120s"]);
+    assert!(out.trim_end().ends_with("daemon set \"agent\" successfully rolled out"), "{out}");
     poll(120, "every node runs the new template", || {
         let pods = n.pods();
         let now: Vec<(String, bool)> = pods

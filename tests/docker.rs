@@ -49,12 +49,16 @@ fn containers_run_restart_and_carry_limits_and_volumes() {
     let node = TestNode::start("dock", FAST, &[]);
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("hello.txt"), "from-the-host\n").unwrap();
+    node.ok(&["create", "configmap", "site", "--from-literal=greeting=hello-v1"]);
     let m = web(
         "web",
         2,
-        &format!("        - {{name: data, hostPath: {{path: {}}}}}\n", host.path().display()),
-        "            - {name: data, mountPath: /data, readOnly: true}\n",
-        "cat /data/hello.txt; ",
+        &format!(
+            "        - {{name: data, hostPath: {{path: {}}}}}\n        - {{name: site, configMap: {{name: site}}}}\n",
+            host.path().display()
+        ),
+        "            - {name: data, mountPath: /data, readOnly: true}\n            - {name: site, mountPath: /etc/site}\n",
+        "cat /data/hello.txt; cat /etc/site/greeting; echo; ",
     );
     node.apply(&m);
     node.wait_ready("web", 2, 60);
@@ -72,7 +76,24 @@ fn containers_run_restart_and_carry_limits_and_volumes() {
             if l.contains("from-the-host") { Ok(l) } else { Err(l) }
         });
         assert!(logs.contains("from-the-host"));
+        // configMap: its key as a file at mountPath.
+        poll(10, "the ConfigMap's file in the logs", || {
+            let l = node.ok(&["logs", &name]);
+            if l.contains("hello-v1") { Ok(()) } else { Err(l) }
+        });
     }
+    // A change to the ConfigMap reaches the running container's file.
+    node.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: site}\ndata: {greeting: hello-v2}\n");
+    let running = container_of(&node, "web-0").unwrap();
+    poll(30, "the new greeting inside the container", || {
+        let o = Command::new("docker")
+            .args(["exec", running.trim_start_matches("docker://"), "cat", "/etc/site/greeting"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let got = String::from_utf8_lossy(&o.stdout).into_owned();
+        if got == "hello-v2" { Ok(()) } else { Err(format!("{got:?} {}", String::from_utf8_lossy(&o.stderr))) }
+    });
+    assert_eq!(container_of(&node, "web-0").unwrap(), running, "updated in place, not restarted");
     // Limits from the manifest, as Docker sees them.
     let id = container_of(&node, "web-0").unwrap();
     let o = Command::new("docker")

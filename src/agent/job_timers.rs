@@ -4,7 +4,8 @@
 //!
 //! For every Job with a timer that this node keeps (as keeper or fallback),
 //! it asks `placement::jobs::decide` and writes the outcome: the Job's end
-//! record, or the Job's deletion. A write that fails is retried at the next
+//! record, or the Job's deletion. It also deletes the Jobs whose CronJob is
+//! gone (`placement::jobs::orphaned`). A write that fails is retried at the next
 //! wake; a second node writing the same end, or deleting a Job already
 //! gone, changes nothing.
 
@@ -37,7 +38,8 @@ pub(super) async fn round(
     let now = (now_ms / 1000) as i64;
     for o in snapshot.of_kind(crate::model::Kind::Job) {
         let Object::Job(j) = &o.object else { continue };
-        if !jobs::has_timer(j) {
+        let orphan = !j.metadata.owner_references.is_empty() && jobs::orphaned(j, &snapshot, now);
+        if !jobs::has_timer(j) && !orphan {
             continue;
         }
         let ns = j.metadata.namespace.clone().unwrap_or_default();
@@ -47,7 +49,11 @@ pub(super) async fn round(
             Some(1) => Role::Fallback { delay: s.fallback_delay.as_secs().max(1) as i64 },
             _ => continue,
         };
-        let d = jobs::decide(&Input { job: j, facts: snapshot.job_facts(), now, role, node: me });
+        let mut d = jobs::decide(&Input { job: j, facts: snapshot.job_facts(), now, role, node: me });
+        if orphan {
+            tracing::info!(job = %name, namespace = %ns, "deleted: the CronJob that made it is gone");
+            d = jobs::Decision { delete: true, ..Default::default() };
+        }
         let mut changes = Vec::new();
         if let Some(end) = &d.end {
             match serde_json::to_vec::<JobEnd>(end) {

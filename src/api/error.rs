@@ -171,6 +171,7 @@ impl From<ApplyError> for ApiError {
             ApplyError::AlreadyExists(_) => ApiError::new(StatusCode::CONFLICT, "AlreadyExists", message),
             ApplyError::DefaultNamespace => ApiError::new(StatusCode::FORBIDDEN, "Forbidden", message),
             ApplyError::Encode { .. } => ApiError::internal(message),
+            ApplyError::Immutable(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message),
         }
     }
 }

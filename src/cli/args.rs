@@ -162,7 +162,7 @@ pub enum RolloutAction {
 
 #[derive(Debug, Args)]
 pub struct RolloutTarget {
-    /// `deployment NAME` or `deployment/NAME`.
+    /// `deployment NAME` or `deployment/NAME` (`status` also takes `daemonset/NAME`).
     pub target: Vec<String>,
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,

@@ -15,7 +15,14 @@ use crate::api::client::Client;
 /// How often progress is polled.
 const POLL: Duration = Duration::from_millis(500);
 
-fn deployment_name(t: &RolloutTarget) -> Result<String, CliError> {
+/// What a rollout command names: a Deployment, or (for `status`) a DaemonSet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Deployment(String),
+    DaemonSet(String),
+}
+
+fn target_of(t: &RolloutTarget) -> Result<Target, CliError> {
     let (kind, name) = match t.target.as_slice() {
         [one] => one
             .split_once('/')
@@ -25,8 +32,18 @@ fn deployment_name(t: &RolloutTarget) -> Result<String, CliError> {
         _ => return Err(CliError::Usage("expected `deployment NAME` or `deployment/NAME`".into())),
     };
     match kind.to_ascii_lowercase().as_str() {
-        "deployment" | "deployments" | "deploy" | "deployment.apps" => Ok(name),
-        other => Err(CliError::Usage(format!("only deployments have rollouts (got {other:?})"))),
+        "deployment" | "deployments" | "deploy" | "deployment.apps" => Ok(Target::Deployment(name)),
+        "daemonset" | "daemonsets" | "ds" | "daemonset.apps" => Ok(Target::DaemonSet(name)),
+        other => Err(CliError::Usage(format!("only deployments and daemonsets have rollouts (got {other:?})"))),
+    }
+}
+
+fn deployment_name(t: &RolloutTarget) -> Result<String, CliError> {
+    match target_of(t)? {
+        Target::Deployment(n) => Ok(n),
+        Target::DaemonSet(_) => {
+            Err(CliError::Usage("a DaemonSet's rollout has `status` only (it updates node by node by itself)".into()))
+        }
     }
 }
 
@@ -38,8 +55,11 @@ pub async fn run(a: RolloutArgs) -> Result<(), CliError> {
     match a.action {
         RolloutAction::Status(t) => {
             let c = client(&t.client);
-            let name = deployment_name(&t)?;
-            wait_deployment(&c, &t.namespace, &name, Instant::now() + timeout_of(&t.timeout)?).await
+            let deadline = Instant::now() + timeout_of(&t.timeout)?;
+            match target_of(&t)? {
+                Target::Deployment(name) => wait_deployment(&c, &t.namespace, &name, deadline).await,
+                Target::DaemonSet(name) => wait_daemonset(&c, &t.namespace, &name, deadline).await,
+            }
         }
         RolloutAction::History(t) => history(&t).await,
         RolloutAction::Undo(t) => act(&t, "undo").await,
@@ -197,6 +217,47 @@ pub async fn wait_deployment(c: &Client, ns: &str, name: &str, deadline: Instant
     }
 }
 
+/// kubectl's reading of a DaemonSet's rollout: (done, message).
+fn daemonset_reading(name: &str, d: &Value) -> Result<(bool, String), CliError> {
+    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    if d.pointer("/spec/updateStrategy/type").and_then(Value::as_str) == Some("OnDelete") {
+        return Err(CliError::Failed("rollout status is only available for RollingUpdate strategy type".into()));
+    }
+    if n("/status/observedGeneration") < n("/metadata/generation") {
+        return Ok((false, "Waiting for daemon set spec update to be observed...".into()));
+    }
+    let (want, updated, available) =
+        (n("/status/desiredNumberScheduled"), n("/status/updatedNumberScheduled"), n("/status/numberAvailable"));
+    let wait = |m: String| Ok((false, format!("Waiting for daemon set {name:?} rollout to finish: {m}")));
+    if updated < want {
+        return wait(format!("{updated} out of {want} new pods have been updated..."));
+    }
+    if available < want {
+        return wait(format!("{available} of {want} updated pods are available..."));
+    }
+    Ok((true, format!("daemon set {name:?} successfully rolled out")))
+}
+
+/// Polls until the DaemonSet has rolled out on every node it runs on.
+pub async fn wait_daemonset(c: &Client, ns: &str, name: &str, deadline: Instant) -> Result<(), CliError> {
+    let mut last = String::new();
+    loop {
+        let d = c.get_json(&format!("/apis/apps/v1/namespaces/{ns}/daemonsets/{name}")).await?;
+        let (done, msg) = daemonset_reading(name, &d)?;
+        if msg != last {
+            println!("{msg}");
+            last = msg;
+        }
+        if done {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::Failed(format!("timed out waiting for daemon set {name:?} to roll out")));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Polls until the Job has completed (Ok) or failed (an error).
 pub async fn wait_job(c: &Client, ns: &str, name: &str, deadline: Instant) -> Result<(), CliError> {
     let mut last = String::new();
@@ -208,8 +269,9 @@ pub async fn wait_job(c: &Client, ns: &str, name: &str, deadline: Instant) -> Re
             println!("job {name:?} completed");
             return Ok(());
         }
-        if has("Failed") {
-            return Err(CliError::Failed(format!("job {name:?} failed: it reached its backoff limit")));
+        if let Some(f) = conds.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Failed")) {
+            let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            return Err(CliError::Failed(format!("job {name:?} failed ({}): {}", s("reason"), s("message"))));
         }
         let n = |p: &str| j.pointer(p).and_then(Value::as_i64).unwrap_or(0);
         let want = j.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1);
@@ -236,6 +298,29 @@ mod tests {
     fn d(want: i64, updated: i64, replicas: i64, available: i64, reason: &str) -> Value {
         json!({"metadata": {"generation": 2}, "spec": {"replicas": want}, "status": {"observedGeneration": 2, "updatedReplicas": updated, "replicas": replicas,
                "availableReplicas": available, "conditions": [{"type": "Progressing", "reason": reason}]}})
+    }
+
+    #[test]
+    fn reads_a_daemonsets_rollout_as_kubectl_does() {
+        let ds = |generation: i64, observed: i64, want: i64, updated: i64, available: i64| {
+            json!({"metadata": {"generation": generation}, "spec": {"updateStrategy": {"type": "RollingUpdate"}},
+                   "status": {"observedGeneration": observed, "desiredNumberScheduled": want,
+                              "updatedNumberScheduled": updated, "numberAvailable": available}})
+        };
+        let r = |d: &Value| daemonset_reading("agent", d);
+        assert_eq!(r(&ds(2, 1, 3, 3, 3)).unwrap().1, "Waiting for daemon set spec update to be observed...");
+        assert_eq!(
+            r(&ds(2, 2, 3, 1, 3)).unwrap().1,
+            "Waiting for daemon set \"agent\" rollout to finish: 1 out of 3 new pods have been updated..."
+        );
+        assert_eq!(
+            r(&ds(2, 2, 3, 3, 2)).unwrap().1,
+            "Waiting for daemon set \"agent\" rollout to finish: 2 of 3 updated pods are available..."
+        );
+        assert_eq!(r(&ds(2, 2, 3, 3, 3)).unwrap(), (true, "daemon set \"agent\" successfully rolled out".to_string()));
+        let mut on_delete = ds(1, 1, 1, 1, 1);
+        on_delete["spec"]["updateStrategy"]["type"] = json!("OnDelete");
+        assert!(r(&on_delete).is_err());
     }
 
     #[test]

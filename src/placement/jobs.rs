@@ -58,6 +58,27 @@ pub fn stay(snapshot: &Snapshot, view: &ClusterView, desired: &[DesiredPod]) -> 
     out
 }
 
+/// How old a Job whose CronJob is gone must be before it is deleted (so
+/// that a Job that arrived before its CronJob is not taken for an orphan).
+pub const ORPHAN_GRACE_SECS: i64 = 60;
+
+/// Whether `job` was made by a CronJob (by uid) that no longer exists, at
+/// least [`ORPHAN_GRACE_SECS`] ago: a Job written by a trigger just as its
+/// CronJob was deleted elsewhere. Kubernetes' garbage collector deletes
+/// such dependents; here the Job's keeper does.
+pub fn orphaned(job: &Job, snapshot: &Snapshot, now: i64) -> bool {
+    let Some(owner) = job.metadata.owner_references.iter().find(|r| r.kind == Kind::CronJob.as_str()) else {
+        return false;
+    };
+    let ns = job.metadata.namespace.as_deref().unwrap_or_default();
+    let alive = snapshot.of_kind(Kind::CronJob).any(|o| {
+        let m = o.object.meta();
+        m.namespace.as_deref() == Some(ns) && m.uid.as_deref() == Some(owner.uid.as_str())
+    });
+    let created = job.metadata.creation_timestamp.as_deref().and_then(parse_time).unwrap_or(now);
+    !alive && now.saturating_sub(created) >= ORPHAN_GRACE_SECS
+}
+
 /// Kubernetes' reason and message for a Job past its deadline.
 pub const DEADLINE_REASON: &str = "DeadlineExceeded";
 pub const DEADLINE_MESSAGE: &str = "Job was active longer than specified deadline";

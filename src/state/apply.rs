@@ -39,6 +39,8 @@ pub enum ApplyError {
     DefaultNamespace,
     #[error("cannot encode {key}: {message}")]
     Encode { key: ObjectKey, message: String },
+    #[error("{0} is immutable (immutable: true): its data cannot change; delete it and create it again")]
+    Immutable(ObjectKey),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +121,13 @@ pub fn plan_apply(
             (Mode::Create, Some(_)) => return Err(ApplyError::AlreadyExists(key)),
             (Mode::Replace, None) => return Err(ApplyError::NotFound(key)),
             _ => {}
+        }
+        if let (Some(e), Object::ConfigMap(new)) = (existing, &obj)
+            && let Object::ConfigMap(old) = &e.object
+            && old.immutable == Some(true)
+            && (old.data != new.data || old.binary_data != new.binary_data || new.immutable != Some(true))
+        {
+            return Err(ApplyError::Immutable(key));
         }
         let outcome = match existing {
             Some(e) if e.object.declared() == obj.declared() => Outcome::Unchanged,

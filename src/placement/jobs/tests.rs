@@ -186,3 +186,20 @@ fn a_running_job_pod_stays_on_the_node_that_runs_it() {
     }
     assert!(stay(&snapshot, &view, &other).is_empty());
 }
+
+#[test]
+fn a_job_whose_cronjob_is_gone_is_an_orphan_after_a_grace() {
+    use crate::model::types::OwnerReference;
+    let mut j = job(|_| {});
+    j.metadata.owner_references.push(OwnerReference {
+        api_version: "batch/v1".into(),
+        kind: "CronJob".into(),
+        name: "nightly".into(),
+        uid: "cj-uid".into(),
+        ..Default::default()
+    });
+    let empty = Snapshot::default();
+    assert!(!orphaned(&j, &empty, T0 + ORPHAN_GRACE_SECS - 1), "young: its CronJob may not have arrived yet");
+    assert!(orphaned(&j, &empty, T0 + ORPHAN_GRACE_SECS));
+    assert!(!orphaned(&job(|_| {}), &empty, T0 + 1000), "a Job made by hand has no owner");
+}
