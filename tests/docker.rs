@@ -331,3 +331,23 @@ fn container_pods_roll_with_every_replica_ready() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("VERSION=2"), "{}", String::from_utf8_lossy(&o.stdout));
     }
 }
+
+#[test]
+fn a_container_jobs_log_is_whole_when_it_completes() {
+    if !docker_ready() {
+        return;
+    }
+    let node = TestNode::start("dockjob", FAST, &[]);
+    node.apply(&format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: say}}\nspec:\n  completionMode: Indexed\n  completions: 2\n  parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: {TEST_IMAGE}, command: [sh, -c, 'echo said-$JOB_COMPLETION_INDEX']}}]\n"
+    ));
+    poll(60, "say to complete", || {
+        let j = node.json(&["get", "job", "say"])?;
+        let done = j["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Complete");
+        if done { Ok(()) } else { Err(format!("{}", j["status"])) }
+    });
+    // Read at once: the exit was reported only after the log was written.
+    for i in 0..2 {
+        assert_eq!(node.ok(&["logs", &format!("say-{i}")]).trim(), format!("said-{i}"));
+    }
+}

@@ -119,14 +119,14 @@ impl DockerRuntime {
         Ok(())
     }
 
-    fn follow_logs(d: Docker, id: String, sink: LogSink, since: i32) {
+    fn follow_logs(d: Docker, id: String, sink: LogSink, since: i32) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let opts = LogsOptions { follow: true, stdout: true, stderr: true, since, ..Default::default() };
             let mut s = d.logs(&id, Some(opts));
             while let Some(Ok(out)) = s.next().await {
                 sink.write(&out.into_bytes());
             }
-        });
+        })
     }
 
     /// Removes containers of `(namespace, pod, container)` left from earlier attempts.
@@ -162,7 +162,14 @@ struct Container {
     d: Docker,
     id: String,
     exited: Option<Exit>,
+    /// The task copying its logs (for a container this node started): an
+    /// exit is reported once it has written what the engine had, so that a
+    /// finished pod's log is whole when its status says it ended.
+    logs: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// Longest wait for the log follower after the container ended.
+const LOG_DRAIN: Duration = Duration::from_secs(2);
 
 async fn final_exit(d: &Docker, id: &str, fallback: i64) -> Exit {
     match d.inspect_container(id, None::<InspectContainerOptions>).await {
@@ -200,6 +207,9 @@ impl Running for Container {
             _ => return Exit { code: -1, signal: None, oom_killed: false, reason: "RuntimeUnavailable".into() },
         };
         let e = final_exit(&self.d, &self.id, code).await;
+        if let Some(h) = self.logs.take() {
+            let _ = tokio::time::timeout(LOG_DRAIN, h).await;
+        }
         let _ = self
             .d
             .remove_container(&self.id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))
@@ -310,8 +320,8 @@ impl Runtime for DockerRuntime {
                 .await;
             return Err(engine_err("StartError", e));
         }
-        Self::follow_logs(d.clone(), created.id.clone(), l.log.clone(), 0);
-        Ok(Box::new(Container { d, id: created.id, exited: None }))
+        let logs = Self::follow_logs(d.clone(), created.id.clone(), l.log.clone(), 0);
+        Ok(Box::new(Container { d, id: created.id, exited: None, logs: Some(logs) }))
     }
 
     async fn exec(&self, target: &ExecTarget, cmd: &[String], timeout: Duration) -> Result<i32, RuntimeError> {
@@ -373,12 +383,14 @@ impl Runtime for DockerRuntime {
                     pod: get(labels::POD),
                     container: get(labels::CONTAINER),
                     template_hash: get(labels::TEMPLATE),
-                    running: Box::new(Container { d: d.clone(), id: id.clone(), exited: None }),
+                    running: Box::new(Container { d: d.clone(), id: id.clone(), exited: None, logs: None }),
                     ports,
                     started_at: unix_now(),
                     follow: Some(Box::new({
                         let (d, id) = (d.clone(), id.clone());
-                        move |sink: LogSink| Self::follow_logs(d, id, sink, unix_now() as i32)
+                        move |sink: LogSink| {
+                            Self::follow_logs(d, id, sink, unix_now() as i32);
+                        }
                     })),
                 });
             } else {
