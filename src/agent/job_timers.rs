@@ -38,7 +38,11 @@ pub(super) async fn round(
     let now = (now_ms / 1000) as i64;
     for o in snapshot.of_kind(crate::model::Kind::Job) {
         let Object::Job(j) = &o.object else { continue };
-        let orphan = !j.metadata.owner_references.is_empty() && jobs::orphaned(j, &snapshot, now);
+        let tombstone = |ns: &str, name: &str| {
+            db.get(&Key::new(crate::model::Kind::CronJob.as_str(), ns.to_string(), name.to_string()))
+                .is_some_and(|e| e.is_tombstone())
+        };
+        let orphan = !j.metadata.owner_references.is_empty() && jobs::orphaned(j, &snapshot, now, &tombstone);
         if !jobs::has_timer(j) && !orphan {
             continue;
         }

@@ -62,21 +62,26 @@ pub fn stay(snapshot: &Snapshot, view: &ClusterView, desired: &[DesiredPod]) -> 
 /// that a Job that arrived before its CronJob is not taken for an orphan).
 pub const ORPHAN_GRACE_SECS: i64 = 60;
 
-/// Whether `job` was made by a CronJob (by uid) that no longer exists, at
-/// least [`ORPHAN_GRACE_SECS`] ago: a Job written by a trigger just as its
-/// CronJob was deleted elsewhere. Kubernetes' garbage collector deletes
-/// such dependents; here the Job's keeper does.
-pub fn orphaned(job: &Job, snapshot: &Snapshot, now: i64) -> bool {
+/// Whether `job` was made by a CronJob that is known to be gone, at least
+/// [`ORPHAN_GRACE_SECS`] after the Job was made: a Job written by a
+/// trigger just as its CronJob was deleted elsewhere. Kubernetes' garbage
+/// collector deletes such dependents; here the Job's keeper does.
+///
+/// Gone means proven, not merely absent here (a node still catching up
+/// may have the Job before the CronJob): the CronJob's name holds another
+/// uid, or `deleted(namespace, name)` says this node holds its tombstone.
+pub fn orphaned(job: &Job, snapshot: &Snapshot, now: i64, deleted: &dyn Fn(&str, &str) -> bool) -> bool {
     let Some(owner) = job.metadata.owner_references.iter().find(|r| r.kind == Kind::CronJob.as_str()) else {
         return false;
     };
     let ns = job.metadata.namespace.as_deref().unwrap_or_default();
-    let alive = snapshot.of_kind(Kind::CronJob).any(|o| {
-        let m = o.object.meta();
-        m.namespace.as_deref() == Some(ns) && m.uid.as_deref() == Some(owner.uid.as_str())
-    });
+    let key = crate::model::ObjectKey { kind: Kind::CronJob, namespace: ns.to_string(), name: owner.name.clone() };
+    let gone = match snapshot.get(&key) {
+        Some(o) => o.object.meta().uid.as_deref() != Some(owner.uid.as_str()),
+        None => deleted(ns, &owner.name),
+    };
     let created = job.metadata.creation_timestamp.as_deref().and_then(parse_time).unwrap_or(now);
-    !alive && now.saturating_sub(created) >= ORPHAN_GRACE_SECS
+    gone && now.saturating_sub(created) >= ORPHAN_GRACE_SECS
 }
 
 /// Kubernetes' reason and message for a Job past its deadline.

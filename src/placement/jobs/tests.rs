@@ -199,7 +199,13 @@ fn a_job_whose_cronjob_is_gone_is_an_orphan_after_a_grace() {
         ..Default::default()
     });
     let empty = Snapshot::default();
-    assert!(!orphaned(&j, &empty, T0 + ORPHAN_GRACE_SECS - 1), "young: its CronJob may not have arrived yet");
-    assert!(orphaned(&j, &empty, T0 + ORPHAN_GRACE_SECS));
-    assert!(!orphaned(&job(|_| {}), &empty, T0 + 1000), "a Job made by hand has no owner");
+    let deleted = |_: &str, name: &str| name == "nightly";
+    let unknown = |_: &str, _: &str| false;
+    assert!(!orphaned(&j, &empty, T0 + ORPHAN_GRACE_SECS - 1, &deleted), "young: it may have been made just now");
+    assert!(orphaned(&j, &empty, T0 + ORPHAN_GRACE_SECS, &deleted));
+    assert!(
+        !orphaned(&j, &empty, T0 + 1000, &unknown),
+        "absent but not known deleted: this node may still be catching up"
+    );
+    assert!(!orphaned(&job(|_| {}), &empty, T0 + 1000, &deleted), "a Job made by hand has no owner");
 }
