@@ -38,8 +38,10 @@ pub async fn pod_log(
     let view = ctx.view.borrow().clone();
     let plan = ctx.plan.borrow().clone();
     // A finished Job pod is neither desired nor reported any more: its
-    // recorded result names the node that ran it, which keeps its log.
-    let finished = finished_job_pod(&ctx.db.snapshot(), &ns, &name);
+    // recorded result names the node that ran it, which keeps its log. (A
+    // pod some node reports is running again, a retry: its log is there.)
+    let reported = view.nodes.values().any(|n| n.state.alive() && n.pods.contains_key(&id));
+    let finished = if reported { None } else { finished_job_pod(&ctx.db.snapshot(), &ns, &name) };
     let containers: Vec<String> = match plan.plan.desired.get(&id) {
         Some(d) => d.spec.containers.iter().map(|c| c.name.clone()).collect(),
         None => view
