@@ -287,6 +287,9 @@ pub struct NodeConfig {
     /// Node name, unique in the cluster; default: the host name.
     pub name: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// The cluster data keys that seal Secrets: a private file outside the
+    /// data dir (default: `default_key_file`).
+    pub data_key_file: Option<PathBuf>,
     pub api_addr: Option<SocketAddr>,
     pub gossip_addr: Option<SocketAddr>,
     pub node_ip: Option<IpAddr>,
@@ -326,6 +329,23 @@ pub fn default_data_dir() -> PathBuf {
         return PathBuf::from(h).join(".local/share/shoal");
     }
     PathBuf::from(".shoal")
+}
+
+/// Where a node keeps the cluster data keys by default: outside its data
+/// dir, in the configuration directory (`/etc/shoal/keys` for root, else
+/// `$XDG_CONFIG_HOME/shoal/keys` or `~/.config/shoal/keys`), one file per
+/// cluster and node.
+pub fn default_key_file(cluster_id: &str, node: &str) -> PathBuf {
+    let base = if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/etc/shoal")
+    } else if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        PathBuf::from(x).join("shoal")
+    } else if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        PathBuf::from(h).join(".config/shoal")
+    } else {
+        PathBuf::from(".shoal-keys")
+    };
+    base.join("keys").join(format!("{cluster_id}-{node}.json"))
 }
 
 /// The address this host uses to reach the outside, without sending

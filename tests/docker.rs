@@ -50,14 +50,16 @@ fn containers_run_restart_and_carry_limits_and_volumes() {
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("hello.txt"), "from-the-host\n").unwrap();
     node.ok(&["create", "configmap", "site", "--from-literal=greeting=hello-v1"]);
+    let pw = format!("pw-{:016x}", rand::random::<u64>());
+    node.ok(&["create", "secret", "generic", "creds", &format!("--from-literal=pw={pw}")]);
     let m = web(
         "web",
         2,
         &format!(
-            "        - {{name: data, hostPath: {{path: {}}}}}\n        - {{name: site, configMap: {{name: site}}}}\n",
+            "        - {{name: data, hostPath: {{path: {}}}}}\n        - {{name: site, configMap: {{name: site}}}}\n        - {{name: creds, secret: {{secretName: creds}}}}\n",
             host.path().display()
         ),
-        "            - {name: data, mountPath: /data, readOnly: true}\n            - {name: site, mountPath: /etc/site}\n",
+        "            - {name: data, mountPath: /data, readOnly: true}\n            - {name: site, mountPath: /etc/site}\n            - {name: creds, mountPath: /etc/creds, readOnly: true}\n",
         "cat /data/hello.txt; cat /etc/site/greeting; echo; ",
     );
     node.apply(&m);
@@ -82,6 +84,24 @@ fn containers_run_restart_and_carry_limits_and_volumes() {
             if l.contains("hello-v1") { Ok(()) } else { Err(l) }
         });
     }
+    // secret: its key as a file inside the container, from a tmpfs on the
+    // host (never in the data dir), and not in the logs.
+    let running = container_of(&node, "web-0").unwrap();
+    let id = running.trim_start_matches("docker://").to_string();
+    let o = Command::new("docker").args(["exec", &id, "cat", "/etc/creds/pw"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), pw, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("docker")
+        .args(["inspect", "--format", "{{range .Mounts}}{{.Destination}}={{.Source}} {{end}}", &id])
+        .output()
+        .unwrap();
+    let mounts = String::from_utf8_lossy(&o.stdout).into_owned();
+    let source = mounts.split_whitespace().find_map(|m| m.strip_prefix("/etc/creds=")).unwrap_or_default().to_string();
+    assert!(!source.is_empty() && !source.starts_with(&path_str(&node.data_dir())), "{mounts}");
+    if std::path::Path::new("/dev/shm").is_dir() {
+        assert!(source.starts_with("/dev/shm/"), "{mounts}");
+    }
+    let web0 = find(&node.pods(), "web-0").and_then(|p| p["metadata"]["name"].as_str().map(String::from)).unwrap();
+    assert!(!node.ok(&["logs", &web0]).contains(&pw));
     // A change to the ConfigMap reaches the running container's file.
     node.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: site}\ndata: {greeting: hello-v2}\n");
     let running = container_of(&node, "web-0").unwrap();

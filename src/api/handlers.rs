@@ -73,7 +73,7 @@ pub(crate) async fn commit(ctx: &Ctx, changes: Changes) -> Result<(), ApiError> 
 
 // ---------- objects ----------
 
-fn list_of(ctx: &Ctx, kind: Kind, ns: Option<&str>) -> Value {
+fn list_of(ctx: &Ctx, kind: Kind, ns: Option<&str>) -> Res {
     let snap = ctx.db.snapshot();
     let plan = ctx.plan.borrow().clone();
     let view = ctx.view.borrow().clone();
@@ -91,7 +91,12 @@ fn list_of(ctx: &Ctx, kind: Kind, ns: Option<&str>) -> Value {
             super::services::decorate(item, &plan, &view, ctx.proxy.as_deref());
         }
     }
-    render::list(kind.as_str(), kind.api_version(), items)
+    if kind == Kind::Secret {
+        for item in &mut items {
+            super::secrets::reveal(ctx, &snap, item)?;
+        }
+    }
+    Ok(Json(render::list(kind.as_str(), kind.api_version(), items)))
 }
 
 fn get_of(ctx: &Ctx, key: ObjectKey) -> Res {
@@ -105,6 +110,9 @@ fn get_of(ctx: &Ctx, key: ObjectKey) -> Res {
     let mut v = render::object_json(o, &plan, &view, &snap);
     if key.kind == Kind::Service {
         super::services::decorate(&mut v, &plan, &view, ctx.proxy.as_deref());
+    }
+    if key.kind == Kind::Secret {
+        super::secrets::reveal(ctx, &snap, &mut v)?;
     }
     Ok(Json(v))
 }
@@ -152,6 +160,7 @@ async fn write_one(ctx: &Ctx, kind: Kind, ns: &str, name: Option<&str>, body: &[
         let snap = ctx.db.snapshot();
         let mut objects = vec![parsed];
         super::services::assign_node_ports(&snap, &mut objects, ctx.validation.node_port_range)?;
+        super::secrets::seal_objects(ctx, &snap, &mut objects).await?;
         let (_results, changes) = plan_apply(&snap, objects, ctx.db.now(), mode)?;
         commit(ctx, changes).await?;
     }
@@ -179,11 +188,11 @@ fn key(kind: Kind, ns: &str, name: &str) -> ObjectKey {
 
 macro_rules! kind_handlers {
     ($kind:expr, $list_all:ident, $list:ident, $get:ident, $create:ident, $replace:ident, $delete:ident) => {
-        pub async fn $list_all(State(ctx): State<Ctx>) -> Json<Value> {
-            Json(list_of(&ctx, $kind, None))
+        pub async fn $list_all(State(ctx): State<Ctx>) -> Res {
+            list_of(&ctx, $kind, None)
         }
-        pub async fn $list(State(ctx): State<Ctx>, Path(ns): Path<String>) -> Json<Value> {
-            Json(list_of(&ctx, $kind, Some(&ns)))
+        pub async fn $list(State(ctx): State<Ctx>, Path(ns): Path<String>) -> Res {
+            list_of(&ctx, $kind, Some(&ns))
         }
         pub async fn $get(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
             get_of(&ctx, key($kind, &ns, &name))
@@ -232,6 +241,7 @@ kind_handlers!(
     replace_configmap,
     delete_configmap
 );
+kind_handlers!(Kind::Secret, list_all_secrets, list_secrets, get_secret, create_secret, replace_secret, delete_secret);
 kind_handlers!(
     Kind::CronJob,
     list_all_cronjobs,
@@ -251,8 +261,8 @@ kind_handlers!(
     delete_service
 );
 
-pub async fn list_namespaces(State(ctx): State<Ctx>) -> Json<Value> {
-    Json(list_of(&ctx, Kind::Namespace, None))
+pub async fn list_namespaces(State(ctx): State<Ctx>) -> Res {
+    list_of(&ctx, Kind::Namespace, None)
 }
 pub async fn get_namespace(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
     get_of(&ctx, key(Kind::Namespace, "", &name))
@@ -372,6 +382,7 @@ pub async fn apply(State(ctx): State<Ctx>, Limited(body): Limited) -> Result<Jso
     let snap = ctx.db.snapshot();
     let mut objects = out.objects;
     super::services::assign_node_ports(&snap, &mut objects, ctx.validation.node_port_range)?;
+    super::secrets::seal_objects(&ctx, &snap, &mut objects).await?;
     let (results, changes) = plan_apply(&snap, objects, ctx.db.now(), Mode::Apply)?;
     if !req.dry_run {
         commit(&ctx, changes).await?;

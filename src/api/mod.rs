@@ -1,7 +1,7 @@
 //! The HTTP/JSON API every node serves, and the client that talks to it.
 //!
 //! - `server`: routes, auth, limits; `handlers`, `logs`, `services`,
-//!   `rollouts`, `maintenance`: endpoints;
+//!   `rollouts`, `maintenance`, `secrets`: endpoints;
 //! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
@@ -12,5 +12,6 @@ pub mod logs;
 pub mod maintenance;
 pub mod render;
 pub mod rollouts;
+pub mod secrets;
 pub mod server;
 pub mod services;

@@ -411,7 +411,7 @@ pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapsh
             v["status"] = daemonset_status(p, ds.metadata.generation.unwrap_or(1));
         }
         Object::CronJob(cj) => v["status"] = cronjob_status(cj, plan, snapshot),
-        Object::Service(_) | Object::Namespace(_) | Object::ConfigMap(_) => {
+        Object::Service(_) | Object::Namespace(_) | Object::ConfigMap(_) | Object::Secret(_) => {
             if matches!(o.object, Object::Namespace(_)) {
                 v["status"] = json!({"phase": "Active"});
             }

@@ -50,6 +50,10 @@ pub struct ApiCtx {
     pub cluster: Option<Arc<dyn ClusterOps>>,
     /// What this node's service proxy reports (port conflicts).
     pub proxy: Option<Arc<crate::proxy::server::ProxyStatus>>,
+    /// The cluster data keys this node holds (Secrets); `None`: it serves none.
+    pub keys: Option<Arc<crate::state::keys::DataKeys>>,
+    /// Who to ask for the data keys.
+    pub key_peers: Option<Arc<dyn super::secrets::KeyPeers>>,
 }
 
 /// Why a cluster operation failed.
@@ -179,6 +183,14 @@ pub fn router(ctx: Ctx) -> Router {
             "/api/v1/namespaces/{ns}/configmaps/{name}",
             get(h::get_configmap).put(h::replace_configmap).delete(h::delete_configmap),
         )
+        .route("/api/v1/secrets", get(h::list_all_secrets))
+        .route("/api/v1/namespaces/{ns}/secrets", get(h::list_secrets).post(h::create_secret))
+        .route(
+            "/api/v1/namespaces/{ns}/secrets/{name}",
+            get(h::get_secret).put(h::replace_secret).delete(h::delete_secret),
+        )
+        .route("/shoal/v1/data-keys", get(super::secrets::key_status))
+        .route("/shoal/v1/data-keys/rotate", post(super::secrets::rotate))
         .route("/apis/batch/v1/cronjobs", get(h::list_all_cronjobs))
         .route("/apis/batch/v1/namespaces/{ns}/cronjobs", get(h::list_cronjobs).post(h::create_cronjob))
         .route(

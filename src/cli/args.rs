@@ -40,14 +40,16 @@ pub enum Command {
     Up(UpArgs),
     /// Create or update objects from manifests (files, directories, or - for stdin).
     Apply(ApplyArgs),
-    /// List objects: pods, deployments, replicasets, daemonsets, jobs, services, namespaces, nodes, events.
+    /// List objects: pods, deployments, replicasets, daemonsets, jobs, cronjobs, services, configmaps,
+    /// secrets, namespaces, nodes, events.
     Get(GetArgs),
     /// Show one object in detail, with its recent events.
     Describe(DescribeArgs),
     /// Delete objects named on the command line or in manifests.
     Delete(DeleteArgs),
     /// Create an object from the command line: `create job NAME --from=cronjob/NAME`,
-    /// `create configmap NAME --from-literal=K=V --from-file=PATH`.
+    /// `create configmap NAME --from-literal=K=V --from-file=PATH`,
+    /// `create secret generic NAME --from-literal=K=V --from-file=PATH`.
     Create(CreateArgs),
     /// Set the number of replicas of a Deployment.
     Scale(ScaleArgs),
@@ -64,6 +66,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Print the join token, or rotate it, or create one that expires.
     Token(TokenArgs),
+    /// The cluster data keys that seal Secrets: status, or rotate.
+    #[command(name = "data-key")]
+    DataKey(DataKeyArgs),
     /// Print the client's and the server's versions.
     Version(VersionArgs),
 }
@@ -76,6 +81,10 @@ pub struct UpArgs {
     /// Where the node keeps its state.
     #[arg(long, env = "SHOAL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The cluster data keys (Secrets), outside the data dir (default:
+    /// /etc/shoal/keys/CLUSTER-NODE.json as root, else under ~/.config/shoal/keys).
+    #[arg(long, env = "SHOAL_DATA_KEY_FILE")]
+    pub data_key_file: Option<PathBuf>,
     /// HTTP API address.
     #[arg(long, env = "SHOAL_API_ADDR")]
     pub api_addr: Option<SocketAddr>,
@@ -259,6 +268,56 @@ pub enum CreateWhat {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// A Secret: `create secret generic NAME --from-literal=KEY=VALUE
+    /// --from-file=[KEY=]PATH [--type=TYPE]`.
+    Secret {
+        #[command(subcommand)]
+        what: SecretWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretWhat {
+    /// A Secret from literals and files (sealed with the cluster data key
+    /// by the node that receives it; never stored in the clear).
+    Generic {
+        name: String,
+        /// `KEY=VALUE` (repeatable). The value is visible to other users of
+        /// this machine while the command runs: prefer --from-file.
+        #[arg(long = "from-literal")]
+        from_literal: Vec<String>,
+        /// `PATH` (the key is the file's name) or `KEY=PATH`, or a directory
+        /// (every regular file in it) (repeatable).
+        #[arg(long = "from-file")]
+        from_file: Vec<String>,
+        /// The Secret's type (default Opaque).
+        #[arg(long = "type")]
+        type_: Option<String>,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+/// `shoal data-key`: the cluster data keys that seal Secrets.
+#[derive(Debug, Args)]
+pub struct DataKeyArgs {
+    #[command(subcommand)]
+    pub action: Option<DataKeyAction>,
+    #[command(flatten)]
+    pub client: ClientOpts,
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataKeyAction {
+    /// The keys the node holds (ids and state, never the keys) (default).
+    Status,
+    /// Make a new key, seal every Secret with it, and retire the old keys
+    /// once every live node has the new one.
+    Rotate,
 }
 
 #[derive(Debug, Args)]

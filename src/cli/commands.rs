@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Drain(a) => super::nodes::run(a, "drain").await,
         Command::Logs(a) => logs(a).await,
         Command::Token(a) => token(a).await,
+        Command::DataKey(a) => data_key(a).await,
         Command::Version(a) => version(a).await,
     }
 }
@@ -116,6 +117,9 @@ fn node_config(a: &UpArgs) -> Result<NodeConfig, CliError> {
     };
     if a.data_dir.is_some() {
         cfg.data_dir = a.data_dir.clone();
+    }
+    if a.data_key_file.is_some() {
+        cfg.data_key_file = a.data_key_file.clone();
     }
     if a.api_addr.is_some() {
         cfg.api_addr = a.api_addr;
@@ -528,6 +532,49 @@ async fn token(a: TokenArgs) -> Result<(), CliError> {
         c.get_json("/shoal/v1/token").await?
     };
     println!("{}", v.get("token").and_then(Value::as_str).unwrap_or(""));
+    Ok(())
+}
+
+async fn data_key(a: super::args::DataKeyArgs) -> Result<(), CliError> {
+    use super::args::{DataKeyAction, OutputFormat};
+    let c = client(&a.client);
+    let v = match a.action.unwrap_or(DataKeyAction::Status) {
+        DataKeyAction::Status => c.get_json("/shoal/v1/data-keys").await?,
+        DataKeyAction::Rotate => c.send_json(Method::POST, "/shoal/v1/data-keys/rotate", &json!({})).await?,
+    };
+    if a.output == Some(OutputFormat::Json) {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    if let Some(keys) = v.get("keys").and_then(Value::as_array) {
+        println!("node {}, key file {}", v["node"].as_str().unwrap_or("?"), v["file"].as_str().unwrap_or("?"));
+        let rows: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| {
+                ["id", "state", "created", "secrets"]
+                    .iter()
+                    .map(|f| k[*f].as_str().map_or_else(|| k[*f].to_string(), str::to_string))
+                    .collect()
+            })
+            .collect();
+        print!("{}", super::output::table(&["KEY", "STATE", "CREATED", "SECRETS"], &rows));
+        return Ok(());
+    }
+    println!(
+        "data key {} now seals; {} Secrets sealed again with it",
+        v["key"].as_str().unwrap_or("?"),
+        v["resealed"].as_u64().unwrap_or(0)
+    );
+    let asked = v.pointer("/peers/asked").and_then(Value::as_u64).unwrap_or(0);
+    let answered = v.pointer("/peers/answered").and_then(Value::as_u64).unwrap_or(0);
+    println!("{answered} of {asked} live peers have it");
+    match v.get("oldKeysKept").and_then(Value::as_str) {
+        Some(why) => println!("old keys kept ({why}): run `shoal data-key rotate` again to retire them"),
+        None => {
+            let retired = v["retired"].as_array().map_or(0, Vec::len);
+            println!("{retired} old keys retired (erased on every node that receives the news)");
+        }
+    }
     Ok(())
 }
 

@@ -8,6 +8,10 @@
 //! `create configmap NAME --from-literal=K=V --from-file=[K=]PATH` makes a
 //! ConfigMap as kubectl does: text files under `data`, other files (not
 //! UTF-8) under `binaryData`, a directory as one key per regular file.
+//!
+//! `create secret generic NAME --from-literal=K=V --from-file=[K=]PATH`
+//! makes a Secret the same way, every value base64 under `data`; the node
+//! that receives it seals it.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +20,7 @@ use base64::Engine as _;
 use hyper::Method;
 
 use super::CliError;
-use super::args::{CreateArgs, CreateWhat};
+use super::args::{CreateArgs, CreateWhat, SecretWhat};
 use super::commands::client;
 use crate::model::{CronJob, Kind};
 
@@ -68,6 +72,47 @@ pub async fn run(a: CreateArgs) -> Result<(), CliError> {
             let body = serde_json::to_value(&cm).unwrap_or_default();
             client(&opts).send_json(Method::POST, &Kind::ConfigMap.rest_path(Some(&namespace)), &body).await?;
             println!("configmap/{name} created");
+            Ok(())
+        }
+        CreateWhat::Secret {
+            what: SecretWhat::Generic { name, from_literal, from_file, type_, namespace, client: opts },
+        } => {
+            let mut sec = crate::model::Secret {
+                api_version: "v1".into(),
+                kind: "Secret".into(),
+                type_: Some(type_.unwrap_or_else(|| "Opaque".into())),
+                ..Default::default()
+            };
+            sec.metadata.name = name.clone();
+            sec.metadata.namespace = Some(namespace.clone());
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let mut put = |k: &str, bytes: Vec<u8>, from: &str| {
+                if let Err(m) = crate::model::config::valid_key(k) {
+                    return Err(CliError::Usage(format!("{from}: {m}")));
+                }
+                if sec.data.insert(k.to_string(), b64.encode(bytes)).is_some() {
+                    return Err(CliError::Usage(format!("{from}: key {k:?} is given twice")));
+                }
+                Ok(())
+            };
+            for lit in &from_literal {
+                let Some((k, v)) = lit.split_once('=') else {
+                    // Never echo a literal: it may be the secret itself.
+                    return Err(CliError::Usage("--from-literal: expected KEY=VALUE".into()));
+                };
+                put(k, v.as_bytes().to_vec(), &format!("--from-literal={k}=..."))?;
+            }
+            for f in &from_file {
+                for (k, bytes) in read_source(f)? {
+                    put(&k, bytes, &format!("--from-file={f}"))?;
+                }
+            }
+            if let Some((field, m)) = crate::model::config::check_secret(&sec).first() {
+                return Err(CliError::Usage(format!("{field}: {m}")));
+            }
+            let body = serde_json::to_value(&sec).unwrap_or_default();
+            client(&opts).send_json(Method::POST, &Kind::Secret.rest_path(Some(&namespace)), &body).await?;
+            println!("secret/{name} created");
             Ok(())
         }
     }

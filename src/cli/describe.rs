@@ -244,6 +244,19 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
                 let _ = writeln!(out, "{k}: {bytes} bytes");
             }
         }
+        "Secret" => {
+            // Sizes only, as kubectl: a Secret's values are never printed.
+            let _ = writeln!(out, "\nType:  {}", v.pointer("/type").and_then(Value::as_str).unwrap_or("Opaque"));
+            let _ = writeln!(out, "\nData\n====");
+            for (k, val) in v.pointer("/data").and_then(Value::as_object).into_iter().flatten() {
+                use base64::Engine as _;
+                let bytes = val
+                    .as_str()
+                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                    .map_or(0, |b| b.len());
+                let _ = writeln!(out, "{k}:  {bytes} bytes");
+            }
+        }
         "CronJob" => {
             let opt = |p: &str| {
                 v.pointer(p)

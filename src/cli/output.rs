@@ -128,6 +128,7 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
         "Service" => vec!["NAME", "TYPE", "PORT(S)", "ENDPOINTS", "AGE"],
         "Namespace" => vec!["NAME", "STATUS", "AGE"],
         "ConfigMap" => vec!["NAME", "DATA", "AGE"],
+        "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
         "Node" if wide => vec![
             "NAME",
             "STATUS",
@@ -207,6 +208,11 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
             "ConfigMap" => {
                 let count = |p: &str| it.pointer(p).and_then(Value::as_object).map_or(0, |m| m.len());
                 vec![name, (count("/data") + count("/binaryData")).to_string(), age_of(created)]
+            }
+            "Secret" => {
+                let count = it.pointer("/data").and_then(Value::as_object).map_or(0, |m| m.len());
+                let t = it.pointer("/type").and_then(Value::as_str).unwrap_or("Opaque").to_string();
+                vec![name, t, count.to_string(), age_of(created)]
             }
             "CronJob" => {
                 let tz = it.pointer("/spec/timeZone").and_then(Value::as_str).unwrap_or("<none>");

@@ -23,7 +23,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use types::{ConfigMap, CronJob, DaemonSet, Deployment, Job, Namespace, ObjectMeta, Service};
+pub use types::{ConfigMap, CronJob, DaemonSet, Deployment, Job, Namespace, ObjectMeta, Secret, Service};
 
 /// What is wrong with a value, in words a user can act on (the caller adds
 /// which field it was).
@@ -44,11 +44,20 @@ pub enum Kind {
     DaemonSet,
     CronJob,
     ConfigMap,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] =
-        [Kind::Namespace, Kind::Deployment, Kind::Job, Kind::Service, Kind::DaemonSet, Kind::CronJob, Kind::ConfigMap];
+    pub const ALL: [Kind; 8] = [
+        Kind::Namespace,
+        Kind::Deployment,
+        Kind::Job,
+        Kind::Service,
+        Kind::DaemonSet,
+        Kind::CronJob,
+        Kind::ConfigMap,
+        Kind::Secret,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,12 +68,13 @@ impl Kind {
             Kind::DaemonSet => "DaemonSet",
             Kind::CronJob => "CronJob",
             Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Namespace | Kind::Service | Kind::ConfigMap => "v1",
+            Kind::Namespace | Kind::Service | Kind::ConfigMap | Kind::Secret => "v1",
             Kind::Deployment | Kind::DaemonSet => "apps/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
         }
@@ -80,6 +90,7 @@ impl Kind {
             Kind::DaemonSet => "daemonsets",
             Kind::CronJob => "cronjobs",
             Kind::ConfigMap => "configmaps",
+            Kind::Secret => "secrets",
         }
     }
 
@@ -116,6 +127,7 @@ impl Kind {
             "daemonset" | "daemonsets" | "ds" => Kind::DaemonSet,
             "cronjob" | "cronjobs" | "cj" => Kind::CronJob,
             "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
+            "secret" | "secrets" => Kind::Secret,
             _ => return None,
         })
     }
@@ -155,6 +167,7 @@ pub enum Object {
     DaemonSet(DaemonSet),
     CronJob(CronJob),
     ConfigMap(ConfigMap),
+    Secret(Secret),
 }
 
 impl Object {
@@ -167,6 +180,7 @@ impl Object {
             Object::DaemonSet(_) => Kind::DaemonSet,
             Object::CronJob(_) => Kind::CronJob,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -179,6 +193,7 @@ impl Object {
             Object::DaemonSet(o) => &o.metadata,
             Object::CronJob(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
         }
     }
 
@@ -191,6 +206,7 @@ impl Object {
             Object::DaemonSet(o) => &mut o.metadata,
             Object::CronJob(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
         }
     }
 
@@ -216,6 +232,7 @@ impl Object {
             Object::DaemonSet(o) => serde_json::to_value(o),
             Object::CronJob(o) => serde_json::to_value(o),
             Object::ConfigMap(o) => serde_json::to_value(o),
+            Object::Secret(o) => serde_json::to_value(o),
         };
         // Serializing plain data structs into a Value cannot fail.
         v.unwrap_or(serde_json::Value::Null)

@@ -207,7 +207,7 @@ fn parse_doc(ctx: &DocCtx<'_>, vctx: &Context, default_ns: &str, out: &mut Outco
         out.errors.push(ctx.issue(
             "kind",
             format!(
-                "unknown kind {kind_text:?}: Shoal supports Namespace, Deployment, DaemonSet, Job, CronJob, Service and ConfigMap"
+                "unknown kind {kind_text:?}: Shoal supports Namespace, Deployment, DaemonSet, Job, CronJob, Service, ConfigMap and Secret"
             ),
         ));
         return None;
@@ -233,6 +233,17 @@ fn parse_doc(ctx: &DocCtx<'_>, vctx: &Context, default_ns: &str, out: &mut Outco
         Kind::DaemonSet => parse_kind(ctx, out, Object::DaemonSet),
         Kind::CronJob => parse_kind(ctx, out, Object::CronJob),
         Kind::ConfigMap => parse_typed(ctx, out, Object::ConfigMap),
+        Kind::Secret => {
+            let o = parse_typed(ctx, out, Object::Secret);
+            // A decoding error may quote the value it could not take: never
+            // one of a Secret's.
+            for e in &mut out.errors[before..] {
+                if ["data", "stringData"].iter().any(|f| e.field == *f || e.field.starts_with(&format!("{f}."))) {
+                    e.message = "must be a mapping of keys to strings (the value is not shown)".into();
+                }
+            }
+            o
+        }
     };
     let mut obj = obj?;
     // Server-set metadata is never taken from a client, except the

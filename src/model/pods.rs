@@ -454,7 +454,8 @@ pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, facts: Jo
             | Object::Service(_)
             | Object::DaemonSet(_)
             | Object::CronJob(_)
-            | Object::ConfigMap(_) => {}
+            | Object::ConfigMap(_)
+            | Object::Secret(_) => {}
         }
     }
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));

@@ -171,6 +171,69 @@ pub struct ConfigMap {
     pub immutable: Option<bool>,
 }
 
+/// Secret data (v1 Secret). A client sends `data` (base64) or `stringData`
+/// (text); the cluster holds neither, only `sealed`: the data encrypted
+/// with the cluster data key (`state::seal`). `data` is filled in again
+/// when a Secret is read through the API of a node that holds the key.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub string_data: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
+    /// The data, sealed: set by the cluster, never by a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
+}
+
+/// `Debug` shows a Secret's key names, never its values.
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("metadata", &self.metadata)
+            .field("type", &self.type_)
+            .field("data", &self.data.keys().collect::<Vec<_>>())
+            .field("string_data", &self.string_data.keys().collect::<Vec<_>>())
+            .field("immutable", &self.immutable)
+            .field("sealed", &self.sealed.as_ref().map(|s| &s.key))
+            .finish()
+    }
+}
+
+/// A Secret's data encrypted with data key `key` (base64 of nonce,
+/// ciphertext and tag).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Sealed {
+    pub key: String,
+    pub data: String,
+}
+
+/// A Secret's keys as files: all of them, or `items` (key → path).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVolumeSource {
+    #[serde(default)]
+    pub secret_name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<KeyToPath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+    /// File mode (default 0644).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_mode: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPort {
@@ -309,6 +372,8 @@ pub struct Volume {
     pub host_path: Option<HostPathSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretVolumeSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

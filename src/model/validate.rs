@@ -75,7 +75,7 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
     let mut r = Report::default();
     let kind = obj.kind();
     let meta = obj.meta();
-    if matches!(kind, Kind::Deployment | Kind::Job | Kind::DaemonSet | Kind::CronJob | Kind::ConfigMap) {
+    if matches!(kind, Kind::Deployment | Kind::Job | Kind::DaemonSet | Kind::CronJob | Kind::ConfigMap | Kind::Secret) {
         r.check("metadata.name", names::dns_subdomain(&meta.name, MAX_OBJECT_NAME));
     } else {
         r.check("metadata.name", names::dns_label(&meta.name, 63));
@@ -91,6 +91,11 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
         Object::Namespace(_) => {}
         Object::ConfigMap(c) => {
             for (path, message) in super::config::check(c) {
+                r.err(path, message);
+            }
+        }
+        Object::Secret(s) => {
+            for (path, message) in super::config::check_secret(s) {
                 r.err(path, message);
             }
         }
@@ -413,8 +418,17 @@ fn pod_spec(r: &mut Report, path: &str, s: &PodSpec) {
         if !volume_names.insert(v.name.as_str()) {
             r.err(join_key(&vp, "name"), format!("duplicate volume name {:?}", v.name));
         }
+        let sources = [v.empty_dir.is_some(), v.host_path.is_some(), v.config_map.is_some(), v.secret.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            r.err(&vp, "a volume needs exactly one source: emptyDir, hostPath, configMap or secret");
+            continue;
+        }
+        if let Some(sv) = &v.secret {
+            let sp = join_key(&vp, "secret");
+            r.check(&join_key(&sp, "secretName"), names::dns_subdomain(&sv.secret_name, MAX_OBJECT_NAME));
+            key_items(r, &sp, sv.default_mode, &sv.items);
+        }
         match (&v.empty_dir, &v.host_path, &v.config_map) {
-            (Some(_), None, None) => {}
             (None, None, Some(cm)) => config_map_volume(r, &join_key(&vp, "configMap"), cm),
             (None, Some(h), None) => {
                 if !h.path.starts_with('/') {
@@ -433,7 +447,7 @@ fn pod_spec(r: &mut Report, path: &str, s: &PodSpec) {
                     ),
                 }
             }
-            _ => r.err(&vp, "a volume needs exactly one source: emptyDir, hostPath or configMap"),
+            _ => {}
         }
     }
     let mut container_names = BTreeSet::new();
@@ -473,30 +487,28 @@ fn container(r: &mut Report, path: &str, c: &Container, volumes: &BTreeSet<&str>
         if !e.value.is_empty() {
             r.err(join_key(&ep, "value"), "set value or valueFrom, not both");
         }
-        if from.secret_key_ref.is_some() {
-            r.err(join_key(&fp, "secretKeyRef"), "Secrets are not supported yet: use a configMapKeyRef");
+        let refs = [("configMapKeyRef", &from.config_map_key_ref), ("secretKeyRef", &from.secret_key_ref)];
+        let set: Vec<_> = refs.iter().filter_map(|(n, k)| k.as_ref().map(|k| (*n, k))).collect();
+        if set.len() != 1 {
+            r.err(&fp, "needs exactly one of configMapKeyRef and secretKeyRef");
         }
-        match &from.config_map_key_ref {
-            Some(k) => {
-                let kp = join_key(&fp, "configMapKeyRef");
-                r.check(&join_key(&kp, "name"), names::dns_subdomain(&k.name, MAX_OBJECT_NAME));
-                if let Err(m) = super::config::valid_key(&k.key) {
-                    r.err(join_key(&kp, "key"), m);
-                }
+        for (n, k) in set {
+            let kp = join_key(&fp, n);
+            r.check(&join_key(&kp, "name"), names::dns_subdomain(&k.name, MAX_OBJECT_NAME));
+            if let Err(m) = super::config::valid_key(&k.key) {
+                r.err(join_key(&kp, "key"), m);
             }
-            None if from.secret_key_ref.is_none() => r.err(&fp, "needs configMapKeyRef"),
-            None => {}
         }
     }
     for (i, f) in c.env_from.iter().enumerate() {
         let fp = join_index(&join_key(path, "envFrom"), i);
-        if f.secret_ref.is_some() {
-            r.err(join_key(&fp, "secretRef"), "Secrets are not supported yet: use a configMapRef");
+        let refs = [("configMapRef", &f.config_map_ref), ("secretRef", &f.secret_ref)];
+        let set: Vec<_> = refs.iter().filter_map(|(n, k)| k.as_ref().map(|k| (*n, k))).collect();
+        if set.len() != 1 {
+            r.err(&fp, "needs exactly one of configMapRef and secretRef");
         }
-        match &f.config_map_ref {
-            Some(c) => r.check(&join_key(&fp, "configMapRef.name"), names::dns_subdomain(&c.name, MAX_OBJECT_NAME)),
-            None if f.secret_ref.is_none() => r.err(&fp, "needs configMapRef"),
-            None => {}
+        for (n, k) in set {
+            r.check(&join_key(&join_key(&fp, n), "name"), names::dns_subdomain(&k.name, MAX_OBJECT_NAME));
         }
         if let Some(p) = f.prefix.as_deref().filter(|p| !p.is_empty()) {
             r.check(&join_key(&fp, "prefix"), names::env_name(p));
@@ -741,9 +753,14 @@ pub fn image_reference(s: &str) -> Result<(), Invalid> {
 
 fn config_map_volume(r: &mut Report, path: &str, v: &crate::model::types::ConfigMapVolumeSource) {
     r.check(&join_key(path, "name"), names::dns_subdomain(&v.name, MAX_OBJECT_NAME));
-    range(r, &join_key(path, "defaultMode"), v.default_mode, 0, 0o777);
+    key_items(r, path, v.default_mode, &v.items);
+}
+
+/// A configMap or secret volume's `defaultMode` and `items`.
+fn key_items(r: &mut Report, path: &str, mode: Option<i64>, items: &[crate::model::types::KeyToPath]) {
+    range(r, &join_key(path, "defaultMode"), mode, 0, 0o777);
     let mut paths = BTreeSet::new();
-    for (i, it) in v.items.iter().enumerate() {
+    for (i, it) in items.iter().enumerate() {
         let ip = join_index(&join_key(path, "items"), i);
         if let Err(m) = super::config::valid_key(&it.key) {
             r.err(join_key(&ip, "key"), m);

@@ -209,6 +209,9 @@ pub fn parse_documents(text: &str) -> Result<Vec<LocatedDoc>, YamlError> {
     // YAML 1.2 booleans: only true/false, so `y`, `on` and `no` stay strings.
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
+    // File modes as Kubernetes manifests write them (`defaultMode: 0400`):
+    // octal, as in the YAML 1.1 that Kubernetes reads.
+    options.legacy_octal_numbers = true;
     let docs: Vec<Spanned<Node>> = serde_saphyr::from_multiple_with_options(text, options).map_err(|e| YamlError {
         message: first_line(&e.to_string()),
         pos: e.location().map(|l| Pos { line: l.line() as u32, column: l.column() as u32 }),
@@ -244,6 +247,15 @@ mod tests {
         // Unknown deeper paths fall back to the nearest ancestor.
         assert_eq!(docs[0].pos("b.c[1].nope").map(|p| p.line), Some(5));
         assert_eq!(docs[1].value["q"], true);
+    }
+
+    #[test]
+    fn file_modes_are_octal_as_kubernetes_reads_them() {
+        let docs = parse_documents("a: 0400\nb: 0644\nc: 420\nd: \"0400\"\n").unwrap();
+        assert_eq!(docs[0].value["a"], 0o400);
+        assert_eq!(docs[0].value["b"], 0o644);
+        assert_eq!(docs[0].value["c"], 420);
+        assert_eq!(docs[0].value["d"], "0400");
     }
 
     #[test]

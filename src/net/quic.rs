@@ -44,6 +44,8 @@ pub enum StreamKind {
     Gossip = 1,
     Sync = 2,
     Join = 3,
+    /// Cluster data keys (peers only: mutual TLS).
+    Keys = 4,
 }
 
 impl StreamKind {
@@ -52,6 +54,7 @@ impl StreamKind {
             1 => Some(StreamKind::Gossip),
             2 => Some(StreamKind::Sync),
             3 => Some(StreamKind::Join),
+            4 => Some(StreamKind::Keys),
             _ => None,
         }
     }
@@ -102,6 +105,7 @@ pub struct Net {
     gossip_tx: mpsc::Sender<(SocketAddr, Bytes)>,
     sync: OnceLock<Arc<dyn Handler>>,
     join: OnceLock<Arc<dyn Handler>>,
+    keys: OnceLock<Arc<dyn Handler>>,
     pub metrics: Arc<Metrics>,
     limit: RateLimit,
     /// The address peers know this node by (sent with every gossip frame).
@@ -188,6 +192,7 @@ impl Net {
             gossip_tx,
             sync: OnceLock::new(),
             join: OnceLock::new(),
+            keys: OnceLock::new(),
             metrics,
             limit: RateLimit { last: Mutex::new(HashMap::new()) },
             advertise,
@@ -202,6 +207,10 @@ impl Net {
 
     pub fn set_join_handler(&self, h: Arc<dyn Handler>) {
         let _ = self.join.set(h);
+    }
+
+    pub fn set_keys_handler(&self, h: Arc<dyn Handler>) {
+        let _ = self.keys.set(h);
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -292,6 +301,7 @@ impl Net {
         let handler = match (StreamKind::from_u8(data[0]), is_join) {
             (Some(StreamKind::Join), _) => self.join.get(),
             (Some(StreamKind::Sync), false) => self.sync.get(),
+            (Some(StreamKind::Keys), false) => self.keys.get(),
             _ => None,
         };
         let Some(h) = handler.cloned() else {

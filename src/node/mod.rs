@@ -7,12 +7,14 @@
 //!   API, the service proxy, DNS, discovery) and its shutdown;
 //! - `identity`: what a node keeps in its data dir and knows of its host;
 //! - `cluster`: admitting nodes (join tokens, the join service);
+//! - `keys`: the cluster data keys between nodes (Secrets);
 //! - `adapters`: trait implementations that join two parts.
 
 pub mod adapters;
 pub mod assembly;
 pub mod cluster;
 pub mod identity;
+pub mod keys;
 pub mod start;
 
 use std::net::SocketAddr;
@@ -44,6 +46,8 @@ pub enum NodeError {
     NothingDiscovered,
     #[error("cannot write the first join token of the new cluster: {0}")]
     FirstToken(#[from] cluster::TokenWriteError),
+    #[error("cluster data keys: {0}")]
+    Keys(String),
     #[error(transparent)]
     Membership(#[from] crate::membership::service::MembershipError),
     #[error("cannot listen on {addr} for the API: {source} (is another node using it? pass --api-addr or --node-ip)")]

@@ -179,6 +179,7 @@ impl Node {
         let events = Arc::new(EventLog::new(&r.name));
         let metrics = Arc::new(Metrics::new());
         let ca_hash = id.ca_hash()?;
+        let keys = Arc::new(open_keys(&cfg, &dd, &id.cluster_id, &r.name, found.new_cluster)?);
         let new_cluster_token = if found.new_cluster {
             // Before the cluster exists, the token is written here only.
             let local: Arc<dyn Writer> = Arc::new(LocalWriter { db: db.clone() });
@@ -230,10 +231,8 @@ impl Node {
                 let (db, ip) = (db.clone(), r.node_ip.to_string());
                 Box::new(move |ns| crate::proxy::env::service_env(&db.snapshot(), ns, &ip))
             },
-            config: {
-                let db = db.clone();
-                Box::new(move |ns, name| db.snapshot().config_map(ns, name))
-            },
+            config: super::keys::config_source(db.clone(), keys.clone()),
+            secrets_dir: secrets_dir(&dd),
         });
         let own = a.own_plan();
         a.spawn_agent(RuntimeExecutor::new(ctx.clone()), own);
@@ -249,6 +248,13 @@ impl Node {
         if let Some(d) = docker {
             watch_docker(d, &a, events.clone());
         }
+        net.set_keys_handler(Arc::new(super::keys::KeysHandler { keys: keys.clone(), metrics: metrics.clone() }));
+        let key_exchange = Arc::new(super::keys::KeyExchange {
+            net: net.clone(),
+            keys: keys.clone(),
+            view: a.view.clone(),
+            db: db.clone(),
+        });
 
         let proxy_status = Arc::new(crate::proxy::server::ProxyStatus::default());
         let api_ctx = Arc::new(ApiCtx {
@@ -267,6 +273,8 @@ impl Node {
             started: Instant::now(),
             cluster: Some(tokens),
             proxy: Some(proxy_status.clone()),
+            keys: Some(keys.clone()),
+            key_peers: Some(key_exchange.clone()),
         });
         let shutdown = a.shutdown_signal();
         let mut tasks = vec![tokio::spawn(async move {
@@ -291,7 +299,8 @@ impl Node {
                 shutdown: a.shutdown_signal(),
             },
         )));
-        tasks.push(spawn_config_sync(ctx.pods_dir(), db.clone(), a.plan.clone(), a.shutdown_signal()));
+        tasks.push(key_exchange.spawn(a.shutdown_signal()));
+        tasks.push(spawn_config_sync(ctx.clone(), db.clone(), keys.clone(), a.plan.clone(), a.shutdown_signal()));
         tasks.push(spawn_log_sweep(
             r.name.clone(),
             ctx.logs_dir(),
@@ -379,40 +388,65 @@ fn spawn_log_sweep(
     })
 }
 
-/// Keeps the `configMap` volumes of the pods prepared on this node equal
-/// to their ConfigMaps: on every change of the desired state, rewrites the
-/// files that changed (a ConfigMap that is gone leaves its last files, as
-/// in Kubernetes). Only volumes whose directory exists are touched.
+/// Keeps the `configMap` and `secret` volumes of the pods prepared on this
+/// node equal to their objects: on every change of the desired state that
+/// touches a ConfigMap or a Secret (or the node's keys), rewrites the files
+/// that changed (an object that is gone leaves its last files, as in
+/// Kubernetes). Only volumes whose directory exists are touched.
 fn spawn_config_sync(
-    pods_dir: PathBuf,
+    ctx: Arc<PodCtx>,
     db: Arc<StateDb>,
+    keys: Arc<crate::state::keys::DataKeys>,
     plan: watch::Receiver<Arc<crate::placement::plan::PlanView>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    use crate::agent::exec::prepare::{config_mode, volume_dir};
+    use crate::agent::exec::prepare::config_volume_dir;
+    use crate::model::config::{volume_files, volume_ref};
     let mut state = db.subscribe();
+    let mut key_changes = keys.subscribe();
     tokio::spawn(async move {
+        let mut last = None;
         loop {
             tokio::select! {
                 r = state.changed() => if r.is_err() { return },
+                r = key_changes.changed() => if r.is_err() { return },
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             let snapshot = db.snapshot();
+            // Only what pods read: the ConfigMaps and Secrets, and the keys.
+            let inputs: Vec<(crate::model::ObjectKey, crate::state::Stamp)> = snapshot
+                .objects
+                .iter()
+                .filter(|(k, _)| matches!(k.kind, crate::model::Kind::ConfigMap | crate::model::Kind::Secret))
+                .map(|(k, o)| (k.clone(), o.stamp))
+                .collect();
+            let now = (inputs, *key_changes.borrow_and_update());
+            if last.as_ref() == Some(&now) {
+                continue;
+            }
+            last = Some(now);
             let plan = plan.borrow().clone();
-            let dir = pods_dir.clone();
+            let (ctx, db, keys) = (ctx.clone(), db.clone(), keys.clone());
             let _ = tokio::task::spawn_blocking(move || {
-                let lookup = |ns: &str, name: &str| snapshot.config_map(ns, name);
+                let lookup = |source, ns: &str, name: &str| super::keys::lookup(&db, &keys, source, ns, name);
                 for d in plan.desired.iter() {
                     for v in &d.spec.volumes {
-                        let Some(cv) = &v.config_map else { continue };
-                        let path = volume_dir(&dir, &d.namespace, &d.name, &v.name);
+                        let Some(r) = volume_ref(v) else { continue };
+                        let path = config_volume_dir(
+                            &ctx.pods_dir(),
+                            &ctx.secrets_dir,
+                            r.source,
+                            &d.namespace,
+                            &d.name,
+                            &v.name,
+                        );
                         if !path.is_dir() {
                             continue;
                         }
-                        let Ok(files) = crate::model::config::volume_files(&d.namespace, cv, &lookup) else { continue };
-                        match crate::agent::exec::config_files::write(&path, &files, config_mode(cv)) {
+                        let Ok(files) = volume_files(&d.namespace, &r, &lookup) else { continue };
+                        match crate::agent::exec::config_files::write(&path, &files, r.mode) {
                             Ok(true) => {
-                                tracing::info!(pod = %d.id(), volume = %v.name, configmap = %cv.name, "volume updated")
+                                tracing::info!(pod = %d.id(), volume = %v.name, from = %r.name, "volume updated")
                             }
                             Ok(false) => {}
                             Err(e) => {
@@ -425,4 +459,37 @@ fn spawn_config_sync(
             .await;
         }
     })
+}
+
+/// The private tmpfs directory of this node's `secret` volumes.
+fn secrets_dir(dd: &std::path::Path) -> PathBuf {
+    let dir = crate::agent::exec::prepare::default_secrets_dir(&agent_marker(dd));
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+    dir
+}
+
+/// This node's data keys: from their file (outside the data dir), or a
+/// new key when this node creates the cluster. A node that joined, or
+/// lost the file, receives them from a peer (`keys::KeyExchange`).
+fn open_keys(
+    cfg: &NodeConfig,
+    dd: &std::path::Path,
+    cluster_id: &str,
+    name: &str,
+    new_cluster: bool,
+) -> Result<crate::state::keys::DataKeys, NodeError> {
+    let path = cfg.data_key_file.clone().unwrap_or_else(|| crate::config::default_key_file(cluster_id, name));
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let parent = path.parent().map(canon).unwrap_or_default();
+    if parent.starts_with(canon(dd)) {
+        tracing::warn!(file = %path.display(), data_dir = %dd.display(), "the data key file is inside the data dir: a copy of the data dir then opens every Secret; move it (--data-key-file)");
+    }
+    let keys = crate::state::keys::DataKeys::open(&path).map_err(|e| NodeError::Keys(e.to_string()))?;
+    if new_cluster && keys.usable() == 0 {
+        let id = keys.generate(unix_millis()).map_err(|e| NodeError::Keys(e.to_string()))?;
+        tracing::info!(key = %id, file = %path.display(), "made the cluster data key");
+    }
+    Ok(keys)
 }

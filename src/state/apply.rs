@@ -129,6 +129,13 @@ pub fn plan_apply(
         {
             return Err(ApplyError::Immutable(key));
         }
+        if let (Some(e), Object::Secret(new)) = (existing, &obj)
+            && let Object::Secret(old) = &e.object
+            && old.immutable == Some(true)
+            && (old.sealed != new.sealed || new.immutable != Some(true))
+        {
+            return Err(ApplyError::Immutable(key));
+        }
         let outcome = match existing {
             Some(e) if e.object.declared() == obj.declared() => Outcome::Unchanged,
             Some(e) => {

@@ -67,6 +67,14 @@ impl Snapshot {
             _ => None,
         }
     }
+    /// Secret `name` of namespace `ns` (sealed), if there is one.
+    pub fn secret(&self, ns: &str, name: &str) -> Option<&crate::model::Secret> {
+        let key = ObjectKey { kind: Kind::Secret, namespace: ns.to_string(), name: name.to_string() };
+        match &self.objects.get(&key)?.object {
+            Object::Secret(s) => Some(s),
+            _ => None,
+        }
+    }
     /// What the pods of Jobs have done: their results and the Jobs' ends.
     pub fn job_facts(&self) -> crate::model::pods::JobFacts<'_> {
         crate::model::pods::JobFacts { results: &self.pod_results, ends: &self.job_ends }
@@ -159,6 +167,13 @@ fn decode(e: &Entry) -> Result<Option<Decoded>, Refusal> {
             });
         if !ok {
             return Err(Refusal::Invalid("object does not match its key".into()));
+        }
+        if let Object::Secret(s) = &obj
+            && (s.sealed.is_none() || !s.data.is_empty() || !s.string_data.is_empty())
+        {
+            return Err(Refusal::Invalid(
+                "a Secret must be sealed with the cluster data key: this one holds its data in the clear".into(),
+            ));
         }
         obj.meta_mut().resource_version = Some(e.stamp.resource_version());
         return Ok(Some(Decoded::Object(Arc::new(StoredObject {

@@ -5,14 +5,18 @@
 //! - `merge`: the pure last-writer-wins rule;
 //! - `digest`: bucketed digests for anti-entropy;
 //! - `store`: the crash-safe on-disk copy (redb);
+//! - `seal`: the cluster data keys, and Secrets sealed with them;
+//! - `keys`: this node's copy of the data keys, in a private file;
 //! - `db`: the owner of the map on a node, which validates peer input.
 
 pub mod apply;
 pub mod db;
 pub mod digest;
 pub mod entry;
+pub mod keys;
 pub mod merge;
 pub mod protocol;
+pub mod seal;
 pub mod store;
 pub mod sync;
 pub mod writer;

@@ -122,6 +122,11 @@ impl TestNode {
         self.dir.join("data")
     }
 
+    /// The node's cluster data keys: beside its data dir, not in it.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.join("keys").join("data-keys.json")
+    }
+
     pub fn server(&self) -> String {
         format!("http://{}:7420", self.ip)
     }
@@ -141,6 +146,7 @@ impl TestNode {
             .args(&self.extra_args)
             .env_remove("SHOAL_TOKEN")
             .env_remove("SHOAL_SERVER")
+            .env("SHOAL_DATA_KEY_FILE", self.key_file())
             .env("SHOAL_LOG", "info,shoal=debug,chitchat=warn,quinn=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -288,6 +294,7 @@ impl Drop for TestNode {
         self.kill9();
         shoal::agent::process::kill_marked(&self.marker(), Duration::from_secs(5));
         remove_containers(&self.marker());
+        let _ = std::fs::remove_dir_all(shoal::agent::exec::prepare::default_secrets_dir(&self.marker()));
     }
 }
 

@@ -12,15 +12,16 @@ use super::checks::Check;
 use crate::agent::logs::{self, LogLimits, LogSink};
 use crate::agent::ports::PortAllocator;
 use crate::agent::runtime::{Adopted, Launch, Mount, Runtime};
-use crate::model::config::{self, CONFIG_ERROR, EnvEntry};
+use crate::model::config::{self, CONFIG_ERROR, ConfigError, EnvEntry, Source, Values};
 use crate::model::pods::{DesiredPod, RuntimeKind};
 use crate::model::status::PortMapping;
-use crate::model::types::{ConfigMap, Container, IntOrString, Probe};
+use crate::model::types::{Container, IntOrString, Probe};
 
 /// Extra environment for the pods of a namespace (service discovery).
 pub type NamespaceEnv = Box<dyn Fn(&str) -> Vec<(String, String)> + Send + Sync>;
-/// The desired state's ConfigMap (namespace, name), if there is one.
-pub type ConfigSource = Box<dyn Fn(&str, &str) -> Option<Arc<ConfigMap>> + Send + Sync>;
+/// The desired state's ConfigMap or Secret (namespace, name), if there is
+/// one; an error when it cannot be read here (a Secret without the key).
+pub type ConfigSource = Box<dyn Fn(Source, &str, &str) -> Result<Option<Arc<Values>>, ConfigError> + Send + Sync>;
 
 /// What every pod on this node shares.
 pub struct PodCtx {
@@ -33,8 +34,11 @@ pub struct PodCtx {
     pub runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>>,
     /// Extra environment for every pod of a namespace (service discovery).
     pub namespace_env: NamespaceEnv,
-    /// The ConfigMaps pods take variables and files from.
+    /// The ConfigMaps and Secrets pods take variables and files from.
     pub config: ConfigSource,
+    /// Where `secret` volumes live: a private directory on a tmpfs, so a
+    /// Secret's files never reach a disk.
+    pub secrets_dir: PathBuf,
 }
 
 impl PodCtx {
@@ -109,18 +113,46 @@ pub fn volume_dir(pods_dir: &Path, namespace: &str, name: &str, volume: &str) ->
     pods_dir.join(format!("{namespace}_{name}")).join("volumes").join(volume)
 }
 
-/// File mode of a `configMap` volume's files (Kubernetes' default 0644).
-pub fn config_mode(v: &crate::model::types::ConfigMapVolumeSource) -> u32 {
-    v.default_mode.map_or(0o644, |m| (m & 0o777) as u32)
+/// The directory of a `configMap` or `secret` volume of pod
+/// `namespace/name`: a Secret's under `secrets_dir` (tmpfs), a ConfigMap's
+/// in the pod's directory.
+pub fn config_volume_dir(
+    pods_dir: &Path,
+    secrets_dir: &Path,
+    source: Source,
+    namespace: &str,
+    name: &str,
+    volume: &str,
+) -> PathBuf {
+    match source {
+        Source::ConfigMap => volume_dir(pods_dir, namespace, name, volume),
+        Source::Secret => secrets_dir.join(format!("{namespace}_{name}")).join(volume),
+    }
+}
+
+/// The private tmpfs directory for `secret` volumes of the node whose
+/// marker is `marker`: under /dev/shm (never swapped to a file system
+/// Shoal writes), else the system's temporary directory.
+pub fn default_secrets_dir(marker: &str) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    base.join(format!("shoal-{marker}"))
+}
+
+/// Creates `dir` (and its parents) readable by its owner only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Creates the pod's directory and volumes and allocates its host ports,
 /// reusing those of adopted containers.
 pub fn prepare(desired: &DesiredPod, ctx: &PodCtx, adopted: &[Adopted]) -> Result<Prepared, PrepareError> {
     let pod_dir = ctx.pods_dir().join(format!("{}_{}", desired.namespace, desired.name));
-    // What the pod takes from ConfigMaps first: a missing one fails the
-    // prepare before anything is allocated (the agent retries it).
-    let lookup = |ns: &str, name: &str| (ctx.config)(ns, name);
+    // What the pod takes from ConfigMaps and Secrets first: a missing one
+    // fails the prepare before anything is allocated (the agent retries it).
+    let lookup = |source: Source, ns: &str, name: &str| (ctx.config)(source, ns, name);
     let ns = desired.namespace.as_str();
     let env = desired
         .spec
@@ -131,18 +163,22 @@ pub fn prepare(desired: &DesiredPod, ctx: &PodCtx, adopted: &[Adopted]) -> Resul
         .map_err(|e| err(CONFIG_ERROR, e.0))?;
     let mut config_files = BTreeMap::new();
     for v in &desired.spec.volumes {
-        if let Some(cv) = &v.config_map {
-            config_files
-                .insert(v.name.clone(), config::volume_files(ns, cv, &lookup).map_err(|e| err(CONFIG_ERROR, e.0))?);
+        if let Some(r) = config::volume_ref(v) {
+            let files = config::volume_files(ns, &r, &lookup).map_err(|e| err(CONFIG_ERROR, e.0))?;
+            config_files.insert(v.name.clone(), (r.source, r.mode, files));
         }
     }
     std::fs::create_dir_all(&pod_dir).map_err(|e| err("CreatePodDirError", format!("{}: {e}", pod_dir.display())))?;
     let mut volumes = BTreeMap::new();
     for v in &desired.spec.volumes {
-        if let (Some(cv), Some(files)) = (&v.config_map, config_files.get(&v.name)) {
-            let p = volume_dir(&ctx.pods_dir(), ns, &desired.name, &v.name);
-            super::config_files::write(&p, files, config_mode(cv))
-                .map_err(|e| err("VolumeError", format!("configMap {}: {e}", v.name)))?;
+        if let Some((source, mode, files)) = config_files.get(&v.name) {
+            let p = config_volume_dir(&ctx.pods_dir(), &ctx.secrets_dir, *source, ns, &desired.name, &v.name);
+            let what = if *source == Source::Secret { "secret" } else { "configMap" };
+            if *source == Source::Secret {
+                private_dir(&p).map_err(|e| err("VolumeError", format!("{what} {}: {e}", v.name)))?;
+            }
+            super::config_files::write(&p, files, *mode)
+                .map_err(|e| err("VolumeError", format!("{what} {}: {e}", v.name)))?;
             volumes.insert(v.name.clone(), p);
         } else if v.empty_dir.is_some() {
             let p = pod_dir.join("volumes").join(&v.name);
@@ -357,6 +393,12 @@ pub fn clean_up(ctx: &PodCtx, desired: &DesiredPod, prep: Option<&Prepared>) {
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(pod = %desired.id(), error = %e, "cannot remove pod directory");
+    }
+    let secrets = ctx.secrets_dir.join(format!("{}_{}", desired.namespace, desired.name));
+    if let Err(e) = std::fs::remove_dir_all(&secrets)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(pod = %desired.id(), error = %e, "cannot remove the pod's secret volumes");
     }
 }
 
