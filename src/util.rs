@@ -34,7 +34,12 @@ pub fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
         f.write_all(content.as_bytes())?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename itself survives a power cut only once its directory is synced.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Reads a private file, or creates it (mode 0600) with `make()`; trimmed.

@@ -167,6 +167,49 @@ fn after_kill9_the_node_adopts_its_containers_and_runs_each_replica_once() {
 }
 
 #[test]
+fn a_container_reading_a_secret_keeps_running_while_its_restarted_node_lacks_the_key() {
+    if !docker_ready() {
+        return;
+    }
+    let mut node = TestNode::start("dock", FAST, &[]);
+    node.ok(&["create", "secret", "generic", "creds", "--from-literal=pw=x1"]);
+    node.apply(&web(
+        "web",
+        1,
+        "        - {name: creds, secret: {secretName: creds}}\n",
+        "            - {name: creds, mountPath: /etc/creds}\n",
+        "",
+    ));
+    node.wait_ready("web", 1, 60);
+    let id = container_of(&node, "web-0").unwrap();
+    let running = |id: &str| {
+        let o = Command::new("docker")
+            .args(["inspect", "--format", "{{.State.Running}}", id.trim_start_matches("docker://")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim() == "true"
+    };
+    // Restarted without its key (a single node: no peer to fetch it from).
+    node.kill9();
+    let saved = node.key_file().with_extension("saved");
+    std::fs::rename(node.key_file(), &saved).unwrap();
+    node.restart();
+    poll(30, "the pod to wait for the key", || {
+        let pods = node.pods();
+        let p = find(&pods, "web-0").ok_or("not listed")?;
+        let reason = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+        if reason == "CreateContainerConfigError" { Ok(()) } else { Err(p.to_string()) }
+    });
+    assert!(running(&id), "the container that ran before the restart is not stopped for want of the key");
+    // The key is back: the same container is adopted, not restarted.
+    node.kill9();
+    std::fs::rename(&saved, node.key_file()).unwrap();
+    node.restart();
+    node.wait_ready("web", 1, 60);
+    assert_eq!(container_of(&node, "web-0").unwrap(), id);
+}
+
+#[test]
 fn pull_failures_are_a_clear_status() {
     if !docker_ready() {
         return;

@@ -3,8 +3,8 @@
 //! follow the Secret's changes; never in `describe`, events, node logs or
 //! any file of any data dir (sealed with the cluster data key, which lives
 //! outside the data dir). A node that lost its key serves no Secret until
-//! a peer gives it back over mutual TLS; a rotation seals every Secret
-//! with a new key and retires the old one everywhere.
+//! a peer gives it back over mutual TLS, its pods waiting for it; a rotation seals every Secret with a new key and
+//! retires the old one everywhere.
 
 mod common;
 
@@ -194,12 +194,21 @@ fn a_node_without_the_key_serves_no_secret_until_a_peer_gives_it_and_rotation_re
 
     // Rotate: a new key seals everything; the old one is retired on every node.
     let out = c.nodes[1].ok(&["data-key", "rotate"]);
-    assert!(
-        out.contains("1 Secrets sealed again")
-            && out.contains("2 of 2 live peers")
-            && out.contains("1 old keys retired"),
-        "{out}"
-    );
+    assert!(out.contains("1 Secrets sealed again") && out.contains("2 of 2 live peers hold it"), "{out}");
+    let status = c.nodes[0].json(&["data-key"]).unwrap();
+    let states: Vec<&str> = status["keys"].as_array().unwrap().iter().filter_map(|k| k["state"].as_str()).collect();
+    assert!(states.contains(&"old") && states.contains(&"primary"), "the old key still opens until retired: {status}");
+    // Retire: refused until no node holds a Secret sealed with the old key
+    // (the resealed one may not have reached them all yet), then done.
+    let out = poll(30, "the retirement to be allowed", || {
+        let o = c.nodes[0].cli(&["data-key", "retire"]);
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    });
+    assert!(out.contains("1 old keys retired"), "{out}");
     for n in &c.nodes {
         poll(30, &format!("{} to retire the old key", n.name), || {
             let v = n.json(&["data-key"])?;
@@ -214,6 +223,15 @@ fn a_node_without_the_key_serves_no_secret_until_a_peer_gives_it_and_rotation_re
         let with_material = v["keys"].as_object().unwrap().values().filter(|k| k.get("material").is_some()).count();
         assert_eq!(with_material, 1, "the retired key's material is erased from {}'s file", n.name);
     }
+
+    // A DaemonSet's pod on every node reads the Secret.
+    c.nodes[0].apply("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      containers:\n      - name: c\n        env: [{name: K, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n        command: [sleep, '600']\n");
+    let on_n3 = |n: &TestNode| n.pods().into_iter().find(|p| of_daemonset(p, "agent") && p["spec"]["nodeName"] == "n3");
+    let before = poll(60, "the DaemonSet's pod running on n3", || {
+        let p = on_n3(&c.nodes[2]).ok_or("not listed")?;
+        if p["status"]["containerStatuses"][0]["ready"] == true { Ok(p) } else { Err(p.to_string()) }
+    });
+    assert!(pid_of(&before).is_some(), "a process pod");
 
     // n3 loses its key file and comes back cut off from its peers.
     let ips: Vec<_> = c.nodes.iter().map(|n| n.ip).collect();
@@ -231,10 +249,38 @@ fn a_node_without_the_key_serves_no_secret_until_a_peer_gives_it_and_rotation_re
     assert!(!w.status.success(), "nor seals a new one while Secrets exist it cannot open");
     let list = n3.cli(&["get", "secrets"]);
     assert!(!list.status.success());
+    // Its pod (a process, started again with the node) waits for the key.
+    poll(30, "n3's pod to wait for the key", || {
+        let p = on_n3(n3).ok_or("not listed")?;
+        let waiting = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+        let msg = waiting["message"].as_str().unwrap_or_default();
+        if waiting["reason"] == "CreateContainerConfigError" && msg.contains("has not received the cluster data key") {
+            Ok(())
+        } else {
+            Err(p.to_string())
+        }
+    });
+
+    // A rotation now reaches the two connected nodes only: retiring the old
+    // key is refused while n3 cannot answer (it would lose what it holds).
+    let c0 = &c.nodes[0];
+    assert!(c0.ok(&["data-key", "rotate"]).contains("now seals"));
+    let r = c0.cli(&["data-key", "retire"]);
+    let why = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && why.contains("n3 did not answer"), "{why}");
 
     // Healed: it fetches the key from a peer over mutual TLS.
     cut.heal();
     assert_eq!(poll(60, "n3 to receive the key", || secret_value(n3, "s", "k")), value);
     assert_eq!(std::fs::metadata(n3.key_file()).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(n3.log().contains("received data keys from a peer"), "the key came from a peer");
+    poll(60, "the retirement once n3 is back", || {
+        let o = c0.cli(&["data-key", "retire"]);
+        if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }
+    });
+    poll(30, "n3 to read it under the newest key", || secret_value(n3, "s", "k"));
+    poll(30, "n3's pod to start once the key is here", || {
+        let p = on_n3(n3).ok_or("not listed")?;
+        if p["status"]["containerStatuses"][0]["ready"] == true { Ok(()) } else { Err(p.to_string()) }
+    });
 }

@@ -172,6 +172,9 @@ impl From<ApplyError> for ApiError {
             ApplyError::DefaultNamespace => ApiError::new(StatusCode::FORBIDDEN, "Forbidden", message),
             ApplyError::Encode { .. } => ApiError::internal(message),
             ApplyError::Immutable(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message),
+            ApplyError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", message)
+            }
         }
     }
 }

@@ -19,18 +19,34 @@ use crate::model::parse::Parsed;
 use crate::model::{Kind, Object};
 use crate::state::Snapshot;
 use crate::state::apply::put_made;
+use crate::state::keys::sealed_with;
 use crate::state::seal::SealError;
 
 /// kubectl's record of what `kubectl apply` sent; never kept on a Secret.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// What a peer answered to a data key exchange.
+#[derive(Debug, Clone)]
+pub struct PeerAnswer {
+    pub node: String,
+    /// `None`: it did not answer.
+    pub answer: Option<PeerKeys>,
+}
+
+/// A peer's keys (ids only) and what its Secrets are sealed with.
+#[derive(Debug, Clone, Default)]
+pub struct PeerKeys {
+    pub usable: Vec<String>,
+    pub sealed_with: std::collections::BTreeMap<String, usize>,
+}
+
 /// The node's peers, for the data keys (implemented by the node over
 /// mutual TLS).
 #[async_trait]
 pub trait KeyPeers: Send + Sync {
-    /// Exchanges data keys with every live peer now; returns how many
-    /// answered and how many were asked.
-    async fn exchange_all(&self) -> (usize, usize);
+    /// Exchanges data keys now with every live peer, or with every member
+    /// that has not left (`every_member`); returns what each answered.
+    async fn exchange(&self, every_member: bool) -> Vec<PeerAnswer>;
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
@@ -43,21 +59,24 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// Makes sure this node holds a key to seal with: asks the peers, and
-/// makes the cluster's first key when none answered with one and the
-/// cluster holds no Secret yet (so no key can be missing).
+/// Makes sure this node holds a key to seal with: asks the live peers,
+/// and makes the cluster's first key only when no node can have one (this
+/// node is alone, or every live peer answered holding none) and the
+/// cluster holds no Secret yet.
 async fn ensure_key(ctx: &Ctx, snap: &Snapshot) -> Result<(), ApiError> {
     let keys = ctx.keys.as_ref().ok_or_else(|| unavailable(SealError::NoKey))?;
     if keys.usable() > 0 {
         return Ok(());
     }
-    if let Some(p) = &ctx.key_peers {
-        p.exchange_all().await;
-    }
+    let answers = match &ctx.key_peers {
+        Some(p) => p.exchange(false).await,
+        None => Vec::new(),
+    };
     if keys.usable() > 0 {
         return Ok(());
     }
-    if snap.of_kind(Kind::Secret).next().is_none() {
+    let none_anywhere = answers.iter().all(|a| a.answer.as_ref().is_some_and(|k| k.usable.is_empty()));
+    if none_anywhere && snap.of_kind(Kind::Secret).next().is_none() {
         let id = keys.generate(crate::util::unix_millis()).map_err(|e| ApiError::internal(e.to_string()))?;
         tracing::info!(key = %id, file = %keys.path().display(), "made the cluster's first data key");
         return Ok(());
@@ -122,91 +141,141 @@ pub async fn key_status(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError>
     let keys = ctx.keys.as_ref().ok_or_else(|| unavailable(SealError::NoKey))?;
     let ring = keys.ring();
     let primary = keys.primary_id();
-    let snap = ctx.db.snapshot();
-    let mut sealed_with: std::collections::BTreeMap<String, usize> = Default::default();
-    for o in snap.of_kind(Kind::Secret) {
-        if let Object::Secret(s) = &o.object
-            && let Some(x) = &s.sealed
-        {
-            *sealed_with.entry(x.key.clone()).or_default() += 1;
-        }
-    }
+    let counts = sealed_with(&ctx.db.snapshot());
     let list: Vec<Value> = ring
         .keys
         .iter()
         .map(|(id, k)| {
+            let state = if k.material.is_none() {
+                "retired"
+            } else if primary.as_deref() == Some(id) {
+                "primary"
+            } else {
+                "old"
+            };
             json!({
                 "id": id,
                 "created": crate::model::cron::rfc3339((k.created_ms / 1000) as i64),
-                "state": if k.material.is_none() { "retired" } else if primary.as_deref() == Some(id) { "primary" } else { "usable" },
-                "secrets": sealed_with.get(id).copied().unwrap_or(0),
+                "state": state,
+                "secrets": counts.get(id).copied().unwrap_or(0),
             })
         })
         .collect();
     Ok(Json(json!({"node": ctx.node_name, "file": keys.path().display().to_string(), "keys": list})))
 }
 
-/// `POST /shoal/v1/data-keys/rotate`: a new key seals from now on; every
-/// Secret is sealed again with it; the old keys are retired (their
-/// material erased on every node) once every live peer has the new key and
-/// no Secret is sealed with an old one.
+/// Seals again, with key `primary`, every Secret this node holds sealed
+/// with another key, a hundred per write. A Secret written meanwhile (its
+/// stamp changed) is left to the next pass, never overwritten with what
+/// was read before. Returns (sealed again, left).
+async fn reseal_stale(ctx: &Ctx, primary: &str) -> Result<(usize, usize), ApiError> {
+    let Some(keys) = ctx.keys.as_ref() else { return Err(unavailable(SealError::NoKey)) };
+    let snap = ctx.db.snapshot();
+    let mut todo = Vec::new();
+    for o in snap.of_kind(Kind::Secret) {
+        let Object::Secret(s) = &o.object else { continue };
+        if s.sealed.as_ref().is_none_or(|x| x.key == primary) {
+            continue;
+        }
+        let key = o.object.key();
+        let data =
+            keys.open_secret(s).map_err(|e| unavailable(format!("secret {}/{}: {e}", key.namespace, key.name)))?;
+        todo.push((key, o.stamp, o.object.clone(), data));
+    }
+    let (mut done, mut left) = (0, 0);
+    for chunk in todo.chunks(100) {
+        let now = ctx.db.snapshot();
+        let mut changes = Vec::new();
+        for (key, stamp, obj, data) in chunk {
+            if now.get(key).map(|o| o.stamp) != Some(*stamp) {
+                left += 1;
+                continue;
+            }
+            let mut obj = obj.clone();
+            if let Object::Secret(s) = &mut obj {
+                s.sealed = Some(keys.seal(&key.namespace, &key.name, data).map_err(unavailable)?);
+            }
+            obj.meta_mut().resource_version = None;
+            changes.push(put_made(&obj)?);
+        }
+        done += changes.len();
+        super::handlers::commit(ctx, changes).await?;
+    }
+    Ok((done, left))
+}
+
+/// `POST /shoal/v1/data-keys/rotate`: a new key seals from now on; it is
+/// sent to every live node, and every Secret is sealed again with it. The
+/// old keys still open what a node may hold sealed with them until
+/// `retire` erases them.
 pub async fn rotate(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
     let keys = ctx.keys.as_ref().ok_or_else(|| unavailable(SealError::NoKey))?;
     let _guard = ctx.apply_lock.lock().await;
-    {
-        let snap = ctx.db.snapshot();
-        ensure_key(&ctx, &snap).await?;
-    }
-    // Every Secret must open here before a new key is made.
-    let snap = ctx.db.snapshot();
-    let mut opened = Vec::new();
-    for o in snap.of_kind(Kind::Secret) {
-        if let Object::Secret(s) = &o.object {
-            let key = o.object.key();
-            let data =
-                keys.open_secret(s).map_err(|e| unavailable(format!("secret {}/{}: {e}", key.namespace, key.name)))?;
-            opened.push((o.object.clone(), data));
-        }
-    }
+    ensure_key(&ctx, &ctx.db.snapshot()).await?;
     let new = keys.generate(crate::util::unix_millis()).map_err(|e| ApiError::internal(e.to_string()))?;
-    let (answered, asked) = match &ctx.key_peers {
-        Some(p) => p.exchange_all().await,
-        None => (0, 0),
+    let answers = match &ctx.key_peers {
+        Some(p) => p.exchange(false).await,
+        None => Vec::new(),
     };
-    let mut changes = Vec::new();
-    for (mut obj, data) in opened {
-        let key = obj.key();
-        if let Object::Secret(s) = &mut obj {
-            s.sealed = Some(keys.seal(&key.namespace, &key.name, &data).map_err(unavailable)?);
-        }
-        obj.meta_mut().resource_version = None;
-        changes.push(put_made(&obj)?);
-    }
-    let resealed = changes.len();
-    super::handlers::commit(&ctx, changes).await?;
-    let snap = ctx.db.snapshot();
-    let stale = snap
-        .of_kind(Kind::Secret)
-        .filter(|o| matches!(&o.object, Object::Secret(s) if s.sealed.as_ref().is_some_and(|x| x.key != new)))
-        .count();
-    let mut retired = Vec::new();
-    let kept = if answered < asked {
-        Some(format!("{} of {asked} live peers did not answer", asked - answered))
-    } else if stale > 0 {
-        Some(format!("{stale} Secrets are still sealed with an old key"))
-    } else {
-        None
-    };
-    if kept.is_none() {
-        retired = keys.retire_all_but(&new).map_err(|e| ApiError::internal(e.to_string()))?;
-        if let Some(p) = &ctx.key_peers {
-            p.exchange_all().await;
-        }
-    }
-    tracing::info!(key = %new, resealed, retired = ?retired, "rotated the cluster data key");
+    let holding = answers.iter().filter(|a| a.answer.as_ref().is_some_and(|k| k.usable.contains(&new))).count();
+    let (resealed, left) = reseal_stale(&ctx, &new).await?;
+    tracing::info!(key = %new, resealed, left, "rotated the cluster data key");
     Ok(Json(json!({
-        "key": new, "resealed": resealed, "retired": retired,
-        "peers": {"asked": asked, "answered": answered},
-        "oldKeysKept": kept,
+        "key": new, "resealed": resealed, "changedMeanwhile": left,
+        "peers": {"asked": answers.len(), "holding": holding},
     })))
+}
+
+/// `POST /shoal/v1/data-keys/retire`: erases the keys older than the one
+/// that seals, on every node, once it is safe: every member that has not
+/// left answers, holds the sealing key and stores no Secret sealed with an
+/// old one (this node seals its own stale ones again first). Otherwise
+/// nothing is retired and the answer (409) names what to wait for.
+pub async fn retire(State(ctx): State<Ctx>) -> Result<Json<Value>, ApiError> {
+    let keys = ctx.keys.as_ref().ok_or_else(|| unavailable(SealError::NoKey))?;
+    let _guard = ctx.apply_lock.lock().await;
+    let primary = keys.primary_id().ok_or_else(|| unavailable(SealError::NoKey))?;
+    reseal_stale(&ctx, &primary).await?;
+    let answers = match &ctx.key_peers {
+        Some(p) => p.exchange(true).await,
+        None => Vec::new(),
+    };
+    let old = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter().filter(|(k, _)| **k != primary).map(|(_, n)| n).sum::<usize>()
+    };
+    let mut problems = Vec::new();
+    let mine = old(&sealed_with(&ctx.db.snapshot()));
+    if mine > 0 {
+        problems.push(format!("this node holds {mine} Secrets sealed with an old key (written meanwhile)"));
+    }
+    for a in &answers {
+        match &a.answer {
+            None => problems.push(format!("{} did not answer", a.node)),
+            Some(k) if !k.usable.contains(&primary) => {
+                problems.push(format!("{} does not hold key {primary} yet", a.node))
+            }
+            Some(k) if old(&k.sealed_with) > 0 => problems.push(format!(
+                "{} holds {} Secrets sealed with an old key (not yet replicated there)",
+                a.node,
+                old(&k.sealed_with)
+            )),
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "no key was retired: {}; retry in a moment (a node that is down must come back, or be removed)",
+                problems.join("; ")
+            ),
+        ));
+    }
+    let retired = keys.retire_older_than(&primary).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(p) = &ctx.key_peers {
+        p.exchange(false).await;
+    }
+    tracing::info!(key = %primary, retired = ?retired, "retired the old data keys");
+    Ok(Json(json!({"key": primary, "retired": retired, "peers": answers.len()})))
 }

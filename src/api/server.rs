@@ -191,6 +191,7 @@ pub fn router(ctx: Ctx) -> Router {
         )
         .route("/shoal/v1/data-keys", get(super::secrets::key_status))
         .route("/shoal/v1/data-keys/rotate", post(super::secrets::rotate))
+        .route("/shoal/v1/data-keys/retire", post(super::secrets::retire))
         .route("/apis/batch/v1/cronjobs", get(h::list_all_cronjobs))
         .route("/apis/batch/v1/namespaces/{ns}/cronjobs", get(h::list_cronjobs).post(h::create_cronjob))
         .route(

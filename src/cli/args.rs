@@ -315,9 +315,12 @@ pub struct DataKeyArgs {
 pub enum DataKeyAction {
     /// The keys the node holds (ids and state, never the keys) (default).
     Status,
-    /// Make a new key, seal every Secret with it, and retire the old keys
-    /// once every live node has the new one.
+    /// Make a new key, send it to every live node and seal every Secret
+    /// with it (the old keys still open, until `retire`).
     Rotate,
+    /// Erase the old keys on every node, once every node holds the new one
+    /// and no Secret is sealed with an old one (else nothing changes).
+    Retire,
 }
 
 #[derive(Debug, Args)]

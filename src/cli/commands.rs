@@ -541,6 +541,7 @@ async fn data_key(a: super::args::DataKeyArgs) -> Result<(), CliError> {
     let v = match a.action.unwrap_or(DataKeyAction::Status) {
         DataKeyAction::Status => c.get_json("/shoal/v1/data-keys").await?,
         DataKeyAction::Rotate => c.send_json(Method::POST, "/shoal/v1/data-keys/rotate", &json!({})).await?,
+        DataKeyAction::Retire => c.send_json(Method::POST, "/shoal/v1/data-keys/retire", &json!({})).await?,
     };
     if a.output == Some(OutputFormat::Json) {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -560,21 +561,17 @@ async fn data_key(a: super::args::DataKeyArgs) -> Result<(), CliError> {
         print!("{}", super::output::table(&["KEY", "STATE", "CREATED", "SECRETS"], &rows));
         return Ok(());
     }
-    println!(
-        "data key {} now seals; {} Secrets sealed again with it",
-        v["key"].as_str().unwrap_or("?"),
-        v["resealed"].as_u64().unwrap_or(0)
-    );
-    let asked = v.pointer("/peers/asked").and_then(Value::as_u64).unwrap_or(0);
-    let answered = v.pointer("/peers/answered").and_then(Value::as_u64).unwrap_or(0);
-    println!("{answered} of {asked} live peers have it");
-    match v.get("oldKeysKept").and_then(Value::as_str) {
-        Some(why) => println!("old keys kept ({why}): run `shoal data-key rotate` again to retire them"),
-        None => {
-            let retired = v["retired"].as_array().map_or(0, Vec::len);
-            println!("{retired} old keys retired (erased on every node that receives the news)");
-        }
+    let key = v["key"].as_str().unwrap_or("?");
+    if let Some(retired) = v["retired"].as_array() {
+        println!("{} old keys retired on every node; {key} seals", retired.len());
+        return Ok(());
     }
+    println!("data key {key} now seals; {} Secrets sealed again with it", v["resealed"].as_u64().unwrap_or(0));
+    let asked = v.pointer("/peers/asked").and_then(Value::as_u64).unwrap_or(0);
+    let holding = v.pointer("/peers/holding").and_then(Value::as_u64).unwrap_or(0);
+    println!(
+        "{holding} of {asked} live peers hold it; `shoal data-key retire` erases the old keys once every node does"
+    );
     Ok(())
 }
 

@@ -192,16 +192,25 @@ async fn waiting_on(c: &Client, ns: &str, d: &Value) -> Vec<String> {
     out
 }
 
-/// Polls until the Deployment has rolled out, printing each new reading.
-pub async fn wait_deployment(c: &Client, ns: &str, name: &str, deadline: Instant) -> Result<(), CliError> {
+/// Polls `path` until `read` says it is done (Ok) or has failed (Err), or
+/// the deadline passes; prints each new message, and after one that is not
+/// the last, the lines `detail` gives (what the rollout waits on).
+async fn follow(
+    c: &Client,
+    path: &str,
+    what: &str,
+    deadline: Instant,
+    read: impl Fn(&Value) -> Result<(bool, String), CliError>,
+    detail: impl AsyncFn(&Value) -> Vec<String>,
+) -> Result<(), CliError> {
     let mut last = String::new();
     loop {
-        let d = c.get_json(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")).await?;
-        let (done, msg) = reading(name, &d)?;
+        let v = c.get_json(path).await?;
+        let (done, msg) = read(&v)?;
         if msg != last {
             println!("{msg}");
             if !done {
-                for l in waiting_on(c, ns, &d).await {
+                for l in detail(&v).await {
                     println!("{l}");
                 }
             }
@@ -211,10 +220,17 @@ pub async fn wait_deployment(c: &Client, ns: &str, name: &str, deadline: Instant
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(CliError::Failed(format!("timed out waiting for deployment {name:?} to roll out")));
+            return Err(CliError::Failed(format!("timed out waiting for {what}")));
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Polls until the Deployment has rolled out, printing kubectl's messages.
+pub async fn wait_deployment(c: &Client, ns: &str, name: &str, deadline: Instant) -> Result<(), CliError> {
+    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}");
+    let what = format!("deployment {name:?} to roll out");
+    follow(c, &path, &what, deadline, |d| reading(name, d), async |d| waiting_on(c, ns, d).await).await
 }
 
 /// kubectl's reading of a DaemonSet's rollout: (done, message).
@@ -240,55 +256,38 @@ fn daemonset_reading(name: &str, d: &Value) -> Result<(bool, String), CliError> 
 
 /// Polls until the DaemonSet has rolled out on every node it runs on.
 pub async fn wait_daemonset(c: &Client, ns: &str, name: &str, deadline: Instant) -> Result<(), CliError> {
-    let mut last = String::new();
-    loop {
-        let d = c.get_json(&format!("/apis/apps/v1/namespaces/{ns}/daemonsets/{name}")).await?;
-        let (done, msg) = daemonset_reading(name, &d)?;
-        if msg != last {
-            println!("{msg}");
-            last = msg;
-        }
-        if done {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(CliError::Failed(format!("timed out waiting for daemon set {name:?} to roll out")));
-        }
-        tokio::time::sleep(POLL).await;
+    let path = format!("/apis/apps/v1/namespaces/{ns}/daemonsets/{name}");
+    let what = format!("daemon set {name:?} to roll out");
+    follow(c, &path, &what, deadline, |d| daemonset_reading(name, d), async |_| Vec::new()).await
+}
+
+/// How a Job stands: (done, message), or its failure.
+fn job_reading(name: &str, j: &Value) -> Result<(bool, String), CliError> {
+    let conds = j.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    if conds.iter().any(|c| c.get("type").and_then(Value::as_str) == Some("Complete")) {
+        return Ok((true, format!("job {name:?} completed")));
     }
+    if let Some(f) = conds.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Failed")) {
+        let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        return Err(CliError::Failed(format!("job {name:?} failed ({}): {}", s("reason"), s("message"))));
+    }
+    let n = |p: &str| j.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let want = j.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1);
+    Ok((
+        false,
+        format!(
+            "Waiting for job {name:?}: {} of {want} completions, {} running...",
+            n("/status/succeeded"),
+            n("/status/active")
+        ),
+    ))
 }
 
 /// Polls until the Job has completed (Ok) or failed (an error).
 pub async fn wait_job(c: &Client, ns: &str, name: &str, deadline: Instant) -> Result<(), CliError> {
-    let mut last = String::new();
-    loop {
-        let j = c.get_json(&format!("/apis/batch/v1/namespaces/{ns}/jobs/{name}")).await?;
-        let conds = j.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-        let has = |t: &str| conds.iter().any(|c| c.get("type").and_then(Value::as_str) == Some(t));
-        if has("Complete") {
-            println!("job {name:?} completed");
-            return Ok(());
-        }
-        if let Some(f) = conds.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Failed")) {
-            let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-            return Err(CliError::Failed(format!("job {name:?} failed ({}): {}", s("reason"), s("message"))));
-        }
-        let n = |p: &str| j.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-        let want = j.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1);
-        let msg = format!(
-            "Waiting for job {name:?}: {} of {want} completions, {} running...",
-            n("/status/succeeded"),
-            n("/status/active")
-        );
-        if msg != last {
-            println!("{msg}");
-            last = msg;
-        }
-        if Instant::now() > deadline {
-            return Err(CliError::Failed(format!("timed out waiting for job {name:?} to finish")));
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    let path = format!("/apis/batch/v1/namespaces/{ns}/jobs/{name}");
+    let what = format!("job {name:?} to finish");
+    follow(c, &path, &what, deadline, |j| job_reading(name, j), async |_| Vec::new()).await
 }
 
 #[cfg(test)]
@@ -298,6 +297,23 @@ mod tests {
     fn d(want: i64, updated: i64, replicas: i64, available: i64, reason: &str) -> Value {
         json!({"metadata": {"generation": 2}, "spec": {"replicas": want}, "status": {"observedGeneration": 2, "updatedReplicas": updated, "replicas": replicas,
                "availableReplicas": available, "conditions": [{"type": "Progressing", "reason": reason}]}})
+    }
+
+    #[test]
+    fn reads_a_job_to_its_end_and_names_why_it_failed() {
+        let j = |conds: Value| json!({"spec": {"completions": 3}, "status": {"succeeded": 1, "active": 2, "conditions": conds}});
+        assert_eq!(
+            job_reading("b", &j(json!([]))).unwrap(),
+            (false, "Waiting for job \"b\": 1 of 3 completions, 2 running...".into())
+        );
+        assert_eq!(job_reading("b", &j(json!([{"type": "Complete"}]))).unwrap(), (true, "job \"b\" completed".into()));
+        let e = job_reading(
+            "b",
+            &j(json!([{"type": "Failed", "reason": "BackoffLimitExceeded", "message": "3 failures"}])),
+        );
+        assert!(
+            matches!(e, Err(CliError::Failed(m)) if m.contains("BackoffLimitExceeded") && m.contains("3 failures"))
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! network accepts only on mutually authenticated peer connections (a
 //! certificate of the cluster CA): a node sends its ring, the peer merges
 //! it and answers with its own, and the node merges that. Rings merge by
-//! union, so any order of exchanges converges. A node exchanges with one
+//! union, so any order of exchanges converges. Each side also says how
+//! many of its Secrets each key seals, so that a retirement can wait until
+//! no node holds a Secret sealed with an old key. A node exchanges with one
 //! live peer every 20 s, with every live peer at once when it lacks a key
 //! it needs (a Secret it cannot open, a write with no key), and every
 //! second while it holds no key and the cluster holds Secrets.
@@ -19,14 +21,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::agent::exec::prepare::ConfigSource;
-use crate::api::secrets::KeyPeers;
-use crate::membership::view::ClusterView;
+use crate::api::secrets::{KeyPeers, PeerAnswer, PeerKeys};
+use crate::membership::view::{ClusterView, NodeState};
 use crate::metrics::Metrics;
 use crate::model::Kind;
 use crate::model::config::{ConfigError, Source, Values};
 use crate::net::quic::{Handler, Net, StreamKind};
 use crate::state::StateDb;
-use crate::state::keys::DataKeys;
+use crate::state::keys::{DataKeys, KeyNews, sealed_with};
 use crate::state::seal::KeyRing;
 
 /// How often a node that holds its keys checks one peer for news.
@@ -39,20 +41,31 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 /// Answers peers' exchanges: merges their ring, answers with ours.
 pub struct KeysHandler {
     pub keys: Arc<DataKeys>,
+    pub db: Arc<StateDb>,
     pub metrics: Arc<Metrics>,
+}
+
+/// This node's news: its ring and what its Secrets are sealed with.
+fn news(keys: &DataKeys, db: &StateDb) -> Vec<u8> {
+    let n = KeyNews { ring: keys.ring(), sealed_with: sealed_with(&db.snapshot()) };
+    serde_json::to_vec(&n).unwrap_or_default()
+}
+
+fn take(keys: &DataKeys, peer: SocketAddr, ring: &KeyRing) {
+    match keys.merge(ring) {
+        Ok(true) => tracing::info!(%peer, keys = ?keys.ring(), "received data keys from a peer"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(%peer, error = %e, "cannot save the data keys a peer sent"),
+    }
 }
 
 #[async_trait]
 impl Handler for KeysHandler {
     async fn handle(&self, peer: SocketAddr, request: Vec<u8>) -> Vec<u8> {
-        match serde_json::from_slice::<KeyRing>(&request) {
+        match serde_json::from_slice::<KeyNews>(&request) {
             Ok(theirs) => {
-                match self.keys.merge(&theirs) {
-                    Ok(true) => tracing::info!(%peer, keys = ?self.keys.ring(), "received data keys from a peer"),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(%peer, error = %e, "cannot save the data keys a peer sent"),
-                }
-                serde_json::to_vec(&self.keys.ring()).unwrap_or_default()
+                take(&self.keys, peer, &theirs.ring);
+                news(&self.keys, &self.db)
             }
             Err(e) => {
                 self.metrics.refused("keys");
@@ -72,60 +85,65 @@ pub struct KeyExchange {
 }
 
 impl KeyExchange {
-    fn live_peers(&self) -> Vec<SocketAddr> {
+    /// The other nodes: (name, address), the live ones only or every
+    /// member that has not left.
+    fn peers(&self, live_only: bool) -> Vec<(String, SocketAddr)> {
         let v = self.view.borrow().clone();
         v.nodes
             .values()
-            .filter(|n| n.state.alive() && n.info.name != v.self_name)
-            .filter_map(|n| n.info.gossip_addr.parse().ok())
+            .filter(|n| n.info.name != v.self_name)
+            .filter(|n| if live_only { n.state.alive() } else { n.state != NodeState::Left })
+            .filter_map(|n| Some((n.info.name.clone(), n.info.gossip_addr.parse().ok()?)))
             .collect()
     }
 
-    /// One exchange with `peer`; whether it answered.
-    async fn with(&self, peer: SocketAddr) -> bool {
-        let Ok(req) = serde_json::to_vec(&self.keys.ring()) else { return false };
+    fn live_peers(&self) -> Vec<SocketAddr> {
+        self.peers(true).into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// One exchange with `peer`; its news, if it answered.
+    async fn with(&self, peer: SocketAddr) -> Option<KeyNews> {
+        let req = news(&self.keys, &self.db);
         let answer = tokio::time::timeout(TIMEOUT, self.net.request(peer, StreamKind::Keys, &req)).await;
         let bytes = match answer {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "data key exchange failed");
-                return false;
+                return None;
             }
-            Err(_) => return false,
+            Err(_) => return None,
         };
-        match serde_json::from_slice::<KeyRing>(&bytes) {
+        match serde_json::from_slice::<KeyNews>(&bytes) {
             Ok(theirs) => {
-                match self.keys.merge(&theirs) {
-                    Ok(true) => tracing::info!(%peer, keys = ?self.keys.ring(), "received data keys from a peer"),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(%peer, error = %e, "cannot save the data keys a peer sent"),
-                }
-                true
+                take(&self.keys, peer, &theirs.ring);
+                Some(theirs)
             }
             Err(_) => {
                 tracing::warn!(%peer, "a peer answered a data key exchange with garbage");
-                false
+                None
             }
         }
     }
 
-    /// Exchanges with the given peers at once; returns how many answered.
-    async fn with_each(&self, peers: &[SocketAddr]) -> usize {
+    /// Exchanges with the given peers at once; what each answered.
+    async fn with_each(&self, peers: Vec<(String, SocketAddr)>) -> Vec<(String, Option<KeyNews>)> {
         let mut set = tokio::task::JoinSet::new();
-        for p in peers.iter().copied() {
+        for (name, p) in peers {
             let me = KeyExchange {
                 net: self.net.clone(),
                 keys: self.keys.clone(),
                 view: self.view.clone(),
                 db: self.db.clone(),
             };
-            set.spawn(async move { me.with(p).await });
+            set.spawn(async move { (name, me.with(p).await) });
         }
-        let mut answered = 0;
+        let mut out = Vec::new();
         while let Some(r) = set.join_next().await {
-            answered += usize::from(r.unwrap_or(false));
+            if let Ok(x) = r {
+                out.push(x);
+            }
         }
-        answered
+        out
     }
 
     /// Whether this node needs keys it does not hold: none at all while
@@ -159,7 +177,7 @@ impl KeyExchange {
                     continue;
                 }
                 if self.lacking() {
-                    self.with_each(&peers).await;
+                    self.with_each(self.peers(true)).await;
                 } else {
                     n += 1;
                     let p = peers[(n as usize) % peers.len()];
@@ -172,9 +190,24 @@ impl KeyExchange {
 
 #[async_trait]
 impl KeyPeers for KeyExchange {
-    async fn exchange_all(&self) -> (usize, usize) {
-        let peers = self.live_peers();
-        (self.with_each(&peers).await, peers.len())
+    async fn exchange(&self, every_member: bool) -> Vec<PeerAnswer> {
+        self.with_each(self.peers(!every_member))
+            .await
+            .into_iter()
+            .map(|(node, news)| PeerAnswer {
+                node,
+                answer: news.map(|n| PeerKeys {
+                    usable: n
+                        .ring
+                        .keys
+                        .iter()
+                        .filter(|(_, k)| k.material.is_some())
+                        .map(|(id, _)| id.clone())
+                        .collect(),
+                    sealed_with: n.sealed_with,
+                }),
+            })
+            .collect()
     }
 }
 

@@ -232,7 +232,7 @@ impl Node {
                 Box::new(move |ns| crate::proxy::env::service_env(&db.snapshot(), ns, &ip))
             },
             config: super::keys::config_source(db.clone(), keys.clone()),
-            secrets_dir: secrets_dir(&dd),
+            secrets_dir: secrets_dir(&dd)?,
         });
         let own = a.own_plan();
         a.spawn_agent(RuntimeExecutor::new(ctx.clone()), own);
@@ -248,7 +248,11 @@ impl Node {
         if let Some(d) = docker {
             watch_docker(d, &a, events.clone());
         }
-        net.set_keys_handler(Arc::new(super::keys::KeysHandler { keys: keys.clone(), metrics: metrics.clone() }));
+        net.set_keys_handler(Arc::new(super::keys::KeysHandler {
+            keys: keys.clone(),
+            db: db.clone(),
+            metrics: metrics.clone(),
+        }));
         let key_exchange = Arc::new(super::keys::KeyExchange {
             net: net.clone(),
             keys: keys.clone(),
@@ -462,12 +466,11 @@ fn spawn_config_sync(
 }
 
 /// The private tmpfs directory of this node's `secret` volumes.
-fn secrets_dir(dd: &std::path::Path) -> PathBuf {
+fn secrets_dir(dd: &std::path::Path) -> Result<PathBuf, NodeError> {
     let dir = crate::agent::exec::prepare::default_secrets_dir(&agent_marker(dd));
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-    }
-    dir
+    crate::agent::exec::prepare::secure_secrets_dir(&dir)
+        .map_err(|e| NodeError::Keys(format!("secret volumes in {}: {e}", dir.display())))?;
+    Ok(dir)
 }
 
 /// This node's data keys: from their file (outside the data dir), or a
@@ -484,7 +487,11 @@ fn open_keys(
     let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let parent = path.parent().map(canon).unwrap_or_default();
     if parent.starts_with(canon(dd)) {
-        tracing::warn!(file = %path.display(), data_dir = %dd.display(), "the data key file is inside the data dir: a copy of the data dir then opens every Secret; move it (--data-key-file)");
+        return Err(NodeError::Keys(format!(
+            "the data key file {} is inside the data dir {}: a copy of the data dir would then open every Secret; put it elsewhere (--data-key-file, SHOAL_DATA_KEY_FILE)",
+            path.display(),
+            dd.display()
+        )));
     }
     let keys = crate::state::keys::DataKeys::open(&path).map_err(|e| NodeError::Keys(e.to_string()))?;
     if new_cluster && keys.usable() == 0 {

@@ -41,6 +41,21 @@ pub enum ApplyError {
     Encode { key: ObjectKey, message: String },
     #[error("{0} is immutable (immutable: true): its data cannot change; delete it and create it again")]
     Immutable(ObjectKey),
+    #[error(
+        "{key} is {size} bytes as stored (at most {max}); make it smaller (a Secret is stored sealed and base64-encoded, about 1.4 times its data)"
+    )]
+    TooLarge { key: ObjectKey, size: usize, max: usize },
+}
+
+/// An object's stored bytes, refused beyond what every peer accepts.
+fn encode(obj: &Object, key: &ObjectKey) -> Result<Vec<u8>, ApplyError> {
+    let bytes = serde_json::to_vec(&obj.to_json())
+        .map_err(|e| ApplyError::Encode { key: key.clone(), message: e.to_string() })?;
+    let max = super::entry::MAX_VALUE_BYTES;
+    if bytes.len() > max {
+        return Err(ApplyError::TooLarge { key: key.clone(), size: bytes.len(), max });
+    }
+    Ok(bytes)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,9 +172,7 @@ pub fn plan_apply(
         };
         if outcome != Outcome::Unchanged {
             obj.meta_mut().resource_version = None;
-            let bytes = serde_json::to_vec(&obj.to_json())
-                .map_err(|e| ApplyError::Encode { key: key.clone(), message: e.to_string() })?;
-            changes.push((object_key(&key), Some(bytes)));
+            changes.push((object_key(&key), Some(encode(&obj, &key)?)));
             match &obj {
                 Object::Deployment(d) => {
                     let history = RolloutParams::of(&d.spec).history_limit;
@@ -189,9 +202,7 @@ pub fn plan_apply(
 /// its metadata already complete.
 pub fn put_made(obj: &Object) -> Result<(Key, Option<Vec<u8>>), ApplyError> {
     let key = obj.key();
-    let bytes = serde_json::to_vec(&obj.to_json())
-        .map_err(|e| ApplyError::Encode { key: key.clone(), message: e.to_string() })?;
-    Ok((object_key(&key), Some(bytes)))
+    Ok((object_key(&key), Some(encode(obj, &key)?)))
 }
 
 /// Tombstones that also remove what an object owns: a Namespace's objects,

@@ -146,17 +146,17 @@ impl DataKeys {
         })?;
         let mut id = String::new();
         self.update(|r| {
-            id = r.add(&key, now_ms);
+            id = r.add(&key, r.next_created(now_ms));
             true
         })?;
         Ok(id)
     }
 
-    /// Retires every key but `keep`; returns the ids retired.
-    pub fn retire_all_but(&self, keep: &str) -> Result<Vec<String>, KeyError> {
+    /// Retires the keys older than `keep`; returns the ids retired.
+    pub fn retire_older_than(&self, keep: &str) -> Result<Vec<String>, KeyError> {
         let mut out = Vec::new();
         self.update(|r| {
-            out = r.retire_all_but(keep);
+            out = r.retire_older_than(keep);
             !out.is_empty()
         })?;
         Ok(out)
@@ -178,6 +178,28 @@ impl DataKeys {
         }
         r
     }
+}
+
+/// What nodes exchange: a ring, and how many of the sender's stored
+/// Secrets each key seals (a retirement waits until no node has one left).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct KeyNews {
+    pub ring: KeyRing,
+    #[serde(default)]
+    pub sealed_with: BTreeMap<String, usize>,
+}
+
+/// How many of the Secrets in `snapshot` each key seals.
+pub fn sealed_with(snapshot: &super::Snapshot) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for o in snapshot.of_kind(crate::model::Kind::Secret) {
+        if let crate::model::Object::Secret(s) = &o.object
+            && let Some(x) = &s.sealed
+        {
+            *out.entry(x.key.clone()).or_default() += 1;
+        }
+    }
+    out
 }
 
 /// Writes the ring: a private file in a private directory, replaced whole.

@@ -123,11 +123,20 @@ impl KeyRing {
         self.keys.values().filter(|k| k.material.is_some()).count()
     }
 
-    /// Retires every key but `keep`; returns the ids retired.
-    pub fn retire_all_but(&mut self, keep: &str) -> Vec<String> {
+    /// When a key made now should say it was made: after every key the
+    /// ring holds, so that it seals even on a node whose clock is behind.
+    pub fn next_created(&self, now_ms: u64) -> u64 {
+        self.keys.values().map(|k| k.created_ms + 1).max().unwrap_or(0).max(now_ms)
+    }
+
+    /// Retires the usable keys older than `keep` (never a newer one, which
+    /// another node may have made and sealed with meanwhile); returns the
+    /// ids retired.
+    pub fn retire_older_than(&mut self, keep: &str) -> Vec<String> {
+        let Some(limit) = self.keys.get(keep).map(|k| (k.created_ms, keep.to_string())) else { return Vec::new() };
         let mut out = Vec::new();
         for (id, k) in self.keys.iter_mut() {
-            if id != keep && k.material.take().is_some() {
+            if (k.created_ms, id.clone()) < limit && k.material.take().is_some() {
                 out.push(id.clone());
             }
         }
@@ -146,10 +155,10 @@ fn cipher(key: &[u8; KEY_BYTES]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &enc).unwrap_or_else(|_| unreachable!()))
 }
 
-/// The plaintext of a Secret's data: its keys and values (base64), as JSON.
+/// The plaintext of a Secret's data: its keys and values (postcard, so a
+/// value costs its bytes and no more).
 fn plaintext(data: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
-    let m: BTreeMap<&str, String> = data.iter().map(|(k, v)| (k.as_str(), B64.encode(v))).collect();
-    serde_json::to_vec(&m).unwrap_or_default()
+    postcard::to_allocvec(data).unwrap_or_default()
 }
 
 /// Seals the data of Secret `namespace/name` with the ring's primary key.
@@ -194,8 +203,7 @@ pub fn open_data(
     let mut buf = rest.to_vec();
     let aad = aad(namespace, name);
     let plain = cipher(&key).open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf).map_err(|_| corrupt())?;
-    let m: BTreeMap<String, String> = serde_json::from_slice(plain).map_err(|_| corrupt())?;
-    m.into_iter().map(|(k, v)| B64.decode(v).map(|b| (k, b)).map_err(|_| corrupt())).collect()
+    postcard::from_bytes(plain).map_err(|_| corrupt())
 }
 
 #[cfg(test)]

@@ -66,7 +66,8 @@ pub async fn run_check(
         },
         Check::Exec { command } => match runtime.exec(target, command, timeout).await {
             Ok(0) => Ok(()),
-            Ok(code) => Err(CheckFailed(format!("command {command:?} exited with {code}"))),
+            // Not the command itself: `$(VAR)` may have put a Secret's value in it.
+            Ok(code) => Err(CheckFailed(format!("the probe's command exited with {code}"))),
             Err(e) => Err(CheckFailed(e.to_string())),
         },
     }

@@ -41,15 +41,19 @@ pub struct RuntimeExecutor {
     pods: BTreeMap<String, PodIo>,
     /// Containers recovery adopted, until their pod is prepared.
     adopted: BTreeMap<String, Vec<Adopted>>,
+    /// The grace of adopted containers held while their pod waits for a
+    /// ConfigMap or Secret (stopped with it if the pod goes first).
+    held: BTreeMap<String, Duration>,
 }
 
 impl RuntimeExecutor {
     pub fn new(ctx: Arc<PodCtx>) -> RuntimeExecutor {
-        RuntimeExecutor { ctx, pods: BTreeMap::new(), adopted: BTreeMap::new() }
+        RuntimeExecutor { ctx, pods: BTreeMap::new(), adopted: BTreeMap::new(), held: BTreeMap::new() }
     }
 
     fn prepare(&mut self, id: String, desired: DesiredPod, inputs: &mpsc::Sender<Input>) -> Input {
         let adopted = self.adopted.remove(&id).unwrap_or_default();
+        self.held.remove(&id);
         let Some(runtime) = self.ctx.runtimes.get(&desired.runtime).cloned() else {
             stop_all(adopted, desired.grace);
             let message = format!("this node has no {} runtime", desired.runtime.as_str());
@@ -57,6 +61,15 @@ impl RuntimeExecutor {
         };
         let prep = match prepare::prepare(&desired, &self.ctx, &adopted) {
             Ok(p) => Arc::new(p),
+            Err(e) if e.reason == crate::model::config::CONFIG_ERROR && !adopted.is_empty() => {
+                // Containers that ran before this node restarted keep
+                // running while what they read is missing here (a Secret
+                // whose key has not arrived yet): the retry adopts them.
+                tracing::warn!(pod = %id, reason = e.reason, message = %e.message, "adopted containers keep running while the pod waits");
+                self.held.insert(id.clone(), desired.grace);
+                self.adopted.insert(id.clone(), adopted);
+                return Input::PrepareFailed { id, reason: e.reason.into(), message: e.message };
+            }
             Err(e) => {
                 stop_all(adopted, desired.grace);
                 return Input::PrepareFailed { id, reason: e.reason.into(), message: e.message };
@@ -127,6 +140,9 @@ impl RuntimeExecutor {
     }
 
     fn clean_up(&mut self, id: String, inputs: &mpsc::Sender<Input>) -> Option<Input> {
+        if let Some(grace) = self.held.remove(&id) {
+            stop_all(self.adopted.remove(&id).unwrap_or_default(), grace);
+        }
         let Some(p) = self.pods.remove(&id) else { return Some(Input::Cleaned { id }) };
         let (ctx, inputs) = (self.ctx.clone(), inputs.clone());
         tokio::spawn(async move {

@@ -131,18 +131,51 @@ pub fn config_volume_dir(
 }
 
 /// The private tmpfs directory for `secret` volumes of the node whose
-/// marker is `marker`: under /dev/shm (never swapped to a file system
-/// Shoal writes), else the system's temporary directory.
+/// marker is `marker`: under /dev/shm, else `$XDG_RUNTIME_DIR` (both
+/// memory file systems on Linux), else the system's temporary directory.
 pub fn default_secrets_dir(marker: &str) -> PathBuf {
     let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        PathBuf::from(x)
+    } else {
+        std::env::temp_dir()
+    };
     base.join(format!("shoal-{marker}"))
 }
 
-/// Creates `dir` (and its parents) readable by its owner only.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
+/// Creates a `secret` volume's directory `dir` in its pod's private
+/// directory (0700): the volume 0755 for a container, 0700 for a process.
+fn secret_volume_dir(dir: &Path, docker: bool) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    if let Some(pod) = dir.parent() {
+        std::fs::create_dir_all(pod)?;
+        std::fs::set_permissions(pod, std::fs::Permissions::from_mode(0o700))?;
+    }
     std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(if docker { 0o755 } else { 0o700 }))
+}
+
+/// Makes `dir` the private root of a node's `secret` volumes: a directory
+/// (never a symlink) this user owns, mode 0700. One that someone else made
+/// first, in a world-writable /dev/shm, is refused rather than used.
+pub fn secure_secrets_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) => {
+            if !m.file_type().is_dir() || m.uid() != nix::unistd::geteuid().as_raw() {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a directory this user owns (someone else made it?): remove it and start again",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+        }
+        Err(e) => return Err(e),
+    }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
@@ -175,7 +208,11 @@ pub fn prepare(desired: &DesiredPod, ctx: &PodCtx, adopted: &[Adopted]) -> Resul
             let p = config_volume_dir(&ctx.pods_dir(), &ctx.secrets_dir, *source, ns, &desired.name, &v.name);
             let what = if *source == Source::Secret { "secret" } else { "configMap" };
             if *source == Source::Secret {
-                private_dir(&p).map_err(|e| err("VolumeError", format!("{what} {}: {e}", v.name)))?;
+                // The pod's directory is private; the volume itself is
+                // readable by a container's own user (a bind mount does not
+                // pass through the private directories above it).
+                let docker = desired.runtime == RuntimeKind::Docker;
+                secret_volume_dir(&p, docker).map_err(|e| err("VolumeError", format!("{what} {}: {e}", v.name)))?;
             }
             super::config_files::write(&p, files, *mode)
                 .map_err(|e| err("VolumeError", format!("{what} {}: {e}", v.name)))?;

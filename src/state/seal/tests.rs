@@ -69,7 +69,9 @@ fn the_newest_key_seals_and_older_ones_still_open() {
     assert_eq!(new.key, new_id);
     assert_ne!(old.key, new.key);
     assert!(open_data(&ring, "default", "db", &old).is_ok());
-    assert_eq!(ring.retire_all_but(&new_id), vec![old.key.clone()]);
+    assert_eq!(ring.retire_older_than(&old.key), Vec::<String>::new(), "never a newer key");
+    assert_eq!(ring.next_created(5), 21, "after every key, whatever the clock says");
+    assert_eq!(ring.retire_older_than(&new_id), vec![old.key.clone()]);
     assert_eq!(open_data(&ring, "default", "db", &old), Err(SealError::UnknownKey(old.key.clone())));
     assert!(open_data(&ring, "default", "db", &new).is_ok());
     assert_eq!(ring.usable(), 1);
@@ -80,7 +82,7 @@ fn a_retired_key_never_comes_back_through_a_merge() {
     let mut a = ring_with(1, 10);
     let b = a.clone();
     let new_id = a.add(&[2; KEY_BYTES], 20);
-    a.retire_all_but(&new_id);
+    a.retire_older_than(&new_id);
     let mut b2 = b.clone();
     assert!(b2.merge(&a));
     assert_eq!(b2, a, "b learns the new key and the retirement");
