@@ -128,9 +128,11 @@ fn a_secret_reaches_pods_on_any_node_and_is_never_in_the_clear() {
 
     // A change reaches the file in place; the pod is not restarted.
     let password2 = random("pw2");
-    n0.apply(&format!(
+    let update = format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: db}}\nstringData:\n  password: {password2}\n  token: {token}\n"
-    ));
+    );
+    assert!(n0.apply(&update).contains("secret/db configured"));
+    assert!(n0.apply(&update).contains("secret/db unchanged"), "the same data again changes nothing");
     poll(30, "the volume to follow the change", || {
         let now = std::fs::read_to_string(vol.join("pw")).unwrap_or_default();
         if now == password2 { Ok(()) } else { Err("old contents".to_string()) }

@@ -26,7 +26,8 @@ pub struct Mount {
 }
 
 /// Everything a runtime needs to start one container, already resolved.
-#[derive(Debug, Clone)]
+/// `Debug` shows variable names only: values may come from Secrets.
+#[derive(Clone)]
 pub struct Launch {
     pub namespace: String,
     pub pod: String,
@@ -49,6 +50,23 @@ pub struct Launch {
     pub node_ip: IpAddr,
     pub labels: BTreeMap<String, String>,
     pub log: LogSink,
+}
+
+/// The names of `env`, for `Debug` (values may come from Secrets).
+pub fn env_names(env: &[(String, String)]) -> Vec<&str> {
+    env.iter().map(|(k, _)| k.as_str()).collect()
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launch")
+            .field("pod", &format_args!("{}/{}", self.namespace, self.pod))
+            .field("container", &self.container)
+            .field("image", &self.image)
+            .field("env", &env_names(&self.env))
+            .field("ports", &self.ports)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a container ended.
@@ -84,11 +102,21 @@ impl RuntimeError {
 }
 
 /// Where to run an exec probe.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecTarget {
     pub container_id: String,
     pub env: Vec<(String, String)>,
     pub workdir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ExecTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecTarget")
+            .field("container_id", &self.container_id)
+            .field("env", &env_names(&self.env))
+            .field("workdir", &self.workdir)
+            .finish()
+    }
 }
 
 /// A started container.

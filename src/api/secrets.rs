@@ -105,7 +105,14 @@ pub async fn seal_objects(ctx: &Ctx, snap: &Snapshot, objects: &mut [Parsed]) ->
         }
         let data = crate::model::config::secret_bytes(s)
             .ok_or_else(|| ApiError::bad_request(format!("{key}: a data value is not base64")))?;
-        s.sealed = Some(keys.seal(&key.namespace, &key.name, &data).map_err(unavailable)?);
+        // Data the cluster holds already keeps its sealed bytes (whatever
+        // key sealed them), so an unchanged apply stays `unchanged` and an
+        // immutable Secret compares equal across a rotation.
+        let same = snap.secret(&key.namespace, &key.name).filter(|old| keys.open_secret(old).is_ok_and(|d| d == data));
+        s.sealed = match same.and_then(|old| old.sealed.clone()) {
+            Some(kept) => Some(kept),
+            None => Some(keys.seal(&key.namespace, &key.name, &data).map_err(unavailable)?),
+        };
         s.data.clear();
         s.string_data.clear();
         s.type_.get_or_insert_with(|| "Opaque".into());

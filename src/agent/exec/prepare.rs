@@ -274,10 +274,17 @@ pub fn prepare(desired: &DesiredPod, ctx: &PodCtx, adopted: &[Adopted]) -> Resul
 }
 
 /// A container's environment, and the variables `$(VAR)` may name.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
     pub vars: Vec<(String, String)>,
     pub lookup: BTreeMap<String, String>,
+}
+
+/// `Debug` shows variable names only: values may come from Secrets.
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env").field("vars", &crate::agent::runtime::env_names(&self.vars)).finish()
+    }
 }
 
 /// The environment of container `c`.
