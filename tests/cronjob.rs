@@ -1,6 +1,7 @@
 //! CronJobs on real nodes: every scheduled time makes exactly one Job across
 //! the cluster while the node that fires it dies just before a time, dies
-//! just after one, and restarts across one; `create job --from=cronjob/`
+//! just after one, restarts across one, and is cut off by a partition
+//! across one; `create job --from=cronjob/`
 //! runs one now; a time missed past `startingDeadlineSeconds` is an event
 //! on every node.
 //!
@@ -153,8 +154,16 @@ fn exactly_one_job_per_time_while_the_trigger_owner_dies_and_restarts_around_tim
     c.nodes[owner].stop();
     at(ms(times[3], 1000));
     c.nodes[owner].restart();
-    // Time 5: nothing happens; then give the last Job time to appear.
+    // Time 5: a partition cuts the owner off from the others 5 s before
+    // it and heals 20 s after (both sides may fire: one Job either way).
+    at(ms(times[4], -5000));
+    let owner = index_of(&c, &triggers(&c, "tick", &[])[0]);
+    let cut = can_partition().then(|| {
+        let others: Vec<_> = c.nodes.iter().enumerate().filter(|(i, _)| *i != owner).map(|(_, n)| n.ip).collect();
+        Partition::new(&[c.nodes[owner].ip], &others)
+    });
     at(ms(times[4], 20_000));
+    drop(cut);
     let seen = watcher.finish();
 
     // Exactly one Job per time, named after it; none for other times.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::rollout::{self, Observed, ObservedPod, RolloutStatus};
 use crate::membership::view::ClusterView;
 use crate::model::Object;
-use crate::model::pods::{DesiredPod, OwnerRef, deployment_pod, template_hash};
+use crate::model::pods::{DesiredPod, OwnerRef, deployment_pod, is_indexed, job_pod, job_pod_name, template_hash};
 use crate::model::revision::{self, Revision, RolloutParams, parse_pod_name, revision_name};
 use crate::model::status::{Phase, PodStatus};
 use crate::model::{Deployment, Kind};
@@ -207,10 +207,33 @@ pub fn desired_of(snapshot: &Snapshot, wanted: &[Wanted]) -> Vec<DesiredPod> {
     out
 }
 
-/// The pod `id` (`namespace/name`) of a Deployment, as the desired state
-/// defines it, whichever revision it is of (for a plan that takes its pods
-/// from elsewhere: netsim's leader baseline).
+/// The pod `id` (`namespace/name`) of a Deployment (whichever revision it
+/// is of) or of a Job, as the desired state defines it (for a plan that
+/// takes its pods from elsewhere: netsim's leader baseline).
 pub fn pod_by_id(snapshot: &Snapshot, id: &str) -> Option<DesiredPod> {
+    deployment_pod_by_id(snapshot, id).or_else(|| job_pod_by_id(snapshot, id))
+}
+
+/// A Job's pod `<job>-<index>` (the name possibly shortened with a hash).
+fn job_pod_by_id(snapshot: &Snapshot, id: &str) -> Option<DesiredPod> {
+    let (ns, name) = id.split_once('/')?;
+    let index: u32 = name.rsplit_once('-')?.1.parse().ok()?;
+    snapshot.of_kind(Kind::Job).find_map(|o| {
+        let Object::Job(j) = &o.object else { return None };
+        if j.metadata.namespace.as_deref() != Some(ns) || job_pod_name(&j.metadata.name, index) != name {
+            return None;
+        }
+        let owner = OwnerRef {
+            kind: Kind::Job,
+            name: j.metadata.name.clone(),
+            uid: j.metadata.uid.clone().unwrap_or_default(),
+        };
+        let hash = template_hash(&j.spec.template);
+        Some(job_pod(ns, owner, index, &j.spec.template, &hash, is_indexed(j)))
+    })
+}
+
+fn deployment_pod_by_id(snapshot: &Snapshot, id: &str) -> Option<DesiredPod> {
     let (ns, name) = id.split_once('/')?;
     snapshot.of_kind(Kind::Deployment).find_map(|o| {
         let Object::Deployment(d) = &o.object else { return None };

@@ -209,3 +209,21 @@ fn a_job_whose_cronjob_is_gone_is_an_orphan_after_a_grace() {
     );
     assert!(!orphaned(&job(|_| {}), &empty, T0 + 1000, &deleted), "a Job made by hand has no owner");
 }
+
+#[test]
+fn a_jobs_pod_is_found_by_its_id_for_a_plan_made_elsewhere() {
+    use crate::placement::deployments::pod_by_id;
+    let j = job(|s| s.completions = Some(3));
+    let mut snapshot = Snapshot::default();
+    let obj = crate::model::Object::Job(j.clone());
+    snapshot.objects.insert(
+        obj.key(),
+        std::sync::Arc::new(crate::state::StoredObject { object: obj, stamp: Default::default(), origin: "a".into() }),
+    );
+    let name = job_pod_name("train", 2);
+    let p = pod_by_id(&snapshot, &format!("default/{name}")).expect("the Job's pod");
+    assert_eq!((p.name.as_str(), p.owner.kind), (name.as_str(), crate::model::Kind::Job));
+    assert!(pod_by_id(&snapshot, "default/other-2").is_none());
+    assert!(pod_by_id(&snapshot, &format!("prod/{name}")).is_none());
+    assert!(pod_by_id(&snapshot, "default/train-x").is_none());
+}
