@@ -127,6 +127,10 @@ pub struct AgentSection {
     /// every node hears of the new copy before the old one goes.
     #[serde(with = "humantime_serde")]
     pub handoff_linger: Duration,
+    /// A fenced pod runs under a watchdog that kills it this long after its
+    /// node last renewed its lease (`agent::lease`).
+    #[serde(with = "humantime_serde")]
+    pub fence_lease: Duration,
 }
 
 impl Default for AgentSection {
@@ -139,6 +143,7 @@ impl Default for AgentSection {
             log_max_files: 2,
             handoff_timeout: Duration::from_secs(120),
             handoff_linger: Duration::from_secs(1),
+            fence_lease: crate::agent::lease::DEFAULT_TTL,
         }
     }
 }
@@ -417,6 +422,19 @@ impl NodeConfig {
             .map_err(|e| invalid("agent.log_max_size", e.to_string()))?;
         if log_max_bytes < 1024 {
             return Err(invalid("agent.log_max_size", "must be at least 1Ki"));
+        }
+        if self.agent.fence_lease < Duration::from_millis(200) {
+            return Err(invalid("agent.fence_lease", "must be at least 200ms"));
+        }
+        let safe = crate::agent::lease::min_fence_delay(self.agent.fence_lease);
+        if self.placement.fence_delay < safe {
+            return Err(invalid(
+                "placement.fence_delay",
+                format!(
+                    "must be at least {safe:?} with agent.fence_lease = {:?} (the lease, with 1% clock drift, plus 2 s for a cut-off node to notice); raise it or shorten the lease",
+                    self.agent.fence_lease
+                ),
+            ));
         }
         if self.state.write_replicas == 0 {
             return Err(invalid("state.write_replicas", "must be at least 1"));

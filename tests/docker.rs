@@ -210,6 +210,29 @@ fn a_container_reading_a_secret_keeps_running_while_its_restarted_node_lacks_the
 }
 
 #[test]
+fn a_fenced_container_dies_with_its_nodes_shoal() {
+    if !docker_ready() {
+        return;
+    }
+    let mut node = TestNode::start("dock", FAST, &[]);
+    node.apply(&web("db", 1, "", "", "").replace("  replicas: 1\n", "  replicas: 1\n  fencing: Majority\n"));
+    node.wait_ready("db", 1, 60);
+    let id = container_of(&node, "db-0").unwrap();
+    let id = id.trim_start_matches("docker://").to_string();
+    let running = || {
+        let o = Command::new("docker").args(["inspect", "--format", "{{.State.Running}}", &id]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim() == "true"
+    };
+    assert!(running());
+    // `shoal` alone dies: an unfenced container would keep running (to be
+    // adopted); this one's lease watchdog kills it.
+    node.kill9();
+    poll(10, "the fenced container to be killed by its watchdog", || {
+        if running() { Err("still running".to_string()) } else { Ok(()) }
+    });
+}
+
+#[test]
 fn pull_failures_are_a_clear_status() {
     if !docker_ready() {
         return;

@@ -139,7 +139,7 @@ fn a_fenced_replica_stops_on_the_minority_side_before_it_starts_elsewhere() {
     if !can_partition() {
         return;
     }
-    let cfg = format!("[placement]\nfence_delay = \"4s\"\n{FAST}");
+    let cfg = format!("[placement]\nfence_delay = \"6s\"\n{FAST}");
     let c = Cluster::start(5, &cfg);
     let manifest = sleeper("db", 1, "").replace("  replicas: 1\n", "  replicas: 1\n  fencing: Majority\n");
     c.nodes[0].apply(&manifest);
@@ -149,7 +149,7 @@ fn a_fenced_replica_stops_on_the_minority_side_before_it_starts_elsewhere() {
     let minority = [oi, (oi + 1) % 5];
     let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
     let old_pids = c.nodes[oi].pod_pids();
-    assert_eq!(old_pids.len(), 1);
+    assert_eq!(old_pids.len(), 2, "the pod and its lease watchdog");
     let ips = |is: &[usize]| is.iter().map(|i| c.nodes[*i].ip).collect::<Vec<_>>();
     let _p = Partition::new(&ips(&minority), &ips(&majority));
     // Watch processes: the old copy must be gone before a new one exists.
@@ -165,4 +165,62 @@ fn a_fenced_replica_stops_on_the_minority_side_before_it_starts_elsewhere() {
     assert!(gone <= new_at);
     // And the minority side never restarts it while cut off.
     assert!(c.nodes[minority[0]].pod_pids().is_empty() && c.nodes[minority[1]].pod_pids().is_empty());
+}
+
+#[test]
+fn a_fenced_replica_dies_with_its_nodes_shoal_before_it_starts_elsewhere() {
+    let cfg = format!("[placement]\nfence_delay = \"6s\"\n{FAST}");
+    let mut c = Cluster::start(3, &cfg);
+    let manifest = sleeper("db", 1, "").replace("  replicas: 1\n", "  replicas: 1\n  fencing: Majority\n");
+    c.nodes[0].apply(&manifest);
+    c.nodes[0].wait_ready("db", 1, 30);
+    let owner = owners(&c.nodes[0])[&pod_name(&c.nodes[0], "db-0")].clone();
+    let oi = c.nodes.iter().position(|n| n.name == owner).unwrap();
+    let others: Vec<usize> = (0..3).filter(|i| *i != oi).collect();
+    // The pod runs under its lease watchdog: two processes, both marked.
+    let old_pids = c.nodes[oi].pod_pids();
+    assert_eq!(old_pids.len(), 2, "the watchdog and the pod");
+    // `shoal` alone dies: its pods would otherwise keep running.
+    let killed = Instant::now();
+    c.nodes[oi].kill9();
+    let mut old_gone_at = None;
+    let new_at = poll(60, "db-0 running on another node", || {
+        if old_gone_at.is_none() && !old_pids.iter().any(|p| alive(*p)) {
+            old_gone_at = Some(Instant::now());
+        }
+        let started: Vec<i32> = others.iter().flat_map(|i| c.nodes[*i].pod_pids()).collect();
+        if started.is_empty() { Err("not yet".into()) } else { Ok(Instant::now()) }
+    });
+    let gone = old_gone_at.expect("the fenced replica died with its node's shoal before it started elsewhere");
+    assert!(gone <= new_at);
+    eprintln!(
+        "fenced replica after kill -9 of shoal: old copy gone {:?} after, new copy running {:?} after",
+        gone - killed,
+        new_at - killed
+    );
+}
+
+#[test]
+fn a_fenced_replica_dies_when_its_node_stops_renewing_the_lease_and_comes_back_after() {
+    use nix::sys::signal::{Signal, kill};
+    let node = TestNode::start("solo", FAST, &[]);
+    node.apply(&sleeper("db", 1, "").replace("  replicas: 1\n", "  replicas: 1\n  fencing: Majority\n"));
+    node.wait_ready("db", 1, 30);
+    let pids = node.pod_pids();
+    assert_eq!(pids.len(), 2, "the pod and its lease watchdog");
+    // The node hangs (SIGSTOP): its pipe to the watchdog stays open, but
+    // no renewal comes; the lease (3 s) runs out.
+    let shoal = nix::unistd::Pid::from_raw(node.pid().unwrap());
+    kill(shoal, Signal::SIGSTOP).unwrap();
+    let paused = Instant::now();
+    poll(15, "the watchdog to end the fenced pod", || {
+        if pids.iter().any(|p| alive(*p)) { Err("still running".to_string()) } else { Ok(()) }
+    });
+    let after = paused.elapsed();
+    kill(shoal, Signal::SIGCONT).unwrap();
+    eprintln!("a fenced pod of a hung node ended {after:?} after the hang (lease 3 s, renewed every 750 ms)");
+    assert!(after >= std::time::Duration::from_secs(2), "not before its lease could have run out: {after:?}");
+    // Resumed, the node sees its pod gone and starts it again.
+    node.wait_ready("db", 1, 60);
+    assert!(!node.pod_pids().iter().any(|p| pids.contains(p)));
 }

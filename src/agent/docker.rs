@@ -166,6 +166,59 @@ struct Container {
     /// exit is reported once it has written what the engine had, so that a
     /// finished pod's log is whole when its status says it ended.
     logs: Option<tokio::task::JoinHandle<()>>,
+    /// Dropped when the container ended: its lease renewal stops.
+    lease_done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Starts the lease watchdog of a fenced container (`agent::lease`): a
+/// process of its own that outlives the node and kills the container's
+/// first process when the lease ends. Returns what stops the renewal.
+async fn guard(
+    d: &Docker,
+    id: &str,
+    lease: super::runtime::LeaseSpec,
+) -> Result<tokio::sync::oneshot::Sender<()>, RuntimeError> {
+    let info =
+        d.inspect_container(id, None::<InspectContainerOptions>).await.map_err(|e| engine_err("StartError", e))?;
+    let pid = info.state.and_then(|s| s.pid).filter(|p| *p > 0).ok_or_else(|| {
+        RuntimeError::new("StartError", "the engine reports no process for the fenced container".to_string())
+    })? as i32;
+    if !super::lease::is_container_process(pid, id) {
+        return Err(RuntimeError::new(
+            "StartError",
+            format!(
+                "the fenced container's process ({pid}) is not visible here (is the engine in another PID namespace?): its lease cannot be enforced"
+            ),
+        ));
+    }
+    let exe = std::env::current_exe().map_err(|e| {
+        RuntimeError::new("StartError", format!("cannot find the shoal binary for the lease watchdog: {e}"))
+    })?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args([
+        "lease-watchdog",
+        "--ttl-ms",
+        &lease.ttl.as_millis().to_string(),
+        "--pid",
+        &pid.to_string(),
+        "--container",
+        id,
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .process_group(0)
+    .kill_on_drop(false);
+    let mut child =
+        cmd.spawn().map_err(|e| RuntimeError::new("StartError", format!("cannot start the lease watchdog: {e}")))?;
+    let stdin = child.stdin.take().ok_or_else(|| RuntimeError::new("StartError", "the lease watchdog has no stdin"))?;
+    // Reap it when it ends (it ends with the container, or kills it).
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(super::lease::renew(lease, stdin, rx));
+    Ok(tx)
 }
 
 /// Longest wait for the log follower after the container ended.
@@ -215,6 +268,7 @@ impl Running for Container {
             .remove_container(&self.id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))
             .await;
         self.exited = Some(e.clone());
+        self.lease_done = None;
         e
     }
 
@@ -320,8 +374,20 @@ impl Runtime for DockerRuntime {
                 .await;
             return Err(engine_err("StartError", e));
         }
+        let lease_done = match l.lease.clone() {
+            Some(lease) => match guard(&d, &created.id, lease).await {
+                Ok(tx) => Some(tx),
+                Err(e) => {
+                    // A fenced container never runs unguarded.
+                    let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+                    let _ = d.remove_container(&created.id, Some(opts)).await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let logs = Self::follow_logs(d.clone(), created.id.clone(), l.log.clone(), 0);
-        Ok(Box::new(Container { d, id: created.id, exited: None, logs: Some(logs) }))
+        Ok(Box::new(Container { d, id: created.id, exited: None, logs: Some(logs), lease_done }))
     }
 
     async fn exec(&self, target: &ExecTarget, cmd: &[String], timeout: Duration) -> Result<i32, RuntimeError> {
@@ -383,7 +449,13 @@ impl Runtime for DockerRuntime {
                     pod: get(labels::POD),
                     container: get(labels::CONTAINER),
                     template_hash: get(labels::TEMPLATE),
-                    running: Box::new(Container { d: d.clone(), id: id.clone(), exited: None, logs: None }),
+                    running: Box::new(Container {
+                        d: d.clone(),
+                        id: id.clone(),
+                        exited: None,
+                        logs: None,
+                        lease_done: None,
+                    }),
                     ports,
                     started_at: unix_now(),
                     follow: Some(Box::new({

@@ -20,6 +20,7 @@ pub mod docker;
 pub mod driver;
 pub mod exec;
 mod job_timers;
+pub mod lease;
 pub mod logs;
 pub mod ports;
 pub mod process;

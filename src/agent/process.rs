@@ -50,6 +50,8 @@ struct Proc {
     /// once they have written all the process said, so that a finished
     /// pod's log is whole when its status says it ended.
     pumps: Vec<tokio::task::JoinHandle<()>>,
+    /// Dropped when the process ended: its lease renewal stops.
+    lease_done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Longest wait for the log pumps after the process ended (its group is
@@ -86,6 +88,7 @@ impl Running for Proc {
             Err(_) => Exit::from_code(-1, None),
         };
         self.reap_group();
+        self.lease_done = None;
         for p in std::mem::take(&mut self.pumps) {
             let _ = tokio::time::timeout(DRAIN, p).await;
         }
@@ -137,9 +140,24 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn start(&self, l: Launch) -> Result<Box<dyn Running>, RuntimeError> {
-        let argv: Vec<String> = l.command.iter().chain(l.args.iter()).cloned().collect();
+        let mut argv: Vec<String> = l.command.iter().chain(l.args.iter()).cloned().collect();
         if argv.is_empty() {
             return Err(RuntimeError::new("StartError", "no command to run"));
+        }
+        // A fenced pod runs under the lease watchdog (`agent::lease`).
+        if let Some(lease) = &l.lease {
+            let exe = std::env::current_exe().map_err(|e| {
+                RuntimeError::new("StartError", format!("cannot find the shoal binary for the lease watchdog: {e}"))
+            })?;
+            let mut wrapped = vec![
+                exe.display().to_string(),
+                "lease-watchdog".into(),
+                "--ttl-ms".into(),
+                lease.ttl.as_millis().to_string(),
+                "--".into(),
+            ];
+            wrapped.append(&mut argv);
+            argv = wrapped;
         }
         let mut env: Vec<(String, String)> = inherited_env();
         env.push((MARKER_VAR.to_string(), self.marker.clone()));
@@ -147,7 +165,16 @@ impl Runtime for ProcessRuntime {
         let workdir = l.workdir.as_ref().map(PathBuf::from).unwrap_or_else(|| l.pod_dir.clone());
         let mut cmd = command_for(&argv, &env, Some(&workdir));
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(false);
+        if l.lease.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
         let mut child = cmd.spawn().map_err(|e| spawn_error(&argv[0], &e))?;
+        let mut lease_done = None;
+        if let (Some(lease), Some(stdin)) = (l.lease.clone(), child.stdin.take()) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            lease_done = Some(tx);
+            tokio::spawn(super::lease::renew(lease, stdin, rx));
+        }
         let pid =
             child.id().ok_or_else(|| RuntimeError::new("StartError", "process exited before it could be tracked"))?;
         let mut pumps = Vec::new();
@@ -157,7 +184,7 @@ impl Runtime for ProcessRuntime {
         if let Some(err) = child.stderr.take() {
             pumps.push(tokio::spawn(l.log.clone().pump(err)));
         }
-        Ok(Box::new(Proc { child, pgid: Pid::from_raw(pid as i32), exited: None, pumps }))
+        Ok(Box::new(Proc { child, pgid: Pid::from_raw(pid as i32), exited: None, pumps, lease_done }))
     }
 
     async fn exec(&self, target: &ExecTarget, cmd: &[String], timeout: Duration) -> Result<i32, RuntimeError> {

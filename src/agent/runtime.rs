@@ -50,6 +50,16 @@ pub struct Launch {
     pub node_ip: IpAddr,
     pub labels: BTreeMap<String, String>,
     pub log: LogSink,
+    /// A fenced pod's lease (`agent::lease`): it runs only while renewed.
+    pub lease: Option<LeaseSpec>,
+}
+
+/// A fenced pod's lease: `ttl`, renewed while `ok` says this node may run
+/// fenced pods (it sees a majority).
+#[derive(Debug, Clone)]
+pub struct LeaseSpec {
+    pub ttl: std::time::Duration,
+    pub ok: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The names of `env`, for `Debug` (values may come from Secrets).

@@ -69,6 +69,9 @@ pub enum Command {
     /// The cluster data keys that seal Secrets: status, or rotate.
     #[command(name = "data-key")]
     DataKey(DataKeyArgs),
+    /// (Internal) runs a fenced pod's command under its lease.
+    #[command(name = "lease-watchdog", hide = true)]
+    LeaseWatchdog(LeaseWatchdogArgs),
     /// Print the client's and the server's versions.
     Version(VersionArgs),
 }
@@ -298,6 +301,23 @@ pub enum SecretWhat {
         #[command(flatten)]
         client: ClientOpts,
     },
+}
+
+/// `shoal lease-watchdog --ttl-ms N -- COMMAND...`, or `--pid P
+/// --container ID` for a container (started by the node).
+#[derive(Debug, Args)]
+pub struct LeaseWatchdogArgs {
+    /// The lease: the pod is killed this long after the last renewal.
+    #[arg(long)]
+    pub ttl_ms: u64,
+    /// A container's first process (with --container) instead of a command.
+    #[arg(long, requires = "container")]
+    pub pid: Option<i32>,
+    #[arg(long)]
+    pub container: Option<String>,
+    /// The pod's command.
+    #[arg(last = true, required_unless_present = "pid")]
+    pub command: Vec<String>,
 }
 
 /// `shoal data-key`: the cluster data keys that seal Secrets.

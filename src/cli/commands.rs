@@ -33,6 +33,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Logs(a) => logs(a).await,
         Command::Token(a) => token(a).await,
         Command::DataKey(a) => data_key(a).await,
+        Command::LeaseWatchdog(a) => {
+            let ttl = std::time::Duration::from_millis(a.ttl_ms);
+            std::process::exit(match (a.pid, &a.container) {
+                (Some(pid), Some(id)) => crate::agent::lease::watch_container(ttl, pid, id),
+                _ => crate::agent::lease::watchdog(ttl, &a.command),
+            })
+        }
         Command::Version(a) => version(a).await,
     }
 }

@@ -83,7 +83,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    if !matches!(cli.command, args::Command::Up(_)) {
+    if !matches!(cli.command, args::Command::Up(_) | args::Command::LeaseWatchdog(_)) {
         // A client verb piped into `head` or `grep -q` ends quietly when the
         // reader goes away, like every Unix tool, instead of panicking on a
         // broken pipe. (The node itself keeps ignoring SIGPIPE.)

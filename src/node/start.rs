@@ -233,6 +233,10 @@ impl Node {
             },
             config: super::keys::config_source(db.clone(), keys.clone()),
             secrets_dir: secrets_dir(&dd)?,
+            fence_lease: crate::agent::runtime::LeaseSpec {
+                ttl: cfg.agent.fence_lease,
+                ok: quorum_watch(a.view.clone(), a.shutdown_signal()),
+            },
         });
         let own = a.own_plan();
         a.spawn_agent(RuntimeExecutor::new(ctx.clone()), own);
@@ -463,6 +467,28 @@ fn spawn_config_sync(
             .await;
         }
     })
+}
+
+/// Whether this node may run fenced pods now (it sees a majority): what
+/// renews their leases.
+fn quorum_watch(
+    mut view: watch::Receiver<Arc<ClusterView>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(view.borrow().quorum);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = view.changed() => if r.is_err() { break },
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            let q = view.borrow_and_update().quorum;
+            tx.send_if_modified(|v| std::mem::replace(v, q) != q);
+        }
+        // Shutting down: renew no more.
+        let _ = tx.send(false);
+    });
+    rx
 }
 
 /// The private tmpfs directory of this node's `secret` volumes.

@@ -296,8 +296,10 @@ impl Planner {
         for d in c.desired.iter().filter(|d| d.fenced) {
             let id = d.id();
             let elsewhere = view.nodes.values().any(|n| {
-                let recent_death =
-                    n.state == NodeState::Dead && now_unix.saturating_sub(n.since) < rules.fence_delay_secs;
+                // A node that left may still be stopping it (its lease
+                // runs out within the fence delay), as may one declared Dead.
+                let recent_death = matches!(n.state, NodeState::Dead | NodeState::Left)
+                    && now_unix.saturating_sub(n.since) < rules.fence_delay_secs;
                 n.info.name != view.self_name
                     && (n.state.alive() || recent_death)
                     && n.pods.get(&id).is_some_and(|s| {

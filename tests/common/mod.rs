@@ -122,6 +122,11 @@ impl TestNode {
         self.dir.join("data")
     }
 
+    /// The pid of the node's `shoal` process, while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
     /// The node's cluster data keys: beside its data dir, not in it.
     pub fn key_file(&self) -> PathBuf {
         self.dir.join("keys").join("data-keys.json")
@@ -214,12 +219,18 @@ impl TestNode {
     /// Runs the CLI and returns stdout, panicking with stderr on failure.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.cli(args);
-        assert!(
-            o.status.success(),
-            "shoal {args:?} failed ({:?}): {}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        if !o.status.success() {
+            // The node's last words help when it is the node that failed.
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(25).collect();
+            panic!(
+                "shoal {args:?} failed ({:?}): {}\nlast lines of node {}'s log:\n{}",
+                o.status.code(),
+                String::from_utf8_lossy(&o.stderr),
+                self.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 

@@ -39,6 +39,8 @@ pub struct PodCtx {
     /// Where `secret` volumes live: a private directory on a tmpfs, so a
     /// Secret's files never reach a disk.
     pub secrets_dir: PathBuf,
+    /// The lease fenced pods run under.
+    pub fence_lease: crate::agent::runtime::LeaseSpec,
 }
 
 impl PodCtx {
@@ -409,6 +411,7 @@ pub fn launch(
         node_ip: ctx.node_ip,
         labels: desired.labels.clone(),
         log: log_sink(ctx, desired, &c.name),
+        lease: desired.fenced.then(|| ctx.fence_lease.clone()),
     }
 }
 
