@@ -226,10 +226,12 @@ fn a_fenced_container_dies_with_its_nodes_shoal() {
     assert!(running());
     // `shoal` alone dies: an unfenced container would keep running (to be
     // adopted); this one's lease watchdog kills it.
+    let killed = std::time::Instant::now();
     node.kill9();
     poll(10, "the fenced container to be killed by its watchdog", || {
         if running() { Err("still running".to_string()) } else { Ok(()) }
     });
+    eprintln!("fenced container after kill -9 of shoal: stopped {:?} after", killed.elapsed());
 }
 
 #[test]

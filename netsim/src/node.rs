@@ -239,11 +239,14 @@ impl SimNode {
     }
 
     /// `shoal` dies at once (kill -9): its tasks stop, its traffic stops;
-    /// its pods keep running on the host.
+    /// its pods keep running on the host, except fenced ones: their lease
+    /// watchdog (`shoal::agent::lease`, a process of its own on the host)
+    /// sees its pipe to `shoal` close and kills them at once.
     pub fn agent_crash(&mut self, net: &SimNet) {
         net.set_down(self.addr, true);
         if let Some(l) = self.live.take() {
             l.assembly.abort();
+            self.machine.lock().unwrap_or_else(|p| p.into_inner()).containers.retain(|_, c| !c.fenced);
         }
     }
 
