@@ -198,6 +198,10 @@ pub struct StateSection {
     /// Peer timestamps further ahead of this node's clock are refused.
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
+    /// Start with an empty desired state, the old store kept aside, for
+    /// peers to fill in (a corrupt store). `--rebuild-state` only.
+    #[serde(skip)]
+    pub rebuild: bool,
 }
 
 impl Default for StateSection {
@@ -208,6 +212,7 @@ impl Default for StateSection {
             anti_entropy_interval: Duration::from_secs(1),
             tombstone_horizon: Duration::from_secs(7 * 24 * 3600),
             max_clock_skew: Duration::from_secs(60),
+            rebuild: false,
         }
     }
 }

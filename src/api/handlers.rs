@@ -56,6 +56,14 @@ pub async fn metrics(State(ctx): State<Ctx>) -> String {
 
 fn write_error(e: WriteError) -> ApiError {
     match e {
+        // The disk said no (full, read-only, failing): nothing was stored.
+        WriteError::Store(s) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            format!(
+                "this node could not store the change, so nothing was applied ({s}); is its disk full or read-only? retry, or use another node"
+            ),
+        ),
         WriteError::Replicas { reached, wanted, .. } => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string())
                 .with_info(json!({"replicasReached": reached, "replicasRequired": wanted}))

@@ -115,6 +115,10 @@ pub struct UpArgs {
     /// Node label KEY=VALUE (repeatable), matched by nodeSelector.
     #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Start with an empty desired state that the peers fill in, keeping
+    /// the old store aside (when it is corrupt: the error says so).
+    #[arg(long)]
+    pub rebuild_state: bool,
 }
 
 #[derive(Debug, Args)]

@@ -125,6 +125,7 @@ fn node_config(a: &UpArgs) -> Result<NodeConfig, CliError> {
     if a.data_dir.is_some() {
         cfg.data_dir = a.data_dir.clone();
     }
+    cfg.state.rebuild = a.rebuild_state;
     if a.data_key_file.is_some() {
         cfg.data_key_file = a.data_key_file.clone();
     }

@@ -99,6 +99,33 @@ pub fn node_labels(cfg: &NodeConfig, name: &str) -> std::collections::BTreeMap<S
     l
 }
 
+/// The data dir's format: raised when what it holds changes so that an
+/// older Shoal would misread it.
+pub const DATA_FORMAT: u32 = 1;
+
+/// Refuses a data dir written by a newer Shoal; marks a new one (or one
+/// from before the mark existed) with this format.
+pub(super) fn check_format(dd: &Path) -> Result<(), NodeError> {
+    let path = dd.join("format");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let found: u32 = text.trim().parse().map_err(|_| {
+                NodeError::DataDir(
+                    dd.display().to_string(),
+                    std::io::Error::other(format!("{} holds {:?}, not a format number", path.display(), text.trim())),
+                )
+            })?;
+            if found > DATA_FORMAT {
+                return Err(NodeError::DataDirTooNew { dir: dd.display().to_string(), found, supported: DATA_FORMAT });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_private(&path, &format!("{DATA_FORMAT}\n"))
+            .map_err(|e| NodeError::DataDir(dd.display().to_string(), e)),
+        Err(e) => Err(NodeError::DataDir(dd.display().to_string(), e)),
+    }
+}
+
 /// Records this start in the data dir; returns the unix seconds of the
 /// node's starts within the settle window, this one included.
 pub(super) fn record_start(dd: &Path) -> Vec<u64> {

@@ -34,6 +34,14 @@ pub enum NodeError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Store(#[from] crate::state::store::StoreError),
+    #[error(
+        "the desired-state store {path} cannot be read ({message}). It may be corrupt (a disk fault, a power cut on a card that lies about fsync). This node can rebuild it from its peers: start it again with --rebuild-state (the old file is kept as {path}.bad-<time>); on a single-node cluster restore the data dir from a backup instead"
+    )]
+    StoreUnreadable { path: String, message: String },
+    #[error(
+        "data dir {dir} was written by a newer Shoal (format {found}; this one reads up to {supported}); run that version, or start this one with another --data-dir"
+    )]
+    DataDirTooNew { dir: String, found: u32, supported: u32 },
     #[error(transparent)]
     Tls(#[from] crate::net::tls::TlsError),
     #[error(transparent)]

@@ -167,14 +167,10 @@ impl Node {
         let dd = r.data_dir.clone();
         std::fs::create_dir_all(&dd).map_err(|e| NodeError::DataDir(dd.display().to_string(), e))?;
         let _ = std::fs::set_permissions(&dd, std::fs::Permissions::from_mode(0o700));
+        super::identity::check_format(&dd)?;
         let found = identity(&cfg, &r).await?;
         let id = found.identity;
-        let db = Arc::new(StateDb::open(
-            &dd.join("state.redb"),
-            &r.name,
-            uhlc::system_time_clock,
-            cfg.state.max_clock_skew,
-        )?);
+        let db = Arc::new(open_state(&cfg, &dd, &r.name)?);
         let generation = unix_millis().max(1);
         let events = Arc::new(EventLog::new(&r.name));
         let metrics = Arc::new(Metrics::new());
@@ -465,6 +461,24 @@ fn spawn_config_sync(
                 }
             })
             .await;
+        }
+    })
+}
+
+/// The desired state from its store, or, with `--rebuild-state`, a fresh
+/// one (the old file kept aside) that anti-entropy refills from peers.
+fn open_state(cfg: &NodeConfig, dd: &std::path::Path, name: &str) -> Result<StateDb, NodeError> {
+    let path = dd.join("state.redb");
+    if cfg.state.rebuild && path.exists() {
+        let aside = dd.join(format!("state.redb.bad-{}", crate::util::unix_secs()));
+        std::fs::rename(&path, &aside).map_err(|e| NodeError::DataDir(dd.display().to_string(), e))?;
+        tracing::warn!(kept = %aside.display(), "--rebuild-state: starting with an empty desired state; peers fill it in");
+    }
+    StateDb::open(&path, name, uhlc::system_time_clock, cfg.state.max_clock_skew).map_err(|e| match e {
+        crate::state::store::StoreError::Open { .. }
+        | crate::state::store::StoreError::Db(_)
+        | crate::state::store::StoreError::Corrupt(..) => {
+            NodeError::StoreUnreadable { path: path.display().to_string(), message: e.to_string() }
         }
     })
 }

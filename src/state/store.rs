@@ -60,14 +60,35 @@ pub enum Change<'a> {
 }
 
 pub struct Store {
-    db: Database,
+    /// `None` after a failed write until it could be opened again.
+    db: Option<Database>,
+    /// Where it lives (`None`: in memory).
+    path: Option<std::path::PathBuf>,
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db =
             Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
-        Store::init(db)
+        let mut s = Store::init(db)?;
+        s.path = Some(path.to_path_buf());
+        Ok(s)
+    }
+
+    fn db(&self) -> Result<&Database, StoreError> {
+        self.db.as_ref().ok_or_else(|| StoreError::Db(redb::Error::PreviousIo))
+    }
+
+    /// After a failed write redb refuses every transaction until the file
+    /// is opened again: reopen it, so that a disk that filled up and has
+    /// room again takes writes without a restart of the node.
+    fn reopen(&mut self) {
+        let Some(path) = self.path.clone() else { return };
+        self.db = None; // the old handle holds the file's lock
+        match Database::create(&path) {
+            Ok(db) => self.db = Some(db),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot reopen the desired-state store yet"),
+        }
     }
 
     /// The same store on redb's in-memory backend (netsim: many nodes, no disk).
@@ -83,12 +104,12 @@ impl Store {
         txn.open_table(ENTRIES)?;
         txn.open_table(META)?;
         txn.commit()?;
-        Ok(Store { db })
+        Ok(Store { db: Some(db), path: None })
     }
 
     /// Every stored entry.
     pub fn load(&self) -> Result<Vec<Entry>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let table = txn.open_table(ENTRIES)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -100,9 +121,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies changes and metadata in one durable transaction.
-    pub fn commit(&self, changes: &[Change<'_>], meta: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write()?;
+    /// Applies changes and metadata in one durable transaction: all of
+    /// them, or (an error) none.
+    pub fn commit(&mut self, changes: &[Change<'_>], meta: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
+        if self.db.is_none() {
+            self.reopen();
+        }
+        let r = self.try_commit(changes, meta);
+        if r.is_err() {
+            self.reopen();
+        }
+        r
+    }
+
+    fn try_commit(&self, changes: &[Change<'_>], meta: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
             let mut table = txn.open_table(ENTRIES)?;
@@ -127,7 +160,7 @@ impl Store {
     }
 
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let m = txn.open_table(META)?;
         Ok(m.get(key)?.map(|v| v.value().to_vec()))
     }
@@ -150,7 +183,7 @@ mod tests {
         };
         let gone = Entry { key: Key::new("K", "ns", "b"), ..e.clone() };
         {
-            let s = Store::open(&path).unwrap();
+            let mut s = Store::open(&path).unwrap();
             s.commit(&[Change::Put(&e), Change::Put(&gone)], &[("watermark", vec![1, 2])]).unwrap();
             s.commit(&[Change::Forget(&gone.key)], &[]).unwrap();
         }
