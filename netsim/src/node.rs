@@ -257,6 +257,30 @@ impl SimNode {
         self.machine.lock().unwrap_or_else(|p| p.into_inner()).containers.clear();
     }
 
+    /// A paused node renews no lease: `ttl` into the pause, its fenced
+    /// containers' watchdogs (processes of their own, which the pause does
+    /// not freeze in this model) kill them; its agent hears of it when it
+    /// thaws.
+    pub fn enforce_leases(&mut self, at: Duration, ttl: Duration) {
+        let Some(since) = self.paused_until else { return };
+        if at.saturating_sub(since) < ttl {
+            return;
+        }
+        let (killed, agent) = {
+            let mut m = self.machine.lock().unwrap_or_else(|p| p.into_inner());
+            (m.expire_leases(tokio::time::Instant::now()), m.agent.clone())
+        };
+        let Some(agent) = agent else { return };
+        for id in killed {
+            let (agent, mut paused) = (agent.clone(), self.paused.subscribe());
+            tokio::spawn(async move {
+                let _ = paused.wait_for(|p| !*p).await;
+                let exit = shoal::agent::runtime::Exit::from_code(137, Some(9));
+                let _ = agent.send(shoal::agent::core::Input::Exited { id, container: 0, exit }).await;
+            });
+        }
+    }
+
     /// Freezes (or thaws) the whole node: its agent acts on nothing and its
     /// network is cut; its containers run on.
     pub fn set_paused(&mut self, net: &SimNet, paused: bool, at: Duration) {

@@ -223,6 +223,9 @@ async fn simulate(cfg: RunConfig) -> RunResult {
             next += 1;
             apply_step(step, &mut nodes, &ctx, &net, &mut rng, &mut observer, &acked, &mut log, &mut specs, t).await;
         }
+        for n in nodes.iter_mut() {
+            n.enforce_leases(t, sc.timing.fence_lease);
+        }
         observer.sample(&nodes, &net, t, SAMPLE, grace);
         if progress && t.subsec_millis() < SAMPLE.as_millis() as u32 {
             eprintln!("t={:>4}s wall={:>6.1}s", t.as_secs(), wall.elapsed().as_secs_f64());

@@ -52,12 +52,29 @@ impl Container {
 pub struct Machine {
     pub containers: BTreeMap<String, Container>,
     attempts: u64,
+    /// Where the host's agent hears of its containers (once it has asked
+    /// for any): a lease watchdog's kill is told there.
+    pub agent: Option<mpsc::Sender<Input>>,
 }
 
 impl Machine {
     /// Forgets containers that have finished stopping.
     pub fn prune(&mut self, now: Instant) {
         self.containers.retain(|_, c| c.stop_at.is_none_or(|t| t > now));
+    }
+
+    /// The lease watchdogs (`shoal::agent::lease`) of a host whose agent
+    /// renews nothing: every running fenced container is killed now.
+    /// Returns their ids.
+    pub fn expire_leases(&mut self, now: Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        for (id, c) in self.containers.iter_mut() {
+            if c.fenced && c.stop_at.is_none() {
+                c.stop_at = Some(now);
+                out.push(id.clone());
+            }
+        }
+        out
     }
 
     /// Starts a copy of a pod behind the agents' backs (an injected fault).
@@ -211,7 +228,9 @@ impl Executor for SimExecutor {
     }
 
     fn execute(&mut self, cmd: Command, inputs: &mpsc::Sender<Input>) -> Option<Input> {
+        let machine = self.machine.clone();
         let queue = self.queue.get_or_insert_with(|| {
+            lock(&machine).agent = Some(inputs.clone());
             let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
             let mut w = Worker {
                 machine: self.machine.clone(),

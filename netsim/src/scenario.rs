@@ -185,6 +185,10 @@ pub struct Timing {
     pub handoff_linger: Duration,
     #[serde(with = "humantime_serde")]
     pub fence_delay: Duration,
+    /// `agent.fence_lease`: a fenced container's watchdog kills it this
+    /// long after its node last renewed (a paused node renews nothing).
+    #[serde(with = "humantime_serde")]
+    pub fence_lease: Duration,
     /// Time for a simulated container to become Ready, drawn in [min, max].
     #[serde(with = "humantime_serde")]
     pub start_min: Duration,
@@ -210,6 +214,7 @@ impl Default for Timing {
             handoff_timeout: c.agent.handoff_timeout,
             handoff_linger: c.agent.handoff_linger,
             fence_delay: c.placement.fence_delay,
+            fence_lease: c.agent.fence_lease,
             start_min: Duration::from_millis(300),
             start_max: Duration::from_millis(800),
             election_timeout: Duration::from_secs(1),
@@ -334,6 +339,7 @@ mod tests {
             "flapping-node",
             "kill-a-third",
             "kill-one",
+            "long-pause",
             "lossy-network",
             "rolling-restart",
             "rolling-update",

@@ -104,6 +104,14 @@ fn agent_crash() {
     }
 }
 
+#[test]
+fn long_pause() {
+    // The invariants (a fenced replica never on two hosts, convergence
+    // after the thaw) are checked by `sweep`.
+    let runs = sweep("long-pause");
+    assert_eq!(runs.len(), 2 * env_or("NETSIM_SEEDS", 2));
+}
+
 /// Every update finishes, every replica ends on the new template.
 fn assert_rolled(name: &str, runs: &[(RunConfig, Figures)], min_ready_floor: usize) {
     for (c, f) in runs {
