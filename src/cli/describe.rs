@@ -235,12 +235,7 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
                 let _ = writeln!(out, "{k}:\n----\n{}\n", val.as_str().unwrap_or_default());
             }
             let _ = writeln!(out, "\nBinaryData\n====");
-            for (k, val) in v.pointer("/binaryData").and_then(Value::as_object).into_iter().flatten() {
-                use base64::Engine as _;
-                let bytes = val
-                    .as_str()
-                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                    .map_or(0, |b| b.len());
+            for (k, bytes) in decoded_sizes(v, "/binaryData") {
                 let _ = writeln!(out, "{k}: {bytes} bytes");
             }
         }
@@ -248,12 +243,7 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
             // Sizes only, as kubectl: a Secret's values are never printed.
             let _ = writeln!(out, "\nType:  {}", v.pointer("/type").and_then(Value::as_str).unwrap_or("Opaque"));
             let _ = writeln!(out, "\nData\n====");
-            for (k, val) in v.pointer("/data").and_then(Value::as_object).into_iter().flatten() {
-                use base64::Engine as _;
-                let bytes = val
-                    .as_str()
-                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                    .map_or(0, |b| b.len());
+            for (k, bytes) in decoded_sizes(v, "/data") {
                 let _ = writeln!(out, "{k}:  {bytes} bytes");
             }
         }
@@ -415,4 +405,14 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
         );
     }
     out
+}
+
+/// The keys of a base64 map at `pointer` and the size of each decoded value.
+fn decoded_sizes<'a>(v: &'a Value, pointer: &str) -> impl Iterator<Item = (&'a String, usize)> {
+    use base64::Engine as _;
+    v.pointer(pointer).and_then(Value::as_object).into_iter().flatten().map(|(k, val)| {
+        let bytes =
+            val.as_str().and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok()).map_or(0, |b| b.len());
+        (k, bytes)
+    })
 }

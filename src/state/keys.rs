@@ -63,16 +63,6 @@ impl DataKeys {
         })
     }
 
-    /// An empty ring that is never saved (tests, tools).
-    pub fn in_memory() -> DataKeys {
-        DataKeys {
-            path: PathBuf::new(),
-            ring: RwLock::new(KeyRing::default()),
-            changed: watch::channel(0).0,
-            wanted: Notify::new(),
-        }
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
