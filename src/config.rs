@@ -153,12 +153,18 @@ impl Default for AgentSection {
 pub struct MembershipSection {
     #[serde(with = "humantime_serde")]
     pub gossip_interval: Duration,
-    /// Failure-detector threshold: a node is dead once the silence since its
-    /// last heartbeat exceeds this many times its mean heartbeat interval.
+    /// chitchat's phi-accrual threshold. It only decides which peers
+    /// chitchat gossips with; node states come from Shoal's detector
+    /// (`suspect_after`, `dead_after` and the liveness watches).
     pub phi_threshold: f64,
     /// A node not heard from for this long is shown Suspect.
     #[serde(with = "humantime_serde")]
     pub suspect_after: Duration,
+    /// A node not heard from for this long (this node's own pauses not
+    /// counted) is Dead. A crashed `shoal` on a live host is Dead sooner:
+    /// its watchers find its port closed.
+    #[serde(with = "humantime_serde")]
+    pub dead_after: Duration,
     /// How long a dead node stays listed (as Dead) before it is forgotten.
     #[serde(with = "humantime_serde")]
     pub dead_node_grace: Duration,
@@ -175,6 +181,7 @@ impl Default for MembershipSection {
             gossip_interval: Duration::from_millis(200),
             phi_threshold: 16.0,
             suspect_after: Duration::from_millis(800),
+            dead_after: Duration::from_millis(2500),
             dead_node_grace: Duration::from_secs(600),
             settle_time: Duration::from_secs(3),
             discover: Discover::Off,
@@ -443,6 +450,17 @@ impl NodeConfig {
         }
         if self.state.write_replicas == 0 {
             return Err(invalid("state.write_replicas", "must be at least 1"));
+        }
+        let m = &self.membership;
+        if m.dead_after <= m.suspect_after || m.dead_after < m.gossip_interval * 4 {
+            return Err(invalid(
+                "membership.dead_after",
+                format!(
+                    "must be longer than membership.suspect_after ({:?}) and at least 4 gossip intervals ({:?})",
+                    m.suspect_after,
+                    m.gossip_interval * 4
+                ),
+            ));
         }
         if self.membership.phi_threshold < 1.0 {
             return Err(invalid("membership.phi_threshold", "must be at least 1"));

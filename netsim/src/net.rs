@@ -3,8 +3,11 @@
 //!
 //! Gossip goes through chitchat's `Transport` trait, encoded and decoded with
 //! chitchat's own message encoding; state replication goes through Shoal's
-//! `Rpc` trait to the real `SyncService` of the peer. Nothing here knows what
-//! the messages mean.
+//! `Rpc` trait to the real `SyncService` of the peer; liveness watches go
+//! through Shoal's `Liveness` trait, with what a kernel would do: a port
+//! whose process died refuses and closes its connections, a dead, frozen
+//! or cut-off host does not answer. Nothing here knows what the messages
+//! mean.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -16,6 +19,7 @@ use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use shoal::membership::watch::{Hello, Liveness, Probe};
 use shoal::node::assembly::Network as NodeNetwork;
 use shoal::state::sync::{Rpc, RpcError, SyncService};
 use tokio::sync::mpsc;
@@ -24,6 +28,21 @@ use crate::scenario::Network;
 
 /// How long a request to an unreachable peer takes to fail.
 pub const RPC_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a liveness probe waits for an answer (as `net::liveness`).
+pub const PROBE_TIMEOUT: Duration = shoal::net::liveness::PROBE_TIMEOUT;
+/// Bytes a liveness probe costs (handshake and hello; a held connection
+/// is idle).
+pub const PROBE_BYTES: usize = 120;
+
+/// A liveness port's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    Open,
+    /// The process died on a running host: connections closed at once.
+    Closed,
+    /// The host died with it: nothing was sent.
+    Vanished,
+}
 /// Largest gossip message accepted (Shoal's QUIC frame limit).
 pub const MAX_GOSSIP_BYTES: usize = shoal::net::quic::MAX_GOSSIP_FRAME;
 
@@ -45,6 +64,10 @@ struct State {
     blocked: HashSet<(SocketAddr, SocketAddr)>,
     /// Crashed or paused nodes: nothing in, nothing out.
     down: HashSet<SocketAddr>,
+    /// Hosts that do not answer at all (crashed, or frozen whole).
+    silent: HashSet<SocketAddr>,
+    /// Liveness ports, by address: the hello and the port's process.
+    ports: HashMap<SocketAddr, (Hello, tokio::sync::watch::Sender<Port>)>,
     inboxes: HashMap<SocketAddr, mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>>,
     services: HashMap<SocketAddr, Arc<SyncService>>,
     traffic: HashMap<SocketAddr, Traffic>,
@@ -64,6 +87,8 @@ impl SimNet {
                 model,
                 blocked: HashSet::new(),
                 down: HashSet::new(),
+                silent: HashSet::new(),
+                ports: HashMap::new(),
                 inboxes: HashMap::new(),
                 services: HashMap::new(),
                 traffic: HashMap::new(),
@@ -81,6 +106,24 @@ impl SimNet {
             s.down.insert(addr);
         } else {
             s.down.remove(&addr);
+        }
+    }
+
+    /// Whether the host at `addr` answers nothing (crashed or frozen whole).
+    pub fn set_silent(&self, addr: SocketAddr, silent: bool) {
+        let mut s = self.lock();
+        if silent {
+            s.silent.insert(addr);
+        } else {
+            s.silent.remove(&addr);
+        }
+    }
+
+    /// The process behind a liveness port ends: `Closed` when its host
+    /// runs on (watchers see it at once), `Vanished` when the host died.
+    pub fn close_port(&self, addr: SocketAddr, how: Port) {
+        if let Some((_, tx)) = self.lock().ports.remove(&addr) {
+            tx.send_replace(how);
         }
     }
 
@@ -123,7 +166,16 @@ impl SimNet {
         let t = s.traffic.entry(from).or_default();
         t.sent_bytes += len as u64;
         t.sent_messages += 1;
-        if s.down.contains(&from) || s.down.contains(&to) || s.blocked.contains(&(from, to)) {
+        if s.down.contains(&from) || s.down.contains(&to) {
+            return None;
+        }
+        Self::path(&mut s, from, to)
+    }
+
+    /// The fate of a packet on the path from `from` to `to`, whatever runs
+    /// at either end: `None` when cut or lost.
+    fn path(s: &mut State, from: SocketAddr, to: SocketAddr) -> Option<Vec<Duration>> {
+        if s.blocked.contains(&(from, to)) {
             return None;
         }
         let m = s.model.clone();
@@ -141,9 +193,9 @@ impl SimNet {
             }
             Duration::from_micros((ms * 1000.0) as u64)
         };
-        let mut delays = vec![one(&mut s)];
+        let mut delays = vec![one(s)];
         if m.duplicate > 0.0 && s.rng.random_bool(m.duplicate) {
-            delays.push(one(&mut s));
+            delays.push(one(s));
         }
         Some(delays)
     }
@@ -173,6 +225,50 @@ impl SimNet {
         }
     }
 
+    /// A watcher at `me` connects to the liveness port at `peer`.
+    async fn probe(&self, me: SocketAddr, peer: SocketAddr) -> Probe {
+        let answer = {
+            let mut s = self.lock();
+            let t = s.traffic.entry(me).or_default();
+            t.sent_bytes += PROBE_BYTES as u64;
+            t.sent_messages += 1;
+            let there = Self::path(&mut s, me, peer);
+            let back = Self::path(&mut s, peer, me);
+            match (there, back) {
+                _ if s.down.contains(&me) || s.silent.contains(&peer) => None,
+                (Some(a), Some(b)) => {
+                    Some((a[0] + b[0], s.ports.get(&peer).map(|(h, tx)| (h.clone(), tx.subscribe()))))
+                }
+                _ => None,
+            }
+        };
+        let Some((rtt, port)) = answer else {
+            tokio::time::sleep(PROBE_TIMEOUT).await;
+            return Probe::NoAnswer;
+        };
+        tokio::time::sleep(rtt).await;
+        let Some((hello, mut rx)) = port else { return Probe::Refused };
+        if *rx.borrow() != Port::Open {
+            return Probe::Refused;
+        }
+        let (net, latency) = (self.clone(), rtt / 2);
+        let held = async move {
+            loop {
+                let how = rx.wait_for(|p| *p != Port::Open).await.map(|p| *p).unwrap_or(Port::Vanished);
+                if how == Port::Vanished {
+                    return std::future::pending().await;
+                }
+                // The FIN crosses the path (retried while it is cut).
+                if Self::path(&mut net.lock(), peer, me).is_some() {
+                    tokio::time::sleep(latency).await;
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        Probe::Answered { hello, held: Box::pin(held) }
+    }
+
     /// The network as node `me` sees it (for the node assembly).
     pub fn attach(&self, me: SocketAddr) -> SimNetwork {
         SimNetwork { transport: SimTransport { net: self.clone() }, net: self.clone(), me }
@@ -195,6 +291,26 @@ impl NodeNetwork for SimNetwork {
     }
     fn serve_sync(&self, svc: Arc<SyncService>) {
         self.net.register_service(self.me, svc);
+    }
+    fn liveness(&self) -> Arc<dyn Liveness> {
+        Arc::new(SimLiveness { net: self.net.clone(), me: self.me })
+    }
+    fn serve_liveness(&self, hello: Hello) {
+        let (tx, _) = tokio::sync::watch::channel(Port::Open);
+        self.net.lock().ports.insert(self.me, (hello, tx));
+    }
+}
+
+/// Liveness watches on the simulated network.
+struct SimLiveness {
+    net: SimNet,
+    me: SocketAddr,
+}
+
+#[async_trait]
+impl Liveness for SimLiveness {
+    async fn probe(&self, peer: SocketAddr) -> Probe {
+        self.net.probe(self.me, peer).await
     }
 }
 

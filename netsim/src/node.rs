@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::clock;
 use crate::leader::{self, LeaderSettings};
-use crate::net::SimNet;
+use crate::net::{Port, SimNet};
 use crate::runtime::{Machine, SharedMachine, SimExecutor, SimTiming};
 use crate::scenario::Timing;
 
@@ -103,6 +103,7 @@ pub fn node_config(t: &Timing) -> NodeConfig {
     c.membership.gossip_interval = t.gossip_interval;
     c.membership.phi_threshold = t.phi_threshold;
     c.membership.suspect_after = t.suspect_after;
+    c.membership.dead_after = t.dead_after;
     c.membership.settle_time = t.settle_time;
     c.state.anti_entropy_interval = t.anti_entropy_interval;
     c.agent.handoff_timeout = t.handoff_timeout;
@@ -183,6 +184,7 @@ impl SimNode {
             starts: self.starts.clone(),
             seed,
             events: Arc::new(EventLog::new(&self.name)),
+            frozen: Some(self.paused.subscribe()),
         };
         let mut a =
             Assembly::start(parts, Settings::from_config(&node_config(t))).await.expect("simulated node starts");
@@ -228,6 +230,7 @@ impl SimNode {
         let exec = SimExecutor::new(self.machine.clone(), self.paused.subscribe(), timing, seed ^ 0xa9e7);
         a.spawn_agent(exec, plan_rx);
         ctx.net.set_down(self.addr, false);
+        ctx.net.set_silent(self.addr, false);
         self.live = Some(Live {
             generation,
             view: a.view.clone(),
@@ -244,6 +247,8 @@ impl SimNode {
     /// sees its pipe to `shoal` close and kills them at once.
     pub fn agent_crash(&mut self, net: &SimNet) {
         net.set_down(self.addr, true);
+        // The host closes the dead process's connections, and refuses new ones.
+        net.close_port(self.addr, Port::Closed);
         if let Some(l) = self.live.take() {
             l.assembly.abort();
             self.machine.lock().unwrap_or_else(|p| p.into_inner()).containers.retain(|_, c| !c.fenced);
@@ -252,6 +257,9 @@ impl SimNode {
 
     /// The host dies at once: `shoal` and its pods with it.
     pub fn crash(&mut self, net: &SimNet) {
+        // Nothing is sent: no FIN, no refusal, from now on no answer.
+        net.set_silent(self.addr, true);
+        net.close_port(self.addr, Port::Vanished);
         self.agent_crash(net);
         self.host_up = false;
         self.machine.lock().unwrap_or_else(|p| p.into_inner()).containers.clear();
@@ -285,6 +293,7 @@ impl SimNode {
     /// network is cut; its containers run on.
     pub fn set_paused(&mut self, net: &SimNet, paused: bool, at: Duration) {
         net.set_down(self.addr, paused);
+        net.set_silent(self.addr, paused);
         self.paused_until = paused.then_some(at);
         self.paused.send_replace(paused);
     }

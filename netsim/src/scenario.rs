@@ -176,6 +176,8 @@ pub struct Timing {
     #[serde(with = "humantime_serde")]
     pub suspect_after: Duration,
     #[serde(with = "humantime_serde")]
+    pub dead_after: Duration,
+    #[serde(with = "humantime_serde")]
     pub settle_time: Duration,
     #[serde(with = "humantime_serde")]
     pub anti_entropy_interval: Duration,
@@ -209,6 +211,7 @@ impl Default for Timing {
             gossip_interval: c.membership.gossip_interval,
             phi_threshold: c.membership.phi_threshold,
             suspect_after: c.membership.suspect_after,
+            dead_after: c.membership.dead_after,
             settle_time: c.membership.settle_time,
             anti_entropy_interval: c.state.anti_entropy_interval,
             handoff_timeout: c.agent.handoff_timeout,

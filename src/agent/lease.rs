@@ -202,7 +202,7 @@ pub async fn renew(
     use tokio::io::AsyncWriteExt;
     let every = beat_interval(lease.ttl);
     loop {
-        if *lease.ok.borrow() && (stdin.write_all(b".").await.is_err() || stdin.flush().await.is_err()) {
+        if lease.renewable() && (stdin.write_all(b".").await.is_err() || stdin.flush().await.is_err()) {
             return;
         }
         tokio::select! {

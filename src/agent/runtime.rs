@@ -54,12 +54,20 @@ pub struct Launch {
     pub lease: Option<LeaseSpec>,
 }
 
-/// A fenced pod's lease: `ttl`, renewed while `ok` says this node may run
-/// fenced pods (it sees a majority).
+/// A fenced pod's lease: `ttl`, renewed while this node may run fenced
+/// pods: before the instant `until` holds (it has a majority and heard from
+/// one lately; see `membership::detector::Detector::majority_until`).
 #[derive(Debug, Clone)]
 pub struct LeaseSpec {
     pub ttl: std::time::Duration,
-    pub ok: tokio::sync::watch::Receiver<bool>,
+    pub until: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
+}
+
+impl LeaseSpec {
+    /// Whether the lease may be renewed now.
+    pub fn renewable(&self) -> bool {
+        self.until.borrow().is_some_and(|t| tokio::time::Instant::now() < t)
+    }
 }
 
 /// The names of `env`, for `Debug` (values may come from Secrets).

@@ -2,12 +2,16 @@
 //!
 //! - `view`: the record each node gossips about itself and the assembled view;
 //! - `assemble`: chitchat's raw state to the view (pure);
+//! - `detector`: the failure detector: Ready, Suspect or Dead (pure);
+//! - `watch`: liveness watches of a few peers' endpoints;
 //! - `service`: runs chitchat and keeps the view fresh;
 //! - `transport`: chitchat over QUIC.
 
 pub mod assemble;
+pub mod detector;
 pub mod discovery;
 pub mod service;
 pub mod settle;
 pub mod transport;
 pub mod view;
+pub mod watch;

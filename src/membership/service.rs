@@ -1,12 +1,16 @@
-//! The membership service: runs chitchat (scuttlebutt gossip with a
-//! phi-accrual failure detector) over a `Transport`, publishes this node's
-//! small records (identity, capacity, pod statuses), and assembles the
-//! `ClusterView` every few milliseconds.
+//! The membership service: runs chitchat (scuttlebutt gossip) over a
+//! `Transport`, publishes this node's small records (identity, capacity,
+//! pod statuses, its claims against dead peers), drives the failure
+//! detector (`detector`) and the liveness watches (`watch`), and assembles
+//! the `ClusterView` every tick.
 //!
 //! Time comes from tokio (virtual in netsim); the transport is QUIC on a real
-//! node and a simulated network in netsim. Graceful leave sets a `left` key
-//! and pushes it to every live peer at once, so peers see Left without waiting
-//! for the failure detector.
+//! node and a simulated network in netsim, as are the liveness watches.
+//! chitchat's own phi-accrual detector only chooses whom it gossips with;
+//! node states come from `detector`. Graceful leave sets a `left` key and
+//! pushes it to every live peer at once, so peers see Left without waiting
+//! for the failure detector; a new claim, and this node waking from a
+//! pause, are pushed the same way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -21,8 +25,10 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::assemble::{Me, Memory, RawNode, Rules, assemble, keys};
+use super::assemble::{Me, Memory, RawNode, Records, assemble, keys};
+use super::detector::{Detector, DetectorConfig, Evidence, Id, encode_claim};
 use super::view::{ClusterView, NodeInfo};
+use super::watch::{self as liveness_watch, Liveness, Target};
 use crate::events::EventLog;
 use crate::model::status::Statuses;
 
@@ -31,12 +37,18 @@ use crate::model::status::Statuses;
 pub struct GossipConfig {
     pub cluster_id: String,
     pub gossip_interval: Duration,
+    /// chitchat's phi threshold: only whom it gossips with.
     pub phi_threshold: f64,
     pub suspect_after: Duration,
+    pub dead_after: Duration,
     pub dead_node_grace: Duration,
     pub seeds: Vec<String>,
     /// Unix seconds now (the system clock, or virtual time in netsim).
     pub clock: fn() -> u64,
+    /// netsim's frozen host: while true, the membership loop runs no code,
+    /// as a stopped process would not (a real node passes `None`: a real
+    /// pause stops the whole process).
+    pub frozen: Option<watch::Receiver<bool>>,
 }
 
 pub struct Membership {
@@ -47,6 +59,8 @@ pub struct Membership {
     leaving_tx: watch::Sender<bool>,
     extra_tx: watch::Sender<BTreeMap<String, String>>,
     task: JoinHandle<()>,
+    watches: JoinHandle<()>,
+    majority_rx: watch::Receiver<Option<Instant>>,
     interval: Duration,
 }
 
@@ -55,7 +69,16 @@ struct Published {
     info: String,
     left: bool,
     extra: BTreeMap<String, String>,
+    claims: HashMap<String, String>,
 }
+
+/// Evidence queued from the liveness watches to the detector.
+pub const EVIDENCE_QUEUE: usize = 256;
+
+/// Most peers a new claim, or this node's return from a pause, is pushed
+/// to at once (every peer, up to this size; the rest hear of it through
+/// gossip, from several claimants that each push to a different part).
+pub const PUSH_FANOUT: usize = 32;
 
 /// Why gossip could not start.
 #[derive(Debug, thiserror::Error)]
@@ -77,10 +100,11 @@ impl Membership {
         cfg: GossipConfig,
         info: NodeInfo,
         advertise: SocketAddr,
-        transport: &dyn Transport,
+        net: (&dyn Transport, Arc<dyn Liveness>),
         statuses: watch::Receiver<Statuses>,
         events: Arc<EventLog>,
     ) -> Result<Membership, MembershipError> {
+        let (transport, liveness) = net;
         let id = ChitchatId::new(info.name.clone(), info.generation, advertise);
         let fd = FailureDetectorConfig {
             phi_threshold: cfg.phi_threshold,
@@ -111,29 +135,53 @@ impl Membership {
         let first = ClusterView { self_name: info.name.clone(), ..Default::default() };
         let (view_tx, view_rx) = watch::channel(Arc::new(first));
         let tick = (cfg.gossip_interval / 2).max(Duration::from_millis(10));
+        let (evidence_tx, evidence_rx) = tokio::sync::mpsc::channel(EVIDENCE_QUEUE);
+        let (targets_tx, targets_rx) = watch::channel(Vec::new());
+        let (majority_tx, majority_rx) = watch::channel(None);
+        let watches =
+            liveness_watch::spawn(liveness, liveness_watch::cluster_tag(&cfg.cluster_id), targets_rx, evidence_tx);
+        let handle = Arc::new(handle);
         let task = tokio::spawn(refresh_loop(
-            chitchat.clone(),
-            cfg,
-            tick,
-            Inputs { info: info_rx, statuses, leaving: leaving_rx, extra: extra_rx },
-            view_tx,
-            events,
-            Published { pods: HashMap::new(), info: info_json, left: false, extra: BTreeMap::new() },
+            Driver {
+                chitchat: chitchat.clone(),
+                handle: handle.clone(),
+                cfg,
+                tick,
+                view_tx,
+                events,
+                targets_tx,
+                majority_tx,
+            },
+            Inputs { info: info_rx, statuses, leaving: leaving_rx, extra: extra_rx, evidence: evidence_rx },
+            Published {
+                pods: HashMap::new(),
+                info: info_json,
+                left: false,
+                extra: BTreeMap::new(),
+                claims: HashMap::new(),
+            },
         ));
         Ok(Membership {
-            handle: Some(Arc::new(handle)),
+            handle: Some(handle),
             chitchat,
             view_rx,
             info_tx,
             leaving_tx,
             extra_tx,
             task,
+            watches,
+            majority_rx,
             interval: tick * 2,
         })
     }
 
     pub fn view(&self) -> watch::Receiver<Arc<ClusterView>> {
         self.view_rx.clone()
+    }
+
+    /// Until when this node may renew fenced pods' leases (`None`: not now).
+    pub fn majority(&self) -> watch::Receiver<Option<Instant>> {
+        self.majority_rx.clone()
     }
 
     /// A handle to update this node's record from another task.
@@ -182,6 +230,7 @@ impl Membership {
     /// Stops at once, as a crash would (netsim): no leave, no goodbye.
     pub fn abort(&self) {
         self.task.abort();
+        self.watches.abort();
         if let Some(h) = &self.handle {
             h.abort();
         }
@@ -189,6 +238,7 @@ impl Membership {
 
     pub async fn shutdown(mut self) {
         self.task.abort();
+        self.watches.abort();
         if let Some(h) = self.handle.take() {
             let _ = h.initiate_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), h.termination_watcher()).await;
@@ -201,98 +251,134 @@ struct Inputs {
     statuses: watch::Receiver<Statuses>,
     leaving: watch::Receiver<bool>,
     extra: watch::Receiver<BTreeMap<String, String>>,
+    evidence: tokio::sync::mpsc::Receiver<(Id, Evidence)>,
 }
 
-async fn refresh_loop(
+/// What the refresh loop drives.
+struct Driver {
     chitchat: Arc<Mutex<chitchat::Chitchat>>,
+    handle: Arc<ChitchatHandle>,
     cfg: GossipConfig,
     tick: Duration,
-    inputs: Inputs,
     view_tx: watch::Sender<Arc<ClusterView>>,
     events: Arc<EventLog>,
-    mut published: Published,
-) {
+    targets_tx: watch::Sender<Vec<Target>>,
+    majority_tx: watch::Sender<Option<Instant>>,
+}
+
+async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
+    let Driver { chitchat, handle, cfg, tick, view_tx, events, targets_tx, majority_tx } = d;
     let mut memory = Memory::default();
-    // (Fx hashing: these are looked up for every node on every round.)
-    let mut heartbeats: FxHashMap<ChitchatId, (u64, Instant)> = FxHashMap::default();
+    let mut detector =
+        Detector::new(DetectorConfig { tick, suspect_after: cfg.suspect_after, dead_after: cfg.dead_after });
     // Parsed records per node id, refreshed only when its state changes.
-    let mut parsed: FxHashMap<ChitchatId, (u64, Arc<super::assemble::Records>)> = FxHashMap::default();
+    // (Fx hashing: these are looked up for every node on every round.)
+    let mut parsed: FxHashMap<ChitchatId, (u64, Arc<Records>)> = FxHashMap::default();
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let rules = Rules { suspect_after: cfg.suspect_after };
+    let mut frozen = cfg.frozen.clone();
     // What the last assembly was built from: when nothing the view depends on
     // changed, the round costs one walk and no allocation.
     let mut last_inputs: Option<(u64, NodeInfo)> = None;
+    let mut evidence = Vec::new();
+    // Where this node's pushes start in the sorted peers: claimants of one
+    // peer push to different parts of a large cluster.
+    let mut pushes: usize = liveness_watch::ring_key(&inputs.info.borrow().name) as usize;
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            Some(e) = inputs.evidence.recv() => evidence.push(e),
+        }
+        if let Some(f) = frozen.as_mut()
+            && f.wait_for(|p| !*p).await.is_err()
+        {
+            frozen = None;
+        }
+        let paused = detector.tick(Instant::now());
+        while let Ok(e) = inputs.evidence.try_recv() {
+            evidence.push(e);
+        }
+        for (id, e) in evidence.drain(..) {
+            tracing::info!(node = %id.0, generation = id.1, evidence = ?e, "liveness watch: the peer's process is gone");
+            detector.evidence(&id, e);
+        }
+        if let Some(p) = paused {
+            tracing::warn!(
+                "this node was paused for {:.1}s (stopped, stalled or swapping): its peers' silence meanwhile is not held against them",
+                p.as_secs_f64()
+            );
+        }
         let info = inputs.info.borrow().clone();
         let pods = inputs.statuses.borrow().clone();
         let leaving = *inputs.leaving.borrow();
         let extra = inputs.extra.borrow().clone();
-        let now = Instant::now();
         let now_unix = (cfg.clock)();
-        let raw: Vec<RawNode> = {
+        let prev = view_tx.borrow().clone();
+        let claims: HashMap<String, String> =
+            detector.claims().into_iter().map(|(n, g)| (n.to_string(), encode_claim(g))).collect();
+        let new_claim = claims.iter().any(|(n, c)| published.claims.get(n) != Some(c));
+        let (raw, fp, push_to) = {
             let mut c = chitchat.lock().await;
-            publish(&mut c, &info, &pods, leaving, &extra, &mut published);
-            let live: FxHashSet<&ChitchatId> = c.live_nodes().collect();
-            let me = c.self_chitchat_id();
-            let mut fp = rustc_hash::FxHasher::default();
-            (now_unix, leaving, Arc::as_ptr(&pods)).hash(&mut fp);
+            publish(&mut c, &info, &pods, leaving, &extra, &claims, &mut published);
+            let me = c.self_chitchat_id().clone();
             let mut present = 0;
-            for (id, st) in c.node_states().iter().filter(|(id, _)| *id != me) {
+            for (id, st) in c.node_states().iter().filter(|(id, _)| **id != me) {
                 present += 1;
-                let hb_num = u64::from(st.heartbeat());
-                let last_heartbeat = match heartbeats.get_mut(id) {
-                    Some(e) => {
-                        if e.0 != hb_num {
-                            *e = (hb_num, now);
-                        }
-                        e.1
-                    }
-                    None => {
-                        heartbeats.insert(id.clone(), (hb_num, now));
-                        now
-                    }
-                };
+                detector.heartbeat(&(id.node_id.to_string(), id.generation_id), u64::from(st.heartbeat()));
                 let version = st.max_version();
-                let records = match parsed.get(id) {
-                    Some((v, r)) if *v == version => r.clone(),
-                    _ => {
-                        let r = Arc::new(super::assemble::parse_records(st.key_values()));
-                        parsed.insert(id.clone(), (version, r.clone()));
-                        r
-                    }
-                };
-                let suspect = now.saturating_duration_since(last_heartbeat) > rules.suspect_after;
-                (id, live.contains(id), Arc::as_ptr(&records), suspect).hash(&mut fp);
+                if parsed.get(id).is_none_or(|(v, _)| *v != version) {
+                    parsed.insert(id.clone(), (version, Arc::new(super::assemble::parse_records(st.key_values()))));
+                }
             }
-            let fp = fp.finish();
-            if heartbeats.len() > present {
+            if detector.len() > present || parsed.len() > present {
                 let ids: FxHashSet<&ChitchatId> = c.node_states().keys().collect();
-                heartbeats.retain(|id, _| ids.contains(id));
+                let gens: FxHashSet<(&str, u64)> = ids.iter().map(|i| (&*i.node_id, i.generation_id)).collect();
+                detector.retain(|(n, g)| gens.contains(&(n.as_str(), *g)));
                 parsed.retain(|id, _| ids.contains(id));
             }
-            if last_inputs.as_ref().is_some_and(|(f, i)| *f == fp && *i == info) {
-                continue;
+            // Other nodes' claims, by the peer generation they name.
+            let mut against: FxHashMap<(&str, u64), Vec<&str>> = FxHashMap::default();
+            for (id, (_, r)) in parsed.iter().filter(|(id, _)| id.node_id != me.node_id) {
+                for (peer, generation) in &r.claims {
+                    against.entry((peer.as_str(), *generation)).or_default().push(&*id.node_id);
+                }
             }
-            last_inputs = Some((fp, info.clone()));
-            c.node_states()
-                .iter()
-                .filter(|(id, _)| *id != me)
-                .filter_map(|(id, _)| {
-                    let records = parsed.get(id)?.1.clone();
-                    Some(RawNode {
-                        name: id.node_id.to_string(),
-                        generation: id.generation_id,
-                        live: live.contains(id),
-                        records,
-                        last_heartbeat: heartbeats.get(id)?.1,
-                    })
-                })
-                .collect()
+            let alive_before = prev.nodes.values().filter(|n| n.state.alive()).count().max(1);
+            let mut fp = rustc_hash::FxHasher::default();
+            (now_unix, leaving, Arc::as_ptr(&pods)).hash(&mut fp);
+            let mut raw = Vec::with_capacity(present);
+            for (id, (_, records)) in parsed.iter() {
+                let key: Id = (id.node_id.to_string(), id.generation_id);
+                let mut claimants: Vec<&str> =
+                    against.get(&(&*id.node_id, id.generation_id)).cloned().unwrap_or_default();
+                claimants.sort_unstable();
+                claimants.dedup();
+                let was_alive = prev.nodes.get(&*id.node_id).is_some_and(|n| n.state.alive());
+                let observers = alive_before - usize::from(was_alive);
+                let Some(j) = detector.judge(&key, &claimants, observers) else { continue };
+                (id, j.state, Arc::as_ptr(records)).hash(&mut fp);
+                raw.push(RawNode { name: key.0, generation: key.1, state: j.state, records: records.clone() });
+            }
+            let push_to: Vec<SocketAddr> = if new_claim || paused.is_some() {
+                let alive = |id: &ChitchatId| {
+                    prev.nodes
+                        .get(&*id.node_id)
+                        .is_some_and(|n| n.state.alive() && n.info.generation == id.generation_id)
+                };
+                c.node_states().keys().filter(|id| **id != me && alive(id)).map(|id| id.gossip_advertise_addr).collect()
+            } else {
+                Vec::new()
+            };
+            (raw, fp.finish(), push_to)
         };
+        push(&handle, push_to, &mut pushes);
+        if last_inputs.as_ref().is_some_and(|(f, i)| *f == fp && *i == info) {
+            majority_tx.send_replace(majority_until(&detector, &view_tx.borrow()));
+            continue;
+        }
+        last_inputs = Some((fp, info.clone()));
         let (view, changes, _malformed) =
-            assemble(Me { info: &info, pods: &pods, leaving }, &raw, rules, now, now_unix, &mut memory);
+            assemble(Me { info: &info, pods: &pods, leaving }, &raw, now_unix, &mut memory);
         for ch in changes {
             if ch.node == info.name && ch.from.is_none() {
                 continue;
@@ -306,6 +392,16 @@ async fn refresh_loop(
             };
             events.node(warn, &ch.node, ch.to.as_str(), msg);
         }
+        let targets = watch_targets(&view);
+        targets_tx.send_if_modified(|cur| {
+            if *cur == targets {
+                false
+            } else {
+                *cur = targets;
+                true
+            }
+        });
+        majority_tx.send_replace(majority_until(&detector, &view));
         view_tx.send_if_modified(|cur| {
             if **cur == view {
                 false
@@ -317,6 +413,52 @@ async fn refresh_loop(
     }
 }
 
+/// Until when this node may renew fenced pods' leases: it has a majority
+/// in its view, and heard from one lately on the real clock.
+fn majority_until(detector: &Detector, view: &ClusterView) -> Option<Instant> {
+    if !view.quorum {
+        return None;
+    }
+    let known = view.nodes.values().filter(|n| n.state != super::view::NodeState::Left).count();
+    let peers: Vec<Id> = view
+        .nodes
+        .values()
+        .filter(|n| n.state.alive() && n.info.name != view.self_name)
+        .map(|n| (n.info.name.clone(), n.info.generation))
+        .collect();
+    detector.majority_until(peers.iter(), known)
+}
+
+/// Gossips with up to `PUSH_FANOUT` of `peers` now (a new claim, or this
+/// node back from a pause), rotating through them over successive pushes.
+fn push(handle: &ChitchatHandle, mut peers: Vec<SocketAddr>, pushes: &mut usize) {
+    if peers.is_empty() {
+        return;
+    }
+    peers.sort_unstable();
+    let n = peers.len();
+    for i in 0..n.min(PUSH_FANOUT) {
+        let _ = handle.gossip(peers[(*pushes + i) % n]);
+    }
+    *pushes = pushes.wrapping_add(PUSH_FANOUT);
+}
+
+/// The peers this node watches (see `watch`), from its view.
+fn watch_targets(view: &ClusterView) -> Vec<Target> {
+    let alive = view.nodes.values().filter(|n| n.state.alive()).map(|n| n.info.name.as_str());
+    liveness_watch::targets(&view.self_name, alive)
+        .into_iter()
+        .filter_map(|name| {
+            let n = view.nodes.get(name)?;
+            Some(Target {
+                name: name.to_string(),
+                generation: n.info.generation,
+                addr: n.info.gossip_addr.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// Writes this node's keys that changed since the last round.
 fn publish(
     c: &mut chitchat::Chitchat,
@@ -324,6 +466,7 @@ fn publish(
     pods: &Statuses,
     leaving: bool,
     extra: &BTreeMap<String, String>,
+    claims: &HashMap<String, String>,
     p: &mut Published,
 ) {
     let st = c.self_node_state();
@@ -350,6 +493,15 @@ fn publish(
             p.pods.insert(id.clone(), j);
         }
     }
+    for (peer, c) in claims {
+        if p.claims.get(peer) != Some(c) {
+            st.set(format!("{}{peer}", keys::DOWN), c);
+        }
+    }
+    for peer in p.claims.keys().filter(|n| !claims.contains_key(*n)) {
+        st.delete(&format!("{}{peer}", keys::DOWN));
+    }
+    p.claims = claims.clone();
     let gone: Vec<String> = p.pods.keys().filter(|id| !pods.contains_key(*id)).cloned().collect();
     for id in gone {
         st.delete(&format!("{}{id}", keys::POD));

@@ -60,7 +60,7 @@ impl NodeInfo {
 }
 
 /// A node's state as this node sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum NodeState {
     Ready,
     /// Alive per the failure detector, but not heard from lately.

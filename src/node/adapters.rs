@@ -15,7 +15,9 @@ use super::cluster::{TokenWriteError, Tokens};
 use crate::agent::driver::{RecordError, ResultSink};
 use crate::api::server::{ClusterOpError, ClusterOps};
 use crate::membership::transport::QuicTransport;
+use crate::membership::watch::{Hello, Liveness};
 use crate::model::pods::PodResult;
+use crate::net::liveness::TcpLiveness;
 use crate::net::quic::{Handler, Net, StreamKind};
 use crate::state::entry::kinds;
 use crate::state::sync::{Rpc, RpcError, SyncService};
@@ -39,21 +41,34 @@ impl Handler for SyncHandler {
     }
 }
 
-/// The node's QUIC endpoint, as the network of the node assembly.
+/// The node's QUIC endpoint, as the network of the node assembly, and
+/// the liveness port beside it (TCP, same address and port number).
 pub struct QuicNetwork {
     net: Arc<Net>,
     transport: QuicTransport,
+    liveness_addr: SocketAddr,
 }
 
 impl QuicNetwork {
-    pub fn new(net: Arc<Net>, inbox: mpsc::Receiver<(SocketAddr, Bytes)>) -> QuicNetwork {
-        QuicNetwork { transport: QuicTransport::new(net.clone(), inbox), net }
+    /// `liveness_addr`: where the liveness port binds (the gossip bind
+    /// address, with the port QUIC got).
+    pub fn new(net: Arc<Net>, inbox: mpsc::Receiver<(SocketAddr, Bytes)>, liveness_addr: SocketAddr) -> QuicNetwork {
+        QuicNetwork { transport: QuicTransport::new(net.clone(), inbox), net, liveness_addr }
     }
 }
 
 impl Network for QuicNetwork {
     fn gossip(&self) -> &dyn Transport {
         &self.transport
+    }
+    fn liveness(&self) -> Arc<dyn Liveness> {
+        Arc::new(TcpLiveness)
+    }
+    fn serve_liveness(&self, hello: Hello) {
+        // Served until the process ends (its end is what watchers see).
+        if let Err(e) = crate::net::liveness::serve(self.liveness_addr, hello) {
+            tracing::warn!("{e}");
+        }
     }
     fn rpc(&self) -> Arc<dyn Rpc> {
         self.net.clone()

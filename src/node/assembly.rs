@@ -29,6 +29,7 @@ use crate::membership::assemble::keys;
 use crate::membership::service::{GossipConfig, Membership, MembershipError};
 use crate::membership::settle::{self, Settle};
 use crate::membership::view::{ClusterView, NodeInfo};
+use crate::membership::watch::{Hello, Liveness, cluster_tag};
 use crate::model::status::Statuses;
 use crate::placement::plan::{Plan, PlanRules, PlanView, Planner};
 use crate::state::StateDb;
@@ -38,6 +39,11 @@ use crate::state::sync::{ReplicatedWriter, Rpc, SyncService, hex_root, run_anti_
 pub trait Network: Send + Sync {
     /// chitchat's transport (opened once, by membership).
     fn gossip(&self) -> &dyn Transport;
+    /// Connections to peers' liveness ports (`membership::watch`).
+    fn liveness(&self) -> Arc<dyn Liveness>;
+    /// Opens this node's liveness port, answering with `hello` until the
+    /// node's process ends.
+    fn serve_liveness(&self, hello: Hello);
     /// Requests to peers' replication services.
     fn rpc(&self) -> Arc<dyn Rpc>;
     /// Answers peers' replication requests with `svc`.
@@ -50,6 +56,7 @@ pub struct Settings {
     pub gossip_interval: Duration,
     pub phi_threshold: f64,
     pub suspect_after: Duration,
+    pub dead_after: Duration,
     pub dead_node_grace: Duration,
     pub settle_time: Duration,
     pub write_replicas: u32,
@@ -72,6 +79,7 @@ impl Settings {
             gossip_interval: c.membership.gossip_interval,
             phi_threshold: c.membership.phi_threshold,
             suspect_after: c.membership.suspect_after,
+            dead_after: c.membership.dead_after,
             dead_node_grace: c.membership.dead_node_grace,
             settle_time: c.membership.settle_time,
             write_replicas: c.state.write_replicas,
@@ -112,6 +120,8 @@ pub struct Parts<'a> {
     /// Seeds the node's own randomness (write fan-out, anti-entropy peers).
     pub seed: u64,
     pub events: Arc<EventLog>,
+    /// netsim's frozen host (see `GossipConfig::frozen`); `None` for a real node.
+    pub frozen: Option<watch::Receiver<bool>>,
 }
 
 /// The assembled node.
@@ -147,14 +157,23 @@ impl Assembly {
             gossip_interval: s.gossip_interval,
             phi_threshold: s.phi_threshold,
             suspect_after: s.suspect_after,
+            dead_after: s.dead_after,
             dead_node_grace: s.dead_node_grace,
             seeds: p.seeds,
             clock: p.clock,
+            frozen: p.frozen,
         };
         let info = p.info.clone();
+        // The liveness port opens before gossip: a peer that hears of this
+        // node can watch it at once.
+        p.network.serve_liveness(Hello {
+            cluster: cluster_tag(&gossip.cluster_id),
+            name: info.name.clone(),
+            generation: info.generation,
+        });
+        let net = (p.network.gossip(), p.network.liveness());
         let membership =
-            Membership::start(gossip, p.info, p.advertise, p.network.gossip(), status_rx.clone(), p.events.clone())
-                .await?;
+            Membership::start(gossip, p.info, p.advertise, net, status_rx.clone(), p.events.clone()).await?;
         let view = membership.view();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();

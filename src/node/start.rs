@@ -200,7 +200,9 @@ impl Node {
         let mut info = self_info(&cfg, &r, generation, &offered)?;
         info.api_url = format!("http://{api_addr}");
 
-        let network = QuicNetwork::new(net.clone(), inbox);
+        let liveness_addr =
+            SocketAddr::new(r.gossip_addr.ip(), net.local_addr().map_or(advertise.port(), |a| a.port()));
+        let network = QuicNetwork::new(net.clone(), inbox, liveness_addr);
         let parts = Parts {
             info,
             advertise,
@@ -213,6 +215,7 @@ impl Node {
             starts: record_start(&dd),
             seed: rand::random(),
             events: events.clone(),
+            frozen: None,
         };
         let mut a = Assembly::start(parts, Settings::from_config(&cfg)).await?;
         let ctx = Arc::new(PodCtx {
@@ -231,7 +234,7 @@ impl Node {
             secrets_dir: secrets_dir(&dd)?,
             fence_lease: crate::agent::runtime::LeaseSpec {
                 ttl: cfg.agent.fence_lease,
-                ok: quorum_watch(a.view.clone(), a.shutdown_signal()),
+                until: lease_watch(a.membership.majority(), a.shutdown_signal()),
             },
         });
         let own = a.own_plan();
@@ -483,24 +486,23 @@ fn open_state(cfg: &NodeConfig, dd: &std::path::Path, name: &str) -> Result<Stat
     })
 }
 
-/// Whether this node may run fenced pods now (it sees a majority): what
-/// renews their leases.
-fn quorum_watch(
-    mut view: watch::Receiver<Arc<ClusterView>>,
+/// Until when fenced pods' leases may be renewed: membership's majority
+/// deadline, and nothing once the node shuts down.
+fn lease_watch(
+    mut majority: watch::Receiver<Option<tokio::time::Instant>>,
     mut shutdown: watch::Receiver<bool>,
-) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(view.borrow().quorum);
+) -> watch::Receiver<Option<tokio::time::Instant>> {
+    let (tx, rx) = watch::channel(*majority.borrow());
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                r = view.changed() => if r.is_err() { break },
+                r = majority.changed() => if r.is_err() { break },
                 _ = shutdown.wait_for(|s| *s) => break,
             }
-            let q = view.borrow_and_update().quorum;
-            tx.send_if_modified(|v| std::mem::replace(v, q) != q);
+            tx.send_replace(*majority.borrow_and_update());
         }
         // Shutting down: renew no more.
-        let _ = tx.send(false);
+        let _ = tx.send(None);
     });
     rx
 }

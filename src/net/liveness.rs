@@ -1,0 +1,172 @@
+//! The liveness port over TCP, on the gossip port's number (QUIC has the
+//! UDP side of it): a node answers each connection with its hello and then
+//! holds it, idle, until its process ends; a watcher connects and waits.
+//!
+//! What the kernel does is the whole point (`membership::watch`): when the
+//! process dies its connections are closed (FIN) at once and new ones are
+//! refused (RST); when the host dies or the process is only paused, the
+//! connection just stays quiet. TCP keepalive (`KEEPALIVE_*`) clears a
+//! connection whose host vanished, so that the watcher tries again.
+//!
+//! The port is unauthenticated and says only a cluster tag, a name and a
+//! generation. It is bounded (`MAX_HELD` connections, `MAX_HELLO` bytes,
+//! every read and write under a timeout), and a peer that sends anything
+//! is disconnected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::membership::watch::{Hello, Liveness, MAX_HELLO, Probe};
+
+/// Connections a node holds for its watchers (a node has `WATCHERS`; the
+/// rest is room for restarts and strangers).
+pub const MAX_HELD: usize = 256;
+/// How long a connection attempt or a hello may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle time before keepalive probes start, and their interval.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why the liveness port could not open.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot open the liveness port {addr}/tcp: {source} (peers will notice a crash of this node by its silence, in about 3 s, instead of at once; free the TCP port with the gossip port's number)"
+)]
+pub struct ServeError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+fn keepalive(s: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(KEEPALIVE_INTERVAL);
+    let _ = socket2::SockRef::from(s).set_tcp_keepalive(&ka);
+}
+
+/// Binds the liveness port at `addr` and serves `hello` on it.
+pub fn serve(addr: SocketAddr, hello: Hello) -> Result<JoinHandle<()>, ServeError> {
+    let std = std::net::TcpListener::bind(addr).map_err(|source| ServeError { addr, source })?;
+    std.set_nonblocking(true).map_err(|source| ServeError { addr, source })?;
+    let listener = TcpListener::from_std(std).map_err(|source| ServeError { addr, source })?;
+    let line: Arc<[u8]> = hello.encode().into_bytes().into();
+    let slots = Arc::new(Semaphore::new(MAX_HELD));
+    // The held connections are tasks of this one: aborting it closes them
+    // all, as the process's death would.
+    Ok(tokio::spawn(async move {
+        let mut held = tokio::task::JoinSet::new();
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            while held.try_join_next().is_some() {}
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                continue; // dropped: closed at once
+            };
+            let line = line.clone();
+            held.spawn(async move {
+                let _slot = slot;
+                keepalive(&s);
+                if tokio::time::timeout(PROBE_TIMEOUT, s.write_all(&line)).await.is_err() {
+                    return;
+                }
+                // Hold until the watcher goes (EOF or error) or sends anything.
+                let mut b = [0u8; 16];
+                let _ = s.read(&mut b).await;
+            });
+        }
+    }))
+}
+
+/// Watches over real TCP.
+pub struct TcpLiveness;
+
+#[async_trait]
+impl Liveness for TcpLiveness {
+    async fn probe(&self, peer: SocketAddr) -> Probe {
+        let s = match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(peer)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Probe::Refused,
+            _ => return Probe::NoAnswer,
+        };
+        keepalive(&s);
+        match tokio::time::timeout(PROBE_TIMEOUT, read_hello(s)).await {
+            Ok(Some((hello, s))) => Probe::Answered { hello, held: Box::pin(hold(s)) },
+            _ => Probe::NoAnswer,
+        }
+    }
+}
+
+/// Reads one hello line (at most `MAX_HELLO` bytes).
+async fn read_hello(mut s: TcpStream) -> Option<(Hello, TcpStream)> {
+    let mut buf = Vec::with_capacity(64);
+    let mut b = [0u8; 128];
+    loop {
+        let n = s.read(&mut b).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&b[..n]);
+        if let Some(end) = buf.iter().position(|c| *c == b'\n') {
+            return Some((Hello::decode(&buf[..=end]).ok()?, s));
+        }
+        if buf.len() > MAX_HELLO {
+            return None;
+        }
+    }
+}
+
+/// Resolves when the connection ends (closed, reset, or keepalive failed).
+async fn hold(mut s: TcpStream) {
+    let mut b = [0u8; 64];
+    while let Ok(n) = s.read(&mut b).await {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::watch::cluster_tag;
+
+    fn hello(generation: u64) -> Hello {
+        Hello { cluster: cluster_tag("c"), name: "n1".into(), generation }
+    }
+
+    async fn free_addr() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_port_answers_holds_and_is_refused_once_closed() {
+        let addr = free_addr().await;
+        let server = serve(addr, hello(7)).unwrap();
+        let Probe::Answered { hello: h, held } = TcpLiveness.probe(addr).await else { panic!("no answer") };
+        assert_eq!(h, hello(7));
+        // The process "dies": its connections close and its port refuses.
+        server.abort();
+        tokio::time::timeout(Duration::from_secs(5), held).await.expect("the held connection ends");
+        assert!(matches!(TcpLiveness.probe(addr).await, Probe::Refused));
+    }
+
+    #[tokio::test]
+    async fn something_else_on_the_port_is_no_answer() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        assert!(matches!(TcpLiveness.probe(addr).await, Probe::NoAnswer));
+    }
+}
