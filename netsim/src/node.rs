@@ -50,6 +50,8 @@ pub struct Ctx {
     pub mode: Mode,
     pub seeds: Vec<String>,
     pub seed: u64,
+    /// Every node of the run: what a restarted node remembers of its cluster.
+    pub members: Vec<String>,
 }
 
 /// How often the leader baseline re-evaluates who leads.
@@ -185,6 +187,9 @@ impl SimNode {
             seed,
             events: Arc::new(EventLog::new(&self.name)),
             frozen: Some(self.paused.subscribe()),
+            // A restarted node remembers its cluster (its data dir); a
+            // first start knows nobody.
+            remembered: if self.boots > 1 { ctx.members.clone() } else { Vec::new() },
         };
         let mut a =
             Assembly::start(parts, Settings::from_config(&node_config(t))).await.expect("simulated node starts");

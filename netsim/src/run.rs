@@ -151,6 +151,7 @@ async fn simulate(cfg: RunConfig) -> RunResult {
         mode: cfg.mode,
         seeds: nodes.iter().take(3).map(|n| n.addr.to_string()).collect(),
         seed: cfg.seed,
+        members: nodes.iter().map(|n| n.name.clone()).collect(),
     };
     for n in nodes.iter_mut() {
         n.boot(&ctx).await;

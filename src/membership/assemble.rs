@@ -109,6 +109,19 @@ pub struct RawNode {
 #[derive(Debug, Default, Clone)]
 pub struct Memory {
     pub states: BTreeMap<String, (NodeState, u64)>,
+    /// The members this node knew before it (re)started, each until the
+    /// unix second it is forgotten. Until it hears from them they count as
+    /// known, not alive: a node restarted while cut off from its peers must
+    /// not take itself for a majority of one (the chaos suite found one
+    /// running every replica, its fenced one too, beside the others).
+    pub remembered: BTreeMap<String, u64>,
+}
+
+impl Memory {
+    /// Remembers `members` (from before a restart) until `until_unix`.
+    pub fn remembering(members: impl IntoIterator<Item = String>, until_unix: u64) -> Memory {
+        Memory { remembered: members.into_iter().map(|m| (m, until_unix)).collect(), ..Default::default() }
+    }
 }
 
 /// A state change this assembly observed (for events).
@@ -174,7 +187,8 @@ pub fn assemble(me: Me<'_>, raw: &[RawNode], now_unix: u64, memory: &mut Memory)
     }
     // Nodes chitchat forgot (garbage-collected after the dead-node grace).
     memory.states.retain(|n, _| out.contains_key(n));
-    let known = out.values().filter(|n| n.state != NodeState::Left).count();
+    memory.remembered.retain(|n, until| *until > now_unix && !out.contains_key(n));
+    let known = out.values().filter(|n| n.state != NodeState::Left).count() + memory.remembered.len();
     let alive = out.values().filter(|n| n.state.alive()).count();
     let quorum = alive * 2 > known;
     (ClusterView { self_name: me.name.clone(), nodes: out, quorum }, changes, malformed)
@@ -228,6 +242,23 @@ mod tests {
         let (v2, changes2, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &nodes, 105, &mut mem);
         assert!(changes2.is_empty());
         assert_eq!(v2.nodes["a"].since, 100);
+    }
+
+    #[test]
+    fn a_restarted_node_alone_is_no_majority_of_its_remembered_cluster() {
+        let pods = Arc::new(BTreeMap::new());
+        let mut mem = Memory::remembering(["me", "a", "b"].map(String::from), 1000);
+        let (v, _, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &[], 10, &mut mem);
+        assert!(!v.quorum, "1 alive of 3 remembered");
+        // One peer heard again: 2 of 3.
+        let (v, _, _) =
+            assemble(Me { info: &me(), pods: &pods, leaving: false }, &[raw("a", 1, NodeState::Ready)], 11, &mut mem);
+        assert!(v.quorum);
+        assert_eq!(mem.remembered.keys().collect::<Vec<_>>(), ["b"]);
+        // Forgotten after their time, as chitchat forgets dead nodes.
+        let mut mem = Memory::remembering(["me", "a", "b"].map(String::from), 1000);
+        let (v, _, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &[], 1000, &mut mem);
+        assert!(v.quorum);
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct GossipConfig {
     pub seeds: Vec<String>,
     /// Unix seconds now (the system clock, or virtual time in netsim).
     pub clock: fn() -> u64,
+    /// The members this node knew before it started (its data dir): they
+    /// count toward the majority until heard from, or `dead_node_grace`.
+    pub remembered: Vec<String>,
     /// netsim's frozen host: while true, the membership loop runs no code,
     /// as a stopped process would not (a real node passes `None`: a real
     /// pause stops the whole process).
@@ -268,7 +271,8 @@ struct Driver {
 
 async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
     let Driver { chitchat, handle, cfg, tick, view_tx, events, targets_tx, majority_tx } = d;
-    let mut memory = Memory::default();
+    let forget_at = (cfg.clock)() + cfg.dead_node_grace.as_secs();
+    let mut memory = Memory::remembering(cfg.remembered.iter().cloned(), forget_at);
     let mut detector =
         Detector::new(DetectorConfig { tick, suspect_after: cfg.suspect_after, dead_after: cfg.dead_after });
     // Parsed records per node id, refreshed only when its state changes.

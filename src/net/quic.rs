@@ -110,6 +110,9 @@ pub struct Net {
     limit: RateLimit,
     /// The address peers know this node by (sent with every gossip frame).
     pub advertise: SocketAddr,
+    /// This endpoint itself, to serve streams peers open on connections
+    /// this node made.
+    me: OnceLock<std::sync::Weak<Net>>,
 }
 
 fn transport() -> Arc<quinn::TransportConfig> {
@@ -196,7 +199,9 @@ impl Net {
             metrics,
             limit: RateLimit { last: Mutex::new(HashMap::new()) },
             advertise,
+            me: OnceLock::new(),
         });
+        let _ = net.me.set(Arc::downgrade(&net));
         tokio::spawn(net.clone().accept_loop());
         Ok((net, gossip_rx))
     }
@@ -255,6 +260,20 @@ impl Net {
             conn.close(1u32.into(), b"unknown protocol");
             return;
         }
+        if !is_join {
+            // A peer that connects to us is alive at `remote` now: send to it
+            // on this connection. A connection cached from before may lead to
+            // a process that has since died (a restart within the idle
+            // timeout): quinn cannot tell, and everything sent on it would be
+            // lost for up to 10 s, the restarted node hearing no answers
+            // (the chaos suite found it alone, running every replica).
+            self.conns.lock().await.insert(remote, conn.clone());
+        }
+        self.serve_streams(conn, remote, is_join).await;
+    }
+
+    /// Serves the streams a peer opens on a connection, whichever side made it.
+    async fn serve_streams(self: Arc<Self>, conn: quinn::Connection, remote: SocketAddr, is_join: bool) {
         loop {
             tokio::select! {
                 uni = conn.accept_uni(), if !is_join => match uni {
@@ -333,6 +352,10 @@ impl Net {
             .map_err(|_| NetError::Connect { addr, message: "timed out".into() })?
             .map_err(|e| NetError::Connect { addr, message: e.to_string() })?;
         self.conns.lock().await.insert(addr, conn.clone());
+        // Connections serve both ways: the peer may answer on this one.
+        if let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) {
+            tokio::spawn(me.serve_streams(conn.clone(), addr, false));
+        }
         Ok(conn)
     }
 

@@ -122,6 +122,8 @@ pub struct Parts<'a> {
     pub events: Arc<EventLog>,
     /// netsim's frozen host (see `GossipConfig::frozen`); `None` for a real node.
     pub frozen: Option<watch::Receiver<bool>>,
+    /// The members this node knew before it started (see `GossipConfig`).
+    pub remembered: Vec<String>,
 }
 
 /// The assembled node.
@@ -162,6 +164,7 @@ impl Assembly {
             seeds: p.seeds,
             clock: p.clock,
             frozen: p.frozen,
+            remembered: p.remembered,
         };
         let info = p.info.clone();
         // The liveness port opens before gossip: a peer that hears of this

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::NodeError;
 use crate::config::{ConfigError, Discover, NodeConfig, Resolved};
 use crate::membership::settle::WINDOW_SECS;
-use crate::membership::view::{ClusterView, NodeInfo, detect_capacity};
+use crate::membership::view::{ClusterView, NodeInfo, NodeState, detect_capacity};
 use crate::model::pods::{Resources, RuntimeKind};
 use crate::model::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::net::join::join;
@@ -193,12 +193,27 @@ pub(super) async fn identity(cfg: &NodeConfig, r: &Resolved) -> Result<Found, No
     Ok(Found { identity: id, api_token, peers: Vec::new(), new_cluster: true })
 }
 
-/// Remembers alive peers' gossip addresses, to rejoin after a restart.
+/// The members this node knew when it last ran (`members` in the data dir).
+pub(super) fn remembered_members(dd: &Path) -> Vec<String> {
+    std::fs::read_to_string(dd.join("members")).unwrap_or_default().lines().map(String::from).collect()
+}
+
+/// Remembers alive peers' gossip addresses, to rejoin after a restart, and
+/// the members (all but those that left), to know what a majority is
+/// before hearing from them again.
 pub(super) fn spawn_peer_memory(dd: PathBuf, mut view: watch::Receiver<Arc<ClusterView>>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut last = String::new();
+        let mut last_members = String::new();
         while view.changed().await.is_ok() {
             let v = view.borrow_and_update().clone();
+            let members: Vec<&str> =
+                v.nodes.values().filter(|n| n.state != NodeState::Left).map(|n| n.info.name.as_str()).collect();
+            let text = members.join("\n");
+            if members.len() > 1 && text != last_members {
+                let _ = write_private(&dd.join("members"), &text);
+                last_members = text;
+            }
             let mut peers: Vec<String> = v
                 .nodes
                 .values()

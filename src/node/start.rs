@@ -22,7 +22,7 @@ use super::NodeError;
 use super::adapters::QuicNetwork;
 use super::assembly::{Assembly, Parts, Settings};
 use super::cluster::{JoinService, Tokens};
-use super::identity::{agent_marker, identity, record_start, self_info, spawn_peer_memory};
+use super::identity::{agent_marker, identity, record_start, remembered_members, self_info, spawn_peer_memory};
 use crate::agent::docker::{self, DockerRuntime};
 use crate::agent::exec::RuntimeExecutor;
 use crate::agent::exec::prepare::PodCtx;
@@ -216,6 +216,7 @@ impl Node {
             seed: rand::random(),
             events: events.clone(),
             frozen: None,
+            remembered: remembered_members(&dd),
         };
         let mut a = Assembly::start(parts, Settings::from_config(&cfg)).await?;
         let ctx = Arc::new(PodCtx {

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod netns;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
 /// Config tuned for tests: fast restarts, short settle. The `[membership]`
@@ -87,6 +89,10 @@ pub struct TestNode {
     pub dir: PathBuf,
     pub child: Option<Child>,
     pub extra_args: Vec<String>,
+    /// The network namespace the node runs in (`netns`), if any.
+    pub netns: Option<String>,
+    /// Extra environment of the node's process (e.g. a faked clock).
+    pub env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -101,6 +107,8 @@ impl TestNode {
             dir,
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            netns: None,
+            env: Vec::new(),
             _tmp: Some(tmp),
         };
         std::fs::write(n.dir.join("node.toml"), config).unwrap();
@@ -111,9 +119,30 @@ impl TestNode {
 
     /// A node at a given address and data dir (for clusters).
     pub fn start_at(name: &str, ip: Ipv4Addr, dir: PathBuf, config: &str, extra_args: &[String]) -> TestNode {
+        TestNode::start_in(name, ip, dir, config, extra_args, None)
+    }
+
+    /// A node at a given address and data dir, in network namespace `netns`.
+    pub fn start_in(
+        name: &str,
+        ip: Ipv4Addr,
+        dir: PathBuf,
+        config: &str,
+        extra_args: &[String],
+        netns: Option<String>,
+    ) -> TestNode {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("node.toml"), config).unwrap();
-        let mut n = TestNode { name: name.into(), ip, dir, child: None, extra_args: extra_args.to_vec(), _tmp: None };
+        let mut n = TestNode {
+            name: name.into(),
+            ip,
+            dir,
+            child: None,
+            extra_args: extra_args.to_vec(),
+            netns,
+            env: Vec::new(),
+            _tmp: None,
+        };
         n.spawn();
         n
     }
@@ -138,7 +167,16 @@ impl TestNode {
 
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
-        let mut cmd = Command::new(BIN);
+        // `ip netns exec` execs the node in place: the child's pid is the node's.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("up")
             .arg("--data-dir")
             .arg(self.data_dir())
