@@ -53,14 +53,46 @@ pub fn secret_file(path: &Path, make: impl FnOnce() -> String) -> std::io::Resul
     Ok(value)
 }
 
-/// Unix seconds now, from the system clock.
-pub fn unix_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+/// Milliseconds added to the system clock: the cluster's time, as this
+/// node's peers see it (`membership::clock`), when this host's clock is
+/// off. Zero in a process that runs no node (the CLI).
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Sets the correction the system clock gets (see `CLOCK_OFFSET_MS`).
+pub fn set_clock_offset_ms(ms: i64) {
+    CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Unix milliseconds now, from the system clock.
+/// The correction the system clock gets, in milliseconds.
+pub fn clock_offset_ms() -> i64 {
+    CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Time since the unix epoch, from the system clock corrected to the
+/// cluster's time.
+fn since_epoch() -> std::time::Duration {
+    let raw = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let off = clock_offset_ms();
+    if off >= 0 {
+        raw + std::time::Duration::from_millis(off as u64)
+    } else {
+        raw.saturating_sub(std::time::Duration::from_millis(off.unsigned_abs()))
+    }
+}
+
+/// Unix seconds now (the cluster's time).
+pub fn unix_secs() -> u64 {
+    since_epoch().as_secs()
+}
+
+/// Unix milliseconds now (the cluster's time).
 pub fn unix_millis() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    since_epoch().as_millis() as u64
+}
+
+/// The hybrid logical clock's physical time (the cluster's time).
+pub fn ntp64_now() -> uhlc::NTP64 {
+    uhlc::NTP64::from(since_epoch())
 }
 
 #[cfg(test)]

@@ -131,18 +131,29 @@ struct DeadMark {
     at: SystemTime,
 }
 
-/// Every Dead mark in a node's log (its timestamps are its own clock).
-fn dead_marks(node: &TestNode) -> Vec<DeadMark> {
-    node.log()
-        .lines()
+/// Every Dead mark in a node's log (its timestamps are its own clock; from
+/// byte `skew.0` on, that clock was off by `skew.1` seconds).
+fn dead_marks(node: &TestNode, skew: (usize, i64)) -> Vec<DeadMark> {
+    let log = node.log();
+    let mut at_byte = 0;
+    log.split_inclusive('\n')
         .filter_map(|l| {
+            let start = at_byte;
+            at_byte += l.len();
             let (_, rest) = l.split_once("node ")?;
             let (about, tail) = rest.split_once(' ')?;
             if !tail.starts_with("is Dead") {
                 return None;
             }
             let ts = l.split_whitespace().next()?;
-            let at = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z')).ok()?;
+            let mut at = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z')).ok()?;
+            if start >= skew.0 {
+                if skew.1 > 0 {
+                    at -= Duration::from_secs(skew.1 as u64);
+                } else {
+                    at += Duration::from_secs(skew.1.unsigned_abs());
+                }
+            }
             Some(DeadMark { by: node.name.clone(), about: about.to_string(), at })
         })
         .collect()
@@ -167,6 +178,7 @@ struct Chaos {
     /// Acknowledged writes: ConfigMap name → value, the last acked one.
     acked: BTreeMap<String, String>,
     writes: usize,
+    acked_writes: usize,
     report: Vec<(String, String)>,
 }
 
@@ -195,6 +207,7 @@ impl Chaos {
             excused: Vec::new(),
             acked: BTreeMap::new(),
             writes: 0,
+            acked_writes: 0,
             report: Vec::new(),
         };
         for n in &c.nodes {
@@ -286,7 +299,11 @@ impl Chaos {
         poll(10, &format!("{about} Dead in every other node's log"), || {
             let mut last = Duration::ZERO;
             for n in &others {
-                let m = dead_marks(n).into_iter().filter(|m| m.about == about && m.at >= at).map(|m| m.at).min();
+                let m = dead_marks(n, (usize::MAX, 0))
+                    .into_iter()
+                    .filter(|m| m.about == about && m.at >= at)
+                    .map(|m| m.at)
+                    .min();
                 match m {
                     Some(t) => last = last.max(t.duration_since(at).unwrap_or_default()),
                     None => return Err(format!("{} has not marked {about} Dead", n.name)),
@@ -303,6 +320,7 @@ impl Chaos {
         let o = self.nodes[i].cli_stdin(&["apply", "-f", "-"], &yaml);
         if o.status.success() {
             self.acked.insert(name.to_string(), value.to_string());
+            self.acked_writes += 1;
         }
         o.status.success()
     }
@@ -350,20 +368,11 @@ impl Chaos {
     }
 
     /// Dead marks that no fault explains.
-    fn false_deaths(&self, skewed: &BTreeMap<String, i64>) -> Vec<DeadMark> {
+    fn false_deaths(&self, skewed: &BTreeMap<String, (usize, i64)>) -> Vec<DeadMark> {
         let slack = Duration::from_secs(1);
         self.nodes
             .iter()
-            .flat_map(dead_marks)
-            .map(|mut m| {
-                // A node whose clock was set ahead logged its own time.
-                match skewed.get(&m.by) {
-                    Some(d) if *d > 0 => m.at -= Duration::from_secs(*d as u64),
-                    Some(d) => m.at += Duration::from_secs(d.unsigned_abs()),
-                    None => {}
-                }
-                m
-            })
+            .flat_map(|n| dead_marks(n, skewed.get(&n.name).copied().unwrap_or((usize::MAX, 0))))
             .filter(|m| {
                 !self.excused.iter().any(|e| {
                     (e.who == m.about || e.who == "*")
@@ -563,8 +572,20 @@ fn chaos_suite() {
                 ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
                 ("FAKETIME_DONT_RESET".into(), "1".into()),
             ];
+            let log_before = c.nodes[i].log().len();
             c.restart(i);
-            skewed.insert(c.nodes[i].name.clone(), sign * 3600);
+            skewed.insert(c.nodes[i].name.clone(), (log_before, sign * 3600));
+            // It finds its clock off against its peers' and corrects it.
+            let fixed = poll(10, "the skewed node to correct its clock", || {
+                let log = c.nodes[i].log();
+                log.get(log_before..)
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| l.contains("this host's clock is"))
+                    .map(|l| l.split_once("clock is ").map_or(l, |x| x.1).chars().take(40).collect::<String>())
+                    .ok_or_else(|| "not yet".to_string())
+            });
+            eprintln!("chaos: {} (FAKETIME {offset}): clock is {fixed}", c.nodes[i].name);
             let mut last = String::new();
             for k in 0..6 {
                 let via = if k % 2 == 0 { i } else { 0 };
@@ -595,13 +616,31 @@ fn chaos_suite() {
     let false_deaths = c.false_deaths(&skewed);
     c.report.push(("fenced replica: time with two copies".into(), format!("{} ms", overlap.as_millis())));
     c.report.push(("false deaths".into(), false_deaths.len().to_string()));
-    c.report.push(("acknowledged writes lost".into(), format!("0 of {} (of {} tried)", c.acked.len(), c.writes)));
+    c.report.push((
+        "acknowledged writes lost".into(),
+        format!(
+            "0 of {} acknowledged ({} tried; {} keys, each checked on every node)",
+            c.acked_writes,
+            c.writes,
+            c.acked.len()
+        ),
+    ));
     c.report.push(("duration".into(), format!("{:.0} s", started.elapsed().as_secs_f64())));
     eprintln!("\n| chaos suite ({} round(s)) | |\n|---|---|", r);
     for (k, v) in &c.report {
         eprintln!("| {k} | {v} |");
     }
     assert_eq!(overlap, Duration::ZERO, "the fenced replica ran twice");
+    for m in &false_deaths {
+        if let Some(n) = c.nodes.iter().find(|n| n.name == m.by) {
+            let about = format!("node {} ", m.about);
+            for l in
+                n.log().lines().filter(|l| l.contains(&about) || l.contains("node started") || l.contains("clock is"))
+            {
+                eprintln!("{}: {l}", n.name);
+            }
+        }
+    }
     assert!(false_deaths.is_empty(), "false deaths: {false_deaths:?}");
     let worst = kills.iter().max().copied().unwrap_or_default();
     assert!(worst < Duration::from_millis(1500), "a killed shoal was found Dead only after {worst:?}");

@@ -248,6 +248,7 @@ impl SimNet {
         };
         tokio::time::sleep(rtt).await;
         let Some((hello, mut rx)) = port else { return Probe::Refused };
+        let hello = Hello { time_ms: Some(crate::clock::unix_millis()), ..hello };
         if *rx.borrow() != Port::Open {
             return Probe::Refused;
         }

@@ -190,6 +190,8 @@ impl SimNode {
             // A restarted node remembers its cluster (its data dir); a
             // first start knows nobody.
             remembered: if self.boots > 1 { ctx.members.clone() } else { Vec::new() },
+            // Simulated clocks agree: nothing to correct.
+            adjust_clock: None,
         };
         let mut a =
             Assembly::start(parts, Settings::from_config(&node_config(t))).await.expect("simulated node starts");

@@ -118,6 +118,17 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// Moves every kept time by `secs` (the node's clock was corrected).
+    pub fn shift(&mut self, secs: i64) {
+        let by = |t: u64| t.saturating_add_signed(secs);
+        for (_, since) in self.states.values_mut() {
+            *since = by(*since);
+        }
+        for until in self.remembered.values_mut() {
+            *until = by(*until);
+        }
+    }
+
     /// Remembers `members` (from before a restart) until `until_unix`.
     pub fn remembering(members: impl IntoIterator<Item = String>, until_unix: u64) -> Memory {
         Memory { remembered: members.into_iter().map(|m| (m, until_unix)).collect(), ..Default::default() }

@@ -3,11 +3,13 @@
 //! - `view`: the record each node gossips about itself and the assembled view;
 //! - `assemble`: chitchat's raw state to the view (pure);
 //! - `detector`: the failure detector: Ready, Suspect or Dead (pure);
+//! - `clock`: the cluster's time, from peers' clocks (pure);
 //! - `watch`: liveness watches of a few peers' endpoints;
 //! - `service`: runs chitchat and keeps the view fresh;
 //! - `transport`: chitchat over QUIC.
 
 pub mod assemble;
+pub mod clock;
 pub mod detector;
 pub mod discovery;
 pub mod service;

@@ -26,11 +26,26 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::assemble::{Me, Memory, RawNode, Records, assemble, keys};
-use super::detector::{Detector, DetectorConfig, Evidence, Id, encode_claim};
+use super::clock::ClockSync;
+use super::detector::{Detector, DetectorConfig, Id, encode_claim};
 use super::view::{ClusterView, NodeInfo};
-use super::watch::{self as liveness_watch, Liveness, Target};
+use super::watch::{self as liveness_watch, Liveness, Report, Target};
 use crate::events::EventLog;
 use crate::model::status::Statuses;
+
+/// Applies a new correction (ms) of this node's clock (see `clock`),
+/// starting from the correction `initial` already in force.
+#[derive(Clone)]
+pub struct ClockAdjust {
+    pub apply: Arc<dyn Fn(i64) + Send + Sync>,
+    pub initial: i64,
+}
+
+impl std::fmt::Debug for ClockAdjust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClockAdjust")
+    }
+}
 
 /// Settings of the gossip layer.
 #[derive(Debug, Clone)]
@@ -45,6 +60,11 @@ pub struct GossipConfig {
     pub seeds: Vec<String>,
     /// Unix seconds now (the system clock, or virtual time in netsim).
     pub clock: fn() -> u64,
+    /// Unix milliseconds now (the same clock).
+    pub clock_ms: fn() -> u64,
+    /// Sets the correction of this node's clock to the cluster's time
+    /// (`membership::clock`); `None`: the clock is not corrected (netsim).
+    pub adjust_clock: Option<ClockAdjust>,
     /// The members this node knew before it started (its data dir): they
     /// count toward the majority until heard from, or `dead_node_grace`.
     pub remembered: Vec<String>,
@@ -141,8 +161,8 @@ impl Membership {
         let (evidence_tx, evidence_rx) = tokio::sync::mpsc::channel(EVIDENCE_QUEUE);
         let (targets_tx, targets_rx) = watch::channel(Vec::new());
         let (majority_tx, majority_rx) = watch::channel(None);
-        let watches =
-            liveness_watch::spawn(liveness, liveness_watch::cluster_tag(&cfg.cluster_id), targets_rx, evidence_tx);
+        let tag = liveness_watch::cluster_tag(&cfg.cluster_id);
+        let watches = liveness_watch::spawn(liveness, tag, targets_rx, evidence_tx, cfg.clock_ms);
         let handle = Arc::new(handle);
         let task = tokio::spawn(refresh_loop(
             Driver {
@@ -254,7 +274,7 @@ struct Inputs {
     statuses: watch::Receiver<Statuses>,
     leaving: watch::Receiver<bool>,
     extra: watch::Receiver<BTreeMap<String, String>>,
-    evidence: tokio::sync::mpsc::Receiver<(Id, Evidence)>,
+    evidence: tokio::sync::mpsc::Receiver<Report>,
 }
 
 /// What the refresh loop drives.
@@ -285,6 +305,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
     // changed, the round costs one walk and no allocation.
     let mut last_inputs: Option<(u64, NodeInfo)> = None;
     let mut evidence = Vec::new();
+    let mut clock = ClockSync::starting_at(cfg.adjust_clock.as_ref().map_or(0, |a| a.initial));
     // Where this node's pushes start in the sorted peers: claimants of one
     // peer push to different parts of a large cluster.
     let mut pushes: usize = liveness_watch::ring_key(&inputs.info.borrow().name) as usize;
@@ -302,9 +323,27 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
         while let Ok(e) = inputs.evidence.try_recv() {
             evidence.push(e);
         }
-        for (id, e) in evidence.drain(..) {
-            tracing::info!(node = %id.0, generation = id.1, evidence = ?e, "liveness watch: the peer's process is gone");
-            detector.evidence(&id, e);
+        for r in evidence.drain(..) {
+            match r {
+                Report::Evidence(id, e) => {
+                    tracing::info!(node = %id.0, generation = id.1, evidence = ?e, "liveness watch: the peer's process is gone");
+                    detector.evidence(&id, e);
+                }
+                Report::Clock { peer, peer_ms, sent_ms, heard_ms } => clock.sample(&peer, peer_ms, sent_ms, heard_ms),
+            }
+        }
+        if let Some(adjust) = &cfg.adjust_clock
+            && let Some(a) = clock.decide()
+        {
+            (adjust.apply)(a.correction);
+            // Times kept from before the step are moved with the clock.
+            memory.shift(a.step / 1000);
+            let (secs, dir) =
+                ((a.correction as f64 / 1000.0).abs(), if a.correction < 0 { "ahead of" } else { "behind" });
+            tracing::warn!(
+                "this host's clock is {secs:.1} s {dir} its peers' (the median of the {} it watches): Shoal now runs on the cluster's time (state stamps, CronJob times, token expiry); set the host's clock right (NTP)",
+                a.peers
+            );
         }
         if let Some(p) = paused {
             tracing::warn!(
@@ -351,7 +390,19 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
             let mut fp = rustc_hash::FxHasher::default();
             (now_unix, leaving, Arc::as_ptr(&pods)).hash(&mut fp);
             let mut raw = Vec::with_capacity(present);
+            // A generation superseded by a newer one of the same node is gone:
+            // judging it would only tell of its death again (a node started
+            // after it died sees its last heartbeats arrive from several
+            // peers, takes that for life, and marks it Dead anew).
+            let mut newest: FxHashMap<&str, u64> = FxHashMap::default();
+            for id in parsed.keys() {
+                let g = newest.entry(&*id.node_id).or_default();
+                *g = (*g).max(id.generation_id);
+            }
             for (id, (_, records)) in parsed.iter() {
+                if newest.get(&*id.node_id).is_some_and(|g| *g > id.generation_id) {
+                    continue;
+                }
                 let key: Id = (id.node_id.to_string(), id.generation_id);
                 let mut claimants: Vec<&str> =
                     against.get(&(&*id.node_id, id.generation_id)).cloned().unwrap_or_default();
@@ -397,6 +448,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
             events.node(warn, &ch.node, ch.to.as_str(), msg);
         }
         let targets = watch_targets(&view);
+        clock.retain(|n| targets.iter().any(|t| t.name == n));
         targets_tx.send_if_modified(|cur| {
             if *cur == targets {
                 false

@@ -36,6 +36,9 @@ use super::detector::{Evidence, Id};
 /// Watchers of every node (and nodes each node watches).
 pub const WATCHERS: usize = 3;
 
+/// A held watch is made anew this often, for a fresh clock sample.
+pub const RESAMPLE: Duration = Duration::from_secs(30);
+
 /// First retry after a failed or ended watch, doubled up to `RETRY_MAX`.
 pub const RETRY_MIN: Duration = Duration::from_millis(200);
 pub const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -52,6 +55,8 @@ pub struct Hello {
     pub cluster: String,
     pub name: String,
     pub generation: u64,
+    /// The node's clock (unix ms) when it answered (see `clock`).
+    pub time_ms: Option<u64>,
 }
 
 /// Why a hello could not be read.
@@ -66,9 +71,12 @@ pub enum HelloError {
 }
 
 impl Hello {
-    /// One line: `SHOAL-LIVE/1 <cluster> <name> <generation>\n`.
+    /// One line: `SHOAL-LIVE/1 <cluster> <name> <generation> [<unix ms>]\n`.
     pub fn encode(&self) -> String {
-        format!("{MAGIC} {} {} {}\n", self.cluster, self.name, self.generation)
+        match self.time_ms {
+            Some(t) => format!("{MAGIC} {} {} {} {t}\n", self.cluster, self.name, self.generation),
+            None => format!("{MAGIC} {} {} {}\n", self.cluster, self.name, self.generation),
+        }
     }
 
     /// Parses a hello from untrusted bytes (one line, newline included or not).
@@ -88,10 +96,14 @@ impl Hello {
         let cluster = field(parts.next(), "cluster")?.to_string();
         let name = field(parts.next(), "name")?.to_string();
         let generation = field(parts.next(), "generation")?.parse().map_err(|_| HelloError::Field("generation"))?;
+        let time_ms = match parts.next() {
+            Some(t) => Some(t.parse().map_err(|_| HelloError::Field("time"))?),
+            None => None,
+        };
         if parts.next().is_some() {
             return Err(HelloError::Field("end"));
         }
-        Ok(Hello { cluster, name, generation })
+        Ok(Hello { cluster, name, generation, time_ms })
     }
 }
 
@@ -149,13 +161,25 @@ pub fn targets<'a>(me: &'a str, alive: impl IntoIterator<Item = &'a str>) -> Vec
     (1..=others.min(WATCHERS)).map(|i| ring[(at + i) % ring.len()].1).collect()
 }
 
+/// What the watches tell the membership driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// Evidence that a peer generation's process is gone.
+    Evidence(Id, Evidence),
+    /// A peer's clock (`peer_ms`) read between `sent_ms` and `heard_ms` on
+    /// this node's clock.
+    Clock { peer: String, peer_ms: u64, sent_ms: u64, heard_ms: u64 },
+}
+
 /// Runs this node's watches: one task per target, following `targets`;
-/// evidence goes to the detector's driver through `evidence`.
+/// what they find goes to the membership driver through `reports`.
+/// `clock_ms` is this node's (corrected) unix clock in ms.
 pub fn spawn(
     liveness: Arc<dyn Liveness>,
     cluster: String,
     mut targets: watch::Receiver<Vec<Target>>,
-    evidence: mpsc::Sender<(Id, Evidence)>,
+    evidence: mpsc::Sender<Report>,
+    clock_ms: fn() -> u64,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut running: HashMap<Id, JoinHandle<()>> = HashMap::new();
@@ -172,7 +196,8 @@ pub fn spawn(
             for t in want {
                 let id = (t.name.clone(), t.generation);
                 if let std::collections::hash_map::Entry::Vacant(e) = running.entry(id) {
-                    e.insert(tokio::spawn(watch_one(liveness.clone(), cluster.clone(), t, evidence.clone())));
+                    let task = watch_one(liveness.clone(), cluster.clone(), t, evidence.clone(), clock_ms);
+                    e.insert(tokio::spawn(task));
                 }
             }
             if targets.changed().await.is_err() {
@@ -187,24 +212,39 @@ pub fn spawn(
 
 /// Watches one peer generation until it is replaced (or the task is
 /// aborted because the peer is no longer a target).
-async fn watch_one(liveness: Arc<dyn Liveness>, cluster: String, t: Target, tx: mpsc::Sender<(Id, Evidence)>) {
+async fn watch_one(
+    liveness: Arc<dyn Liveness>,
+    cluster: String,
+    t: Target,
+    tx: mpsc::Sender<Report>,
+    clock_ms: fn() -> u64,
+) {
     let id: Id = (t.name.clone(), t.generation);
     // Answered as this generation since the last evidence: only then is a
     // refusal evidence (not a firewall, not a peer still starting).
     let mut armed = false;
     let mut delay = RETRY_MIN;
     loop {
+        let sent_ms = clock_ms();
         match liveness.probe(t.addr).await {
             Probe::Answered { hello, held } if hello.cluster == cluster && hello.name == t.name => {
                 if hello.generation == t.generation {
                     armed = true;
                     delay = RETRY_MIN;
-                    held.await;
-                    // Closed: reconnect at once, to learn why.
+                    if let Some(peer_ms) = hello.time_ms {
+                        let heard_ms = clock_ms();
+                        let _ = tx.try_send(Report::Clock { peer: t.name.clone(), peer_ms, sent_ms, heard_ms });
+                    }
+                    // Closed: reconnect at once, to learn why; or made anew
+                    // now and then, for a fresh clock sample.
+                    tokio::select! {
+                        _ = held => {}
+                        _ = tokio::time::sleep(RESAMPLE) => {}
+                    }
                     continue;
                 }
                 if hello.generation > t.generation {
-                    let _ = tx.send((id, Evidence::Replaced)).await;
+                    let _ = tx.send(Report::Evidence(id, Evidence::Replaced)).await;
                     return;
                 }
             }
@@ -214,7 +254,7 @@ async fn watch_one(liveness: Arc<dyn Liveness>, cluster: String, t: Target, tx: 
             Probe::Refused => {
                 if armed {
                     armed = false;
-                    let _ = tx.send((id.clone(), Evidence::Refused)).await;
+                    let _ = tx.send(Report::Evidence(id.clone(), Evidence::Refused)).await;
                 }
             }
             Probe::NoAnswer => {}
@@ -231,12 +271,15 @@ mod tests {
 
     #[test]
     fn hello_round_trips_and_names_what_is_wrong() {
-        let h = Hello { cluster: cluster_tag("c1"), name: "n1".into(), generation: 17 };
+        let h = Hello { cluster: cluster_tag("c1"), name: "n1".into(), generation: 17, time_ms: Some(1234) };
         assert_eq!(Hello::decode(h.encode().as_bytes()), Ok(h));
+        let old = Hello { time_ms: None, ..Hello::decode(b"SHOAL-LIVE/1 abc n1 5").unwrap() };
+        assert_eq!(Hello::decode(old.encode().as_bytes()), Ok(old), "a hello without a time is fine");
+        assert_eq!(Hello::decode(b"SHOAL-LIVE/1 abc n1 1 x"), Err(HelloError::Field("time")));
         assert_eq!(Hello::decode(b"HTTP/1.1 400 Bad Request\r\n"), Err(HelloError::NotHello));
         assert_eq!(Hello::decode(b"SHOAL-LIVE/1 abc n1"), Err(HelloError::Field("generation")));
         assert_eq!(Hello::decode(b"SHOAL-LIVE/1 abc n1 x"), Err(HelloError::Field("generation")));
-        assert_eq!(Hello::decode(b"SHOAL-LIVE/1 abc n1 1 2"), Err(HelloError::Field("end")));
+        assert_eq!(Hello::decode(b"SHOAL-LIVE/1 abc n1 1 2 3"), Err(HelloError::Field("end")));
         assert_eq!(Hello::decode(b"SHOAL-LIVE/1  n1 1"), Err(HelloError::Field("cluster")));
         assert_eq!(Hello::decode(&[b'a'; MAX_HELLO + 1]), Err(HelloError::TooLong));
         assert_ne!(cluster_tag("c1"), cluster_tag("c2"));

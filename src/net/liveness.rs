@@ -49,12 +49,12 @@ fn keepalive(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).set_tcp_keepalive(&ka);
 }
 
-/// Binds the liveness port at `addr` and serves `hello` on it.
-pub fn serve(addr: SocketAddr, hello: Hello) -> Result<JoinHandle<()>, ServeError> {
+/// Binds the liveness port at `addr` and serves `hello` on it, with the
+/// time of `clock_ms` (unix ms) as each connection is answered.
+pub fn serve(addr: SocketAddr, hello: Hello, clock_ms: fn() -> u64) -> Result<JoinHandle<()>, ServeError> {
     let std = std::net::TcpListener::bind(addr).map_err(|source| ServeError { addr, source })?;
     std.set_nonblocking(true).map_err(|source| ServeError { addr, source })?;
     let listener = TcpListener::from_std(std).map_err(|source| ServeError { addr, source })?;
-    let line: Arc<[u8]> = hello.encode().into_bytes().into();
     let slots = Arc::new(Semaphore::new(MAX_HELD));
     // The held connections are tasks of this one: aborting it closes them
     // all, as the process's death would.
@@ -69,7 +69,7 @@ pub fn serve(addr: SocketAddr, hello: Hello) -> Result<JoinHandle<()>, ServeErro
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 continue; // dropped: closed at once
             };
-            let line = line.clone();
+            let line = Hello { time_ms: Some(clock_ms()), ..hello.clone() }.encode().into_bytes();
             held.spawn(async move {
                 let _slot = slot;
                 keepalive(&s);
@@ -138,7 +138,11 @@ mod tests {
     use crate::membership::watch::cluster_tag;
 
     fn hello(generation: u64) -> Hello {
-        Hello { cluster: cluster_tag("c"), name: "n1".into(), generation }
+        Hello { cluster: cluster_tag("c"), name: "n1".into(), generation, time_ms: None }
+    }
+
+    fn clock() -> u64 {
+        42
     }
 
     async fn free_addr() -> SocketAddr {
@@ -149,9 +153,9 @@ mod tests {
     #[tokio::test]
     async fn a_port_answers_holds_and_is_refused_once_closed() {
         let addr = free_addr().await;
-        let server = serve(addr, hello(7)).unwrap();
+        let server = serve(addr, hello(7), clock).unwrap();
         let Probe::Answered { hello: h, held } = TcpLiveness.probe(addr).await else { panic!("no answer") };
-        assert_eq!(h, hello(7));
+        assert_eq!(h, Hello { time_ms: Some(42), ..hello(7) });
         // The process "dies": its connections close and its port refuses.
         server.abort();
         tokio::time::timeout(Duration::from_secs(5), held).await.expect("the held connection ends");

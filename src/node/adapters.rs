@@ -66,7 +66,7 @@ impl Network for QuicNetwork {
     }
     fn serve_liveness(&self, hello: Hello) {
         // Served until the process ends (its end is what watchers see).
-        if let Err(e) = crate::net::liveness::serve(self.liveness_addr, hello) {
+        if let Err(e) = crate::net::liveness::serve(self.liveness_addr, hello, crate::util::unix_millis) {
             tracing::warn!("{e}");
         }
     }

@@ -26,7 +26,7 @@ use crate::agent::driver::{self, DriverConfig, Executor, Sinks};
 use crate::config::NodeConfig;
 use crate::events::EventLog;
 use crate::membership::assemble::keys;
-use crate::membership::service::{GossipConfig, Membership, MembershipError};
+use crate::membership::service::{ClockAdjust, GossipConfig, Membership, MembershipError};
 use crate::membership::settle::{self, Settle};
 use crate::membership::view::{ClusterView, NodeInfo};
 use crate::membership::watch::{Hello, Liveness, cluster_tag};
@@ -124,6 +124,8 @@ pub struct Parts<'a> {
     pub frozen: Option<watch::Receiver<bool>>,
     /// The members this node knew before it started (see `GossipConfig`).
     pub remembered: Vec<String>,
+    /// Corrects this node's clock to the cluster's (see `GossipConfig`).
+    pub adjust_clock: Option<ClockAdjust>,
 }
 
 /// The assembled node.
@@ -163,6 +165,8 @@ impl Assembly {
             dead_node_grace: s.dead_node_grace,
             seeds: p.seeds,
             clock: p.clock,
+            clock_ms: p.clock_ms,
+            adjust_clock: p.adjust_clock,
             frozen: p.frozen,
             remembered: p.remembered,
         };
@@ -173,6 +177,7 @@ impl Assembly {
             cluster: cluster_tag(&gossip.cluster_id),
             name: info.name.clone(),
             generation: info.generation,
+            time_ms: None,
         });
         let net = (p.network.gossip(), p.network.liveness());
         let membership =
@@ -324,6 +329,10 @@ fn spawn_digest_publisher(db: &Arc<StateDb>, set: impl Fn(&str, String) + Send +
     })
 }
 
+/// A wall-clock step at least this big between two plans (beyond the time
+/// that passed) is a correction of the node's clock, not drift.
+pub const CLOCK_STEP_MS: i64 = 1000;
+
 /// Shortest time between two plans: a burst of changes (a node dying, its
 /// pods reporting) makes one recomputation, not hundreds.
 pub const PLAN_DEBOUNCE: Duration = Duration::from_millis(20);
@@ -341,6 +350,9 @@ pub fn spawn_planner(
     let first = planner.plan(&state_rx.borrow_and_update(), &view_rx.borrow_and_update(), &rules, clock_ms());
     let (tx, rx) = watch::channel(Arc::new(first));
     let task = tokio::spawn(async move {
+        // The wall clock against elapsed time: a step (the node's clock
+        // corrected to the cluster's) moves the planner's kept times too.
+        let mut last = (clock_ms(), tokio::time::Instant::now());
         loop {
             tokio::select! {
                 r = state_rx.changed() => if r.is_err() { return },
@@ -350,7 +362,14 @@ pub fn spawn_planner(
             tokio::time::sleep(PLAN_DEBOUNCE).await;
             let snap = state_rx.borrow_and_update().clone();
             let view = view_rx.borrow_and_update().clone();
-            tx.send_replace(Arc::new(planner.plan(&snap, &view, &rules, clock_ms())));
+            let now = (clock_ms(), tokio::time::Instant::now());
+            let expected = last.0 + now.1.duration_since(last.1).as_millis() as u64;
+            let step = now.0 as i64 - expected as i64;
+            if step.abs() >= CLOCK_STEP_MS {
+                planner.clock_moved(step / 1000);
+            }
+            last = now;
+            tx.send_replace(Arc::new(planner.plan(&snap, &view, &rules, now.0)));
         }
     });
     (rx, task)

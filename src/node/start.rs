@@ -170,6 +170,9 @@ impl Node {
         super::identity::check_format(&dd)?;
         let found = identity(&cfg, &r).await?;
         let id = found.identity;
+        let advertise = SocketAddr::new(r.node_ip, r.gossip_addr.port());
+        let seeds = seeds(&cfg, &r, found.peers.clone(), advertise);
+        check_clock_at_start(&seeds, &id.cluster_id).await;
         let db = Arc::new(open_state(&cfg, &dd, &r.name)?);
         let generation = unix_millis().max(1);
         let events = Arc::new(EventLog::new(&r.name));
@@ -184,7 +187,6 @@ impl Node {
             None
         };
 
-        let advertise = SocketAddr::new(r.node_ip, r.gossip_addr.port());
         let (net, inbox) = Net::bind(r.gossip_addr, advertise, &id, metrics.clone())?;
         let listener = tokio::net::TcpListener::bind(r.api_addr)
             .await
@@ -207,7 +209,7 @@ impl Node {
             info,
             advertise,
             cluster_id: id.cluster_id.clone(),
-            seeds: seeds(&cfg, &r, found.peers, advertise),
+            seeds,
             db: db.clone(),
             network: &network,
             clock: crate::util::unix_secs,
@@ -217,6 +219,7 @@ impl Node {
             events: events.clone(),
             frozen: None,
             remembered: remembered_members(&dd),
+            adjust_clock: Some(clock_adjust(db.clone())),
         };
         let mut a = Assembly::start(parts, Settings::from_config(&cfg)).await?;
         let ctx = Arc::new(PodCtx {
@@ -478,13 +481,62 @@ fn open_state(cfg: &NodeConfig, dd: &std::path::Path, name: &str) -> Result<Stat
         std::fs::rename(&path, &aside).map_err(|e| NodeError::DataDir(dd.display().to_string(), e))?;
         tracing::warn!(kept = %aside.display(), "--rebuild-state: starting with an empty desired state; peers fill it in");
     }
-    StateDb::open(&path, name, uhlc::system_time_clock, cfg.state.max_clock_skew).map_err(|e| match e {
+    StateDb::open(&path, name, crate::util::ntp64_now, cfg.state.max_clock_skew).map_err(|e| match e {
         crate::state::store::StoreError::Open { .. }
         | crate::state::store::StoreError::Db(_)
         | crate::state::store::StoreError::Corrupt(..) => {
             NodeError::StoreUnreadable { path: path.display().to_string(), message: e.to_string() }
         }
     })
+}
+
+/// Corrects the node's clock to the cluster's: every wall-clock read
+/// (`util`) and the state's hybrid logical clock.
+fn clock_adjust(db: Arc<StateDb>) -> crate::membership::service::ClockAdjust {
+    let apply = Arc::new(move |ms| {
+        crate::util::set_clock_offset_ms(ms);
+        db.clock_stepped();
+    });
+    crate::membership::service::ClockAdjust { apply, initial: crate::util::clock_offset_ms() }
+}
+
+/// Compares this host's clock with a few known peers' (their liveness
+/// ports) before anything is stamped: a host whose clock is far off would
+/// otherwise stamp its first writes on it, which peers refuse (too far in
+/// the future) or which lose to older ones (too far in the past). Peers
+/// that do not answer within a second are skipped; alone, nothing changes.
+async fn check_clock_at_start(seeds: &[String], cluster_id: &str) {
+    use crate::membership::watch::{Liveness, Probe, cluster_tag};
+    let tag = cluster_tag(cluster_id);
+    let mut probes = tokio::task::JoinSet::new();
+    for addr in seeds.iter().filter_map(|s| s.parse::<SocketAddr>().ok()).take(5) {
+        let tag = tag.clone();
+        probes.spawn(async move {
+            let sent = unix_millis();
+            let p = crate::net::liveness::TcpLiveness.probe(addr).await;
+            let heard = unix_millis();
+            match p {
+                Probe::Answered { hello, .. } if hello.cluster == tag => {
+                    hello.time_ms.map(|t| (hello.name, t, sent, heard))
+                }
+                _ => None,
+            }
+        });
+    }
+    let mut sync = crate::membership::clock::ClockSync::default();
+    while let Some(r) = probes.join_next().await {
+        if let Ok(Some((name, t, sent, heard))) = r {
+            sync.sample(&name, t, sent, heard);
+        }
+    }
+    if let Some(a) = sync.decide() {
+        crate::util::set_clock_offset_ms(a.correction);
+        let (secs, dir) = ((a.correction as f64 / 1000.0).abs(), if a.correction < 0 { "ahead of" } else { "behind" });
+        tracing::warn!(
+            "this host's clock is {secs:.1} s {dir} its peers' (the median of {} answering): Shoal runs on the cluster's time (state stamps, CronJob times, token expiry); set the host's clock right (NTP)",
+            a.peers
+        );
+    }
 }
 
 /// Until when fenced pods' leases may be renewed: membership's majority

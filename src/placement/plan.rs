@@ -180,6 +180,17 @@ fn owners_digest(owners: &BTreeMap<String, String>) -> u64 {
 }
 
 impl Planner {
+    /// The node's clock stepped by `secs`: times kept from before move with
+    /// it, so that no delay ends early (or late) because of the step.
+    pub fn clock_moved(&mut self, secs: i64) {
+        if let Some((_, since)) = &mut self.members {
+            *since = since.saturating_add_signed(secs);
+        }
+        if let Some(t) = &mut self.lost_quorum_at {
+            *t = t.saturating_add_signed(secs);
+        }
+    }
+
     /// The plan at `now_ms` (unix milliseconds).
     pub fn plan(&mut self, snapshot: &Snapshot, view: &Arc<ClusterView>, rules: &PlanRules, now_ms: u64) -> PlanView {
         let now_unix = now_ms / 1000;

@@ -230,7 +230,10 @@ pub struct MergeOutcome {
 /// The desired state of this node.
 pub struct StateDb {
     inner: Mutex<Inner>,
-    hlc: uhlc::HLC,
+    /// Replaced when the node's clock is stepped (`clock_stepped`).
+    hlc: std::sync::RwLock<uhlc::HLC>,
+    clock: fn() -> uhlc::NTP64,
+    max_skew: Duration,
     node_name: String,
     tx: watch::Sender<Arc<Snapshot>>,
     pub counters: StateCounters,
@@ -256,6 +259,17 @@ pub async fn run<T: Send + 'static>(
     }
     let db = db.clone();
     tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| RunError(e.to_string()))
+}
+
+/// An HLC that never issues a stamp below one already stored (the clock
+/// may have stepped back).
+fn new_hlc(node_name: &str, clock: fn() -> uhlc::NTP64, max_skew: Duration, inner: &Inner) -> uhlc::HLC {
+    let hlc = uhlc::HLCBuilder::new().with_id(hlc_id(node_name)).with_clock(clock).with_max_delta(max_skew).build();
+    if let Some(max) = inner.map.values().map(|e| e.stamp).max() {
+        let ts = uhlc::Timestamp::new(uhlc::NTP64(max.time), *hlc.get_id());
+        let _ = hlc.update_with_timestamp(&ts);
+    }
+    hlc
 }
 
 /// HLC id of a node: blake3 of its name, 16 bytes (never zero).
@@ -315,17 +329,14 @@ impl StateDb {
             }
             install(&mut inner, e);
         }
-        let hlc = uhlc::HLCBuilder::new().with_id(hlc_id(node_name)).with_clock(clock).with_max_delta(max_skew).build();
-        // Never issue a stamp below one we already stored (clock stepped back).
-        if let Some(max) = inner.map.values().map(|e| e.stamp).max() {
-            let ts = uhlc::Timestamp::new(uhlc::NTP64(max.time), *hlc.get_id());
-            let _ = hlc.update_with_timestamp(&ts);
-        }
+        let hlc = new_hlc(node_name, clock, max_skew, &inner);
         let snap = Arc::new(build_snapshot(&inner));
         let (tx, _) = watch::channel(snap);
         Ok(StateDb {
             inner: Mutex::new(inner),
-            hlc,
+            hlc: std::sync::RwLock::new(hlc),
+            clock,
+            max_skew,
             node_name: node_name.to_string(),
             tx,
             counters: StateCounters::default(),
@@ -343,9 +354,23 @@ impl StateDb {
         &self.node_name
     }
 
+    fn hlc(&self) -> std::sync::RwLockReadGuard<'_, uhlc::HLC> {
+        self.hlc.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A fresh HLC stamp (also "now" for cluster-set timestamps).
     pub fn now(&self) -> Stamp {
-        Stamp::from_hlc(&self.hlc.new_timestamp())
+        Stamp::from_hlc(&self.hlc().new_timestamp())
+    }
+
+    /// The node's clock was stepped (corrected to the cluster's time): the
+    /// HLC restarts from the newest stored stamp, forgetting stamps it
+    /// issued or heard on the old clock but never stored, so that a clock
+    /// that was ahead does not keep stamping the future.
+    pub fn clock_stepped(&self) {
+        let inner = self.lock();
+        let fresh = new_hlc(&self.node_name, self.clock, self.max_skew, &inner);
+        *self.hlc.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
@@ -386,7 +411,7 @@ impl StateDb {
             uhlc::NTP64(e.stamp.time),
             uhlc::ID::try_from(e.stamp.node.to_le_bytes()).map_err(|_| Refusal::BadKey)?,
         );
-        self.hlc.update_with_timestamp(&ts).map_err(|err| Refusal::FutureStamp(err.to_string()))?;
+        self.hlc().update_with_timestamp(&ts).map_err(|err| Refusal::FutureStamp(err.to_string()))?;
         if !inner.map.contains_key(&e.key) && e.stamp.time <= inner.watermark {
             return Err(Refusal::BeyondHorizon);
         }
