@@ -11,6 +11,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod fuzz;
 pub mod membership;
 pub mod metrics;
 pub mod model;

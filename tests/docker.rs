@@ -371,6 +371,59 @@ fn when_a_nodes_engine_disappears_its_container_pods_move_and_it_comes_back() {
     });
 }
 
+/// Running containers of Deployment `deploy`'s pods, on every node (by
+/// the pod label the agent sets).
+fn running_containers_of(deploy: &str) -> Vec<String> {
+    let o = Command::new("docker")
+        .args(["ps", "--no-trunc", "--filter", "label=shoal.pod", "--format", "{{.ID}} {{.Label \"shoal.pod\"}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.split_once(' ').is_some_and(|(_, pod)| pod.starts_with(&format!("{deploy}-"))))
+        .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_fenced_container_never_runs_twice_when_its_engine_disappears() {
+    if !docker_ready() {
+        return;
+    }
+    // Each node reaches the engine through a socket of its own, so that
+    // either can lose it while the machine's Docker runs on.
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let socks: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.path().join("docker.sock")).collect();
+    let mut proxies: Vec<SocketProxy> = socks.iter().map(|s| SocketProxy::start(s)).collect();
+    let c = Cluster::start_with(2, |i| {
+        format!("[runtimes]\ndocker = \"on\"\ndocker_socket = \"unix://{}\"\n{FAST}", socks[i].display())
+    });
+    c.nodes[0].apply(&web("db", 1, "", "", "").replace("  replicas: 1\n", "  replicas: 1\n  fencing: Majority\n"));
+    c.nodes[0].wait_ready("db", 1, 60);
+    let owner = find(&c.nodes[0].pods(), "db-0").unwrap()["spec"]["nodeName"].as_str().unwrap().to_string();
+    let i = c.nodes.iter().position(|n| n.name == owner).unwrap();
+    let first = running_containers_of("db");
+    assert_eq!(first.len(), 1, "{first:?}");
+    // The owner's engine disappears: it cannot run containers any more, so
+    // the replica moves; its container still runs, out of its reach.
+    let cut = std::time::Instant::now();
+    proxies[i].stop();
+    let mut overlap = 0;
+    let moved = poll(90, "db running on the other node only", || {
+        let now = running_containers_of("db");
+        if now.len() > 1 {
+            overlap += 1;
+        }
+        let on_other = find(&c.nodes[1 - i].pods(), "db-0").is_some_and(|p| {
+            p["spec"]["nodeName"] != owner.as_str() && p["status"]["containerStatuses"][0]["ready"] == true
+        });
+        if on_other && now.len() == 1 && !now.contains(&first[0]) { Ok(cut.elapsed()) } else { Err(format!("{now:?}")) }
+    });
+    assert_eq!(overlap, 0, "two copies of the fenced container ran at once");
+    eprintln!("fenced container whose engine disappeared: old copy ended, new one Ready elsewhere {moved:?} after");
+    drop(proxies);
+}
+
 #[test]
 fn container_pods_roll_with_every_replica_ready() {
     if !docker_ready() {

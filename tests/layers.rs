@@ -4,7 +4,7 @@
 //! Bottom to top: `util`, `metrics` (helpers) ← `model` (the shared
 //! vocabulary), `net` (QUIC, TLS, token format) ← `events` ← `membership` ←
 //! `state` ← `placement` (owns the plan) ← `agent`, `proxy` ← `api`,
-//! `config` ← `node` (wiring) ← `cli`. netsim uses the library's parts, never
+//! `config` ← `node` (wiring) ← `cli`, `fuzz` (the fuzz targets' entry points). netsim uses the library's parts, never
 //! the API server, the CLI or a real node's edges.
 
 use std::path::{Path, PathBuf};
@@ -25,6 +25,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("config", 7),
     ("node", 8),
     ("cli", 9),
+    // The decoders of untrusted input, for the fuzzers: a leaf over them all.
+    ("fuzz", 9),
 ];
 
 fn layer(module: &str) -> Option<u32> {

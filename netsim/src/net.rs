@@ -28,8 +28,8 @@ use crate::scenario::Network;
 
 /// How long a request to an unreachable peer takes to fail.
 pub const RPC_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long a liveness probe waits for an answer (as `net::liveness`).
-pub const PROBE_TIMEOUT: Duration = shoal::net::liveness::PROBE_TIMEOUT;
+/// How long a liveness probe waits for an answer (as `node::liveness`).
+pub const PROBE_TIMEOUT: Duration = shoal::node::liveness::PROBE_TIMEOUT;
 /// Bytes a liveness probe costs (handshake and hello; a held connection
 /// is idle).
 pub const PROBE_BYTES: usize = 120;

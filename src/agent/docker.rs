@@ -166,18 +166,40 @@ struct Container {
     /// exit is reported once it has written what the engine had, so that a
     /// finished pod's log is whole when its status says it ended.
     logs: Option<tokio::task::JoinHandle<()>>,
-    /// Dropped when the container ended: its lease renewal stops.
-    lease_done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// A fenced container's lease; dropped when the container ended (its
+    /// renewal stops).
+    lease_done: Option<LeaseGuard>,
+}
+
+/// The lease watchdog of a fenced container, from this node's side.
+struct LeaseGuard {
+    /// Dropping it stops the renewals: the watchdog kills the container.
+    renew: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Resolves when the watchdog process has exited.
+    ended: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// How long to wait for a watchdog to kill its container and exit.
+const WATCHDOG_EXIT: Duration = Duration::from_secs(5);
+
+impl LeaseGuard {
+    /// Ends the lease now and waits until the watchdog has killed the
+    /// container and exited. For a container this node can no longer watch
+    /// (its engine went away): it must not vouch for a copy it cannot see,
+    /// so the copy ends before its pod is reported ended and may start
+    /// elsewhere.
+    async fn end(&mut self) {
+        self.renew.take();
+        if let Some(rx) = self.ended.take() {
+            let _ = tokio::time::timeout(WATCHDOG_EXIT, rx).await;
+        }
+    }
 }
 
 /// Starts the lease watchdog of a fenced container (`agent::lease`): a
 /// process of its own that outlives the node and kills the container's
 /// first process when the lease ends. Returns what stops the renewal.
-async fn guard(
-    d: &Docker,
-    id: &str,
-    lease: super::runtime::LeaseSpec,
-) -> Result<tokio::sync::oneshot::Sender<()>, RuntimeError> {
+async fn guard(d: &Docker, id: &str, lease: super::runtime::LeaseSpec) -> Result<LeaseGuard, RuntimeError> {
     let info =
         d.inspect_container(id, None::<InspectContainerOptions>).await.map_err(|e| engine_err("StartError", e))?;
     let pid = info.state.and_then(|s| s.pid).filter(|p| *p > 0).ok_or_else(|| {
@@ -213,12 +235,14 @@ async fn guard(
         cmd.spawn().map_err(|e| RuntimeError::new("StartError", format!("cannot start the lease watchdog: {e}")))?;
     let stdin = child.stdin.take().ok_or_else(|| RuntimeError::new("StartError", "the lease watchdog has no stdin"))?;
     // Reap it when it ends (it ends with the container, or kills it).
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let _ = child.wait().await;
+        let _ = ended_tx.send(());
     });
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(super::lease::renew(lease, stdin, rx));
-    Ok(tx)
+    Ok(LeaseGuard { renew: Some(tx), ended: Some(ended) })
 }
 
 /// Longest wait for the log follower after the container ended.
@@ -256,8 +280,14 @@ impl Running for Container {
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
             // The engine went away (or the container vanished): report it,
             // but do not forget the container, so a later stop can still
-            // remove it once the engine answers again.
-            _ => return Exit { code: -1, signal: None, oom_killed: false, reason: "RuntimeUnavailable".into() },
+            // remove it once the engine answers again. A fenced one is
+            // killed by its watchdog first (see `LeaseGuard::end`).
+            _ => {
+                if let Some(g) = &mut self.lease_done {
+                    g.end().await;
+                }
+                return Exit { code: -1, signal: None, oom_killed: false, reason: "RuntimeUnavailable".into() };
+            }
         };
         let e = final_exit(&self.d, &self.id, code).await;
         if let Some(h) = self.logs.take() {
@@ -278,7 +308,11 @@ impl Running for Container {
         }
         if self.d.ping().await.is_err() {
             // Left for the next start of this pod's container or the node's
-            // recovery, which remove it by its labels.
+            // recovery, which remove it by its labels (a fenced one is
+            // killed by its watchdog first).
+            if let Some(g) = &mut self.lease_done {
+                g.end().await;
+            }
             return Exit { code: -1, signal: None, oom_killed: false, reason: "RuntimeUnavailable".into() };
         }
         let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);

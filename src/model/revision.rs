@@ -97,6 +97,25 @@ pub fn pod_name(deployment: &str, hash: &str, index: u32) -> String {
     super::names::derived_pod_name(deployment, &format!("{hash}-{index}"))
 }
 
+/// What identifies a fenced replica across revisions: its pod id without
+/// the revision's hash (`ns/<deployment>-<index>`), so that a new revision's
+/// copy waits for the old revision's copy of the same replica to end as it
+/// waits for the same pod elsewhere. Other ids are their own key.
+pub fn fence_key(id: &str) -> std::borrow::Cow<'_, str> {
+    let split = id.rsplit_once('-').and_then(|(rest, index)| {
+        let (prefix, hash) = rest.rsplit_once('-')?;
+        let ok = !index.is_empty()
+            && index.bytes().all(|b| b.is_ascii_digit())
+            && !hash.is_empty()
+            && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        ok.then(|| format!("{prefix}-{index}"))
+    });
+    match split {
+        Some(k) => std::borrow::Cow::Owned(k),
+        None => std::borrow::Cow::Borrowed(id),
+    }
+}
+
 /// Splits a pod name of `deployment` into (hash, index), if it is one.
 pub fn parse_pod_name<'a>(deployment: &str, name: &'a str) -> Option<(&'a str, u32)> {
     let rest = super::names::pod_suffix(deployment, name)?;
@@ -255,5 +274,14 @@ mod tests {
         s.update_strategy =
             Some(crate::model::types::DaemonSetUpdateStrategy { kind: Some("OnDelete".into()), rolling_update: None });
         assert!(RolloutParams::of_daemonset(&s, 5).paused, "OnDelete replaces a pod only once it is gone");
+    }
+
+    #[test]
+    fn a_fenced_replica_is_one_across_revisions() {
+        assert_eq!(fence_key("default/db-3f2a9c01bd-0"), "default/db-0");
+        assert_eq!(fence_key("default/db-77aa000111-0"), fence_key("default/db-3f2a9c01bd-0"));
+        assert_ne!(fence_key("default/db-3f2a9c01bd-1"), fence_key("default/db-3f2a9c01bd-0"));
+        assert_eq!(fence_key("default/agent-n1"), "default/agent-n1");
+        assert_eq!(fence_key("default/job-0"), "default/job-0");
     }
 }

@@ -3,11 +3,9 @@
 //! - `tls`: the cluster CA, node certificates, rustls configs, CA pinning;
 //! - `token`: the join token format and checks (pure);
 //! - `quic`: the endpoint, connections, bounded stream framing;
-//! - `join`: the join protocol and token management;
-//! - `liveness`: the liveness port (TCP) behind `membership::watch`.
+//! - `join`: the join protocol and token management.
 
 pub mod join;
-pub mod liveness;
 pub mod quic;
 pub mod tls;
 pub mod token;

@@ -17,8 +17,8 @@ use crate::api::server::{ClusterOpError, ClusterOps};
 use crate::membership::transport::QuicTransport;
 use crate::membership::watch::{Hello, Liveness};
 use crate::model::pods::PodResult;
-use crate::net::liveness::TcpLiveness;
 use crate::net::quic::{Handler, Net, StreamKind};
+use crate::node::liveness::TcpLiveness;
 use crate::state::entry::kinds;
 use crate::state::sync::{Rpc, RpcError, SyncService};
 use crate::state::{Key, Writer};
@@ -66,7 +66,7 @@ impl Network for QuicNetwork {
     }
     fn serve_liveness(&self, hello: Hello) {
         // Served until the process ends (its end is what watchers see).
-        if let Err(e) = crate::net::liveness::serve(self.liveness_addr, hello, crate::util::unix_millis) {
+        if let Err(e) = crate::node::liveness::serve(self.liveness_addr, hello, crate::util::unix_millis) {
             tracing::warn!("{e}");
         }
     }

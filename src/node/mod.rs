@@ -8,13 +8,16 @@
 //! - `identity`: what a node keeps in its data dir and knows of its host;
 //! - `cluster`: admitting nodes (join tokens, the join service);
 //! - `keys`: the cluster data keys between nodes (Secrets);
-//! - `adapters`: trait implementations that join two parts.
+//! - `adapters`: trait implementations that join two parts;
+//! - `liveness`: the liveness port over TCP (`membership::watch`'s side on
+//!   a real node).
 
 pub mod adapters;
 pub mod assembly;
 pub mod cluster;
 pub mod identity;
 pub mod keys;
+pub mod liveness;
 pub mod start;
 
 use std::net::SocketAddr;

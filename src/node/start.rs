@@ -513,7 +513,7 @@ async fn check_clock_at_start(seeds: &[String], cluster_id: &str) {
         let tag = tag.clone();
         probes.spawn(async move {
             let sent = unix_millis();
-            let p = crate::net::liveness::TcpLiveness.probe(addr).await;
+            let p = crate::node::liveness::TcpLiveness.probe(addr).await;
             let heard = unix_millis();
             match p {
                 Probe::Answered { hello, .. } if hello.cluster == tag => {

@@ -16,6 +16,7 @@ use super::jobs;
 use super::{NodeSpec, Placement, maintenance, place};
 use crate::membership::view::{ClusterView, NodeState};
 use crate::model::pods::{DesiredPod, Results, desired_pods};
+use crate::model::revision::fence_key;
 use crate::model::status::ContainerState;
 use crate::model::{Kind, Object};
 use crate::state::Snapshot;
@@ -303,24 +304,32 @@ impl Planner {
             }
         }
         let Some(c) = &self.cache else { return PlanView::default() };
-        let mut fenced_elsewhere = BTreeSet::new();
-        for d in c.desired.iter().filter(|d| d.fenced) {
-            let id = d.id();
-            let elsewhere = view.nodes.values().any(|n| {
+        // Fenced replicas running on other nodes (any revision of each: a
+        // new revision's copy waits for the old one's, see `fence_key`).
+        let mut running_elsewhere: BTreeSet<String> = BTreeSet::new();
+        if c.desired.iter().any(|d| d.fenced) {
+            for n in view.nodes.values().filter(|n| n.info.name != view.self_name) {
                 // A node that left may still be stopping it (its lease
                 // runs out within the fence delay), as may one declared Dead.
                 let recent_death = matches!(n.state, NodeState::Dead | NodeState::Left)
                     && now_unix.saturating_sub(n.since) < rules.fence_delay_secs;
-                n.info.name != view.self_name
-                    && (n.state.alive() || recent_death)
-                    && n.pods.get(&id).is_some_and(|s| {
-                        s.containers.iter().any(|c| !matches!(c.state, ContainerState::Terminated { .. }))
-                    })
-            });
-            if elsewhere {
-                fenced_elsewhere.insert(id);
+                if !(n.state.alive() || recent_death) {
+                    continue;
+                }
+                for (id, s) in n.pods.iter() {
+                    if s.containers.iter().any(|c| !matches!(c.state, ContainerState::Terminated { .. })) {
+                        running_elsewhere.insert(fence_key(id).into_owned());
+                    }
+                }
             }
         }
+        let fenced_elsewhere: BTreeSet<String> = c
+            .desired
+            .iter()
+            .filter(|d| d.fenced)
+            .map(|d| d.id())
+            .filter(|id| running_elsewhere.contains(fence_key(id).as_ref()))
+            .collect();
         let plan = Plan {
             desired: c.by_id.clone(),
             owners: c.owners.clone(),

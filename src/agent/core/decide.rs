@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::model::revision::fence_key;
 use crate::placement::plan::Plan;
 
 /// What the agent knows of a pod it runs.
@@ -125,6 +126,11 @@ pub fn decide(
             continue;
         };
         if d.fenced && (!plan.quorum || !plan.stable || plan.fenced_elsewhere.contains(id)) {
+            continue;
+        }
+        // Another revision's copy of this fenced replica still runs (or
+        // stops) here: the new one starts once it has ended.
+        if d.fenced && local.keys().any(|l| l != id && fence_key(l) == fence_key(id)) {
             continue;
         }
         if waiting.get(id).is_some_and(|t| *t > now) {
@@ -262,6 +268,23 @@ mod tests {
         );
         let waiting = BTreeMap::from([(a.id(), now + Duration::from_secs(1))]);
         assert!(decide(&p, "me", &BTreeMap::new(), &waiting, now, H1).is_empty());
+    }
+
+    #[test]
+    fn a_fenced_replicas_new_revision_waits_for_the_old_one_here() {
+        let old = pod("db-0a0a0a0a0a-0", "old", true);
+        let new = pod("db-1b1b1b1b1b-0", "new", true);
+        let p = plan(&[(&new, "me")]);
+        let now = Instant::now();
+        let stopping = BTreeMap::from([(old.id(), Local { stopping: true, ..local("old") })]);
+        let acts = decide(&p, "me", &stopping, &BTreeMap::new(), now, H60);
+        assert!(!acts.contains(&Action::Start(new.id())), "the old revision's copy still stops here: {acts:?}");
+        assert_eq!(decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, H60), vec![Action::Start(new.id())]);
+        // An unfenced workload surges as it likes.
+        let (o2, n2) = (pod("web-0a0a0a0a0a-0", "old", false), pod("web-1b1b1b1b1b-0", "new", false));
+        let running = BTreeMap::from([(o2.id(), local("old"))]);
+        let acts = decide(&plan(&[(&n2, "me")]), "me", &running, &BTreeMap::new(), now, H60);
+        assert!(acts.contains(&Action::Start(n2.id())), "{acts:?}");
     }
 
     #[test]
