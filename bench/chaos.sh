@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CHAOS_ROUNDS=${CHAOS_ROUNDS:-8}
+# Missing tools (root, iproute2, iptables, libfaketime) fail the run, as
+# under CI: a skipped suite prints no table and proves nothing.
+export CI=true
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 if cargo test --test chaos -- --nocapture >"$out" 2>&1; then status=0; else status=$?; fi

@@ -642,6 +642,8 @@ fn chaos_suite() {
         }
     }
     assert!(false_deaths.is_empty(), "false deaths: {false_deaths:?}");
+    assert_eq!(kills.len(), if phase("kill") { n_kills } else { 0 }, "every kill of shoal was timed");
+    assert_eq!(silent.len(), if phase("crash") { 2 * r } else { 0 }, "every machine gone was timed");
     let worst = kills.iter().max().copied().unwrap_or_default();
     assert!(worst < Duration::from_millis(1500), "a killed shoal was found Dead only after {worst:?}");
     let worst = silent.iter().max().copied().unwrap_or_default();

@@ -306,6 +306,9 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
     let mut last_inputs: Option<(u64, NodeInfo)> = None;
     let mut evidence = Vec::new();
     let mut clock = ClockSync::starting_at(cfg.adjust_clock.as_ref().map_or(0, |a| a.initial));
+    // How many peers this node watches: it decides on its clock with a
+    // sample of each.
+    let mut watched = 0;
     // Where this node's pushes start in the sorted peers: claimants of one
     // peer push to different parts of a large cluster.
     let mut pushes: usize = liveness_watch::ring_key(&inputs.info.borrow().name) as usize;
@@ -333,7 +336,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
             }
         }
         if let Some(adjust) = &cfg.adjust_clock
-            && let Some(a) = clock.decide()
+            && let Some(a) = clock.decide(watched)
         {
             (adjust.apply)(a.correction);
             // Times kept from before the step are moved with the clock.
@@ -386,7 +389,6 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
                     against.entry((peer.as_str(), *generation)).or_default().push(&*id.node_id);
                 }
             }
-            let alive_before = prev.nodes.values().filter(|n| n.state.alive()).count().max(1);
             let mut fp = rustc_hash::FxHasher::default();
             (now_unix, leaving, Arc::as_ptr(&pods)).hash(&mut fp);
             let mut raw = Vec::with_capacity(present);
@@ -399,6 +401,15 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
                 let g = newest.entry(&*id.node_id).or_default();
                 *g = (*g).max(id.generation_id);
             }
+            // How many nodes could observe a peer: the alive ones in the last
+            // view; on a node that has no view yet (it just started), every
+            // node gossip tells of, so that one claim cannot kill a peer
+            // before this node knows how many could have claimed it.
+            let alive_before = if prev.nodes.len() <= 1 {
+                newest.keys().filter(|n| **n != &*me.node_id).count() + 1
+            } else {
+                prev.nodes.values().filter(|n| n.state.alive()).count().max(1)
+            };
             for (id, (_, records)) in parsed.iter() {
                 if newest.get(&*id.node_id).is_some_and(|g| *g > id.generation_id) {
                     continue;
@@ -428,7 +439,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
         };
         push(&handle, push_to, &mut pushes);
         if last_inputs.as_ref().is_some_and(|(f, i)| *f == fp && *i == info) {
-            majority_tx.send_replace(majority_until(&detector, &view_tx.borrow()));
+            majority_tx.send_replace(majority_until(&detector, &view_tx.borrow(), memory.remembered.len()));
             continue;
         }
         last_inputs = Some((fp, info.clone()));
@@ -449,6 +460,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
         }
         let targets = watch_targets(&view);
         clock.retain(|n| targets.iter().any(|t| t.name == n));
+        watched = targets.len();
         targets_tx.send_if_modified(|cur| {
             if *cur == targets {
                 false
@@ -457,7 +469,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
                 true
             }
         });
-        majority_tx.send_replace(majority_until(&detector, &view));
+        majority_tx.send_replace(majority_until(&detector, &view, memory.remembered.len()));
         view_tx.send_if_modified(|cur| {
             if **cur == view {
                 false
@@ -470,12 +482,14 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
 }
 
 /// Until when this node may renew fenced pods' leases: it has a majority
-/// in its view, and heard from one lately on the real clock.
-fn majority_until(detector: &Detector, view: &ClusterView) -> Option<Instant> {
+/// in its view, and heard from one lately on the real clock. The majority
+/// is of the same nodes as the view's: those in it that have not left, and
+/// the `remembered` members not heard from since this node started.
+fn majority_until(detector: &Detector, view: &ClusterView, remembered: usize) -> Option<Instant> {
     if !view.quorum {
         return None;
     }
-    let known = view.nodes.values().filter(|n| n.state != super::view::NodeState::Left).count();
+    let known = view.nodes.values().filter(|n| n.state != super::view::NodeState::Left).count() + remembered;
     let peers: Vec<Id> = view
         .nodes
         .values()

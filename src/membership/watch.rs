@@ -81,11 +81,13 @@ impl Hello {
 
     /// Parses a hello from untrusted bytes (one line, newline included or not).
     pub fn decode(b: &[u8]) -> Result<Hello, HelloError> {
-        if b.len() > MAX_HELLO {
+        let line = b.strip_suffix(b"\n").unwrap_or(b);
+        // Newline included, as `encode` writes it (found by fuzzing: a
+        // MAX_HELLO-byte line without one re-encoded one byte too long).
+        if line.len() + 1 > MAX_HELLO {
             return Err(HelloError::TooLong);
         }
-        let s = std::str::from_utf8(b).map_err(|_| HelloError::NotHello)?;
-        let s = s.strip_suffix('\n').unwrap_or(s);
+        let s = std::str::from_utf8(line).map_err(|_| HelloError::NotHello)?;
         let mut parts = s.split(' ');
         if parts.next() != Some(MAGIC) {
             return Err(HelloError::NotHello);
@@ -182,32 +184,34 @@ pub fn spawn(
     clock_ms: fn() -> u64,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut running: HashMap<Id, JoinHandle<()>> = HashMap::new();
+        // Aborted when dropped: when this task is aborted (the node stops,
+        // or netsim crashes it), its watches end with it.
+        let mut running: HashMap<Id, Owned> = HashMap::new();
         loop {
             let want: Vec<Target> = targets.borrow_and_update().clone();
             let ids: std::collections::HashSet<Id> = want.iter().map(|t| (t.name.clone(), t.generation)).collect();
-            running.retain(|id, h| {
-                let keep = ids.contains(id) && !h.is_finished();
-                if !keep {
-                    h.abort();
-                }
-                keep
-            });
+            running.retain(|id, h| ids.contains(id) && !h.0.is_finished());
             for t in want {
                 let id = (t.name.clone(), t.generation);
                 if let std::collections::hash_map::Entry::Vacant(e) = running.entry(id) {
                     let task = watch_one(liveness.clone(), cluster.clone(), t, evidence.clone(), clock_ms);
-                    e.insert(tokio::spawn(task));
+                    e.insert(Owned(tokio::spawn(task)));
                 }
             }
             if targets.changed().await.is_err() {
                 break;
             }
         }
-        for h in running.into_values() {
-            h.abort();
-        }
     })
+}
+
+/// A watch task, aborted when dropped.
+struct Owned(JoinHandle<()>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Watches one peer generation until it is replaced (or the task is
@@ -282,6 +286,14 @@ mod tests {
         assert_eq!(Hello::decode(b"SHOAL-LIVE/1 abc n1 1 2 3"), Err(HelloError::Field("end")));
         assert_eq!(Hello::decode(b"SHOAL-LIVE/1  n1 1"), Err(HelloError::Field("cluster")));
         assert_eq!(Hello::decode(&[b'a'; MAX_HELLO + 1]), Err(HelloError::TooLong));
+        // The limit counts the newline whether or not it came: what decodes
+        // re-encodes within it.
+        let line = |len: usize| format!("SHOAL-LIVE/1 abc {} 1", "n".repeat(len - 19));
+        assert_eq!(line(MAX_HELLO).len(), MAX_HELLO);
+        assert_eq!(Hello::decode(line(MAX_HELLO).as_bytes()), Err(HelloError::TooLong));
+        let fits = Hello::decode(format!("{}\n", line(MAX_HELLO - 1)).as_bytes()).unwrap();
+        assert_eq!(fits.encode().len(), MAX_HELLO);
+        assert_eq!(Hello::decode(fits.encode().as_bytes()), Ok(fits));
         assert_ne!(cluster_tag("c1"), cluster_tag("c2"));
     }
 

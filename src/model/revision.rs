@@ -97,23 +97,23 @@ pub fn pod_name(deployment: &str, hash: &str, index: u32) -> String {
     super::names::derived_pod_name(deployment, &format!("{hash}-{index}"))
 }
 
-/// What identifies a fenced replica across revisions: its pod id without
-/// the revision's hash (`ns/<deployment>-<index>`), so that a new revision's
-/// copy waits for the old revision's copy of the same replica to end as it
-/// waits for the same pod elsewhere. Other ids are their own key.
-pub fn fence_key(id: &str) -> std::borrow::Cow<'_, str> {
+/// What identifies a fenced replica across revisions: its owner's uid and
+/// its pod id without the revision's hash (`<uid>:ns/<deployment>-<index>`),
+/// so that a new revision's copy waits for the old revision's copy of the
+/// same replica to end as it waits for the same pod elsewhere. The owner's
+/// uid keeps apart pods whose names merely look alike (a CronJob `db`'s
+/// `db-29123456-0` is no replica of Deployment `db`); other ids are their
+/// own key.
+pub fn fence_key(owner_uid: &str, id: &str) -> String {
     let split = id.rsplit_once('-').and_then(|(rest, index)| {
         let (prefix, hash) = rest.rsplit_once('-')?;
         let ok = !index.is_empty()
             && index.bytes().all(|b| b.is_ascii_digit())
             && !hash.is_empty()
             && hash.bytes().all(|b| b.is_ascii_hexdigit());
-        ok.then(|| format!("{prefix}-{index}"))
+        ok.then(|| format!("{owner_uid}:{prefix}-{index}"))
     });
-    match split {
-        Some(k) => std::borrow::Cow::Owned(k),
-        None => std::borrow::Cow::Borrowed(id),
-    }
+    split.unwrap_or_else(|| format!("{owner_uid}:{id}"))
 }
 
 /// Splits a pod name of `deployment` into (hash, index), if it is one.
@@ -278,10 +278,13 @@ mod tests {
 
     #[test]
     fn a_fenced_replica_is_one_across_revisions() {
-        assert_eq!(fence_key("default/db-3f2a9c01bd-0"), "default/db-0");
-        assert_eq!(fence_key("default/db-77aa000111-0"), fence_key("default/db-3f2a9c01bd-0"));
-        assert_ne!(fence_key("default/db-3f2a9c01bd-1"), fence_key("default/db-3f2a9c01bd-0"));
-        assert_eq!(fence_key("default/agent-n1"), "default/agent-n1");
-        assert_eq!(fence_key("default/job-0"), "default/job-0");
+        assert_eq!(fence_key("u", "default/db-3f2a9c01bd-0"), "u:default/db-0");
+        assert_eq!(fence_key("u", "default/db-77aa000111-0"), fence_key("u", "default/db-3f2a9c01bd-0"));
+        assert_ne!(fence_key("u", "default/db-3f2a9c01bd-1"), fence_key("u", "default/db-3f2a9c01bd-0"));
+        assert_eq!(fence_key("u", "default/agent-n1"), "u:default/agent-n1");
+        assert_eq!(fence_key("u", "default/job-0"), "u:default/job-0");
+        // A CronJob `db`'s pod has a name like a replica of Deployment `db`,
+        // and another owner.
+        assert_ne!(fence_key("cron-job-uid", "default/db-29123456-0"), fence_key("u", "default/db-3f2a9c01bd-0"));
     }
 }

@@ -193,6 +193,20 @@ pub(super) async fn identity(cfg: &NodeConfig, r: &Resolved) -> Result<Found, No
     Ok(Found { identity: id, api_token, peers: Vec::new(), new_cluster: true })
 }
 
+/// This run's generation: the (cluster-corrected) clock in ms, and always
+/// above the last run's (`generation` in the data dir), so a restart is
+/// never taken for an older, superseded generation, whatever the clock or
+/// its correction did meanwhile.
+pub(super) fn next_generation(dd: &Path, now_ms: u64) -> u64 {
+    let file = dd.join("generation");
+    let last: u64 = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let generation = now_ms.max(last.saturating_add(1)).max(1);
+    if let Err(e) = write_private(&file, &generation.to_string()) {
+        tracing::warn!("cannot keep this run's generation in {}: {e}", file.display());
+    }
+    generation
+}
+
 /// The members this node knew when it last ran (`members` in the data dir).
 pub(super) fn remembered_members(dd: &Path) -> Vec<String> {
     std::fs::read_to_string(dd.join("members")).unwrap_or_default().lines().map(String::from).collect()
@@ -228,4 +242,18 @@ pub(super) fn spawn_peer_memory(dd: PathBuf, mut view: watch::Receiver<Arc<Clust
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_never_gets_an_older_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(next_generation(dir.path(), 1_000), 1_000);
+        // The clock went back (or its correction did) between the runs.
+        assert_eq!(next_generation(dir.path(), 500), 1_001);
+        assert_eq!(next_generation(dir.path(), 5_000), 5_000);
+    }
 }

@@ -9,12 +9,14 @@
 //! connection whose host vanished, so that the watcher tries again.
 //!
 //! The port is unauthenticated and says only a cluster tag, a name and a
-//! generation. It is bounded (`MAX_HELD` connections, `MAX_HELLO` bytes,
-//! every read and write under a timeout), and a peer that sends anything
-//! is disconnected.
+//! generation. It is bounded (`MAX_HELD` connections, `MAX_PER_SOURCE` from
+//! one address, so that one stranger cannot take the watchers' room;
+//! `MAX_HELLO` bytes, every read and write under a timeout), and a peer that
+//! sends anything is disconnected.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,6 +30,10 @@ use crate::membership::watch::{Hello, Liveness, MAX_HELLO, Probe};
 /// Connections a node holds for its watchers (a node has `WATCHERS`; the
 /// rest is room for restarts and strangers).
 pub const MAX_HELD: usize = 256;
+/// Connections held for one source address (a node has at most `WATCHERS`
+/// watchers, all on other hosts unless a test runs several nodes on one
+/// address; the rest is room for their restarts).
+pub const MAX_PER_SOURCE: usize = 16;
 /// How long a connection attempt or a hello may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle time before keepalive probes start, and their interval.
@@ -56,22 +62,26 @@ pub fn serve(addr: SocketAddr, hello: Hello, clock_ms: fn() -> u64) -> Result<Jo
     std.set_nonblocking(true).map_err(|source| ServeError { addr, source })?;
     let listener = TcpListener::from_std(std).map_err(|source| ServeError { addr, source })?;
     let slots = Arc::new(Semaphore::new(MAX_HELD));
+    let per_source: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     // The held connections are tasks of this one: aborting it closes them
     // all, as the process's death would.
     Ok(tokio::spawn(async move {
         let mut held = tokio::task::JoinSet::new();
         loop {
-            let Ok((mut s, _)) = listener.accept().await else {
+            let Ok((mut s, from)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
             while held.try_join_next().is_some() {}
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let Some(source) = SourceSlot::take(&per_source, from.ip()) else {
                 continue; // dropped: closed at once
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                continue;
             };
             let line = Hello { time_ms: Some(clock_ms()), ..hello.clone() }.encode().into_bytes();
             held.spawn(async move {
-                let _slot = slot;
+                let _slot = (slot, source);
                 keepalive(&s);
                 if tokio::time::timeout(PROBE_TIMEOUT, s.write_all(&line)).await.is_err() {
                     return;
@@ -82,6 +92,37 @@ pub fn serve(addr: SocketAddr, hello: Hello, clock_ms: fn() -> u64) -> Result<Jo
             });
         }
     }))
+}
+
+/// One held connection's place in its source address's count.
+struct SourceSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    /// A place for a connection from `ip`, if it holds fewer than
+    /// `MAX_PER_SOURCE`.
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<SourceSlot> {
+        let mut m = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_default();
+        (*n < MAX_PER_SOURCE).then(|| {
+            *n += 1;
+            SourceSlot { counts: counts.clone(), ip }
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Watches over real TCP.
@@ -172,5 +213,35 @@ mod tests {
             }
         });
         assert!(matches!(TcpLiveness.probe(addr).await, Probe::NoAnswer));
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_take_every_place() {
+        let addr = free_addr().await;
+        let _server = serve(addr, hello(7), clock).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..MAX_PER_SOURCE {
+            let Probe::Answered { held: h, .. } = TcpLiveness.probe(addr).await else { panic!("no answer") };
+            held.push(h);
+        }
+        assert!(matches!(TcpLiveness.probe(addr).await, Probe::NoAnswer), "one more from the same address is closed");
+        // Another address is still answered.
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = sock.connect(addr).await.unwrap();
+        let mut b = [0u8; 128];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await.unwrap().unwrap();
+        assert!(Hello::decode(&b[..n]).is_ok(), "{:?}", String::from_utf8_lossy(&b[..n]));
+        // A place is given back when its connection ends.
+        held.pop();
+        let again = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Probe::Answered { held: h, .. } = TcpLiveness.probe(addr).await {
+                    return Some(h);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        held.push(again.await.ok().flatten().expect("answered again once a place was free"));
     }
 }

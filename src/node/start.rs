@@ -174,7 +174,7 @@ impl Node {
         let seeds = seeds(&cfg, &r, found.peers.clone(), advertise);
         check_clock_at_start(&seeds, &id.cluster_id).await;
         let db = Arc::new(open_state(&cfg, &dd, &r.name)?);
-        let generation = unix_millis().max(1);
+        let generation = super::identity::next_generation(&dd, unix_millis());
         let events = Arc::new(EventLog::new(&r.name));
         let metrics = Arc::new(Metrics::new());
         let ca_hash = id.ca_hash()?;
@@ -529,7 +529,8 @@ async fn check_clock_at_start(seeds: &[String], cluster_id: &str) {
             sync.sample(&name, t, sent, heard);
         }
     }
-    if let Some(a) = sync.decide() {
+    // Every answer is in: decide on what answered.
+    if let Some(a) = sync.decide(0) {
         crate::util::set_clock_offset_ms(a.correction);
         let (secs, dir) = ((a.correction as f64 / 1000.0).abs(), if a.correction < 0 { "ahead of" } else { "behind" });
         tracing::warn!(

@@ -318,7 +318,7 @@ impl Planner {
                 }
                 for (id, s) in n.pods.iter() {
                     if s.containers.iter().any(|c| !matches!(c.state, ContainerState::Terminated { .. })) {
-                        running_elsewhere.insert(fence_key(id).into_owned());
+                        running_elsewhere.insert(fence_key(&s.owner_uid, id));
                     }
                 }
             }
@@ -327,8 +327,9 @@ impl Planner {
             .desired
             .iter()
             .filter(|d| d.fenced)
-            .map(|d| d.id())
-            .filter(|id| running_elsewhere.contains(fence_key(id).as_ref()))
+            .map(|d| (d.id(), fence_key(&d.owner.uid, &d.id())))
+            .filter(|(_, key)| running_elsewhere.contains(key))
+            .map(|(id, _)| id)
             .collect();
         let plan = Plan {
             desired: c.by_id.clone(),

@@ -16,6 +16,9 @@ use crate::placement::plan::Plan;
 #[derive(Debug, Clone)]
 pub struct Local {
     pub template_hash: String,
+    /// Its fence key (`revision::fence_key`): a fenced pod waits for every
+    /// other local pod with its key.
+    pub fence: String,
     pub stopping: bool,
     pub handoff_since: Option<Instant>,
     /// When this node first saw the new owner report the pod Ready.
@@ -130,7 +133,7 @@ pub fn decide(
         }
         // Another revision's copy of this fenced replica still runs (or
         // stops) here: the new one starts once it has ended.
-        if d.fenced && local.keys().any(|l| l != id && fence_key(l) == fence_key(id)) {
+        if d.fenced && local.iter().any(|(l, lo)| l != id && lo.fence == fence_key(&d.owner.uid, id)) {
             continue;
         }
         if waiting.get(id).is_some_and(|t| *t > now) {
@@ -202,7 +205,13 @@ mod tests {
     const H1: Handoff = Handoff { timeout: Duration::from_secs(1), linger: Duration::from_secs(1) };
 
     fn local(hash: &str) -> Local {
-        Local { template_hash: hash.into(), stopping: false, handoff_since: None, ready_elsewhere_since: None }
+        Local {
+            template_hash: hash.into(),
+            fence: String::new(),
+            stopping: false,
+            handoff_since: None,
+            ready_elsewhere_since: None,
+        }
     }
 
     #[test]
@@ -276,10 +285,18 @@ mod tests {
         let new = pod("db-1b1b1b1b1b-0", "new", true);
         let p = plan(&[(&new, "me")]);
         let now = Instant::now();
-        let stopping = BTreeMap::from([(old.id(), Local { stopping: true, ..local("old") })]);
+        let fence = fence_key(&old.owner.uid, &old.id());
+        let stopping = BTreeMap::from([(old.id(), Local { stopping: true, fence, ..local("old") })]);
         let acts = decide(&p, "me", &stopping, &BTreeMap::new(), now, H60);
         assert!(!acts.contains(&Action::Start(new.id())), "the old revision's copy still stops here: {acts:?}");
         assert_eq!(decide(&p, "me", &BTreeMap::new(), &BTreeMap::new(), now, H60), vec![Action::Start(new.id())]);
+        // A pod of another owner whose name looks alike (a CronJob `db`'s)
+        // does not hold it back.
+        let cron_pod = "default/db-29123456-0".to_string();
+        let cron =
+            BTreeMap::from([(cron_pod.clone(), Local { fence: fence_key("cron-uid", &cron_pod), ..local("x") })]);
+        let acts = decide(&p, "me", &cron, &BTreeMap::new(), now, H60);
+        assert!(acts.contains(&Action::Start(new.id())), "{acts:?}");
         // An unfenced workload surges as it likes.
         let (o2, n2) = (pod("web-0a0a0a0a0a-0", "old", false), pod("web-1b1b1b1b1b-0", "new", false));
         let running = BTreeMap::from([(o2.id(), local("old"))]);

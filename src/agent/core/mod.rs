@@ -396,6 +396,7 @@ impl AgentCore {
             .map(|(id, p)| {
                 let l = Local {
                     template_hash: p.desired.template_hash.clone(),
+                    fence: crate::model::revision::fence_key(&p.desired.owner.uid, id),
                     stopping: p.stopping,
                     handoff_since: p.handoff_since,
                     ready_elsewhere_since: p.ready_elsewhere_since,
