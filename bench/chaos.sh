@@ -4,7 +4,7 @@
 # CHAOS_ROUNDS times (default 8): 24 kills of `shoal`, 16 machines gone, 4
 # minutes of 20 % loss, 32 pauses of 2 s every 10 s (5.3 minutes), plus an
 # isolation, a 2|3 split with writes on both sides and clocks an hour off.
-# Prints the summary table (the README's). About 18 minutes; needs root,
+# Prints the summary table (the README's). About 13 minutes; needs root,
 # iproute2, iptables and libfaketime (Debian: faketime), as `.ci/run` installs.
 #   CHAOS_PHASES=kill,pause bench/chaos.sh   # only some faults
 set -euo pipefail

@@ -539,7 +539,7 @@ fn chaos_suite() {
         c.hosts.heal();
         c.converge(Instant::now(), "loss");
         c.report.push((
-            "20 % loss for 30 s: writes acknowledged".into(),
+            format!("20 % loss for {} s: writes acknowledged", 30 * r),
             format!("{} of {k}", c.acked.keys().filter(|x| x.starts_with("loss-")).count()),
         ));
     }
