@@ -373,15 +373,27 @@ fn when_a_nodes_engine_disappears_its_container_pods_move_and_it_comes_back() {
 
 /// Running containers of Deployment `deploy`'s pods, on every node (by
 /// the pod label the agent sets).
-fn running_containers_of(deploy: &str) -> Vec<String> {
+/// Running containers of `deploy`'s pods on the nodes with `markers` (other
+/// tests, running alongside, have their own `db`).
+fn running_containers_of(deploy: &str, markers: &[String]) -> Vec<String> {
     let o = Command::new("docker")
-        .args(["ps", "--no-trunc", "--filter", "label=shoal.pod", "--format", "{{.ID}} {{.Label \"shoal.pod\"}}"])
+        .args([
+            "ps",
+            "--no-trunc",
+            "--filter",
+            "label=shoal.pod",
+            "--format",
+            "{{.ID}} {{.Label \"shoal.pod\"}} {{.Label \"shoal.managed\"}}",
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&o.stdout)
         .lines()
-        .filter(|l| l.split_once(' ').is_some_and(|(_, pod)| pod.starts_with(&format!("{deploy}-"))))
-        .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (id, pod, marker) = (f.next()?, f.next()?, f.next()?);
+            (pod.starts_with(&format!("{deploy}-")) && markers.iter().any(|m| m == marker)).then(|| id.to_string())
+        })
         .collect()
 }
 
@@ -402,7 +414,8 @@ fn a_fenced_container_never_runs_twice_when_its_engine_disappears() {
     c.nodes[0].wait_ready("db", 1, 60);
     let owner = find(&c.nodes[0].pods(), "db-0").unwrap()["spec"]["nodeName"].as_str().unwrap().to_string();
     let i = c.nodes.iter().position(|n| n.name == owner).unwrap();
-    let first = running_containers_of("db");
+    let markers: Vec<String> = c.nodes.iter().map(|n| n.marker()).collect();
+    let first = running_containers_of("db", &markers);
     assert_eq!(first.len(), 1, "{first:?}");
     // The owner's engine disappears: it cannot run containers any more, so
     // the replica moves; its container still runs, out of its reach.
@@ -410,7 +423,7 @@ fn a_fenced_container_never_runs_twice_when_its_engine_disappears() {
     proxies[i].stop();
     let mut overlap = 0;
     let moved = poll(90, "db running on the other node only", || {
-        let now = running_containers_of("db");
+        let now = running_containers_of("db", &markers);
         if now.len() > 1 {
             overlap += 1;
         }
