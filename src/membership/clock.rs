@@ -73,9 +73,9 @@ impl ClockSync {
         if !PLAUSIBLE_MS.contains(&peer_ms) {
             return;
         }
-        let mid = i128::from(sent_ms / 2 + heard_ms / 2);
-        self.own_implausible = !PLAUSIBLE_MS.contains(&(sent_ms / 2 + heard_ms / 2));
-        if let Ok(offset) = i64::try_from(i128::from(peer_ms) - mid) {
+        let mid = sent_ms / 2 + heard_ms / 2;
+        self.own_implausible = !PLAUSIBLE_MS.contains(&mid);
+        if let Ok(offset) = i64::try_from(i128::from(peer_ms) - i128::from(mid)) {
             self.samples.insert(name.to_string(), offset);
         }
     }

@@ -133,8 +133,11 @@ pub fn decide(
         }
         // Another revision's copy of this fenced replica still runs (or
         // stops) here: the new one starts once it has ended.
-        if d.fenced && local.iter().any(|(l, lo)| l != id && lo.fence == fence_key(&d.owner.uid, id)) {
-            continue;
+        if d.fenced {
+            let key = fence_key(&d.owner.uid, id);
+            if local.iter().any(|(l, lo)| l != id && lo.fence == key) {
+                continue;
+            }
         }
         if waiting.get(id).is_some_and(|t| *t > now) {
             continue;
