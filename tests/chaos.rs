@@ -1,6 +1,7 @@
 //! The chaos suite: five real `shoal` nodes, each on a host of its own (a
 //! network namespace on a test bridge), through Jepsen's menu of faults:
-//! `shoal` killed, the machine gone, one host cut off, a 2|3 split with
+//! `shoal` killed, the machine gone, one host cut off, one host whose
+//! packets out are lost (it still hears the others), a 2|3 split with
 //! writes on both sides, 20 % packet loss, 2 s pauses, a clock an hour
 //! off. Checked throughout:
 //!
@@ -57,17 +58,22 @@ fn deployment(name: &str, replicas: u32, fenced: bool, arg: &str) -> String {
 
 /// Counts the running copies of the fenced replica every 50 ms, on every
 /// host at once (namespaces share the pid space); keeps the time two or
-/// more ran together.
+/// more ran together, and when each copy was first and last seen.
 struct FencedWatch {
     stop: Arc<AtomicBool>,
     overlap: Arc<Mutex<Duration>>,
+    seen: Sightings,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// Each copy ("pid in netns") → when it was first and last seen.
+type Sightings = Arc<Mutex<BTreeMap<String, (Instant, Instant)>>>;
 
 impl FencedWatch {
     fn start(tag: String, logs: Vec<std::path::PathBuf>) -> FencedWatch {
         let (stop, overlap) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Duration::ZERO)));
-        let (s, o) = (stop.clone(), overlap.clone());
+        let seen = Sightings::default();
+        let (s, o, sn) = (stop.clone(), overlap.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
             let want = format!("sleep\0{tag}\0");
             let mut last = Instant::now();
@@ -84,6 +90,9 @@ impl FencedWatch {
                     })
                     .unwrap_or_default();
                 let now = Instant::now();
+                for copy in &copies {
+                    sn.lock().unwrap().entry(copy.clone()).or_insert((now, now)).1 = now;
+                }
                 if copies.len() > 1 {
                     if *o.lock().unwrap() == Duration::ZERO {
                         for l in &logs {
@@ -111,7 +120,12 @@ impl FencedWatch {
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        FencedWatch { stop, overlap, thread: Some(thread) }
+        FencedWatch { stop, overlap, seen, thread: Some(thread) }
+    }
+
+    /// The copies seen so far.
+    fn sightings(&self) -> BTreeMap<String, (Instant, Instant)> {
+        self.seen.lock().unwrap().clone()
     }
 
     fn finish(mut self) -> Duration {
@@ -262,6 +276,27 @@ impl Chaos {
         let took = since.elapsed();
         assert!(took <= READY_BOUND, "{what}: replicas Ready again after {took:?}");
         took
+    }
+
+    /// The fenced replica's host (node index), as node 0 sees it.
+    fn db_host(&self) -> usize {
+        let host = poll(10, "the fenced replica placed", || self.db_on(0).map(|(h, _)| h));
+        self.nodes.iter().position(|n| n.name == host).expect("a known node")
+    }
+
+    /// Where node `i` sees the fenced replica's pod, and whether it is Ready.
+    fn db_on(&self, i: usize) -> Result<(String, bool), String> {
+        let pods = get_json(&self.nodes[i], "/api/v1/namespaces/default/pods")?;
+        let db = pods["items"]
+            .as_array()
+            .ok_or("no items")?
+            .iter()
+            .find(|p| p["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("db-")))
+            .ok_or("no db pod")?;
+        let ready = db["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        Ok((db["spec"]["nodeName"].as_str().unwrap_or_default().to_string(), ready))
     }
 
     /// Kills node `i`'s shoal (its pods run on; its fenced one dies with its watchdog).
@@ -487,6 +522,69 @@ fn chaos_suite() {
         c.report.push(("one host cut off 12 s: converged after the heal".into(), format!("{} ms", iso.as_millis())));
     }
 
+    // 3b. The fenced replica's host muted: its packets to the other hosts
+    // are lost, theirs still reach it. It hears a majority but nobody hears
+    // it: its peers declare it Dead and start the replica elsewhere, so it
+    // must stop renewing the lease, and not restart the replica, on its own.
+    if phase("mute") {
+        eprintln!("chaos: 3b. The fenced replica's host muted (one-way loss)");
+        let i = c.db_host();
+        let via = (i + 1) % N;
+        let before = fenced.sightings();
+        let at = SystemTime::now();
+        c.hosts.mute(i + 1);
+        eprintln!(
+            "chaos: muted {} at {:?}",
+            c.nodes[i].name,
+            at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()
+        );
+        // Its peers find it Dead; and over QUIC it soon stops hearing them
+        // too (their streams stall without its acknowledgements), so it
+        // may find them Dead as well: both are true.
+        for o in (0..N).filter(|o| *o != i) {
+            c.excuse(i, at, vec![c.nodes[o].name.clone()]);
+            c.excuse(o, at, vec![c.nodes[i].name.clone()]);
+        }
+        let moved =
+            poll(READY_BOUND.as_secs() + 10, "the fenced replica Ready on another host", || match c.db_on(via)? {
+                (host, true) if host != c.nodes[i].name => Ok(host),
+                other => Err(format!("db on {other:?}")),
+            });
+        let took = at.elapsed().unwrap_or_default();
+        // The old copy must have ended well before the new one started: by
+        // the lease rule, at least fence_delay - (ttl × (1 + drift) +
+        // NOTICE_SLACK) = 10 - 5.03 s; about 7 s when the muted node stops
+        // renewing as soon as a majority no longer hears it. (When it went
+        // by hearing alone, it renewed until QUIC gave up on its silent
+        // connections, ~10 s in, and the gap was 0.4 s.)
+        let after = fenced.sightings();
+        let old_end = before.keys().filter_map(|k| after.get(k)).map(|s| s.1).max().expect("the old copy");
+        let new_start = after.iter().filter(|(k, _)| !before.contains_key(*k)).map(|(_, s)| s.0).min();
+        let gap = new_start.expect("the new copy").saturating_duration_since(old_end);
+        eprintln!("chaos: the muted host's copy ended {} ms before the new one started", gap.as_millis());
+        assert!(
+            gap >= Duration::from_secs(4),
+            "the fenced replica's old copy ended only {gap:?} before the new one started"
+        );
+        c.hosts.heal();
+        let healed = Instant::now();
+        c.wait_all_ready(CONVERGE_BOUND);
+        let conv = c.converge(healed, "mute healed");
+        for o in 0..N {
+            c.unexcuse(o);
+        }
+        c.wait_replicas(Instant::now(), "after the mute");
+        c.report.push((
+            "fenced replica's host muted (sends lost, receives): replica moved, never two".into(),
+            format!(
+                "to {moved} after {} ms, {} ms after the old copy ended; converged {} ms after the heal",
+                took.as_millis(),
+                gap.as_millis(),
+                conv.as_millis()
+            ),
+        ));
+    }
+
     // 4. A 2|3 split with writes on both sides, then the heal.
     if phase("split") {
         eprintln!("chaos: 4. A 2|3 split");
@@ -604,9 +702,11 @@ fn chaos_suite() {
 
     if std::env::var("CHAOS_DEBUG").is_ok() {
         for n in &c.nodes {
-            for l in
-                n.log().lines().filter(|l| l.contains("db-") || l.contains("is Dead") || l.contains("node started"))
-            {
+            for l in n.log().lines().filter(|l| {
+                ["db-", "is Dead", "is Suspect", "node started", "majority", "lease", "paused", "quorum", "cut off"]
+                    .iter()
+                    .any(|k| l.contains(k))
+            }) {
                 eprintln!("{}: {l}", n.name);
             }
         }

@@ -352,6 +352,10 @@ impl Runtime for DockerRuntime {
         let image = l.image.clone().ok_or_else(|| RuntimeError::new("CreateContainerError", "no image"))?;
         let d = self.docker().await?;
         self.ensure_image(&d, &image, l.pull_policy.as_deref()).await?;
+        // A fenced container starts only where its lease can be renewed.
+        if let Some(lease) = &l.lease {
+            lease.may_start()?;
+        }
         self.remove_previous(&d, &l).await;
         let mut lbls: HashMap<String, String> = l.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         lbls.insert(labels::MANAGED.into(), self.marker.clone());

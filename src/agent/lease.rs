@@ -231,6 +231,18 @@ mod tests {
         assert!(!l.expired(t0 + Duration::from_millis(4999)), "a late-delivered old beat never shortens it");
     }
 
+    #[tokio::test]
+    async fn a_fenced_pod_starts_only_while_its_lease_may_be_renewed() {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let lease = super::super::runtime::LeaseSpec { ttl: Duration::from_secs(3), until: rx };
+        assert_eq!(lease.may_start().unwrap_err().reason, "Fenced", "no majority yet");
+        let now = tokio::time::Instant::now();
+        tx.send_replace(Some(now + Duration::from_secs(1)));
+        assert!(lease.may_start().is_ok());
+        tx.send_replace(Some(now));
+        assert!(lease.may_start().is_err(), "the right has run out");
+    }
+
     #[test]
     fn the_fence_delay_covers_the_lease_drift_and_notice() {
         let ttl = Duration::from_secs(3);

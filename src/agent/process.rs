@@ -146,6 +146,7 @@ impl Runtime for ProcessRuntime {
         }
         // A fenced pod runs under the lease watchdog (`agent::lease`).
         if let Some(lease) = &l.lease {
+            lease.may_start()?;
             let exe = std::env::current_exe().map_err(|e| {
                 RuntimeError::new("StartError", format!("cannot find the shoal binary for the lease watchdog: {e}"))
             })?;

@@ -68,6 +68,23 @@ impl LeaseSpec {
     pub fn renewable(&self) -> bool {
         self.until.borrow().is_some_and(|t| tokio::time::Instant::now() < t)
     }
+
+    /// Whether a fenced pod may start now: only while its lease may be
+    /// renewed, since its watchdog grants one `ttl` at start, and that must
+    /// not be a `ttl` this node had no right to. Checked at the moment of
+    /// starting, without waiting: a start that waited for the right could
+    /// complete after this node's agent had decided to stop the pod, or
+    /// after its new owner started it. A refused start is retried with
+    /// the restart back-off.
+    pub fn may_start(&self) -> Result<(), RuntimeError> {
+        if self.renewable() {
+            return Ok(());
+        }
+        Err(RuntimeError::new(
+            "Fenced",
+            "this node is not in touch with a majority of the cluster both ways (cut off, or just started): a fenced pod starts only where its lease can be renewed; it is retried",
+        ))
+    }
 }
 
 /// The names of `env`, for `Debug` (values may come from Secrets).

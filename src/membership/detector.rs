@@ -100,6 +100,9 @@ struct Track {
     advanced_at: Duration,
     /// The same moment on the real (monotonic) clock, pauses included.
     advanced_real: Option<Instant>,
+    /// The latest moment this peer is known to have heard this node (see
+    /// `echo`), on the real clock.
+    heard_by: Option<Instant>,
     /// The heartbeat advanced at least once while this node watched: a
     /// generation only heard of (from a digest, say long dead) is not shown.
     seen_live: bool,
@@ -187,6 +190,7 @@ impl Detector {
                         heartbeat,
                         advanced_at: awake,
                         advanced_real: real,
+                        heard_by: None,
                         seen_live: false,
                         evidence: None,
                         claims: HashMap::new(),
@@ -205,6 +209,21 @@ impl Detector {
         {
             t.evidence = Some((e, awake));
         }
+    }
+
+    /// This peer generation is known to have heard this node at `at` (its
+    /// digest held a heartbeat this node had then; see `echo`).
+    pub fn heard_by(&mut self, id: &Id, at: Instant) {
+        if let Some(t) = self.tracks.get_mut(id) {
+            t.heard_by = t.heard_by.max(Some(at));
+        }
+    }
+
+    /// When this peer generation last was heard here and last heard this
+    /// node, whichever is older (real clock).
+    pub fn both_ways(&self, id: &Id) -> Option<Instant> {
+        let t = self.tracks.get(id)?;
+        Some(t.advanced_real?.min(t.heard_by?))
     }
 
     /// Forgets the generations `keep` rejects (gone from gossip).
@@ -236,29 +255,58 @@ impl Detector {
         out
     }
 
-    /// Until when this node has heard from a majority, on the real clock
-    /// (its own pauses count here: a node that hung must not renew leases
-    /// on the strength of its stale view). `peers` are the alive peer
-    /// generations; `known` is how many nodes count for the majority, this
-    /// one included. `None` when even now it does not hear from a majority.
+    /// Until when this node is in touch with a majority, both ways, on the
+    /// real clock (its own pauses count here: a node that hung must not
+    /// renew leases on the strength of its stale view). A peer counts from
+    /// the older of the last time it was heard here and the last time it
+    /// heard this node (`both_ways`): a node whose outgoing packets are
+    /// lost hears everyone, but nobody hears it, and its peers will declare
+    /// it Dead. `peers` are the alive peer generations; `known` is how many
+    /// nodes count for the majority, this one included. `None` when even
+    /// now it is not in touch with a majority.
     ///
     /// A fenced pod's lease is renewed only before this instant, so a node
-    /// cut off renews nothing `dead_after` after it last heard from a
-    /// majority, however slow its awake clock runs (see `agent::lease`).
+    /// cut off, in either direction, renews nothing `dead_after` after it
+    /// was last in touch with a majority (see `agent::lease`).
     pub fn majority_until<'a>(&self, peers: impl Iterator<Item = &'a Id>, known: usize) -> Option<Instant> {
         let now = self.last_tick?;
         let others_needed = known / 2;
         if others_needed == 0 {
             return Some(now + self.cfg.dead_after);
         }
-        let mut heard: Vec<Instant> =
-            peers.filter_map(|id| self.tracks.get(id)).filter_map(|t| t.advanced_real).collect();
+        let mut heard: Vec<Instant> = peers.filter_map(|id| self.both_ways(id)).collect();
         if heard.len() < others_needed {
             return None;
         }
         heard.sort_unstable_by(|a, b| b.cmp(a));
         let until = heard[others_needed - 1] + self.cfg.dead_after;
         (until > now).then_some(until)
+    }
+
+    /// The peers to gossip with now so that this node stays in touch with
+    /// a majority both ways: none while more than a majority of `peers`
+    /// (the margin of one absorbs a peer that just went quiet) were in
+    /// touch within `dead_after / 2`; otherwise the `most` least recently
+    /// in touch. Random gossip covers every peer in a round or two in a
+    /// small cluster; in a large one, a node's direct exchanges with any
+    /// given peer are rarer, and digests only come with them.
+    pub fn refresh<'a>(&self, peers: impl Iterator<Item = &'a Id>, known: usize, most: usize) -> Vec<&'a Id> {
+        let Some(now) = self.last_tick else { return Vec::new() };
+        let needed = known / 2 + 1;
+        let within = self.cfg.dead_after / 2;
+        let mut stale: Vec<(Option<Instant>, &Id)> = Vec::new();
+        let mut fresh = 0;
+        for id in peers {
+            match self.both_ways(id) {
+                Some(at) if now.saturating_duration_since(at) < within => fresh += 1,
+                at => stale.push((at, id)),
+            }
+        }
+        if fresh >= needed || stale.is_empty() {
+            return Vec::new();
+        }
+        stale.sort_unstable();
+        stale.into_iter().take(most).map(|(_, id)| id).collect()
     }
 
     /// Judges a peer generation: `None` until it was seen live.
@@ -316,11 +364,19 @@ mod tests {
         base: Instant,
         t: Duration,
         hb: HashMap<String, u64>,
+        /// Peers that no longer hear this node (its packets to them lost).
+        deaf: Vec<String>,
     }
 
     impl Run {
         fn new(peers: &[&str]) -> Run {
-            let mut r = Run { d: Detector::new(cfg()), base: Instant::now(), t: Duration::ZERO, hb: HashMap::new() };
+            let mut r = Run {
+                d: Detector::new(cfg()),
+                base: Instant::now(),
+                t: Duration::ZERO,
+                hb: HashMap::new(),
+                deaf: Vec::new(),
+            };
             r.d.tick(r.base);
             for p in peers {
                 r.hb.insert(p.to_string(), 1);
@@ -335,9 +391,14 @@ mod tests {
         fn step(&mut self, by: Duration, beats: impl Fn(&str) -> bool) -> Option<Duration> {
             self.t += by;
             let paused = self.d.tick(self.base + self.t);
+            let now = self.base + self.t;
             for (p, hb) in self.hb.iter_mut() {
                 if beats(p) {
                     *hb += 1;
+                    // A peer heard now hears this node now, unless cut.
+                    if !self.deaf.contains(p) {
+                        self.d.heard_by(&(p.clone(), 1), now);
+                    }
                 }
                 self.d.heartbeat(&(p.clone(), 1), *hb);
             }
@@ -548,6 +609,68 @@ mod tests {
         assert!(r.d.majority_until(ab.iter(), 3).is_some());
         // Alone, this node always has its majority while it runs.
         assert!(r.d.majority_until([].iter(), 1).is_some());
+    }
+
+    #[test]
+    fn a_node_nobody_hears_loses_its_majority_though_it_hears_everyone() {
+        // This node's outgoing packets are lost: it still hears all four
+        // peers, but their digests stop showing its heartbeat advance.
+        let mut r = Run::new(&["a", "b", "c", "d"]);
+        let ids: Vec<Id> = ["a", "b", "c", "d"].iter().map(|p| id(p)).collect();
+        assert!(r.d.majority_until(ids.iter(), 5).is_some());
+        // Two peers deaf to it: the other two and itself are still 3 of 5.
+        r.deaf = vec!["a".into(), "b".into()];
+        for _ in 0..30 {
+            r.step(TICK, |_| true);
+        }
+        assert_eq!(r.d.majority_until(ids.iter(), 5), Some(r.base + r.t + cfg().dead_after));
+        // Three deaf: the deadline stops moving at the last moment a
+        // majority heard it, and passes dead_after later.
+        r.deaf.push("c".into());
+        let at = r.base + r.t;
+        r.step(TICK, |_| true);
+        assert_eq!(r.d.majority_until(ids.iter(), 5), Some(at + cfg().dead_after));
+        for _ in 0..25 {
+            r.step(TICK, |_| true);
+        }
+        assert_eq!(r.d.majority_until(ids.iter(), 5), None, "heard by too few");
+        for p in ["a", "b", "c", "d"] {
+            assert_eq!(r.state(p), NodeState::Ready, "it still hears {p}");
+        }
+        // Heard again: back at once.
+        r.deaf.clear();
+        r.step(TICK, |_| true);
+        assert!(r.d.majority_until(ids.iter(), 5).is_some());
+        // A peer never known to have heard it does not count.
+        let mut d = Detector::new(cfg());
+        d.tick(r.base);
+        d.heartbeat(&id("x"), 1);
+        d.tick(r.base + TICK);
+        d.heartbeat(&id("x"), 2);
+        assert_eq!(d.majority_until([id("x")].iter(), 2), None);
+        d.heard_by(&id("x"), r.base + TICK);
+        assert!(d.majority_until([id("x")].iter(), 2).is_some());
+    }
+
+    #[test]
+    fn refreshes_the_least_recently_heard_peers_only_when_a_majority_is_not_fresh() {
+        let names = ["a", "b", "c", "d", "e", "f"];
+        let mut r = Run::new(&names);
+        let ids: Vec<Id> = names.iter().map(|p| id(p)).collect();
+        assert!(r.d.refresh(ids.iter(), 7, 2).is_empty(), "all fresh");
+        // Only a and b keep exchanging digests with this node.
+        r.deaf = vec!["c".into(), "d".into(), "e".into(), "f".into()];
+        for _ in 0..12 {
+            r.step(TICK, |_| true);
+        }
+        assert!(r.d.refresh(ids.iter(), 7, 2).is_empty(), "heard by all within dead_after / 2");
+        // One exchange with d; then c, e and f go stale: 3 fresh of the 4 needed.
+        r.d.heard_by(&id("d"), r.base + r.t);
+        r.step(TICK, |_| true);
+        let picked = r.d.refresh(ids.iter(), 7, 2);
+        assert_eq!(picked, vec![&id("c"), &id("e")], "two of the stale ones, not d");
+        // With a smaller cluster, 3 fresh are a majority and a margin.
+        assert!(r.d.refresh(ids[..4].iter(), 5, 2).is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - `detector`: the failure detector: Ready, Suspect or Dead (pure);
 //! - `clock`: the cluster's time, from peers' clocks (pure);
 //! - `watch`: liveness watches of a few peers' endpoints;
+//! - `echo`: how recently peers heard this node, from their digests;
 //! - `service`: runs chitchat and keeps the view fresh;
 //! - `transport`: chitchat over QUIC.
 
@@ -12,6 +13,7 @@ pub mod assemble;
 pub mod clock;
 pub mod detector;
 pub mod discovery;
+pub mod echo;
 pub mod service;
 pub mod settle;
 pub mod transport;

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::assemble::{Me, Memory, RawNode, Records, assemble, keys};
 use super::clock::ClockSync;
 use super::detector::{Detector, DetectorConfig, Id, encode_claim};
+use super::echo::{Beats, Heard, Opened};
 use super::view::{ClusterView, NodeInfo};
 use super::watch::{self as liveness_watch, Liveness, Report, Target};
 use crate::events::EventLog;
@@ -148,7 +149,11 @@ impl Membership {
             extra_liveness_predicate: None,
         };
         let info_json = serde_json::to_string(&info)?;
-        let handle = spawn_chitchat(cc, vec![(keys::INFO.to_string(), info_json.clone())], transport)
+        let heard = Heard::default();
+        let opened = Opened::open(transport, advertise, cc.chitchat_id.clone(), heard.clone())
+            .await
+            .map_err(|e| MembershipError::Start(e.to_string()))?;
+        let handle = spawn_chitchat(cc, vec![(keys::INFO.to_string(), info_json.clone())], &opened)
             .await
             .map_err(|e| MembershipError::Start(e.to_string()))?;
         let chitchat = handle.chitchat();
@@ -174,6 +179,7 @@ impl Membership {
                 events,
                 targets_tx,
                 majority_tx,
+                heard,
             },
             Inputs { info: info_rx, statuses, leaving: leaving_rx, extra: extra_rx, evidence: evidence_rx },
             Published {
@@ -287,10 +293,17 @@ struct Driver {
     events: Arc<EventLog>,
     targets_tx: watch::Sender<Vec<Target>>,
     majority_tx: watch::Sender<Option<Instant>>,
+    /// What peers' digests say of this node's heartbeat (`echo`).
+    heard: Heard,
 }
 
+/// Most peers gossiped with in one tick to stay in touch with a majority
+/// both ways (see `Detector::refresh`).
+pub const REFRESH_FANOUT: usize = 2;
+
 async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
-    let Driver { chitchat, handle, cfg, tick, view_tx, events, targets_tx, majority_tx } = d;
+    let Driver { chitchat, handle, cfg, tick, view_tx, events, targets_tx, majority_tx, heard } = d;
+    let mut beats = Beats::new(cfg.dead_after * 2);
     let forget_at = (cfg.clock)() + cfg.dead_node_grace.as_secs();
     let mut memory = Memory::remembering(cfg.remembered.iter().cloned(), forget_at);
     let mut detector =
@@ -322,7 +335,9 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
         {
             frozen = None;
         }
-        let paused = detector.tick(Instant::now());
+        let now = Instant::now();
+        let paused = detector.tick(now);
+        let heard_now = std::mem::take(&mut *heard.lock().unwrap_or_else(|p| p.into_inner()));
         while let Ok(e) = inputs.evidence.try_recv() {
             evidence.push(e);
         }
@@ -367,10 +382,15 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
             let mut c = chitchat.lock().await;
             publish(&mut c, &info, &pods, leaving, &extra, &claims, &mut published);
             let me = c.self_chitchat_id().clone();
+            beats.sample(u64::from(c.self_node_state().heartbeat()), now);
             let mut present = 0;
             for (id, st) in c.node_states().iter().filter(|(id, _)| **id != me) {
                 present += 1;
-                detector.heartbeat(&(id.node_id.to_string(), id.generation_id), u64::from(st.heartbeat()));
+                let key = (id.node_id.to_string(), id.generation_id);
+                detector.heartbeat(&key, u64::from(st.heartbeat()));
+                if let Some(at) = heard_now.get(&id.gossip_advertise_addr).and_then(|h| beats.date(*h)) {
+                    detector.heard_by(&key, at);
+                }
                 let version = st.max_version();
                 if parsed.get(id).is_none_or(|(v, _)| *v != version) {
                     parsed.insert(id.clone(), (version, Arc::new(super::assemble::parse_records(st.key_values()))));
@@ -438,6 +458,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
             (raw, fp.finish(), push_to)
         };
         push(&handle, push_to, &mut pushes);
+        refresh(&handle, &detector, &view_tx.borrow(), memory.remembered.len());
         if last_inputs.as_ref().is_some_and(|(f, i)| *f == fp && *i == info) {
             majority_tx.send_replace(majority_until(&detector, &view_tx.borrow(), memory.remembered.len()));
             continue;
@@ -497,6 +518,24 @@ fn majority_until(detector: &Detector, view: &ClusterView, remembered: usize) ->
         .map(|n| (n.info.name.clone(), n.info.generation))
         .collect();
     detector.majority_until(peers.iter(), known)
+}
+
+/// Gossips now with the peers least recently in touch both ways, when too
+/// few of a majority are fresh (`Detector::refresh`).
+fn refresh(handle: &ChitchatHandle, detector: &Detector, view: &ClusterView, remembered: usize) {
+    let known = view.nodes.values().filter(|n| n.state != super::view::NodeState::Left).count() + remembered;
+    let alive: Vec<(Id, &str)> = view
+        .nodes
+        .values()
+        .filter(|n| n.state.alive() && n.info.name != view.self_name)
+        .map(|n| ((n.info.name.clone(), n.info.generation), n.info.gossip_addr.as_str()))
+        .collect();
+    let ids: Vec<&Id> = alive.iter().map(|(id, _)| id).collect();
+    for id in detector.refresh(ids.into_iter(), known, REFRESH_FANOUT) {
+        if let Some(addr) = alive.iter().find(|(i, _)| i == id).and_then(|(_, a)| a.parse::<SocketAddr>().ok()) {
+            let _ = handle.gossip(addr);
+        }
+    }
 }
 
 /// Gossips with up to `PUSH_FANOUT` of `peers` now (a new claim, or this

@@ -119,6 +119,15 @@ impl Hosts {
         }
     }
 
+    /// Drops every packet host `i` sends to the other hosts, while it
+    /// still receives theirs (an asymmetric fault: a broken transmit path,
+    /// a one-way firewall rule); the test process still reaches it.
+    pub fn mute(&self, i: usize) {
+        let me = self.me().to_string();
+        self.iptables(i, &["-A", "OUTPUT", "-d", &me, "-j", "ACCEPT"]);
+        self.iptables(i, &["-A", "OUTPUT", "-o", "eth0", "-j", "DROP"]);
+    }
+
     /// Drops `percent` % of the packets every host receives from the
     /// others (not from the test process).
     pub fn loss(&self, percent: u32) {
