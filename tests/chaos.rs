@@ -202,7 +202,12 @@ impl Chaos {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = FAST.to_string();
         // A host's API listens on its own address (the default is loopback).
-        let api = |i: usize| vec!["--api-addr".to_string(), format!("{}:7420", hosts.ip(i))];
+        // The CLI reaches it over HTTPS; this test's raw probes (`get_json`)
+        // speak plain HTTP, which a node serves beyond loopback only when
+        // told to.
+        let api = |i: usize| {
+            vec!["--api-addr".to_string(), format!("{}:7420", hosts.ip(i)), "--api-plain-http".into(), "any".into()]
+        };
         let first = TestNode::start_in("n1", hosts.ip(1), tmp.path().join("n1"), &cfg, &api(1), Some(hosts.ns(1)));
         first.wait_healthy();
         let token = first.ok(&["token"]).trim().to_string();

@@ -1,7 +1,8 @@
 //! A small HTTP client for Shoal's API (used by the CLI, by nodes to reach
 //! each other's APIs, and by tests).
 //!
-//! HTTP/1.1 over hyper, one connection per request. Given several node URLs
+//! HTTP/1.1 over hyper, one connection per request; `https://` URLs over
+//! TLS verified against the cluster CA given (`with_ca`). Given several node URLs
 //! it tries them in order and fails over to the next when one does not
 //! answer; API errors (`kind: Status`) come back typed.
 
@@ -22,8 +23,12 @@ pub enum ClientError {
     Api { code: StatusCode, status: Box<Status> },
     #[error("bad response from {url}: {message}")]
     Protocol { url: String, message: String },
-    #[error("invalid server URL {0:?}: expected http://HOST:PORT")]
+    #[error("invalid server URL {0:?}: expected https://HOST:PORT (or http:// on this host)")]
     BadUrl(String),
+    #[error(
+        "{0} is HTTPS, and this client has no cluster CA to verify it with: pass --ca-file (the CA from `shoal kubeconfig`), or --data-dir of a node of the cluster"
+    )]
+    NoCa(String),
 }
 
 /// A client's view of the nodes it talks to (for balanced mode).
@@ -37,22 +42,64 @@ pub struct Client {
     /// When set, each request goes first to the node picked by power of two
     /// choices over this client's own outstanding requests and latency.
     balance: Option<Balance>,
+    /// TLS to `https://` URLs, trusting the cluster CA only.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
-fn authority(url: &str) -> Result<(Uri, String), ClientError> {
+/// A server URL's parts: whether it is HTTPS, its host (for the
+/// certificate's name), and HOST:PORT to dial.
+fn authority(url: &str) -> Result<(bool, String, String), ClientError> {
     let uri: Uri = url.parse().map_err(|_| ClientError::BadUrl(url.to_string()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(ClientError::BadUrl(url.to_string()));
-    }
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(ClientError::BadUrl(url.to_string())),
+    };
     let auth = uri.authority().ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
-    let hostport = if auth.port().is_some() { auth.to_string() } else { format!("{}:80", auth.host()) };
-    Ok((uri, hostport))
+    let port = auth.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let hostport = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    Ok((https, host, hostport))
+}
+
+/// One HTTP/1.1 exchange on an open connection.
+async fn exchange<I>(
+    io: I,
+    req: Request<Full<Bytes>>,
+    url: &str,
+    timeout: Duration,
+) -> Result<Response<Incoming>, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await.map_err(|e| format!("{url}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    match tokio::time::timeout(timeout, sender.send_request(req)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(format!("{url}: {e}")),
+        Err(_) => Err(format!("{url}: no answer within {timeout:?}")),
+    }
 }
 
 impl Client {
     /// Tries `urls` in order, failing over to the next one that answers.
     pub fn new(urls: Vec<String>, token: Option<String>) -> Client {
-        Client { urls, token, timeout: Duration::from_secs(30), balance: None }
+        Client { urls, token, timeout: Duration::from_secs(30), balance: None, tls: None }
+    }
+
+    /// Verifies `https://` servers against this cluster CA (PEM).
+    pub fn with_ca(mut self, ca_pem: &str) -> Result<Client, crate::net::tls::TlsError> {
+        self.tls = Some(std::sync::Arc::new(crate::net::tls::api_client_config(ca_pem)?));
+        Ok(self)
+    }
+
+    /// Verifies `https://` servers with this TLS config.
+    pub fn with_tls(mut self, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Client {
+        self.tls = tls;
+        self
     }
 
     /// Spreads requests over `urls` (power of two choices over this client's
@@ -65,6 +112,7 @@ impl Client {
             token,
             timeout: Duration::from_secs(30),
             balance: Some(std::sync::Arc::new(std::sync::Mutex::new(stats))),
+            tls: None,
         }
     }
 
@@ -117,7 +165,12 @@ impl Client {
         path: &str,
         body: &Option<Bytes>,
     ) -> Result<Response<Incoming>, Result<String, ClientError>> {
-        let (_, hostport) = authority(url).map_err(Err)?;
+        let (https, host, hostport) = authority(url).map_err(Err)?;
+        let tls = match (https, &self.tls) {
+            (true, None) => return Err(Err(ClientError::NoCa(url.to_string()))),
+            (true, Some(t)) => Some(t.clone()),
+            (false, _) => None,
+        };
         let connect = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&hostport)).await;
         let stream = match connect {
             Ok(Ok(s)) => s,
@@ -125,12 +178,6 @@ impl Client {
             Err(_) => return Err(Ok(format!("{url}: connect timed out"))),
         };
         let _ = stream.set_nodelay(true);
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await.map_err(|e| Ok(format!("{url}: {e}")))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         let mut req =
             Request::builder().method(method.clone()).uri(path).header(hyper::header::HOST, hostport.as_str());
         if let Some(t) = &self.token {
@@ -142,10 +189,19 @@ impl Client {
         let req = req
             .body(Full::new(body.clone().unwrap_or_default()))
             .map_err(|e| Err(ClientError::Protocol { url: url.into(), message: e.to_string() }))?;
-        match tokio::time::timeout(self.timeout, sender.send_request(req)).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(Ok(format!("{url}: {e}"))),
-            Err(_) => Err(Ok(format!("{url}: no answer within {:?}", self.timeout))),
+        match tls {
+            None => exchange(hyper_util::rt::TokioIo::new(stream), req, url, self.timeout).await.map_err(Ok),
+            Some(cfg) => {
+                let name = rustls_pki_types::ServerName::try_from(host.clone())
+                    .map_err(|_| Err(ClientError::BadUrl(url.to_string())))?;
+                let handshake = tokio_rustls::TlsConnector::from(cfg).connect(name, stream);
+                let tls = match tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(Ok(format!("{url}: TLS: {e}"))),
+                    Err(_) => return Err(Ok(format!("{url}: TLS handshake timed out"))),
+                };
+                exchange(hyper_util::rt::TokioIo::new(tls), req, url, self.timeout).await.map_err(Ok)
+            }
         }
     }
 

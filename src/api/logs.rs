@@ -119,6 +119,7 @@ pub async fn pod_log(
         qs.push_str(&format!("&tailLines={t}"));
     }
     let client = Client::new(vec![runner.info.api_url.clone()], Some(ctx.token.clone()))
+        .with_tls(ctx.api_tls.clone())
         .with_timeout(std::time::Duration::from_secs(24 * 3600));
     let (_, resp) = client
         .send(Method::GET, &format!("/api/v1/namespaces/{ns}/pods/{name}/log?{qs}"), None)

@@ -1,13 +1,16 @@
 //! The HTTP/JSON API every node serves, and the client that talks to it.
 //!
-//! - `server`: routes, auth, limits; `handlers`, `logs`, `services`,
+//! - `server`: routes, auth, limits; `listen`: the port (HTTPS, and
+//!   plain HTTP for loopback); `discovery`: Kubernetes API discovery; `handlers`, `logs`, `services`,
 //!   `rollouts`, `maintenance`, `secrets`: endpoints;
 //! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
 pub mod client;
+pub mod discovery;
 pub mod error;
 pub mod handlers;
+pub mod listen;
 pub mod logs;
 pub mod maintenance;
 pub mod render;

@@ -3,7 +3,6 @@
 //!
 //! Handlers live in `handlers.rs` and `logs.rs`; this file wires them.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,6 +53,8 @@ pub struct ApiCtx {
     pub keys: Option<Arc<crate::state::keys::DataKeys>>,
     /// Who to ask for the data keys.
     pub key_peers: Option<Arc<dyn super::secrets::KeyPeers>>,
+    /// TLS to other nodes' APIs (trusting the cluster CA).
+    pub api_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why a cluster operation failed.
@@ -145,6 +146,12 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/version", get(h::version))
         .route("/metrics", get(h::metrics))
+        // Discovery.
+        .route("/api", get(super::discovery::get_api))
+        .route("/api/v1", get(super::discovery::get_core_v1))
+        .route("/apis", get(super::discovery::get_apis))
+        .route("/apis/{group}", get(super::discovery::get_group))
+        .route("/apis/{group}/{version}", get(super::discovery::get_group_version))
         // Namespaces (cluster-scoped).
         .route("/api/v1/namespaces", get(h::list_namespaces).post(h::create_namespace))
         .route("/api/v1/namespaces/{name}", get(h::get_namespace).put(h::replace_namespace).delete(h::delete_namespace))
@@ -225,16 +232,13 @@ pub fn router(ctx: Ctx) -> Router {
         .with_state(ctx)
 }
 
-/// Serves the API until `shutdown` turns true.
+/// Serves the API until `shutdown` turns true: HTTPS, and plain HTTP as
+/// `listen.plain` allows (see `listen`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Ctx,
-    mut shutdown: watch::Receiver<bool>,
+    listen: super::listen::Listen,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = router(ctx);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
+    super::listen::serve(listener, router(ctx), listen, shutdown).await
 }

@@ -16,9 +16,14 @@ pub struct Cli {
 /// How client verbs find and authenticate to a node.
 #[derive(Debug, Args, Clone)]
 pub struct ClientOpts {
-    /// API URL of any node.
-    #[arg(long, env = "SHOAL_SERVER", default_value = "http://127.0.0.1:7420")]
+    /// API URL of any node (HTTPS; http:// is served to clients on the
+    /// node's own host only).
+    #[arg(long, env = "SHOAL_SERVER", default_value = "https://127.0.0.1:7420")]
     pub server: String,
+    /// The cluster CA (PEM) to verify HTTPS servers with (default: the one
+    /// in the data dir; `shoal kubeconfig` prints it).
+    #[arg(long, env = "SHOAL_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// API bearer token (default: the token file in the data dir).
     #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -74,6 +79,24 @@ pub enum Command {
     LeaseWatchdog(LeaseWatchdogArgs),
     /// Print the client's and the server's versions.
     Version(VersionArgs),
+    /// A kubeconfig for kubectl: the cluster CA, the token, a context per node.
+    Kubeconfig(KubeconfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// Merge into the kubeconfig file (--kubeconfig, else $KUBECONFIG,
+    /// else ~/.kube/config) instead of printing.
+    #[arg(long)]
+    pub write: bool,
+    /// The file --write merges into.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Prefix of the context names (PREFIX-NODE; default: shoal).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub client: ClientOpts,
 }
 
 #[derive(Debug, Args)]
@@ -88,9 +111,13 @@ pub struct UpArgs {
     /// /etc/shoal/keys/CLUSTER-NODE.json as root, else under ~/.config/shoal/keys).
     #[arg(long, env = "SHOAL_DATA_KEY_FILE")]
     pub data_key_file: Option<PathBuf>,
-    /// HTTP API address.
+    /// API address (HTTPS, certificate from the cluster CA).
     #[arg(long, env = "SHOAL_API_ADDR")]
     pub api_addr: Option<SocketAddr>,
+    /// Who may also use plain HTTP on the API port: loopback (default),
+    /// off, or any (tokens then cross the network in clear).
+    #[arg(long, env = "SHOAL_API_PLAIN_HTTP", value_enum)]
+    pub api_plain_http: Option<crate::config::PlainHttp>,
     /// QUIC gossip address.
     #[arg(long, env = "SHOAL_GOSSIP_ADDR")]
     pub gossip_addr: Option<SocketAddr>,

@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             })
         }
         Command::Version(a) => version(a).await,
+        Command::Kubeconfig(a) => super::kubeconfig::run(a).await,
     }
 }
 
@@ -53,6 +54,27 @@ fn api_token(o: &ClientOpts) -> Option<String> {
     std::fs::read_to_string(crate::node::token_path(&dir)).ok().map(|s| s.trim().to_string())
 }
 
+/// The cluster CA (PEM) the CLI verifies HTTPS servers with: --ca-file /
+/// SHOAL_CA_FILE, else the local node's, from its data dir.
+pub fn cluster_ca(o: &ClientOpts) -> Option<String> {
+    if let Some(f) = &o.ca_file {
+        return match std::fs::read_to_string(f) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("warning: --ca-file {}: {e}", f.display());
+                None
+            }
+        };
+    }
+    let dir = o.data_dir.clone().unwrap_or_else(default_data_dir);
+    crate::net::tls::Identity::load(&dir).ok().flatten().map(|id| id.ca_cert_pem)
+}
+
+/// The API token the CLI sends (see `api_token`).
+pub fn api_token_of(o: &ClientOpts) -> Option<String> {
+    api_token(o)
+}
+
 pub fn client(o: &ClientOpts) -> Client {
     let mut urls = vec![o.server.trim_end_matches('/').to_string()];
     for u in crate::cli::commands::known_servers(o) {
@@ -60,7 +82,14 @@ pub fn client(o: &ClientOpts) -> Client {
             urls.push(u);
         }
     }
-    Client::new(urls, api_token(o))
+    let tls = cluster_ca(o)
+        .and_then(|ca| {
+            crate::net::tls::api_client_config(&ca)
+                .map_err(|e| eprintln!("warning: the cluster CA is not a usable PEM certificate: {e}"))
+                .ok()
+        })
+        .map(std::sync::Arc::new);
+    Client::new(urls, api_token(o)).with_tls(tls)
 }
 
 /// API URLs of other nodes learnt from earlier calls (client failover).
@@ -69,7 +98,9 @@ pub fn known_servers(o: &ClientOpts) -> Vec<String> {
         return Vec::new();
     };
     std::fs::read_to_string(path)
-        .map(|s| s.lines().map(str::to_string).filter(|l| l.starts_with("http://")).collect())
+        .map(|s| {
+            s.lines().map(str::to_string).filter(|l| l.starts_with("https://") || l.starts_with("http://")).collect()
+        })
         .unwrap_or_default()
 }
 
@@ -129,6 +160,9 @@ fn node_config(a: &UpArgs) -> Result<NodeConfig, CliError> {
     if a.data_key_file.is_some() {
         cfg.data_key_file = a.data_key_file.clone();
     }
+    if let Some(p) = a.api_plain_http {
+        cfg.api_plain_http = p;
+    }
     if a.api_addr.is_some() {
         cfg.api_addr = a.api_addr;
     }
@@ -164,7 +198,12 @@ async fn up(a: UpArgs) -> Result<(), CliError> {
     let cfg = node_config(&a)?;
     init_tracing(cfg.log_format);
     let node = crate::node::Node::start(cfg).await.map_err(|e| CliError::Start(e.to_string()))?;
-    eprintln!("shoal node {} is up: API http://{} (data dir {})", node.name, node.api_addr, node.data_dir.display());
+    eprintln!(
+        "shoal node {} is up: API https://{} (data dir {}; `shoal kubeconfig` for kubectl)",
+        node.name,
+        node.api_addr,
+        node.data_dir.display()
+    );
     if let Some(t) = &node.new_cluster_token {
         eprintln!(
             "Created a new cluster. Join other nodes with:\n  shoal up --join <this node's IP>:7421 --token {t}\n(`shoal token` prints the token again.)"

@@ -3,6 +3,7 @@
 //!
 //! - `args`: the clap definitions (flags, env vars);
 //! - `commands`: what each verb does; `rollout`: following rollouts;
+//!   `kubeconfig`: a kubeconfig for kubectl;
 //!   `describe`, `output`: how it prints.
 //!
 //! Exit codes (documented in the README): 0 success, 1 the request failed
@@ -13,6 +14,7 @@ pub mod args;
 pub mod commands;
 pub mod create;
 pub mod describe;
+pub mod kubeconfig;
 pub mod nodes;
 pub mod output;
 pub mod rollout;

@@ -191,6 +191,58 @@ impl Identity {
     }
 }
 
+/// ALPN of the HTTPS API (HTTP/1.1 only).
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+impl Identity {
+    /// The HTTPS API's certificate and key for this node, under the cluster
+    /// CA: its subject alternative names are `sans` (names and IPs: what
+    /// clients put in the URL) plus `shoal` and `<node>.node.shoal`.
+    pub fn issue_api(&self, sans: &[String]) -> Result<(String, String), TlsError> {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem)?;
+        let issuer = Issuer::new(ca_params(&self.cluster_id), ca_key);
+        let key = KeyPair::generate()?;
+        let mut names = vec![SERVER_NAME.to_string(), format!("{}.node.shoal", self.node_name)];
+        for s in sans {
+            if !names.contains(s) {
+                names.push(s.clone());
+            }
+        }
+        let mut p = CertificateParams::new(names)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("{} API", self.node_name));
+        p.distinguished_name = dn;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = p.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// The HTTPS API's server config: `cert`/`key` from `issue_api`, the CA
+    /// sent along so clients can check it against a pin.
+    pub fn api_server_config(&self, cert_pem: &str, key_pem: &str) -> Result<ServerConfig, TlsError> {
+        let mut c = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(vec![pem_to_der(cert_pem)?, pem_to_der(&self.ca_cert_pem)?], key_der(key_pem)?)?;
+        c.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+        Ok(c)
+    }
+}
+
+/// A client config for the HTTPS API that trusts only the cluster CA given
+/// (PEM): what the CLI and nodes use to reach a node's API.
+pub fn api_client_config(ca_pem: &str) -> Result<ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pem_to_der(ca_pem)?)?;
+    let mut c = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(c)
+}
+
 /// Client side of a join: no client certificate; the server is trusted only
 /// if its chain contains a CA whose hash is `pin`, and its certificate is
 /// valid under that CA.

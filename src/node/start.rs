@@ -200,7 +200,11 @@ impl Node {
             offered.push(RuntimeKind::Docker);
         }
         let mut info = self_info(&cfg, &r, generation, &offered)?;
-        info.api_url = format!("http://{api_addr}");
+        // Clients dial the API at its address, or the node's when it
+        // listens on every interface; it speaks HTTPS (`api::listen`).
+        let api_host = if api_addr.ip().is_unspecified() { r.node_ip } else { api_addr.ip() };
+        info.api_url = format!("https://{}", SocketAddr::new(api_host, api_addr.port()));
+        let listen = api_listen(&id, &r, api_addr, cfg.api_plain_http)?;
 
         let liveness_addr =
             SocketAddr::new(r.gossip_addr.ip(), net.local_addr().map_or(advertise.port(), |a| a.port()));
@@ -286,10 +290,11 @@ impl Node {
             proxy: Some(proxy_status.clone()),
             keys: Some(keys.clone()),
             key_peers: Some(key_exchange.clone()),
+            api_tls: crate::net::tls::api_client_config(&id.ca_cert_pem).ok().map(Arc::new),
         });
         let shutdown = a.shutdown_signal();
         let mut tasks = vec![tokio::spawn(async move {
-            if let Err(e) = server::serve(listener, api_ctx, shutdown).await {
+            if let Err(e) = server::serve(listener, api_ctx, listen, shutdown).await {
                 tracing::error!(error = %e, "API server failed");
             }
         })];
@@ -538,6 +543,48 @@ async fn check_clock_at_start(seeds: &[String], cluster_id: &str) {
             a.peers
         );
     }
+}
+
+/// The API port's TLS (a certificate of the cluster CA for every name and
+/// address clients may use) and its plain-HTTP policy.
+fn api_listen(
+    id: &crate::net::tls::Identity,
+    r: &crate::config::Resolved,
+    api_addr: SocketAddr,
+    plain: crate::config::PlainHttp,
+) -> Result<crate::api::listen::Listen, NodeError> {
+    let mut sans: Vec<String> = vec![r.name.clone(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
+    if let Some(h) = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()) {
+        sans.push(h);
+    }
+    sans.push(r.node_ip.to_string());
+    if api_addr.ip().is_unspecified() {
+        if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+            for a in addrs {
+                let ip = a.address.and_then(|s| {
+                    s.as_sockaddr_in()
+                        .map(|v| std::net::IpAddr::V4(v.ip()))
+                        .or_else(|| s.as_sockaddr_in6().map(|v| std::net::IpAddr::V6(v.ip())))
+                });
+                if let Some(ip) = ip {
+                    sans.push(ip.to_string());
+                }
+            }
+        }
+    } else {
+        sans.push(api_addr.ip().to_string());
+    }
+    sans.sort();
+    sans.dedup();
+    let tls_err = |e: crate::net::tls::TlsError| NodeError::Keys(format!("the API's TLS certificate: {e}"));
+    let (cert, key) = id.issue_api(&sans).map_err(tls_err)?;
+    let tls = id.api_server_config(&cert, &key).map_err(tls_err)?;
+    if plain == crate::config::PlainHttp::Any {
+        tracing::warn!(
+            "api_plain_http = any: the API also serves plain HTTP to every address, and API tokens cross the network in clear; use HTTPS (`shoal kubeconfig`) and drop this setting"
+        );
+    }
+    Ok(crate::api::listen::Listen { tls: Arc::new(tls), plain })
 }
 
 /// Until when fenced pods' leases may be renewed: membership's majority

@@ -161,8 +161,10 @@ impl TestNode {
         self.dir.join("keys").join("data-keys.json")
     }
 
+    /// The node's API URL: HTTPS (the CLI verifies it with the CA in the
+    /// node's data dir, SHOAL_DATA_DIR).
     pub fn server(&self) -> String {
-        format!("http://{}:7420", self.ip)
+        format!("https://{}:7420", self.ip)
     }
 
     pub fn spawn(&mut self) {

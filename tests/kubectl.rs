@@ -1,0 +1,188 @@
+//! Real kubectl against a real node: HTTPS with the cluster CA, the
+//! kubeconfig `shoal kubeconfig` writes, discovery, and the TLS failures a
+//! user can meet (a foreign CA, a wrong server name, plain HTTP where it
+//! is not served), each refused with a clear error.
+//!
+//! Runs the newest and the oldest kubectl found beside `/usr/bin/kubectl`
+//! (versioned binaries `kubectl.1.NN`), else the one on PATH.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+/// The kubectl binaries to test: the oldest and the newest versioned one
+/// beside /usr/bin/kubectl, else `kubectl` on PATH. Empty: none here.
+fn kubectls() -> Vec<PathBuf> {
+    let mut versioned: Vec<(u32, PathBuf)> = Vec::new();
+    if let Ok(real) = std::fs::canonicalize("/usr/bin/kubectl")
+        && let Some(dir) = real.parent()
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(minor) = name.strip_prefix("kubectl.1.").and_then(|m| m.parse::<u32>().ok()) {
+                versioned.push((minor, e.path()));
+            }
+        }
+    }
+    versioned.sort();
+    match (versioned.first(), versioned.last()) {
+        (Some(a), Some(b)) if a.0 != b.0 => vec![a.1.clone(), b.1.clone()],
+        (Some(a), _) => vec![a.1.clone()],
+        _ => {
+            let on_path =
+                Command::new("kubectl").args(["version", "--client"]).output().is_ok_and(|o| o.status.success());
+            if on_path { vec![PathBuf::from("kubectl")] } else { Vec::new() }
+        }
+    }
+}
+
+fn kubectl(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("HOME", kubeconfig.parent().unwrap())
+        .output()
+        .expect("run kubectl")
+}
+
+fn ok(bin: &Path, kubeconfig: &Path, args: &[&str]) -> String {
+    let o = kubectl(bin, kubeconfig, args);
+    assert!(
+        o.status.success(),
+        "{} {args:?} failed: {}{}",
+        bin.display(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fails(bin: &Path, kubeconfig: &Path, args: &[&str]) -> String {
+    let o = kubectl(bin, kubeconfig, args);
+    assert!(
+        !o.status.success(),
+        "{} {args:?} should have failed: {}",
+        bin.display(),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
+    let bins = kubectls();
+    if bins.is_empty() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "kubectl is needed under CI (.ci/run installs it)");
+        eprintln!("SKIPPED: no kubectl on this machine (apt install kubernetes-client)");
+        return;
+    }
+    let node = TestNode::start("k1", FAST, &[]);
+    node.apply(&web_deployment("web", 2));
+    let kc = node.dir.join("kube").join("config");
+    // Printed, and merged into a file that already holds another cluster.
+    let printed = node.ok(&["kubeconfig"]);
+    assert!(printed.contains("certificate-authority-data"), "{printed}");
+    std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: 'https://10.9.9.9:6443'}\nusers: []\ncontexts:\n- name: other\n  context: {cluster: other, user: nobody}\ncurrent-context: other\n",
+    )
+    .unwrap();
+    node.ok(&["kubeconfig", "--write", "--kubeconfig", kc.to_str().unwrap()]);
+    for bin in &bins {
+        let v = bin.display();
+        let contexts = ok(bin, &kc, &["config", "get-contexts", "-o", "name"]);
+        assert!(contexts.contains("other") && contexts.contains("shoal-k1"), "{v}: {contexts}");
+        let current = ok(bin, &kc, &["config", "current-context"]);
+        assert_eq!(current.trim(), "shoal-k1", "{v}");
+        let version = ok(bin, &kc, &["version", "-o", "json"]);
+        let version: Value = serde_json::from_str(&version).unwrap();
+        assert!(version["serverVersion"]["gitVersion"].is_string(), "{v}: {version}");
+        // Discovery: resources with their short names.
+        let res = ok(bin, &kc, &["api-resources", "--no-headers"]);
+        for (short, name) in [("deploy", "deployments"), ("po", "pods"), ("svc", "services"), ("cj", "cronjobs")] {
+            assert!(
+                res.lines().any(|l| l.split_whitespace().next() == Some(name) && l.contains(short)),
+                "{v}: {name} ({short}) not in api-resources:\n{res}"
+            );
+        }
+        // get, by short name, as JSON and as names.
+        let nodes: Value = serde_json::from_str(&ok(bin, &kc, &["get", "nodes", "-o", "json"])).unwrap();
+        assert_eq!(nodes["items"][0]["metadata"]["name"], "k1", "{v}");
+        let deploys = ok(bin, &kc, &["get", "deploy", "-o", "name"]);
+        assert_eq!(deploys.trim(), "deployment.apps/web", "{v}");
+        poll(30, "two web pods through kubectl", || {
+            let pods = ok(bin, &kc, &["get", "po", "-o", "name"]);
+            let n = pods.lines().filter(|l| l.starts_with("pod/web-")).count();
+            if n == 2 { Ok(()) } else { Err(pods) }
+        });
+        let cm = ok(bin, &kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]);
+        assert_eq!(cm, "2", "{v}");
+    }
+    let bin = &bins[bins.len() - 1];
+
+    // A foreign CA: refused, and kubectl says why.
+    let foreign = shoal::net::tls::Identity::create_cluster("elsewhere").unwrap();
+    let text = std::fs::read_to_string(&kc).unwrap();
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s.trim().as_bytes())
+    };
+    let ours = b64(&std::fs::read_to_string(node.data_dir().join("identity.json")).map_or(String::new(), |j| {
+        serde_json::from_str::<Value>(&j).unwrap()["ca_cert_pem"].as_str().unwrap().to_string()
+    }));
+    assert!(text.contains(&ours), "the kubeconfig holds the cluster's CA");
+    let bad = kc.with_file_name("foreign");
+    std::fs::write(&bad, text.replace(&ours, &b64(&foreign.ca_cert_pem))).unwrap();
+    let err = fails(bin, &bad, &["get", "pods"]);
+    assert!(err.contains("certificate signed by unknown authority") || err.contains("x509"), "{err}");
+    // A name the certificate does not hold.
+    let err = fails(bin, &kc, &["--tls-server-name", "not-this-node.example", "get", "pods"]);
+    assert!(err.contains("not-this-node.example") && err.contains("x509"), "{err}");
+    // A wrong token: 401, as kubectl shows it.
+    let wrong = kc.with_file_name("wrong-token");
+    std::fs::write(&wrong, text.replace(&node.token(), "not-the-token")).unwrap();
+    let err = fails(bin, &wrong, &["get", "pods"]);
+    assert!(err.contains("You must be logged in") && err.contains("invalid bearer token"), "{err}");
+    // The shoal CLI refuses a foreign CA too, naming TLS.
+    let ca_file = node.dir.join("foreign-ca.pem");
+    std::fs::write(&ca_file, &foreign.ca_cert_pem).unwrap();
+    let o = node.cli(&["get", "pods", "--ca-file", ca_file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("TLS") && err.contains("UnknownIssuer"), "{err}");
+}
+
+#[test]
+fn plain_http_is_served_only_where_allowed_and_refused_with_directions() {
+    // Loopback by default: a plain-HTTP client on this host is served.
+    let node = TestNode::start("p1", FAST, &[]);
+    let addr = std::net::SocketAddr::from((node.ip, 7420));
+    let r = http_get_auth(addr, "/api/v1/namespaces", &node.token()).unwrap();
+    assert!(r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"), "{r}");
+    // HTTPS only: the same request gets one answer saying what to do.
+    let strict = TestNode::start("p2", FAST, &["--api-plain-http", "off"]);
+    let r =
+        http_get_auth(std::net::SocketAddr::from((strict.ip, 7420)), "/api/v1/namespaces", &strict.token()).unwrap();
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(r.contains("this API speaks HTTPS") && r.contains("shoal kubeconfig"), "{r}");
+    // Over HTTPS the CLI works as ever.
+    let out = strict.ok(&["get", "namespaces"]);
+    assert!(out.contains("default"), "{out}");
+    // A plain URL to it from the CLI: the node's refusal, passed on.
+    let o = Command::new(BIN)
+        .args(["get", "namespaces", "--server", &format!("http://{}:7420", strict.ip)])
+        .env("SHOAL_DATA_DIR", strict.data_dir())
+        .env("XDG_CACHE_HOME", strict.dir.join("cache"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("this API speaks HTTPS"), "{o:?}");
+}
