@@ -123,8 +123,28 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
             let n = pods.lines().filter(|l| l.starts_with("pod/web-")).count();
             if n == 2 { Ok(()) } else { Err(pods) }
         });
-        let cm = ok(bin, &kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]);
-        assert_eq!(cm, "2", "{v}");
+        let replicas = ok(bin, &kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]);
+        assert_eq!(replicas, "2", "{v}");
+        // Server-side tables: kubectl prints Kubernetes' columns.
+        poll(30, "both web replicas Running in kubectl's table", || {
+            let out = ok(bin, &kc, &["get", "pods"]);
+            let header: Vec<&str> = out.lines().next().unwrap_or("").split_whitespace().collect();
+            assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{v}: {out}");
+            let running =
+                out.lines().filter(|l| l.starts_with("web-") && l.contains(" 1/1 ") && l.contains("Running")).count();
+            if running == 2 { Ok(()) } else { Err(out) }
+        });
+        let wide = ok(bin, &kc, &["get", "pods", "-o", "wide", "--no-headers"]);
+        assert!(wide.lines().all(|l| l.split_whitespace().nth(6) == Some("k1")), "{v}: the NODE column: {wide}");
+        let deploy = ok(bin, &kc, &["get", "deploy", "web"]);
+        assert!(
+            deploy.contains("UP-TO-DATE") && deploy.lines().nth(1).is_some_and(|l| l.contains("2/2")),
+            "{v}: {deploy}"
+        );
+        let nodes = ok(bin, &kc, &["get", "nodes"]);
+        assert!(nodes.lines().nth(1).is_some_and(|l| l.starts_with("k1") && l.contains("Ready")), "{v}: {nodes}");
+        let all = ok(bin, &kc, &["get", "all", "-A"]);
+        assert!(all.contains("deployment.apps/web") && all.contains("pod/web-"), "{v}: {all}");
     }
     let bin = &bins[bins.len() - 1];
 
@@ -135,9 +155,7 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(s.trim().as_bytes())
     };
-    let ours = b64(&std::fs::read_to_string(node.data_dir().join("identity.json")).map_or(String::new(), |j| {
-        serde_json::from_str::<Value>(&j).unwrap()["ca_cert_pem"].as_str().unwrap().to_string()
-    }));
+    let ours = b64(&node.cluster_ca());
     assert!(text.contains(&ours), "the kubeconfig holds the cluster's CA");
     let bad = kc.with_file_name("foreign");
     std::fs::write(&bad, text.replace(&ours, &b64(&foreign.ca_cert_pem))).unwrap();

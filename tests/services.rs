@@ -201,7 +201,8 @@ fn the_cli_fails_over_when_its_node_is_down() {
 fn the_client_library_spreads_requests_and_fails_over() {
     let mut c = Cluster::start(3, FAST);
     let urls: Vec<String> = c.nodes.iter().map(|n| n.server()).collect();
-    let client = shoal::api::client::Client::balanced(urls, Some(c.nodes[0].token()));
+    let client =
+        shoal::api::client::Client::balanced(urls, Some(c.nodes[0].token())).with_ca(&c.nodes[0].cluster_ca()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let count = |n: &TestNode| metric(n, "shoal_api_requests_total{method=\"GET\",code=\"200\"}");
     let before: Vec<f64> = c.nodes.iter().map(count).collect();

@@ -3,6 +3,7 @@
 //! - `server`: routes, auth, limits; `listen`: the port (HTTPS, and
 //!   plain HTTP for loopback); `discovery`: Kubernetes API discovery; `handlers`, `logs`, `services`,
 //!   `rollouts`, `maintenance`, `secrets`: endpoints;
+//! - `tables`: `kubectl get`'s server-side tables;
 //! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
@@ -18,3 +19,4 @@ pub mod rollouts;
 pub mod secrets;
 pub mod server;
 pub mod services;
+pub mod tables;

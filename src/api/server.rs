@@ -228,6 +228,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/shoal/v1/cluster", get(h::cluster))
         .route("/shoal/v1/token", get(h::get_token).post(h::rotate_token))
         .fallback(fallback)
+        .layer(middleware::from_fn(super::tables::negotiate))
         .layer(middleware::from_fn_with_state(ctx.clone(), auth))
         .with_state(ctx)
 }

@@ -222,6 +222,12 @@ impl TestNode {
         std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
     }
 
+    /// The cluster CA (PEM), from the node's data dir.
+    pub fn cluster_ca(&self) -> String {
+        let id = std::fs::read_to_string(self.data_dir().join("identity.json")).expect("identity.json");
+        serde_json::from_str::<Value>(&id).unwrap()["ca_cert_pem"].as_str().unwrap().to_string()
+    }
+
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.data_dir().join("api-token")).unwrap_or_default().trim().to_string()
     }
