@@ -145,8 +145,45 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
         assert!(nodes.lines().nth(1).is_some_and(|l| l.starts_with("k1") && l.contains("Ready")), "{v}: {nodes}");
         let all = ok(bin, &kc, &["get", "all", "-A"]);
         assert!(all.contains("deployment.apps/web") && all.contains("pod/web-"), "{v}: {all}");
+        let yaml = ok(bin, &kc, &["get", "deploy", "web", "-o", "yaml"]);
+        assert!(yaml.contains("kind: Deployment") && yaml.contains("name: web"), "{v}: {yaml}");
+        let described = ok(bin, &kc, &["describe", "deploy", "web"]);
+        assert!(described.contains("Replicas:") && described.contains("2 desired"), "{v}: {described}");
+        let logs = kubectl(bin, &kc, &["logs", "deploy/web", "--tail", "5"]);
+        assert!(logs.status.success(), "{v}: {}", String::from_utf8_lossy(&logs.stderr));
+        let err = fails(bin, &kc, &["delete", "configmap", "nothing-here"]);
+        assert!(err.contains("NotFound") && err.contains("nothing-here"), "{v}: {err}");
     }
     let bin = &bins[bins.len() - 1];
+    // Writes kubectl can make today: scale, a first apply without
+    // validation (no /openapi/v3 yet), delete.
+    ok(bin, &kc, &["scale", "deploy", "web", "--replicas", "3"]);
+    assert_eq!(ok(bin, &kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
+    let cm = kc.with_file_name("cm.yaml");
+    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-kubectl}\ndata: {k: v}\n").unwrap();
+    let out = ok(bin, &kc, &["apply", "--validate=false", "-f", cm.to_str().unwrap()]);
+    assert!(out.contains("configmap/from-kubectl created"), "{out}");
+    assert_eq!(ok(bin, &kc, &["get", "cm", "from-kubectl", "-o", "jsonpath={.data.k}"]), "v");
+    // PATCH: label and annotate (strategic merge on maps), merge and JSON
+    // patches; a strategic patch of a list is refused with what to use.
+    let out = ok(bin, &kc, &["label", "deploy", "web", "tier=front"]);
+    assert!(out.contains("deployment.apps/web labeled"), "{out}");
+    assert_eq!(ok(bin, &kc, &["get", "deploy", "web", "-o", "jsonpath={.metadata.labels.tier}"]), "front");
+    let out = ok(bin, &kc, &["annotate", "cm", "from-kubectl", "note=hello"]);
+    assert!(out.contains("annotated"), "{out}");
+    assert_eq!(ok(bin, &kc, &["get", "cm", "from-kubectl", "-o", "jsonpath={.metadata.annotations.note}"]), "hello");
+    ok(bin, &kc, &["patch", "deploy", "web", "--type", "merge", "-p", r#"{"spec":{"replicas":2}}"#]);
+    assert_eq!(ok(bin, &kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2");
+    ok(
+        bin,
+        &kc,
+        &["patch", "cm", "from-kubectl", "--type", "json", "-p", r#"[{"op":"add","path":"/data/k2","value":"v2"}]"#],
+    );
+    assert_eq!(ok(bin, &kc, &["get", "cm", "from-kubectl", "-o", "jsonpath={.data.k2}"]), "v2");
+    let err = fails(bin, &kc, &["set", "image", "deploy/web", "web=elsewhere:1"]);
+    assert!(err.contains("--type merge"), "{err}");
+    let out = ok(bin, &kc, &["delete", "cm", "from-kubectl"]);
+    assert!(out.contains("deleted"), "{out}");
 
     // A foreign CA: refused, and kubectl says why.
     let foreign = shoal::net::tls::Identity::create_cluster("elsewhere").unwrap();
@@ -203,4 +240,40 @@ fn plain_http_is_served_only_where_allowed_and_refused_with_directions() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("this API speaks HTTPS"), "{o:?}");
+}
+
+#[test]
+fn when_the_current_node_dies_another_context_still_works() {
+    let Some(bin) = kubectls().pop() else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "kubectl is needed under CI (.ci/run installs it)");
+        eprintln!("SKIPPED: no kubectl on this machine (apt install kubernetes-client)");
+        return;
+    };
+    let mut c = Cluster::start(3, FAST);
+    c.nodes[0].apply(&web_deployment("web", 3));
+    let kc = c.nodes[0].dir.join("kube").join("config");
+    c.nodes[0].ok(&["kubeconfig", "--write", "--kubeconfig", kc.to_str().unwrap()]);
+    let contexts = ok(&bin, &kc, &["config", "get-contexts", "-o", "name"]);
+    let mut contexts: Vec<&str> = contexts.lines().collect();
+    contexts.sort();
+    assert_eq!(contexts, ["shoal-n1", "shoal-n2", "shoal-n3"]);
+    assert_eq!(ok(&bin, &kc, &["config", "current-context"]).trim(), "shoal-n1");
+    // The node in the current context dies: kubectl cannot reach it...
+    c.nodes[0].kill9();
+    let err = fails(&bin, &kc, &["get", "pods", "--request-timeout", "3s"]);
+    assert!(!err.is_empty());
+    // ...and another context answers, with the cluster's whole state.
+    ok(&bin, &kc, &["config", "use-context", "shoal-n2"]);
+    poll(10, "n1 NotReady, seen through n2", || {
+        let nodes = ok(&bin, &kc, &["get", "nodes", "--no-headers"]);
+        if nodes.lines().any(|l| l.starts_with("n1 ") && l.contains("NotReady")) { Ok(()) } else { Err(nodes) }
+    });
+    poll(30, "3 web pods Running on n2 and n3, seen through n2", || {
+        let out = ok(&bin, &kc, &["get", "pods", "-o", "wide", "--no-headers"]);
+        let running = out
+            .lines()
+            .filter(|l| l.starts_with("web-") && l.contains("Running") && l.split_whitespace().nth(6) != Some("n1"))
+            .count();
+        if running == 3 { Ok(()) } else { Err(out) }
+    });
 }

@@ -30,7 +30,9 @@ pub struct Resource {
     pub object_gv: Option<(&'static str, &'static str)>,
 }
 
-const CRUD: &[&str] = &["create", "delete", "get", "list", "update"];
+const CRUD: &[&str] = &["create", "delete", "get", "list", "patch", "update"];
+/// Secrets take no PATCH: a GET shows them without their values.
+const CRUD_NO_PATCH: &[&str] = &["create", "delete", "get", "list", "update"];
 const READ: &[&str] = &["get", "list"];
 const ALL: &[&str] = &["all"];
 
@@ -48,14 +50,14 @@ const fn r(
 
 /// Everything Shoal serves, as routed in `server::router`.
 pub const RESOURCES: &[Resource] = &[
-    r("", "namespaces", "Namespace", false, CRUD, &["ns"], &[]),
+    r("", "namespaces", "Namespace", false, CRUD_NO_PATCH, &["ns"], &[]),
     r("", "nodes", "Node", false, READ, &["no"], &[]),
     r("", "pods", "Pod", true, READ, &["po"], ALL),
     r("", "pods/log", "Pod", true, &["get"], &[], &[]),
     r("", "services", "Service", true, CRUD, &["svc"], ALL),
     r("", "endpoints", "Endpoints", true, &["get"], &["ep"], &[]),
     r("", "configmaps", "ConfigMap", true, CRUD, &["cm"], &[]),
-    r("", "secrets", "Secret", true, CRUD, &[], &[]),
+    r("", "secrets", "Secret", true, CRUD_NO_PATCH, &[], &[]),
     r("", "events", "Event", true, &["list"], &["ev"], &[]),
     r("apps", "deployments", "Deployment", true, CRUD, &["deploy"], ALL),
     Resource {

@@ -221,6 +221,50 @@ macro_rules! kind_handlers {
     };
 }
 
+/// PATCH of one object (see `patch`): the patch applied to the object as
+/// GET shows it, the result written as a PUT.
+async fn patch_of(
+    ctx: &Ctx,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Written {
+    let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ty = super::patch::PatchType::from_content_type(ct)?;
+    let Json(current) = get_of(ctx, key(kind, ns, name))?;
+    let mut patched = super::patch::apply(&current, ty, body)?;
+    // The version read here is no precondition, unless the patch sets one.
+    if !String::from_utf8_lossy(body).contains("resourceVersion")
+        && let Some(m) = patched["metadata"].as_object_mut()
+    {
+        m.remove("resourceVersion");
+    }
+    let bytes = serde_json::to_vec(&patched).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    write_one(ctx, kind, ns, Some(name), &bytes, Mode::Replace).await
+}
+
+macro_rules! patch_handler {
+    ($name:ident, $kind:expr) => {
+        pub async fn $name(
+            State(ctx): State<Ctx>,
+            Path((ns, name)): Path<(String, String)>,
+            headers: axum::http::HeaderMap,
+            Limited(body): Limited,
+        ) -> Written {
+            patch_of(&ctx, $kind, &ns, &name, &headers, &body).await
+        }
+    };
+}
+
+patch_handler!(patch_deployment, Kind::Deployment);
+patch_handler!(patch_daemonset, Kind::DaemonSet);
+patch_handler!(patch_job, Kind::Job);
+patch_handler!(patch_cronjob, Kind::CronJob);
+patch_handler!(patch_configmap, Kind::ConfigMap);
+patch_handler!(patch_service, Kind::Service);
+
 kind_handlers!(
     Kind::Deployment,
     list_all_deployments,

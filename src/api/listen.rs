@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use crate::config::PlainHttp;
+use crate::net::PlainHttp;
 
 /// A TLS handshake record's first byte.
 const TLS_HANDSHAKE: u8 = 0x16;

@@ -2,7 +2,7 @@
 //!
 //! - `server`: routes, auth, limits; `listen`: the port (HTTPS, and
 //!   plain HTTP for loopback); `discovery`: Kubernetes API discovery; `handlers`, `logs`, `services`,
-//!   `rollouts`, `maintenance`, `secrets`: endpoints;
+//!   `rollouts`, `maintenance`, `secrets`: endpoints; `patch`: PATCH;
 //! - `tables`: `kubectl get`'s server-side tables;
 //! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod listen;
 pub mod logs;
 pub mod maintenance;
+pub mod patch;
 pub mod render;
 pub mod rollouts;
 pub mod secrets;

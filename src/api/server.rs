@@ -165,7 +165,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/api/v1/namespaces/{ns}/services", get(h::list_services).post(h::create_service))
         .route(
             "/api/v1/namespaces/{ns}/services/{name}",
-            get(h::get_service).put(h::replace_service).delete(h::delete_service),
+            get(h::get_service).put(h::replace_service).patch(h::patch_service).delete(h::delete_service),
         )
         .route("/api/v1/namespaces/{ns}/endpoints/{name}", get(super::services::get_endpoints))
         // Deployments.
@@ -173,7 +173,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/apis/apps/v1/namespaces/{ns}/deployments", get(h::list_deployments).post(h::create_deployment))
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-            get(h::get_deployment).put(h::replace_deployment).delete(h::delete_deployment),
+            get(h::get_deployment).put(h::replace_deployment).patch(h::patch_deployment).delete(h::delete_deployment),
         )
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
@@ -188,7 +188,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/api/v1/namespaces/{ns}/configmaps", get(h::list_configmaps).post(h::create_configmap))
         .route(
             "/api/v1/namespaces/{ns}/configmaps/{name}",
-            get(h::get_configmap).put(h::replace_configmap).delete(h::delete_configmap),
+            get(h::get_configmap).put(h::replace_configmap).patch(h::patch_configmap).delete(h::delete_configmap),
         )
         .route("/api/v1/secrets", get(h::list_all_secrets))
         .route("/api/v1/namespaces/{ns}/secrets", get(h::list_secrets).post(h::create_secret))
@@ -203,19 +203,22 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/apis/batch/v1/namespaces/{ns}/cronjobs", get(h::list_cronjobs).post(h::create_cronjob))
         .route(
             "/apis/batch/v1/namespaces/{ns}/cronjobs/{name}",
-            get(h::get_cronjob).put(h::replace_cronjob).delete(h::delete_cronjob),
+            get(h::get_cronjob).put(h::replace_cronjob).patch(h::patch_cronjob).delete(h::delete_cronjob),
         )
         // DaemonSets.
         .route("/apis/apps/v1/daemonsets", get(h::list_all_daemonsets))
         .route("/apis/apps/v1/namespaces/{ns}/daemonsets", get(h::list_daemonsets).post(h::create_daemonset))
         .route(
             "/apis/apps/v1/namespaces/{ns}/daemonsets/{name}",
-            get(h::get_daemonset).put(h::replace_daemonset).delete(h::delete_daemonset),
+            get(h::get_daemonset).put(h::replace_daemonset).patch(h::patch_daemonset).delete(h::delete_daemonset),
         )
         // Jobs.
         .route("/apis/batch/v1/jobs", get(h::list_all_jobs))
         .route("/apis/batch/v1/namespaces/{ns}/jobs", get(h::list_jobs).post(h::create_job))
-        .route("/apis/batch/v1/namespaces/{ns}/jobs/{name}", get(h::get_job).put(h::replace_job).delete(h::delete_job))
+        .route(
+            "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
+            get(h::get_job).put(h::replace_job).patch(h::patch_job).delete(h::delete_job),
+        )
         // Nodes and events.
         .route("/api/v1/nodes", get(h::list_nodes))
         .route("/api/v1/nodes/{name}", get(h::get_node))

@@ -1,0 +1,169 @@
+//! PATCH: what `kubectl patch`, `label`, `annotate` and the client
+//! libraries send. The patch is applied to the object as a GET returns it,
+//! and the result is written as a PUT would be (same validation, same
+//! conflict rules).
+//!
+//! - `application/merge-patch+json`: RFC 7386 (`merge`, pure);
+//! - `application/json-patch+json`: RFC 6902 (the `json-patch` crate);
+//! - `application/strategic-merge-patch+json`: Kubernetes' strategic merge,
+//!   which differs from a merge patch only in how it merges lists (by key,
+//!   such as a container's name). Until lists are merged that way here, a
+//!   strategic patch without lists is applied as the merge patch it equals,
+//!   and one with lists is refused with what to use instead.
+//! - anything else (server-side apply's `apply-patch+yaml`): 415.
+
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// RFC 7386: `patch` merged into `target`; `null` removes a key.
+pub fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let Value::Object(t) = target else { return };
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+fn has_list(v: &Value) -> bool {
+    match v {
+        Value::Array(_) => true,
+        Value::Object(m) => m.values().any(has_list),
+        _ => false,
+    }
+}
+
+/// The kinds of patch, by content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Merge,
+    Json,
+    Strategic,
+}
+
+impl PatchType {
+    pub fn from_content_type(ct: &str) -> Result<PatchType, ApiError> {
+        match ct.split(';').next().unwrap_or("").trim() {
+            "application/merge-patch+json" => Ok(PatchType::Merge),
+            "application/json-patch+json" => Ok(PatchType::Json),
+            "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+            other => Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!(
+                    "the patch type {other:?} is not supported: use application/merge-patch+json, application/json-patch+json or application/strategic-merge-patch+json (server-side apply is not served yet: use `kubectl apply` without --server-side, or `shoal apply`)"
+                ),
+            )),
+        }
+    }
+}
+
+/// Applies `body` (a patch of type `ty`) to `object`.
+pub fn apply(object: &Value, ty: PatchType, body: &[u8]) -> Result<Value, ApiError> {
+    let mut out = object.clone();
+    match ty {
+        PatchType::Merge | PatchType::Strategic => {
+            let p: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("the patch is not JSON: {e}")))?;
+            if ty == PatchType::Strategic && has_list(&p) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UnsupportedMediaType",
+                    "a strategic merge patch that touches a list (containers, ports, env...) is not supported yet: use `kubectl patch --type merge` (which replaces the list) or `--type json` (which edits it by index)",
+                ));
+            }
+            merge(&mut out, &p);
+        }
+        PatchType::Json => {
+            let p: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("the JSON patch is not a list of operations: {e}")))?;
+            json_patch::patch(&mut out, &p).map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    format!("the JSON patch does not apply: {e}"),
+                )
+            })?;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn rfc_7386_examples() {
+        // The RFC's appendix A, a few of its cases.
+        for (t, p, want) in [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
+            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
+            (json!([1, 2]), json!({"a": "b", "c": null}), json!({"a": "b"})),
+            (json!({}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
+        ] {
+            let mut x = t.clone();
+            merge(&mut x, &p);
+            assert_eq!(x, want, "{t} + {p}");
+        }
+    }
+
+    #[test]
+    fn labels_by_strategic_patch_and_lists_refused() {
+        let obj = json!({"metadata": {"name": "w", "labels": {"a": "1"}}, "spec": {"replicas": 2}});
+        let out = apply(&obj, PatchType::Strategic, br#"{"metadata":{"labels":{"b":"2","a":null}}}"#).unwrap();
+        assert_eq!(out["metadata"]["labels"], json!({"b": "2"}));
+        let e = apply(&obj, PatchType::Strategic, br#"{"spec":{"template":{"spec":{"containers":[]}}}}"#).unwrap_err();
+        assert_eq!(e.code.as_u16(), 415);
+        let out = apply(&obj, PatchType::Json, br#"[{"op":"replace","path":"/spec/replicas","value":5}]"#).unwrap();
+        assert_eq!(out["spec"]["replicas"], 5);
+        let e = apply(&obj, PatchType::Json, br#"[{"op":"remove","path":"/spec/nothing"}]"#).unwrap_err();
+        assert_eq!(e.code.as_u16(), 422);
+        assert!(PatchType::from_content_type("application/apply-patch+yaml").is_err());
+    }
+
+    fn small_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![Just(Value::Null), any::<i8>().prop_map(|i| json!(i)), "[a-c]".prop_map(Value::from)];
+        leaf.prop_recursive(3, 16, 3, |inner| {
+            proptest::collection::btree_map("[a-c]", inner, 0..3).prop_map(|m| Value::Object(m.into_iter().collect()))
+        })
+    }
+
+    proptest! {
+        /// Where no list is involved, a strategic merge patch and a merge
+        /// patch must agree (Kubernetes' strategic merge is a merge patch
+        /// on maps).
+        #[test]
+        fn strategic_equals_merge_without_lists(t in small_json(), p in small_json()) {
+            let body = serde_json::to_vec(&p).unwrap();
+            let a = apply(&t, PatchType::Merge, &body).unwrap();
+            let b = apply(&t, PatchType::Strategic, &body).unwrap();
+            prop_assert_eq!(a, b);
+        }
+
+        /// A merge patch is idempotent.
+        #[test]
+        fn merging_twice_is_merging_once(t in small_json(), p in small_json()) {
+            let mut once = t.clone();
+            merge(&mut once, &p);
+            let mut twice = once.clone();
+            merge(&mut twice, &p);
+            prop_assert_eq!(once, twice);
+        }
+    }
+}
