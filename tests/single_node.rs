@@ -226,6 +226,7 @@ fn requests_without_a_valid_token_are_refused_and_change_nothing() {
     let o = std::process::Command::new(BIN)
         .args(["apply", "-f", "-"])
         .env("SHOAL_SERVER", node.server())
+        .env("SHOAL_DATA_DIR", node.data_dir())
         .env("SHOAL_TOKEN", "wrong")
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -70,6 +70,8 @@ impl From<ClientError> for CliError {
                     CliError::Failed(format!("({}) {msg}", status.reason))
                 }
             }
+            // No CA to verify the server with, or a URL that is none: usage.
+            e @ (ClientError::NoCa(_) | ClientError::BadUrl(_)) => CliError::Usage(e.to_string()),
             other => CliError::Failed(other.to_string()),
         }
     }
