@@ -116,13 +116,7 @@ pub async fn run(a: KubeconfigArgs) -> Result<(), CliError> {
     })?;
     let token = api_token_of(&a.client)
         .ok_or_else(|| CliError::Usage("no API token: run this on a node (data dir), or pass --token".into()))?;
-    let c = client(&a.client);
-    let (answered, resp) = c.send(hyper::Method::GET, "/shoal/v1/cluster", None).await?;
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .map_err(|e| CliError::Usage(format!("{answered}: {e}")))?
-        .to_bytes();
-    let v: Value = serde_json::from_slice(&body).map_err(|e| CliError::Usage(format!("{answered}: {e}")))?;
+    let v = client(&a.client).get_json("/shoal/v1/cluster").await?;
     let mut nodes: Vec<NodeApi> = v["nodes"]
         .as_array()
         .map(|ns| {
@@ -134,7 +128,7 @@ pub async fn run(a: KubeconfigArgs) -> Result<(), CliError> {
         .unwrap_or_default();
     nodes.sort_by(|x, y| x.name.cmp(&y.name));
     if nodes.is_empty() {
-        return Err(CliError::Usage(format!("{answered} listed no nodes")));
+        return Err(CliError::Failed("the node listed no cluster members".into()));
     }
     let current = v["self"].as_str().map(str::to_string).unwrap_or_else(|| nodes[0].name.clone());
     let prefix = a.name.clone().unwrap_or_else(|| "shoal".into());
