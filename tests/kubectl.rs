@@ -277,3 +277,179 @@ fn when_the_current_node_dies_another_context_still_works() {
         if running == 3 { Ok(()) } else { Err(out) }
     });
 }
+
+/// A kubectl left running (`get -w`), its output lines read as they come.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Running {
+        let mut child = Command::new(bin)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for r in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for l in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Running { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits up to `secs` for a line that passes `f`.
+    fn expect(&mut self, secs: u64, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if f(&l) {
+                        return l;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no line {what} within {secs}s; kubectl printed:\n{}", self.seen.join("\n"));
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn kubectl_selects_watches_waits_and_resumes_from_watch_versions() {
+    let bins = kubectls();
+    if bins.is_empty() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "kubectl is needed under CI (.ci/run installs it)");
+        eprintln!("SKIPPED: no kubectl on this machine (apt install kubernetes-client)");
+        return;
+    }
+    let node = TestNode::start("w1", FAST, &[]);
+    node.apply(&web_deployment("web", 2));
+    node.apply(&web_deployment("api", 1));
+    let kc = node.dir.join("kube").join("config");
+    std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
+    node.ok(&["kubeconfig", "--write", "--kubeconfig", kc.to_str().unwrap()]);
+    for bin in &bins {
+        let v = bin.display();
+        // Waits that kubectl builds on watches.
+        for d in ["web", "api"] {
+            let out = ok(bin, &kc, &["rollout", "status", &format!("deploy/{d}"), "--timeout", "60s"]);
+            assert!(out.contains("successfully rolled out"), "{v}: {out}");
+        }
+        let out = ok(bin, &kc, &["wait", "--for=condition=Ready", "pod", "-l", "app=web", "--timeout", "60s"]);
+        assert_eq!(out.lines().filter(|l| l.contains("condition met")).count(), 2, "{v}: {out}");
+        // Label and field selectors.
+        let names = |args: &[&str]| -> Vec<String> {
+            let mut a = vec!["get", "pods", "-o", "name"];
+            a.extend_from_slice(args);
+            let mut n: Vec<String> =
+                ok(bin, &kc, &a).lines().map(|l| l.trim_start_matches("pod/").to_string()).collect();
+            n.sort();
+            n
+        };
+        let web = names(&["-l", "app=web"]);
+        assert!(web.len() == 2 && web.iter().all(|n| n.starts_with("web-")), "{v}: {web:?}");
+        let not_web = names(&["-l", "app!=web"]);
+        assert!(not_web.len() == 1 && not_web[0].starts_with("api-"), "{v}: {not_web:?}");
+        assert_eq!(names(&["-l", "app in (web,api)"]).len(), 3, "{v}");
+        assert_eq!(names(&["--field-selector", "spec.nodeName=w1"]).len(), 3, "{v}");
+        assert!(names(&["--field-selector", "spec.nodeName=elsewhere"]).is_empty(), "{v}");
+        assert_eq!(
+            names(&["-l", "app=web", "--field-selector", &format!("metadata.name={}", web[0])]),
+            [web[0].clone()]
+        );
+        let err = fails(bin, &kc, &["get", "pods", "-l", "app in (web"]);
+        assert!(err.contains("BadRequest") && err.contains("closing parenthesis"), "{v}: {err}");
+    }
+    let bin = &bins[bins.len() - 1];
+    // get -w: the current pods, then each change as it happens.
+    let mut w =
+        Running::start(bin, &kc, &["get", "pods", "-l", "app=web", "-w", "--output-watch-events", "--no-headers"]);
+    let first = w.expect(20, "ADDED for web", |l| l.starts_with("ADDED") && l.contains("web-"));
+    w.expect(20, "ADDED for the other web pod", |l| l.starts_with("ADDED") && l.contains("web-") && l != first);
+    ok(bin, &kc, &["scale", "deploy", "web", "--replicas", "3"]);
+    let added = w.expect(30, "ADDED for a third web pod", |l| {
+        l.starts_with("ADDED") && l.split_whitespace().nth(1).is_some_and(|n| n.starts_with("web-"))
+    });
+    let third = added.split_whitespace().nth(1).unwrap().to_string();
+    w.expect(30, "the third pod Running", |l| l.starts_with("MODIFIED") && l.contains(&third) && l.contains("Running"));
+    ok(bin, &kc, &["scale", "deploy", "web", "--replicas", "2"]);
+    w.expect(30, "DELETED for a web pod", |l| l.starts_with("DELETED") && l.contains("web-"));
+    assert!(!w.seen.iter().any(|l| l.contains("api-")), "the selector holds in the watch: {:?}", w.seen);
+    drop(w);
+
+    // The protocol underneath: a watch from a list's version sees what
+    // changed since; another version gets 410 Expired.
+    let list: Value =
+        serde_json::from_str(&ok(bin, &kc, &["get", "--raw", "/api/v1/namespaces/default/configmaps"])).unwrap();
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    assert!(rv.starts_with('w'), "a list carries the node's watch version: {list}");
+    let mut raw = Running::start(
+        bin,
+        &kc,
+        &[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=30"),
+        ],
+    );
+    let cm = kc.with_file_name("watched.yaml");
+    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {k: v1}\n").unwrap();
+    ok(bin, &kc, &["create", "--validate=false", "-f", cm.to_str().unwrap()]);
+    let line = raw.expect(20, "ADDED for the new ConfigMap", |l| l.contains("\"ADDED\"") && l.contains("watched"));
+    let event: Value = serde_json::from_str(&line).unwrap();
+    let from_watch = event["object"].clone();
+    let watch_rv = from_watch["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    assert!(watch_rv.starts_with('w') && watch_rv != rv, "events carry the newer version: {event}");
+    drop(raw);
+    // A write quoting the version a watch gave is a write against the
+    // object as that version saw it...
+    let mut edited = from_watch.clone();
+    edited["data"]["k"] = "v2".into();
+    let file = kc.with_file_name("edited.json");
+    std::fs::write(&file, edited.to_string()).unwrap();
+    ok(bin, &kc, &["replace", "--validate=false", "-f", file.to_str().unwrap()]);
+    assert_eq!(ok(bin, &kc, &["get", "cm", "watched", "-o", "jsonpath={.data.k}"]), "v2");
+    // ...so the same version again is stale: a conflict, as in Kubernetes.
+    edited["data"]["k"] = "v3".into();
+    std::fs::write(&file, edited.to_string()).unwrap();
+    let err = fails(bin, &kc, &["replace", "--validate=false", "-f", file.to_str().unwrap()]);
+    assert!(err.contains("Conflict") || err.contains("modified"), "{err}");
+    for (stale, says) in [("w00000000-1", "another node"), ("12345.0abc", "list again")] {
+        let out = ok(
+            bin,
+            &kc,
+            &["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={stale}")],
+        );
+        let e: Value = serde_json::from_str(out.lines().next().unwrap_or("")).unwrap();
+        assert_eq!((e["type"].as_str(), e["object"]["code"].as_i64()), (Some("ERROR"), Some(410)), "{out}");
+        assert_eq!(e["object"]["reason"], "Expired", "{out}");
+        assert!(e["object"]["message"].as_str().unwrap().contains(says), "{out}");
+    }
+    // delete waits for the object to go, through a watch.
+    let out = ok(bin, &kc, &["delete", "cm", "watched", "--wait", "--timeout", "20s"]);
+    assert!(out.contains("deleted"), "{out}");
+}

@@ -5,7 +5,7 @@
 //!
 //! One table (`RESOURCES`) lists what Shoal serves; the documents are
 //! built from it (pure), so a resource is advertised exactly as routed:
-//! verbs name only what works (no `watch` or `patch` until they do).
+//! verbs name only what works (every list can be watched, see `watch`).
 
 use axum::extract::Path;
 use axum::http::HeaderMap;
@@ -30,10 +30,10 @@ pub struct Resource {
     pub object_gv: Option<(&'static str, &'static str)>,
 }
 
-const CRUD: &[&str] = &["create", "delete", "get", "list", "patch", "update"];
+const CRUD: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 /// Secrets take no PATCH: a GET shows them without their values.
-const CRUD_NO_PATCH: &[&str] = &["create", "delete", "get", "list", "update"];
-const READ: &[&str] = &["get", "list"];
+const CRUD_NO_PATCH: &[&str] = &["create", "delete", "get", "list", "update", "watch"];
+const READ: &[&str] = &["get", "list", "watch"];
 const ALL: &[&str] = &["all"];
 
 const fn r(
@@ -58,7 +58,7 @@ pub const RESOURCES: &[Resource] = &[
     r("", "endpoints", "Endpoints", true, &["get"], &["ep"], &[]),
     r("", "configmaps", "ConfigMap", true, CRUD, &["cm"], &[]),
     r("", "secrets", "Secret", true, CRUD_NO_PATCH, &[], &[]),
-    r("", "events", "Event", true, &["list"], &["ev"], &[]),
+    r("", "events", "Event", true, &["list", "watch"], &["ev"], &[]),
     r("apps", "deployments", "Deployment", true, CRUD, &["deploy"], ALL),
     Resource {
         object_gv: Some(("autoscaling", "v1")),

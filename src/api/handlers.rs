@@ -81,7 +81,9 @@ pub(crate) async fn commit(ctx: &Ctx, changes: Changes) -> Result<(), ApiError> 
 
 // ---------- objects ----------
 
-fn list_of(ctx: &Ctx, kind: Kind, ns: Option<&str>) -> Res {
+/// The objects of one kind as the API shows them (Secrets with their
+/// values only if `reveal`): what lists and the watch cache serve.
+pub(crate) fn objects(ctx: &Ctx, kind: Kind, ns: Option<&str>, reveal: bool) -> Result<Vec<Value>, ApiError> {
     let snap = ctx.db.snapshot();
     let plan = ctx.plan.borrow().clone();
     let view = ctx.view.borrow().clone();
@@ -99,12 +101,16 @@ fn list_of(ctx: &Ctx, kind: Kind, ns: Option<&str>) -> Res {
             super::services::decorate(item, &plan, &view, ctx.proxy.as_deref());
         }
     }
-    if kind == Kind::Secret {
+    if kind == Kind::Secret && reveal {
         for item in &mut items {
             super::secrets::reveal(ctx, &snap, item)?;
         }
     }
-    Ok(Json(render::list(kind.as_str(), kind.api_version(), items)))
+    Ok(items)
+}
+
+fn list_of(ctx: &Ctx, kind: Kind, ns: Option<&str>) -> Res {
+    Ok(Json(render::list(kind.as_str(), kind.api_version(), objects(ctx, kind, ns, true)?)))
 }
 
 fn get_of(ctx: &Ctx, key: ObjectKey) -> Res {
@@ -131,8 +137,16 @@ fn parse_body(
     kind: Kind,
     ns: &str,
 ) -> Result<(crate::model::parse::Parsed, Vec<Issue>), ApiError> {
-    let value: Value = serde_json::from_slice(body)
+    let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    // A version from a watch event (the watch cache's) stands for the
+    // object's own version at that time.
+    if let Some(rv) = value.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let scope = if kind.namespaced() { ns } else { "" };
+        let own = ctx.watch_cache.stamp_version(rv, kind.plural(), scope, name);
+        value["metadata"]["resourceVersion"] = json!(own);
+    }
     let out = parse::parse_json(value, &ctx.validation, ns);
     if !out.errors.is_empty() {
         let msg =
@@ -502,21 +516,24 @@ fn allocated(ctx: &Ctx) -> BTreeMap<String, (Resources, usize)> {
     out
 }
 
-pub async fn list_nodes(State(ctx): State<Ctx>) -> Json<Value> {
+/// Every node as the API shows it.
+pub(crate) fn nodes(ctx: &Ctx) -> Vec<Value> {
     let view = ctx.view.borrow().clone();
     let plan = ctx.plan.borrow().clone();
-    let alloc = allocated(&ctx);
+    let alloc = allocated(ctx);
     let snap = ctx.db.snapshot();
-    let items = view
-        .nodes
+    view.nodes
         .values()
         .map(|n| {
             let (r, c) = alloc.get(&n.info.name).copied().unwrap_or_default();
             let m = snap.maintenance.get(&n.info.name).copied();
             render::node_json(n, plan.schedulable.contains(&n.info.name), m, r, c)
         })
-        .collect();
-    Json(render::list("Node", "v1", items))
+        .collect()
+}
+
+pub async fn list_nodes(State(ctx): State<Ctx>) -> Json<Value> {
+    Json(render::list("Node", "v1", nodes(&ctx)))
 }
 
 pub async fn get_node(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
@@ -529,7 +546,7 @@ pub async fn get_node(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
     Ok(Json(render::node_json(n, sched, m, r, c)))
 }
 
-fn events_json(ctx: &Ctx, ns: Option<&str>) -> Value {
+pub(crate) fn events_json(ctx: &Ctx, ns: Option<&str>) -> Value {
     let mut events = ctx.events.list(|e| ns.is_none_or(|n| e.namespace == n));
     // A CronJob's missed times are reported by whichever node fired it;
     // its record carries them to every node, so any node lists them.
@@ -557,9 +574,15 @@ fn events_json(ctx: &Ctx, ns: Option<&str>) -> Value {
         .map(|e| {
             let t =
                 humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(e.time_ms)).to_string();
+            // Named as Kubernetes names events (object name, a unique
+            // suffix), so that watches and `kubectl get events` key them.
+            let id = blake3::hash(
+                format!("{}\0{}\0{}\0{}\0{}", e.time_ms, e.object_kind, e.reason, e.message, e.node).as_bytes(),
+            );
+            let name = format!("{}.{}", e.name, &id.to_hex()[..16]);
             json!({
                 "apiVersion": "v1", "kind": "Event",
-                "metadata": {"namespace": e.namespace},
+                "metadata": {"namespace": e.namespace, "name": name, "creationTimestamp": t},
                 "type": e.kind, "reason": e.reason, "message": e.message,
                 "involvedObject": {"kind": e.object_kind, "namespace": e.namespace, "name": e.name},
                 "source": {"host": e.node}, "lastTimestamp": t, "eventTime": t,

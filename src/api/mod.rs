@@ -4,6 +4,8 @@
 //!   plain HTTP for loopback); `discovery`: Kubernetes API discovery; `handlers`, `logs`, `services`,
 //!   `rollouts`, `maintenance`, `secrets`: endpoints; `patch`: PATCH;
 //! - `tables`: `kubectl get`'s server-side tables;
+//! - `watch`: lists with selectors and watches, over `watchcache` (this
+//!   node's recent versions) and `selector` (label and field selectors);
 //! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
@@ -18,6 +20,9 @@ pub mod patch;
 pub mod render;
 pub mod rollouts;
 pub mod secrets;
+pub mod selector;
 pub mod server;
 pub mod services;
 pub mod tables;
+pub mod watch;
+pub mod watchcache;

@@ -129,7 +129,7 @@ pub fn replicaset_json(ns: &str, r: &Revision, d: &Deployment, plan: &PlanView, 
 }
 
 /// Every ReplicaSet in `ns` (all when `None`).
-fn replicasets(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, ns: Option<&str>) -> Vec<Value> {
+pub(crate) fn replicasets(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, ns: Option<&str>) -> Vec<Value> {
     let mut out = Vec::new();
     for o in snapshot.of_kind(Kind::Deployment) {
         let Object::Deployment(d) = &o.object else { continue };

@@ -55,6 +55,8 @@ pub struct ApiCtx {
     pub key_peers: Option<Arc<dyn super::secrets::KeyPeers>>,
     /// TLS to other nodes' APIs (trusting the cluster CA).
     pub api_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Recent versions of every listed object, for watches.
+    pub watch_cache: super::watchcache::WatchCache,
 }
 
 /// Why a cluster operation failed.
@@ -132,6 +134,25 @@ async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
         .get_or_create(&vec![("method".into(), method), ("code".into(), resp.status().as_u16().to_string())])
         .inc();
     resp
+}
+
+/// Bodies in a binary encoding (Kubernetes' protobuf, CBOR) get 415, on
+/// which client-go (1.31 and later) retries in JSON.
+async fn media_types(req: Request, next: Next) -> Response {
+    let binary = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf") || c.starts_with("application/cbor"));
+    if binary {
+        return ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "this server reads JSON bodies (Content-Type: application/json), not protobuf or CBOR",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn fallback() -> ApiError {
@@ -231,7 +252,9 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/shoal/v1/cluster", get(h::cluster))
         .route("/shoal/v1/token", get(h::get_token).post(h::rotate_token))
         .fallback(fallback)
+        .layer(middleware::from_fn_with_state(ctx.clone(), super::watch::lists))
         .layer(middleware::from_fn(super::tables::negotiate))
+        .layer(middleware::from_fn(media_types))
         .layer(middleware::from_fn_with_state(ctx.clone(), auth))
         .with_state(ctx)
 }

@@ -291,6 +291,7 @@ impl Node {
             keys: Some(keys.clone()),
             key_peers: Some(key_exchange.clone()),
             api_tls: crate::net::tls::api_client_config(&id.ca_cert_pem).ok().map(Arc::new),
+            watch_cache: Default::default(),
         });
         let shutdown = a.shutdown_signal();
         let mut tasks = vec![tokio::spawn(async move {
