@@ -161,7 +161,7 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
     assert_eq!(ok(bin, &kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
     let cm = kc.with_file_name("cm.yaml");
     std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-kubectl}\ndata: {k: v}\n").unwrap();
-    let out = ok(bin, &kc, &["apply", "--validate=false", "-f", cm.to_str().unwrap()]);
+    let out = ok(bin, &kc, &["apply", "-f", cm.to_str().unwrap()]);
     assert!(out.contains("configmap/from-kubectl created"), "{out}");
     assert_eq!(ok(bin, &kc, &["get", "cm", "from-kubectl", "-o", "jsonpath={.data.k}"]), "v");
     // PATCH: label and annotate (strategic merge on maps), merge and JSON
@@ -418,7 +418,7 @@ fn kubectl_selects_watches_waits_and_resumes_from_watch_versions() {
     );
     let cm = kc.with_file_name("watched.yaml");
     std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {k: v1}\n").unwrap();
-    ok(bin, &kc, &["create", "--validate=false", "-f", cm.to_str().unwrap()]);
+    ok(bin, &kc, &["create", "-f", cm.to_str().unwrap()]);
     let line = raw.expect(20, "ADDED for the new ConfigMap", |l| l.contains("\"ADDED\"") && l.contains("watched"));
     let event: Value = serde_json::from_str(&line).unwrap();
     let from_watch = event["object"].clone();
@@ -431,12 +431,12 @@ fn kubectl_selects_watches_waits_and_resumes_from_watch_versions() {
     edited["data"]["k"] = "v2".into();
     let file = kc.with_file_name("edited.json");
     std::fs::write(&file, edited.to_string()).unwrap();
-    ok(bin, &kc, &["replace", "--validate=false", "-f", file.to_str().unwrap()]);
+    ok(bin, &kc, &["replace", "-f", file.to_str().unwrap()]);
     assert_eq!(ok(bin, &kc, &["get", "cm", "watched", "-o", "jsonpath={.data.k}"]), "v2");
     // ...so the same version again is stale: a conflict, as in Kubernetes.
     edited["data"]["k"] = "v3".into();
     std::fs::write(&file, edited.to_string()).unwrap();
-    let err = fails(bin, &kc, &["replace", "--validate=false", "-f", file.to_str().unwrap()]);
+    let err = fails(bin, &kc, &["replace", "-f", file.to_str().unwrap()]);
     assert!(err.contains("Conflict") || err.contains("modified"), "{err}");
     for (stale, says) in [("w00000000-1", "another node"), ("12345.0abc", "list again")] {
         let out = ok(

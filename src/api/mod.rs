@@ -3,7 +3,8 @@
 //! - `server`: routes, auth, limits; `listen`: the port (HTTPS, and
 //!   plain HTTP for loopback); `discovery`: Kubernetes API discovery; `handlers`, `logs`, `services`,
 //!   `rollouts`, `maintenance`, `secrets`: endpoints; `patch`: PATCH;
-//! - `tables`: `kubectl get`'s server-side tables;
+//! - `tables`: `kubectl get`'s server-side tables; `openapi`: the OpenAPI
+//!   documents kubectl reads before it writes;
 //! - `watch`: lists with selectors and watches, over `watchcache` (this
 //!   node's recent versions) and `selector` (label and field selectors);
 //! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
@@ -16,6 +17,7 @@ pub mod handlers;
 pub mod listen;
 pub mod logs;
 pub mod maintenance;
+pub mod openapi;
 pub mod patch;
 pub mod render;
 pub mod rollouts;

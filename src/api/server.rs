@@ -173,6 +173,9 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/apis", get(super::discovery::get_apis))
         .route("/apis/{group}", get(super::discovery::get_group))
         .route("/apis/{group}/{version}", get(super::discovery::get_group_version))
+        .route("/openapi/v2", get(super::openapi::get_v2))
+        .route("/openapi/v3", get(super::openapi::get_v3_root))
+        .route("/openapi/v3/{*gv}", get(super::openapi::get_v3))
         // Namespaces (cluster-scoped).
         .route("/api/v1/namespaces", get(h::list_namespaces).post(h::create_namespace))
         .route("/api/v1/namespaces/{name}", get(h::get_namespace).put(h::replace_namespace).delete(h::delete_namespace))
