@@ -155,8 +155,7 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
         assert!(err.contains("NotFound") && err.contains("nothing-here"), "{v}: {err}");
     }
     let bin = &bins[bins.len() - 1];
-    // Writes kubectl can make today: scale, a first apply without
-    // validation (no /openapi/v3 yet), delete.
+    // Writes: scale, apply, delete.
     ok(bin, &kc, &["scale", "deploy", "web", "--replicas", "3"]);
     assert_eq!(ok(bin, &kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
     let cm = kc.with_file_name("cm.yaml");
@@ -165,7 +164,7 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
     assert!(out.contains("configmap/from-kubectl created"), "{out}");
     assert_eq!(ok(bin, &kc, &["get", "cm", "from-kubectl", "-o", "jsonpath={.data.k}"]), "v");
     // PATCH: label and annotate (strategic merge on maps), merge and JSON
-    // patches; a strategic patch of a list is refused with what to use.
+    // patches.
     let out = ok(bin, &kc, &["label", "deploy", "web", "tier=front"]);
     assert!(out.contains("deployment.apps/web labeled"), "{out}");
     assert_eq!(ok(bin, &kc, &["get", "deploy", "web", "-o", "jsonpath={.metadata.labels.tier}"]), "front");
@@ -180,10 +179,87 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
         &["patch", "cm", "from-kubectl", "--type", "json", "-p", r#"[{"op":"add","path":"/data/k2","value":"v2"}]"#],
     );
     assert_eq!(ok(bin, &kc, &["get", "cm", "from-kubectl", "-o", "jsonpath={.data.k2}"]), "v2");
-    let err = fails(bin, &kc, &["set", "image", "deploy/web", "web=elsewhere:1"]);
-    assert!(err.contains("--type merge"), "{err}");
+    // Strategic merge patches of lists: set env merges env by name.
+    ok(bin, &kc, &["set", "env", "deploy/web", "GREETING=hi"]);
+    ok(bin, &kc, &["set", "env", "deploy/web", "OTHER=1"]);
+    let env = ok(bin, &kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].env[*].name}"]);
+    assert_eq!(env, "GREETING OTHER", "{env}");
     let out = ok(bin, &kc, &["delete", "cm", "from-kubectl"]);
     assert!(out.contains("deleted"), "{out}");
+
+    // kubectl apply, as people use it: create, then change the manifest
+    // and apply again (a three-way strategic merge patch computed by
+    // kubectl), with its default strict validation done by the server.
+    for b in &bins {
+        let v = b.display();
+        let app = kc.with_file_name("app.yaml");
+        let manifest = web_deployment("app", 1).replace("      containers:", "      affinity: {}\n      containers:");
+        std::fs::write(&app, &manifest).unwrap();
+        let o = kubectl(b, &kc, &["apply", "-f", app.to_str().unwrap()]);
+        assert!(o.status.success(), "{v}: {o:?}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("deployment.apps/app created"), "{v}: {o:?}");
+        // A Kubernetes field Shoal does not use: applied, with a warning.
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("Warning: spec.template.spec.affinity: not supported"), "{v}: {err}");
+        // Applied again as it is: nothing to change.
+        std::fs::write(&app, web_deployment("app", 1)).unwrap();
+        ok(b, &kc, &["apply", "-f", app.to_str().unwrap()]);
+        let out = ok(b, &kc, &["apply", "-f", app.to_str().unwrap()]);
+        assert!(out.contains("unchanged"), "{v}: {out}");
+        // Changed: two replicas and an env var; an env var set by hand
+        // survives (it was never in the applied manifest).
+        ok(b, &kc, &["set", "env", "deploy/app", "BY_HAND=1"]);
+        // (Without the field Shoal drops: kept in the manifest, it would
+        // differ from the stored object at every apply.)
+        let changed = web_deployment("app", 1)
+            .replace("replicas: 1", "replicas: 2")
+            .replace("          command:", "          env: [{name: FROM_FILE, value: \"x\"}]\n          command:");
+        std::fs::write(&app, &changed).unwrap();
+        let out = ok(b, &kc, &["apply", "-f", app.to_str().unwrap()]);
+        assert!(out.contains("deployment.apps/app configured"), "{v}: {out}");
+        let got = ok(
+            b,
+            &kc,
+            &[
+                "get",
+                "deploy",
+                "app",
+                "-o",
+                "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].env[*].name}",
+            ],
+        );
+        let mut words: Vec<&str> = got.split_whitespace().collect();
+        words[1..].sort();
+        assert_eq!(words, ["2", "BY_HAND", "FROM_FILE"], "{v}");
+        let last = ok(
+            b,
+            &kc,
+            &[
+                "get",
+                "deploy",
+                "app",
+                "-o",
+                "jsonpath={.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}",
+            ],
+        );
+        assert!(last.contains("FROM_FILE"), "{v}: kubectl's record of what it applied: {last}");
+        ok(b, &kc, &["delete", "-f", app.to_str().unwrap()]);
+        // A field Kubernetes does not have: refused under kubectl's
+        // default (Strict), a warning when asked for (Warn).
+        let typo = kc.with_file_name("typo.yaml");
+        std::fs::write(&typo, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: typo, lables: {a: b}}\ndta: {k: v}\n")
+            .unwrap();
+        let err = fails(b, &kc, &["create", "-f", typo.to_str().unwrap()]);
+        assert!(
+            err.contains("strict decoding error")
+                && err.contains("unknown field \"dta\"")
+                && err.contains("metadata.lables"),
+            "{v}: {err}"
+        );
+        let o = kubectl(b, &kc, &["create", "--validate=warn", "-f", typo.to_str().unwrap()]);
+        assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Warning: dta"), "{v}: {o:?}");
+        ok(b, &kc, &["delete", "cm", "typo"]);
+    }
 
     // A foreign CA: refused, and kubectl says why.
     let foreign = shoal::net::tls::Identity::create_cluster("elsewhere").unwrap();

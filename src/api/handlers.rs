@@ -20,7 +20,8 @@ use crate::state::WriteError;
 use crate::state::apply::{Changes, Mode, ObjectResult, plan_apply, plan_delete};
 
 type Res = Result<Json<Value>, ApiError>;
-type Written = Result<(StatusCode, Json<Value>), ApiError>;
+type Written = Result<(StatusCode, axum::http::HeaderMap, Json<Value>), ApiError>;
+use super::write_options::WriteQuery;
 
 pub async fn version() -> Json<Value> {
     Json(json!({
@@ -166,8 +167,19 @@ fn parse_body(
     Ok((p, out.warnings))
 }
 
-async fn write_one(ctx: &Ctx, kind: Kind, ns: &str, name: Option<&str>, body: &[u8], mode: Mode) -> Written {
-    let (parsed, _warnings) = parse_body(ctx, body, kind, ns)?;
+async fn write_one(
+    ctx: &Ctx,
+    kind: Kind,
+    ns: &str,
+    name: Option<&str>,
+    body: &[u8],
+    mode: Mode,
+    q: &WriteQuery,
+) -> Written {
+    let validation = q.validation()?;
+    q.refuse_dry_run()?;
+    let (parsed, warnings) = parse_body(ctx, body, kind, ns)?;
+    let headers = super::write_options::warnings(validation, &warnings)?;
     let key = parsed.object.key();
     if let Some(n) = name
         && key.name != n
@@ -187,7 +199,7 @@ async fn write_one(ctx: &Ctx, kind: Kind, ns: &str, name: Option<&str>, body: &[
         commit(ctx, changes).await?;
     }
     let code = if mode == Mode::Create { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((code, get_of(ctx, key)?))
+    Ok((code, headers, get_of(ctx, key)?))
 }
 
 async fn delete_one(ctx: &Ctx, key: ObjectKey) -> Res {
@@ -219,15 +231,21 @@ macro_rules! kind_handlers {
         pub async fn $get(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
             get_of(&ctx, key($kind, &ns, &name))
         }
-        pub async fn $create(State(ctx): State<Ctx>, Path(ns): Path<String>, Limited(body): Limited) -> Written {
-            write_one(&ctx, $kind, &ns, None, &body, Mode::Create).await
+        pub async fn $create(
+            State(ctx): State<Ctx>,
+            Path(ns): Path<String>,
+            Query(q): Query<WriteQuery>,
+            Limited(body): Limited,
+        ) -> Written {
+            write_one(&ctx, $kind, &ns, None, &body, Mode::Create, &q).await
         }
         pub async fn $replace(
             State(ctx): State<Ctx>,
             Path((ns, name)): Path<(String, String)>,
+            Query(q): Query<WriteQuery>,
             Limited(body): Limited,
         ) -> Written {
-            write_one(&ctx, $kind, &ns, Some(&name), &body, Mode::Replace).await
+            write_one(&ctx, $kind, &ns, Some(&name), &body, Mode::Replace, &q).await
         }
         pub async fn $delete(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
             delete_one(&ctx, key($kind, &ns, &name)).await
@@ -244,6 +262,7 @@ async fn patch_of(
     name: &str,
     headers: &axum::http::HeaderMap,
     body: &[u8],
+    q: &WriteQuery,
 ) -> Written {
     let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let ty = super::patch::PatchType::from_content_type(ct)?;
@@ -256,7 +275,7 @@ async fn patch_of(
         m.remove("resourceVersion");
     }
     let bytes = serde_json::to_vec(&patched).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    write_one(ctx, kind, ns, Some(name), &bytes, Mode::Replace).await
+    write_one(ctx, kind, ns, Some(name), &bytes, Mode::Replace, q).await
 }
 
 macro_rules! patch_handler {
@@ -265,9 +284,10 @@ macro_rules! patch_handler {
             State(ctx): State<Ctx>,
             Path((ns, name)): Path<(String, String)>,
             headers: axum::http::HeaderMap,
+            Query(q): Query<WriteQuery>,
             Limited(body): Limited,
         ) -> Written {
-            patch_of(&ctx, $kind, &ns, &name, &headers, &body).await
+            patch_of(&ctx, $kind, &ns, &name, &headers, &body, &q).await
         }
     };
 }
@@ -333,11 +353,16 @@ pub async fn list_namespaces(State(ctx): State<Ctx>) -> Res {
 pub async fn get_namespace(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
     get_of(&ctx, key(Kind::Namespace, "", &name))
 }
-pub async fn create_namespace(State(ctx): State<Ctx>, Limited(body): Limited) -> Written {
-    write_one(&ctx, Kind::Namespace, "", None, &body, Mode::Create).await
+pub async fn create_namespace(State(ctx): State<Ctx>, Query(q): Query<WriteQuery>, Limited(body): Limited) -> Written {
+    write_one(&ctx, Kind::Namespace, "", None, &body, Mode::Create, &q).await
 }
-pub async fn replace_namespace(State(ctx): State<Ctx>, Path(name): Path<String>, Limited(body): Limited) -> Written {
-    write_one(&ctx, Kind::Namespace, "", Some(&name), &body, Mode::Replace).await
+pub async fn replace_namespace(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    Query(q): Query<WriteQuery>,
+    Limited(body): Limited,
+) -> Written {
+    write_one(&ctx, Kind::Namespace, "", Some(&name), &body, Mode::Replace, &q).await
 }
 pub async fn delete_namespace(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
     delete_one(&ctx, key(Kind::Namespace, "", &name)).await

@@ -2,7 +2,9 @@
 //!
 //! - `server`: routes, auth, limits; `listen`: the port (HTTPS, and
 //!   plain HTTP for loopback); `discovery`: Kubernetes API discovery; `handlers`, `logs`, `services`,
-//!   `rollouts`, `maintenance`, `secrets`: endpoints; `patch`: PATCH;
+//!   `rollouts`, `maintenance`, `secrets`: endpoints; `patch`: PATCH (`strategic`: Kubernetes'
+//!   strategic merge patch); `write_options`: fieldValidation, dryRun and
+//!   Warning headers;
 //! - `tables`: `kubectl get`'s server-side tables; `openapi`: the OpenAPI
 //!   documents kubectl reads before it writes;
 //! - `watch`: lists with selectors and watches, over `watchcache` (this
@@ -25,6 +27,8 @@ pub mod secrets;
 pub mod selector;
 pub mod server;
 pub mod services;
+pub mod strategic;
 pub mod tables;
 pub mod watch;
 pub mod watchcache;
+pub mod write_options;

@@ -20,7 +20,7 @@ use super::{DEFAULT_NAMESPACE, Kind, Object};
 pub const MAX_DOCUMENTS: usize = 1000;
 
 /// Where an issue was found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Issue {
     /// File name as given by the client (`-` for stdin), empty for API bodies.
     #[serde(default, skip_serializing_if = "String::is_empty")]
