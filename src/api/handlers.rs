@@ -140,6 +140,12 @@ fn parse_body(
 ) -> Result<(crate::model::parse::Parsed, Vec<Issue>), ApiError> {
     let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    // The endpoint names the kind: a body may leave it out, as Kubernetes
+    // allows (typed clients do).
+    if let Some(m) = value.as_object_mut() {
+        m.entry("kind").or_insert_with(|| json!(kind.as_str()));
+        m.entry("apiVersion").or_insert_with(|| json!(kind.api_version()));
+    }
     // A version from a watch event (the watch cache's) stands for the
     // object's own version at that time.
     if let Some(rv) = value.pointer("/metadata/resourceVersion").and_then(Value::as_str) {

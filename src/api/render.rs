@@ -130,6 +130,8 @@ pub fn pod_json(
                     let mut v = json!({
                         "name": c.name, "ready": c.ready, "restartCount": c.restart_count,
                         "state": container_state_json(&c.state), "image": c.image,
+                        // Required by strict clients; Shoal does not track image digests.
+                        "imageID": "",
                     });
                     if let Some(l) = &c.last_state {
                         v["lastState"] = container_state_json(l);
@@ -344,6 +346,7 @@ fn orphan_pod_json(s: &PodStatus) -> Value {
             "conditions": [condition("Ready", s.ready, "", "")],
             "containerStatuses": s.containers.iter().map(|c| json!({
                 "name": c.name, "ready": c.ready, "restartCount": c.restart_count, "state": container_state_json(&c.state),
+                "image": c.image, "imageID": "",
             })).collect::<Vec<_>>(),
         },
     })
@@ -509,9 +512,14 @@ pub fn node_json(
             "capacity": res(i.capacity, i.max_pods),
             "allocatable": res(i.allocatable, i.max_pods),
             "allocated": {"cpu": format_cpu_millis(allocated.cpu_millis), "memory": format_memory_bytes(allocated.memory_bytes), "pods": pod_count.to_string()},
+            // Every field Kubernetes' NodeSystemInfo requires (strict
+            // clients such as the Python client refuse a node without
+            // them); "" where a node does not gossip the fact.
             "nodeInfo": {
                 "architecture": i.arch, "operatingSystem": i.os, "kubeletVersion": i.version,
+                "containerRuntimeVersion": i.runtimes.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
                 "containerRuntimes": i.runtimes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "kubeProxyVersion": "", "kernelVersion": "", "osImage": "", "machineID": "", "systemUUID": "", "bootID": "",
             },
             // What the node itself reports running (a pod moving away counts
             // until its new copy is ready and the old one stopped).
