@@ -1,5 +1,6 @@
 //! The official Kubernetes Python client (`kubernetes` on PyPI) against a
-//! real node, through the kubeconfig `shoal kubeconfig` writes: strict
+//! real 3-node cluster (writes replicate, pods and their logs are spread
+//! over the nodes), through the kubeconfig `shoal kubeconfig` writes: strict
 //! decoding of nodes and pods, writes, patches, the scale subresource,
 //! selectors, logs, and watches (from a list's version, from none, and
 //! 410 for a foreign one). The checks are in `tests/python/k8s_client.py`.
@@ -34,12 +35,13 @@ fn the_official_python_client_reads_writes_patches_and_watches() {
         );
         return;
     };
-    let node = TestNode::start("py1", FAST, &[]);
+    let c = Cluster::start(3, FAST);
+    let node = &c.nodes[1];
     let kc = node.dir.join("kube").join("config");
     std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
     node.ok(&["kubeconfig", "--write", "--kubeconfig", kc.to_str().unwrap()]);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/k8s_client.py");
-    let o = Command::new(&py).arg(&script).arg(&kc).output().expect("run python");
+    let o = Command::new(&py).arg(&script).arg(&kc).arg("3").output().expect("run python");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success() && out.contains("ALL OK"),

@@ -238,7 +238,14 @@ fn merge_list(current: Value, patch: &[Value], path: &mut Vec<String>) -> Result
                             list.remove(i);
                         }
                     }
-                    None => list.push(Value::Object(without_directives(pm))),
+                    None => {
+                        // A new element goes through the same merge (its
+                        // own lists by their keys, its directives obeyed).
+                        let mut fresh = Value::Null;
+                        if merge_map(&mut fresh, pm, path)? {
+                            list.push(fresh);
+                        }
+                    }
                 }
             }
         }
@@ -334,6 +341,59 @@ mod tests {
         let mut merged = deploy();
         super::super::patch::merge(&mut merged, &p);
         assert_eq!(apply(&deploy(), &p).unwrap(), merged);
+    }
+
+    fn container() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        ("[a-d]", proptest::option::of("[x-z]"), proptest::collection::vec(("[A-C]", "[0-2]"), 0..3)).prop_map(
+            |(name, image, env)| {
+                let mut c = json!({"name": name});
+                if let Some(i) = image {
+                    c["image"] = json!(i);
+                }
+                if !env.is_empty() {
+                    c["env"] = json!(env.into_iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>());
+                }
+                c
+            },
+        )
+    }
+
+    proptest::proptest! {
+        /// Applying a patch twice is applying it once; containers stay
+        /// unique by name; every container the patch names is there, with
+        /// the image the patch gives it; containers it does not name are
+        /// untouched.
+        #[test]
+        fn list_merges_are_idempotent_and_keyed(
+            orig in proptest::collection::vec(container(), 0..4),
+            patch in proptest::collection::vec(container(), 0..4),
+        ) {
+            let dedup = |v: Vec<Value>| {
+                let mut seen = std::collections::BTreeSet::new();
+                v.into_iter().filter(|c| seen.insert(c["name"].as_str().unwrap().to_string())).collect::<Vec<_>>()
+            };
+            let (orig, patch) = (dedup(orig), dedup(patch));
+            let o = json!({"spec": {"containers": orig}});
+            let p = json!({"spec": {"containers": patch}});
+            let once = apply(&o, &p).unwrap();
+            proptest::prop_assert_eq!(&apply(&once, &p).unwrap(), &once);
+            let out = once["spec"]["containers"].as_array().unwrap();
+            let names: Vec<&str> = out.iter().map(|c| c["name"].as_str().unwrap()).collect();
+            let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+            proptest::prop_assert_eq!(names.len(), unique.len());
+            for pc in &patch {
+                let got = out.iter().find(|c| c["name"] == pc["name"]).unwrap();
+                if let Some(i) = pc.get("image") {
+                    proptest::prop_assert_eq!(&got["image"], i);
+                }
+            }
+            for oc in &orig {
+                if !patch.iter().any(|pc| pc["name"] == oc["name"]) {
+                    proptest::prop_assert!(out.contains(oc));
+                }
+            }
+        }
     }
 
     #[test]

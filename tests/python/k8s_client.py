@@ -1,7 +1,7 @@
 """The official Kubernetes Python client (`kubernetes` on PyPI) against a
 Shoal node: typed reads (strict decoding), writes, patches, the scale
 subresource, selectors, logs and watches. Run by tests/python_client.rs
-with the kubeconfig `shoal kubeconfig` writes; exits non-zero with the
+with the kubeconfig `shoal kubeconfig` writes and the number of nodes; exits non-zero with the
 first failed check."""
 
 import sys
@@ -36,7 +36,9 @@ def poll(secs, what, f):
 
 # Nodes decode strictly into V1Node.
 nodes = v1.list_node().items
-check(len(nodes) == 1 and nodes[0].status.node_info.architecture, "list_node decodes")
+WANT_NODES = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+check(len(nodes) == WANT_NODES and all(n.status.node_info.architecture for n in nodes),
+      f"list_node decodes {WANT_NODES} nodes")
 check(v1.read_node(nodes[0].metadata.name).metadata.name == nodes[0].metadata.name, "read_node")
 
 # ConfigMaps: create, read, patch (a dict is a strategic merge patch), replace, delete.
