@@ -32,7 +32,9 @@ class Node:
         if self.join and not os.path.exists(self.dir + "/data/identity.json"):
             args += ["--join", self.join + ":7421", "--token", self.token]
         self.log = open(self.dir + "/node.log", "a")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        # The data key beside the data dir, not in /etc/shoal/keys.
+        env = dict(os.environ, SHOAL_DATA_KEY_FILE=self.dir + "/data-key.json")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
