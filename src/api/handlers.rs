@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::render;
 use super::server::{Ctx, Limited};
+use super::write_options::WriteQuery;
 use crate::model::parse::{self, Issue, SourceFile};
 use crate::model::pods::Resources;
 use crate::model::{DEFAULT_NAMESPACE, Kind, ObjectKey};
@@ -21,7 +22,6 @@ use crate::state::apply::{Changes, Mode, ObjectResult, plan_apply, plan_delete};
 
 type Res = Result<Json<Value>, ApiError>;
 type Written = Result<(StatusCode, axum::http::HeaderMap, Json<Value>), ApiError>;
-use super::write_options::WriteQuery;
 
 pub async fn version() -> Json<Value> {
     Json(json!({

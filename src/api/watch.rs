@@ -36,7 +36,7 @@ use super::discovery::{RESOURCES, Resource};
 use super::error::ApiError;
 use super::selector::Selectors;
 use super::server::Ctx;
-use super::watchcache::{Change, Start, bad_option, changes, current, expired};
+use super::watchcache::{Change, Start, changes, current};
 
 /// A watch's default length, as a client sees it (Kubernetes picks 30–60
 /// minutes).
@@ -143,6 +143,20 @@ fn watch(
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// A `resourceVersion` that starts nowhere: a 410 Expired `Status`, as a
+/// watch sends it in an ERROR event.
+pub fn expired(message: &str) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": "Expired", "code": 410,
+    })
+}
+
+/// Bad list or watch options.
+pub fn bad_option(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(e.to_string())
 }
 
 /// The client is gone.

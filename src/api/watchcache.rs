@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::error::ApiError;
 use super::server::Ctx;
 
 /// How long the cache keeps rendering after the last list or watch.
@@ -226,22 +225,6 @@ pub fn current(
         .collect()
 }
 
-/// The resources the cache holds: every one the API lists.
-pub const RESOURCES: &[&str] = &[
-    "namespaces",
-    "nodes",
-    "pods",
-    "services",
-    "configmaps",
-    "secrets",
-    "events",
-    "deployments",
-    "replicasets",
-    "daemonsets",
-    "jobs",
-    "cronjobs",
-];
-
 /// Renders every listable object (Secrets without their values: a watch
 /// reveals them as it sends them).
 pub fn render(ctx: &Ctx) -> Vec<(WKey, Value)> {
@@ -375,8 +358,9 @@ impl WatchCache {
     }
 }
 
+/// The name a resource has in the world's keys (discovery's).
 fn static_resource(r: &str) -> &'static str {
-    RESOURCES.iter().find(|x| **x == r).copied().unwrap_or("")
+    super::discovery::RESOURCES.iter().find(|x| x.name == r).map(|x| x.name).unwrap_or("")
 }
 
 /// Keeps the cache current while it is used: renders on every change of
@@ -402,20 +386,6 @@ async fn run(ctx: Ctx) {
         }
         cache.refresh(&ctx, false);
     }
-}
-
-/// A `resourceVersion` that starts nowhere: a 410 Expired `Status`, as a
-/// watch sends it in an ERROR event.
-pub fn expired(message: &str) -> Value {
-    serde_json::json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {},
-        "status": "Failure", "message": message, "reason": "Expired", "code": 410,
-    })
-}
-
-/// Bad list or watch options.
-pub fn bad_option(e: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(e.to_string())
 }
 
 #[cfg(test)]

@@ -75,9 +75,12 @@ apps.patch_namespaced_deployment("py-web", NS, {"spec": {"template": {"spec": {"
     {"name": "main", "env": [{"name": "FROM_PATCH", "value": "1"}]}]}}}})
 c = apps.read_namespaced_deployment("py-web", NS).spec.template.spec.containers[0]
 check(c.command[0] == "sh" and [e.name for e in c.env] == ["FROM_PATCH"], "a strategic patch merges a container by name")
-pods = poll(60, "two py-web pods Running", lambda: [
-    p for p in v1.list_namespaced_pod(NS, label_selector="app=py-web").items if p.status.phase == "Running"
-] if len([p for p in v1.list_namespaced_pod(NS, label_selector="app=py-web").items if p.status.phase == "Running"]) == 2 else None)
+def running_pods():
+    pods = [p for p in v1.list_namespaced_pod(NS, label_selector="app=py-web").items if p.status.phase == "Running"]
+    return pods if len(pods) == 2 else None
+
+
+pods = poll(60, "two py-web pods Running", running_pods)
 log = poll(30, "a pod's log", lambda: "hello-from-py-web" in v1.read_namespaced_pod_log(pods[0].metadata.name, NS) or None)
 check(log, "read_namespaced_pod_log")
 
