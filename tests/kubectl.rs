@@ -8,72 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
+use common::kubectl::*;
 use common::*;
 use serde_json::Value;
-
-/// The kubectl binaries to test: the oldest and the newest versioned one
-/// beside /usr/bin/kubectl, else `kubectl` on PATH. Empty: none here.
-fn kubectls() -> Vec<PathBuf> {
-    let mut versioned: Vec<(u32, PathBuf)> = Vec::new();
-    if let Ok(real) = std::fs::canonicalize("/usr/bin/kubectl")
-        && let Some(dir) = real.parent()
-        && let Ok(entries) = std::fs::read_dir(dir)
-    {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if let Some(minor) = name.strip_prefix("kubectl.1.").and_then(|m| m.parse::<u32>().ok()) {
-                versioned.push((minor, e.path()));
-            }
-        }
-    }
-    versioned.sort();
-    match (versioned.first(), versioned.last()) {
-        (Some(a), Some(b)) if a.0 != b.0 => vec![a.1.clone(), b.1.clone()],
-        (Some(a), _) => vec![a.1.clone()],
-        _ => {
-            let on_path =
-                Command::new("kubectl").args(["version", "--client"]).output().is_ok_and(|o| o.status.success());
-            if on_path { vec![PathBuf::from("kubectl")] } else { Vec::new() }
-        }
-    }
-}
-
-fn kubectl(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .env("HOME", kubeconfig.parent().unwrap())
-        .output()
-        .expect("run kubectl")
-}
-
-fn ok(bin: &Path, kubeconfig: &Path, args: &[&str]) -> String {
-    let o = kubectl(bin, kubeconfig, args);
-    assert!(
-        o.status.success(),
-        "{} {args:?} failed: {}{}",
-        bin.display(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn fails(bin: &Path, kubeconfig: &Path, args: &[&str]) -> String {
-    let o = kubectl(bin, kubeconfig, args);
-    assert!(
-        !o.status.success(),
-        "{} {args:?} should have failed: {}",
-        bin.display(),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {

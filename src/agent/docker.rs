@@ -453,6 +453,17 @@ impl Runtime for DockerRuntime {
             .map_err(|_| RuntimeError::new("ExecTimeout", format!("command timed out after {timeout:?}")))?
     }
 
+    async fn attach(
+        &self,
+        target: &ExecTarget,
+        req: super::attach::AttachRequest,
+    ) -> Result<super::attach::Session, RuntimeError> {
+        let d = self.docker().await?;
+        let id = target.container_id.trim_start_matches("docker://");
+        let full = self.resolve(&d, id).await.unwrap_or_else(|| id.to_string());
+        super::attach::docker::attach(d, &full, &req).await
+    }
+
     async fn recover(&self, keep: &Keep) -> Result<Vec<Adopted>, RuntimeError> {
         let d = self.docker().await?;
         let filters = HashMap::from([("label".to_string(), vec![format!("{}={}", labels::MANAGED, self.marker)])]);

@@ -7,6 +7,7 @@
 //! - `exec`: the real executor (pod files, ports, environment, container
 //!   tasks, probe checks);
 //! - `runtime` (trait), `process` and `docker`: how containers run;
+//! - `attach`: interactive commands in running containers (exec);
 //! - `logs`, `ports`: log files and host ports;
 //! - `cron`: the CronJob trigger (what `placement::cron` decides, written
 //!   to the desired state), and in the same loop `job_timers`, the Jobs'
@@ -14,6 +15,7 @@
 //!
 //! netsim drives the same `core` and `driver` with a simulated executor.
 
+pub mod attach;
 pub mod core;
 pub mod cron;
 pub mod docker;

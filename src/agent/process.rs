@@ -66,6 +66,11 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
     }
 }
 
+/// The exit code a shell would report (128 + signal for a killed process).
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    exit_of(status).code
+}
+
 impl Proc {
     fn reap_group(&self) {
         // The leader is gone; make sure nothing it started lingers.
@@ -208,6 +213,16 @@ impl Runtime for ProcessRuntime {
                 Err(RuntimeError::new("ExecTimeout", format!("command timed out after {timeout:?}")))
             }
         }
+    }
+
+    async fn attach(
+        &self,
+        target: &ExecTarget,
+        req: super::attach::AttachRequest,
+    ) -> Result<super::attach::Session, RuntimeError> {
+        let mut env = inherited_env();
+        env.extend(target.env.iter().cloned());
+        super::attach::process::attach(&req.command, &env, target.workdir.as_ref(), &req)
     }
 
     async fn recover(&self, _keep: &Keep) -> Result<Vec<Adopted>, RuntimeError> {

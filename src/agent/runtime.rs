@@ -190,6 +190,12 @@ pub trait Runtime: Send + Sync + 'static {
     async fn start(&self, launch: Launch) -> Result<Box<dyn Running>, RuntimeError>;
     /// Runs `cmd` in the container's context; returns the exit code.
     async fn exec(&self, target: &ExecTarget, cmd: &[String], timeout: Duration) -> Result<i32, RuntimeError>;
+    /// Starts an interactive command in the container (`kubectl exec`).
+    async fn attach(
+        &self,
+        target: &ExecTarget,
+        req: super::attach::AttachRequest,
+    ) -> Result<super::attach::Session, RuntimeError>;
     /// Called once at node start: takes over what a previous run of this node
     /// left behind. `keep(namespace, pod, template_hash)` says which pods this
     /// node still owns; the runtime returns those it adopted and removes the

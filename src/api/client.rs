@@ -75,7 +75,9 @@ where
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await.map_err(|e| format!("{url}: {e}"))?;
     tokio::spawn(async move {
-        let _ = conn.await;
+        // (With upgrades, a `101 Switching Protocols` hands the connection
+        // over to whoever awaits `hyper::upgrade::on` on the response.)
+        let _ = conn.with_upgrades().await;
     });
     match tokio::time::timeout(timeout, sender.send_request(req)).await {
         Ok(Ok(r)) => Ok(r),
@@ -164,6 +166,7 @@ impl Client {
         method: &Method,
         path: &str,
         body: &Option<Bytes>,
+        headers: &hyper::HeaderMap,
     ) -> Result<Response<Incoming>, Result<String, ClientError>> {
         let (https, host, hostport) = authority(url).map_err(Err)?;
         let tls = match (https, &self.tls) {
@@ -185,6 +188,9 @@ impl Client {
         }
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(k, v);
         }
         let req = req
             .body(Full::new(body.clone().unwrap_or_default()))
@@ -213,13 +219,25 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(String, Response<Incoming>), ClientError> {
+        self.send_with(method, path, body, hyper::HeaderMap::new()).await
+    }
+
+    /// `send` with extra request headers: an `Upgrade` request's, for one
+    /// (the response's connection upgrades if it is `101`).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: hyper::HeaderMap,
+    ) -> Result<(String, Response<Incoming>), ClientError> {
         let body = body.map(Bytes::from);
         let mut last = String::from("no server configured");
         for i in self.order() {
             let url = &self.urls[i];
             self.record(i, None, true);
             let t0 = std::time::Instant::now();
-            match self.send_to(url, &method, path, &body).await {
+            match self.send_to(url, &method, path, &body, &headers).await {
                 Ok(r) => {
                     self.record(i, Some(t0.elapsed()), false);
                     return Ok((url.clone(), r));

@@ -54,6 +54,7 @@ pub const RESOURCES: &[Resource] = &[
     r("", "nodes", "Node", false, READ, &["no"], &[]),
     r("", "pods", "Pod", true, READ, &["po"], ALL),
     r("", "pods/log", "Pod", true, &["get"], &[], &[]),
+    r("", "pods/exec", "PodExecOptions", true, &["get", "create"], &[], &[]),
     r("", "services", "Service", true, CRUD, &["svc"], ALL),
     r("", "endpoints", "Endpoints", true, &["get"], &["ep"], &[]),
     r("", "configmaps", "ConfigMap", true, CRUD, &["cm"], &[]),

@@ -55,22 +55,7 @@ pub async fn pod_log(
     if containers.is_empty() {
         return Err(ApiError::not_found(format!("pod {name:?} in namespace {ns:?}")));
     }
-    let container = match q.container {
-        Some(c) if containers.contains(&c) => c,
-        Some(c) => {
-            return Err(ApiError::bad_request(format!(
-                "pod {name} has no container {c:?}; choose one of: {}",
-                containers.join(", ")
-            )));
-        }
-        None if containers.len() == 1 => containers[0].clone(),
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "pod {name} has several containers; choose one with -c: {}",
-                containers.join(", ")
-            )));
-        }
-    };
+    let container = super::exec::choose_container(&name, &containers, q.container)?;
     let here = view.nodes.get(&view.self_name).is_some_and(|n| n.pods.contains_key(&id));
     let path = log_path(&ctx.logs_dir, &ns, &name, &container);
     // A finished Job pod's log is the one of the node that finished it (an

@@ -10,11 +10,14 @@
 //! - `watch`: lists with selectors and watches, over `watchcache` (this
 //!   node's recent versions) and `selector` (label and field selectors);
 //! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
+//! - `exec`: commands in running containers over WebSocket (`upgrade`
+//!   relays them to the node that runs the pod);
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
 pub mod client;
 pub mod discovery;
 pub mod error;
+pub mod exec;
 pub mod handlers;
 pub mod listen;
 pub mod logs;
@@ -29,6 +32,7 @@ pub mod server;
 pub mod services;
 pub mod strategic;
 pub mod tables;
+pub mod upgrade;
 pub mod watch;
 pub mod watchcache;
 pub mod write_options;

@@ -57,6 +57,8 @@ pub struct ApiCtx {
     pub api_tls: Option<Arc<rustls::ClientConfig>>,
     /// Recent versions of every listed object, for watches.
     pub watch_cache: super::watchcache::WatchCache,
+    /// The containers this node runs, for `exec`.
+    pub containers: crate::agent::attach::Containers,
 }
 
 /// Why a cluster operation failed.
@@ -184,6 +186,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/api/v1/namespaces/{ns}/pods", get(h::list_pods))
         .route("/api/v1/namespaces/{ns}/pods/{name}", get(h::get_pod))
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs::pod_log))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/exec", get(super::exec::pod_exec).post(super::exec::pod_exec))
         // Services.
         .route("/api/v1/services", get(h::list_all_services))
         .route("/api/v1/namespaces/{ns}/services", get(h::list_services).post(h::create_service))

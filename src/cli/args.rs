@@ -69,6 +69,8 @@ pub enum Command {
     Drain(NodeArgs),
     /// Print (or follow) a pod's logs.
     Logs(LogsArgs),
+    /// Run a command in a pod's container (`-it` for an interactive shell).
+    Exec(ExecArgs),
     /// Print the join token, or rotate it, or create one that expires.
     Token(TokenArgs),
     /// The cluster data keys that seal Secrets: status, or rotate.
@@ -398,6 +400,27 @@ pub struct LogsArgs {
     /// Only the last N lines.
     #[arg(long)]
     pub tail: Option<usize>,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// A pod's name, or `deployment/NAME` / `job/NAME` (one of its pods, a Ready one first).
+    pub pod: String,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Pass this terminal's stdin to the command.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Give the command a terminal (stdout and stderr become one stream).
+    #[arg(short = 't', long)]
+    pub tty: bool,
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
     #[command(flatten)]

@@ -31,6 +31,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Uncordon(a) => super::nodes::run(a, "uncordon").await,
         Command::Drain(a) => super::nodes::run(a, "drain").await,
         Command::Logs(a) => logs(a).await,
+        Command::Exec(a) => {
+            let pod = pod_for_logs(&client(&a.client), &a.namespace, &a.pod).await?;
+            super::exec::run(a, pod).await
+        }
         Command::Token(a) => token(a).await,
         Command::DataKey(a) => data_key(a).await,
         Command::LeaseWatchdog(a) => {

@@ -14,6 +14,7 @@ pub mod args;
 pub mod commands;
 pub mod create;
 pub mod describe;
+pub mod exec;
 pub mod kubeconfig;
 pub mod nodes;
 pub mod output;
@@ -36,6 +37,9 @@ pub enum CliError {
     Unauthorized(String),
     #[error("{0}")]
     Start(String),
+    /// A command run with `shoal exec` ended with this code.
+    #[error("command terminated with exit code {0}")]
+    Exited(u8),
 }
 
 impl CliError {
@@ -46,6 +50,7 @@ impl CliError {
             CliError::Unreachable(_) => 3,
             CliError::Unauthorized(_) => 4,
             CliError::Start(_) => 5,
+            CliError::Exited(c) => *c,
         }
     }
 }

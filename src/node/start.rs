@@ -244,6 +244,7 @@ impl Node {
                 ttl: cfg.agent.fence_lease,
                 until: lease_watch(a.membership.majority(), a.shutdown_signal()),
             },
+            containers: Default::default(),
         });
         let own = a.own_plan();
         a.spawn_agent(RuntimeExecutor::new(ctx.clone()), own);
@@ -292,6 +293,7 @@ impl Node {
             key_peers: Some(key_exchange.clone()),
             api_tls: crate::net::tls::api_client_config(&id.ca_cert_pem).ok().map(Arc::new),
             watch_cache: Default::default(),
+            containers: ctx.containers.clone(),
         });
         let shutdown = a.shutdown_signal();
         let mut tasks = vec![tokio::spawn(async move {

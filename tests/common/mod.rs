@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod kubectl;
 pub mod netns;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");

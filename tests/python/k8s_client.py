@@ -1,6 +1,6 @@
 """The official Kubernetes Python client (`kubernetes` on PyPI) against a
 Shoal node: typed reads (strict decoding), writes, patches, the scale
-subresource, selectors, logs and watches. Run by tests/python_client.rs
+subresource, selectors, logs, exec and watches. Run by tests/python_client.rs
 with the kubeconfig `shoal kubeconfig` writes and the number of nodes; exits non-zero with the
 first failed check."""
 
@@ -10,6 +10,7 @@ import time
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
+from kubernetes.stream import stream
 
 config.load_kube_config(config_file=sys.argv[1])
 v1 = client.CoreV1Api()
@@ -83,6 +84,18 @@ def running_pods():
 pods = poll(60, "two py-web pods Running", running_pods)
 log = poll(30, "a pod's log", lambda: "hello-from-py-web" in v1.read_namespaced_pod_log(pods[0].metadata.name, NS) or None)
 check(log, "read_namespaced_pod_log")
+
+# exec (WebSocket, v4.channel.k8s.io), on every pod: some run on another
+# node than the one asked, which relays.
+for p in pods:
+    out = stream(v1.connect_get_namespaced_pod_exec, p.metadata.name, NS,
+                 command=["sh", "-c", "echo $SHOAL_POD_NAME"], stderr=True, stdin=False, stdout=True, tty=False)
+    check(out.strip() == p.metadata.name, f"exec in {p.metadata.name} (got {out!r})")
+ws = stream(v1.connect_get_namespaced_pod_exec, pods[0].metadata.name, NS, command=["sh", "-c", "read x; exit 6"],
+            stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+ws.write_stdin("line\n")
+ws.run_forever(timeout=20)
+check(ws.returncode == 6, f"exec's exit code comes back (got {ws.returncode})")
 
 # Watches: from a list's resourceVersion, the changes since.
 rv = v1.list_namespaced_config_map(NS).metadata.resource_version

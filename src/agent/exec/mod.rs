@@ -19,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
+use super::attach::{Containers, Entry};
 use super::core::{AdoptedContainer, AdoptedPod, Command, Input, ProbeKind, ProbeOutcome};
 use super::driver::Executor;
 use super::runtime::{Adopted, ExecTarget, Keep, Launch, Running, Runtime};
@@ -75,7 +76,7 @@ impl RuntimeExecutor {
                 return Input::PrepareFailed { id, reason: e.reason.into(), message: e.message };
             }
         };
-        let envs = desired
+        let envs: Vec<prepare::Env> = desired
             .spec
             .containers
             .iter()
@@ -93,7 +94,9 @@ impl RuntimeExecutor {
             }
             let (tx, rx) = watch::channel(None);
             stops[i] = Some(tx);
-            tokio::spawn(supervise(Begin::Adopted(a.running), id.clone(), i, runtime.clone(), rx, inputs.clone()));
+            let c = &desired.spec.containers[i];
+            let reg = Registration::new(&self.ctx.containers, c, &envs[i], &prep);
+            tokio::spawn(supervise(Begin::Adopted(a.running), id.clone(), i, runtime.clone(), rx, inputs.clone(), reg));
         }
         // Adopted containers no longer in the spec are stopped.
         stop_all(leftover, desired.grace);
@@ -111,7 +114,8 @@ impl RuntimeExecutor {
         let launch = prepare::launch(&self.ctx, &p.desired, c, &p.prep, env.vars.clone(), &env.lookup);
         let (tx, rx) = watch::channel(None);
         p.stops[i] = Some(tx);
-        tokio::spawn(supervise(Begin::Launch(Box::new(launch)), id, i, p.runtime.clone(), rx, inputs.clone()));
+        let reg = Registration::new(&self.ctx.containers, c, env, &p.prep);
+        tokio::spawn(supervise(Begin::Launch(Box::new(launch)), id, i, p.runtime.clone(), rx, inputs.clone(), reg));
         None
     }
 
@@ -162,6 +166,30 @@ fn stop_all(adopted: Vec<Adopted>, grace: Duration) {
     }
 }
 
+/// Where a container is listed while it runs, for `exec`.
+struct Registration {
+    containers: Containers,
+    name: String,
+    env: Vec<(String, String)>,
+    workdir: std::path::PathBuf,
+}
+
+impl Registration {
+    fn new(
+        containers: &Containers,
+        c: &crate::model::types::Container,
+        env: &prepare::Env,
+        prep: &Prepared,
+    ) -> Registration {
+        Registration {
+            containers: containers.clone(),
+            name: c.name.clone(),
+            env: env.vars.clone(),
+            workdir: prep.pod_dir.clone(),
+        }
+    }
+}
+
 enum Begin {
     Launch(Box<Launch>),
     Adopted(Box<dyn Running>),
@@ -176,6 +204,7 @@ async fn supervise(
     runtime: Arc<dyn Runtime>,
     mut stop: watch::Receiver<Option<Duration>>,
     inputs: mpsc::Sender<Input>,
+    reg: Registration,
 ) {
     let mut running = match begin {
         Begin::Adopted(r) => r,
@@ -190,6 +219,9 @@ async fn supervise(
             }
         },
     };
+    let container_id = running.id();
+    let target = ExecTarget { container_id: container_id.clone(), env: reg.env, workdir: Some(reg.workdir) };
+    reg.containers.insert(&id, &reg.name, Entry { runtime: runtime.clone(), target });
     let asked = *stop.borrow();
     let exit = match asked {
         Some(grace) => running.stop(grace).await,
@@ -206,6 +238,7 @@ async fn supervise(
             }
         }
     };
+    reg.containers.remove(&id, &reg.name, &container_id);
     let _ = inputs.send(Input::Exited { id, container, exit }).await;
 }
 

@@ -41,6 +41,8 @@ pub struct PodCtx {
     pub secrets_dir: PathBuf,
     /// The lease fenced pods run under.
     pub fence_lease: crate::agent::runtime::LeaseSpec,
+    /// The containers running here, for `exec`.
+    pub containers: crate::agent::attach::Containers,
 }
 
 impl PodCtx {
