@@ -469,3 +469,139 @@ fn kubectl_selects_watches_waits_and_resumes_from_watch_versions() {
     let out = ok(bin, &kc, &["delete", "cm", "watched", "--wait", "--timeout", "20s"]);
     assert!(out.contains("deleted"), "{out}");
 }
+
+/// A Deployment whose pod prints a numbered line every 200 ms.
+const TICKER: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ticker}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: ticker}}
+  template:
+    metadata: {labels: {app: ticker}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: main
+          command: ["sh", "-c", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done"]
+          env: [{name: LEVEL, value: "one"}]
+"#;
+
+/// The nodes kubectl's wide pod table shows for `app`'s pods.
+fn pod_nodes(bin: &Path, kc: &Path, app: &str) -> Vec<String> {
+    let out = ok(bin, kc, &["get", "pods", "-l", &format!("app={app}"), "-o", "wide", "--no-headers"]);
+    out.lines()
+        .filter(|l| l.contains("Running"))
+        .filter_map(|l| l.split_whitespace().nth(6).map(String::from))
+        .collect()
+}
+
+#[test]
+fn kubectl_server_side_apply_edit_logs_rollouts_deletes_and_drain() {
+    let bins = need_kubectl();
+    if bins.is_empty() {
+        return;
+    }
+    let c = Cluster::start(3, FAST);
+    let n1 = &c.nodes[0];
+    let kc = n1.dir.join("kube").join("config");
+    n1.ok(&["kubeconfig", "--write", "--kubeconfig", kc.to_str().unwrap()]);
+    let manifest = n1.dir.join("ticker.yaml");
+    for (i, bin) in bins.iter().enumerate() {
+        let v = bin.display();
+        let ns = format!("ssa{i}");
+        // Server-side apply: creates, then merges what the manager applies.
+        std::fs::write(&manifest, TICKER.replace("name: ticker}", &format!("name: ticker, namespace: {ns}}}")))
+            .unwrap();
+        let out = ok(bin, &kc, &["create", "namespace", &ns, "--dry-run=client", "-o", "yaml"]);
+        std::fs::write(n1.dir.join("ns.yaml"), out).unwrap();
+        let out = ok(bin, &kc, &["apply", "--server-side", "-f", n1.dir.join("ns.yaml").to_str().unwrap()]);
+        assert_eq!(out.trim(), format!("namespace/{ns} serverside-applied"), "{v}");
+        let out = ok(bin, &kc, &["apply", "--server-side", "-f", manifest.to_str().unwrap()]);
+        assert_eq!(out.trim(), "deployment.apps/ticker serverside-applied", "{v}");
+        std::fs::write(&manifest, std::fs::read_to_string(&manifest).unwrap().replace("\"one\"", "\"two\"")).unwrap();
+        ok(bin, &kc, &["apply", "--server-side", "--field-manager", "ci", "-f", manifest.to_str().unwrap()]);
+        let env = ok(
+            bin,
+            &kc,
+            &["-n", &ns, "get", "deploy", "ticker", "-o", "jsonpath={.spec.template.spec.containers[0].env[0].value}"],
+        );
+        assert_eq!(env, "two", "{v}");
+        ok(bin, &kc, &["delete", "namespace", &ns, "--wait=false"]);
+    }
+    // The rest with the newest kubectl.
+    let bin = bins.last().unwrap();
+    let v = bin.display();
+    n1.apply(TICKER);
+    n1.wait_ready("ticker", 3, 60);
+    // edit: kubectl's editor is any program that rewrites the file.
+    n1.ok(&["create", "configmap", "conf", "--from-literal=mode=plain"]);
+    let editor = n1.dir.join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/mode: plain/mode: edited/' \"$1\"\n").unwrap();
+    Command::new("chmod").arg("+x").arg(&editor).status().unwrap();
+    let o = Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args(["edit", "configmap", "conf"])
+        .env("KUBE_EDITOR", &editor)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{v}: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "configmap/conf edited", "{v}");
+    assert_eq!(ok(bin, &kc, &["get", "cm", "conf", "-o", "jsonpath={.data.mode}"]), "edited", "{v}");
+    // logs -f through a Deployment: new lines keep coming.
+    let mut follow = Running::start(bin, &kc, &["logs", "-f", "deploy/ticker", "--tail", "1"]);
+    let first = follow.expect(20, "a first tick", |l| l.starts_with("tick-"));
+    let n: u64 = first.trim_start_matches("tick-").parse().unwrap();
+    follow.expect(20, "a later tick", |l| l.trim_start_matches("tick-").parse::<u64>().is_ok_and(|m| m >= n + 3));
+    drop(follow);
+    // rollout restart makes a revision; undo goes back to the one before.
+    let history = |bin: &Path| -> Vec<String> {
+        ok(bin, &kc, &["rollout", "history", "deploy/ticker"])
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().filter(|w| w.parse::<u32>().is_ok()).map(String::from))
+            .collect()
+    };
+    assert_eq!(history(bin), ["1"], "{v}");
+    assert_eq!(ok(bin, &kc, &["rollout", "restart", "deploy/ticker"]).trim(), "deployment.apps/ticker restarted");
+    ok(bin, &kc, &["rollout", "status", "deploy/ticker", "--timeout", "60s"]);
+    assert_eq!(history(bin), ["1", "2"], "{v}");
+    let out = kubectl(bin, &kc, &["rollout", "undo", "deploy/ticker"]);
+    assert!(out.status.success(), "{v}: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deployment.apps/ticker rolled back", "{v}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Warning"), "{v}: {}", String::from_utf8_lossy(&out.stderr));
+    ok(bin, &kc, &["rollout", "status", "deploy/ticker", "--timeout", "60s"]);
+    assert_eq!(history(bin), ["2", "3"], "{v}: undo re-applies revision 1 as revision 3");
+    // cordon / drain / uncordon: n2's replicas move to n1 and n3.
+    assert!(pod_nodes(bin, &kc, "ticker").contains(&"n2".to_string()), "a replica on n2 to start with");
+    assert_eq!(ok(bin, &kc, &["cordon", "n2"]).trim(), "node/n2 cordoned");
+    let nodes = ok(bin, &kc, &["get", "node", "n2", "--no-headers"]);
+    assert!(nodes.contains("SchedulingDisabled"), "{v}: {nodes}");
+    let err = fails(bin, &kc, &["label", "node", "n2", "disk=ssd"]);
+    assert!(err.contains("only spec.unschedulable can be changed"), "{v}: {err}");
+    let out = ok(bin, &kc, &["drain", "n2", "--timeout", "60s"]);
+    assert!(out.contains("node/n2 drained"), "{v}: {out}");
+    poll(30, "3 ticker pods Running, none on n2", || {
+        let nodes = pod_nodes(bin, &kc, "ticker");
+        if nodes.len() == 3 && !nodes.contains(&"n2".to_string()) { Ok(()) } else { Err(format!("{nodes:?}")) }
+    });
+    assert_eq!(ok(bin, &kc, &["uncordon", "n2"]).trim(), "node/n2 uncordoned");
+    // Eviction where placement would put the pod back: refused, with directions.
+    let pod = ok(bin, &kc, &["get", "pods", "-l", "app=ticker", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let eviction = n1.dir.join("eviction.json");
+    let body = format!(
+        r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"default"}}}}"#
+    );
+    std::fs::write(&eviction, body).unwrap();
+    let path = format!("/api/v1/namespaces/default/pods/{pod}/eviction");
+    let err = fails(bin, &kc, &["create", "--raw", &path, "-f", eviction.to_str().unwrap()]);
+    assert!(err.contains("only from a cordoned node"), "{v}: {err}");
+    // Deletes with options: orphaning is refused, a grace period warned about.
+    let err = fails(bin, &kc, &["delete", "deploy", "ticker", "--cascade=orphan"]);
+    assert!(err.contains("propagationPolicy Orphan cannot be honoured"), "{v}: {err}");
+    let out = kubectl(bin, &kc, &["delete", "deploy", "ticker", "--grace-period=5", "--wait"]);
+    assert!(out.status.success(), "{v}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gracePeriodSeconds is not honoured"), "{v}");
+    assert_eq!(ok(bin, &kc, &["get", "deploy", "-o", "name"]).trim(), "", "{v}");
+}

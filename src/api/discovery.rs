@@ -30,9 +30,10 @@ pub struct Resource {
     pub object_gv: Option<(&'static str, &'static str)>,
 }
 
-const CRUD: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const CRUD: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+/// Namespaces: no deletecollection (a cluster's namespaces go one by one).
+const NAMESPACE: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 /// Secrets take no PATCH: a GET shows them without their values.
-const CRUD_NO_PATCH: &[&str] = &["create", "delete", "get", "list", "update", "watch"];
 const READ: &[&str] = &["get", "list", "watch"];
 const ALL: &[&str] = &["all"];
 
@@ -50,15 +51,16 @@ const fn r(
 
 /// Everything Shoal serves, as routed in `server::router`.
 pub const RESOURCES: &[Resource] = &[
-    r("", "namespaces", "Namespace", false, CRUD_NO_PATCH, &["ns"], &[]),
-    r("", "nodes", "Node", false, READ, &["no"], &[]),
+    r("", "namespaces", "Namespace", false, NAMESPACE, &["ns"], &[]),
+    r("", "nodes", "Node", false, &["get", "list", "patch", "watch"], &["no"], &[]),
     r("", "pods", "Pod", true, READ, &["po"], ALL),
     r("", "pods/log", "Pod", true, &["get"], &[], &[]),
     r("", "pods/exec", "PodExecOptions", true, &["get", "create"], &[], &[]),
+    Resource { object_gv: Some(("policy", "v1")), ..r("", "pods/eviction", "Eviction", true, &["create"], &[], &[]) },
     r("", "services", "Service", true, CRUD, &["svc"], ALL),
     r("", "endpoints", "Endpoints", true, &["get"], &["ep"], &[]),
     r("", "configmaps", "ConfigMap", true, CRUD, &["cm"], &[]),
-    r("", "secrets", "Secret", true, CRUD_NO_PATCH, &[], &[]),
+    r("", "secrets", "Secret", true, CRUD, &[], &[]),
     r("", "events", "Event", true, &["list", "watch"], &["ev"], &[]),
     r("apps", "deployments", "Deployment", true, CRUD, &["deploy"], ALL),
     Resource {

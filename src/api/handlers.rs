@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::delete::{DeleteQuery, delete_collection, delete_one};
 use super::error::ApiError;
 use super::render;
 use super::server::{Ctx, Limited};
@@ -114,7 +115,7 @@ fn list_of(ctx: &Ctx, kind: Kind, ns: Option<&str>) -> Res {
     Ok(Json(render::list(kind.as_str(), kind.api_version(), objects(ctx, kind, ns, true)?)))
 }
 
-fn get_of(ctx: &Ctx, key: ObjectKey) -> Res {
+pub(crate) fn get_of(ctx: &Ctx, key: ObjectKey) -> Res {
     let snap = ctx.db.snapshot();
     if key.kind == Kind::Namespace && key.name == DEFAULT_NAMESPACE && snap.get(&key).is_none() {
         return Ok(Json(render::default_namespace_json()));
@@ -208,16 +209,6 @@ async fn write_one(
     Ok((code, headers, get_of(ctx, key)?))
 }
 
-async fn delete_one(ctx: &Ctx, key: ObjectKey) -> Res {
-    let _guard = ctx.apply_lock.lock().await;
-    let snap = ctx.db.snapshot();
-    let (_res, changes) = plan_delete(&snap, &key)?;
-    commit(ctx, changes).await?;
-    Ok(Json(
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": key.name, "kind": key.kind.plural()}}),
-    ))
-}
-
 fn key(kind: Kind, ns: &str, name: &str) -> ObjectKey {
     ObjectKey {
         kind,
@@ -227,7 +218,7 @@ fn key(kind: Kind, ns: &str, name: &str) -> ObjectKey {
 }
 
 macro_rules! kind_handlers {
-    ($kind:expr, $list_all:ident, $list:ident, $get:ident, $create:ident, $replace:ident, $delete:ident) => {
+    ($kind:expr, $list_all:ident, $list:ident, $get:ident, $create:ident, $replace:ident, $delete:ident, $delete_all:ident) => {
         pub async fn $list_all(State(ctx): State<Ctx>) -> Res {
             list_of(&ctx, $kind, None)
         }
@@ -253,8 +244,21 @@ macro_rules! kind_handlers {
         ) -> Written {
             write_one(&ctx, $kind, &ns, Some(&name), &body, Mode::Replace, &q).await
         }
-        pub async fn $delete(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
-            delete_one(&ctx, key($kind, &ns, &name)).await
+        pub async fn $delete(
+            State(ctx): State<Ctx>,
+            Path((ns, name)): Path<(String, String)>,
+            Query(q): Query<DeleteQuery>,
+            Limited(body): Limited,
+        ) -> Written {
+            delete_one(&ctx, key($kind, &ns, &name), &q, &body).await
+        }
+        pub async fn $delete_all(
+            State(ctx): State<Ctx>,
+            Path(ns): Path<String>,
+            Query(q): Query<DeleteQuery>,
+            Limited(body): Limited,
+        ) -> Written {
+            delete_collection(&ctx, $kind, &ns, &q, &body).await
         }
     };
 }
@@ -272,7 +276,20 @@ async fn patch_of(
 ) -> Written {
     let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let ty = super::patch::PatchType::from_content_type(ct)?;
-    let Json(current) = get_of(ctx, key(kind, ns, name))?;
+    let current = match (get_of(ctx, key(kind, ns, name)), ty) {
+        (Ok(Json(c)), _) => c,
+        // Server-side apply creates what is not there yet.
+        (Err(e), super::patch::PatchType::Apply) if e.code == StatusCode::NOT_FOUND => {
+            require_field_manager(q)?;
+            let applied = super::patch::applied_object(body, &kind.to_string(), name)?;
+            let bytes = serde_json::to_vec(&applied).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            return write_one(ctx, kind, ns, None, &bytes, Mode::Create, q).await;
+        }
+        (Err(e), _) => return Err(e),
+    };
+    if ty == super::patch::PatchType::Apply {
+        require_field_manager(q)?;
+    }
     let mut patched = super::patch::apply(&current, ty, body)?;
     // The version read here is no precondition, unless the patch sets one.
     if !String::from_utf8_lossy(body).contains("resourceVersion")
@@ -282,6 +299,16 @@ async fn patch_of(
     }
     let bytes = serde_json::to_vec(&patched).map_err(|e| ApiError::bad_request(e.to_string()))?;
     write_one(ctx, kind, ns, Some(name), &bytes, Mode::Replace, q).await
+}
+
+/// Server-side apply names who applies (Kubernetes refuses it otherwise).
+fn require_field_manager(q: &WriteQuery) -> Result<(), ApiError> {
+    match q.field_manager.as_deref() {
+        Some(m) if !m.is_empty() => Ok(()),
+        _ => Err(ApiError::bad_request(
+            "PATCH with application/apply-patch+yaml needs a fieldManager query parameter (kubectl sends one)",
+        )),
+    }
 }
 
 macro_rules! patch_handler {
@@ -304,6 +331,17 @@ patch_handler!(patch_job, Kind::Job);
 patch_handler!(patch_cronjob, Kind::CronJob);
 patch_handler!(patch_configmap, Kind::ConfigMap);
 patch_handler!(patch_service, Kind::Service);
+patch_handler!(patch_secret, Kind::Secret);
+
+pub async fn patch_namespace(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<WriteQuery>,
+    Limited(body): Limited,
+) -> Written {
+    patch_of(&ctx, Kind::Namespace, "", &name, &headers, &body, &q).await
+}
 
 kind_handlers!(
     Kind::Deployment,
@@ -312,9 +350,10 @@ kind_handlers!(
     get_deployment,
     create_deployment,
     replace_deployment,
-    delete_deployment
+    delete_deployment,
+    delete_all_deployments
 );
-kind_handlers!(Kind::Job, list_all_jobs, list_jobs, get_job, create_job, replace_job, delete_job);
+kind_handlers!(Kind::Job, list_all_jobs, list_jobs, get_job, create_job, replace_job, delete_job, delete_all_jobs);
 kind_handlers!(
     Kind::DaemonSet,
     list_all_daemonsets,
@@ -322,7 +361,8 @@ kind_handlers!(
     get_daemonset,
     create_daemonset,
     replace_daemonset,
-    delete_daemonset
+    delete_daemonset,
+    delete_all_daemonsets
 );
 kind_handlers!(
     Kind::ConfigMap,
@@ -331,9 +371,19 @@ kind_handlers!(
     get_configmap,
     create_configmap,
     replace_configmap,
-    delete_configmap
+    delete_configmap,
+    delete_all_configmaps
 );
-kind_handlers!(Kind::Secret, list_all_secrets, list_secrets, get_secret, create_secret, replace_secret, delete_secret);
+kind_handlers!(
+    Kind::Secret,
+    list_all_secrets,
+    list_secrets,
+    get_secret,
+    create_secret,
+    replace_secret,
+    delete_secret,
+    delete_all_secrets
+);
 kind_handlers!(
     Kind::CronJob,
     list_all_cronjobs,
@@ -341,7 +391,8 @@ kind_handlers!(
     get_cronjob,
     create_cronjob,
     replace_cronjob,
-    delete_cronjob
+    delete_cronjob,
+    delete_all_cronjobs
 );
 kind_handlers!(
     Kind::Service,
@@ -350,7 +401,8 @@ kind_handlers!(
     get_service,
     create_service,
     replace_service,
-    delete_service
+    delete_service,
+    delete_all_services
 );
 
 pub async fn list_namespaces(State(ctx): State<Ctx>) -> Res {
@@ -370,8 +422,13 @@ pub async fn replace_namespace(
 ) -> Written {
     write_one(&ctx, Kind::Namespace, "", Some(&name), &body, Mode::Replace, &q).await
 }
-pub async fn delete_namespace(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
-    delete_one(&ctx, key(Kind::Namespace, "", &name)).await
+pub async fn delete_namespace(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
+    Limited(body): Limited,
+) -> Written {
+    delete_one(&ctx, key(Kind::Namespace, "", &name), &q, &body).await
 }
 
 // ---------- scale ----------

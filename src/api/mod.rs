@@ -2,7 +2,7 @@
 //!
 //! - `server`: routes, auth, limits; `listen`: the port (HTTPS, and
 //!   plain HTTP for loopback); `discovery`: Kubernetes API discovery; `handlers`, `logs`, `services`,
-//!   `rollouts`, `maintenance`, `secrets`: endpoints; `patch`: PATCH (`strategic`: Kubernetes'
+//!   `rollouts`, `maintenance`, `secrets`: endpoints; `delete`: DeleteOptions and deletecollection; `patch`: PATCH (`strategic`: Kubernetes'
 //!   strategic merge patch); `write_options`: fieldValidation, dryRun and
 //!   Warning headers;
 //! - `tables`: `kubectl get`'s server-side tables; `openapi`: the OpenAPI
@@ -15,6 +15,7 @@
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
 pub mod client;
+pub mod delete;
 pub mod discovery;
 pub mod error;
 pub mod exec;

@@ -410,9 +410,10 @@ mod tests {
         assert!(item["get"].is_object() && item["put"].is_object() && item["delete"].is_object());
         let scale = &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"];
         assert_eq!(scale["put"]["x-kubernetes-group-version-kind"], gvk("autoscaling", "v1", "Scale"));
-        // Secrets take no PATCH: none is advertised.
+        // ReplicaSets take no PATCH: none is advertised.
+        assert!(apps["paths"]["/apis/apps/v1/namespaces/{namespace}/replicasets/{name}"].get("patch").is_none());
         let core = document("api/v1").unwrap();
-        assert!(core["paths"]["/api/v1/namespaces/{namespace}/secrets/{name}"].get("patch").is_none());
+        assert!(core["paths"]["/api/v1/namespaces/{namespace}/secrets/{name}"]["patch"].is_object());
         // Each operation's schema is in the document.
         let schemas = apps["components"]["schemas"].as_object().unwrap();
         assert!(

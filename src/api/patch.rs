@@ -8,7 +8,13 @@
 //! - `application/strategic-merge-patch+json`: Kubernetes' strategic merge
 //!   (`strategic`), which differs from a merge patch in how it merges lists
 //!   (by key, such as a container's name) and in its directives.
-//! - anything else (server-side apply's `apply-patch+yaml`): 415.
+//! - `application/apply-patch+yaml`: server-side apply (`kubectl apply
+//!   --server-side`). The body is the whole object as its manager wants
+//!   it; it creates the object, or is merged into it as a strategic merge
+//!   patch would be. (Fields a manager stops applying are left as they
+//!   are: Shoal keeps no managedFields, so it knows no owners and reports
+//!   no conflicts.)
+//! - anything else: 415.
 
 use serde_json::Value;
 
@@ -39,6 +45,7 @@ pub enum PatchType {
     Merge,
     Json,
     Strategic,
+    Apply,
 }
 
 impl PatchType {
@@ -47,14 +54,47 @@ impl PatchType {
             "application/merge-patch+json" => Ok(PatchType::Merge),
             "application/json-patch+json" => Ok(PatchType::Json),
             "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+            "application/apply-patch+yaml" => Ok(PatchType::Apply),
             other => Err(ApiError::new(
                 axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UnsupportedMediaType",
                 format!(
-                    "the patch type {other:?} is not supported: use application/merge-patch+json, application/json-patch+json or application/strategic-merge-patch+json (server-side apply is not served yet: use `kubectl apply` without --server-side, or `shoal apply`)"
+                    "the patch type {other:?} is not supported: use application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json or application/apply-patch+yaml"
                 ),
             )),
         }
+    }
+}
+
+/// The object a server-side apply request carries (YAML or JSON), checked
+/// against the URL: its kind (if it names one) and its name.
+pub fn applied_object(body: &[u8], kind: &str, name: &str) -> Result<Value, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the applied object is not UTF-8 text"))?;
+    // The manifests' YAML reader: YAML 1.2 booleans, Kubernetes' octal modes.
+    let mut docs = crate::model::yaml::parse_documents(text).map_err(|e| {
+        let at = e.pos.map(|p| format!(" (line {}, column {})", p.line, p.column)).unwrap_or_default();
+        ApiError::bad_request(format!("the applied object is not YAML or JSON: {}{at}", e.message))
+    })?;
+    if docs.len() != 1 {
+        return Err(ApiError::bad_request(format!("server-side apply takes one object, the body has {}", docs.len())));
+    }
+    let v = docs.remove(0).value;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "the applied object must be a mapping (an object with apiVersion, kind, metadata)",
+        ));
+    }
+    if let Some(k) = v.get("kind").and_then(Value::as_str)
+        && k != kind
+    {
+        return Err(ApiError::bad_request(format!("this endpoint applies a {kind}, the body is a {k}")));
+    }
+    match v.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(n) if n == name => Ok(v),
+        Some(n) => {
+            Err(ApiError::bad_request(format!("the body's metadata.name ({n}) does not match the URL ({name})")))
+        }
+        None => Err(ApiError::bad_request("the applied object has no metadata.name")),
     }
 }
 
@@ -62,6 +102,13 @@ impl PatchType {
 pub fn apply(object: &Value, ty: PatchType, body: &[u8]) -> Result<Value, ApiError> {
     let mut out = object.clone();
     match ty {
+        PatchType::Apply => {
+            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let p = applied_object(body, kind, name)?;
+            out = super::strategic::apply(object, &p)
+                .map_err(|e| ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string()))?;
+        }
         PatchType::Merge => {
             let p: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("the patch is not JSON: {e}")))?;
@@ -127,7 +174,19 @@ mod tests {
         assert_eq!(out["spec"]["replicas"], 5);
         let e = apply(&obj, PatchType::Json, br#"[{"op":"remove","path":"/spec/nothing"}]"#).unwrap_err();
         assert_eq!(e.code.as_u16(), 422);
-        assert!(PatchType::from_content_type("application/apply-patch+yaml").is_err());
+        assert!(PatchType::from_content_type("application/apply-patch+cbor").is_err());
+        // Server-side apply: YAML, merged by key like a strategic patch.
+        let obj = json!({"kind": "Deployment", "metadata": {"name": "w", "labels": {"a": "1"}},
+                         "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+        let body = b"kind: Deployment\nmetadata: {name: w, labels: {b: '2'}}\nspec:\n  template: {spec: {containers: [{name: c, image: y}]}}\n";
+        let out = apply(&obj, PatchType::from_content_type("application/apply-patch+yaml").unwrap(), body).unwrap();
+        assert_eq!(out["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+        assert_eq!(out["spec"]["replicas"], 2);
+        assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "c", "image": "y"}]));
+        let e = apply(&obj, PatchType::Apply, b"kind: Service\nmetadata: {name: w}\n").unwrap_err();
+        assert!(e.to_string().contains("applies a Deployment, the body is a Service"), "{e}");
+        let e = apply(&obj, PatchType::Apply, b"metadata: {name: v}\n").unwrap_err();
+        assert!(e.to_string().contains("does not match the URL"), "{e}");
     }
 
     fn small_json() -> impl Strategy<Value = Value> {

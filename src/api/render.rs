@@ -180,6 +180,8 @@ pub fn pod_json(
         "metadata": {
             "name": d.name,
             "namespace": d.namespace,
+            // One run of the replica on one node: a pod that moves is a new pod.
+            "uid": pod_uid(d, owner),
             "labels": labels,
             "creationTimestamp": report.map(|r| rfc3339(r.started_at)).unwrap_or_else(|| created.to_string()),
             "ownerReferences": [owner_ref(d)],
@@ -191,6 +193,11 @@ pub fn pod_json(
         pod["metadata"]["annotations"] = json!({crate::model::pods::COMPLETION_INDEX_KEY: i});
     }
     pod
+}
+
+/// A pod's uid: its replica, template and node.
+fn pod_uid(d: &DesiredPod, node: Option<&str>) -> String {
+    super::rollouts::rs_uid(&format!("{}@{}", d.id(), node.unwrap_or("")), &d.template_hash)
 }
 
 /// Who owns a pod: a Job, or the ReplicaSet of its Deployment's revision.
@@ -355,8 +362,12 @@ fn orphan_pod_json(s: &PodStatus) -> Value {
 /// A stored object with its status and who last wrote it.
 pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapshot: &Snapshot) -> Value {
     let mut v = o.object.to_json();
+    // Shoal keeps who last wrote an object, not which fields each manager
+    // owns: an empty field set (clients such as kubectl's apply read
+    // `fieldsV1` and need it present).
     v["metadata"]["managedFields"] = json!([{
         "manager": o.origin, "operation": "Update", "time": o.stamp.rfc3339(),
+        "fieldsType": "FieldsV1", "fieldsV1": {},
     }]);
     let key = o.object.key();
     let mine: Vec<&DesiredPod> = plan

@@ -180,16 +180,23 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/openapi/v3/{*gv}", get(super::openapi::get_v3))
         // Namespaces (cluster-scoped).
         .route("/api/v1/namespaces", get(h::list_namespaces).post(h::create_namespace))
-        .route("/api/v1/namespaces/{name}", get(h::get_namespace).put(h::replace_namespace).delete(h::delete_namespace))
+        .route(
+            "/api/v1/namespaces/{name}",
+            get(h::get_namespace).put(h::replace_namespace).patch(h::patch_namespace).delete(h::delete_namespace),
+        )
         // Pods (derived).
         .route("/api/v1/pods", get(h::list_all_pods))
         .route("/api/v1/namespaces/{ns}/pods", get(h::list_pods))
         .route("/api/v1/namespaces/{ns}/pods/{name}", get(h::get_pod))
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs::pod_log))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/eviction", post(super::maintenance::evict_pod))
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", get(super::exec::pod_exec).post(super::exec::pod_exec))
         // Services.
         .route("/api/v1/services", get(h::list_all_services))
-        .route("/api/v1/namespaces/{ns}/services", get(h::list_services).post(h::create_service))
+        .route(
+            "/api/v1/namespaces/{ns}/services",
+            get(h::list_services).post(h::create_service).delete(h::delete_all_services),
+        )
         .route(
             "/api/v1/namespaces/{ns}/services/{name}",
             get(h::get_service).put(h::replace_service).patch(h::patch_service).delete(h::delete_service),
@@ -197,7 +204,10 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/api/v1/namespaces/{ns}/endpoints/{name}", get(super::services::get_endpoints))
         // Deployments.
         .route("/apis/apps/v1/deployments", get(h::list_all_deployments))
-        .route("/apis/apps/v1/namespaces/{ns}/deployments", get(h::list_deployments).post(h::create_deployment))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments",
+            get(h::list_deployments).post(h::create_deployment).delete(h::delete_all_deployments),
+        )
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
             get(h::get_deployment).put(h::replace_deployment).patch(h::patch_deployment).delete(h::delete_deployment),
@@ -212,43 +222,55 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/shoal/v1/namespaces/{ns}/deployments/{name}/rollout", post(super::rollouts::rollout))
         // CronJobs.
         .route("/api/v1/configmaps", get(h::list_all_configmaps))
-        .route("/api/v1/namespaces/{ns}/configmaps", get(h::list_configmaps).post(h::create_configmap))
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps",
+            get(h::list_configmaps).post(h::create_configmap).delete(h::delete_all_configmaps),
+        )
         .route(
             "/api/v1/namespaces/{ns}/configmaps/{name}",
             get(h::get_configmap).put(h::replace_configmap).patch(h::patch_configmap).delete(h::delete_configmap),
         )
         .route("/api/v1/secrets", get(h::list_all_secrets))
-        .route("/api/v1/namespaces/{ns}/secrets", get(h::list_secrets).post(h::create_secret))
+        .route(
+            "/api/v1/namespaces/{ns}/secrets",
+            get(h::list_secrets).post(h::create_secret).delete(h::delete_all_secrets),
+        )
         .route(
             "/api/v1/namespaces/{ns}/secrets/{name}",
-            get(h::get_secret).put(h::replace_secret).delete(h::delete_secret),
+            get(h::get_secret).put(h::replace_secret).patch(h::patch_secret).delete(h::delete_secret),
         )
         .route("/shoal/v1/data-keys", get(super::secrets::key_status))
         .route("/shoal/v1/data-keys/rotate", post(super::secrets::rotate))
         .route("/shoal/v1/data-keys/retire", post(super::secrets::retire))
         .route("/apis/batch/v1/cronjobs", get(h::list_all_cronjobs))
-        .route("/apis/batch/v1/namespaces/{ns}/cronjobs", get(h::list_cronjobs).post(h::create_cronjob))
+        .route(
+            "/apis/batch/v1/namespaces/{ns}/cronjobs",
+            get(h::list_cronjobs).post(h::create_cronjob).delete(h::delete_all_cronjobs),
+        )
         .route(
             "/apis/batch/v1/namespaces/{ns}/cronjobs/{name}",
             get(h::get_cronjob).put(h::replace_cronjob).patch(h::patch_cronjob).delete(h::delete_cronjob),
         )
         // DaemonSets.
         .route("/apis/apps/v1/daemonsets", get(h::list_all_daemonsets))
-        .route("/apis/apps/v1/namespaces/{ns}/daemonsets", get(h::list_daemonsets).post(h::create_daemonset))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/daemonsets",
+            get(h::list_daemonsets).post(h::create_daemonset).delete(h::delete_all_daemonsets),
+        )
         .route(
             "/apis/apps/v1/namespaces/{ns}/daemonsets/{name}",
             get(h::get_daemonset).put(h::replace_daemonset).patch(h::patch_daemonset).delete(h::delete_daemonset),
         )
         // Jobs.
         .route("/apis/batch/v1/jobs", get(h::list_all_jobs))
-        .route("/apis/batch/v1/namespaces/{ns}/jobs", get(h::list_jobs).post(h::create_job))
+        .route("/apis/batch/v1/namespaces/{ns}/jobs", get(h::list_jobs).post(h::create_job).delete(h::delete_all_jobs))
         .route(
             "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
             get(h::get_job).put(h::replace_job).patch(h::patch_job).delete(h::delete_job),
         )
         // Nodes and events.
         .route("/api/v1/nodes", get(h::list_nodes))
-        .route("/api/v1/nodes/{name}", get(h::get_node))
+        .route("/api/v1/nodes/{name}", get(h::get_node).patch(super::maintenance::patch_node))
         .route("/shoal/v1/nodes/{name}/{action}", post(super::maintenance::node_action))
         .route("/api/v1/events", get(h::list_all_events))
         .route("/api/v1/namespaces/{ns}/events", get(h::list_events))

@@ -107,6 +107,20 @@ fn set_by_cluster(field: &str) -> bool {
                 | "metadata.selfLink"
                 | "metadata.deletionTimestamp"
         )
+        // (kubectl's `rollout undo` sends a template with `creationTimestamp: null`.)
+        || field.ends_with("template.metadata.creationTimestamp")
+}
+
+/// A `Warning:` header (code 299) saying `text`: visible ASCII, with
+/// quotes and backslashes escaped.
+pub fn warning_header(text: &str) -> Option<HeaderValue> {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .collect::<String>()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    HeaderValue::from_str(&format!("299 - \"{clean}\"")).ok()
 }
 
 /// What the parser's warnings become under `v`: an error (Strict, with
@@ -128,14 +142,7 @@ pub fn warnings(v: FieldValidation, issues: &[Issue]) -> Result<HeaderMap, ApiEr
     }
     for i in issues.iter().filter(|i| !set_by_cluster(&i.field)) {
         let text = if i.field.is_empty() { i.message.clone() } else { format!("{}: {}", i.field, i.message) };
-        // A header value is visible ASCII; quotes and backslashes escaped.
-        let clean: String = text
-            .chars()
-            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
-            .collect::<String>()
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"");
-        if let Ok(h) = HeaderValue::from_str(&format!("299 - \"{clean}\"")) {
+        if let Some(h) = warning_header(&text) {
             headers.append(axum::http::header::WARNING, h);
         }
     }

@@ -1,6 +1,7 @@
 """The official Kubernetes Python client (`kubernetes` on PyPI) against a
 Shoal node: typed reads (strict decoding), writes, patches, the scale
-subresource, selectors, logs, exec and watches. Run by tests/python_client.rs
+subresource, selectors, logs, exec, watches, DeleteOptions and
+deletecollection. Run by tests/python_client.rs
 with the kubeconfig `shoal kubeconfig` writes and the number of nodes; exits non-zero with the
 first failed check."""
 
@@ -123,7 +124,25 @@ try:
 except ApiException as e:
     check(e.status == 410, f"a foreign resourceVersion gets 410 Gone (got {e.status})")
 
-for name in ["py-cm", "py-watched"]:
+# DeleteOptions: a precondition that fails deletes nothing (409).
+cm = v1.read_namespaced_config_map("py-watched", NS)
+try:
+    v1.delete_namespaced_config_map("py-watched", NS, body=client.V1DeleteOptions(
+        preconditions=client.V1Preconditions(uid="not-" + cm.metadata.uid)))
+    check(False, "a delete whose uid precondition fails is refused")
+except ApiException as e:
+    check(e.status == 409 and "Precondition failed" in e.body, f"a failed precondition is 409 ({e.status} {e.body})")
+v1.delete_namespaced_config_map("py-watched", NS, body=client.V1DeleteOptions(
+    preconditions=client.V1Preconditions(uid=cm.metadata.uid, resource_version=cm.metadata.resource_version)))
+# deletecollection, by label selector: only what it selects.
+for i in range(3):
+    v1.create_namespaced_config_map(NS, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name=f"batch-{i}", labels={"batch": "yes" if i < 2 else "no"})))
+v1.delete_collection_namespaced_config_map(NS, label_selector="batch=yes")
+left = sorted(c.metadata.name for c in v1.list_namespaced_config_map(NS, label_selector="batch").items)
+check(left == ["batch-2"], f"deletecollection deletes what its selector selects ({left})")
+v1.delete_namespaced_config_map("batch-2", NS)
+for name in ["py-cm"]:
     v1.delete_namespaced_config_map(name, NS)
 apps.delete_namespaced_deployment("py-web", NS)
 check(v1.list_namespaced_config_map(NS, label_selector="from=python").items == [], "deleted")
