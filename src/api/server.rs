@@ -150,7 +150,10 @@ async fn media_types(req: Request, next: Next) -> Response {
         return ApiError::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            "this server reads JSON bodies (Content-Type: application/json), not protobuf or CBOR",
+            "this server reads JSON bodies (Content-Type: application/json), not protobuf or CBOR. \
+             kubectl 1.32 and newer send protobuf from `kubectl create configmap|secret|deployment|...`: \
+             pipe it through apply instead (`kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`), \
+             or use `shoal create`",
         )
         .into_response();
     }

@@ -194,11 +194,20 @@ impl Identity {
 /// ALPN of the HTTPS API (HTTP/1.1 only).
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 
+/// A validity period: from and until, each as (year, month, day).
+pub type Dates = ((i32, u8, u8), (i32, u8, u8));
+
 impl Identity {
     /// The HTTPS API's certificate and key for this node, under the cluster
     /// CA: its subject alternative names are `sans` (names and IPs: what
     /// clients put in the URL) plus `shoal` and `<node>.node.shoal`.
     pub fn issue_api(&self, sans: &[String]) -> Result<(String, String), TlsError> {
+        self.issue_api_valid(sans, None)
+    }
+
+    /// `issue_api` valid only between two dates (year, month, day), not
+    /// rcgen's default span (what the TLS tests use to make an expired one).
+    pub fn issue_api_valid(&self, sans: &[String], validity: Option<Dates>) -> Result<(String, String), TlsError> {
         let ca_key = KeyPair::from_pem(&self.ca_key_pem)?;
         let issuer = Issuer::new(ca_params(&self.cluster_id), ca_key);
         let key = KeyPair::generate()?;
@@ -214,6 +223,10 @@ impl Identity {
         p.distinguished_name = dn;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        if let Some(((y0, m0, d0), (y1, m1, d1))) = validity {
+            p.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            p.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        }
         let cert = p.signed_by(&key, &issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
