@@ -20,7 +20,7 @@ use crate::state::protocol;
 pub type Target = fn(&[u8]);
 
 /// The targets, by name (a directory of the corpus each).
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("sync_message", sync_message),
     ("join_message", join_message),
     ("gossip", gossip),
@@ -28,6 +28,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("manifest", manifest),
     ("api_body", api_body),
     ("join_token", join_token),
+    ("protobuf_body", protobuf_body),
 ];
 
 /// A state-sync message from a peer (QUIC bidirectional stream).
@@ -79,6 +80,14 @@ pub fn api_body(data: &[u8]) {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
         let _ = parse_json(v.clone(), &Context::default(), "default");
         let _ = parse_stored(v);
+    }
+}
+
+/// A REST body in Kubernetes' protobuf encoding (kubectl 1.32+ `create`);
+/// what it decodes to goes on as a JSON body would.
+pub fn protobuf_body(data: &[u8]) {
+    if let Ok(v) = crate::api::protobuf::to_json(data) {
+        let _ = parse_json(v, &Context::default(), "default");
     }
 }
 

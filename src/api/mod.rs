@@ -12,6 +12,7 @@
 //! - `render`: Kubernetes-shaped JSON (apply planning is `state::apply`);
 //! - `exec`: commands in running containers over WebSocket (`upgrade`
 //!   relays them to the node that runs the pod);
+//! - `protobuf`: Kubernetes' protobuf request bodies, read as JSON;
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
 pub mod client;
@@ -25,6 +26,7 @@ pub mod logs;
 pub mod maintenance;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod render;
 pub mod rollouts;
 pub mod secrets;

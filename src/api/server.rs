@@ -138,26 +138,39 @@ async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
     resp
 }
 
-/// Bodies in a binary encoding (Kubernetes' protobuf, CBOR) get 415, on
-/// which client-go (1.31 and later) retries in JSON.
+/// Kubernetes' protobuf bodies (kubectl 1.32 and newer send them from
+/// `kubectl create configmap|secret|...`) are read as the JSON they encode
+/// (`protobuf`); what cannot be read, and CBOR, get 415 with directions.
 async fn media_types(req: Request, next: Next) -> Response {
-    let binary = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|c| c.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf") || c.starts_with("application/cbor"));
-    if binary {
-        return ApiError::new(
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|c| c.to_str().ok()).unwrap_or("").to_string();
+    let unsupported = |why: String| {
+        ApiError::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            "this server reads JSON bodies (Content-Type: application/json), not protobuf or CBOR. \
-             kubectl 1.32 and newer send protobuf from `kubectl create configmap|secret|deployment|...`: \
-             pipe it through apply instead (`kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`), \
-             or use `shoal create`",
+            format!(
+                "{why}. Send JSON instead (Content-Type: application/json); from kubectl: \
+                 `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`, or `kubectl apply -f FILE`"
+            ),
         )
-        .into_response();
+        .into_response()
+    };
+    if ct.starts_with("application/cbor") {
+        return unsupported("this server does not read CBOR bodies".into());
     }
-    next.run(req).await
+    if !ct.starts_with("application/vnd.kubernetes.protobuf") {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return ApiError::too_large("MAX_BODY_BYTES", MAX_BODY_BYTES).into_response();
+    };
+    let json = match super::protobuf::to_json(&bytes) {
+        Ok(v) => serde_json::to_vec(&v).unwrap_or_default(),
+        Err(e) => return unsupported(format!("a protobuf body Shoal cannot read: {e}")),
+    };
+    parts.headers.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    next.run(Request::from_parts(parts, axum::body::Body::from(json))).await
 }
 
 async fn fallback() -> ApiError {
