@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECONDS_EACH=${SECONDS_EACH:-600}
 JOBS=${JOBS:-$(nproc)}
-TARGETS=${TARGETS:-"sync_message join_message gossip liveness_hello manifest api_body join_token"}
+TARGETS=${TARGETS:-"sync_message join_message gossip liveness_hello manifest api_body join_token protobuf_body"}
 rustup toolchain list | grep -q nightly || { echo "bench/fuzz.sh needs the nightly toolchain (rustup toolchain install nightly)"; exit 2; }
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cargo +nightly fuzz build -O   # every target (it takes one name or none)

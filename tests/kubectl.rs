@@ -489,36 +489,27 @@ spec:
 
 /// `kubectl create KIND` for each kind Shoal serves (protobuf bodies from
 /// kubectl 1.32 on): what each wrote, read back.
-fn kubectl_create_verbs(bin: &Path, kc: &Path) {
+fn kubectl_create_verbs(bin: &Path, kc: &Path, i: usize) {
     let v = bin.display();
+    let made = format!("made-{i}");
+    let made = made.as_str();
     let get =
         |args: &[&str]| -> Value { serde_json::from_str(&ok(bin, kc, &[args, &["-o", "json"]].concat())).unwrap() };
-    ok(bin, kc, &["create", "namespace", "made"]);
-    assert_eq!(get(&["get", "ns", "made"])["metadata"]["name"], "made", "{v}");
-    ok(bin, kc, &["create", "secret", "generic", "pw", "--from-literal=password=s3cret", "-n", "made"]);
-    let s = get(&["get", "secret", "pw", "-n", "made"]);
+    ok(bin, kc, &["create", "namespace", made]);
+    assert_eq!(get(&["get", "ns", made])["metadata"]["name"], made, "{v}");
+    ok(bin, kc, &["create", "secret", "generic", "pw", "--from-literal=password=s3cret", "-n", made]);
+    let s = get(&["get", "secret", "pw", "-n", made]);
     assert_eq!((s["type"].as_str(), s["data"]["password"].as_str()), (Some("Opaque"), Some("czNjcmV0")), "{v}");
     ok(
         bin,
         kc,
-        &[
-            "create",
-            "deployment",
-            "idle",
-            "--image=shoal-test/none:1",
-            "--replicas=0",
-            "-n",
-            "made",
-            "--",
-            "sleep",
-            "9",
-        ],
+        &["create", "deployment", "idle", "--image=shoal-test/none:1", "--replicas=0", "-n", made, "--", "sleep", "9"],
     );
-    let d = get(&["get", "deploy", "idle", "-n", "made"]);
+    let d = get(&["get", "deploy", "idle", "-n", made]);
     assert_eq!(d["spec"]["replicas"], 0, "{v}: replicas 0 is kept");
     assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["command"], serde_json::json!(["sleep", "9"]), "{v}");
-    ok(bin, kc, &["create", "service", "clusterip", "idle", "--tcp=80:8080", "-n", "made"]);
-    let s = get(&["get", "svc", "idle", "-n", "made"]);
+    ok(bin, kc, &["create", "service", "clusterip", "idle", "--tcp=80:8080", "-n", made]);
+    let s = get(&["get", "svc", "idle", "-n", made]);
     assert_eq!(
         (s["spec"]["ports"][0]["port"].as_i64(), s["spec"]["ports"][0]["targetPort"].as_i64()),
         (Some(80), Some(8080)),
@@ -527,22 +518,12 @@ fn kubectl_create_verbs(bin: &Path, kc: &Path) {
     ok(
         bin,
         kc,
-        &[
-            "create",
-            "cronjob",
-            "yearly",
-            "--image=shoal-test/none:1",
-            "--schedule=0 0 1 1 *",
-            "-n",
-            "made",
-            "--",
-            "date",
-        ],
+        &["create", "cronjob", "yearly", "--image=shoal-test/none:1", "--schedule=0 0 1 1 *", "-n", made, "--", "date"],
     );
-    let c = get(&["get", "cj", "yearly", "-n", "made"]);
+    let c = get(&["get", "cj", "yearly", "-n", made]);
     assert_eq!(c["spec"]["schedule"], "0 0 1 1 *", "{v}");
     assert_eq!(c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"], "OnFailure", "{v}");
-    ok(bin, kc, &["delete", "namespace", "made", "--wait=false"]);
+    ok(bin, kc, &["delete", "namespace", made, "--wait=false"]);
 }
 
 /// The nodes kubectl's wide pod table shows for `app`'s pods.
@@ -591,82 +572,92 @@ fn kubectl_server_side_apply_edit_logs_rollouts_deletes_and_drain() {
         assert_eq!(ok(bin, &kc, &["get", "cm", &name, "-o", "jsonpath={.data.k}"]), "v", "{v}");
         ok(bin, &kc, &["delete", "namespace", &ns, "--wait=false"]);
     }
-    // The rest with the newest kubectl.
-    let bin = bins.last().unwrap();
+    for (i, bin) in bins.iter().enumerate() {
+        kubectl_create_verbs(bin, &kc, i);
+        everyday(n1, bin, &kc, i);
+    }
+}
+
+/// edit, logs -f, rollout restart/undo/history, cordon/drain/uncordon,
+/// eviction and deletes, with kubectl `bin` (names suffixed with `i`).
+fn everyday(n1: &TestNode, bin: &Path, kc: &Path, i: usize) {
     let v = bin.display();
-    kubectl_create_verbs(bin, &kc);
-    n1.apply(TICKER);
-    n1.wait_ready("ticker", 3, 60);
+    let t = format!("ticker{i}");
+    let dt = format!("deploy/{t}");
+    let conf = format!("conf{i}");
+    n1.apply(&TICKER.replace("ticker", &t));
+    n1.wait_ready(&t, 3, 60);
     // edit: kubectl's editor is any program that rewrites the file.
-    n1.ok(&["create", "configmap", "conf", "--from-literal=mode=plain"]);
+    n1.ok(&["create", "configmap", &conf, "--from-literal=mode=plain"]);
     let editor = n1.dir.join("editor.sh");
     std::fs::write(&editor, "#!/bin/sh\nsed -i 's/mode: plain/mode: edited/' \"$1\"\n").unwrap();
     Command::new("chmod").arg("+x").arg(&editor).status().unwrap();
     let o = Command::new(bin)
         .arg("--kubeconfig")
-        .arg(&kc)
-        .args(["edit", "configmap", "conf"])
+        .arg(kc)
+        .args(["edit", "configmap", &conf])
         .env("KUBE_EDITOR", &editor)
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
     assert!(o.status.success(), "{v}: {}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "configmap/conf edited", "{v}");
-    assert_eq!(ok(bin, &kc, &["get", "cm", "conf", "-o", "jsonpath={.data.mode}"]), "edited", "{v}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("configmap/{conf} edited"), "{v}");
+    assert_eq!(ok(bin, kc, &["get", "cm", &conf, "-o", "jsonpath={.data.mode}"]), "edited", "{v}");
     // logs -f through a Deployment: new lines keep coming.
-    let mut follow = Running::start(bin, &kc, &["logs", "-f", "deploy/ticker", "--tail", "1"]);
+    let mut follow = Running::start(bin, kc, &["logs", "-f", &dt, "--tail", "1"]);
     let first = follow.expect(20, "a first tick", |l| l.starts_with("tick-"));
     let n: u64 = first.trim_start_matches("tick-").parse().unwrap();
     follow.expect(20, "a later tick", |l| l.trim_start_matches("tick-").parse::<u64>().is_ok_and(|m| m >= n + 3));
     drop(follow);
     // rollout restart makes a revision; undo goes back to the one before.
     let history = |bin: &Path| -> Vec<String> {
-        ok(bin, &kc, &["rollout", "history", "deploy/ticker"])
+        ok(bin, kc, &["rollout", "history", &dt])
             .lines()
             .filter_map(|l| l.split_whitespace().next().filter(|w| w.parse::<u32>().is_ok()).map(String::from))
             .collect()
     };
     assert_eq!(history(bin), ["1"], "{v}");
-    assert_eq!(ok(bin, &kc, &["rollout", "restart", "deploy/ticker"]).trim(), "deployment.apps/ticker restarted");
-    ok(bin, &kc, &["rollout", "status", "deploy/ticker", "--timeout", "60s"]);
+    assert_eq!(ok(bin, kc, &["rollout", "restart", &dt]).trim(), format!("deployment.apps/{t} restarted"));
+    ok(bin, kc, &["rollout", "status", &dt, "--timeout", "60s"]);
     assert_eq!(history(bin), ["1", "2"], "{v}");
-    let out = kubectl(bin, &kc, &["rollout", "undo", "deploy/ticker"]);
+    let out = kubectl(bin, kc, &["rollout", "undo", &dt]);
     assert!(out.status.success(), "{v}: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deployment.apps/ticker rolled back", "{v}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("deployment.apps/{t} rolled back"), "{v}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("Warning"), "{v}: {}", String::from_utf8_lossy(&out.stderr));
-    ok(bin, &kc, &["rollout", "status", "deploy/ticker", "--timeout", "60s"]);
+    ok(bin, kc, &["rollout", "status", &dt, "--timeout", "60s"]);
     assert_eq!(history(bin), ["2", "3"], "{v}: undo re-applies revision 1 as revision 3");
-    // cordon / drain / uncordon: n2's replicas move to n1 and n3.
-    assert!(pod_nodes(bin, &kc, "ticker").contains(&"n2".to_string()), "a replica on n2 to start with");
-    assert_eq!(ok(bin, &kc, &["cordon", "n2"]).trim(), "node/n2 cordoned");
-    let nodes = ok(bin, &kc, &["get", "node", "n2", "--no-headers"]);
+    // cordon / drain / uncordon: a node's replicas move to the others.
+    let before = pod_nodes(bin, kc, &t);
+    let node = before.iter().find(|n| *n != "n1").map(String::as_str).expect("a replica off n1");
+    assert_eq!(ok(bin, kc, &["cordon", node]).trim(), format!("node/{node} cordoned"));
+    let nodes = ok(bin, kc, &["get", "node", node, "--no-headers"]);
     assert!(nodes.contains("SchedulingDisabled"), "{v}: {nodes}");
-    let err = fails(bin, &kc, &["label", "node", "n2", "disk=ssd"]);
+    let err = fails(bin, kc, &["label", "node", node, "disk=ssd"]);
     assert!(err.contains("only spec.unschedulable can be changed"), "{v}: {err}");
-    let out = ok(bin, &kc, &["drain", "n2", "--timeout", "60s"]);
-    assert!(out.contains("node/n2 drained"), "{v}: {out}");
-    poll(30, "3 ticker pods Running, none on n2", || {
-        let nodes = pod_nodes(bin, &kc, "ticker");
-        if nodes.len() == 3 && !nodes.contains(&"n2".to_string()) { Ok(()) } else { Err(format!("{nodes:?}")) }
+    let out = ok(bin, kc, &["drain", node, "--timeout", "60s"]);
+    assert!(out.contains(&format!("node/{node} drained")), "{v}: {out}");
+    poll(30, "3 pods Running, none on the drained node", || {
+        let nodes = pod_nodes(bin, kc, &t);
+        if nodes.len() == 3 && !nodes.contains(&node.to_string()) { Ok(()) } else { Err(format!("{nodes:?}")) }
     });
-    assert_eq!(ok(bin, &kc, &["uncordon", "n2"]).trim(), "node/n2 uncordoned");
+    assert_eq!(ok(bin, kc, &["uncordon", node]).trim(), format!("node/{node} uncordoned"));
     // Eviction where placement would put the pod back: refused, with directions.
-    let pod = ok(bin, &kc, &["get", "pods", "-l", "app=ticker", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let pod = ok(bin, kc, &["get", "pods", "-l", &format!("app={t}"), "-o", "jsonpath={.items[0].metadata.name}"]);
     let eviction = n1.dir.join("eviction.json");
     let body = format!(
         r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"default"}}}}"#
     );
     std::fs::write(&eviction, body).unwrap();
     let path = format!("/api/v1/namespaces/default/pods/{pod}/eviction");
-    let err = fails(bin, &kc, &["create", "--raw", &path, "-f", eviction.to_str().unwrap()]);
+    let err = fails(bin, kc, &["create", "--raw", &path, "-f", eviction.to_str().unwrap()]);
     assert!(err.contains("only from a cordoned node"), "{v}: {err}");
     // Deletes with options: orphaning is refused, a grace period warned about.
-    let err = fails(bin, &kc, &["delete", "deploy", "ticker", "--cascade=orphan"]);
+    let err = fails(bin, kc, &["delete", "deploy", &t, "--cascade=orphan"]);
     assert!(err.contains("propagationPolicy Orphan cannot be honoured"), "{v}: {err}");
-    let out = kubectl(bin, &kc, &["delete", "deploy", "ticker", "--grace-period=5", "--wait"]);
+    let out = kubectl(bin, kc, &["delete", "deploy", &t, "--grace-period=5", "--wait"]);
     assert!(out.status.success(), "{v}: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("gracePeriodSeconds is not honoured"), "{v}");
-    assert_eq!(ok(bin, &kc, &["get", "deploy", "-o", "name"]).trim(), "", "{v}");
+    assert_eq!(ok(bin, kc, &["get", "deploy", "-o", "name"]).trim(), "", "{v}");
 }
 
 /// Serves TLS on a loopback port with `cert`/`key` (an API certificate of
