@@ -229,6 +229,32 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("TLS") && err.contains("UnknownIssuer"), "{err}");
+    // From a machine with no copy of the CA, the join token pins it.
+    let nowhere = node.dir.join("no-data-dir");
+    let pinned = |pin: &str| {
+        Command::new(BIN)
+            .args(["get", "nodes", "--server", &node.server(), "--token", &node.token(), "--ca-pin", pin])
+            .arg("--data-dir")
+            .arg(&nowhere)
+            .output()
+            .unwrap()
+    };
+    let o = pinned(node.ok(&["token"]).trim());
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("k1"), "{o:?}");
+    let o = pinned(&foreign.ca_hash().unwrap());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("does not match the pinned hash"), "{err}");
+    let o = Command::new(BIN)
+        .args(["get", "nodes", "--server", &node.server(), "--token", &node.token()])
+        .arg("--data-dir")
+        .arg(&nowhere)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--ca-file"),
+        "without a CA or a pin, the CLI says what to give: {err}"
+    );
 }
 
 #[test]

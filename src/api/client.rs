@@ -26,7 +26,7 @@ pub enum ClientError {
     #[error("invalid server URL {0:?}: expected https://HOST:PORT (or http:// on this host)")]
     BadUrl(String),
     #[error(
-        "{0} is HTTPS, and this client has no cluster CA to verify it with: pass --ca-file (the CA from `shoal kubeconfig`), or --data-dir of a node of the cluster"
+        "{0} is HTTPS, and this client has no cluster CA to verify it with: pass --ca-file (the CA from `shoal kubeconfig`), --ca-pin with the cluster's join token, or --data-dir of a node of the cluster"
     )]
     NoCa(String),
 }

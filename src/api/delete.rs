@@ -12,6 +12,9 @@
 //! - `gracePeriodSeconds` is accepted with a warning: pods stop within their
 //!   spec's `terminationGracePeriodSeconds`;
 //! - `dryRun` is refused, as for writes.
+//!
+//! The answer is a `Status`, except for a Service: the deleted Service, as
+//! Kubernetes answers (and its clients decode).
 
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
@@ -147,12 +150,17 @@ pub async fn delete_one(ctx: &Ctx, key: ObjectKey, q: &DeleteQuery, body: &[u8])
             return Err(ApiError::conflict(why));
         }
     }
+    // A Service's DELETE answers with the Service (as Kubernetes' does, and
+    // as its clients decode it); other kinds answer with a Status.
+    let deleted = if key.kind == Kind::Service { Some(get_of(ctx, key.clone())?.0) } else { None };
     let snap = ctx.db.snapshot();
     let uid = snap.get(&key).and_then(|o| o.object.meta().uid.clone());
     let (_res, changes) = plan_delete(&snap, &key)?;
     commit(ctx, changes).await?;
-    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                      "details": {"name": key.name, "kind": key.kind.plural(), "uid": uid}});
+    let body = deleted.unwrap_or_else(|| {
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+               "details": {"name": key.name, "kind": key.kind.plural(), "uid": uid}})
+    });
     Ok((StatusCode::OK, warnings, Json(body)))
 }
 

@@ -24,6 +24,11 @@ pub struct ClientOpts {
     /// in the data dir; `shoal kubeconfig` prints it).
     #[arg(long, env = "SHOAL_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Trust a node whose certificate chain holds the CA with this hash (64
+    /// hex), or the one a join token names (pass the whole token): for a
+    /// machine with no copy of the CA. --ca-file wins over it.
+    #[arg(long, env = "SHOAL_CA_PIN", hide_env_values = true)]
+    pub ca_pin: Option<String>,
     /// API bearer token (default: the token file in the data dir).
     #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,

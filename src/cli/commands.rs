@@ -86,14 +86,32 @@ pub fn client(o: &ClientOpts) -> Client {
             urls.push(u);
         }
     }
-    let tls = cluster_ca(o)
-        .and_then(|ca| {
+    let pinned = if o.ca_file.is_none() { o.ca_pin.as_deref().and_then(pinned_tls) } else { None };
+    let tls = pinned.or_else(|| {
+        cluster_ca(o).and_then(|ca| {
             crate::net::tls::api_client_config(&ca)
                 .map_err(|e| eprintln!("warning: the cluster CA is not a usable PEM certificate: {e}"))
                 .ok()
         })
-        .map(std::sync::Arc::new);
-    Client::new(urls, api_token(o)).with_tls(tls)
+    });
+    Client::new(urls, api_token(o)).with_tls(tls.map(std::sync::Arc::new))
+}
+
+/// TLS trusting the CA a pin names: a CA hash (64 hex) or a join token.
+fn pinned_tls(pin: &str) -> Option<rustls::ClientConfig> {
+    let pin = pin.trim();
+    let hash = if pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+        pin.to_ascii_lowercase()
+    } else {
+        match crate::net::token::JoinToken::parse(pin) {
+            Ok(t) => t.ca_hash,
+            Err(e) => {
+                eprintln!("warning: --ca-pin is neither a CA hash (64 hex) nor a join token: {e}");
+                return None;
+            }
+        }
+    };
+    crate::net::tls::api_pinned_client_config(&hash).map_err(|e| eprintln!("warning: --ca-pin: {e}")).ok()
 }
 
 /// API URLs of other nodes learnt from earlier calls (client failover).

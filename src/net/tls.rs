@@ -260,6 +260,17 @@ pub fn api_client_config(ca_pem: &str) -> Result<ClientConfig, TlsError> {
 /// if its chain contains a CA whose hash is `pin`, and its certificate is
 /// valid under that CA.
 pub fn join_client_config(pin: &str) -> Result<ClientConfig, TlsError> {
+    pinned_client_config(pin, ALPN_JOIN)
+}
+
+/// A client config for the HTTPS API that trusts a node whose chain holds
+/// the CA with hash `pin` (a join token's): the CLI's way in from a machine
+/// that has no copy of the CA.
+pub fn api_pinned_client_config(pin: &str) -> Result<ClientConfig, TlsError> {
+    pinned_client_config(pin, ALPN_HTTP1)
+}
+
+fn pinned_client_config(pin: &str, alpn: &[u8]) -> Result<ClientConfig, TlsError> {
     let p = provider();
     let verifier = Arc::new(PinnedCa { pin: pin.to_ascii_lowercase(), provider: p.clone() });
     let mut c = ClientConfig::builder_with_provider(p)
@@ -267,7 +278,7 @@ pub fn join_client_config(pin: &str) -> Result<ClientConfig, TlsError> {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    c.alpn_protocols = vec![ALPN_JOIN.to_vec()];
+    c.alpn_protocols = vec![alpn.to_vec()];
     Ok(c)
 }
 
@@ -288,7 +299,7 @@ impl ServerCertVerifier for PinnedCa {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let ca = intermediates.iter().find(|c| cert_hash(c) == self.pin).ok_or_else(|| {
             rustls::Error::General(
-                "the node's CA does not match the hash in the join token: wrong cluster, a rotated CA, or an impostor"
+                "the node's CA does not match the pinned hash (the join token's): wrong cluster, a rotated CA, or an impostor"
                     .into(),
             )
         })?;

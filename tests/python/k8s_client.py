@@ -1,7 +1,7 @@
 """The official Kubernetes Python client (`kubernetes` on PyPI) against a
 Shoal node: typed reads (strict decoding), writes, patches, the scale
-subresource, selectors, logs, exec, watches, DeleteOptions and
-deletecollection. Run by tests/python_client.rs
+subresource, selectors, logs, exec, watches, DeleteOptions,
+deletecollection and create_from_yaml. Run by tests/python_client.rs
 with the kubeconfig `shoal kubeconfig` writes and the number of nodes; exits non-zero with the
 first failed check."""
 
@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from kubernetes import client, config, watch
+from kubernetes import client, config, utils, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 
@@ -142,6 +142,18 @@ v1.delete_collection_namespaced_config_map(NS, label_selector="batch=yes")
 left = sorted(c.metadata.name for c in v1.list_namespaced_config_map(NS, label_selector="batch").items)
 check(left == ["batch-2"], f"deletecollection deletes what its selector selects ({left})")
 v1.delete_namespaced_config_map("batch-2", NS)
+# create_from_yaml: a multi-document file, each object by its kind's API.
+import os, tempfile
+with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+    f.write("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-yaml-1}\ndata: {a: '1'}\n---\n"
+            "apiVersion: v1\nkind: Service\nmetadata: {name: from-yaml-svc}\n"
+            "spec: {selector: {app: py-web}, ports: [{port: 80, targetPort: 8080}]}\n")
+made = utils.create_from_yaml(client.ApiClient(), f.name, namespace=NS)
+os.unlink(f.name)
+check(len(made) == 2, f"create_from_yaml created both objects ({made})")
+check(v1.read_namespaced_service("from-yaml-svc", NS).spec.ports[0].port == 80, "the Service from create_from_yaml")
+v1.delete_namespaced_service("from-yaml-svc", NS)
+v1.delete_namespaced_config_map("from-yaml-1", NS)
 for name in ["py-cm"]:
     v1.delete_namespaced_config_map(name, NS)
 apps.delete_namespaced_deployment("py-web", NS)
