@@ -677,6 +677,8 @@ fn everyday(n1: &TestNode, bin: &Path, kc: &Path, i: usize) {
     let path = format!("/api/v1/namespaces/default/pods/{pod}/eviction");
     let err = fails(bin, kc, &["create", "--raw", &path, "-f", eviction.to_str().unwrap()]);
     assert!(err.contains("only from a cordoned node"), "{v}: {err}");
+    let err = fails(bin, kc, &["delete", "pod", &pod]);
+    assert!(err.contains("rollout restart"), "{v}: {err}");
     // Deletes with options: orphaning is refused, a grace period warned about.
     let err = fails(bin, kc, &["delete", "deploy", &t, "--cascade=orphan"]);
     assert!(err.contains("propagationPolicy Orphan cannot be honoured"), "{v}: {err}");

@@ -110,6 +110,20 @@ pub async fn evict_pod(
     Ok((StatusCode::CREATED, Json(evicted(&name))))
 }
 
+/// `DELETE .../pods/{name}`: a pod is not deleted on its own (its owner
+/// declares it); the answer says what does what the user wants.
+pub async fn delete_pod(Path((_ns, name)): Path<(String, String)>) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!(
+            "pod {name} exists through its Deployment, DaemonSet or Job, so it is not deleted on its own: \
+             `kubectl rollout restart deployment/NAME` restarts a Deployment's pods, `kubectl drain NODE` \
+             moves a node's pods elsewhere, and deleting the owner deletes its pods"
+        ),
+    )
+}
+
 fn evicted(name: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
            "details": {"name": name, "kind": "pods"}})

@@ -117,6 +117,15 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
+    // The whole body is read first, so that an answer given without it (a
+    // refusal, an error) never races the client's write of it: a server
+    // that answers and closes mid-body makes the client see a broken pipe
+    // instead of the answer.
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return ApiError::too_large("MAX_BODY_BYTES", MAX_BODY_BYTES).into_response();
+    };
+    let req = Request::from_parts(parts, axum::body::Body::from(body));
     let method = req.method().to_string();
     if !public(req.uri().path()) {
         let given = req
@@ -203,7 +212,7 @@ pub fn router(ctx: Ctx) -> Router {
         // Pods (derived).
         .route("/api/v1/pods", get(h::list_all_pods))
         .route("/api/v1/namespaces/{ns}/pods", get(h::list_pods))
-        .route("/api/v1/namespaces/{ns}/pods/{name}", get(h::get_pod))
+        .route("/api/v1/namespaces/{ns}/pods/{name}", get(h::get_pod).delete(super::maintenance::delete_pod))
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs::pod_log))
         .route("/api/v1/namespaces/{ns}/pods/{name}/eviction", post(super::maintenance::evict_pod))
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", get(super::exec::pod_exec).post(super::exec::pod_exec))
