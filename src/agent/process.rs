@@ -116,13 +116,14 @@ impl Running for Proc {
     }
 }
 
-fn spawn_error(argv0: &str, e: &std::io::Error) -> RuntimeError {
+/// Why `argv0` could not be run, with a hint; `reason` is the error's.
+pub(super) fn spawn_error(reason: &str, argv0: &str, e: &std::io::Error) -> RuntimeError {
     let hint = match e.kind() {
         std::io::ErrorKind::NotFound => " (not found: check the command name and the node's PATH)",
         std::io::ErrorKind::PermissionDenied => " (permission denied: is it executable?)",
         _ => "",
     };
-    RuntimeError::new("StartError", format!("cannot run {argv0:?}: {e}{hint}"))
+    RuntimeError::new(reason, format!("cannot run {argv0:?}: {e}{hint}"))
 }
 
 fn command_for(argv: &[String], env: &[(String, String)], workdir: Option<&PathBuf>) -> Command {
@@ -174,7 +175,7 @@ impl Runtime for ProcessRuntime {
         if l.lease.is_some() {
             cmd.stdin(Stdio::piped());
         }
-        let mut child = cmd.spawn().map_err(|e| spawn_error(&argv[0], &e))?;
+        let mut child = cmd.spawn().map_err(|e| spawn_error("StartError", &argv[0], &e))?;
         let mut lease_done = None;
         if let (Some(lease), Some(stdin)) = (l.lease.clone(), child.stdin.take()) {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -201,7 +202,7 @@ impl Runtime for ProcessRuntime {
         env.extend(target.env.iter().cloned());
         let mut c = command_for(cmd, &env, target.workdir.as_ref());
         c.stdout(Stdio::null()).stderr(Stdio::null()).process_group(0).kill_on_drop(true);
-        let mut child = c.spawn().map_err(|e| spawn_error(&cmd[0], &e))?;
+        let mut child = c.spawn().map_err(|e| spawn_error("StartError", &cmd[0], &e))?;
         let pgid = child.id().map(|p| Pid::from_raw(p as i32));
         match tokio::time::timeout(timeout, child.wait()).await {
             Ok(Ok(st)) => Ok(exit_of(st).code),

@@ -72,6 +72,22 @@ impl ExecQuery {
     }
 }
 
+/// A pod's containers: as placement wants it, else as a node reports it.
+pub fn pod_containers(
+    plan: &crate::placement::plan::PlanView,
+    view: &crate::membership::view::ClusterView,
+    id: &str,
+) -> Option<Vec<String>> {
+    match plan.plan.desired.get(id) {
+        Some(d) => Some(d.spec.containers.iter().map(|c| c.name.clone()).collect()),
+        None => view
+            .nodes
+            .values()
+            .find_map(|n| n.pods.get(id))
+            .map(|s| s.containers.iter().map(|c| c.name.clone()).collect()),
+    }
+}
+
 /// Picks the container a request names (or the only one).
 pub fn choose_container(pod: &str, containers: &[String], asked: Option<String>) -> Result<String, ApiError> {
     match asked {
@@ -109,15 +125,7 @@ pub async fn pod_exec(
     let id = format!("{ns}/{name}");
     let view = ctx.view.borrow().clone();
     let plan = ctx.plan.borrow().clone();
-    let containers: Vec<String> = match plan.plan.desired.get(&id) {
-        Some(d) => d.spec.containers.iter().map(|c| c.name.clone()).collect(),
-        None => view
-            .nodes
-            .values()
-            .find_map(|n| n.pods.get(&id))
-            .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
-            .unwrap_or_default(),
-    };
+    let containers = pod_containers(&plan, &view, &id).unwrap_or_default();
     if containers.is_empty() {
         return Err(ApiError::not_found(format!("pod {name:?} in namespace {ns:?}")));
     }
@@ -152,13 +160,39 @@ async fn local(req: Request, entry: Entry, q: ExecQuery) -> Result<Response, Api
         )));
     };
     let v5 = protocol == PROTOCOLS[0];
-    Ok(ws.on_upgrade(move |socket| async move {
-        let attach = AttachRequest { command: q.command.clone(), stdin: q.stdin, tty: q.tty };
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        // With a terminal, kubectl sends its size first: the command starts
+        // with it rather than a default.
+        let (size, early) = if q.tty { first_size(&mut socket, v5).await } else { (None, None) };
+        let attach = AttachRequest { command: q.command.clone(), stdin: q.stdin, tty: q.tty, size };
         match entry.attach(attach).await {
-            Ok(session) => bridge(socket, session, &q, v5).await,
+            Ok(session) => {
+                if let Some(input) = early {
+                    let _ = session.input.send(input).await;
+                }
+                bridge(socket, session, &q, v5).await
+            }
             Err(e) => finish(socket, Err(e.message)).await,
         }
     }))
+}
+
+/// How long a terminal session waits for the caller's size before starting.
+const SIZE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The caller's first message, if it comes soon: its terminal size, or
+/// another input to hand to the session once it starts.
+async fn first_size(socket: &mut WebSocket, v5: bool) -> (Option<(u16, u16)>, Option<SessionInput>) {
+    let Ok(Some(Ok(msg))) = tokio::time::timeout(SIZE_WAIT, socket.recv()).await else { return (None, None) };
+    let data = match msg {
+        Message::Binary(b) => b,
+        Message::Text(t) => Bytes::from(t.as_str().to_owned()),
+        _ => return (None, None),
+    };
+    match from_caller(&data, v5) {
+        Some(SessionInput::Resize { width, height }) => (Some((width, height)), None),
+        other => (None, other),
+    }
 }
 
 /// Carries one session over the socket until the command ends or the

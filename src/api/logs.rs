@@ -42,16 +42,9 @@ pub async fn pod_log(
     // pod some node reports is running again, a retry: its log is there.)
     let reported = view.nodes.values().any(|n| n.state.alive() && n.pods.contains_key(&id));
     let finished = if reported { None } else { finished_job_pod(&ctx.db.snapshot(), &ns, &name) };
-    let containers: Vec<String> = match plan.plan.desired.get(&id) {
-        Some(d) => d.spec.containers.iter().map(|c| c.name.clone()).collect(),
-        None => view
-            .nodes
-            .values()
-            .find_map(|n| n.pods.get(&id))
-            .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
-            .or_else(|| finished.as_ref().map(|(_, c)| c.clone()))
-            .unwrap_or_default(),
-    };
+    let containers: Vec<String> = super::exec::pod_containers(&plan, &view, &id)
+        .or_else(|| finished.as_ref().map(|(_, c)| c.clone()))
+        .unwrap_or_default();
     if containers.is_empty() {
         return Err(ApiError::not_found(format!("pod {name:?} in namespace {ns:?}")));
     }

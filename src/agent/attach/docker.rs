@@ -24,6 +24,7 @@ pub async fn attach(d: Docker, id: &str, req: &AttachRequest) -> Result<Session,
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(req.tty),
+        console_size: req.size.filter(|_| req.tty).map(|(w, h)| vec![usize::from(h), usize::from(w)]),
         ..Default::default()
     };
     let exec = d.create_exec(id, config).await.map_err(err)?;
@@ -32,6 +33,22 @@ pub async fn attach(d: Docker, id: &str, req: &AttachRequest) -> Result<Session,
     else {
         return Err(RuntimeError::new("ExecError", "the Docker engine did not attach to the command"));
     };
+    // Engines before API 1.42 ignore ConsoleSize, and resize an exec only
+    // once its process runs: the size is set as soon as it does (a command
+    // that asks at once may still see 0x0).
+    if let Some((width, height)) = req.size.filter(|_| req.tty) {
+        let (d, id) = (d.clone(), exec.id.clone());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while tokio::time::Instant::now() < deadline {
+                let running = d.inspect_exec(&id).await.is_ok_and(|i| i.running == Some(true));
+                if running && d.resize_exec(&id, ResizeExecOptions { height, width }).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
     let (session, io) = session();
     let SessionIo { input: mut from_caller, output: to_caller, exit } = io;
     let pump = tokio::spawn(async move {
@@ -54,13 +71,7 @@ pub async fn attach(d: Docker, id: &str, req: &AttachRequest) -> Result<Session,
             tokio::select! {
                 _ = &mut pump => break true,
                 msg = from_caller.recv() => match msg {
-                    Some(SessionInput::Stdin(b)) => {
-                        if let Some(s) = stdin.as_mut()
-                            && (s.write_all(&b).await.is_err() || s.flush().await.is_err())
-                        {
-                            stdin = None;
-                        }
-                    }
+                    Some(SessionInput::Stdin(b)) => super::feed(&mut stdin, &b).await,
                     Some(SessionInput::CloseStdin) => {
                         if let Some(mut s) = stdin.take() {
                             let _ = s.shutdown().await;

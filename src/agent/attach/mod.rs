@@ -29,6 +29,9 @@ pub struct AttachRequest {
     pub stdin: bool,
     /// A pseudo terminal: stdout and stderr are one stream, the terminal's.
     pub tty: bool,
+    /// The terminal's size (columns, rows) from the start, if the caller
+    /// said (a command that asks at once sees it, not a default).
+    pub size: Option<(u16, u16)>,
 }
 
 /// What the caller sends to a session.
@@ -75,6 +78,17 @@ pub fn session() -> (Session, SessionIo) {
     let (out_tx, out_rx) = mpsc::channel(64);
     let (exit_tx, exit_rx) = oneshot::channel();
     (Session { input: in_tx, output: out_rx, exit: exit_rx }, SessionIo { input: in_rx, output: out_tx, exit: exit_tx })
+}
+
+/// Writes `data` to a command's stdin; a stdin that fails (the command
+/// closed it) is dropped and later data goes nowhere.
+pub async fn feed<W: tokio::io::AsyncWrite + Unpin>(stdin: &mut Option<W>, data: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    if let Some(s) = stdin.as_mut()
+        && (s.write_all(data).await.is_err() || s.flush().await.is_err())
+    {
+        *stdin = None;
+    }
 }
 
 /// A container a command can run in.

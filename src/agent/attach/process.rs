@@ -34,15 +34,6 @@ fn command(argv: &[String], env: &[(String, String)], workdir: Option<&PathBuf>)
     cmd
 }
 
-fn spawn_error(argv0: &str, e: &std::io::Error) -> RuntimeError {
-    let hint = match e.kind() {
-        std::io::ErrorKind::NotFound => " (not found: check the command name and the node's PATH)",
-        std::io::ErrorKind::PermissionDenied => " (permission denied: is it executable?)",
-        _ => "",
-    };
-    RuntimeError::new("ExecError", format!("cannot run {argv0:?}: {e}{hint}"))
-}
-
 /// Starts `argv` for a session.
 pub fn attach(
     argv: &[String],
@@ -50,7 +41,11 @@ pub fn attach(
     workdir: Option<&PathBuf>,
     req: &AttachRequest,
 ) -> Result<Session, RuntimeError> {
-    if req.tty { with_terminal(argv, env, workdir, req.stdin) } else { with_pipes(argv, env, workdir, req.stdin) }
+    if req.tty {
+        with_terminal(argv, env, workdir, req.stdin, req.size.unwrap_or(DEFAULT_SIZE))
+    } else {
+        with_pipes(argv, env, workdir, req.stdin)
+    }
 }
 
 fn with_pipes(
@@ -64,7 +59,7 @@ fn with_pipes(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| spawn_error(&argv[0], &e))?;
+    let mut child = cmd.spawn().map_err(|e| crate::agent::process::spawn_error("ExecError", &argv[0], &e))?;
     let (session, io) = session();
     let input: Option<Box<dyn AsyncWrite + Send + Unpin>> = child.stdin.take().map(|s| Box::new(s) as _);
     let mut pumps = Vec::new();
@@ -83,10 +78,11 @@ fn with_terminal(
     env: &[(String, String)],
     workdir: Option<&PathBuf>,
     stdin: bool,
+    (width, height): (u16, u16),
 ) -> Result<Session, RuntimeError> {
     let pty_err = |e: nix::Error| RuntimeError::new("ExecError", format!("cannot open a terminal: {e}"));
     let io_err = |e: std::io::Error| RuntimeError::new("ExecError", format!("cannot open a terminal: {e}"));
-    let size = winsize(DEFAULT_SIZE.0, DEFAULT_SIZE.1);
+    let size = winsize(width, height);
     let pty = nix::pty::openpty(Some(&size), None).map_err(pty_err)?;
     let mut cmd = command(argv, env, workdir);
     cmd.stdin(Stdio::from(pty.slave.try_clone().map_err(io_err)?))
@@ -104,7 +100,7 @@ fn with_terminal(
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| spawn_error(&argv[0], &e))?;
+    let child = cmd.spawn().map_err(|e| crate::agent::process::spawn_error("ExecError", &argv[0], &e))?;
     // The parent's copies of the terminal's far end must go, or reading the
     // near end never sees the end of the command's output.
     drop(cmd);
@@ -155,13 +151,7 @@ async fn run(
         tokio::select! {
             st = child.wait() => break st,
             msg = input.recv(), if caller => match msg {
-                Some(SessionInput::Stdin(b)) => {
-                    if let Some(s) = stdin.as_mut()
-                        && (s.write_all(&b).await.is_err() || s.flush().await.is_err())
-                    {
-                        stdin = None;
-                    }
-                }
+                Some(SessionInput::Stdin(b)) => super::feed(&mut stdin, &b).await,
                 Some(SessionInput::CloseStdin) => {
                     if let Some(mut s) = stdin.take() {
                         // A terminal has no end of file of its own: ^D is one.
@@ -221,7 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn pipes_carry_stdin_stdout_stderr_and_the_exit_code() {
-        let req = AttachRequest { command: sh("cat; echo oops >&2; exit 3"), stdin: true, tty: false };
+        let req = AttachRequest { command: sh("cat; echo oops >&2; exit 3"), stdin: true, tty: false, size: None };
         let s = attach(&req.command, &[], None, &req).unwrap();
         s.input.send(SessionInput::Stdin(Bytes::from_static(b"hello\n"))).await.unwrap();
         s.input.send(SessionInput::CloseStdin).await.unwrap();
@@ -231,8 +221,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_terminal_is_the_commands_controlling_terminal_and_takes_the_callers_size() {
-        let req = AttachRequest { command: sh("read line; stty size; tty; echo got $line"), stdin: true, tty: true };
-        let s = attach(&req.command, &[], None, &req).unwrap();
+        let req = AttachRequest {
+            command: sh("stty size; read line; stty size; tty; echo got $line"),
+            stdin: true,
+            tty: true,
+            size: Some((90, 20)),
+        };
+        let mut s = attach(&req.command, &[], None, &req).unwrap();
+        // The size asked for from the start, then a resize.
+        let mut first = String::new();
+        while !first.contains('\n') {
+            let Some(SessionOutput::Stdout(b)) = s.output.recv().await else { panic!("no output: {first:?}") };
+            first.push_str(&String::from_utf8_lossy(&b));
+        }
+        assert_eq!(first.trim(), "20 90", "the size asked for from the start");
         s.input.send(SessionInput::Resize { width: 100, height: 30 }).await.unwrap();
         s.input.send(SessionInput::Stdin(Bytes::from_static(b"hi\n"))).await.unwrap();
         let (out, err, code) = collect(s).await;
@@ -244,7 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_goes_away_kills_the_command() {
-        let req = AttachRequest { command: sh("echo $$; exec sleep 600"), stdin: false, tty: false };
+        let req = AttachRequest { command: sh("echo $$; exec sleep 600"), stdin: false, tty: false, size: None };
         let mut s = attach(&req.command, &[], None, &req).unwrap();
         let Some(SessionOutput::Stdout(pid)) = s.output.recv().await else { panic!("no pid") };
         let pid: i32 = String::from_utf8_lossy(&pid).trim().parse().unwrap();
