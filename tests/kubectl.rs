@@ -1,7 +1,9 @@
-//! Real kubectl against a real node: HTTPS with the cluster CA, the
-//! kubeconfig `shoal kubeconfig` writes, discovery, and the TLS failures a
-//! user can meet (a foreign CA, a wrong server name, plain HTTP where it
-//! is not served), each refused with a clear error.
+//! Real kubectl against real nodes (a 3-node cluster for the verbs; one
+//! node for the watch-protocol and plain-HTTP checks): HTTPS with the cluster CA, the kubeconfig
+//! `shoal kubeconfig` writes, discovery, every everyday verb, and the TLS
+//! failures a user can meet (a foreign CA, a wrong server name, an expired
+//! certificate, plain HTTP where it is not served), each refused with a
+//! clear error.
 //!
 //! Runs the newest and the oldest kubectl found beside `/usr/bin/kubectl`
 //! (versioned binaries `kubectl.1.NN`), else the one on PATH.
@@ -23,7 +25,8 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
         eprintln!("SKIPPED: no kubectl on this machine (apt install kubernetes-client)");
         return;
     }
-    let node = TestNode::start("k1", FAST, &[]);
+    let c = Cluster::start(3, FAST);
+    let node = &c.nodes[0];
     node.apply(&web_deployment("web", 2));
     let kc = node.dir.join("kube").join("config");
     // Printed, and merged into a file that already holds another cluster.
@@ -39,9 +42,9 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
     for bin in &bins {
         let v = bin.display();
         let contexts = ok(bin, &kc, &["config", "get-contexts", "-o", "name"]);
-        assert!(contexts.contains("other") && contexts.contains("shoal-k1"), "{v}: {contexts}");
+        assert!(contexts.contains("other") && contexts.contains("shoal-n1"), "{v}: {contexts}");
         let current = ok(bin, &kc, &["config", "current-context"]);
-        assert_eq!(current.trim(), "shoal-k1", "{v}");
+        assert_eq!(current.trim(), "shoal-n1", "{v}");
         let version = ok(bin, &kc, &["version", "-o", "json"]);
         let version: Value = serde_json::from_str(&version).unwrap();
         assert!(version["serverVersion"]["gitVersion"].is_string(), "{v}: {version}");
@@ -55,7 +58,8 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
         }
         // get, by short name, as JSON and as names.
         let nodes: Value = serde_json::from_str(&ok(bin, &kc, &["get", "nodes", "-o", "json"])).unwrap();
-        assert_eq!(nodes["items"][0]["metadata"]["name"], "k1", "{v}");
+        assert_eq!(nodes["items"].as_array().map(Vec::len), Some(3), "{v}");
+        assert_eq!(nodes["items"][0]["metadata"]["name"], "n1", "{v}");
         let deploys = ok(bin, &kc, &["get", "deploy", "-o", "name"]);
         assert_eq!(deploys.trim(), "deployment.apps/web", "{v}");
         poll(30, "two web pods through kubectl", || {
@@ -75,14 +79,17 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
             if running == 2 { Ok(()) } else { Err(out) }
         });
         let wide = ok(bin, &kc, &["get", "pods", "-o", "wide", "--no-headers"]);
-        assert!(wide.lines().all(|l| l.split_whitespace().nth(6) == Some("k1")), "{v}: the NODE column: {wide}");
+        assert!(
+            wide.lines().all(|l| l.split_whitespace().nth(6).is_some_and(|n| ["n1", "n2", "n3"].contains(&n))),
+            "{v}: the NODE column: {wide}"
+        );
         let deploy = ok(bin, &kc, &["get", "deploy", "web"]);
         assert!(
             deploy.contains("UP-TO-DATE") && deploy.lines().nth(1).is_some_and(|l| l.contains("2/2")),
             "{v}: {deploy}"
         );
         let nodes = ok(bin, &kc, &["get", "nodes"]);
-        assert!(nodes.lines().nth(1).is_some_and(|l| l.starts_with("k1") && l.contains("Ready")), "{v}: {nodes}");
+        assert!(nodes.lines().nth(1).is_some_and(|l| l.starts_with("n1") && l.contains("Ready")), "{v}: {nodes}");
         let all = ok(bin, &kc, &["get", "all", "-A"]);
         assert!(all.contains("deployment.apps/web") && all.contains("pod/web-"), "{v}: {all}");
         let yaml = ok(bin, &kc, &["get", "deploy", "web", "-o", "yaml"]);
@@ -240,7 +247,7 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
             .unwrap()
     };
     let o = pinned(node.ok(&["token"]).trim());
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("k1"), "{o:?}");
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("n1"), "{o:?}");
     let o = pinned(&foreign.ca_hash().unwrap());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("does not match the pinned hash"), "{err}");
