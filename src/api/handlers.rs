@@ -276,20 +276,19 @@ async fn patch_of(
 ) -> Written {
     let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let ty = super::patch::PatchType::from_content_type(ct)?;
+    if ty == super::patch::PatchType::Apply {
+        require_field_manager(q)?;
+    }
     let current = match (get_of(ctx, key(kind, ns, name)), ty) {
         (Ok(Json(c)), _) => c,
         // Server-side apply creates what is not there yet.
         (Err(e), super::patch::PatchType::Apply) if e.code == StatusCode::NOT_FOUND => {
-            require_field_manager(q)?;
             let applied = super::patch::applied_object(body, &kind.to_string(), name)?;
             let bytes = serde_json::to_vec(&applied).map_err(|e| ApiError::bad_request(e.to_string()))?;
             return write_one(ctx, kind, ns, None, &bytes, Mode::Create, q).await;
         }
         (Err(e), _) => return Err(e),
     };
-    if ty == super::patch::PatchType::Apply {
-        require_field_manager(q)?;
-    }
     let mut patched = super::patch::apply(&current, ty, body)?;
     // The version read here is no precondition, unless the patch sets one.
     if !String::from_utf8_lossy(body).contains("resourceVersion")
