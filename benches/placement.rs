@@ -1,6 +1,9 @@
 //! Placement compute time: `cargo bench --bench placement`.
-//! 10,000 replicas × 100 nodes and 100,000 × 1,000 (mixed capacities, 20
-//! replicas per workload, small resource requests).
+//! 10,000 replicas × 100 nodes, 100,000 × 1,000 and 1,000,000 × 10,000
+//! (mixed capacities, 20 replicas per workload, small resource requests),
+//! and the recompute when one node of 1,000 leaves (`…-1`): placement has
+//! no incremental path, so that is a whole placement again, and what a
+//! node pays on each membership change.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,10 +59,18 @@ fn pods(n: usize) -> Vec<DesiredPod> {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("place");
     g.sample_size(10);
-    for (replicas, n) in [(10_000, 100), (100_000, 1_000)] {
+    for (replicas, n) in [(10_000, 100), (100_000, 1_000), (1_000_000, 10_000)] {
         let (ns, ps) = (nodes(n), pods(replicas));
         g.bench_function(format!("{replicas}x{n}"), |b| b.iter(|| place(&ns, &ps, &BTreeMap::new())));
     }
+    let (mut ns, ps) = (nodes(1_000), pods(100_000));
+    let before = place(&ns, &ps, &BTreeMap::new());
+    ns.remove(500);
+    let after = place(&ns, &ps, &BTreeMap::new());
+    let moved = before.owners.iter().filter(|(id, o)| after.owners.get(*id) != Some(*o)).count();
+    let own = before.owners.values().filter(|o| **o == "node-0500").count();
+    println!("one node of 1,000 leaves: {moved} of 100,000 replicas move, {own} of them its own");
+    g.bench_function("100000x1000-1", |b| b.iter(|| place(&ns, &ps, &BTreeMap::new())));
     g.finish();
 }
 

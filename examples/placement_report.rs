@@ -67,7 +67,7 @@ fn main() {
         "| nodes | replicas | leave: moved / minimum | join: moved / minimum | unrelated apply: moved | max/fair load (mixed 1,2,4,4,16 cores) |"
     );
     println!("|---|---|---|---|---|---|");
-    for n in [5usize, 50, 500] {
+    for n in [5usize, 50, 500, 2000] {
         let total = 20 * n;
         let ps = pods(total);
         let all: Vec<NodeSpec> = (0..n).map(node).collect();

@@ -19,6 +19,7 @@
 //! are blake3 over explicit bytes mixed with a fixed integer finalizer.
 #![deny(clippy::disallowed_methods)]
 
+mod candidates;
 pub mod cron;
 pub mod daemonsets;
 pub mod deployments;
@@ -64,24 +65,62 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `-log2(u)` in 32.32 fixed point, for `u = ((h >> 11) + 1) / 2^53` in
-/// (0, 1]. Integer arithmetic only, so every machine (x86 or ARM, any libm)
-/// computes the same bits; `f64::ln` gives no such promise.
-fn neg_log2_fixed(h: u64) -> u64 {
-    let x = (h >> 11) + 1; // 1 ..= 2^53
-    let k = 63 - u64::from(x.leading_zeros()); // floor(log2 x)
-    // m = x / 2^k in [1, 2), as 2.62 fixed point.
-    let mut m: u128 = (u128::from(x)) << (62 - k);
+/// `log2(m)` for `m = x / 2^k` in [1, 2) (`x` in `2^k ..= 2^(k+1) - 1`,
+/// `k <= 62`), in 0.32 fixed point, bit by bit (repeated squaring).
+/// Integer arithmetic only, so every machine (x86 or ARM, any libm) computes
+/// the same bits; `f64::ln` gives no such promise. 32 rounds of 128-bit
+/// squaring: exact, and too slow for every (pod, node) pair, so it builds
+/// `LOG2_TABLE` at compile time.
+const fn log2_frac_exact(x: u64, k: u64) -> u64 {
+    // m as 2.62 fixed point.
+    let mut m: u128 = (x as u128) << (62 - k);
     let one: u128 = 1 << 62;
     let mut frac: u64 = 0;
-    for bit in (0..32).rev() {
+    let mut bit = 32;
+    while bit > 0 {
+        bit -= 1;
         m = (m * m) >> 62;
         if m >= 2 * one {
             m >>= 1;
             frac |= 1 << bit;
         }
     }
-    let log2_x = (k << 32) | frac;
+    frac
+}
+
+/// Bits of the mantissa that index `LOG2_TABLE`.
+const LOG2_TABLE_BITS: u32 = 10;
+
+/// `log2(1 + j / 1024)` in 0.32 fixed point for `j` in `0 ..= 1024`
+/// (8 KiB: it stays in the L1 cache beside the nodes)
+/// and `2^32` at the end, from `log2_frac_exact`: the same bits everywhere.
+static LOG2_TABLE: [u64; (1 << LOG2_TABLE_BITS) + 1] = {
+    let n = 1u64 << LOG2_TABLE_BITS;
+    let mut t = [0u64; (1 << LOG2_TABLE_BITS) + 1];
+    let mut j = 0;
+    while j < n {
+        t[j as usize] = log2_frac_exact(n + j, LOG2_TABLE_BITS as u64);
+        j += 1;
+    }
+    t[n as usize] = 1 << 32;
+    t
+};
+
+/// `-log2(u)` in 32.32 fixed point, for `u = ((h >> 11) + 1) / 2^53` in
+/// (0, 1]: the exponent from the leading zeros, the mantissa's log from
+/// `LOG2_TABLE` with linear interpolation (within 2^-22 of exact:
+/// `neg_log_table_is_close_to_exact`). Integer arithmetic only: the same
+/// bits on every machine, and monotonic in `h`.
+fn neg_log2_fixed(h: u64) -> u64 {
+    let x = (h >> 11) + 1; // 1 ..= 2^53
+    let k = 63 - u64::from(x.leading_zeros()); // floor(log2 x)
+    // The mantissa's bits after the leading one, left-aligned.
+    let y = (x << (63 - k)) << 1;
+    let idx = (y >> (64 - LOG2_TABLE_BITS)) as usize;
+    let rem = (y << LOG2_TABLE_BITS) >> 32; // the next 32 bits
+    let t = &LOG2_TABLE;
+    let frac = t[idx] + (((t[idx + 1] - t[idx]) * rem) >> 32);
+    let log2_x = (k << 32) + frac;
     (53u64 << 32).saturating_sub(log2_x)
 }
 
@@ -101,9 +140,6 @@ impl Score {
     fn beats(&self, o: &Score) -> bool {
         u128::from(self.weight) * u128::from(o.neg_log) > u128::from(o.weight) * u128::from(self.neg_log)
     }
-    fn ties(&self, o: &Score) -> bool {
-        u128::from(self.weight) * u128::from(o.neg_log) == u128::from(o.weight) * u128::from(self.neg_log)
-    }
 }
 
 struct Node<'a> {
@@ -114,37 +150,6 @@ struct Node<'a> {
     // Copied from `spec` so the hot loop stays in one cache line.
     alloc: Resources,
     max_pods: u32,
-}
-
-/// The best-scoring node among those passing `ok`, or `None`.
-fn best_in(
-    groups: &[(u64, Vec<usize>)],
-    state: &[Node<'_>],
-    ps: u64,
-    ok: impl Fn(usize, &Node<'_>) -> bool,
-) -> Option<usize> {
-    let mut best: Option<(Score, usize)> = None;
-    for (w, members) in groups {
-        // Within a weight group the largest hash scores best: no log needed.
-        let mut top: Option<(u64, usize)> = None;
-        for &i in members {
-            let n = &state[i];
-            if !ok(i, n) {
-                continue;
-            }
-            let h = mix(ps ^ n.seed);
-            if top.is_none_or(|(bh, bi)| h > bh || (h == bh && i < bi)) {
-                top = Some((h, i));
-            }
-        }
-        if let Some((h, i)) = top {
-            let s = Score::new(*w, h);
-            if best.is_none_or(|(bs, bi)| s.beats(&bs) || (s.ties(&bs) && i < bi)) {
-                best = Some((s, i));
-            }
-        }
-    }
-    best.map(|(_, i)| i)
 }
 
 /// Why a pod fits nowhere, for its Pending reason.
@@ -195,6 +200,16 @@ fn selector_matches(pod: &DesiredPod, n: &NodeSpec) -> bool {
 /// Places every pod. Same inputs (in any order) give the same answer.
 /// `pinned`: pods that stay on a given node (it is cordoned, they run there).
 pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], pinned: &BTreeMap<String, String>) -> Placement {
+    place_in_windows(nodes, pods, pinned, candidates::WINDOW)
+}
+
+/// `place`, each pod ranking at most `window` nodes (see `candidates`).
+fn place_in_windows(
+    nodes: &[NodeSpec],
+    pods: &[DesiredPod],
+    pinned: &BTreeMap<String, String>,
+    window: usize,
+) -> Placement {
     let mut specs: Vec<&NodeSpec> = nodes.iter().collect();
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs.dedup_by(|a, b| a.name == b.name);
@@ -209,19 +224,16 @@ pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], pinned: &BTreeMap<String, 
             max_pods: s.max_pods,
         })
         .collect();
-    let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    for (i, n) in state.iter().enumerate() {
-        groups.entry(n.spec.weight.max(1)).or_default().push(i);
-    }
-    let groups: Vec<(u64, Vec<usize>)> = groups.into_iter().collect();
+    let index = candidates::Index::new(&state, window);
     let mut out = Placement::default();
     // Pods bound to one node (a DaemonSet's) go first: they take their
     // node's capacity before any workload is spread, and go nowhere else.
     for pod in pods.iter().filter(|p| p.node.is_some()) {
         place_bound(pod, &mut state, &mut out);
     }
+    let mut scratch = spread::Scratch::new(&state);
     for workload in spread::workloads(pods.iter().filter(|p| p.node.is_none())) {
-        spread::place_workload(&workload, &mut state, &groups, pinned, &mut out);
+        spread::place_workload(&workload, &mut state, &index, pinned, &mut scratch, &mut out);
     }
     out
 }
@@ -257,3 +269,5 @@ fn place_bound(pod: &DesiredPod, state: &mut [Node<'_>], out: &mut Placement) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;

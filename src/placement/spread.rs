@@ -4,11 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
+
 use std::cmp::Ordering;
 
-use super::{Node, Placement, Score, best_in, mix, pending_reason, seed, selector_matches};
+use super::candidates::Index;
+use super::{Node, Placement, Score, mix, pending_reason, seed, selector_matches};
 use crate::model::Kind;
-use crate::model::pods::DesiredPod;
+use crate::model::pods::{DesiredPod, RuntimeKind};
 use crate::model::types::TopologySpreadConstraint;
 
 /// Most (pod, node) pairs ranked for one workload; beyond, pods are placed
@@ -18,42 +21,61 @@ const MAX_PAIRS: usize = 1 << 20;
 /// enough; one that runs out is placed on its own afterwards.
 const TOP: usize = 4;
 
-/// A pod's `l` best nodes among those passing `ok`, best first: per weight
-/// group the largest hashes (no log needed within a group), then scored.
-fn top(
-    groups: &[(u64, Vec<usize>)],
-    state: &[Node<'_>],
-    ps: u64,
-    l: usize,
-    ok: impl Fn(usize, &Node<'_>) -> bool,
-) -> Vec<(Score, usize)> {
-    let mut out: Vec<(Score, usize)> = Vec::new();
-    for (w, members) in groups {
-        let mut best: Vec<(u64, usize)> = Vec::with_capacity(l + 1);
-        for &i in members {
-            if !ok(i, &state[i]) {
-                continue;
-            }
-            let h = mix(ps ^ state[i].seed);
-            if best.len() < l || best.last().is_some_and(|(bh, _)| h > *bh) {
-                let at = best.partition_point(|(bh, bi)| *bh > h || (*bh == h && *bi < i));
-                best.insert(at, (h, i));
-                best.truncate(l);
-            }
-        }
-        out.extend(best.into_iter().map(|(h, i)| (Score::new(*w, h), i)));
+/// The nodes a class of pods (one runtime, one node selector) may run on.
+struct Class {
+    elig: Vec<bool>,
+    /// Eligible and not cordoned.
+    sched: Vec<bool>,
+    sched_count: usize,
+}
+
+/// What placing the workloads one after another reuses: the classes met
+/// so far, and one count per node (reset after each workload), so that a
+/// workload of a few pods costs a few pods' work, not a pass over every
+/// node.
+pub(super) struct Scratch {
+    classes: BTreeMap<RuntimeKind, BTreeMap<BTreeMap<String, String>, Class>>,
+    counts: Vec<u32>,
+    touched: Vec<usize>,
+}
+
+impl Scratch {
+    pub(super) fn new(state: &[Node<'_>]) -> Scratch {
+        Scratch { classes: BTreeMap::new(), counts: vec![0; state.len()], touched: Vec::new() }
     }
-    out.sort_by(|a, b| {
-        if a.0.beats(&b.0) {
-            Ordering::Less
-        } else if b.0.beats(&a.0) {
-            Ordering::Greater
-        } else {
-            a.1.cmp(&b.1)
+}
+
+fn class<'s>(
+    classes: &'s mut BTreeMap<RuntimeKind, BTreeMap<BTreeMap<String, String>, Class>>,
+    state: &[Node<'_>],
+    first: &DesiredPod,
+) -> &'s Class {
+    let by_sel = classes.entry(first.runtime).or_default();
+    if !by_sel.contains_key(&first.spec.node_selector) {
+        let elig: Vec<bool> =
+            state.iter().map(|n| n.spec.runtimes.contains(&first.runtime) && selector_matches(first, n.spec)).collect();
+        let sched: Vec<bool> = elig.iter().zip(state).map(|(e, n)| *e && !n.spec.unschedulable).collect();
+        let sched_count = sched.iter().filter(|s| **s).count();
+        by_sel.insert(first.spec.node_selector.clone(), Class { elig, sched, sched_count });
+    }
+    &by_sel[&first.spec.node_selector]
+}
+
+/// How many of the workload's pods each node may hold.
+enum Targets {
+    /// No more pods than schedulable nodes, no spread constraint: one on
+    /// each (without a pass over every node to say so).
+    One,
+    Each(Vec<u32>),
+}
+
+impl Targets {
+    fn of(&self, class: &Class, i: usize) -> u32 {
+        match self {
+            Targets::One => u32::from(class.sched[i]),
+            Targets::Each(v) => v[i],
         }
-    });
-    out.truncate(l);
-    out
+    }
 }
 
 /// The pods of one workload: one revision of a Deployment, or one Job.
@@ -64,13 +86,18 @@ pub(super) struct Workload<'a> {
 /// Pods grouped into workloads, in a fixed order (namespace, kind, owner,
 /// revision), each in slot order.
 pub(super) fn workloads<'a>(pods: impl IntoIterator<Item = &'a DesiredPod>) -> Vec<Workload<'a>> {
-    let mut m: BTreeMap<(&str, Kind, &str, &str), Vec<&DesiredPod>> = BTreeMap::new();
+    // Grouped by hash, then the few groups sorted: a million pods cost a
+    // million hashes, not a million string comparisons times log(groups).
+    let mut m: FxHashMap<(&str, Kind, &str, &str), Vec<&DesiredPod>> = FxHashMap::default();
     for p in pods {
         let rev = if p.owner.kind == Kind::Deployment { p.template_hash.as_str() } else { "" };
         m.entry((p.namespace.as_str(), p.owner.kind, p.owner.name.as_str(), rev)).or_default().push(p);
     }
-    m.into_values()
-        .map(|mut v| {
+    let mut groups: Vec<_> = m.into_iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    groups
+        .into_iter()
+        .map(|(_, mut v)| {
             v.sort_by(|a, b| (a.index, &a.name).cmp(&(b.index, &b.name)));
             v.dedup_by(|a, b| a.name == b.name);
             Workload { pods: v }
@@ -176,45 +203,58 @@ fn largest_remainder(n: u64, parts: &[(u64, u64)], caps: Option<&[u64]>) -> Vec<
     out
 }
 
-/// This workload's pods per node so far.
-struct Fill {
-    counts: Vec<u32>,
-    placed: usize,
+/// This workload's pods per node so far (in `Scratch::counts`).
+struct Fill<'s> {
+    counts: &'s mut [u32],
+    touched: &'s mut Vec<usize>,
 }
 
-impl Fill {
+impl Fill<'_> {
     fn assign(
         &mut self,
         state: &mut [Node<'_>],
         domains: &mut [Domains<'_>],
         i: usize,
         pod: &DesiredPod,
+        id: String,
         out: &mut Placement,
     ) {
         let n = &mut state[i];
         n.used = n.used.saturating_add(pod.requests);
         n.pods += 1;
+        if self.counts[i] == 0 {
+            self.touched.push(i);
+        }
         self.counts[i] += 1;
-        self.placed += 1;
         for d in domains.iter_mut() {
             if let Some(v) = &d.of[i] {
                 *d.counts.entry(v.clone()).or_default() += 1;
             }
         }
-        out.owners.insert(pod.id(), n.spec.name.clone());
+        out.owners.insert(id, n.spec.name.clone());
+    }
+}
+
+impl Drop for Fill<'_> {
+    fn drop(&mut self) {
+        for i in self.touched.drain(..) {
+            self.counts[i] = 0;
+        }
     }
 }
 
 pub(super) fn place_workload(
     w: &Workload<'_>,
     state: &mut [Node<'_>],
-    groups: &[(u64, Vec<usize>)],
+    index: &Index,
     pinned: &BTreeMap<String, String>,
+    scratch: &mut Scratch,
     out: &mut Placement,
 ) {
     let Some(first) = w.pods.first() else { return };
-    let elig: Vec<bool> =
-        state.iter().map(|n| n.spec.runtimes.contains(&first.runtime) && selector_matches(first, n.spec)).collect();
+    let Scratch { classes, counts, touched } = scratch;
+    let class = class(classes, state, first);
+    let elig = &class.elig;
     let mut domains: Vec<Domains<'_>> = first
         .spec
         .topology_spread_constraints
@@ -222,22 +262,32 @@ pub(super) fn place_workload(
         .map(|c| {
             let of: Vec<Option<String>> = state.iter().map(|n| n.spec.labels.get(&c.topology_key).cloned()).collect();
             let counts =
-                of.iter().zip(&elig).filter(|(_, e)| **e).filter_map(|(d, _)| d.clone().map(|d| (d, 0))).collect();
+                of.iter().zip(elig).filter(|(_, e)| **e).filter_map(|(d, _)| d.clone().map(|d| (d, 0))).collect();
             Domains { c, of, counts }
         })
         .collect();
-    let targets = targets(first, w.pods.len(), state, &elig, &domains);
-    let mut fill = Fill { counts: vec![0u32; state.len()], placed: 0 };
+    let targets = if domains.is_empty() && w.pods.len() <= class.sched_count {
+        Targets::One
+    } else {
+        Targets::Each(targets(first, w.pods.len(), state, elig, &domains))
+    };
+    let target = |i: usize| targets.of(class, i);
+    let mut fill = Fill { counts, touched };
     let fits = |state: &[Node<'_>], i: usize, pod: &DesiredPod| {
         let n = &state[i];
         elig[i] && n.pods < n.max_pods && n.used.saturating_add(pod.requests).fits_within(n.alloc)
     };
-    let mut rest = Vec::new();
+    let mut rest: Vec<(&DesiredPod, String)> = Vec::with_capacity(w.pods.len());
     for pod in &w.pods {
-        let at = pinned.get(&pod.id()).and_then(|name| state.iter().position(|n| &n.spec.name == name));
+        let id = pod.id();
+        let at = if pinned.is_empty() {
+            None
+        } else {
+            pinned.get(&id).and_then(|name| state.binary_search_by(|n| n.spec.name.as_str().cmp(name)).ok())
+        };
         match at {
-            Some(i) if fits(state, i, pod) => fill.assign(state, &mut domains, i, pod, out),
-            _ => rest.push(*pod),
+            Some(i) if fits(state, i, pod) => fill.assign(state, &mut domains, i, pod, id, out),
+            _ => rest.push((*pod, id)),
         }
     }
     let hard = |domains: &[Domains<'_>], i: usize| domains.iter().filter(|d| d.c.hard()).all(|d| d.allows(i));
@@ -245,13 +295,16 @@ pub(super) fn place_workload(
     // best on, the strongest (pod, node) pairs served first (the stable
     // matching of both sides ranking by the pair's score), so a node that
     // comes or goes moves few pods. Above MAX_PAIRS pairs, pods in slot order.
-    let cand: Vec<usize> = (0..state.len()).filter(|i| targets[*i] > 0).collect();
-    let l = cand.len().min(TOP);
-    let rest: Vec<&DesiredPod> = if rest.len().saturating_mul(l) <= MAX_PAIRS {
+    let cand = match &targets {
+        Targets::One => class.sched_count,
+        Targets::Each(v) => v.iter().filter(|t| **t > 0).count(),
+    };
+    let l = cand.min(TOP);
+    let seeds: Vec<u64> = rest.iter().map(|(_, id)| seed(id.as_bytes())).collect();
+    let rest: Vec<(usize, (&DesiredPod, String))> = if rest.len().saturating_mul(l) <= MAX_PAIRS {
         let mut pairs: Vec<(Score, u32, u32)> = Vec::with_capacity(rest.len() * l);
-        for (p, pod) in rest.iter().enumerate() {
-            let ps = seed(pod.id().as_bytes());
-            for (score, i) in top(groups, state, ps, l, |i, _| targets[i] > 0) {
+        for (p, ps) in seeds.iter().enumerate() {
+            for (score, i) in index.top(state, *ps, l, |i, _| target(i) > 0) {
                 pairs.push((score, p as u32, i as u32));
             }
         }
@@ -264,30 +317,33 @@ pub(super) fn place_workload(
                 (a.1, a.2).cmp(&(b.1, b.2))
             }
         });
-        let mut done = vec![false; rest.len()];
+        let mut rest: Vec<Option<(&DesiredPod, String)>> = rest.into_iter().map(Some).collect();
         for (_, p, i) in pairs {
             let (p, i) = (p as usize, i as usize);
-            if done[p] || fill.counts[i] >= targets[i] || !fits(state, i, rest[p]) || !hard(&domains, i) {
+            let Some((pod, _)) = &rest[p] else { continue };
+            if fill.counts[i] >= target(i) || !fits(state, i, pod) || !hard(&domains, i) {
                 continue;
             }
-            fill.assign(state, &mut domains, i, rest[p], out);
-            done[p] = true;
+            if let Some((pod, id)) = rest[p].take() {
+                fill.assign(state, &mut domains, i, pod, id, out);
+            }
         }
-        rest.into_iter().zip(done).filter(|(_, d)| !d).map(|(p, _)| p).collect()
+        rest.into_iter().enumerate().filter_map(|(p, r)| r.map(|r| (p, r))).collect()
     } else {
-        rest
+        rest.into_iter().enumerate().collect()
     };
-    for pod in rest {
-        let ps = seed(pod.id().as_bytes());
+    for (p, (pod, id)) in rest {
+        let ps = seeds[p];
         let soft = |domains: &[Domains<'_>], i: usize| domains.iter().all(|d| d.allows(i));
         let ok = |i: usize, n: &Node<'_>| !n.spec.unschedulable && fits(state, i, pod);
-        let below = |i: usize, _: &Node<'_>| fill.counts[i] < targets[i];
-        let pick = best_in(groups, state, ps, |i, n| ok(i, n) && below(i, n) && soft(&domains, i))
-            .or_else(|| best_in(groups, state, ps, |i, n| ok(i, n) && below(i, n) && hard(&domains, i)))
+        let below = |i: usize| fill.counts[i] < target(i);
+        let pick = index
+            .best(state, ps, |i, n| ok(i, n) && below(i) && soft(&domains, i))
+            .or_else(|| index.best(state, ps, |i, n| ok(i, n) && below(i) && hard(&domains, i)))
             // Capacity forces it: anywhere it fits within the hard constraints.
-            .or_else(|| best_in(groups, state, ps, |i, n| ok(i, n) && hard(&domains, i)));
+            .or_else(|| index.best(state, ps, |i, n| ok(i, n) && hard(&domains, i)));
         match pick {
-            Some(i) => fill.assign(state, &mut domains, i, pod, out),
+            Some(i) => fill.assign(state, &mut domains, i, pod, id, out),
             None => {
                 let blocked = (0..state.len()).any(|i| !state[i].spec.unschedulable && fits(state, i, pod));
                 let why = match domains.iter().find(|d| d.c.hard()) {
@@ -297,7 +353,7 @@ pub(super) fn place_workload(
                     ),
                     _ => pending_reason(pod, state),
                 };
-                out.pending.insert(pod.id(), why);
+                out.pending.insert(id, why);
             }
         }
     }

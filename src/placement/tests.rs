@@ -63,6 +63,22 @@ fn neg_log_is_monotonic_and_exact_at_the_ends() {
     assert!((l as i64 - (1i64 << 32)).abs() < 4, "{l}");
 }
 
+/// The table's log is within 2^-22 of the bit-by-bit one, for hashes
+/// spread over every exponent.
+#[test]
+fn neg_log_table_is_close_to_exact() {
+    let mut h = 0x1234_5678_9abc_def0u64;
+    for i in 0..200_000u64 {
+        h = mix(h ^ i);
+        let v = h >> (i % 60);
+        let x = (v >> 11) + 1;
+        let k = 63 - u64::from(x.leading_zeros());
+        let exact = (53u64 << 32).saturating_sub((k << 32) | log2_frac_exact(x, k));
+        let d = neg_log2_fixed(v).abs_diff(exact);
+        assert!(d <= 1024, "h = {v:#x}: table {} exact {exact}", neg_log2_fixed(v));
+    }
+}
+
 #[test]
 fn twenty_replicas_on_five_mixed_nodes() {
     let nodes =
