@@ -4,7 +4,8 @@
 //! Each workload (the pods of one revision of a Deployment, or of one Job)
 //! is spread on its own: its pods, in slot order, each go to the best node
 //! (capacity-weighted rendezvous hashing: each node scores each pod with
-//! `weight / -ln(u)`, `u` a hash of both names) among those still below
+//! `weight / -ln(u)`, `u` a hash of both names; above 32 nodes only the
+//! pod's window of nodes does, see `candidates`) among those still below
 //! their share, `ceil(pods so far × weight / total weight)`. On equal nodes
 //! a workload's counts per node differ by at most one; on mixed ones they
 //! stay within one of proportional. A pod's node depends only on its own
@@ -91,9 +92,9 @@ const fn log2_frac_exact(x: u64, k: u64) -> u64 {
 /// Bits of the mantissa that index `LOG2_TABLE`.
 const LOG2_TABLE_BITS: u32 = 10;
 
-/// `log2(1 + j / 1024)` in 0.32 fixed point for `j` in `0 ..= 1024`
-/// (8 KiB: it stays in the L1 cache beside the nodes)
-/// and `2^32` at the end, from `log2_frac_exact`: the same bits everywhere.
+/// `log2(1 + j / 1024)` in 0.32 fixed point for `j` in `0 ..= 1024` (the
+/// last is `2^32`), from `log2_frac_exact`: the same bits everywhere. 8 KiB,
+/// so it stays in the L1 cache beside the nodes.
 static LOG2_TABLE: [u64; (1 << LOG2_TABLE_BITS) + 1] = {
     let n = 1u64 << LOG2_TABLE_BITS;
     let mut t = [0u64; (1 << LOG2_TABLE_BITS) + 1];
