@@ -68,6 +68,20 @@ pub enum Discover {
     Mdns,
 }
 
+/// `membership.engine`: how nodes learn who is alive. Every node of a
+/// cluster must run the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// chitchat's scuttlebutt gossip: every node's digest to a few peers
+    /// each round (cost grows with the cluster; homelab sizes).
+    #[default]
+    Chitchat,
+    /// SWIM (foca): one probe a period, changes piggybacked, records
+    /// pulled on demand (cost per node independent of the cluster's size).
+    Swim,
+}
+
 /// `log_format`: how the node logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -175,6 +189,8 @@ pub struct MembershipSection {
     pub settle_time: Duration,
     /// `mdns` to find peers on the LAN; `off` (or empty) to disable.
     pub discover: Discover,
+    /// `chitchat` (default) or `swim`: the same on every node.
+    pub engine: Engine,
 }
 
 impl Default for MembershipSection {
@@ -187,6 +203,7 @@ impl Default for MembershipSection {
             dead_node_grace: Duration::from_secs(600),
             settle_time: Duration::from_secs(3),
             discover: Discover::Off,
+            engine: Engine::Chitchat,
         }
     }
 }

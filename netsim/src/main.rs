@@ -38,6 +38,9 @@ struct Args {
     /// 6-8 GB per 500-node run).
     #[arg(long, default_value_t = default_jobs())]
     jobs: usize,
+    /// Membership engine of every node (default: the scenario's, else chitchat).
+    #[arg(long, value_enum)]
+    membership: Option<shoal::config::Engine>,
     /// Directory for the CSV timelines and the SVG chart.
     #[arg(long, default_value = "netsim-out")]
     out: PathBuf,
@@ -49,13 +52,16 @@ fn default_jobs() -> usize {
 
 fn main() -> ExitCode {
     let a = Args::parse();
-    let sc = match Scenario::load(&a.scenario) {
+    let mut sc = match Scenario::load(&a.scenario) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(e) = a.membership {
+        sc.timing.membership = e;
+    }
     let nodes = a.nodes.unwrap_or(sc.nodes);
     if let Err(e) = sc.check_size(nodes) {
         eprintln!("error: {}: {e}", a.scenario.display());
@@ -71,8 +77,8 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     println!(
-        "## netsim: {} — {nodes} nodes, seed {}, {:?} virtual\n\n{}\n",
-        sc.name, a.seed, sc.duration, sc.description
+        "## netsim: {} — {nodes} nodes, seed {}, {:?} virtual, membership {:?}\n\n{}\n",
+        sc.name, a.seed, sc.duration, sc.timing.membership, sc.description
     );
     let mut failed = false;
     let mut first: Vec<RunResult> = Vec::new();

@@ -19,6 +19,7 @@ use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use shoal::membership::swim::link::Link;
 use shoal::membership::watch::{Hello, Liveness, Probe};
 use shoal::node::assembly::Network as NodeNetwork;
 use shoal::state::sync::{Rpc, RpcError, SyncService};
@@ -287,6 +288,11 @@ impl NodeNetwork for SimNetwork {
     fn gossip(&self) -> &dyn Transport {
         &self.transport
     }
+    fn link(&self) -> Arc<dyn Link> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.net.lock().inboxes.insert(self.me, tx);
+        Arc::new(SimLink { net: self.net.clone(), me: self.me, rx: tokio::sync::Mutex::new(rx) })
+    }
     fn rpc(&self) -> Arc<dyn Rpc> {
         Arc::new(SimRpc { net: self.net.clone(), me: self.me })
     }
@@ -312,6 +318,24 @@ struct SimLiveness {
 impl Liveness for SimLiveness {
     async fn probe(&self, peer: SocketAddr) -> Probe {
         self.net.probe(self.me, peer).await
+    }
+}
+
+/// SWIM's frames on the simulated network (the same path as chitchat's).
+struct SimLink {
+    net: SimNet,
+    me: SocketAddr,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>>,
+}
+
+#[async_trait]
+impl Link for SimLink {
+    fn send(&self, to: SocketAddr, frame: Vec<u8>) {
+        self.net.send_gossip(self.me, to, frame);
+    }
+
+    async fn recv(&self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.rx.lock().await.recv().await
     }
 }
 

@@ -103,6 +103,7 @@ pub fn addr_of(index: usize) -> SocketAddr {
 pub fn node_config(t: &Timing) -> NodeConfig {
     let mut c = NodeConfig::default();
     c.membership.gossip_interval = t.gossip_interval;
+    c.membership.engine = t.membership;
     c.membership.phi_threshold = t.phi_threshold;
     c.membership.suspect_after = t.suspect_after;
     c.membership.dead_after = t.dead_after;

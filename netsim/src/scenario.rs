@@ -200,6 +200,8 @@ pub struct Timing {
     /// before it acts as leader (an election timeout, as Raft's ~1 s).
     #[serde(with = "humantime_serde")]
     pub election_timeout: Duration,
+    /// `membership.engine`: chitchat or swim (netsim's `--membership` wins).
+    pub membership: shoal::config::Engine,
 }
 
 impl Default for Timing {
@@ -221,6 +223,7 @@ impl Default for Timing {
             start_min: Duration::from_millis(300),
             start_max: Duration::from_millis(800),
             election_timeout: Duration::from_secs(1),
+            membership: c.membership.engine,
         }
     }
 }

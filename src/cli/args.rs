@@ -143,6 +143,10 @@ pub struct UpArgs {
     /// Find peers on the LAN: `mdns`.
     #[arg(long, value_enum)]
     pub discover: Option<crate::config::Discover>,
+    /// Membership engine, the same on every node: chitchat (default) or
+    /// swim (for large clusters).
+    #[arg(long, env = "SHOAL_MEMBERSHIP", value_enum)]
+    pub membership: Option<crate::config::Engine>,
     /// Node log format: text or json.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum)]
     pub log_format: Option<crate::config::LogFormat>,

@@ -206,6 +206,9 @@ fn node_config(a: &UpArgs) -> Result<NodeConfig, CliError> {
     if let Some(d) = a.discover {
         cfg.membership.discover = d;
     }
+    if let Some(e) = a.membership {
+        cfg.membership.engine = e;
+    }
     if let Some(f) = a.log_format {
         cfg.log_format = f;
     }

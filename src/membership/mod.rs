@@ -6,7 +6,9 @@
 //! - `clock`: the cluster's time, from peers' clocks (pure);
 //! - `watch`: liveness watches of a few peers' endpoints;
 //! - `echo`: how recently peers heard this node, from their digests;
+//! - `engine`: the service a node runs, chitchat or SWIM, behind one type;
 //! - `service`: runs chitchat and keeps the view fresh;
+//! - `swim`: SWIM membership (foca), for clusters far past a homelab;
 //! - `transport`: chitchat over QUIC.
 
 pub mod assemble;
@@ -14,8 +16,10 @@ pub mod clock;
 pub mod detector;
 pub mod discovery;
 pub mod echo;
+pub mod engine;
 pub mod service;
 pub mod settle;
+pub mod swim;
 pub mod transport;
 pub mod view;
 pub mod watch;

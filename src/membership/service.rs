@@ -75,7 +75,7 @@ pub struct GossipConfig {
     pub frozen: Option<watch::Receiver<bool>>,
 }
 
-pub struct Membership {
+pub struct ChitchatMembership {
     handle: Option<Arc<ChitchatHandle>>,
     chitchat: Arc<Mutex<chitchat::Chitchat>>,
     view_rx: watch::Receiver<Arc<ClusterView>>,
@@ -119,7 +119,7 @@ pub enum MembershipError {
 /// instead of chitchat's default 8 KB (8 MB per node at 1,000 peers).
 pub const PHI_WINDOW: usize = 100;
 
-impl Membership {
+impl ChitchatMembership {
     pub async fn start(
         cfg: GossipConfig,
         info: NodeInfo,
@@ -127,7 +127,7 @@ impl Membership {
         net: (&dyn Transport, Arc<dyn Liveness>),
         statuses: watch::Receiver<Statuses>,
         events: Arc<EventLog>,
-    ) -> Result<Membership, MembershipError> {
+    ) -> Result<ChitchatMembership, MembershipError> {
         let (transport, liveness) = net;
         let id = ChitchatId::new(info.name.clone(), info.generation, advertise);
         let fd = FailureDetectorConfig {
@@ -190,7 +190,7 @@ impl Membership {
                 claims: HashMap::new(),
             },
         ));
-        Ok(Membership {
+        Ok(ChitchatMembership {
             handle: Some(handle),
             chitchat,
             view_rx,
@@ -218,12 +218,9 @@ impl Membership {
         self.info_tx.clone()
     }
 
-    /// A function that sets extra keys from another task.
-    pub fn key_setter(&self) -> impl Fn(&str, String) + Send + 'static {
-        let tx = self.extra_tx.clone();
-        move |key, value| {
-            tx.send_if_modified(|m| m.insert(key.to_string(), value.clone()).as_ref() != Some(&value));
-        }
+    /// Sets this node's extra keys from another task.
+    pub fn extra_sender(&self) -> watch::Sender<BTreeMap<String, String>> {
+        self.extra_tx.clone()
     }
 
     /// A function that gossips with an address now (peers found by
@@ -341,27 +338,8 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
         while let Ok(e) = inputs.evidence.try_recv() {
             evidence.push(e);
         }
-        for r in evidence.drain(..) {
-            match r {
-                Report::Evidence(id, e) => {
-                    tracing::info!(node = %id.0, generation = id.1, evidence = ?e, "liveness watch: the peer's process is gone");
-                    detector.evidence(&id, e);
-                }
-                Report::Clock { peer, peer_ms, sent_ms, heard_ms } => clock.sample(&peer, peer_ms, sent_ms, heard_ms),
-            }
-        }
-        if let Some(adjust) = &cfg.adjust_clock
-            && let Some(a) = clock.decide(watched)
-        {
-            (adjust.apply)(a.correction);
-            // Times kept from before the step are moved with the clock.
-            memory.shift(a.step / 1000);
-            let (secs, dir) =
-                ((a.correction as f64 / 1000.0).abs(), if a.correction < 0 { "ahead of" } else { "behind" });
-            tracing::warn!(
-                "this host's clock is {secs:.1} s {dir} its peers' (the median of the {} it watches): Shoal now runs on the cluster's time (state stamps, CronJob times, token expiry); set the host's clock right (NTP)",
-                a.peers
-            );
+        for (id, e) in take_reports(&mut evidence, &mut clock, cfg.adjust_clock.as_ref(), watched, &mut memory) {
+            detector.evidence(&id, e);
         }
         if let Some(p) = paused {
             tracing::warn!(
@@ -466,19 +444,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
         last_inputs = Some((fp, info.clone()));
         let (view, changes, _malformed) =
             assemble(Me { info: &info, pods: &pods, leaving }, &raw, now_unix, &mut memory);
-        for ch in changes {
-            if ch.node == info.name && ch.from.is_none() {
-                continue;
-            }
-            let warn = matches!(ch.to, super::view::NodeState::Dead | super::view::NodeState::Suspect);
-            let msg = match ch.from {
-                Some(f) => {
-                    format!("node {} is {} (was {}), generation {}", ch.node, ch.to.as_str(), f.as_str(), ch.generation)
-                }
-                None => format!("node {} joined: {}, generation {}", ch.node, ch.to.as_str(), ch.generation),
-            };
-            events.node(warn, &ch.node, ch.to.as_str(), msg);
-        }
+        report_changes(&events, &info.name, changes);
         let targets = watch_targets(&view);
         clock.retain(|n| targets.iter().any(|t| t.name == n));
         watched = targets.len();
@@ -499,6 +465,58 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
                 true
             }
         });
+    }
+}
+
+/// Applies the clock samples among `reports` (a new correction when the
+/// peers agree this clock is off) and returns the evidence among them.
+pub(crate) fn take_reports(
+    reports: &mut Vec<Report>,
+    clock: &mut ClockSync,
+    adjust: Option<&ClockAdjust>,
+    watched: usize,
+    memory: &mut Memory,
+) -> Vec<(Id, super::detector::Evidence)> {
+    let mut evidence = Vec::new();
+    for r in reports.drain(..) {
+        match r {
+            Report::Evidence(id, e) => {
+                tracing::info!(node = %id.0, generation = id.1, evidence = ?e, "liveness watch: the peer's process is gone");
+                evidence.push((id, e));
+            }
+            Report::Clock { peer, peer_ms, sent_ms, heard_ms } => clock.sample(&peer, peer_ms, sent_ms, heard_ms),
+        }
+    }
+    if let Some(adjust) = adjust
+        && let Some(a) = clock.decide(watched)
+    {
+        (adjust.apply)(a.correction);
+        // Times kept from before the step are moved with the clock.
+        memory.shift(a.step / 1000);
+        let (secs, dir) = ((a.correction as f64 / 1000.0).abs(), if a.correction < 0 { "ahead of" } else { "behind" });
+        tracing::warn!(
+            "this host's clock is {secs:.1} s {dir} its peers' (the median of the {} it watches): Shoal now runs on the cluster's time (state stamps, CronJob times, token expiry); set the host's clock right (NTP)",
+            a.peers
+        );
+    }
+    evidence
+}
+
+/// Logs the view's node state changes as events (this node's own first
+/// appearance is not news).
+pub(crate) fn report_changes(events: &EventLog, me: &str, changes: Vec<super::assemble::Change>) {
+    for ch in changes {
+        if ch.node == me && ch.from.is_none() {
+            continue;
+        }
+        let warn = matches!(ch.to, super::view::NodeState::Dead | super::view::NodeState::Suspect);
+        let msg = match ch.from {
+            Some(f) => {
+                format!("node {} is {} (was {}), generation {}", ch.node, ch.to.as_str(), f.as_str(), ch.generation)
+            }
+            None => format!("node {} joined: {}, generation {}", ch.node, ch.to.as_str(), ch.generation),
+        };
+        events.node(warn, &ch.node, ch.to.as_str(), msg);
     }
 }
 
@@ -553,7 +571,7 @@ fn push(handle: &ChitchatHandle, mut peers: Vec<SocketAddr>, pushes: &mut usize)
 }
 
 /// The peers this node watches (see `watch`), from its view.
-fn watch_targets(view: &ClusterView) -> Vec<Target> {
+pub(crate) fn watch_targets(view: &ClusterView) -> Vec<Target> {
     let alive = view.nodes.values().filter(|n| n.state.alive()).map(|n| n.info.name.as_str());
     liveness_watch::targets(&view.self_name, alive)
         .into_iter()

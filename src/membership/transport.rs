@@ -3,7 +3,8 @@
 //! Each chitchat message is serialized with chitchat's own encoding and sent
 //! as one gossip frame on a QUIC stream (`net::quic`), so gossip gets QUIC's
 //! mutual TLS and congestion control and no UDP datagram limits. Malformed
-//! messages from peers are counted and dropped.
+//! messages from peers are counted and dropped. `QuicLink` carries SWIM's
+//! frames the same way.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
 use tokio::sync::mpsc;
 
+use super::swim::link::Link;
 use crate::net::quic::Net;
 
 pub struct QuicTransport {
@@ -24,6 +26,32 @@ pub struct QuicTransport {
 impl QuicTransport {
     pub fn new(net: Arc<Net>, inbox: mpsc::Receiver<(SocketAddr, Bytes)>) -> QuicTransport {
         QuicTransport { net, inbox: Mutex::new(Some(inbox)) }
+    }
+
+    /// The same gossip frames as raw bytes, for SWIM (takes the inbox:
+    /// a node runs one membership engine).
+    pub fn link(&self) -> QuicLink {
+        let inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner()).take();
+        QuicLink { net: self.net.clone(), inbox: tokio::sync::Mutex::new(inbox) }
+    }
+}
+
+/// SWIM's `Link` over the node's QUIC endpoint.
+pub struct QuicLink {
+    net: Arc<Net>,
+    inbox: tokio::sync::Mutex<Option<mpsc::Receiver<(SocketAddr, Bytes)>>>,
+}
+
+#[async_trait]
+impl Link for QuicLink {
+    fn send(&self, to: SocketAddr, frame: Vec<u8>) {
+        self.net.send_gossip(to, &frame);
+    }
+
+    async fn recv(&self) -> Option<(SocketAddr, Vec<u8>)> {
+        let mut inbox = self.inbox.lock().await;
+        let (from, bytes) = inbox.as_mut()?.recv().await?;
+        Some((from, bytes.to_vec()))
     }
 }
 

@@ -61,6 +61,9 @@ impl Network for QuicNetwork {
     fn gossip(&self) -> &dyn Transport {
         &self.transport
     }
+    fn link(&self) -> Arc<dyn crate::membership::swim::link::Link> {
+        Arc::new(self.transport.link())
+    }
     fn liveness(&self) -> Arc<dyn Liveness> {
         Arc::new(TcpLiveness)
     }

@@ -26,8 +26,10 @@ use crate::agent::driver::{self, DriverConfig, Executor, Sinks};
 use crate::config::NodeConfig;
 use crate::events::EventLog;
 use crate::membership::assemble::keys;
-use crate::membership::service::{ClockAdjust, GossipConfig, Membership, MembershipError};
+use crate::membership::engine::{Engine, Membership, Wire};
+use crate::membership::service::{ClockAdjust, GossipConfig, MembershipError};
 use crate::membership::settle::{self, Settle};
+use crate::membership::swim::link::Link;
 use crate::membership::view::{ClusterView, NodeInfo};
 use crate::membership::watch::{Hello, Liveness, cluster_tag};
 use crate::model::status::Statuses;
@@ -39,6 +41,9 @@ use crate::state::sync::{ReplicatedWriter, Rpc, SyncService, hex_root, run_anti_
 pub trait Network: Send + Sync {
     /// chitchat's transport (opened once, by membership).
     fn gossip(&self) -> &dyn Transport;
+    /// The same gossip port as raw frames, for SWIM (taken once, instead
+    /// of `gossip`).
+    fn link(&self) -> Arc<dyn Link>;
     /// Connections to peers' liveness ports (`membership::watch`).
     fn liveness(&self) -> Arc<dyn Liveness>;
     /// Opens this node's liveness port, answering with `hello` until the
@@ -53,6 +58,7 @@ pub trait Network: Send + Sync {
 /// The settings of the assembled parts (from the node config).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub engine: Engine,
     pub gossip_interval: Duration,
     pub phi_threshold: f64,
     pub suspect_after: Duration,
@@ -76,6 +82,7 @@ pub const AGENT_TICK: Duration = Duration::from_millis(500);
 impl Settings {
     pub fn from_config(c: &NodeConfig) -> Settings {
         Settings {
+            engine: c.membership.engine,
             gossip_interval: c.membership.gossip_interval,
             phi_threshold: c.membership.phi_threshold,
             suspect_after: c.membership.suspect_after,
@@ -179,7 +186,11 @@ impl Assembly {
             generation: info.generation,
             time_ms: None,
         });
-        let net = (p.network.gossip(), p.network.liveness());
+        let wire = match s.engine {
+            Engine::Chitchat => Wire::Chitchat(p.network.gossip()),
+            Engine::Swim => Wire::Swim(p.network.link()),
+        };
+        let net = (wire, p.network.liveness());
         let membership =
             Membership::start(gossip, p.info, p.advertise, net, status_rx.clone(), p.events.clone()).await?;
         let view = membership.view();

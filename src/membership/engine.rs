@@ -1,0 +1,130 @@
+//! The membership service a node runs, chitchat or SWIM
+//! (`membership.engine`), behind one type: both give the same
+//! `ClusterView`, the same majority signal for fencing and the same
+//! handles, so nothing above membership knows which one runs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chitchat::transport::Transport;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::service::{ChitchatMembership, GossipConfig, MembershipError};
+use super::swim::link::Link;
+use super::swim::service::SwimMembership;
+use super::view::{ClusterView, NodeInfo};
+use super::watch::Liveness;
+use crate::events::EventLog;
+use crate::model::status::Statuses;
+
+pub use crate::config::Engine;
+
+/// How the engine reaches its peers.
+pub enum Wire<'a> {
+    Chitchat(&'a dyn Transport),
+    Swim(Arc<dyn Link>),
+}
+
+pub enum Membership {
+    Chitchat(ChitchatMembership),
+    Swim(SwimMembership),
+}
+
+impl Membership {
+    pub async fn start(
+        cfg: GossipConfig,
+        info: NodeInfo,
+        advertise: SocketAddr,
+        net: (Wire<'_>, Arc<dyn Liveness>),
+        statuses: watch::Receiver<Statuses>,
+        events: Arc<EventLog>,
+    ) -> Result<Membership, MembershipError> {
+        Ok(match net {
+            (Wire::Chitchat(t), live) => Membership::Chitchat(
+                ChitchatMembership::start(cfg, info, advertise, (t, live), statuses, events).await?,
+            ),
+            (Wire::Swim(l), live) => {
+                Membership::Swim(SwimMembership::start(cfg, info, advertise, (l, live), statuses, events).await?)
+            }
+        })
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Membership::Chitchat(_) => Engine::Chitchat,
+            Membership::Swim(_) => Engine::Swim,
+        }
+    }
+
+    pub fn view(&self) -> watch::Receiver<Arc<ClusterView>> {
+        match self {
+            Membership::Chitchat(m) => m.view(),
+            Membership::Swim(m) => m.view(),
+        }
+    }
+
+    /// Until when this node may renew fenced pods' leases (`None`: not now).
+    pub fn majority(&self) -> watch::Receiver<Option<Instant>> {
+        match self {
+            Membership::Chitchat(m) => m.majority(),
+            Membership::Swim(m) => m.majority(),
+        }
+    }
+
+    /// A handle to update this node's record from another task.
+    pub fn info_sender(&self) -> watch::Sender<NodeInfo> {
+        match self {
+            Membership::Chitchat(m) => m.info_sender(),
+            Membership::Swim(m) => m.info_sender(),
+        }
+    }
+
+    /// A function that sets one of this node's extra keys from another task.
+    pub fn key_setter(&self) -> impl Fn(&str, String) + Send + 'static {
+        let tx: watch::Sender<BTreeMap<String, String>> = match self {
+            Membership::Chitchat(m) => m.extra_sender(),
+            Membership::Swim(m) => m.extra_sender(),
+        };
+        move |key, value| {
+            tx.send_if_modified(|m| m.insert(key.to_string(), value.clone()).as_ref() != Some(&value));
+        }
+    }
+
+    /// A function that contacts an address now (peers found by discovery).
+    pub fn contact_handle(&self) -> Box<dyn Fn(SocketAddr) + Send + 'static> {
+        match self {
+            Membership::Chitchat(m) => Box::new(m.contact_handle()),
+            Membership::Swim(m) => {
+                let tx = m.contact_sender();
+                Box::new(move |addr| {
+                    let _ = tx.send(addr);
+                })
+            }
+        }
+    }
+
+    /// Announces a graceful leave: peers see Left within a round trip.
+    pub async fn leave(&self) {
+        match self {
+            Membership::Chitchat(m) => m.leave().await,
+            Membership::Swim(m) => m.leave().await,
+        }
+    }
+
+    /// Stops at once, as a crash would (netsim): no leave, no goodbye.
+    pub fn abort(&self) {
+        match self {
+            Membership::Chitchat(m) => m.abort(),
+            Membership::Swim(m) => m.abort(),
+        }
+    }
+
+    pub async fn shutdown(self) {
+        match self {
+            Membership::Chitchat(m) => m.shutdown().await,
+            Membership::Swim(m) => m.shutdown().await,
+        }
+    }
+}

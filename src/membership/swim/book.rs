@@ -1,0 +1,422 @@
+//! What this node holds of every peer under SWIM, and what it must pull:
+//! pure (time comes in as an argument).
+//!
+//! foca says who is a member and in which state; the piggybacked `Stamp`s
+//! say which versions of each peer's records exist; the `Have` pages carry
+//! the records themselves, pulled from the peer by those that lack them.
+//! The book joins the three into the `RawNode`s that `assemble` turns into
+//! the view, exactly as chitchat's keys are under `--membership chitchat`
+//! (the same `parse_records`, so the same checks).
+//!
+//! Pulls are bounded: at most `MAX_PULLS` outstanding, one per peer, asked
+//! again after `PULL_RETRY`. A stamp lost in gossip is found by the
+//! rotation (`rotate`): one peer a round is asked for its stamp, so every
+//! peer is checked every n rounds at a constant cost per node.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::id::SwimId;
+use super::wire::{Have, Page, Section, Stamp, Want, paginate};
+use crate::membership::assemble::{RawNode, Records, keys, parse_records};
+use crate::membership::view::NodeState;
+use crate::model::status::PodStatus;
+
+/// Most `Want`s outstanding at once (a node that just joined a large
+/// cluster pulls everyone's records a batch at a time).
+pub const MAX_PULLS: usize = 64;
+
+/// A `Want` not answered after this long is sent again.
+pub const PULL_RETRY: Duration = Duration::from_secs(1);
+
+/// A node known from its stamp only (SWIM has not named it) is announced
+/// to every `PULL_RETRY`, and forgotten after this long.
+pub const UNNAMED_TTL: Duration = Duration::from_secs(30);
+
+/// What to send to a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pull {
+    /// Ask it for its records.
+    Want(SocketAddr, Want),
+    /// Announce this node to it (a SWIM join): it answers with itself and
+    /// some members.
+    Announce(SocketAddr),
+}
+
+/// The version of a section held (its keys are parsed into the peer).
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    version: u64,
+}
+
+/// Pages of one section's version, as they arrive.
+#[derive(Debug, Clone)]
+struct Partial {
+    version: u64,
+    pages: Vec<Option<Vec<(String, String)>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    /// Its SWIM identity (where to pull from); `None` until foca names it.
+    id: Option<SwimId>,
+    state: NodeState,
+    stamp: Stamp,
+    summary: Held,
+    pods: Held,
+    partial: [Option<Partial>; 2],
+    /// The summary parsed (info, extra keys) and the pods parsed.
+    parsed: Records,
+    pods_parsed: Arc<BTreeMap<String, PodStatus>>,
+    malformed: usize,
+    records: Arc<Records>,
+    asked: Option<Instant>,
+    /// When it was first heard of while unnamed by SWIM.
+    unnamed_since: Option<Instant>,
+}
+
+impl Peer {
+    fn new(stamp: Stamp) -> Peer {
+        Peer {
+            id: None,
+            state: NodeState::Ready,
+            stamp,
+            summary: Held::default(),
+            pods: Held::default(),
+            partial: [None, None],
+            parsed: Records::default(),
+            pods_parsed: Arc::default(),
+            malformed: 0,
+            records: Arc::default(),
+            asked: None,
+            unnamed_since: None,
+        }
+    }
+
+    fn compose(&mut self) {
+        self.records = Arc::new(Records {
+            info: self.parsed.info.clone(),
+            left: self.stamp.left,
+            pods: self.pods_parsed.clone(),
+            digest: self.stamp.digest.clone(),
+            extra: self.parsed.extra.clone(),
+            claims: BTreeMap::new(),
+            malformed: self.malformed,
+        });
+    }
+
+    /// Whether its records are behind its stamp, or its stamp is unknown
+    /// (every node publishes a summary at start: a member whose stamp was
+    /// gossiped before this node joined is asked for it).
+    fn lacks(&self) -> bool {
+        self.stamp.summary == 0 || self.summary.version < self.stamp.summary || self.pods.version < self.stamp.pods
+    }
+
+    fn want(&self) -> Want {
+        Want { generation: self.stamp.generation, summary: self.summary.version, pods: self.pods.version }
+    }
+}
+
+/// Every peer's records as this node holds them.
+#[derive(Debug, Default)]
+pub struct Book {
+    me: String,
+    peers: BTreeMap<String, Peer>,
+    /// Where the rotation stands (a name: insertions do not shift it).
+    cursor: Option<String>,
+    /// Pages refused (stale version, unknown peer, not asked for).
+    pub stale_pages: u64,
+}
+
+fn empty_stamp(name: &str, generation: u64, addr: SocketAddr) -> Stamp {
+    Stamp { name: name.to_string(), generation, addr, summary: 0, pods: 0, left: false, digest: String::new() }
+}
+
+impl Book {
+    pub fn new(me: &str) -> Book {
+        Book { me: me.to_string(), ..Default::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// foca's word on a member: its newest identity and state. An older
+    /// generation than the one held is ignored; a newer one starts afresh.
+    pub fn member(&mut self, id: &SwimId, state: NodeState) -> bool {
+        if id.name == self.me || id.name.is_empty() {
+            return false;
+        }
+        let p = self
+            .peers
+            .entry(id.name.clone())
+            .or_insert_with(|| Peer::new(empty_stamp(&id.name, id.generation, id.addr)));
+        if id.generation < p.stamp.generation {
+            return false;
+        }
+        if id.generation > p.stamp.generation {
+            *p = Peer::new(empty_stamp(&id.name, id.generation, id.addr));
+        }
+        if p.id.as_ref().is_some_and(|old| old.generation == id.generation && old.bump > id.bump) {
+            // An older identity of this generation (down, superseded by its rejoin).
+            return false;
+        }
+        let changed = p.state != state || p.id.as_ref() != Some(id);
+        if p.id.is_none() {
+            // Named at last: ask for its records now, not after the announce's retry.
+            p.asked = None;
+        }
+        p.id = Some(id.clone());
+        p.state = state;
+        changed
+    }
+
+    /// A stamp heard (gossip or an answer): whether it is news.
+    pub fn stamp(&mut self, s: &Stamp) -> bool {
+        if s.name == self.me || s.name.is_empty() {
+            return false;
+        }
+        match self.peers.get_mut(&s.name) {
+            None => {
+                let mut p = Peer::new(s.clone());
+                p.compose();
+                self.peers.insert(s.name.clone(), p);
+                true
+            }
+            Some(p) if s.generation > p.stamp.generation => {
+                let mut fresh = Peer::new(s.clone());
+                // Its identity is still foca's to give (the old one's address
+                // is likely the new one's: keep it to pull from meanwhile).
+                fresh.id = p.id.clone().map(|id| SwimId { generation: s.generation, bump: 0, ..id });
+                fresh.compose();
+                *p = fresh;
+                true
+            }
+            Some(p) if s.newer_than(&p.stamp) => {
+                let (left, digest) = (p.stamp.left, p.stamp.digest.clone());
+                p.stamp = s.clone();
+                if p.stamp.left != left || p.stamp.digest != digest {
+                    p.compose();
+                }
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// A page from `from`'s answer (after its stamp was applied).
+    pub fn page(&mut self, from: &str, page: Page) {
+        let Some(p) = self.peers.get_mut(from) else {
+            self.stale_pages += 1;
+            return;
+        };
+        let i = match page.section {
+            Section::Summary => 0,
+            Section::Pods => 1,
+        };
+        let (held, target) = match page.section {
+            Section::Summary => (p.summary.version, p.stamp.summary),
+            Section::Pods => (p.pods.version, p.stamp.pods),
+        };
+        if page.version <= held || page.version != target {
+            self.stale_pages += 1;
+            return;
+        }
+        let partial = p.partial[i].get_or_insert_with(|| Partial { version: page.version, pages: Vec::new() });
+        if partial.version != page.version || partial.pages.len() != page.count as usize {
+            *partial = Partial { version: page.version, pages: vec![None; page.count as usize] };
+        }
+        partial.pages[page.index as usize] = Some(page.keys);
+        if partial.pages.iter().any(Option::is_none) {
+            return;
+        }
+        let Some(done) = p.partial[i].take() else { return };
+        let keys: Vec<(String, String)> = done.pages.into_iter().flatten().flatten().collect();
+        let parsed = parse_records(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        match page.section {
+            Section::Summary => {
+                // Only the summary's own keys count (a peer sending pods or
+                // claims in its summary is ignored, as garbage would be).
+                p.parsed = Records { info: parsed.info, extra: parsed.extra, ..Records::default() };
+                p.summary = Held { version: done.version };
+            }
+            Section::Pods => {
+                p.pods_parsed = parsed.pods;
+                p.pods = Held { version: done.version };
+            }
+        }
+        p.malformed = parsed.malformed;
+        p.compose();
+        // Answered: what is still lacking (a newer stamp meanwhile) is
+        // asked for at the next round, not after `PULL_RETRY`.
+        p.asked = None;
+    }
+
+    /// The pulls to send now: peers whose stamp is ahead of what is held,
+    /// alive, with an address, not asked within `PULL_RETRY`; at most
+    /// `MAX_PULLS` outstanding. Peers SWIM has not named yet are announced
+    /// to instead.
+    pub fn pulls(&mut self, now: Instant) -> Vec<Pull> {
+        let recent = |a: Option<Instant>| a.is_some_and(|a| now.saturating_duration_since(a) < PULL_RETRY);
+        let outstanding = self.peers.values().filter(|p| recent(p.asked)).count();
+        let mut budget = MAX_PULLS.saturating_sub(outstanding);
+        let mut out = Vec::new();
+        for p in self.peers.values_mut() {
+            if budget == 0 {
+                break;
+            }
+            if recent(p.asked) {
+                continue;
+            }
+            match &p.id {
+                None => {
+                    p.unnamed_since.get_or_insert(now);
+                    out.push(Pull::Announce(p.stamp.addr));
+                }
+                Some(id) if p.state.alive() && p.lacks() => out.push(Pull::Want(id.addr, p.want())),
+                Some(_) => continue,
+            }
+            p.asked = Some(now);
+            budget -= 1;
+        }
+        out
+    }
+
+    /// The next alive peer in rotation, to ask for its stamp (and what is
+    /// missing): repairs stamps lost in gossip at one request per round.
+    pub fn rotate(&mut self) -> Option<(SocketAddr, Want)> {
+        let after = self.cursor.clone().unwrap_or_default();
+        let pick = self
+            .peers
+            .range::<String, _>((std::ops::Bound::Excluded(&after), std::ops::Bound::Unbounded))
+            .chain(self.peers.range::<String, _>(..=&after))
+            .find(|(_, p)| p.state.alive() && p.id.is_some())
+            .map(|(n, p)| (n.clone(), p.id.as_ref().map(|i| i.addr), p.want()));
+        let (name, addr, want) = pick?;
+        self.cursor = Some(name);
+        Some((addr?, want))
+    }
+
+    /// Keeps the peers SWIM names that `keep` says to keep (by name and
+    /// state), and the unnamed ones heard of within `UNNAMED_TTL`.
+    pub fn forget(&mut self, now: Instant, mut keep: impl FnMut(&str, NodeState) -> bool) {
+        self.peers.retain(|n, p| match p.id {
+            Some(_) => keep(n, p.state),
+            None => p.unnamed_since.is_none_or(|t| now.saturating_duration_since(t) < UNNAMED_TTL),
+        });
+    }
+
+    /// The members foca has not named yet (known from a stamp only) do not
+    /// count: a node is in the view once membership knows it.
+    pub fn raw(&self) -> Vec<RawNode> {
+        self.peers
+            .values()
+            .filter(|p| p.id.is_some())
+            .map(|p| RawNode {
+                name: p.stamp.name.clone(),
+                generation: p.stamp.generation,
+                state: p.state,
+                records: p.records.clone(),
+            })
+            .collect()
+    }
+
+    /// The address of a peer by name (its newest identity).
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.peers.get(name)?.id.as_ref().map(|i| i.addr)
+    }
+}
+
+/// This node's own records, versioned, as peers pull them.
+#[derive(Debug, Clone)]
+pub struct Own {
+    pub stamp: Stamp,
+    summary: Vec<Page>,
+    pods: Vec<Page>,
+    summary_keys: Vec<(String, String)>,
+    pods_keys: Vec<(String, String)>,
+    /// Set when a section outgrew `MAX_PAGES` (its old version stays).
+    pub too_large: Option<Section>,
+}
+
+impl Own {
+    pub fn new(name: &str, generation: u64, addr: SocketAddr) -> Own {
+        Own {
+            stamp: empty_stamp(name, generation, addr),
+            summary: Vec::new(),
+            pods: Vec::new(),
+            summary_keys: Vec::new(),
+            pods_keys: Vec::new(),
+            too_large: None,
+        }
+    }
+
+    /// Sets this node's keys (chitchat's: `info`, `pod:*`, the state digest
+    /// and extra keys); returns whether the stamp changed.
+    pub fn set(&mut self, all: BTreeMap<String, String>, left: bool) -> bool {
+        let before = self.stamp.clone();
+        let mut summary = Vec::new();
+        let mut pods = Vec::new();
+        let mut digest = String::new();
+        for (k, v) in all {
+            if k == keys::STATE_DIGEST {
+                digest = v;
+            } else if k.starts_with(keys::POD) {
+                pods.push((k, v));
+            } else if k != keys::LEFT && !k.starts_with(keys::DOWN) {
+                summary.push((k, v));
+            }
+        }
+        self.stamp.digest = digest;
+        self.stamp.left |= left;
+        self.too_large = None;
+        for (section, new) in [(Section::Summary, summary), (Section::Pods, pods)] {
+            let (held, pages, version) = match section {
+                Section::Summary => (&mut self.summary_keys, &mut self.summary, &mut self.stamp.summary),
+                Section::Pods => (&mut self.pods_keys, &mut self.pods, &mut self.stamp.pods),
+            };
+            if *held == new && *version > 0 {
+                continue;
+            }
+            match paginate(section, *version + 1, &new) {
+                Some(p) => {
+                    *pages = p;
+                    *held = new;
+                    *version += 1;
+                }
+                None => self.too_large = Some(section),
+            }
+        }
+        self.stamp != before
+    }
+
+    /// The answer to a peer's `Want`: every page it lacks, each with the
+    /// stamp; just the stamp when it lacks nothing.
+    pub fn answer(&self, want: &Want) -> Vec<Have> {
+        let same = want.generation == self.stamp.generation;
+        let mut out = Vec::new();
+        for (held, version, pages) in
+            [(want.summary, self.stamp.summary, &self.summary), (want.pods, self.stamp.pods, &self.pods)]
+        {
+            if version > 0 && (!same || held < version) {
+                out.extend(pages.iter().map(|p| Have { stamp: self.stamp.clone(), page: Some(p.clone()) }));
+            }
+        }
+        if out.is_empty() {
+            out.push(Have { stamp: self.stamp.clone(), page: None });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "book_tests.rs"]
+mod tests;

@@ -1,0 +1,242 @@
+use super::*;
+use crate::membership::view::NodeInfo;
+use crate::model::status::PodStatus;
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, i], 7421))
+}
+
+fn keys_of(name: &str, generation: u64, pods: usize) -> BTreeMap<String, String> {
+    let info = NodeInfo { name: name.into(), generation, ..Default::default() };
+    let mut all = BTreeMap::new();
+    all.insert(keys::INFO.to_string(), serde_json::to_string(&info).unwrap());
+    all.insert(keys::STATE_DIGEST.to_string(), "d1".to_string());
+    for i in 0..pods {
+        let p = PodStatus { namespace: "default".into(), name: format!("web-{i}"), ..Default::default() };
+        all.insert(format!("{}{}", keys::POD, p.id()), serde_json::to_string(&p).unwrap());
+    }
+    all
+}
+
+/// Runs one pull round trip from `book` to `own` (every answer delivered).
+fn pull(book: &mut Book, own: &Own, now: Instant) -> usize {
+    let wants = book.pulls(now);
+    let n = wants.len();
+    for w in wants {
+        let Pull::Want(_, w) = w else { panic!("an unnamed peer in a test of pulls") };
+        for have in own.answer(&w) {
+            book.stamp(&have.stamp);
+            if let Some(p) = have.page {
+                book.page(&have.stamp.name, p);
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn a_peers_records_are_pulled_once_and_assembled() {
+    let mut own = Own::new("a", 5, addr(11));
+    assert!(own.set(keys_of("a", 5, 3), false));
+    let mut book = Book::new("me");
+    book.member(&SwimId::new("a", 5, addr(11)), NodeState::Ready);
+    assert!(book.stamp(&own.stamp), "a first stamp is news");
+    assert!(!book.stamp(&own.stamp), "the same stamp twice is not");
+    let now = Instant::now();
+    assert_eq!(pull(&mut book, &own, now), 1);
+    let raw = book.raw();
+    assert_eq!(raw.len(), 1);
+    let r = &raw[0].records;
+    assert_eq!(r.info.as_ref().unwrap().name, "a");
+    assert_eq!(r.pods.len(), 3);
+    assert_eq!(r.digest, "d1");
+    assert_eq!(r.malformed, 0);
+    assert!(book.pulls(now + PULL_RETRY * 2).is_empty(), "nothing is pulled while nothing changes");
+    // A pod changes: only the pods section moves on.
+    let before = own.stamp.clone();
+    let mut all = keys_of("a", 5, 4);
+    assert!(own.set(all.clone(), false));
+    assert_eq!((own.stamp.summary, own.stamp.pods), (before.summary, before.pods + 1));
+    assert!(!own.set(all.clone(), false), "the same keys keep their versions");
+    all.insert(keys::STATE_DIGEST.to_string(), "d2".into());
+    assert!(own.set(all, false), "a new digest is a new stamp, without a new version");
+    assert_eq!(own.stamp.pods, before.pods + 1);
+    book.stamp(&own.stamp);
+    let wants = book.pulls(now);
+    let [Pull::Want(_, want)] = &wants[..] else { panic!("one want expected: {wants:?}") };
+    let answer = own.answer(want);
+    assert!(answer.iter().all(|h| h.page.as_ref().is_some_and(|p| p.section == Section::Pods)));
+    for h in answer {
+        book.page("a", h.page.unwrap());
+    }
+    let r = &book.raw()[0].records;
+    assert_eq!((r.pods.len(), r.digest.as_str()), (4, "d2"));
+}
+
+#[test]
+fn an_answer_to_a_peer_lacking_nothing_is_the_stamp_alone() {
+    let mut own = Own::new("a", 5, addr(11));
+    own.set(keys_of("a", 5, 1), false);
+    let w = Want { generation: 5, summary: own.stamp.summary, pods: own.stamp.pods };
+    assert_eq!(own.answer(&w), vec![Have { stamp: own.stamp.clone(), page: None }]);
+    let other_generation = Want { generation: 4, ..w };
+    assert_eq!(own.answer(&other_generation).len(), 2, "versions of another generation count for nothing");
+}
+
+#[test]
+fn a_large_section_arrives_in_pages_and_counts_only_when_whole() {
+    let mut own = Own::new("a", 5, addr(11));
+    own.set(keys_of("a", 5, 400), false);
+    let mut book = Book::new("me");
+    book.member(&SwimId::new("a", 5, addr(11)), NodeState::Ready);
+    book.stamp(&own.stamp);
+    let Some(Pull::Want(_, want)) = book.pulls(Instant::now()).pop() else { panic!("a want expected") };
+    let pages: Vec<Page> = own.answer(&want).into_iter().filter_map(|h| h.page).collect();
+    let pods: Vec<&Page> = pages.iter().filter(|p| p.section == Section::Pods).collect();
+    assert!(pods.len() > 1, "400 statuses take several pages");
+    for (i, p) in pages.iter().enumerate() {
+        if i + 1 == pages.len() {
+            assert!(book.raw()[0].records.pods.is_empty(), "no pod is shown before the last page");
+        }
+        book.page("a", p.clone());
+    }
+    assert_eq!(book.raw()[0].records.pods.len(), 400);
+}
+
+#[test]
+fn stale_and_unasked_pages_are_refused() {
+    let mut own = Own::new("a", 5, addr(11));
+    own.set(keys_of("a", 5, 1), false);
+    let old = own.answer(&Want { generation: 0, summary: 0, pods: 0 });
+    own.set(keys_of("a", 5, 2), false);
+    let mut book = Book::new("me");
+    book.member(&SwimId::new("a", 5, addr(11)), NodeState::Ready);
+    book.stamp(&own.stamp);
+    for h in old.iter().filter(|h| h.page.as_ref().is_some_and(|p| p.section == Section::Pods)) {
+        book.page("a", h.page.clone().unwrap());
+    }
+    assert!(book.raw()[0].records.pods.is_empty(), "a page of an older version than the stamp's is refused");
+    assert_eq!(book.stale_pages, 1);
+    book.page("nobody", old[0].page.clone().unwrap());
+    assert_eq!(book.stale_pages, 2);
+}
+
+#[test]
+fn a_new_generation_starts_afresh_and_an_old_one_is_ignored() {
+    let mut book = Book::new("me");
+    let mut own = Own::new("a", 5, addr(11));
+    own.set(keys_of("a", 5, 2), false);
+    book.member(&SwimId::new("a", 5, addr(11)), NodeState::Ready);
+    book.stamp(&own.stamp);
+    pull(&mut book, &own, Instant::now());
+    assert_eq!(book.raw()[0].records.pods.len(), 2);
+    book.member(&SwimId::new("a", 5, addr(11)), NodeState::Dead);
+    assert_eq!(book.raw()[0].state, NodeState::Dead);
+    let mut own6 = Own::new("a", 6, addr(11));
+    own6.set(keys_of("a", 6, 0), false);
+    assert!(book.member(&SwimId::new("a", 6, addr(11)), NodeState::Ready));
+    assert!(book.raw()[0].records.info.is_none(), "the new generation's records are not its predecessor's");
+    assert!(!book.member(&SwimId::new("a", 5, addr(11)), NodeState::Dead), "the old generation is history");
+    assert_eq!((book.raw()[0].generation, book.raw()[0].state), (6, NodeState::Ready));
+    book.stamp(&own6.stamp);
+    pull(&mut book, &own6, Instant::now());
+    assert_eq!(book.raw()[0].records.info.as_ref().unwrap().generation, 6);
+}
+
+#[test]
+fn a_rejoined_identity_supersedes_its_down_self() {
+    use foca::Identity;
+    let mut book = Book::new("me");
+    let old = SwimId::new("a", 5, addr(11));
+    let rejoined = old.renew().unwrap();
+    book.member(&rejoined, NodeState::Ready);
+    assert!(!book.member(&old, NodeState::Dead), "the down identity it replaced says nothing");
+    assert_eq!(book.raw()[0].state, NodeState::Ready);
+}
+
+#[test]
+fn pulls_are_bounded_and_retried() {
+    let mut book = Book::new("me");
+    for i in 0..100u8 {
+        let name = format!("n{i}");
+        let mut own = Own::new(&name, 1, addr(11));
+        own.set(keys_of(&name, 1, 0), false);
+        book.member(&SwimId::new(&name, 1, SocketAddr::from(([127, 0, 1, i], 7421))), NodeState::Ready);
+        book.stamp(&own.stamp);
+    }
+    let t0 = Instant::now();
+    assert_eq!(book.pulls(t0).len(), MAX_PULLS);
+    assert_eq!(book.pulls(t0).len(), 0, "no more than MAX_PULLS outstanding");
+    assert_eq!(book.pulls(t0 + PULL_RETRY).len(), MAX_PULLS, "unanswered pulls are sent again");
+    let dead = SwimId::new("n0", 1, SocketAddr::from(([127, 0, 1, 0], 7421)));
+    book.member(&dead, NodeState::Dead);
+    assert!(
+        book.pulls(t0 + PULL_RETRY * 3)
+            .iter()
+            .all(|p| *p != Pull::Want(dead.addr, Want { generation: 1, summary: 0, pods: 0 })),
+        "the dead are not asked"
+    );
+}
+
+#[test]
+fn the_rotation_visits_every_alive_peer_in_turn() {
+    let mut book = Book::new("me");
+    for i in 1..=5u8 {
+        book.member(&SwimId::new(&format!("n{i}"), 1, addr(10 + i)), NodeState::Ready);
+    }
+    book.member(&SwimId::new("n3", 1, addr(13)), NodeState::Dead);
+    let seen: Vec<SocketAddr> = (0..8).filter_map(|_| book.rotate().map(|(a, _)| a)).collect();
+    assert_eq!(seen[..4], [addr(11), addr(12), addr(14), addr(15)]);
+    assert_eq!(seen[4..], [addr(11), addr(12), addr(14), addr(15)]);
+    assert!(Book::new("me").rotate().is_none());
+}
+
+#[test]
+fn a_stamp_before_membership_is_kept_but_not_shown() {
+    let mut book = Book::new("me");
+    let mut own = Own::new("a", 5, addr(11));
+    own.set(keys_of("a", 5, 1), false);
+    book.stamp(&own.stamp);
+    assert!(book.raw().is_empty(), "a node is in the view once membership names it");
+    let t0 = Instant::now();
+    assert_eq!(book.pulls(t0), vec![Pull::Announce(addr(11))], "SWIM missed it: this node announces itself there");
+    assert!(book.pulls(t0).is_empty(), "once per PULL_RETRY");
+    book.member(&SwimId::new("a", 5, addr(11)), NodeState::Ready);
+    assert!(
+        matches!(&book.pulls(t0)[..], [Pull::Want(a, _)] if *a == addr(11)),
+        "named: its records are asked for at once"
+    );
+}
+
+#[test]
+fn a_member_whose_stamp_went_by_before_is_asked_for_it() {
+    let mut book = Book::new("me");
+    book.member(&SwimId::new("a", 5, addr(11)), NodeState::Ready);
+    let want = Want { generation: 5, summary: 0, pods: 0 };
+    assert_eq!(book.pulls(Instant::now()), vec![Pull::Want(addr(11), want.clone())]);
+    let mut own = Own::new("a", 5, addr(11));
+    own.set(keys_of("a", 5, 1), false);
+    for h in own.answer(&want) {
+        book.stamp(&h.stamp);
+        if let Some(p) = h.page {
+            book.page("a", p);
+        }
+    }
+    assert_eq!(book.raw()[0].records.pods.len(), 1);
+    assert!(book.pulls(Instant::now() + PULL_RETRY * 2).is_empty());
+}
+
+#[test]
+fn an_unnamed_peer_is_forgotten_after_its_ttl_and_a_named_one_when_swim_drops_it() {
+    let mut book = Book::new("me");
+    let mut own = Own::new("ghost", 1, addr(12));
+    own.set(keys_of("ghost", 1, 0), false);
+    book.stamp(&own.stamp);
+    book.member(&SwimId::new("a", 5, addr(11)), NodeState::Dead);
+    let t0 = Instant::now();
+    book.pulls(t0);
+    book.forget(t0 + UNNAMED_TTL / 2, |_, _| true);
+    assert_eq!(book.len(), 2);
+    book.forget(t0 + UNNAMED_TTL, |n, _| n != "a");
+    assert!(book.is_empty(), "the ghost outlived its TTL, and SWIM forgot a");
+}

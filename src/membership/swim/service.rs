@@ -1,0 +1,707 @@
+//! The SWIM membership service (`--membership swim`): runs foca over a
+//! `Link`, publishes this node's records as a versioned `Stamp` (gossiped)
+//! and pages (pulled), keeps the `Book` of peers' records, and assembles
+//! the same `ClusterView` as the chitchat service, through the same
+//! `assemble`.
+//!
+//! Node states come from foca: Alive is Ready, Suspect is Suspect, Down is
+//! Dead, and a stamp that says the node left is Left. The liveness
+//! watches feed it too: a peer whose process is gone (its port refuses) is
+//! declared Down at once, and that spreads like any SWIM update.
+//!
+//! Fencing: this node may renew fenced leases while its view has a
+//! majority and, within `dead_after`, its own probes were answered by
+//! `ACK_QUORUM` distinct peers (or by a majority, in a cluster smaller
+//! than that). A node cut off both ways, or one whose packets out are
+//! lost, stops hearing answers at once; a minority that still hears
+//! itself loses its majority when its view declares the rest Down.
+//!
+//! Time comes from tokio (virtual in netsim); randomness from a seed made
+//! of the node's name and generation, so a netsim run is the same each time.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::{NonZeroU8, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use foca::{
+    AccumulatingRuntime, BroadcastHandler, Config, Foca, Invalidates, Member, Message, OwnedNotification,
+    PeriodicParams, PostcardCodec, State, Timer,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rustc_hash::FxHashMap;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::book::{Book, Own, Pull};
+use super::id::SwimId;
+use super::link::Link;
+use super::wire::{self, Frame, Have, Stamp, WireError};
+use crate::events::EventLog;
+use crate::membership::assemble::{Me, Memory, assemble, keys};
+use crate::membership::clock::ClockSync;
+use crate::membership::detector::Id;
+use crate::membership::service::{
+    EVIDENCE_QUEUE, GossipConfig, MembershipError, PUSH_FANOUT, report_changes, take_reports, watch_targets,
+};
+use crate::membership::view::{ClusterView, NodeInfo, NodeState};
+use crate::membership::watch::{self as liveness_watch, Liveness, Report};
+use crate::model::status::Statuses;
+
+/// Distinct peers whose answers to this node's probes, within `dead_after`,
+/// let it renew fenced leases (fewer in a cluster smaller than twice this).
+pub const ACK_QUORUM: usize = 3;
+
+/// How often one peer, in rotation, is asked for its stamp: repairs a
+/// stamp lost in gossip at one small request per this period per node.
+pub const ROTATE_EVERY: Duration = Duration::from_secs(2);
+
+/// foca's settings from the node's: a probe every 2.5 gossip intervals
+/// (500 ms by default), answered within one interval, and a suspect is Down
+/// after `dead_after - suspect_after` (at least a probe period).
+pub fn foca_config(cfg: &GossipConfig, members: usize) -> Config {
+    let mut c = Config::simple();
+    let period = cfg.gossip_interval.mul_f64(2.5).max(Duration::from_millis(50));
+    c.probe_period = period;
+    c.probe_rtt = cfg.gossip_interval.min(period / 2);
+    c.suspect_to_down_after = cfg.dead_after.saturating_sub(cfg.suspect_after).max(period);
+    c.remove_down_after = cfg.dead_node_grace.max(Duration::from_secs(1));
+    c.max_transmissions = max_transmissions(members);
+    c.max_packet_size = NonZeroUsize::new(wire::MAX_SWIM_PACKET).unwrap_or(NonZeroUsize::MIN);
+    c.notify_down_members = true;
+    let params = |frequency, n| {
+        Some(PeriodicParams { frequency, num_members: NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN) })
+    };
+    // A member list out of step is mended by a Feed every 30 s; the sides of
+    // a healed partition find each other within 5 s.
+    c.periodic_announce = params(Duration::from_secs(30), 1);
+    c.periodic_announce_to_down_members = params(Duration::from_secs(5), 2);
+    c.periodic_gossip = params(cfg.gossip_interval, 3);
+    c
+}
+
+/// How many times each update is piggybacked: 4·log10(n+1), as memberlist.
+pub fn max_transmissions(members: usize) -> NonZeroU8 {
+    let tx = ((members as f64 + 1.0).log10() * 4.0).ceil().clamp(3.0, 255.0);
+    NonZeroU8::new(tx as u8).unwrap_or(NonZeroU8::MIN)
+}
+
+/// Stamps piggybacked on SWIM messages: a stamp is passed on while it is
+/// news here, and replaces any older stamp of its node in the backlog.
+struct Stamps {
+    seen: FxHashMap<String, Stamp>,
+    heard: Arc<Mutex<Vec<Stamp>>>,
+}
+
+impl Invalidates for Stamp {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.name == other.name && !other.newer_than(self)
+    }
+}
+
+impl BroadcastHandler<SwimId> for Stamps {
+    type Key = Stamp;
+    type Error = WireError;
+
+    fn receive_item(&mut self, data: &[u8], sender: Option<&SwimId>) -> Result<Option<Stamp>, WireError> {
+        let s: Stamp = postcard::from_bytes(data).map_err(|e| WireError::Decode(e.to_string()))?;
+        if s.digest.len() > wire::MAX_DIGEST || s.name.is_empty() {
+            return Err(WireError::Bounds("stamp"));
+        }
+        if self.seen.get(&s.name).is_some_and(|old| !s.newer_than(old)) {
+            return Ok(None);
+        }
+        self.seen.insert(s.name.clone(), s.clone());
+        if sender.is_some() {
+            self.heard.lock().unwrap_or_else(|p| p.into_inner()).push(s.clone());
+        }
+        Ok(Some(s))
+    }
+}
+
+type SwimFoca = Foca<SwimId, PostcardCodec, StdRng, Stamps>;
+
+/// The membership service under SWIM.
+pub struct SwimMembership {
+    view_rx: watch::Receiver<Arc<ClusterView>>,
+    info_tx: watch::Sender<NodeInfo>,
+    leaving_tx: watch::Sender<bool>,
+    extra_tx: watch::Sender<BTreeMap<String, String>>,
+    contact_tx: mpsc::UnboundedSender<SocketAddr>,
+    majority_rx: watch::Receiver<Option<Instant>>,
+    task: JoinHandle<()>,
+    watches: JoinHandle<()>,
+    interval: Duration,
+}
+
+struct Inputs {
+    info: watch::Receiver<NodeInfo>,
+    statuses: watch::Receiver<Statuses>,
+    leaving: watch::Receiver<bool>,
+    extra: watch::Receiver<BTreeMap<String, String>>,
+    evidence: mpsc::Receiver<Report>,
+    contact: mpsc::UnboundedReceiver<SocketAddr>,
+}
+
+struct Outputs {
+    view: watch::Sender<Arc<ClusterView>>,
+    majority: watch::Sender<Option<Instant>>,
+    targets: watch::Sender<Vec<liveness_watch::Target>>,
+}
+
+impl SwimMembership {
+    pub async fn start(
+        cfg: GossipConfig,
+        info: NodeInfo,
+        advertise: SocketAddr,
+        net: (Arc<dyn Link>, Arc<dyn Liveness>),
+        statuses: watch::Receiver<Statuses>,
+        events: Arc<EventLog>,
+    ) -> Result<SwimMembership, MembershipError> {
+        let (link, liveness) = net;
+        let id = SwimId::new(&info.name, info.generation, advertise);
+        let seed = blake3::hash(format!("swim/{}/{}", info.name, info.generation).as_bytes());
+        let mut seed_bytes = [0u8; 32];
+        seed_bytes.copy_from_slice(seed.as_bytes());
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let foca = Foca::with_custom_broadcast(
+            id,
+            foca_config(&cfg, 1),
+            StdRng::from_seed(seed_bytes),
+            PostcardCodec,
+            Stamps { seen: FxHashMap::default(), heard: heard.clone() },
+        );
+        let (info_tx, info_rx) = watch::channel(info.clone());
+        let (leaving_tx, leaving_rx) = watch::channel(false);
+        let (extra_tx, extra_rx) = watch::channel(BTreeMap::new());
+        let (contact_tx, contact_rx) = mpsc::unbounded_channel();
+        let first = ClusterView { self_name: info.name.clone(), ..Default::default() };
+        let (view_tx, view_rx) = watch::channel(Arc::new(first));
+        let (evidence_tx, evidence_rx) = mpsc::channel(EVIDENCE_QUEUE);
+        let (targets_tx, targets_rx) = watch::channel(Vec::new());
+        let (majority_tx, majority_rx) = watch::channel(None);
+        let tag = liveness_watch::cluster_tag(&cfg.cluster_id);
+        let watches = liveness_watch::spawn(liveness, tag, targets_rx, evidence_tx, cfg.clock_ms);
+        let interval = (cfg.gossip_interval / 2).max(Duration::from_millis(10));
+        let node = Node {
+            own: Own::new(&info.name, info.generation, advertise),
+            book: Book::new(&info.name),
+            foca,
+            rt: AccumulatingRuntime::new(),
+            timers: Vec::new(),
+            link,
+            heard,
+            acks: FxHashMap::default(),
+            memory: Memory::remembering(cfg.remembered.iter().cloned(), (cfg.clock)() + cfg.dead_node_grace.as_secs()),
+            clock: ClockSync::starting_at(cfg.adjust_clock.as_ref().map_or(0, |a| a.initial)),
+            dirty: true,
+            scan: true,
+            tx: max_transmissions(1),
+            not_swim: Default::default(),
+            cfg,
+            events,
+        };
+        let inputs = Inputs {
+            info: info_rx,
+            statuses,
+            leaving: leaving_rx,
+            extra: extra_rx,
+            evidence: evidence_rx,
+            contact: contact_rx,
+        };
+        let outputs = Outputs { view: view_tx, majority: majority_tx, targets: targets_tx };
+        let task = tokio::spawn(node.run(inputs, outputs, interval));
+        Ok(SwimMembership {
+            view_rx,
+            info_tx,
+            leaving_tx,
+            extra_tx,
+            contact_tx,
+            majority_rx,
+            task,
+            watches,
+            interval: interval * 2,
+        })
+    }
+
+    pub fn view(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.view_rx.clone()
+    }
+
+    pub fn majority(&self) -> watch::Receiver<Option<Instant>> {
+        self.majority_rx.clone()
+    }
+
+    pub fn info_sender(&self) -> watch::Sender<NodeInfo> {
+        self.info_tx.clone()
+    }
+
+    pub fn extra_sender(&self) -> watch::Sender<BTreeMap<String, String>> {
+        self.extra_tx.clone()
+    }
+
+    /// Announces this node to an address (a seed found by discovery).
+    pub fn contact_sender(&self) -> mpsc::UnboundedSender<SocketAddr> {
+        self.contact_tx.clone()
+    }
+
+    /// Announces a graceful leave: the stamp saying so is pushed to peers
+    /// at once, then foca leaves the cluster.
+    pub async fn leave(&self) {
+        self.info_tx.send_modify(|i| i.schedulable = false);
+        self.leaving_tx.send_replace(true);
+        // The loop publishes the stamp, pushes it and leaves within a round.
+        tokio::time::sleep(self.interval * 3).await;
+    }
+
+    pub fn abort(&self) {
+        self.task.abort();
+        self.watches.abort();
+    }
+
+    pub async fn shutdown(self) {
+        self.task.abort();
+        self.watches.abort();
+    }
+}
+
+/// The loop's state.
+struct Node {
+    cfg: GossipConfig,
+    events: Arc<EventLog>,
+    own: Own,
+    book: Book,
+    foca: SwimFoca,
+    rt: AccumulatingRuntime<SwimId>,
+    timers: Vec<(Instant, Timer<SwimId>)>,
+    link: Arc<dyn Link>,
+    /// Stamps the broadcast handler found news.
+    heard: Arc<Mutex<Vec<Stamp>>>,
+    /// When each peer last answered this node's probe (or announce).
+    acks: FxHashMap<String, Instant>,
+    memory: Memory,
+    clock: ClockSync,
+    /// The view must be assembled again.
+    dirty: bool,
+    /// foca's member states must be read again.
+    scan: bool,
+    /// foca's `max_transmissions` in force.
+    tx: NonZeroU8,
+    /// Peers that sent something else than SWIM (warned once each).
+    not_swim: std::collections::HashSet<SocketAddr>,
+}
+
+impl Node {
+    async fn run(mut self, mut inputs: Inputs, out: Outputs, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut frozen = self.cfg.frozen.clone();
+        let mut link_open = true;
+        let mut reports = Vec::new();
+        let mut seeds_until_active = Instant::now();
+        let mut next_rotation = Instant::now() + ROTATE_EVERY;
+        let mut last_published: Option<(NodeInfo, usize, bool, BTreeMap<String, String>)> = None;
+        let mut left = false;
+        let mut watched = 0;
+        let mut scan_at = Instant::now();
+        loop {
+            let next_timer = self.timers.iter().map(|t| t.0).min();
+            let mut ticked = false;
+            tokio::select! {
+                _ = tick.tick() => ticked = true,
+                m = self.link.recv(), if link_open => match m {
+                    Some((from, bytes)) => self.frame(from, &bytes),
+                    None => link_open = false,
+                },
+                _ = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {}
+                Some(r) = inputs.evidence.recv() => reports.push(r),
+                Some(addr) = inputs.contact.recv() => self.announce(addr),
+            }
+            if let Some(f) = frozen.as_mut()
+                && f.wait_for(|p| !*p).await.is_err()
+            {
+                frozen = None;
+            }
+            self.fire_timers();
+            if !ticked {
+                continue;
+            }
+            let now = Instant::now();
+            // Until a peer answers, announce to the seeds once a second.
+            if self.foca.num_members() == 0 && now >= seeds_until_active {
+                seeds_until_active = now + Duration::from_secs(1);
+                for s in self.cfg.seeds.clone() {
+                    match tokio::net::lookup_host(s.as_str()).await {
+                        Ok(addrs) => addrs.for_each(|a| self.announce(a)),
+                        Err(e) => tracing::debug!(seed = %s, "cannot resolve seed: {e}"),
+                    }
+                }
+            }
+            while let Ok(r) = inputs.evidence.try_recv() {
+                reports.push(r);
+            }
+            for (id, _) in
+                take_reports(&mut reports, &mut self.clock, self.cfg.adjust_clock.as_ref(), watched, &mut self.memory)
+            {
+                self.declare_down(&id);
+            }
+            let info = inputs.info.borrow().clone();
+            let pods = inputs.statuses.borrow().clone();
+            let leaving = *inputs.leaving.borrow();
+            let extra = inputs.extra.borrow().clone();
+            let fingerprint = (info.clone(), Arc::as_ptr(&pods) as usize, leaving, extra.clone());
+            if last_published.as_ref() != Some(&fingerprint) {
+                last_published = Some(fingerprint);
+                self.publish(&info, &pods, leaving, extra);
+                self.dirty = true;
+            }
+            if leaving && !left {
+                left = true;
+                self.push_stamp();
+                if let Err(e) = self.foca.leave_cluster(&mut self.rt) {
+                    tracing::debug!("foca leave: {e}");
+                }
+                self.drain();
+            }
+            self.take_heard();
+            for pull in self.book.pulls(now) {
+                match pull {
+                    Pull::Want(addr, want) => self.link.send(addr, wire::encode(&Frame::Want(want))),
+                    Pull::Announce(addr) => self.announce(addr),
+                }
+            }
+            if now >= next_rotation {
+                next_rotation = now + ROTATE_EVERY;
+                if let Some((addr, want)) = self.book.rotate() {
+                    self.link.send(addr, wire::encode(&Frame::Want(want)));
+                }
+            }
+            if self.scan || now >= scan_at {
+                scan_at = now + interval * 2;
+                self.scan_members();
+            }
+            let view = out.view.borrow().clone();
+            let view = if self.dirty {
+                self.dirty = false;
+                let (view, changes, _malformed) = assemble(
+                    Me { info: &info, pods: &pods, leaving },
+                    &self.book.raw(),
+                    (self.cfg.clock)(),
+                    &mut self.memory,
+                );
+                report_changes(&self.events, &info.name, changes);
+                let targets = watch_targets(&view);
+                self.clock.retain(|n| targets.iter().any(|t| t.name == n));
+                watched = targets.len();
+                out.targets.send_if_modified(|cur| {
+                    let changed = *cur != targets;
+                    if changed {
+                        *cur = targets;
+                    }
+                    changed
+                });
+                let view = Arc::new(view);
+                out.view.send_if_modified(|cur| {
+                    let changed = **cur != *view;
+                    if changed {
+                        *cur = view.clone();
+                    }
+                    changed
+                });
+                view
+            } else {
+                view
+            };
+            out.majority.send_replace(self.majority_until(&view, now));
+        }
+    }
+
+    /// Handles one message from a peer.
+    fn frame(&mut self, from: SocketAddr, bytes: &[u8]) {
+        match wire::decode(bytes) {
+            Err(e) => {
+                if e == WireError::NotSwim && self.not_swim.len() < 1024 && self.not_swim.insert(from) {
+                    tracing::warn!(peer = %from, "{e}");
+                } else {
+                    tracing::debug!(peer = %from, "refused gossip message: {e}");
+                }
+            }
+            Ok(Frame::Swim(data)) => {
+                if let Err(e) = self.foca.handle_data(&data, &mut self.rt) {
+                    tracing::debug!(peer = %from, "refused SWIM packet: {e}");
+                }
+                self.drain();
+            }
+            Ok(Frame::Want(want)) => {
+                for have in self.own.answer(&want) {
+                    self.link.send(from, wire::encode(&Frame::Have(have)));
+                }
+            }
+            Ok(Frame::Have(have)) => {
+                let name = have.stamp.name.clone();
+                // Records are taken only from the node itself.
+                if self.book.addr(&name).is_some_and(|a| a != from) {
+                    tracing::debug!(peer = %from, node = %name, "refused records of another node");
+                    return;
+                }
+                self.dirty |= self.book.stamp(&have.stamp);
+                if let Some(page) = have.page {
+                    self.book.page(&name, page);
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+
+    fn announce(&mut self, addr: SocketAddr) {
+        if let Err(e) = self.foca.announce(SwimId::seed(addr), &mut self.rt) {
+            tracing::debug!(peer = %addr, "announce: {e}");
+        }
+        self.drain();
+    }
+
+    /// Fires foca's due timers.
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        if !self.timers.iter().any(|t| t.0 <= now) {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers).into_iter().partition(|t| t.0 <= now);
+        self.timers = later;
+        for (_, t) in due {
+            if let Err(e) = self.foca.handle_timer(t, &mut self.rt) {
+                tracing::debug!("foca timer: {e}");
+            }
+        }
+        self.drain();
+    }
+
+    /// Sends what foca queued, schedules its timers, reads its notifications.
+    fn drain(&mut self) {
+        let now = Instant::now();
+        while let Some((to, data)) = self.rt.to_send() {
+            let mut frame = Vec::with_capacity(data.len() + 2);
+            frame.extend_from_slice(&[wire::MAGIC, 1]);
+            frame.extend_from_slice(&data);
+            self.link.send(to.addr, frame);
+        }
+        while let Some((after, timer)) = self.rt.to_schedule() {
+            self.timers.push((now + after, timer));
+        }
+        while let Some(n) = self.rt.to_notify() {
+            match n {
+                OwnedNotification::MemberUp(_) | OwnedNotification::MemberDown(_) | OwnedNotification::Rename(..) => {
+                    self.scan = true
+                }
+                OwnedNotification::Rejoin(id) => {
+                    tracing::warn!(
+                        bump = id.bump,
+                        "the cluster had declared this node down (a pause, or a cut link): it rejoined"
+                    );
+                    self.scan = true;
+                }
+                OwnedNotification::Defunct => tracing::warn!("the cluster declared this node down"),
+                OwnedNotification::DataReceived(h) => {
+                    if matches!(h.message, Message::Ack(_) | Message::ForwardedAck { .. } | Message::Feed) {
+                        self.acks.insert(h.src.name.clone(), now);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads every member's state from foca into the book.
+    fn scan_members(&mut self) {
+        self.scan = false;
+        let mut names = rustc_hash::FxHashSet::default();
+        let mut alive = 0;
+        for m in self.foca.iter_membership_state() {
+            let state = match m.state() {
+                State::Alive => NodeState::Ready,
+                State::Suspect => NodeState::Suspect,
+                State::Down => NodeState::Dead,
+            };
+            alive += usize::from(state.alive());
+            names.insert(m.id().name.as_str());
+            self.dirty |= self.book.member(m.id(), state);
+        }
+        if self.book.len() > names.len() {
+            self.book.forget(Instant::now(), |n, _| names.contains(n));
+            self.dirty = true;
+        }
+        let tx = max_transmissions(alive + 1);
+        if tx != self.tx {
+            self.tx = tx;
+            if let Err(e) = self.foca.set_config(foca_config(&self.cfg, alive + 1)) {
+                tracing::debug!("foca config: {e}");
+            }
+        }
+    }
+
+    /// A liveness watch found a peer's process gone: it is Down now.
+    fn declare_down(&mut self, (name, generation): &Id) {
+        let newest = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.id().name == *name && m.id().generation == *generation && m.state() != State::Down)
+            .max_by_key(|m| m.id().bump)
+            .cloned();
+        if let Some(m) = newest {
+            let down = Member::new(m.id().clone(), m.incarnation(), State::Down);
+            if let Err(e) = self.foca.apply_many(std::iter::once(down), true, &mut self.rt) {
+                tracing::debug!("foca apply: {e}");
+            }
+            self.drain();
+            self.scan = true;
+        }
+    }
+
+    /// Sets this node's records; a new stamp is gossiped.
+    fn publish(&mut self, info: &NodeInfo, pods: &Statuses, leaving: bool, extra: BTreeMap<String, String>) {
+        let mut all = extra;
+        if let Ok(j) = serde_json::to_string(info) {
+            all.insert(keys::INFO.to_string(), j);
+        }
+        for (id, s) in pods.iter() {
+            if let Ok(j) = serde_json::to_string(s) {
+                all.insert(format!("{}{id}", keys::POD), j);
+            }
+        }
+        if self.own.set(all, leaving) {
+            match postcard::to_stdvec(&self.own.stamp) {
+                Ok(b) => {
+                    if let Err(e) = self.foca.add_broadcast(&b) {
+                        tracing::debug!("stamp broadcast: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!("stamp encoding: {e}"),
+            }
+        }
+        if let Some(section) = self.own.too_large {
+            tracing::warn!(?section, "this node's records outgrew what peers may pull: its old records stay");
+        }
+    }
+
+    /// Pushes this node's stamp to up to `PUSH_FANOUT` alive peers now (a
+    /// graceful leave: they show Left without waiting for gossip).
+    fn push_stamp(&mut self) {
+        let frame = wire::encode(&Frame::Have(Have { stamp: self.own.stamp.clone(), page: None }));
+        let peers: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).take(PUSH_FANOUT).collect();
+        for p in peers {
+            self.link.send(p, frame.clone());
+        }
+    }
+
+    /// Stamps the broadcast handler found news, into the book.
+    fn take_heard(&mut self) {
+        let heard = std::mem::take(&mut *self.heard.lock().unwrap_or_else(|p| p.into_inner()));
+        for s in heard {
+            self.dirty |= self.book.stamp(&s);
+        }
+    }
+
+    /// Until when fenced leases may be renewed (see the module doc).
+    fn majority_until(&self, view: &ClusterView, now: Instant) -> Option<Instant> {
+        let known = view.nodes.values().filter(|n| n.state != NodeState::Left).count() + self.memory.remembered.len();
+        let others_needed = (known / 2).min(ACK_QUORUM);
+        if others_needed == 0 {
+            return Some(now + self.cfg.dead_after);
+        }
+        if !view.quorum {
+            return None;
+        }
+        let mut heard: Vec<Instant> = view
+            .nodes
+            .values()
+            .filter(|n| n.state.alive() && n.info.name != view.self_name)
+            .filter_map(|n| self.acks.get(&n.info.name).copied())
+            .collect();
+        if heard.len() < others_needed {
+            return None;
+        }
+        heard.sort_unstable_by(|a, b| b.cmp(a));
+        let until = heard[others_needed - 1] + self.cfg.dead_after;
+        (until > now).then_some(until)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn piggybacking_grows_with_the_log_of_the_cluster() {
+        assert_eq!(max_transmissions(1).get(), 3);
+        assert_eq!(max_transmissions(9).get(), 4);
+        assert_eq!(max_transmissions(999).get(), 12);
+        assert_eq!(max_transmissions(9_999).get(), 16);
+    }
+
+    #[test]
+    fn a_newer_stamp_replaces_an_older_one_in_the_backlog() {
+        let a = Stamp {
+            name: "a".into(),
+            generation: 1,
+            addr: "127.0.0.11:7421".parse().unwrap(),
+            summary: 1,
+            pods: 1,
+            left: false,
+            digest: String::new(),
+        };
+        let b = Stamp { pods: 2, ..a.clone() };
+        assert!(b.invalidates(&a));
+        assert!(!a.invalidates(&b));
+        assert!(a.invalidates(&a.clone()), "a repeat replaces its twin");
+        let other = Stamp { name: "b".into(), ..a.clone() };
+        assert!(!other.invalidates(&a));
+    }
+
+    #[test]
+    fn the_broadcast_handler_passes_on_news_only() {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let mut h = Stamps { seen: FxHashMap::default(), heard: heard.clone() };
+        let a = Stamp {
+            name: "a".into(),
+            generation: 1,
+            addr: "127.0.0.11:7421".parse().unwrap(),
+            summary: 1,
+            pods: 1,
+            left: false,
+            digest: String::new(),
+        };
+        let bytes = postcard::to_stdvec(&a).unwrap();
+        let peer = SwimId::new("b", 1, "127.0.0.12:7421".parse().unwrap());
+        assert_eq!(h.receive_item(&bytes, Some(&peer)).unwrap(), Some(a.clone()));
+        assert_eq!(h.receive_item(&bytes, Some(&peer)).unwrap(), None, "heard before: not passed on again");
+        assert_eq!(heard.lock().unwrap().len(), 1);
+        assert!(h.receive_item(&[0xff, 0xff, 0xff], Some(&peer)).is_err(), "garbage is an error, not a panic");
+    }
+
+    #[test]
+    fn foca_settings_follow_the_node_settings() {
+        let cfg = GossipConfig {
+            cluster_id: "c".into(),
+            gossip_interval: Duration::from_millis(200),
+            phi_threshold: 16.0,
+            suspect_after: Duration::from_millis(800),
+            dead_after: Duration::from_millis(2500),
+            dead_node_grace: Duration::from_secs(600),
+            seeds: vec![],
+            clock: || 0,
+            clock_ms: || 0,
+            adjust_clock: None,
+            remembered: vec![],
+            frozen: None,
+        };
+        let c = foca_config(&cfg, 999);
+        assert_eq!(c.probe_period, Duration::from_millis(500));
+        assert_eq!(c.probe_rtt, Duration::from_millis(200));
+        assert_eq!(c.suspect_to_down_after, Duration::from_millis(1700));
+        assert_eq!(c.max_transmissions.get(), 12);
+        assert_eq!(c.remove_down_after, Duration::from_secs(600));
+    }
+}

@@ -1,0 +1,319 @@
+//! What SWIM nodes send each other on the gossip port, and its encoding.
+//!
+//! Three kinds of frame, each one gossip message:
+//! - `Swim`: a foca packet (probes, acks, membership updates and the
+//!   piggybacked `Stamp`s), in foca's own postcard encoding;
+//! - `Want`: "what changed since these versions?", sent to the node whose
+//!   records are wanted;
+//! - `Have`: that node's answer: its stamp and one page of what the asker
+//!   lacks.
+//!
+//! A node's records are the same key-value pairs chitchat would carry
+//! (`assemble::keys`), split in two sections: the summary (its `NodeInfo`
+//! and other small keys, which rarely change) and its pods' statuses. Only
+//! the small `Stamp` (versions of both) spreads by gossip; the sections are
+//! pulled from the node itself by those that lack them. Every frame is
+//! bounded; anything malformed is an error value, never a panic.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// First byte of every SWIM frame (chitchat's never starts with it: its
+/// first byte is a message tag from 0 to 3).
+pub const MAGIC: u8 = 0x5d;
+
+const SWIM: u8 = 1;
+const WANT: u8 = 2;
+const HAVE: u8 = 3;
+
+/// Largest foca packet (foca's `max_packet_size`): probes and their
+/// piggybacked updates stay within one Ethernet frame's worth.
+pub const MAX_SWIM_PACKET: usize = 1400;
+
+/// Most bytes of keys in one page (a frame stays well under the QUIC
+/// gossip frame limit).
+pub const MAX_PAGE_BYTES: usize = 32 << 10;
+
+/// Most pages of one section: 64 × 32 KiB = 2 MiB of a node's records.
+pub const MAX_PAGES: u32 = 64;
+
+/// Longest state digest carried in a stamp (a blake3 root in hex is 64).
+pub const MAX_DIGEST: usize = 128;
+
+/// What every node must know about every other, small enough to ride on
+/// probes: the versions of its records, whether it left, and the digest of
+/// its desired state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub name: String,
+    pub generation: u64,
+    /// Its gossip address: a node that hears of it before SWIM does
+    /// announces itself there (SWIM's own spread of a join can miss a node
+    /// for as long as it takes a random probe to find it).
+    pub addr: SocketAddr,
+    /// Version of its summary section (0: none yet).
+    pub summary: u64,
+    /// Version of its pods section.
+    pub pods: u64,
+    pub left: bool,
+    /// Root digest of its desired state (hex), to spot nodes out of sync.
+    pub digest: String,
+}
+
+impl Stamp {
+    /// Whether this stamp says more than `other` about the same node.
+    pub fn newer_than(&self, other: &Stamp) -> bool {
+        self.name == other.name
+            && (self.generation, self.summary, self.pods, self.left, &self.digest)
+                != (other.generation, other.summary, other.pods, other.left, &other.digest)
+            && self.generation >= other.generation
+            && (self.generation > other.generation
+                || (self.summary >= other.summary && self.pods >= other.pods && (self.left || !other.left)))
+    }
+}
+
+/// Which half of a node's records a page belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Section {
+    Summary,
+    Pods,
+}
+
+/// One page of a section at one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    pub section: Section,
+    pub version: u64,
+    pub index: u32,
+    pub count: u32,
+    pub keys: Vec<(String, String)>,
+}
+
+/// A request for what changed since the versions the asker holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Want {
+    /// The generation the asker holds versions of (0: none).
+    pub generation: u64,
+    pub summary: u64,
+    pub pods: u64,
+}
+
+/// An answer to `Want`: the node's stamp and at most one page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Have {
+    pub stamp: Stamp,
+    pub page: Option<Page>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Swim(Vec<u8>),
+    Want(Want),
+    Have(Have),
+}
+
+/// Why a frame from a peer was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error(
+        "not a SWIM frame (is the peer running `--membership chitchat`? every node of a cluster must run the same membership engine)"
+    )]
+    NotSwim,
+    #[error("unknown SWIM frame kind {0} (a newer Shoal?)")]
+    Kind(u8),
+    #[error("malformed SWIM frame: {0}")]
+    Decode(String),
+    #[error("SWIM frame out of bounds: {0}")]
+    Bounds(&'static str),
+}
+
+pub fn encode(frame: &Frame) -> Vec<u8> {
+    let (kind, body) = match frame {
+        Frame::Swim(b) => {
+            let mut out = Vec::with_capacity(b.len() + 2);
+            out.extend_from_slice(&[MAGIC, SWIM]);
+            out.extend_from_slice(b);
+            return out;
+        }
+        Frame::Want(w) => (WANT, postcard::to_stdvec(w)),
+        Frame::Have(h) => (HAVE, postcard::to_stdvec(h)),
+    };
+    let mut out = vec![MAGIC, kind];
+    // Serializing these plain structs cannot fail (no maps with non-string
+    // keys, no unsized sequences).
+    out.extend_from_slice(&body.unwrap_or_default());
+    out
+}
+
+/// Decodes a frame from untrusted bytes.
+pub fn decode(bytes: &[u8]) -> Result<Frame, WireError> {
+    let [magic, kind, body @ ..] = bytes else { return Err(WireError::NotSwim) };
+    if *magic != MAGIC {
+        return Err(WireError::NotSwim);
+    }
+    let bad = |e: postcard::Error| WireError::Decode(e.to_string());
+    match *kind {
+        SWIM if body.len() > MAX_SWIM_PACKET => Err(WireError::Bounds("foca packet too large")),
+        SWIM => Ok(Frame::Swim(body.to_vec())),
+        WANT => Ok(Frame::Want(postcard::from_bytes(body).map_err(bad)?)),
+        HAVE => {
+            let h: Have = postcard::from_bytes(body).map_err(bad)?;
+            check_have(&h)?;
+            Ok(Frame::Have(h))
+        }
+        k => Err(WireError::Kind(k)),
+    }
+}
+
+fn check_have(h: &Have) -> Result<(), WireError> {
+    if h.stamp.digest.len() > MAX_DIGEST {
+        return Err(WireError::Bounds("state digest too long"));
+    }
+    if let Some(p) = &h.page {
+        if p.count == 0 || p.count > MAX_PAGES || p.index >= p.count {
+            return Err(WireError::Bounds("page index or count"));
+        }
+        if p.version == 0 {
+            return Err(WireError::Bounds("page of version 0"));
+        }
+    }
+    Ok(())
+}
+
+/// Splits a section's keys into pages of at most `MAX_PAGE_BYTES` (a
+/// single key larger than that gets a page of its own). `None` when it
+/// would take more than `MAX_PAGES`.
+pub fn paginate(section: Section, version: u64, keys: &[(String, String)]) -> Option<Vec<Page>> {
+    let mut chunks: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for (k, v) in keys {
+        let size = k.len() + v.len() + 8;
+        if bytes + size > MAX_PAGE_BYTES && !chunks.last().is_some_and(Vec::is_empty) {
+            chunks.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        chunks.last_mut()?.push((k.clone(), v.clone()));
+    }
+    let count = u32::try_from(chunks.len()).ok().filter(|c| *c <= MAX_PAGES)?;
+    Some(
+        chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, keys)| Page { section, version, index: i as u32, count, keys })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn stamp() -> Stamp {
+        Stamp {
+            name: "a".into(),
+            generation: 5,
+            addr: "127.0.0.11:7421".parse().unwrap(),
+            summary: 2,
+            pods: 7,
+            left: false,
+            digest: "ab".into(),
+        }
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let frames = [
+            Frame::Swim(vec![1, 2, 3]),
+            Frame::Want(Want { generation: 5, summary: 1, pods: 0 }),
+            Frame::Have(Have {
+                stamp: stamp(),
+                page: Some(Page {
+                    section: Section::Pods,
+                    version: 7,
+                    index: 0,
+                    count: 1,
+                    keys: vec![("pod:default/web-0".into(), "{}".into())],
+                }),
+            }),
+        ];
+        for f in frames {
+            assert_eq!(decode(&encode(&f)), Ok(f));
+        }
+    }
+
+    #[test]
+    fn chitchat_frames_are_named_as_such() {
+        // A chitchat Syn starts with its tag, 0.
+        assert_eq!(decode(&[0, 1, 2, 3]), Err(WireError::NotSwim));
+        assert!(WireError::NotSwim.to_string().contains("--membership"));
+        assert_eq!(decode(&[MAGIC, 9]), Err(WireError::Kind(9)));
+    }
+
+    #[test]
+    fn out_of_bounds_pages_are_refused() {
+        let mut h = Have {
+            stamp: stamp(),
+            page: Some(Page { section: Section::Summary, version: 1, index: 3, count: 3, keys: vec![] }),
+        };
+        assert!(matches!(decode(&encode(&Frame::Have(h.clone()))), Err(WireError::Bounds(_))));
+        h.page = Some(Page { section: Section::Summary, version: 1, index: 0, count: MAX_PAGES + 1, keys: vec![] });
+        assert!(matches!(decode(&encode(&Frame::Have(h))), Err(WireError::Bounds(_))));
+    }
+
+    #[test]
+    fn stamps_order_by_generation_then_versions() {
+        let a = stamp();
+        let mut b = a.clone();
+        assert!(!b.newer_than(&a), "the same stamp says nothing new");
+        b.pods += 1;
+        assert!(b.newer_than(&a) && !a.newer_than(&b));
+        let mut c = a.clone();
+        c.generation += 1;
+        c.summary = 0;
+        c.pods = 0;
+        assert!(c.newer_than(&b), "a new generation starts its versions again");
+        let mut d = a.clone();
+        d.left = true;
+        assert!(d.newer_than(&a) && !a.newer_than(&d));
+        let mut e = a.clone();
+        e.digest = "cd".into();
+        assert!(e.newer_than(&a), "a new digest at the same versions is news");
+        let other = Stamp { name: "b".into(), ..b };
+        assert!(!other.newer_than(&a));
+    }
+
+    #[test]
+    fn pages_hold_every_key_once_within_bounds() {
+        let keys: Vec<(String, String)> =
+            (0..500).map(|i| (format!("pod:default/web-{i}"), "x".repeat(300 + i % 50))).collect();
+        let pages = paginate(Section::Pods, 3, &keys).unwrap();
+        assert!(pages.len() > 1);
+        let back: Vec<(String, String)> = pages.iter().flat_map(|p| p.keys.clone()).collect();
+        assert_eq!(back, keys);
+        for p in &pages {
+            assert_eq!(p.count as usize, pages.len());
+            assert!(p.keys.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>() <= MAX_PAGE_BYTES);
+            let frame = encode(&Frame::Have(Have { stamp: stamp(), page: Some(p.clone()) }));
+            assert!(frame.len() < crate::net::quic::MAX_GOSSIP_FRAME);
+        }
+        assert_eq!(paginate(Section::Pods, 1, &[]).unwrap().len(), 1, "an empty section is one empty page");
+        let huge: Vec<(String, String)> =
+            (0..(MAX_PAGES + 1)).map(|i| (i.to_string(), "y".repeat(MAX_PAGE_BYTES))).collect();
+        assert!(paginate(Section::Pods, 1, &huge).is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Garbage from a peer never panics the decoder.
+        #[test]
+        fn decoding_garbage_never_panics(d in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&d);
+            let mut framed = vec![MAGIC, (d.len() % 4) as u8];
+            framed.extend_from_slice(&d);
+            let _ = decode(&framed);
+        }
+    }
+}
