@@ -21,6 +21,9 @@ use crate::scenario::{Action, Scenario, Workload};
 /// Sampling period of the observer.
 pub const SAMPLE: Duration = Duration::from_millis(100);
 
+/// The span at the end of a run over which traffic at rest is measured.
+pub const QUIET: Duration = Duration::from_secs(20);
+
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub scenario: Scenario,
@@ -33,6 +36,8 @@ pub struct RunResult {
     pub config: RunConfig,
     pub observer: Observer,
     pub bytes_per_node_sec: f64,
+    /// The same over the run's last `QUIET` (none when a step falls in it).
+    pub quiet_bytes_per_node_sec: Option<f64>,
     pub messages_per_node_sec: f64,
     pub oversized: u64,
     pub max_syn_bytes: u64,
@@ -218,7 +223,16 @@ async fn simulate(cfg: RunConfig) -> RunResult {
     let mut next = 0;
     let mut t = Duration::ZERO;
     let progress = std::env::var_os("NETSIM_PROGRESS").is_some();
+    // Traffic in the last QUIET of the run, when no step falls in it (and
+    // the last one is QUIET further back): the cost of a cluster at rest.
+    let last_step = steps.last().map_or(Duration::ZERO, |s| s.0);
+    let quiet_from = sc.duration.saturating_sub(QUIET);
+    let mut quiet_start: Option<u64> = None;
+    let measure_quiet = quiet_from >= last_step + QUIET;
     while t <= sc.duration {
+        if measure_quiet && quiet_start.is_none() && t >= quiet_from {
+            quiet_start = Some(net.traffic().values().map(|t| t.sent_bytes).sum());
+        }
         while next < steps.len() && steps[next].0 <= t {
             let step = steps[next].1.clone();
             next += 1;
@@ -247,6 +261,7 @@ async fn simulate(cfg: RunConfig) -> RunResult {
     let msgs: u64 = traffic.values().map(|t| t.sent_messages).sum();
     let oversized: u64 = traffic.values().map(|t| t.oversized).sum();
     let max_syn_bytes = traffic.values().map(|t| t.max_syn_bytes).max().unwrap_or(0);
+    let quiet_bytes_per_node_sec = quiet_start.map(|b0| (bytes - b0) as f64 / n / QUIET.as_secs_f64());
     for node in nodes.iter_mut() {
         node.crash(&net);
     }
@@ -254,6 +269,7 @@ async fn simulate(cfg: RunConfig) -> RunResult {
         config: cfg.clone(),
         observer,
         bytes_per_node_sec: bytes as f64 / n / secs,
+        quiet_bytes_per_node_sec,
         messages_per_node_sec: msgs as f64 / n / secs,
         oversized,
         max_syn_bytes,

@@ -174,3 +174,8 @@ fn cron_under_faults() {
         assert!(f.cron.run > 0, "{what}: nothing ran");
     }
 }
+
+#[test]
+fn idle() {
+    sweep("idle");
+}

@@ -128,6 +128,9 @@ pub struct Book {
     peers: BTreeMap<String, Peer>,
     /// Where the rotation stands (a name: insertions do not shift it).
     cursor: Option<String>,
+    /// Peers that may need a pull or an announce (a superset: `pulls`
+    /// drops those that do not), so a round costs nothing per peer at rest.
+    wanting: std::collections::BTreeSet<String>,
     /// Pages refused (stale version, unknown peer, not asked for).
     pub stale_pages: u64,
 }
@@ -155,10 +158,10 @@ impl Book {
         if id.name == self.me || id.name.is_empty() {
             return false;
         }
-        let p = self
-            .peers
-            .entry(id.name.clone())
-            .or_insert_with(|| Peer::new(empty_stamp(&id.name, id.generation, id.addr)));
+        if !self.peers.contains_key(&id.name) {
+            self.peers.insert(id.name.clone(), Peer::new(empty_stamp(&id.name, id.generation, id.addr)));
+        }
+        let Some(p) = self.peers.get_mut(&id.name) else { return false };
         if id.generation < p.stamp.generation {
             return false;
         }
@@ -174,8 +177,13 @@ impl Book {
             // Named at last: ask for its records now, not after the announce's retry.
             p.asked = None;
         }
-        p.id = Some(id.clone());
-        p.state = state;
+        if changed {
+            p.id = Some(id.clone());
+            p.state = state;
+            if p.lacks() {
+                self.wanting.insert(id.name.clone());
+            }
+        }
         changed
     }
 
@@ -189,6 +197,7 @@ impl Book {
                 let mut p = Peer::new(s.clone());
                 p.compose();
                 self.peers.insert(s.name.clone(), p);
+                self.wanting.insert(s.name.clone());
                 true
             }
             Some(p) if s.generation > p.stamp.generation => {
@@ -198,6 +207,7 @@ impl Book {
                 fresh.id = p.id.clone().map(|id| SwimId { generation: s.generation, bump: 0, ..id });
                 fresh.compose();
                 *p = fresh;
+                self.wanting.insert(s.name.clone());
                 true
             }
             Some(p) if s.newer_than(&p.stamp) => {
@@ -205,6 +215,9 @@ impl Book {
                 p.stamp = s.clone();
                 if p.stamp.left != left || p.stamp.digest != digest {
                     p.compose();
+                }
+                if p.lacks() {
+                    self.wanting.insert(s.name.clone());
                 }
                 true
             }
@@ -266,13 +279,18 @@ impl Book {
     /// to instead.
     pub fn pulls(&mut self, now: Instant) -> Vec<Pull> {
         let recent = |a: Option<Instant>| a.is_some_and(|a| now.saturating_duration_since(a) < PULL_RETRY);
-        let outstanding = self.peers.values().filter(|p| recent(p.asked)).count();
+        let outstanding = self.wanting.iter().filter(|n| self.peers.get(*n).is_some_and(|p| recent(p.asked))).count();
         let mut budget = MAX_PULLS.saturating_sub(outstanding);
         let mut out = Vec::new();
-        for p in self.peers.values_mut() {
+        let mut done = Vec::new();
+        for name in &self.wanting {
             if budget == 0 {
                 break;
             }
+            let Some(p) = self.peers.get_mut(name) else {
+                done.push(name.clone());
+                continue;
+            };
             if recent(p.asked) {
                 continue;
             }
@@ -282,10 +300,17 @@ impl Book {
                     out.push(Pull::Announce(p.stamp.addr));
                 }
                 Some(id) if p.state.alive() && p.lacks() => out.push(Pull::Want(id.addr, p.want())),
-                Some(_) => continue,
+                // Up to date, or dead: `member` and `stamp` bring it back.
+                Some(_) => {
+                    done.push(name.clone());
+                    continue;
+                }
             }
             p.asked = Some(now);
             budget -= 1;
+        }
+        for n in done {
+            self.wanting.remove(&n);
         }
         out
     }

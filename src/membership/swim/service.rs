@@ -59,6 +59,11 @@ pub const ACK_QUORUM: usize = 3;
 /// stamp lost in gossip at one small request per this period per node.
 pub const ROTATE_EVERY: Duration = Duration::from_secs(2);
 
+/// foca's member states are read this often, and at once after a member
+/// came up, went down or was renamed (only Suspect, which placement treats
+/// as alive, waits for it).
+pub const SCAN_EVERY: Duration = Duration::from_secs(1);
+
 /// foca's settings from the node's: a probe every 2.5 gossip intervals
 /// (500 ms by default), answered within one interval, and a suspect is Down
 /// after `dead_after - suspect_after` (at least a probe period).
@@ -76,9 +81,10 @@ pub fn foca_config(cfg: &GossipConfig, members: usize) -> Config {
         Some(PeriodicParams { frequency, num_members: NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN) })
     };
     // A member list out of step is mended by a Feed every 30 s; the sides of
-    // a healed partition find each other within 5 s.
+    // a healed partition find each other within seconds (each announce to a
+    // member held Down that is alive makes one of the two rejoin).
     c.periodic_announce = params(Duration::from_secs(30), 1);
-    c.periodic_announce_to_down_members = params(Duration::from_secs(5), 2);
+    c.periodic_announce_to_down_members = params(Duration::from_secs(1), 2);
     c.periodic_gossip = params(cfg.gossip_interval, 3);
     c
 }
@@ -195,11 +201,13 @@ impl SwimMembership {
             link,
             heard,
             acks: FxHashMap::default(),
+            heard_from: FxHashMap::default(),
             memory: Memory::remembering(cfg.remembered.iter().cloned(), (cfg.clock)() + cfg.dead_node_grace.as_secs()),
             clock: ClockSync::starting_at(cfg.adjust_clock.as_ref().map_or(0, |a| a.initial)),
             dirty: true,
             scan: true,
             tx: max_transmissions(1),
+            known: 1,
             not_swim: Default::default(),
             cfg,
             events,
@@ -282,6 +290,9 @@ struct Node {
     heard: Arc<Mutex<Vec<Stamp>>>,
     /// When each peer last answered this node's probe (or announce).
     acks: FxHashMap<String, Instant>,
+    /// When each address last sent this node anything: a member foca holds
+    /// Down that is heard from is alive (Suspect) in the view, not Dead.
+    heard_from: FxHashMap<SocketAddr, Instant>,
     memory: Memory,
     clock: ClockSync,
     /// The view must be assembled again.
@@ -290,6 +301,8 @@ struct Node {
     scan: bool,
     /// foca's `max_transmissions` in force.
     tx: NonZeroU8,
+    /// How many nodes count for the majority (the view's, as assembled).
+    known: usize,
     /// Peers that sent something else than SWIM (warned once each).
     not_swim: std::collections::HashSet<SocketAddr>,
 }
@@ -380,7 +393,7 @@ impl Node {
                 }
             }
             if self.scan || now >= scan_at {
-                scan_at = now + interval * 2;
+                scan_at = now + SCAN_EVERY;
                 self.scan_members();
             }
             let view = out.view.borrow().clone();
@@ -403,6 +416,8 @@ impl Node {
                     }
                     changed
                 });
+                self.known =
+                    view.nodes.values().filter(|n| n.state != NodeState::Left).count() + self.memory.remembered.len();
                 let view = Arc::new(view);
                 out.view.send_if_modified(|cur| {
                     let changed = **cur != *view;
@@ -421,7 +436,11 @@ impl Node {
 
     /// Handles one message from a peer.
     fn frame(&mut self, from: SocketAddr, bytes: &[u8]) {
-        match wire::decode(bytes) {
+        let decoded = wire::decode(bytes);
+        if decoded.is_ok() {
+            self.heard_from.insert(from, Instant::now());
+        }
+        match decoded {
             Err(e) => {
                 if e == WireError::NotSwim && self.not_swim.len() < 1024 && self.not_swim.insert(from) {
                     tracing::warn!(peer = %from, "{e}");
@@ -519,10 +538,18 @@ impl Node {
         self.scan = false;
         let mut names = rustc_hash::FxHashSet::default();
         let mut alive = 0;
+        let now = Instant::now();
+        let dead_after = self.cfg.dead_after;
+        self.heard_from.retain(|_, at| now.saturating_duration_since(*at) < dead_after);
         for m in self.foca.iter_membership_state() {
             let state = match m.state() {
                 State::Alive => NodeState::Ready,
                 State::Suspect => NodeState::Suspect,
+                // Declared down, yet it talks to this node: a partition has
+                // healed, or it was wrongly declared (it rejoins under a new
+                // bump within a round or two). Until then it is alive here,
+                // so no replica moves off a node that still runs it.
+                State::Down if self.heard_from.contains_key(&m.id().addr) => NodeState::Suspect,
                 State::Down => NodeState::Dead,
             };
             alive += usize::from(state.alive());
@@ -605,26 +632,30 @@ impl Node {
     }
 
     /// Until when fenced leases may be renewed (see the module doc).
-    fn majority_until(&self, view: &ClusterView, now: Instant) -> Option<Instant> {
-        let known = view.nodes.values().filter(|n| n.state != NodeState::Left).count() + self.memory.remembered.len();
+    /// Answers older than `dead_after` are dropped first, so this costs
+    /// the few peers probed lately, not the cluster.
+    fn majority_until(&mut self, view: &ClusterView, now: Instant) -> Option<Instant> {
+        let dead_after = self.cfg.dead_after;
+        self.acks.retain(|_, at| now.saturating_duration_since(*at) < dead_after);
+        let known = self.known;
         let others_needed = (known / 2).min(ACK_QUORUM);
         if others_needed == 0 {
-            return Some(now + self.cfg.dead_after);
+            return Some(now + dead_after);
         }
         if !view.quorum {
             return None;
         }
-        let mut heard: Vec<Instant> = view
-            .nodes
-            .values()
-            .filter(|n| n.state.alive() && n.info.name != view.self_name)
-            .filter_map(|n| self.acks.get(&n.info.name).copied())
+        let mut heard: Vec<Instant> = self
+            .acks
+            .iter()
+            .filter(|(name, _)| **name != view.self_name && view.nodes.get(*name).is_some_and(|n| n.state.alive()))
+            .map(|(_, at)| *at)
             .collect();
         if heard.len() < others_needed {
             return None;
         }
         heard.sort_unstable_by(|a, b| b.cmp(a));
-        let until = heard[others_needed - 1] + self.cfg.dead_after;
+        let until = heard[others_needed - 1] + dead_after;
         (until > now).then_some(until)
     }
 }

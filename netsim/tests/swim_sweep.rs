@@ -1,0 +1,145 @@
+//! Every shipped scenario under `--membership swim`, on a cluster of
+//! `NETSIM_NODES` nodes (default 30), one seed (`NETSIM_SEEDS` for more),
+//! leaderless: every invariant holds, crashes are detected and their
+//! replicas come back, no live node is declared dead once the network is
+//! quiet. The idle scenario compares what a cluster at rest costs per node
+//! under each engine: SWIM's must stay under 1 KB/s and far below
+//! chitchat's, whose digests grow with the cluster.
+
+use std::path::{Path, PathBuf};
+
+use netsim::node::Mode;
+use netsim::report::{Figures, figures};
+use netsim::run::{RunConfig, RunResult, run_all};
+use netsim::scenario::Scenario;
+use shoal::config::Engine;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn scenario_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/netsim").join(format!("{name}.toml"))
+}
+
+fn run(name: &str, engine: Engine, nodes: usize) -> Vec<(RunConfig, Figures)> {
+    let mut sc = Scenario::load(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"));
+    sc.timing.membership = engine;
+    let nodes = nodes.min(sc.nodes);
+    sc.check_size(nodes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let seeds = env_or("NETSIM_SEEDS", 1) as u64;
+    let configs: Vec<RunConfig> =
+        (1..=seeds).map(|seed| RunConfig { scenario: sc.clone(), nodes, seed, mode: Mode::Leaderless }).collect();
+    let results: Vec<RunResult> = run_all(configs, env_or("NETSIM_JOBS", 1));
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| !r.observer.violations.is_empty())
+        .map(|r| {
+            format!(
+                "{name}, seed {}, {engine:?}:\n  {}\n  replay: {} --membership swim",
+                r.config.seed,
+                r.observer.violations.join("\n  "),
+                netsim::replay_command(
+                    Path::new(&format!("configs/netsim/{name}.toml")),
+                    nodes,
+                    r.config.seed,
+                    "leaderless"
+                )
+            )
+        })
+        .collect();
+    assert!(failures.is_empty(), "invariant violations:\n{}", failures.join("\n"));
+    results.iter().map(|r| (r.config.clone(), figures(r))).collect()
+}
+
+fn swim(name: &str) -> Vec<(RunConfig, Figures)> {
+    let runs = run(name, Engine::Swim, env_or("NETSIM_NODES", 30));
+    for (c, f) in &runs {
+        assert_eq!(f.false_deaths, 0, "{name}, seed {}: a live node was declared dead", c.seed);
+    }
+    runs
+}
+
+fn assert_recovers(name: &str, runs: &[(RunConfig, Figures)]) {
+    for (c, f) in runs {
+        let what = format!("{name}, seed {}, swim", c.seed);
+        assert!(f.detection.n > 0, "{what}: no crash was detected");
+        assert_eq!(f.undetected, 0, "{what}: a crash was never detected by every node");
+        assert_eq!(f.unrecovered, 0, "{what}: replicas did not all come back after a crash");
+    }
+}
+
+#[test]
+fn kill_one() {
+    assert_recovers("kill-one", &swim("kill-one"));
+}
+
+#[test]
+fn kill_a_third() {
+    assert_recovers("kill-a-third", &swim("kill-a-third"));
+}
+
+#[test]
+fn lossy_network() {
+    assert_recovers("lossy-network", &swim("lossy-network"));
+}
+
+#[test]
+fn rolling_restart() {
+    assert_recovers("rolling-restart", &swim("rolling-restart"));
+}
+
+#[test]
+fn agent_crash() {
+    swim("agent-crash");
+}
+
+#[test]
+fn long_pause() {
+    swim("long-pause");
+}
+
+#[test]
+fn rolling_update() {
+    swim("rolling-update");
+}
+
+#[test]
+fn rolling_update_crash() {
+    swim("rolling-update-crash");
+}
+
+#[test]
+fn flapping_node() {
+    swim("flapping-node");
+}
+
+#[test]
+fn split_brain_and_heal() {
+    swim("split-brain-and-heal");
+}
+
+#[test]
+fn scale_to_1000_replicas() {
+    swim("scale-to-1000-replicas");
+}
+
+#[test]
+fn cron_under_faults() {
+    swim("cron-under-faults");
+}
+
+/// A cluster at rest: SWIM's traffic per node stays under 1 KB/s and well
+/// under chitchat's on the same cluster.
+#[test]
+fn idle_costs_little_per_node_under_swim() {
+    let nodes = env_or("NETSIM_NODES", 30);
+    let at_rest = |engine| {
+        let runs = run("idle", engine, nodes);
+        runs[0].1.quiet_bytes_per_node_sec.expect("the idle scenario ends with 20 quiet seconds")
+    };
+    let (swim, chitchat) = (at_rest(Engine::Swim), at_rest(Engine::Chitchat));
+    eprintln!("idle, {nodes} nodes, bytes per node per second at rest: swim {swim:.0}, chitchat {chitchat:.0}");
+    assert!(swim < 1024.0, "swim at rest: {swim:.0} B/s per node");
+    assert!(swim * 10.0 < chitchat, "swim {swim:.0} B/s against chitchat {chitchat:.0} B/s per node");
+}
