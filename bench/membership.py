@@ -15,9 +15,10 @@ BIN = os.path.join(ROOT, "target", "release", "shoal")
 TRIALS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 STALL = int(sys.argv[2]) if len(sys.argv) > 2 else 300
 BASE = "127.0.88."
-# Optional overrides, e.g. PHI=12 GOSSIP=200ms bench/membership.py
+# Optional overrides, e.g. PHI=12 GOSSIP=200ms MEMBERSHIP=swim bench/membership.py
 PHI = os.environ.get("PHI")
 GOSSIP = os.environ.get("GOSSIP")
+MEMBERSHIP = os.environ.get("MEMBERSHIP")
 
 
 def pct(xs, p):
@@ -33,6 +34,8 @@ class Node:
 
     def start(self):
         args = [BIN, "up", "--data-dir", self.dir + "/data", "--node-ip", self.ip, "--name", self.name]
+        if MEMBERSHIP:
+            args += ["--membership", MEMBERSHIP]
         if PHI or GOSSIP:
             with open(self.dir + "/node.toml", "w") as f:
                 f.write("[membership]\n")
@@ -91,7 +94,7 @@ def main():
         nodes.append(Node(f"n{i}", BASE + str(i), tmp, BASE + "1", token).start())
     try:
         wait(lambda: all(list(n.states().values()).count("Ready") == 5 for n in nodes))
-        print(f"# 5 nodes Ready (gossip_interval {GOSSIP or 'default'}, phi_threshold {PHI or 'default'})")
+        print(f"# 5 nodes Ready (membership {MEMBERSHIP or 'chitchat'}, gossip_interval {GOSSIP or 'default'}, phi_threshold {PHI or 'default'})")
         def sent():
             out = []
             for n in nodes:

@@ -3,7 +3,6 @@
 //! `ClusterView`, the same majority signal for fencing and the same
 //! handles, so nothing above membership knows which one runs.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use chitchat::transport::Transport;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::service::{ChitchatMembership, GossipConfig, MembershipError};
+use super::service::{ChitchatMembership, GossipConfig, Handles, MembershipError};
 use super::swim::link::Link;
 use super::swim::service::SwimMembership;
 use super::view::{ClusterView, NodeInfo};
@@ -58,35 +57,30 @@ impl Membership {
         }
     }
 
-    pub fn view(&self) -> watch::Receiver<Arc<ClusterView>> {
+    fn handles(&self) -> &Handles {
         match self {
-            Membership::Chitchat(m) => m.view(),
-            Membership::Swim(m) => m.view(),
+            Membership::Chitchat(m) => &m.handles,
+            Membership::Swim(m) => &m.handles,
         }
+    }
+
+    pub fn view(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.handles().view.clone()
     }
 
     /// Until when this node may renew fenced pods' leases (`None`: not now).
     pub fn majority(&self) -> watch::Receiver<Option<Instant>> {
-        match self {
-            Membership::Chitchat(m) => m.majority(),
-            Membership::Swim(m) => m.majority(),
-        }
+        self.handles().majority.clone()
     }
 
     /// A handle to update this node's record from another task.
     pub fn info_sender(&self) -> watch::Sender<NodeInfo> {
-        match self {
-            Membership::Chitchat(m) => m.info_sender(),
-            Membership::Swim(m) => m.info_sender(),
-        }
+        self.handles().info.clone()
     }
 
     /// A function that sets one of this node's extra keys from another task.
     pub fn key_setter(&self) -> impl Fn(&str, String) + Send + 'static {
-        let tx: watch::Sender<BTreeMap<String, String>> = match self {
-            Membership::Chitchat(m) => m.extra_sender(),
-            Membership::Swim(m) => m.extra_sender(),
-        };
+        let tx = self.handles().extra.clone();
         move |key, value| {
             tx.send_if_modified(|m| m.insert(key.to_string(), value.clone()).as_ref() != Some(&value));
         }

@@ -48,6 +48,19 @@ impl std::fmt::Debug for ClockAdjust {
     }
 }
 
+/// The channels an engine shares with the rest of the node.
+#[derive(Clone)]
+pub struct Handles {
+    /// The view, kept fresh.
+    pub view: watch::Receiver<Arc<ClusterView>>,
+    /// Until when this node may renew fenced pods' leases (`None`: not now).
+    pub majority: watch::Receiver<Option<Instant>>,
+    /// This node's record, updated from other tasks.
+    pub info: watch::Sender<NodeInfo>,
+    /// This node's extra keys, set from other tasks.
+    pub extra: watch::Sender<BTreeMap<String, String>>,
+}
+
 /// Settings of the gossip layer.
 #[derive(Debug, Clone)]
 pub struct GossipConfig {
@@ -78,13 +91,10 @@ pub struct GossipConfig {
 pub struct ChitchatMembership {
     handle: Option<Arc<ChitchatHandle>>,
     chitchat: Arc<Mutex<chitchat::Chitchat>>,
-    view_rx: watch::Receiver<Arc<ClusterView>>,
-    info_tx: watch::Sender<NodeInfo>,
+    pub(crate) handles: Handles,
     leaving_tx: watch::Sender<bool>,
-    extra_tx: watch::Sender<BTreeMap<String, String>>,
     task: JoinHandle<()>,
     watches: JoinHandle<()>,
-    majority_rx: watch::Receiver<Option<Instant>>,
     interval: Duration,
 }
 
@@ -193,34 +203,12 @@ impl ChitchatMembership {
         Ok(ChitchatMembership {
             handle: Some(handle),
             chitchat,
-            view_rx,
-            info_tx,
+            handles: Handles { view: view_rx, majority: majority_rx, info: info_tx, extra: extra_tx },
             leaving_tx,
-            extra_tx,
             task,
             watches,
-            majority_rx,
             interval: tick * 2,
         })
-    }
-
-    pub fn view(&self) -> watch::Receiver<Arc<ClusterView>> {
-        self.view_rx.clone()
-    }
-
-    /// Until when this node may renew fenced pods' leases (`None`: not now).
-    pub fn majority(&self) -> watch::Receiver<Option<Instant>> {
-        self.majority_rx.clone()
-    }
-
-    /// A handle to update this node's record from another task.
-    pub fn info_sender(&self) -> watch::Sender<NodeInfo> {
-        self.info_tx.clone()
-    }
-
-    /// Sets this node's extra keys from another task.
-    pub fn extra_sender(&self) -> watch::Sender<BTreeMap<String, String>> {
-        self.extra_tx.clone()
     }
 
     /// A function that gossips with an address now (peers found by
@@ -236,7 +224,7 @@ impl ChitchatMembership {
 
     /// Announces a graceful leave: peers see Left within a round trip.
     pub async fn leave(&self) {
-        self.info_tx.send_modify(|i| i.schedulable = false);
+        self.handles.info.send_modify(|i| i.schedulable = false);
         self.leaving_tx.send_replace(true);
         // Let the refresher write the key, then push it to every peer now.
         tokio::time::sleep(self.interval).await;

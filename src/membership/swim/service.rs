@@ -45,7 +45,7 @@ use crate::membership::assemble::{Me, Memory, assemble, keys};
 use crate::membership::clock::ClockSync;
 use crate::membership::detector::Id;
 use crate::membership::service::{
-    EVIDENCE_QUEUE, GossipConfig, MembershipError, PUSH_FANOUT, report_changes, take_reports, watch_targets,
+    EVIDENCE_QUEUE, GossipConfig, Handles, MembershipError, PUSH_FANOUT, report_changes, take_reports, watch_targets,
 };
 use crate::membership::view::{ClusterView, NodeInfo, NodeState};
 use crate::membership::watch::{self as liveness_watch, Liveness, Report};
@@ -132,12 +132,9 @@ type SwimFoca = Foca<SwimId, PostcardCodec, StdRng, Stamps>;
 
 /// The membership service under SWIM.
 pub struct SwimMembership {
-    view_rx: watch::Receiver<Arc<ClusterView>>,
-    info_tx: watch::Sender<NodeInfo>,
+    pub(crate) handles: Handles,
     leaving_tx: watch::Sender<bool>,
-    extra_tx: watch::Sender<BTreeMap<String, String>>,
     contact_tx: mpsc::UnboundedSender<SocketAddr>,
-    majority_rx: watch::Receiver<Option<Instant>>,
     task: JoinHandle<()>,
     watches: JoinHandle<()>,
     interval: Duration,
@@ -223,32 +220,13 @@ impl SwimMembership {
         let outputs = Outputs { view: view_tx, majority: majority_tx, targets: targets_tx };
         let task = tokio::spawn(node.run(inputs, outputs, interval));
         Ok(SwimMembership {
-            view_rx,
-            info_tx,
+            handles: Handles { view: view_rx, majority: majority_rx, info: info_tx, extra: extra_tx },
             leaving_tx,
-            extra_tx,
             contact_tx,
-            majority_rx,
             task,
             watches,
             interval: interval * 2,
         })
-    }
-
-    pub fn view(&self) -> watch::Receiver<Arc<ClusterView>> {
-        self.view_rx.clone()
-    }
-
-    pub fn majority(&self) -> watch::Receiver<Option<Instant>> {
-        self.majority_rx.clone()
-    }
-
-    pub fn info_sender(&self) -> watch::Sender<NodeInfo> {
-        self.info_tx.clone()
-    }
-
-    pub fn extra_sender(&self) -> watch::Sender<BTreeMap<String, String>> {
-        self.extra_tx.clone()
     }
 
     /// Announces this node to an address (a seed found by discovery).
@@ -259,7 +237,7 @@ impl SwimMembership {
     /// Announces a graceful leave: the stamp saying so is pushed to peers
     /// at once, then foca leaves the cluster.
     pub async fn leave(&self) {
-        self.info_tx.send_modify(|i| i.schedulable = false);
+        self.handles.info.send_modify(|i| i.schedulable = false);
         self.leaving_tx.send_replace(true);
         // The loop publishes the stamp, pushes it and leaves within a round.
         tokio::time::sleep(self.interval * 3).await;
@@ -672,17 +650,21 @@ mod tests {
         assert_eq!(max_transmissions(9_999).get(), 16);
     }
 
-    #[test]
-    fn a_newer_stamp_replaces_an_older_one_in_the_backlog() {
-        let a = Stamp {
-            name: "a".into(),
+    fn stamp_of(name: &str) -> Stamp {
+        Stamp {
+            name: name.into(),
             generation: 1,
             addr: "127.0.0.11:7421".parse().unwrap(),
             summary: 1,
             pods: 1,
             left: false,
             digest: String::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_newer_stamp_replaces_an_older_one_in_the_backlog() {
+        let a = stamp_of("a");
         let b = Stamp { pods: 2, ..a.clone() };
         assert!(b.invalidates(&a));
         assert!(!a.invalidates(&b));
@@ -695,15 +677,7 @@ mod tests {
     fn the_broadcast_handler_passes_on_news_only() {
         let heard = Arc::new(Mutex::new(Vec::new()));
         let mut h = Stamps { seen: FxHashMap::default(), heard: heard.clone() };
-        let a = Stamp {
-            name: "a".into(),
-            generation: 1,
-            addr: "127.0.0.11:7421".parse().unwrap(),
-            summary: 1,
-            pods: 1,
-            left: false,
-            digest: String::new(),
-        };
+        let a = stamp_of("a");
         let bytes = postcard::to_stdvec(&a).unwrap();
         let peer = SwimId::new("b", 1, "127.0.0.12:7421".parse().unwrap());
         assert_eq!(h.receive_item(&bytes, Some(&peer)).unwrap(), Some(a.clone()));
