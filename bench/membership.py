@@ -119,7 +119,7 @@ def main():
             victim.start()
             wait(lambda: all(o.states().get(victim.name) == "Ready" for o in nodes))
         ms = [d * 1000 for d in det]
-        print(f"kill -9 -> Dead on all 4 peers (ms, n={len(ms)}): p50={pct(ms,50):.0f} p99={pct(ms,99):.0f} max={max(ms):.0f}")
+        print(f"kill -9 -> Dead on all 4 peers (ms, n={len(ms)}): p50={pct(ms,50):.0f} p99={pct(ms,99):.0f} max={max(ms):.0f} (each: {[round(m) for m in ms]})")
 
         # join -> Ready on all peers (fresh nodes).
         joins = []

@@ -59,6 +59,10 @@ pub const ACK_QUORUM: usize = 3;
 /// stamp lost in gossip at one small request per this period per node.
 pub const ROTATE_EVERY: Duration = Duration::from_secs(2);
 
+/// Frames from a member that arrive this soon after it was seen Down were
+/// on their way before (a killed process's last packets): no sign of life.
+pub const IN_FLIGHT: Duration = Duration::from_millis(500);
+
 /// foca's member states are read this often, and at once after a member
 /// came up, went down or was renamed (only Suspect, which placement treats
 /// as alive, waits for it).
@@ -199,6 +203,7 @@ impl SwimMembership {
             heard,
             acks: FxHashMap::default(),
             heard_from: FxHashMap::default(),
+            down_since: FxHashMap::default(),
             memory: Memory::remembering(cfg.remembered.iter().cloned(), (cfg.clock)() + cfg.dead_node_grace.as_secs()),
             clock: ClockSync::starting_at(cfg.adjust_clock.as_ref().map_or(0, |a| a.initial)),
             dirty: true,
@@ -269,8 +274,11 @@ struct Node {
     /// When each peer last answered this node's probe (or announce).
     acks: FxHashMap<String, Instant>,
     /// When each address last sent this node anything: a member foca holds
-    /// Down that is heard from is alive (Suspect) in the view, not Dead.
+    /// Down that is heard from since (see `scan_members`) is alive
+    /// (Suspect) in the view, not Dead.
     heard_from: FxHashMap<SocketAddr, Instant>,
+    /// When this node first saw each member Down, by address.
+    down_since: FxHashMap<SocketAddr, Instant>,
     memory: Memory,
     clock: ClockSync,
     /// The view must be assembled again.
@@ -519,21 +527,29 @@ impl Node {
         let now = Instant::now();
         let dead_after = self.cfg.dead_after;
         self.heard_from.retain(|_, at| now.saturating_duration_since(*at) < dead_after);
+        let mut down = FxHashMap::default();
         for m in self.foca.iter_membership_state() {
+            let addr = m.id().addr;
             let state = match m.state() {
                 State::Alive => NodeState::Ready,
                 State::Suspect => NodeState::Suspect,
-                // Declared down, yet it talks to this node: a partition has
-                // healed, or it was wrongly declared (it rejoins under a new
-                // bump within a round or two). Until then it is alive here,
-                // so no replica moves off a node that still runs it.
-                State::Down if self.heard_from.contains_key(&m.id().addr) => NodeState::Suspect,
-                State::Down => NodeState::Dead,
+                State::Down => {
+                    let since = *self.down_since.get(&addr).unwrap_or(&now);
+                    down.insert(addr, since);
+                    // Declared down, yet it talked to this node since (past
+                    // the frames already in flight): a partition has healed,
+                    // or it was wrongly declared (it rejoins under a new bump
+                    // within a round or two). Until then it is alive here,
+                    // so no replica moves off a node that still runs it.
+                    let heard = self.heard_from.get(&addr).is_some_and(|t| *t > since + IN_FLIGHT);
+                    if heard { NodeState::Suspect } else { NodeState::Dead }
+                }
             };
             alive += usize::from(state.alive());
             names.insert(m.id().name.as_str());
             self.dirty |= self.book.member(m.id(), state);
         }
+        self.down_since = down;
         if self.book.len() > names.len() {
             self.book.forget(Instant::now(), |n, _| names.contains(n));
             self.dirty = true;
@@ -708,5 +724,51 @@ mod tests {
         assert_eq!(c.suspect_to_down_after, Duration::from_millis(1700));
         assert_eq!(c.max_transmissions.get(), 12);
         assert_eq!(c.remove_down_after, Duration::from_secs(600));
+    }
+}
+
+#[cfg(test)]
+mod foca_tests {
+    use super::*;
+
+    fn cfg() -> GossipConfig {
+        GossipConfig {
+            cluster_id: "c".into(),
+            gossip_interval: Duration::from_millis(200),
+            phi_threshold: 16.0,
+            suspect_after: Duration::from_millis(800),
+            dead_after: Duration::from_millis(2500),
+            dead_node_grace: Duration::from_secs(600),
+            seeds: vec![],
+            clock: || 0,
+            clock_ms: || 0,
+            adjust_clock: None,
+            remembered: vec![],
+            frozen: None,
+        }
+    }
+
+    /// What a watcher's evidence does: the member is Down in foca at once.
+    #[test]
+    fn evidence_declares_a_member_down() {
+        let me = SwimId::new("a", 1, "127.0.0.11:7421".parse().unwrap());
+        let b = SwimId::new("b", 1, "127.0.0.12:7421".parse().unwrap());
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let mut foca = Foca::with_custom_broadcast(
+            me,
+            foca_config(&cfg(), 2),
+            StdRng::seed_from_u64(1),
+            PostcardCodec,
+            Stamps { seen: FxHashMap::default(), heard },
+        );
+        let mut rt = AccumulatingRuntime::new();
+        foca.apply_many(std::iter::once(Member::alive(b.clone())), true, &mut rt).unwrap();
+        assert_eq!(foca.num_members(), 1);
+        let m = foca.iter_membership_state().find(|m| m.id() == &b).cloned().unwrap();
+        foca.apply_many(std::iter::once(Member::new(b.clone(), m.incarnation(), State::Down)), true, &mut rt).unwrap();
+        let state = foca.iter_membership_state().find(|m| m.id() == &b).map(|m| m.state());
+        assert_eq!(state, Some(State::Down));
+        assert_eq!(foca.num_members(), 0);
+        assert!(foca.updates_backlog() > 0, "the Down update is spread");
     }
 }
