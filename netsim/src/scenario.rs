@@ -343,6 +343,7 @@ mod tests {
             "agent-crash",
             "cron-under-faults",
             "flapping-node",
+            "idle",
             "kill-a-third",
             "kill-one",
             "long-pause",
