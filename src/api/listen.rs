@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -26,6 +26,11 @@ const TLS_HANDSHAKE: u8 = 0x16;
 
 /// How long a client may take to send its first byte, or its handshake.
 pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After refusing plain HTTP, how long and how many bytes of the client's
+/// request are read and dropped before the connection closes.
+pub const LINGER: Duration = Duration::from_secs(2);
+pub const LINGER_BYTES: usize = 64 << 10;
 
 /// What the port speaks.
 #[derive(Clone)]
@@ -120,7 +125,23 @@ async fn connection(
         Opening::Plain if plain.allows(peer.ip()) => http1(TokioIo::new(stream), peer, app).await,
         Opening::Plain => {
             stream.write_all(refusal(port).as_bytes()).await?;
-            stream.shutdown().await
+            stream.shutdown().await?;
+            // A lingering close: read what the client still sends (the rest
+            // of its request) before closing. Closing with unread bytes
+            // resets the connection, and the reset can destroy the refusal
+            // before the client reads it (or fail the client's write).
+            let mut sink = [0u8; 4096];
+            let mut left = LINGER_BYTES;
+            let _ = tokio::time::timeout(LINGER, async {
+                while left > 0 {
+                    match stream.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => left = left.saturating_sub(n),
+                    }
+                }
+            })
+            .await;
+            Ok(())
         }
     }
 }

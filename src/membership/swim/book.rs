@@ -136,7 +136,7 @@ pub struct Book {
 }
 
 fn empty_stamp(name: &str, generation: u64, addr: SocketAddr) -> Stamp {
-    Stamp { name: name.to_string(), generation, addr, summary: 0, pods: 0, left: false, digest: String::new() }
+    Stamp { name: name.to_string(), generation, addr, seq: 0, summary: 0, pods: 0, left: false, digest: String::new() }
 }
 
 impl Book {
@@ -420,7 +420,11 @@ impl Own {
                 None => self.too_large = Some(section),
             }
         }
-        self.stamp != before
+        let changed = self.stamp != before;
+        if changed {
+            self.stamp.seq += 1;
+        }
+        changed
     }
 
     /// The answer to a peer's `Want`: every page it lacks, each with the

@@ -671,6 +671,7 @@ mod tests {
             name: name.into(),
             generation: 1,
             addr: "127.0.0.11:7421".parse().unwrap(),
+            seq: 1,
             summary: 1,
             pods: 1,
             left: false,
@@ -681,7 +682,7 @@ mod tests {
     #[test]
     fn a_newer_stamp_replaces_an_older_one_in_the_backlog() {
         let a = stamp_of("a");
-        let b = Stamp { pods: 2, ..a.clone() };
+        let b = Stamp { seq: 2, pods: 2, ..a.clone() };
         assert!(b.invalidates(&a));
         assert!(!a.invalidates(&b));
         assert!(a.invalidates(&a.clone()), "a repeat replaces its twin");

@@ -52,6 +52,10 @@ pub struct Stamp {
     /// announces itself there (SWIM's own spread of a join can miss a node
     /// for as long as it takes a random probe to find it).
     pub addr: SocketAddr,
+    /// Incremented by the node on every change of its stamp: what orders
+    /// two stamps of one generation (a digest may change back and forth at
+    /// the same versions).
+    pub seq: u64,
     /// Version of its summary section (0: none yet).
     pub summary: u64,
     /// Version of its pods section.
@@ -62,14 +66,9 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    /// Whether this stamp says more than `other` about the same node.
+    /// Whether this stamp is a later word of the same node than `other`.
     pub fn newer_than(&self, other: &Stamp) -> bool {
-        self.name == other.name
-            && (self.generation, self.summary, self.pods, self.left, &self.digest)
-                != (other.generation, other.summary, other.pods, other.left, &other.digest)
-            && self.generation >= other.generation
-            && (self.generation > other.generation
-                || (self.summary >= other.summary && self.pods >= other.pods && (self.left || !other.left)))
+        self.name == other.name && (self.generation, self.seq) > (other.generation, other.seq)
     }
 }
 
@@ -216,6 +215,7 @@ mod tests {
             name: "a".into(),
             generation: 5,
             addr: "127.0.0.11:7421".parse().unwrap(),
+            seq: 3,
             summary: 2,
             pods: 7,
             left: false,
@@ -264,23 +264,27 @@ mod tests {
     }
 
     #[test]
-    fn stamps_order_by_generation_then_versions() {
+    fn stamps_order_by_generation_then_sequence() {
         let a = stamp();
         let mut b = a.clone();
         assert!(!b.newer_than(&a), "the same stamp says nothing new");
+        b.seq += 1;
         b.pods += 1;
         assert!(b.newer_than(&a) && !a.newer_than(&b));
         let mut c = a.clone();
         c.generation += 1;
+        c.seq = 1;
         c.summary = 0;
         c.pods = 0;
-        assert!(c.newer_than(&b), "a new generation starts its versions again");
-        let mut d = a.clone();
-        d.left = true;
-        assert!(d.newer_than(&a) && !a.newer_than(&d));
-        let mut e = a.clone();
-        e.digest = "cd".into();
-        assert!(e.newer_than(&a), "a new digest at the same versions is news");
+        assert!(c.newer_than(&b), "a new generation starts its sequence again");
+        // A digest that went d1 -> d2 -> d1 at the same versions: the last
+        // word wins, and the stale one never comes back.
+        let (mut d1, mut d2) = (a.clone(), a.clone());
+        d2.seq += 1;
+        d2.digest = "d2".into();
+        d1.seq += 2;
+        assert!(d1.newer_than(&d2) && !d2.newer_than(&d1));
+        assert!(!a.newer_than(&d2), "the first d1 is older than d2");
         let other = Stamp { name: "b".into(), ..b };
         assert!(!other.newer_than(&a));
     }
