@@ -13,8 +13,8 @@ echo "nodes,engine,bytes_per_node_sec_at_rest,wall_secs" > "$out"
 for n in ${sizes[@]}; do
   for m in swim chitchat; do
     r=$(target/release/netsim --scenario configs/netsim/idle.toml --nodes "$n" --seed 7 --membership "$m" --out /tmp/netsim-idle)
-    rest=$(echo "$r" | grep "at rest" | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-    wall=$(echo "$r" | grep "wall time" | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+    rest=$(echo "$r" | grep "^| bytes sent per node per second at rest" | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+    wall=$(echo "$r" | grep "^| wall time" | awk -F'|' '{gsub(/ /,"",$3); print $3}')
     echo "$n,$m,$rest,$wall" | tee -a "$out"
   done
 done
