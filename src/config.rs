@@ -68,19 +68,8 @@ pub enum Discover {
     Mdns,
 }
 
-/// `membership.engine`: how nodes learn who is alive. Every node of a
-/// cluster must run the same one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    /// chitchat's scuttlebutt gossip: every node's digest to a few peers
-    /// each round (cost grows with the cluster; homelab sizes).
-    #[default]
-    Chitchat,
-    /// SWIM (foca): one probe a period, changes piggybacked, records
-    /// pulled on demand (cost per node independent of the cluster's size).
-    Swim,
-}
+/// `membership.engine` (defined with membership, which may not import config).
+pub use crate::membership::engine::Engine;
 
 /// `log_format`: how the node logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]

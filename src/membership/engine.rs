@@ -18,7 +18,19 @@ use super::watch::Liveness;
 use crate::events::EventLog;
 use crate::model::status::Statuses;
 
-pub use crate::config::Engine;
+/// `membership.engine`: how nodes learn who is alive. Every node of a
+/// cluster must run the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// chitchat's scuttlebutt gossip: every node's digest to a few peers
+    /// each round (cost grows with the cluster; homelab sizes).
+    #[default]
+    Chitchat,
+    /// SWIM (foca): one probe a period, changes piggybacked, records
+    /// pulled on demand (cost per node independent of the cluster's size).
+    Swim,
+}
 
 /// How the engine reaches its peers.
 pub enum Wire<'a> {
