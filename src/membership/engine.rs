@@ -62,13 +62,6 @@ impl Membership {
         })
     }
 
-    pub fn engine(&self) -> Engine {
-        match self {
-            Membership::Chitchat(_) => Engine::Chitchat,
-            Membership::Swim(_) => Engine::Swim,
-        }
-    }
-
     fn handles(&self) -> &Handles {
         match self {
             Membership::Chitchat(m) => &m.handles,

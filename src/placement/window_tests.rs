@@ -149,8 +149,12 @@ proptest! {
     /// Removing a node moves its own pods and about an average node's share
     /// of others (a window that loses a node lets the next one in), plus
     /// the cascade; adding one, the same.
+    // From WINDOW + 2 nodes: both placements above the window. Going from
+    // WINDOW + 1 to WINDOW nodes switches to exact rendezvous, a step that
+    // moves more (80 replicas for 21 owned at 33 -> 32 nodes, 760 replicas):
+    // see the README.
     #[test]
-    fn removing_a_node_moves_little_above_the_window(n in WINDOW + 1..250, k in 10usize..100, victim in any::<proptest::sample::Index>()) {
+    fn removing_a_node_moves_little_above_the_window(n in WINDOW + 2..250, k in 10usize..100, victim in any::<proptest::sample::Index>()) {
         let nodes = big(n);
         let ps = many(k, 20);
         let before = place(&nodes, &ps, &BTreeMap::new());

@@ -72,7 +72,8 @@ struct Peer {
     /// The summary parsed (info, extra keys) and the pods parsed.
     parsed: Records,
     pods_parsed: Arc<BTreeMap<String, PodStatus>>,
-    malformed: usize,
+    /// Keys that did not parse, in the summary and in the pods section.
+    malformed: [usize; 2],
     records: Arc<Records>,
     asked: Option<Instant>,
     /// When it was first heard of while unnamed by SWIM.
@@ -90,7 +91,7 @@ impl Peer {
             partial: [None, None],
             parsed: Records::default(),
             pods_parsed: Arc::default(),
-            malformed: 0,
+            malformed: [0, 0],
             records: Arc::default(),
             asked: None,
             unnamed_since: None,
@@ -105,7 +106,7 @@ impl Peer {
             digest: self.stamp.digest.clone(),
             extra: self.parsed.extra.clone(),
             claims: BTreeMap::new(),
-            malformed: self.malformed,
+            malformed: self.malformed.iter().sum(),
         });
     }
 
@@ -266,7 +267,7 @@ impl Book {
                 p.pods = Held { version: done.version };
             }
         }
-        p.malformed = parsed.malformed;
+        p.malformed[i] = parsed.malformed;
         p.compose();
         // Answered: what is still lacking (a newer stamp meanwhile) is
         // asked for at the next round, not after `PULL_RETRY`.

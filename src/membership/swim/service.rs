@@ -703,35 +703,6 @@ mod tests {
         assert!(h.receive_item(&[0xff, 0xff, 0xff], Some(&peer)).is_err(), "garbage is an error, not a panic");
     }
 
-    #[test]
-    fn foca_settings_follow_the_node_settings() {
-        let cfg = GossipConfig {
-            cluster_id: "c".into(),
-            gossip_interval: Duration::from_millis(200),
-            phi_threshold: 16.0,
-            suspect_after: Duration::from_millis(800),
-            dead_after: Duration::from_millis(2500),
-            dead_node_grace: Duration::from_secs(600),
-            seeds: vec![],
-            clock: || 0,
-            clock_ms: || 0,
-            adjust_clock: None,
-            remembered: vec![],
-            frozen: None,
-        };
-        let c = foca_config(&cfg, 999);
-        assert_eq!(c.probe_period, Duration::from_millis(500));
-        assert_eq!(c.probe_rtt, Duration::from_millis(200));
-        assert_eq!(c.suspect_to_down_after, Duration::from_millis(1700));
-        assert_eq!(c.max_transmissions.get(), 12);
-        assert_eq!(c.remove_down_after, Duration::from_secs(600));
-    }
-}
-
-#[cfg(test)]
-mod foca_tests {
-    use super::*;
-
     fn cfg() -> GossipConfig {
         GossipConfig {
             cluster_id: "c".into(),
@@ -747,6 +718,16 @@ mod foca_tests {
             remembered: vec![],
             frozen: None,
         }
+    }
+
+    #[test]
+    fn foca_settings_follow_the_node_settings() {
+        let c = foca_config(&cfg(), 999);
+        assert_eq!(c.probe_period, Duration::from_millis(500));
+        assert_eq!(c.probe_rtt, Duration::from_millis(200));
+        assert_eq!(c.suspect_to_down_after, Duration::from_millis(1700));
+        assert_eq!(c.max_transmissions.get(), 12);
+        assert_eq!(c.remove_down_after, Duration::from_secs(600));
     }
 
     /// What a watcher's evidence does: the member is Down in foca at once.
