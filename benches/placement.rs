@@ -42,7 +42,7 @@ fn pods(n: usize) -> Vec<DesiredPod> {
                 name: format!("w{w}-{}", i % 20),
                 owner: OwnerRef { kind: Kind::Deployment, name: format!("w{w}"), uid: "u".into() },
                 index: (i % 20) as u32,
-                labels: BTreeMap::new(),
+                labels: Default::default(),
                 spec: spec.clone(),
                 template_hash: "h".into(),
                 requests: Resources { cpu_millis: 10, memory_bytes: 16 << 20 },

@@ -36,7 +36,7 @@ fn pods(n: usize) -> Vec<DesiredPod> {
             name: format!("w{}-{}", i / 10, i % 10),
             owner: OwnerRef { kind: Kind::Deployment, name: format!("w{}", i / 10), uid: "u".into() },
             index: (i % 10) as u32,
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             spec: spec.clone(),
             template_hash: "h".into(),
             requests: Resources::default(),

@@ -163,7 +163,7 @@ pub fn pod_json(
         }
     }
     status.insert("conditions".into(), json!(conditions));
-    let mut labels = d.labels.clone();
+    let mut labels = (*d.labels).clone();
     labels.insert("shoal.dev/pod-template-hash".into(), d.template_hash.clone());
     match d.owner.kind {
         crate::model::Kind::Deployment => {
@@ -314,7 +314,14 @@ fn ghost_pod(owner: &Object, s: &PodStatus) -> Option<DesiredPod> {
             uid: m.uid.clone().unwrap_or_default(),
         };
         let ns = m.namespace.clone().unwrap_or_default();
-        let mut d = crate::model::pods::daemon_pod(&ns, owner, &s.node, 0, &ds.spec.template, &s.template_hash);
+        let mut d = crate::model::pods::daemon_pod(
+            &ns,
+            owner,
+            &s.node,
+            0,
+            &crate::model::pods::Template::of(&ds.spec.template),
+            &s.template_hash,
+        );
         d.name = s.name.clone();
         return Some(d);
     }
@@ -329,7 +336,14 @@ fn ghost_pod(owner: &Object, s: &PodStatus) -> Option<DesiredPod> {
         };
         let ns = m.namespace.clone().unwrap_or_default();
         let indexed = crate::model::pods::is_indexed(j);
-        let mut d = crate::model::pods::job_pod(&ns, o, index, &j.spec.template, &s.template_hash, indexed);
+        let mut d = crate::model::pods::job_pod(
+            &ns,
+            o,
+            index,
+            &crate::model::pods::Template::of(&j.spec.template),
+            &s.template_hash,
+            indexed,
+        );
         d.name = s.name.clone();
         return Some(d);
     }

@@ -35,7 +35,7 @@ pub mod keys {
 pub struct Records {
     pub info: Option<Arc<NodeInfo>>,
     pub left: bool,
-    pub pods: Arc<BTreeMap<String, PodStatus>>,
+    pub pods: crate::model::status::PeerPods,
     pub digest: String,
     /// Other small keys, by name (e.g. netsim's leader baseline).
     pub extra: Arc<BTreeMap<String, String>>,
@@ -77,7 +77,7 @@ pub fn parse_records<'a>(kv: impl Iterator<Item = (&'a str, &'a str)>) -> Record
         } else if let Some(id) = k.strip_prefix(keys::POD) {
             match serde_json::from_str::<PodStatus>(v) {
                 Ok(p) if p.id() == id => {
-                    pods.insert(id.to_string(), p);
+                    pods.insert(id.to_string(), Arc::new(p));
                 }
                 _ => r.malformed += 1,
             }
@@ -147,7 +147,7 @@ pub struct Change {
 /// This node's own part of the view.
 pub struct Me<'a> {
     pub info: &'a NodeInfo,
-    pub pods: &'a Arc<BTreeMap<String, PodStatus>>,
+    pub pods: &'a crate::model::status::Statuses,
     pub leaving: bool,
 }
 
@@ -166,7 +166,8 @@ pub fn assemble(me: Me<'_>, raw: &[RawNode], now_unix: u64, memory: &mut Memory)
     let mut nodes = BTreeMap::new();
     let mut malformed = 0;
     let self_state = if leaving { NodeState::Left } else { NodeState::Ready };
-    nodes.insert(me.name.clone(), (Arc::new(me.clone()), self_state, my_pods.clone(), String::new(), Arc::default()));
+    let my_pods = crate::model::status::peer_pods(my_pods);
+    nodes.insert(me.name.clone(), (Arc::new(me.clone()), self_state, my_pods, String::new(), Arc::default()));
     for (name, r) in newest {
         let rec = &r.records;
         malformed += rec.malformed;

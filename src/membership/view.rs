@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::node::NodeSpec;
 use crate::model::pods::{Resources, RuntimeKind};
-use crate::model::status::PodStatus;
 
 /// What a node tells the cluster about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -93,7 +92,7 @@ pub struct NodeView {
     /// Unix seconds of the last state change seen here.
     pub since: u64,
     /// Pods it reports, by id.
-    pub pods: std::sync::Arc<BTreeMap<String, PodStatus>>,
+    pub pods: crate::model::status::PeerPods,
     /// Short digest of its desired state (to spot nodes out of sync).
     pub state_digest: String,
     /// Other small keys it gossips.

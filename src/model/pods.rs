@@ -90,7 +90,9 @@ pub struct DesiredPod {
     pub name: String,
     pub owner: OwnerRef,
     pub index: u32,
-    pub labels: BTreeMap<String, String>,
+    /// The template's labels and spec, shared by every pod of one template
+    /// (a node holds every pod of the cluster: one copy, not one per replica).
+    pub labels: Arc<BTreeMap<String, String>>,
     pub spec: Arc<PodSpec>,
     /// Changes whenever the template changes: a running pod with another hash
     /// is replaced.
@@ -204,36 +206,35 @@ pub fn template_hash(t: &PodTemplateSpec) -> String {
     blake3::hash(&bytes).to_hex()[..10].to_string()
 }
 
+/// A pod template as pods are made from it: its labels and spec, copied once
+/// and shared by every pod made from it.
+#[derive(Debug, Clone)]
+pub struct Template {
+    labels: Arc<BTreeMap<String, String>>,
+    spec: Arc<PodSpec>,
+}
+
+impl Template {
+    pub fn of(t: &PodTemplateSpec) -> Template {
+        Template { labels: Arc::new(t.metadata.labels.clone()), spec: Arc::new(t.spec.clone()) }
+    }
+}
+
 /// Replica `index` of a Deployment's revision `hash` (`<name>-<hash>-<index>`).
-pub fn deployment_pod(
-    ns: &str,
-    owner: OwnerRef,
-    index: u32,
-    t: &PodTemplateSpec,
-    hash: &str,
-    fenced: bool,
-) -> DesiredPod {
+pub fn deployment_pod(ns: &str, owner: OwnerRef, index: u32, t: &Template, hash: &str, fenced: bool) -> DesiredPod {
     let name = super::revision::pod_name(&owner.name, hash, index);
     make_pod(ns, name, owner, index, t, hash, fenced)
 }
 
-fn make_pod(
-    ns: &str,
-    name: String,
-    owner: OwnerRef,
-    index: u32,
-    t: &PodTemplateSpec,
-    hash: &str,
-    fenced: bool,
-) -> DesiredPod {
-    let spec = &t.spec;
+fn make_pod(ns: &str, name: String, owner: OwnerRef, index: u32, t: &Template, hash: &str, fenced: bool) -> DesiredPod {
+    let spec = &*t.spec;
     DesiredPod {
         namespace: ns.to_string(),
         name,
         owner,
         index,
-        labels: t.metadata.labels.clone(),
-        spec: Arc::new(spec.clone()),
+        labels: t.labels.clone(),
+        spec: t.spec.clone(),
         template_hash: hash.to_string(),
         requests: pod_requests(spec),
         runtime: runtime_of(spec),
@@ -251,7 +252,7 @@ pub fn daemon_pod_name(daemonset: &str, node: &str) -> String {
 }
 
 /// The pod of a DaemonSet on `node`, slot `index` among its nodes.
-pub fn daemon_pod(ns: &str, owner: OwnerRef, node: &str, index: u32, t: &PodTemplateSpec, hash: &str) -> DesiredPod {
+pub fn daemon_pod(ns: &str, owner: OwnerRef, node: &str, index: u32, t: &Template, hash: &str) -> DesiredPod {
     let name = daemon_pod_name(&owner.name, node);
     let mut d = make_pod(ns, name, owner, index, t, hash, false);
     d.node = Some(node.to_string());
@@ -266,11 +267,11 @@ pub fn job_pod_name(job: &str, index: u32) -> String {
 /// Completion `index` of a Job (`<name>-<index>`). An Indexed Job's pod is
 /// told its index as Kubernetes does: `JOB_COMPLETION_INDEX` in every
 /// container's environment, and a label and annotation.
-pub fn job_pod(ns: &str, owner: OwnerRef, index: u32, t: &PodTemplateSpec, hash: &str, indexed: bool) -> DesiredPod {
+pub fn job_pod(ns: &str, owner: OwnerRef, index: u32, t: &Template, hash: &str, indexed: bool) -> DesiredPod {
     let name = job_pod_name(&owner.name, index);
     let mut d = make_pod(ns, name, owner, index, t, hash, false);
     if indexed {
-        d.labels.insert(COMPLETION_INDEX_KEY.into(), index.to_string());
+        Arc::make_mut(&mut d.labels).insert(COMPLETION_INDEX_KEY.into(), index.to_string());
         let spec = Arc::make_mut(&mut d.spec);
         for c in &mut spec.containers {
             c.env.retain(|e| e.name != COMPLETION_INDEX_ENV);
@@ -440,8 +441,9 @@ pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, facts: Jo
                 let owner = OwnerRef { kind: Kind::Deployment, name: meta.name.clone(), uid };
                 let hash = template_hash(&d.spec.template);
                 let fenced = d.spec.fencing.as_deref() == Some("Majority");
+                let t = Template::of(&d.spec.template);
                 for i in 0..d.spec.replicas.unwrap_or(1).max(0) as u32 {
-                    out.push(deployment_pod(&ns, owner.clone(), i, &d.spec.template, &hash, fenced));
+                    out.push(deployment_pod(&ns, owner.clone(), i, &t, &hash, fenced));
                 }
             }
             Object::Job(j) => {
@@ -449,8 +451,9 @@ pub fn desired_pods<'a>(objects: impl IntoIterator<Item = &'a Object>, facts: Jo
                 let hash = template_hash(&j.spec.template);
                 let progress = job_progress(j, facts);
                 let indexed = is_indexed(j);
+                let t = Template::of(&j.spec.template);
                 for &i in progress.active() {
-                    out.push(job_pod(&ns, owner.clone(), i, &j.spec.template, &hash, indexed));
+                    out.push(job_pod(&ns, owner.clone(), i, &t, &hash, indexed));
                 }
             }
             // A DaemonSet's pods depend on the nodes: `placement::daemonsets`.

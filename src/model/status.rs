@@ -11,6 +11,16 @@ use serde::{Deserialize, Serialize};
 /// Statuses of the pods one node runs, by pod id.
 pub type Statuses = Arc<BTreeMap<String, PodStatus>>;
 
+/// Statuses of the pods a peer runs, by pod id, as the cluster view holds
+/// them. Each one is boxed: a map of a few large values would allocate room
+/// for eleven per node of the tree, and every node holds every peer's.
+pub type PeerPods = Arc<BTreeMap<String, Arc<PodStatus>>>;
+
+/// Pod statuses boxed as the cluster view holds them.
+pub fn peer_pods(pods: &BTreeMap<String, PodStatus>) -> PeerPods {
+    Arc::new(pods.iter().map(|(id, st)| (id.clone(), Arc::new(st.clone()))).collect())
+}
+
 /// Kubernetes pod phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Phase {

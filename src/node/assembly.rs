@@ -344,9 +344,16 @@ fn spawn_digest_publisher(db: &Arc<StateDb>, set: impl Fn(&str, String) + Send +
 /// that passed) is a correction of the node's clock, not drift.
 pub const CLOCK_STEP_MS: i64 = 1000;
 
-/// Shortest time between two plans: a burst of changes (a node dying, its
-/// pods reporting) makes one recomputation, not hundreds.
+/// How long the planner waits after a change for the rest of its burst (a
+/// node dying, its pods reporting): one recomputation, not hundreds.
 pub const PLAN_DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Shortest time between the starts of two plans. A change after a quiet
+/// spell is planned within `PLAN_DEBOUNCE`; under a steady stream of changes
+/// (pods coming up all over a large cluster: each one changes every node's
+/// view) a node plans at most ten times a second, not fifty. Costs at most
+/// this much on top of failure detection when a death follows a plan.
+pub const PLAN_GAP: Duration = Duration::from_millis(100);
 
 /// Recomputes the plan whenever the desired state or the view changes (and
 /// every second, as time matters too). `clock_ms` gives unix milliseconds.
@@ -370,7 +377,8 @@ pub fn spawn_planner(
                 r = view_rx.changed() => if r.is_err() { return },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
-            tokio::time::sleep(PLAN_DEBOUNCE).await;
+            let now = tokio::time::Instant::now();
+            tokio::time::sleep_until((now + PLAN_DEBOUNCE).max(last.1 + PLAN_GAP)).await;
             let snap = state_rx.borrow_and_update().clone();
             let view = view_rx.borrow_and_update().clone();
             let now = (clock_ms(), tokio::time::Instant::now());

@@ -22,7 +22,7 @@ use super::NodeSpec;
 use super::deployments::Wanted;
 use super::rollout::{self, Observed, ObservedPod, RolloutStatus};
 use crate::membership::view::ClusterView;
-use crate::model::pods::{DesiredPod, OwnerRef, daemon_pod, daemon_pod_name, runtime_of, template_hash};
+use crate::model::pods::{DesiredPod, OwnerRef, Template, daemon_pod, daemon_pod_name, runtime_of, template_hash};
 use crate::model::revision::{self, Revision, RolloutParams, daemonset_revision_name};
 use crate::model::status::Phase;
 use crate::model::{DaemonSet, Kind, Object, ObjectKey};
@@ -161,10 +161,15 @@ pub fn desired_of(snapshot: &Snapshot, w: &Wanted, out: &mut Vec<DesiredPod>) {
         name: ds.metadata.name.clone(),
         uid: ds.metadata.uid.clone().unwrap_or_default(),
     };
+    // One copy of each revision's template for all its pods.
+    let mut templates: HashMap<&str, Option<Template>> = HashMap::new();
     for (slot, h) in &w.pods {
         let Some(node) = w.nodes.get(*slot as usize) else { continue };
-        let template =
-            if *h == current { Some(&ds.spec.template) } else { revision_of(snapshot, ds, h).map(|r| &r.template) };
+        let template = templates.entry(h.as_str()).or_insert_with(|| {
+            let t =
+                if *h == current { Some(&ds.spec.template) } else { revision_of(snapshot, ds, h).map(|r| &r.template) };
+            t.map(Template::of)
+        });
         if let Some(t) = template {
             out.push(daemon_pod(&w.namespace, owner.clone(), node, *slot, t, h));
         }

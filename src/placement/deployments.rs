@@ -7,13 +7,16 @@
 #![deny(clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use super::rollout::{self, Observed, ObservedPod, RolloutStatus};
 use crate::membership::view::ClusterView;
 use crate::model::Object;
-use crate::model::pods::{DesiredPod, OwnerRef, deployment_pod, is_indexed, job_pod, job_pod_name, template_hash};
+use crate::model::pods::{
+    DesiredPod, OwnerRef, Template, deployment_pod, is_indexed, job_pod, job_pod_name, template_hash,
+};
 use crate::model::revision::{self, Revision, RolloutParams, parse_pod_name, revision_name};
-use crate::model::status::{Phase, PodStatus};
+use crate::model::status::Phase;
 use crate::model::{Deployment, Kind};
 use crate::state::Snapshot;
 
@@ -40,6 +43,46 @@ pub struct Rollouts {
     /// Pod id -> unix ms when first seen Ready (on a live node, not terminating).
     ready_since: HashMap<String, u64>,
     last_progress: HashMap<(String, String), LastProgress>,
+    /// The pods of the last view, kept while the view is the same.
+    seen: Option<Seen>,
+}
+
+/// What one view shows of the pods that count for a rollout (pending or
+/// running, not terminating, on a live node), by owner uid. A cluster at rest
+/// replans every second with the same view: this is read once per view, not
+/// once per plan.
+#[derive(Debug)]
+struct Seen {
+    view: Arc<ClusterView>,
+    by_owner: HashMap<String, Vec<SeenPod>>,
+}
+
+#[derive(Debug)]
+struct SeenPod {
+    name: String,
+    id: String,
+    ready: bool,
+}
+
+impl Seen {
+    fn of(view: &Arc<ClusterView>) -> Seen {
+        let mut by_owner: HashMap<String, Vec<SeenPod>> = HashMap::new();
+        for n in view.nodes.values().filter(|n| n.state.alive()) {
+            for (id, st) in n.pods.iter() {
+                if st.terminating || !matches!(st.phase, Phase::Pending | Phase::Running) {
+                    continue;
+                }
+                let pod = SeenPod { name: st.name.clone(), id: id.clone(), ready: st.ready };
+                match by_owner.get_mut(st.owner_uid.as_str()) {
+                    Some(v) => v.push(pod),
+                    None => {
+                        by_owner.insert(st.owner_uid.clone(), vec![pod]);
+                    }
+                }
+            }
+        }
+        Seen { view: view.clone(), by_owner }
+    }
 }
 
 /// When a rollout last progressed: its template hash, the time (unix ms),
@@ -77,35 +120,34 @@ impl Rollouts {
     pub fn decide(
         &mut self,
         snapshot: &Snapshot,
-        view: &ClusterView,
+        view: &Arc<ClusterView>,
         linger_ms: u64,
         now_ms: u64,
     ) -> (Vec<Wanted>, Progresses) {
-        let mut by_owner: HashMap<&str, Vec<&PodStatus>> = HashMap::new();
-        let mut ready_now = HashSet::new();
-        for n in view.nodes.values().filter(|n| n.state.alive()) {
-            for st in n.pods.values() {
-                if st.terminating || !matches!(st.phase, Phase::Pending | Phase::Running) {
-                    continue;
-                }
-                by_owner.entry(st.owner_uid.as_str()).or_default().push(st);
-                if st.ready {
-                    ready_now.insert(st.id());
+        if !self.seen.as_ref().is_some_and(|s| Arc::ptr_eq(&s.view, view)) {
+            let seen = Seen::of(view);
+            let ready_now: HashSet<&str> =
+                seen.by_owner.values().flatten().filter(|p| p.ready).map(|p| p.id.as_str()).collect();
+            self.ready_since.retain(|id, _| ready_now.contains(id.as_str()));
+            for id in ready_now {
+                if !self.ready_since.contains_key(id) {
+                    self.ready_since.insert(id.to_string(), now_ms);
                 }
             }
+            self.seen = Some(seen);
         }
-        self.ready_since.retain(|id, _| ready_now.contains(id));
-        for id in ready_now {
-            self.ready_since.entry(id).or_insert(now_ms);
-        }
+        // Out of `self` while `self.deadline` runs; put back at the end.
+        let seen = self.seen.take();
+        let empty = HashMap::new();
+        let by_owner = seen.as_ref().map_or(&empty, |s| &s.by_owner);
         let mut wanted = Vec::new();
         let mut progress = Progresses::new();
-        let mut seen = HashSet::new();
+        let mut decided = HashSet::new();
         for o in snapshot.of_kind(Kind::Deployment) {
             let Object::Deployment(d) = &o.object else { continue };
             let ns = d.metadata.namespace.clone().unwrap_or_default();
             let key = (ns.clone(), d.metadata.name.clone());
-            seen.insert(key.clone());
+            decided.insert(key.clone());
             let params = RolloutParams::of(&d.spec);
             let current = template_hash(&d.spec.template);
             let uid = d.metadata.uid.as_deref().unwrap_or_default();
@@ -114,7 +156,7 @@ impl Rollouts {
             for st in by_owner.get(uid).map(Vec::as_slice).unwrap_or_default() {
                 let Some((hash, index)) = parse_pod_name(&d.metadata.name, &st.name) else { continue };
                 let available = st.ready
-                    && self.ready_since.get(&st.id()).is_some_and(|t| now_ms.saturating_sub(*t) >= min_ready_ms);
+                    && self.ready_since.get(st.id.as_str()).is_some_and(|t| now_ms.saturating_sub(*t) >= min_ready_ms);
                 let slot = obs.entry(index).or_default();
                 // One pod reported by two nodes (a handoff) is one pod.
                 match slot.iter_mut().find(|p| p.hash == hash) {
@@ -142,7 +184,8 @@ impl Rollouts {
                 Progress { generation, params, hash: current, revision, status: decision.status, deadline_exceeded },
             );
         }
-        self.last_progress.retain(|k, _| seen.contains(k));
+        self.last_progress.retain(|k, _| decided.contains(k));
+        self.seen = seen;
         (wanted, progress)
     }
 
@@ -196,9 +239,17 @@ pub fn desired_of(snapshot: &Snapshot, wanted: &[Wanted]) -> Vec<DesiredPod> {
             uid: d.metadata.uid.clone().unwrap_or_default(),
         };
         let fenced = d.spec.fencing.as_deref() == Some("Majority");
+        // One copy of each revision's template for all its pods.
+        let mut templates: HashMap<&str, Option<Template>> = HashMap::new();
         for (i, h) in &w.pods {
-            let template =
-                if *h == current { Some(&d.spec.template) } else { revision_of(snapshot, d, h).map(|r| &r.template) };
+            let template = templates.entry(h.as_str()).or_insert_with(|| {
+                let t = if *h == current {
+                    Some(&d.spec.template)
+                } else {
+                    revision_of(snapshot, d, h).map(|r| &r.template)
+                };
+                t.map(Template::of)
+            });
             if let Some(t) = template {
                 out.push(deployment_pod(&w.namespace, owner.clone(), *i, t, h, fenced));
             }
@@ -229,7 +280,7 @@ fn job_pod_by_id(snapshot: &Snapshot, id: &str) -> Option<DesiredPod> {
             uid: j.metadata.uid.clone().unwrap_or_default(),
         };
         let hash = template_hash(&j.spec.template);
-        Some(job_pod(ns, owner, index, &j.spec.template, &hash, is_indexed(j)))
+        Some(job_pod(ns, owner, index, &Template::of(&j.spec.template), &hash, is_indexed(j)))
     })
 }
 
@@ -249,6 +300,7 @@ fn deployment_pod_by_id(snapshot: &Snapshot, id: &str) -> Option<DesiredPod> {
             name: d.metadata.name.clone(),
             uid: d.metadata.uid.clone().unwrap_or_default(),
         };
-        Some(deployment_pod(ns, owner, index, template, hash, d.spec.fencing.as_deref() == Some("Majority")))
+        let fenced = d.spec.fencing.as_deref() == Some("Majority");
+        Some(deployment_pod(ns, owner, index, &Template::of(template), hash, fenced))
     })
 }

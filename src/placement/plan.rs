@@ -107,9 +107,9 @@ struct Cached {
     wanted: u64,
     /// Pods staying on cordoned nodes.
     pinned: BTreeMap<String, String>,
-    nodes: Vec<NodeSpec>,
+    nodes: Arc<Vec<NodeSpec>>,
     /// `nodes` and the settling ones (which run only their DaemonSet pods).
-    with_settling: Vec<NodeSpec>,
+    with_settling: Arc<Vec<NodeSpec>>,
     settling: usize,
     desired: Arc<Vec<DesiredPod>>,
     by_id: Arc<BTreeMap<String, DesiredPod>>,
@@ -118,7 +118,19 @@ struct Cached {
     schedulable: Arc<BTreeSet<String>>,
     digest: u64,
     triggers: Arc<Triggers>,
-    shared_nodes: Arc<Vec<NodeSpec>>,
+}
+
+/// The nodes placement sees in one view and one desired state, kept while
+/// both show the same nodes (a cluster replans every second, and whenever a
+/// pod's status changes anywhere; rebuilding the nodes' specs each time cost
+/// as much as the rest of the plan at 300 nodes).
+#[derive(Debug, Clone)]
+struct NodesMemo {
+    view: Arc<ClusterView>,
+    rev: u64,
+    nodes: Arc<Vec<NodeSpec>>,
+    with_settling: Arc<Vec<NodeSpec>>,
+    settling: usize,
 }
 
 /// Computes plans, reusing the placement while its inputs are unchanged.
@@ -134,6 +146,46 @@ pub struct Planner {
     alive_with_quorum: usize,
     lost_quorum_at: Option<u64>,
     rollouts: Rollouts,
+    nodes_memo: Option<NodesMemo>,
+}
+
+/// `nodes` and the live nodes that take no other pod yet (starting,
+/// settling, leaving), cordoned: DaemonSet pods also run there, and theirs
+/// never move, so a restart of `shoal` leaves them running.
+/// The same list as `nodes` (shared) when there is none.
+fn with_settling_of(nodes: &Arc<Vec<NodeSpec>>, view: &ClusterView) -> Arc<Vec<NodeSpec>> {
+    let mut extra = Vec::new();
+    if view.nodes.len() > nodes.len() {
+        let known: BTreeSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        for n in view.nodes.values().filter(|n| n.state.alive()) {
+            if !known.contains(n.info.name.as_str()) {
+                let mut spec = n.info.spec();
+                spec.unschedulable = true;
+                extra.push(spec);
+            }
+        }
+    }
+    if extra.is_empty() {
+        return nodes.clone();
+    }
+    Arc::new(nodes.iter().cloned().chain(extra).collect())
+}
+
+/// Two views show the same nodes to placement: the same nodes, alive or
+/// not, with the same records, and the same majority. Pod statuses may
+/// differ: they change often, and placement does not read them.
+fn same_members(a: &Arc<ClusterView>, b: &Arc<ClusterView>) -> bool {
+    Arc::ptr_eq(a, b)
+        || (a.quorum == b.quorum
+            && a.nodes.len() == b.nodes.len()
+            && a.nodes.iter().zip(b.nodes.iter()).all(|((na, a), (nb, b))| {
+                na == nb && a.state.alive() == b.state.alive() && (Arc::ptr_eq(&a.info, &b.info) || a.info == b.info)
+            }))
+}
+
+/// Two node lists are the same (the same memo, or equal).
+fn same_nodes(a: &Arc<Vec<NodeSpec>>, b: &Arc<Vec<NodeSpec>>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// A digest of what the desired pods are made from.
@@ -212,32 +264,36 @@ impl Planner {
             self.lost_quorum_at = Some(now_unix);
         }
         let grace = self.lost_quorum_at.is_some_and(|t| now_unix.saturating_sub(t) < MINORITY_GRACE_SECS);
-        let (nodes, settling) = match &self.cache {
-            Some(c) if grace => (c.nodes.clone(), c.settling),
-            _ => {
-                let nodes = view.placement_nodes();
-                let settling = view.nodes.values().filter(|n| n.state.alive()).count().saturating_sub(nodes.len());
-                (nodes, settling)
+        let (nodes, with_settling, settling) = match &self.cache {
+            Some(c) if grace => {
+                let mut nodes = (*c.nodes).clone();
+                maintenance::cordon(&mut nodes, snapshot);
+                let nodes = Arc::new(nodes);
+                let with_settling = with_settling_of(&nodes, view);
+                (nodes, with_settling, c.settling)
             }
-        };
-        let mut nodes = nodes;
-        maintenance::cordon(&mut nodes, snapshot);
-        let (mut wanted, progress) = self.rollouts.decide(snapshot, view, rules.linger_ms, now_ms);
-        // DaemonSet pods also run on live nodes that take no other pod yet
-        // (starting, settling, leaving): theirs never move, so a restart of
-        // `shoal` leaves them running. Placement sees those nodes as
-        // cordoned.
-        let mut with_settling = nodes.clone();
-        if view.nodes.len() > nodes.len() {
-            let known: BTreeSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-            for n in view.nodes.values().filter(|n| n.state.alive()) {
-                if !known.contains(n.info.name.as_str()) {
-                    let mut spec = n.info.spec();
-                    spec.unschedulable = true;
-                    with_settling.push(spec);
+            _ => match &self.nodes_memo {
+                Some(m) if m.rev == snapshot.rev && same_members(&m.view, view) => {
+                    (m.nodes.clone(), m.with_settling.clone(), m.settling)
                 }
-            }
-        }
+                _ => {
+                    let mut nodes = view.placement_nodes();
+                    let settling = view.nodes.values().filter(|n| n.state.alive()).count().saturating_sub(nodes.len());
+                    maintenance::cordon(&mut nodes, snapshot);
+                    let nodes = Arc::new(nodes);
+                    let with_settling = with_settling_of(&nodes, view);
+                    self.nodes_memo = Some(NodesMemo {
+                        view: view.clone(),
+                        rev: snapshot.rev,
+                        nodes: nodes.clone(),
+                        with_settling: with_settling.clone(),
+                        settling,
+                    });
+                    (nodes, with_settling, settling)
+                }
+            },
+        };
+        let (mut wanted, progress) = self.rollouts.decide(snapshot, view, rules.linger_ms, now_ms);
         let rollouts = &self.rollouts;
         let available = |id: &str, min_ready_ms: u64| rollouts.available(id, min_ready_ms, rules.linger_ms, now_ms);
         let (daemon_wanted, daemons) = daemonsets::decide(snapshot, view, &with_settling, &available);
@@ -257,8 +313,8 @@ impl Planner {
         }
         let fresh = self.cache.as_ref().is_some_and(|c| {
             c.wanted == wanted_now
-                && c.nodes == nodes
-                && c.with_settling == with_settling
+                && same_nodes(&c.nodes, &nodes)
+                && same_nodes(&c.with_settling, &with_settling)
                 && c.settling == settling
                 && c.pinned == pinned
         });
@@ -276,7 +332,6 @@ impl Planner {
             let triggers = Arc::new(cron::triggers(snapshot, &nodes));
             self.cache = Some(Cached {
                 triggers,
-                shared_nodes: Arc::new(nodes.clone()),
                 wanted: wanted_now,
                 pinned,
                 settling,
@@ -340,7 +395,7 @@ impl Planner {
             fenced_elsewhere,
             results: snapshot.pod_results.clone(),
             triggers: c.triggers.clone(),
-            nodes: c.shared_nodes.clone(),
+            nodes: c.nodes.clone(),
         };
         PlanView {
             desired: c.desired.clone(),
@@ -405,6 +460,34 @@ mod tests {
 
     fn owned_by_a(p: &PlanView) -> usize {
         p.plan.owners.values().filter(|o| *o == "a").count()
+    }
+
+    #[test]
+    fn pod_statuses_changing_reuse_the_placement_and_a_node_changing_recomputes_it() {
+        let rules = PlanRules { fence_delay_secs: 10, linger_ms: 1000 };
+        let snap = snapshot();
+        let mut p = Planner::default();
+        let first = p.plan(&snap, &view(&["a", "b", "c"], true), &rules, 100_000);
+        assert_eq!(p.computed, 1);
+        // A new view whose only change is a pod status elsewhere.
+        let mut v = (*view(&["a", "b", "c"], true)).clone();
+        let st =
+            crate::model::status::PodStatus { namespace: "default".into(), name: "x".into(), ..Default::default() };
+        v.nodes.get_mut("b").unwrap().pods =
+            crate::model::status::peer_pods(&BTreeMap::from([("default/x".into(), st)]));
+        let again = p.plan(&snap, &Arc::new(v.clone()), &rules, 100_500);
+        assert_eq!(p.computed, 1, "the same nodes: the placement is kept");
+        assert!(Arc::ptr_eq(&first.placement, &again.placement));
+        // A node's record changes (its capacity): placed again.
+        let mut info = (*v.nodes["c"].info).clone();
+        info.allocatable.cpu_millis = 1000;
+        v.nodes.get_mut("c").unwrap().info = Arc::new(info);
+        p.plan(&snap, &Arc::new(v), &rules, 101_000);
+        assert_eq!(p.computed, 2, "another node record: placed again");
+        // A node dies: placed again, and its replicas move.
+        let dead = p.plan(&snap, &view(&["a", "b"], true), &rules, 101_500);
+        assert_eq!(p.computed, 3);
+        assert!(dead.plan.owners.values().all(|o| o != "c"));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub(crate) fn pods(owner: &str, n: u32, req: Resources) -> Vec<DesiredPod> {
             name: format!("{owner}-{i}"),
             owner: OwnerRef { kind: Kind::Deployment, name: owner.into(), uid: "u".into() },
             index: i,
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             spec: Arc::new(PodSpec::default()),
             template_hash: "h".into(),
             requests: req,

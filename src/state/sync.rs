@@ -183,6 +183,29 @@ fn peers(view: &ClusterView) -> Vec<(String, SocketAddr)> {
         .collect()
 }
 
+/// The peer of anti-entropy round `round`: a random alive peer whose
+/// gossiped digest differs from `mine`; when none does, every 5th round a
+/// random alive peer (an in-sync check covers digests gossip has not carried
+/// yet). Two passes over the view and no copy of it: a round at rest costs
+/// little even with thousands of peers.
+fn pick_peer(view: &ClusterView, mine: &str, round: u64, rng: &mut impl rand::Rng) -> Option<SocketAddr> {
+    let alive = || view.nodes.values().filter(|n| n.state.alive() && n.info.name != view.self_name);
+    let differs = |n: &&crate::membership::view::NodeView| !n.state_digest.is_empty() && n.state_digest != mine;
+    let differing = alive().filter(differs).count();
+    let chosen = if differing > 0 {
+        alive().filter(differs).nth(rng.random_range(0..differing))
+    } else if round.is_multiple_of(5) {
+        let all = alive().count();
+        if all == 0 {
+            return None;
+        }
+        alive().nth(rng.random_range(0..all))
+    } else {
+        None
+    };
+    chosen?.info.gossip_addr.parse().ok()
+}
+
 /// Runs anti-entropy every `interval` with a random alive peer (preferring
 /// peers whose gossiped digest differs from ours), and keeps going at once
 /// while a round reports more to do. Also collects old tombstones.
@@ -195,7 +218,7 @@ pub async fn run_anti_entropy(
     seed: u64,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -216,24 +239,8 @@ pub async fn run_anti_entropy(
             }
         }
         let v = view.borrow().clone();
-        let candidates = peers(&v);
-        if candidates.is_empty() {
-            continue;
-        }
         let mine = hex_root(&db);
-        let differing: Vec<&(String, SocketAddr)> = candidates
-            .iter()
-            .filter(|(name, _)| v.nodes.get(name).is_some_and(|n| !n.state_digest.is_empty() && n.state_digest != mine))
-            .collect();
-        // Differing peers first; an in-sync check with a random peer every
-        // 5th round covers digests gossip has not carried yet.
-        let pick = if !differing.is_empty() {
-            differing[rng.random_range(0..differing.len())].1
-        } else if n.is_multiple_of(5) {
-            candidates[rng.random_range(0..candidates.len())].1
-        } else {
-            continue;
-        };
+        let Some(pick) = pick_peer(&v, &mine, n, &mut rng) else { continue };
         for _ in 0..100 {
             match anti_entropy(&db, rpc.as_ref(), pick).await {
                 Ok(r) if r.more => continue,
@@ -317,5 +324,66 @@ impl Writer for ReplicatedWriter {
             });
         }
         Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::membership::view::{NodeInfo, NodeState, NodeView};
+
+    fn view(peers: &[(&str, NodeState, &str)]) -> ClusterView {
+        let mut v = ClusterView { self_name: "me".into(), ..Default::default() };
+        for (i, (name, state, digest)) in peers.iter().enumerate() {
+            let info =
+                NodeInfo { name: (*name).into(), gossip_addr: format!("127.0.0.{}:7421", i + 1), ..Default::default() };
+            let node = NodeView {
+                info: Arc::new(info),
+                state: *state,
+                since: 0,
+                pods: Default::default(),
+                state_digest: (*digest).into(),
+                extra: Default::default(),
+            };
+            v.nodes.insert((*name).into(), node);
+        }
+        v
+    }
+
+    #[test]
+    fn anti_entropy_picks_a_live_peer_that_differs_and_at_rest_checks_one_every_fifth_round() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let v = view(&[
+            ("me", NodeState::Ready, "x"),
+            ("same", NodeState::Ready, "mine"),
+            ("differs", NodeState::Ready, "other"),
+            ("dead", NodeState::Dead, "other"),
+            ("unknown", NodeState::Ready, ""),
+        ]);
+        let differs: SocketAddr = "127.0.0.3:7421".parse().unwrap();
+        for round in 1..50 {
+            assert_eq!(pick_peer(&v, "mine", round, &mut rng), Some(differs), "round {round}");
+        }
+        // Everyone agrees: only every fifth round, and any live peer but this node.
+        let v = view(&[
+            ("me", NodeState::Ready, "x"),
+            ("a", NodeState::Ready, "mine"),
+            ("b", NodeState::Suspect, "mine"),
+            ("c", NodeState::Dead, "mine"),
+        ]);
+        let mut seen = std::collections::BTreeSet::new();
+        for round in 1..200 {
+            let pick = pick_peer(&v, "mine", round, &mut rng);
+            assert_eq!(pick.is_some(), round % 5 == 0, "round {round}");
+            seen.extend(pick);
+        }
+        let live: std::collections::BTreeSet<SocketAddr> =
+            ["127.0.0.2:7421", "127.0.0.3:7421"].iter().map(|a| a.parse().unwrap()).collect();
+        assert_eq!(seen, live, "both live peers are checked, never this node or a dead one");
+        assert_eq!(pick_peer(&view(&[("me", NodeState::Ready, "x")]), "mine", 5, &mut rng), None);
     }
 }

@@ -196,7 +196,7 @@ mod tests {
             info: Arc::new(NodeInfo { name: owner.into(), ..Default::default() }),
             state: NodeState::Ready,
             since: 0,
-            pods: Arc::new(pods),
+            pods: crate::model::status::peer_pods(&pods),
             state_digest: String::new(),
             extra: Default::default(),
         };

@@ -142,7 +142,7 @@ fn plan(
                 info: Arc::new(NodeInfo { name: node.into(), ..Default::default() }),
                 state: NodeState::Ready,
                 since: 0,
-                pods: Arc::new(statuses),
+                pods: crate::model::status::peer_pods(&statuses),
                 state_digest: String::new(),
                 extra: Default::default(),
             },

@@ -411,7 +411,7 @@ pub fn launch(
         cpu_limit_millis: limit("cpu", crate::model::quantity::parse_cpu_millis),
         memory_limit_bytes: limit("memory", crate::model::quantity::parse_memory_bytes),
         node_ip: ctx.node_ip,
-        labels: desired.labels.clone(),
+        labels: (*desired.labels).clone(),
         log: log_sink(ctx, desired, &c.name),
         lease: desired.fenced.then(|| ctx.fence_lease.clone()),
     }

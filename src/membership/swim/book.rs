@@ -24,7 +24,6 @@ use super::id::SwimId;
 use super::wire::{Have, Page, Section, Stamp, Want, paginate};
 use crate::membership::assemble::{RawNode, Records, keys, parse_records};
 use crate::membership::view::NodeState;
-use crate::model::status::PodStatus;
 
 /// Most `Want`s outstanding at once (a node that just joined a large
 /// cluster pulls everyone's records a batch at a time).
@@ -71,7 +70,7 @@ struct Peer {
     partial: [Option<Partial>; 2],
     /// The summary parsed (info, extra keys) and the pods parsed.
     parsed: Records,
-    pods_parsed: Arc<BTreeMap<String, PodStatus>>,
+    pods_parsed: crate::model::status::PeerPods,
     /// Keys that did not parse, in the summary and in the pods section.
     malformed: [usize; 2],
     records: Arc<Records>,

@@ -78,7 +78,7 @@ fn run_owned(v: &mut ClusterView, p: &PlanView) {
         by_node.entry(owner.clone()).or_default().insert(id.clone(), st);
     }
     for (name, n) in v.nodes.iter_mut() {
-        n.pods = Arc::new(by_node.remove(name).unwrap_or_default());
+        n.pods = crate::model::status::peer_pods(&by_node.remove(name).unwrap_or_default());
     }
 }
 

@@ -147,7 +147,9 @@ fn a_running_job_pod_stays_on_the_node_that_runs_it() {
     use std::sync::Arc;
     let j = job(|_| {});
     let owner = OwnerRef { kind: crate::model::Kind::Job, name: "train".into(), uid: "job-uid".into() };
-    let desired: Vec<_> = (0..2).map(|i| job_pod("default", owner.clone(), i, &j.spec.template, "h", false)).collect();
+    let desired: Vec<_> = (0..2)
+        .map(|i| job_pod("default", owner.clone(), i, &crate::model::pods::Template::of(&j.spec.template), "h", false))
+        .collect();
     let status = |state: ContainerState, terminating: bool| PodStatus {
         namespace: "default".into(),
         name: "train-0".into(),
@@ -170,7 +172,7 @@ fn a_running_job_pod_stays_on_the_node_that_runs_it() {
                 info: Arc::new(NodeInfo { name: node.into(), ..Default::default() }),
                 state: if alive { NodeState::Ready } else { NodeState::Dead },
                 since: 0,
-                pods: Arc::new(BTreeMap::from([("default/train-0".to_string(), st)])),
+                pods: crate::model::status::peer_pods(&BTreeMap::from([("default/train-0".to_string(), st)])),
                 state_digest: String::new(),
                 extra: Default::default(),
             },
