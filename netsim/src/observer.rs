@@ -81,6 +81,9 @@ pub struct Crash {
     pub at: Duration,
     pub detected: Option<Duration>,
     pub rescheduled: Option<Duration>,
+    /// The cluster wanted replicas after it (a run with no workload has
+    /// nothing to reschedule: its crashes are not "never came back").
+    pub replicas: bool,
 }
 
 /// A rolling update being timed: from the apply until every replica runs
@@ -324,6 +327,7 @@ impl Observer {
                     c.detected = Some(t - c.at);
                 }
             }
+            c.replicas |= !desired.is_empty();
             if c.rescheduled.is_none() && missing == 0 && !desired.is_empty() {
                 c.rescheduled = Some(t - c.at);
             }

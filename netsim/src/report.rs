@@ -67,7 +67,7 @@ pub fn figures(r: &RunResult) -> Figures {
         undetected: o.crashes.iter().filter(|c| c.detected.is_none()).count(),
         convergence: spread(o.writes.iter().filter_map(|w| w.converged).map(|d| d.as_secs_f64()).collect()),
         reschedule: spread(o.crashes.iter().filter_map(|c| c.rescheduled).map(|d| d.as_secs_f64()).collect()),
-        unrecovered: o.crashes.iter().filter(|c| c.rescheduled.is_none()).count(),
+        unrecovered: o.crashes.iter().filter(|c| c.replicas && c.rescheduled.is_none()).count(),
         duplicate_secs: o.duplicate_secs,
         orphan_secs: o.orphan_secs,
         orphan_cleanup: spread(o.returns.iter().filter_map(|r| r.clean).map(|d| d.as_secs_f64()).collect()),

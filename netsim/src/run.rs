@@ -355,6 +355,7 @@ async fn apply_step(
                 at: t,
                 detected: None,
                 rescheduled: None,
+                replicas: false,
             });
             log.push((ts, format!("{} {name}", if agent_only { "agent-crash" } else { "crash" })));
         }

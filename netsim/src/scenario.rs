@@ -348,6 +348,7 @@ mod tests {
             "kill-one",
             "long-pause",
             "lossy-network",
+            "membership-only",
             "rolling-restart",
             "rolling-update",
             "rolling-update-crash",

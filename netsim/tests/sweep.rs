@@ -179,3 +179,12 @@ fn cron_under_faults() {
 fn idle() {
     sweep("idle");
 }
+
+#[test]
+fn membership_only() {
+    for (c, f) in sweep("membership-only") {
+        let what = format!("membership-only, seed {}, {} mode", c.seed, c.mode.as_str());
+        assert_eq!(f.undetected, 0, "{what}: a crash was never detected by every node");
+        assert_eq!(f.unrecovered, 0, "{what}: no replica to bring back, none missing");
+    }
+}

@@ -129,6 +129,20 @@ fn cron_under_faults() {
     swim("cron-under-faults");
 }
 
+/// Membership alone: eleven crashes, each detected by every live node, and
+/// afterwards the cluster at rest costs under 1 KB/s per node.
+#[test]
+fn membership_only() {
+    for (c, f) in swim("membership-only") {
+        let what = format!("membership-only, seed {}, swim", c.seed);
+        assert_eq!(f.detection.n, 11, "{what}: every crash is detected");
+        assert_eq!(f.undetected, 0, "{what}: a crash was never detected by every node");
+        assert_eq!(f.unrecovered, 0, "{what}: no replica to bring back, none missing");
+        let quiet = f.quiet_bytes_per_node_sec.expect("the last 40 s are quiet");
+        assert!(quiet < 1000.0, "{what}: {quiet:.0} B/s per node at rest");
+    }
+}
+
 /// A cluster at rest: SWIM's traffic per node stays under 1 KB/s and well
 /// under chitchat's on the same cluster.
 #[test]
