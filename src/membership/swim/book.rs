@@ -9,9 +9,13 @@
 //! (the same `parse_records`, so the same checks).
 //!
 //! Pulls are bounded: at most `MAX_PULLS` outstanding, one per peer, asked
-//! again after `PULL_RETRY`. A stamp lost in gossip is found by the
-//! rotation (`rotate`): one peer a round is asked for its stamp, so every
-//! peer is checked every n rounds at a constant cost per node.
+//! again after `PULL_RETRY`. A stamp lost in gossip is found by the sync:
+//! every few seconds a random peer gets this node's versions hashed into
+//! buckets (`buckets`) and answers with its versions in the buckets that
+//! differ (`differing`); the newer ones are pulled from their owners
+//! (`versions_heard`). At rest that costs one small exchange per node per
+//! round whatever the cluster's size; a stamp one node missed is found in
+//! about one round, as nearly every peer holds it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,7 +25,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::id::SwimId;
-use super::wire::{Have, Page, Section, Stamp, Want, paginate};
+use super::wire::{Have, MAX_VERSIONS, Page, SYNC_BUCKETS, Section, Stamp, Version, Want, paginate};
 use crate::membership::assemble::{RawNode, Records, keys, parse_records};
 use crate::membership::view::NodeState;
 
@@ -75,6 +79,8 @@ struct Peer {
     malformed: [usize; 2],
     records: Arc<Records>,
     asked: Option<Instant>,
+    /// A newer stamp (generation, sequence) a sync found elsewhere.
+    newer: Option<(u64, u64)>,
     /// When it was first heard of while unnamed by SWIM.
     unnamed_since: Option<Instant>,
 }
@@ -93,6 +99,7 @@ impl Peer {
             malformed: [0, 0],
             records: Arc::default(),
             asked: None,
+            newer: None,
             unnamed_since: None,
         }
     }
@@ -113,7 +120,10 @@ impl Peer {
     /// (every node publishes a summary at start: a member whose stamp was
     /// gossiped before this node joined is asked for it).
     fn lacks(&self) -> bool {
-        self.stamp.summary == 0 || self.summary.version < self.stamp.summary || self.pods.version < self.stamp.pods
+        self.stamp.summary == 0
+            || self.summary.version < self.stamp.summary
+            || self.pods.version < self.stamp.pods
+            || self.newer.is_some_and(|v| v > (self.stamp.generation, self.stamp.seq))
     }
 
     fn want(&self) -> Want {
@@ -121,13 +131,38 @@ impl Peer {
     }
 }
 
+/// Which sync bucket a node's versions fall in.
+fn bucket_of(name: &str) -> usize {
+    (fnv1a(name.as_bytes(), FNV_OFFSET) % SYNC_BUCKETS as u64) as usize
+}
+
+/// A stamp version's share of its bucket's hash (the same on every
+/// platform and build: FNV-1a, then a 64-bit finaliser).
+fn version_hash(s: &Stamp) -> u32 {
+    let mut h = fnv1a(s.name.as_bytes(), FNV_OFFSET);
+    h = fnv1a(&s.generation.to_le_bytes(), h);
+    h = fnv1a(&s.seq.to_le_bytes(), h);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    (h ^ (h >> 32)) as u32
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// Every peer's records as this node holds them.
 #[derive(Debug, Default)]
 pub struct Book {
     me: String,
     peers: BTreeMap<String, Peer>,
-    /// Where the rotation stands (a name: insertions do not shift it).
-    cursor: Option<String>,
     /// Peers that may need a pull or an announce (a superset: `pulls`
     /// drops those that do not), so a round costs nothing per peer at rest.
     wanting: std::collections::BTreeSet<String>,
@@ -315,19 +350,66 @@ impl Book {
         out
     }
 
-    /// The next alive peer in rotation, to ask for its stamp (and what is
-    /// missing): repairs stamps lost in gossip at one request per round.
-    pub fn rotate(&mut self) -> Option<(SocketAddr, Want)> {
-        let after = self.cursor.clone().unwrap_or_default();
-        let pick = self
-            .peers
-            .range::<String, _>((std::ops::Bound::Excluded(&after), std::ops::Bound::Unbounded))
-            .chain(self.peers.range::<String, _>(..=&after))
-            .find(|(_, p)| p.state.alive() && p.id.is_some())
-            .map(|(n, p)| (n.clone(), p.id.as_ref().map(|i| i.addr), p.want()));
-        let (name, addr, want) = pick?;
-        self.cursor = Some(name);
-        Some((addr?, want))
+    /// The peers a sync covers: alive and named by SWIM, with their
+    /// stamps (this node's own is added by the callers).
+    fn synced(&self) -> impl Iterator<Item = &Stamp> {
+        self.peers.values().filter(|p| p.state.alive() && p.id.is_some()).map(|p| &p.stamp)
+    }
+
+    /// The address of the `pick`-th (modulo their number) peer a sync
+    /// covers: the caller draws `pick` at random.
+    pub fn sync_peer(&self, pick: usize) -> Option<SocketAddr> {
+        let n = self.synced().count();
+        if n == 0 {
+            return None;
+        }
+        let s = self.synced().nth(pick % n)?;
+        self.peers.get(&s.name)?.id.as_ref().map(|i| i.addr)
+    }
+
+    /// This node's versions (its own stamp's and every synced peer's)
+    /// hashed into `SYNC_BUCKETS` buckets: equal on two nodes that hold
+    /// the same stamps of the same nodes.
+    pub fn buckets(&self, own: &Stamp) -> Vec<u32> {
+        let mut b = vec![0u32; SYNC_BUCKETS];
+        for s in std::iter::once(own).chain(self.synced()) {
+            b[bucket_of(&s.name)] ^= version_hash(s);
+        }
+        b
+    }
+
+    /// The versions this node holds in the buckets where `theirs` differs
+    /// from its own, at most `MAX_VERSIONS` (none when they are equal or
+    /// malformed).
+    pub fn differing(&self, own: &Stamp, theirs: &[u32]) -> Vec<Version> {
+        let mine = self.buckets(own);
+        if theirs.len() != mine.len() {
+            return Vec::new();
+        }
+        std::iter::once(own)
+            .chain(self.synced())
+            .filter(|s| mine[bucket_of(&s.name)] != theirs[bucket_of(&s.name)])
+            .take(MAX_VERSIONS)
+            .map(|s| Version { name: s.name.clone(), generation: s.generation, seq: s.seq })
+            .collect()
+    }
+
+    /// Versions a peer holds: those newer than this node's are pulled from
+    /// their owners at the next round. Whether any was newer.
+    pub fn versions_heard(&mut self, versions: &[Version]) -> bool {
+        let mut any = false;
+        for v in versions {
+            let Some(p) = self.peers.get_mut(&v.name) else { continue };
+            let theirs = (v.generation, v.seq);
+            if v.name == self.me || theirs <= (p.stamp.generation, p.stamp.seq) || p.newer >= Some(theirs) {
+                continue;
+            }
+            p.newer = Some(theirs);
+            p.asked = None;
+            self.wanting.insert(v.name.clone());
+            any = true;
+        }
+        any
     }
 
     /// Keeps the peers SWIM names that `keep` says to keep (by name and

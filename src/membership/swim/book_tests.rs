@@ -178,17 +178,93 @@ fn pulls_are_bounded_and_retried() {
     );
 }
 
-#[test]
-fn the_rotation_visits_every_alive_peer_in_turn() {
-    let mut book = Book::new("me");
+/// Two books that know the same five peers, each peer's stamp applied.
+fn books_in_step() -> (Book, Own, Book, Own, Vec<Own>) {
+    let (mut a, mut b) = (Book::new("me"), Book::new("you"));
+    let mut me = Own::new("me", 1, addr(2));
+    me.set(keys_of("me", 1, 0), false);
+    let mut you = Own::new("you", 1, addr(3));
+    you.set(keys_of("you", 1, 0), false);
+    a.member(&SwimId::new("you", 1, addr(3)), NodeState::Ready);
+    a.stamp(&you.stamp);
+    b.member(&SwimId::new("me", 1, addr(2)), NodeState::Ready);
+    b.stamp(&me.stamp);
+    let mut peers = Vec::new();
     for i in 1..=5u8 {
-        book.member(&SwimId::new(&format!("n{i}"), 1, addr(10 + i)), NodeState::Ready);
+        let name = format!("n{i}");
+        let mut own = Own::new(&name, 1, addr(10 + i));
+        own.set(keys_of(&name, 1, 1), false);
+        for book in [&mut a, &mut b] {
+            book.member(&SwimId::new(&name, 1, addr(10 + i)), NodeState::Ready);
+            book.stamp(&own.stamp);
+        }
+        peers.push(own);
     }
-    book.member(&SwimId::new("n3", 1, addr(13)), NodeState::Dead);
-    let seen: Vec<SocketAddr> = (0..8).filter_map(|_| book.rotate().map(|(a, _)| a)).collect();
-    assert_eq!(seen[..4], [addr(11), addr(12), addr(14), addr(15)]);
-    assert_eq!(seen[4..], [addr(11), addr(12), addr(14), addr(15)]);
-    assert!(Book::new("me").rotate().is_none());
+    let everyone: Vec<&Own> = peers.iter().chain([&me, &you]).collect();
+    for book in [&mut a, &mut b] {
+        for w in book.pulls(Instant::now()) {
+            let Pull::Want(to, w) = w else { panic!("every peer is named") };
+            let own = everyone.iter().find(|o| o.stamp.addr == to).expect("a known peer");
+            for have in own.answer(&w) {
+                book.stamp(&have.stamp);
+                if let Some(p) = have.page {
+                    book.page(&have.stamp.name, p);
+                }
+            }
+        }
+    }
+    (a, me, b, you, peers)
+}
+
+#[test]
+fn a_sync_finds_the_stamp_one_node_missed_and_it_is_pulled_from_its_owner() {
+    let (mut a, me, mut b, you, mut peers) = books_in_step();
+    assert_eq!(a.buckets(&me.stamp), b.buckets(&you.stamp), "the same stamps of the same nodes hash alike");
+    assert!(b.differing(&you.stamp, &a.buckets(&me.stamp)).is_empty(), "nothing differs: nothing to answer");
+    // n3 changes; b hears of it, a misses it.
+    peers[2].set(keys_of("n3", 1, 2), false);
+    b.stamp(&peers[2].stamp);
+    let answer = b.differing(&you.stamp, &a.buckets(&me.stamp));
+    let n3 = answer.iter().find(|v| v.name == "n3").expect("n3's bucket differs");
+    assert_eq!((n3.generation, n3.seq), (1, peers[2].stamp.seq));
+    assert!(answer.len() < 7, "only the differing buckets are listed: {answer:?}");
+    let now = Instant::now();
+    assert!(a.pulls(now).is_empty(), "in step: nothing to pull");
+    assert!(a.versions_heard(&answer), "a newer version is news");
+    assert!(!a.versions_heard(&answer), "the same versions twice are not");
+    let wants = a.pulls(now);
+    let want = Want { generation: 1, summary: 1, pods: 1 };
+    assert_eq!(wants, vec![Pull::Want(addr(13), want.clone())], "asked of n3 itself, for what changed");
+    for have in peers[2].answer(&want) {
+        a.stamp(&have.stamp);
+        if let Some(p) = have.page {
+            a.page("n3", p);
+        }
+    }
+    assert_eq!(a.buckets(&me.stamp), b.buckets(&you.stamp), "in step again");
+    assert!(a.pulls(now + PULL_RETRY * 2).is_empty(), "nothing more to pull");
+}
+
+#[test]
+fn a_sync_answer_is_bounded_and_ignores_what_is_not_newer() {
+    let (mut a, _, b, you, _) = books_in_step();
+    assert!(b.differing(&you.stamp, &[0; 3]).is_empty(), "a malformed sync gets no answer");
+    let all = b.differing(&you.stamp, &[0; SYNC_BUCKETS]);
+    assert_eq!(all.len(), 7, "every bucket differs: every version (its own too)");
+    let mut big = Book::new("big");
+    for i in 0..200u32 {
+        let name = format!("p{i}");
+        let mut own = Own::new(&name, 1, SocketAddr::from(([127, 1, (i / 250) as u8, (i % 250) as u8], 7421)));
+        own.set(keys_of(&name, 1, 0), false);
+        big.member(&SwimId::new(&name, 1, own.stamp.addr), NodeState::Ready);
+        big.stamp(&own.stamp);
+    }
+    let own = Own::new("big", 1, addr(9)).stamp;
+    assert_eq!(big.differing(&own, &[0; SYNC_BUCKETS]).len(), MAX_VERSIONS);
+    let older: Vec<Version> = all.iter().map(|v| Version { seq: v.seq.saturating_sub(1), ..v.clone() }).collect();
+    assert!(!a.versions_heard(&older), "older versions are not news");
+    assert!(!a.versions_heard(&[Version { name: "nobody".into(), generation: 9, seq: 9 }]), "nor unknown nodes");
+    assert!(a.sync_peer(0).is_some() && Book::new("alone").sync_peer(3).is_none());
 }
 
 #[test]

@@ -26,11 +26,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foca::{
-    AccumulatingRuntime, BroadcastHandler, Config, Foca, Invalidates, Member, Message, OwnedNotification,
+    AccumulatingRuntime, BroadcastHandler, Codec, Config, Foca, Invalidates, Member, Message, OwnedNotification,
     PeriodicParams, PostcardCodec, State, Timer,
 };
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -55,13 +55,18 @@ use crate::model::status::Statuses;
 /// let it renew fenced leases (fewer in a cluster smaller than twice this).
 pub const ACK_QUORUM: usize = 3;
 
-/// How often one peer, in rotation, is asked for its stamp: repairs a
-/// stamp lost in gossip at one small request per this period per node.
-pub const ROTATE_EVERY: Duration = Duration::from_secs(2);
+/// How often a random peer is sent this node's versions (`Frame::Sync`):
+/// repairs a stamp lost in gossip within about this period, at one small
+/// exchange per period per node.
+pub const SYNC_EVERY: Duration = Duration::from_secs(2);
 
 /// Frames from a member that arrive this soon after it was seen Down were
 /// on their way before (a killed process's last packets): no sign of life.
 pub const IN_FLIGHT: Duration = Duration::from_millis(500);
+
+/// The least time between two announces to one peer that keeps sending
+/// to an older identity of this node (see `Node::answer_stale`).
+pub const STALE_ANSWER_EVERY: Duration = Duration::from_secs(1);
 
 /// foca's member states are read this often, and at once after a member
 /// came up, went down or was renamed (only Suspect, which placement treats
@@ -201,9 +206,11 @@ impl SwimMembership {
             timers: Vec::new(),
             link,
             heard,
+            rng: StdRng::seed_from_u64(u64::from_le_bytes(seed.as_bytes()[24..].try_into().unwrap_or_default())),
             acks: FxHashMap::default(),
             heard_from: FxHashMap::default(),
             down_since: FxHashMap::default(),
+            stale_answered: FxHashMap::default(),
             memory: Memory::remembering(cfg.remembered.iter().cloned(), (cfg.clock)() + cfg.dead_node_grace.as_secs()),
             clock: ClockSync::starting_at(cfg.adjust_clock.as_ref().map_or(0, |a| a.initial)),
             dirty: true,
@@ -271,12 +278,17 @@ struct Node {
     link: Arc<dyn Link>,
     /// Stamps the broadcast handler found news.
     heard: Arc<Mutex<Vec<Stamp>>>,
+    /// Picks the peer of each sync (seeded from the node's name and generation, as foca's).
+    rng: StdRng,
     /// When each peer last answered this node's probe (or announce).
     acks: FxHashMap<String, Instant>,
     /// When each address last sent this node anything: a member foca holds
     /// Down that is heard from since (see `scan_members`) is alive
     /// (Suspect) in the view, not Dead.
     heard_from: FxHashMap<SocketAddr, Instant>,
+    /// When this node last announced itself to a peer that addressed an
+    /// older identity of it (see `answer_stale`).
+    stale_answered: FxHashMap<SocketAddr, Instant>,
     /// When this node first saw each member Down, by address.
     down_since: FxHashMap<SocketAddr, Instant>,
     memory: Memory,
@@ -301,7 +313,7 @@ impl Node {
         let mut link_open = true;
         let mut reports = Vec::new();
         let mut seeds_until_active = Instant::now();
-        let mut next_rotation = Instant::now() + ROTATE_EVERY;
+        let mut next_sync = Instant::now() + SYNC_EVERY;
         let mut last_published: Option<(NodeInfo, usize, bool, BTreeMap<String, String>)> = None;
         let mut left = false;
         let mut watched = 0;
@@ -372,10 +384,10 @@ impl Node {
                     Pull::Announce(addr) => self.announce(addr),
                 }
             }
-            if now >= next_rotation {
-                next_rotation = now + ROTATE_EVERY;
-                if let Some((addr, want)) = self.book.rotate() {
-                    self.link.send(addr, wire::encode(&Frame::Want(want)));
+            if now >= next_sync {
+                next_sync = now + SYNC_EVERY;
+                if let Some(addr) = self.book.sync_peer(self.rng.random::<u32>() as usize) {
+                    self.link.send(addr, wire::encode(&Frame::Sync(self.book.buckets(&self.own.stamp))));
                 }
             }
             if self.scan || now >= scan_at {
@@ -435,6 +447,7 @@ impl Node {
                 }
             }
             Ok(Frame::Swim(data)) => {
+                self.answer_stale(&data);
                 if let Err(e) = self.foca.handle_data(&data, &mut self.rt) {
                     tracing::debug!(peer = %from, "refused SWIM packet: {e}");
                 }
@@ -444,6 +457,15 @@ impl Node {
                 for have in self.own.answer(&want) {
                     self.link.send(from, wire::encode(&Frame::Have(have)));
                 }
+            }
+            Ok(Frame::Sync(theirs)) => {
+                let versions = self.book.differing(&self.own.stamp, &theirs);
+                if !versions.is_empty() {
+                    self.link.send(from, wire::encode(&Frame::Versions(versions)));
+                }
+            }
+            Ok(Frame::Versions(versions)) => {
+                self.book.versions_heard(&versions);
             }
             Ok(Frame::Have(have)) => {
                 let name = have.stamp.name.clone();
@@ -459,6 +481,35 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// A message to an older identity of this node (before a rejoin) is
+    /// dropped by foca, payload and all, so its sender would go on probing
+    /// a ghost and declare this node down. Announcing this identity to the
+    /// sender teaches it the new one in one message (foca takes an
+    /// announce's sender as alive), at most once per `STALE_ANSWER_EVERY`
+    /// per peer. After a partition heals, when both sides rejoin at once,
+    /// this is what lets two nodes that each hold the other's old identity
+    /// meet again within a probe, not when gossip happens to reach them.
+    fn answer_stale(&mut self, data: &[u8]) {
+        let Ok(h) = Codec::<SwimId>::decode_header(&mut PostcardCodec, data) else { return };
+        let me = self.foca.identity();
+        if h.dst == *me || h.dst.addr != me.addr || h.message == Message::Announce || h.src.addr == me.addr {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .stale_answered
+            .get(&h.src.addr)
+            .is_some_and(|at| now.saturating_duration_since(*at) < STALE_ANSWER_EVERY)
+        {
+            return;
+        }
+        self.stale_answered.insert(h.src.addr, now);
+        if let Err(e) = self.foca.announce(h.src, &mut self.rt) {
+            tracing::debug!("announce to a peer holding an old identity of this node: {e}");
+        }
+        self.drain();
     }
 
     fn announce(&mut self, addr: SocketAddr) {
@@ -527,6 +578,7 @@ impl Node {
         let now = Instant::now();
         let dead_after = self.cfg.dead_after;
         self.heard_from.retain(|_, at| now.saturating_duration_since(*at) < dead_after);
+        self.stale_answered.retain(|_, at| now.saturating_duration_since(*at) < STALE_ANSWER_EVERY);
         let mut down = FxHashMap::default();
         for m in self.foca.iter_membership_state() {
             let addr = m.id().addr;

@@ -6,7 +6,13 @@
 //! - `Want`: "what changed since these versions?", sent to the node whose
 //!   records are wanted;
 //! - `Have`: that node's answer: its stamp and one page of what the asker
-//!   lacks.
+//!   lacks;
+//! - `Sync`: the asker's stamp versions hashed into `SYNC_BUCKETS`
+//!   buckets, sent to one random peer every few seconds (anti-entropy for
+//!   stamps lost in gossip, as memberlist's push-pull, but a few hundred
+//!   bytes at rest whatever the cluster's size);
+//! - `Versions`: the answer: the versions this node holds in the buckets
+//!   that differ, so the asker pulls the newer ones from their owners.
 //!
 //! A node's records are the same key-value pairs chitchat would carry
 //! (`assemble::keys`), split in two sections: the summary (its `NodeInfo`
@@ -26,6 +32,16 @@ pub const MAGIC: u8 = 0x5d;
 const SWIM: u8 = 1;
 const WANT: u8 = 2;
 const HAVE: u8 = 3;
+const SYNC: u8 = 4;
+const VERSIONS: u8 = 5;
+
+/// Buckets of a `Sync`: 32 × 4 bytes per exchange at rest, and a bucket
+/// holds n/32 versions when it differs.
+pub const SYNC_BUCKETS: usize = 32;
+
+/// Most versions in one `Versions` answer (the asker asks again, another
+/// peer, a few seconds later, for what did not fit).
+pub const MAX_VERSIONS: usize = 48;
 
 /// Largest foca packet (foca's `max_packet_size`): probes and their
 /// piggybacked updates stay within one Ethernet frame's worth.
@@ -105,11 +121,23 @@ pub struct Have {
     pub page: Option<Page>,
 }
 
+/// Which stamp of a node another node holds (name, generation, sequence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub name: String,
+    pub generation: u64,
+    pub seq: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Swim(Vec<u8>),
     Want(Want),
     Have(Have),
+    /// Hashes of the asker's stamp versions, by bucket.
+    Sync(Vec<u32>),
+    /// The versions held in the buckets that differ.
+    Versions(Vec<Version>),
 }
 
 /// Why a frame from a peer was refused.
@@ -137,6 +165,8 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
         }
         Frame::Want(w) => (WANT, postcard::to_stdvec(w)),
         Frame::Have(h) => (HAVE, postcard::to_stdvec(h)),
+        Frame::Sync(b) => (SYNC, postcard::to_stdvec(&b.iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>())),
+        Frame::Versions(v) => (VERSIONS, postcard::to_stdvec(v)),
     };
     let mut out = vec![MAGIC, kind];
     // Serializing these plain structs cannot fail (no maps with non-string
@@ -160,6 +190,20 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, WireError> {
             let h: Have = postcard::from_bytes(body).map_err(bad)?;
             check_have(&h)?;
             Ok(Frame::Have(h))
+        }
+        SYNC => {
+            let b: Vec<u8> = postcard::from_bytes(body).map_err(bad)?;
+            if b.len() != SYNC_BUCKETS * 4 {
+                return Err(WireError::Bounds("sync buckets"));
+            }
+            Ok(Frame::Sync(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+        }
+        VERSIONS => {
+            let v: Vec<Version> = postcard::from_bytes(body).map_err(bad)?;
+            if v.len() > MAX_VERSIONS || v.iter().any(|v| v.name.is_empty()) {
+                return Err(WireError::Bounds("versions"));
+            }
+            Ok(Frame::Versions(v))
         }
         k => Err(WireError::Kind(k)),
     }
@@ -238,6 +282,8 @@ mod tests {
                     keys: vec![("pod:default/web-0".into(), "{}".into())],
                 }),
             }),
+            Frame::Sync((0..SYNC_BUCKETS as u32).map(|i| i.wrapping_mul(0x9e37_79b9)).collect()),
+            Frame::Versions(vec![Version { name: "a".into(), generation: 5, seq: 3 }]),
         ];
         for f in frames {
             assert_eq!(decode(&encode(&f)), Ok(f));
@@ -250,6 +296,19 @@ mod tests {
         assert_eq!(decode(&[0, 1, 2, 3]), Err(WireError::NotSwim));
         assert!(WireError::NotSwim.to_string().contains("--membership"));
         assert_eq!(decode(&[MAGIC, 9]), Err(WireError::Kind(9)));
+    }
+
+    #[test]
+    fn out_of_bounds_syncs_are_refused() {
+        let short = Frame::Sync(vec![0; SYNC_BUCKETS - 1]);
+        assert_eq!(decode(&encode(&short)), Err(WireError::Bounds("sync buckets")));
+        let sync = encode(&Frame::Sync(vec![u32::MAX; SYNC_BUCKETS]));
+        assert!(sync.len() <= 4 * SYNC_BUCKETS + 4, "{} bytes: a sync stays small", sync.len());
+        let v = Version { name: "a".into(), generation: 1, seq: 1 };
+        let many = Frame::Versions(vec![v; MAX_VERSIONS + 1]);
+        assert_eq!(decode(&encode(&many)), Err(WireError::Bounds("versions")));
+        let nameless = Frame::Versions(vec![Version { name: String::new(), generation: 1, seq: 1 }]);
+        assert_eq!(decode(&encode(&nameless)), Err(WireError::Bounds("versions")));
     }
 
     #[test]
