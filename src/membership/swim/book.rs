@@ -260,11 +260,12 @@ impl Book {
         }
     }
 
-    /// A page from `from`'s answer (after its stamp was applied).
-    pub fn page(&mut self, from: &str, page: Page) {
+    /// A page from `from`'s answer (after its stamp was applied): whether
+    /// it completed a section (the peer's records changed).
+    pub fn page(&mut self, from: &str, page: Page) -> bool {
         let Some(p) = self.peers.get_mut(from) else {
             self.stale_pages += 1;
-            return;
+            return false;
         };
         let i = match page.section {
             Section::Summary => 0,
@@ -276,7 +277,7 @@ impl Book {
         };
         if page.version <= held || page.version != target {
             self.stale_pages += 1;
-            return;
+            return false;
         }
         let partial = p.partial[i].get_or_insert_with(|| Partial { version: page.version, pages: Vec::new() });
         if partial.version != page.version || partial.pages.len() != page.count as usize {
@@ -284,9 +285,9 @@ impl Book {
         }
         partial.pages[page.index as usize] = Some(page.keys);
         if partial.pages.iter().any(Option::is_none) {
-            return;
+            return false;
         }
-        let Some(done) = p.partial[i].take() else { return };
+        let Some(done) = p.partial[i].take() else { return false };
         let keys: Vec<(String, String)> = done.pages.into_iter().flatten().flatten().collect();
         let parsed = parse_records(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         match page.section {
@@ -306,6 +307,7 @@ impl Book {
         // Answered: what is still lacking (a newer stamp meanwhile) is
         // asked for at the next round, not after `PULL_RETRY`.
         p.asked = None;
+        true
     }
 
     /// The pulls to send now: peers whose stamp is ahead of what is held,

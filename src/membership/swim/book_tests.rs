@@ -94,11 +94,14 @@ fn a_large_section_arrives_in_pages_and_counts_only_when_whole() {
     let pages: Vec<Page> = own.answer(&want).into_iter().filter_map(|h| h.page).collect();
     let pods: Vec<&Page> = pages.iter().filter(|p| p.section == Section::Pods).collect();
     assert!(pods.len() > 1, "400 statuses take several pages");
+    let last_pod_page = pages.iter().rposition(|p| p.section == Section::Pods).unwrap();
     for (i, p) in pages.iter().enumerate() {
         if i + 1 == pages.len() {
             assert!(book.raw()[0].records.pods.is_empty(), "no pod is shown before the last page");
         }
-        book.page("a", p.clone());
+        let completes = book.page("a", p.clone());
+        let last_of_its_section = i == last_pod_page || (p.section == Section::Summary && p.index + 1 == p.count);
+        assert_eq!(completes, last_of_its_section, "page {i}: only a section's last page changes the records");
     }
     assert_eq!(book.raw()[0].records.pods.len(), 400);
 }
@@ -113,7 +116,7 @@ fn stale_and_unasked_pages_are_refused() {
     book.member(&SwimId::new("a", 5, addr(11)), NodeState::Ready);
     book.stamp(&own.stamp);
     for h in old.iter().filter(|h| h.page.as_ref().is_some_and(|p| p.section == Section::Pods)) {
-        book.page("a", h.page.clone().unwrap());
+        assert!(!book.page("a", h.page.clone().unwrap()), "a refused page changes nothing");
     }
     assert!(book.raw()[0].records.pods.is_empty(), "a page of an older version than the stamp's is refused");
     assert_eq!(book.stale_pages, 1);

@@ -476,8 +476,7 @@ impl Node {
                 }
                 self.dirty |= self.book.stamp(&have.stamp);
                 if let Some(page) = have.page {
-                    self.book.page(&name, page);
-                    self.dirty = true;
+                    self.dirty |= self.book.page(&name, page);
                 }
             }
         }
