@@ -154,49 +154,63 @@ pub struct Me<'a> {
 /// Builds the view from this node's own record and the judged peers.
 pub fn assemble(me: Me<'_>, raw: &[RawNode], now_unix: u64, memory: &mut Memory) -> (ClusterView, Vec<Change>, usize) {
     let Me { info: me, pods: my_pods, leaving } = me;
-    let mut newest: BTreeMap<&str, &RawNode> = BTreeMap::new();
-    for r in raw {
-        if r.name == me.name {
-            continue;
-        }
-        if newest.get(r.name.as_str()).is_none_or(|x| r.generation > x.generation) {
-            newest.insert(&r.name, r);
-        }
+    // The newest generation of each peer, in name order (a book's raw nodes
+    // come sorted already: no sort, no map; chitchat's may hold several
+    // generations of one name, the first of the highest wins).
+    let mut newest: Vec<&RawNode> = raw.iter().filter(|r| r.name != me.name).collect();
+    let order = |a: &&RawNode, b: &&RawNode| (a.name.as_str(), a.generation).cmp(&(b.name.as_str(), b.generation));
+    if !newest.is_sorted_by(|a, b| order(a, b).is_le()) {
+        newest.sort_by(order);
     }
-    let mut nodes = BTreeMap::new();
+    newest.dedup_by(|later, kept| {
+        if later.name != kept.name {
+            return false;
+        }
+        if later.generation > kept.generation {
+            *kept = *later;
+        }
+        true
+    });
     let mut malformed = 0;
     let self_state = if leaving { NodeState::Left } else { NodeState::Ready };
-    let my_pods = crate::model::status::peer_pods(my_pods);
-    nodes.insert(me.name.clone(), (Arc::new(me.clone()), self_state, my_pods, String::new(), Arc::default()));
-    for (name, r) in newest {
+    // Each peer's view; `since` is filled in below, from `memory`.
+    let view = |info, state, pods, state_digest, extra| NodeView { info, state, since: 0, pods, state_digest, extra };
+    let mut nodes: Vec<(&str, NodeView)> = Vec::with_capacity(newest.len() + 1);
+    for r in newest {
         let rec = &r.records;
         malformed += rec.malformed;
         let Some(info) = rec.info.clone() else { continue };
-        if info.name != name {
+        if info.name != r.name {
             malformed += 1;
             continue;
         }
         let state = if rec.left { NodeState::Left } else { r.state };
-        nodes.insert(name.to_string(), (info, state, rec.pods.clone(), rec.digest.clone(), rec.extra.clone()));
+        nodes.push((r.name.as_str(), view(info, state, rec.pods.clone(), rec.digest.clone(), rec.extra.clone())));
     }
+    let at = nodes.partition_point(|n| n.0 < me.name.as_str());
+    let my_pods = crate::model::status::peer_pods(my_pods);
+    nodes
+        .insert(at, (me.name.as_str(), view(Arc::new(me.clone()), self_state, my_pods, String::new(), Arc::default())));
     let mut changes = Vec::new();
-    let mut out = BTreeMap::new();
-    for (name, (info, state, pods, state_digest, extra)) in nodes {
-        let since = match memory.states.get(&name) {
-            Some((prev, since)) if *prev == state => *since,
+    let mut out = Vec::with_capacity(nodes.len());
+    for (name, mut v) in nodes {
+        v.since = match memory.states.get(name) {
+            Some((prev, since)) if *prev == v.state => *since,
             prev => {
                 changes.push(Change {
-                    node: name.clone(),
+                    node: name.to_string(),
                     from: prev.map(|p| p.0),
-                    to: state,
-                    generation: info.generation,
+                    to: v.state,
+                    generation: v.info.generation,
                 });
-                memory.states.insert(name.clone(), (state, now_unix));
+                memory.states.insert(name.to_string(), (v.state, now_unix));
                 now_unix
             }
         };
-        out.insert(name, NodeView { info, state, since, pods, state_digest, extra });
+        out.push((name.to_string(), v));
     }
+    // Already in name order: the map is built in one pass.
+    let out: BTreeMap<String, NodeView> = out.into_iter().collect();
     // Nodes chitchat forgot (garbage-collected after the dead-node grace).
     memory.states.retain(|n, _| out.contains_key(n));
     memory.remembered.retain(|n, until| *until > now_unix && !out.contains_key(n));
@@ -254,6 +268,13 @@ mod tests {
         let (v2, changes2, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &nodes, 105, &mut mem);
         assert!(changes2.is_empty());
         assert_eq!(v2.nodes["a"].since, 100);
+        // In any order (chitchat's raw nodes are not sorted), the same view.
+        let mut shuffled = nodes.clone();
+        shuffled.reverse();
+        shuffled.push(raw("a", 1, NodeState::Ready)); // an older generation again, after the newer
+        let (v3, _, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &shuffled, 105, &mut mem);
+        assert_eq!(v3, v2);
+        assert_eq!(v3.nodes.keys().collect::<Vec<_>>(), ["a", "b", "c", "d", "me"]);
     }
 
     #[test]

@@ -154,13 +154,30 @@ pub fn ring_key(name: &str) -> u64 {
 /// the `WATCHERS` after it on the ring. Pure and the same on every node
 /// that sees the same alive nodes.
 pub fn targets<'a>(me: &'a str, alive: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut ring: Vec<(u64, &str)> =
-        alive.into_iter().filter(|n| *n != me).chain([me]).map(|n| (ring_key(n), n)).collect();
-    ring.sort_unstable();
-    ring.dedup_by(|a, b| a.1 == b.1);
-    let Some(at) = ring.iter().position(|(_, n)| *n == me) else { return Vec::new() };
-    let others = ring.len() - 1;
-    (1..=others.min(WATCHERS)).map(|i| ring[(at + i) % ring.len()].1).collect()
+    // The ring orders nodes by (key, name). Walking it from `me`, a node's
+    // place is its key's distance past `me`'s; a node with `me`'s own key
+    // and a smaller name sits just before `me`, so it comes last. Keeping
+    // the `WATCHERS` nearest costs O(n), not a sort of the whole ring.
+    let mine = ring_key(me);
+    let place = |n: &'a str| {
+        let d = ring_key(n).wrapping_sub(mine);
+        if d == 0 && n < me { (u64::MAX, true, n) } else { (d, false, n) }
+    };
+    let mut nearest: Vec<(u64, bool, &str)> = Vec::with_capacity(WATCHERS + 1);
+    for n in alive {
+        if n == me {
+            continue;
+        }
+        let p = place(n);
+        if nearest.len() == WATCHERS && nearest.last().is_some_and(|last| p >= *last) {
+            continue;
+        }
+        if let Err(i) = nearest.binary_search(&p) {
+            nearest.insert(i, p);
+            nearest.truncate(WATCHERS);
+        }
+    }
+    nearest.into_iter().map(|p| p.2).collect()
 }
 
 /// What the watches tell the membership driver.
@@ -320,6 +337,32 @@ mod tests {
         let mut rev = all.clone();
         rev.reverse();
         assert_eq!(targets("n3", all.iter().copied()), targets("n3", rev.iter().copied().filter(|n| *n != "n3")));
+    }
+
+    /// The ring as first written: every node sorted by (key, name).
+    fn targets_by_sorting<'a>(me: &'a str, alive: &[&'a str]) -> Vec<&'a str> {
+        let mut ring: Vec<(u64, &str)> =
+            alive.iter().copied().filter(|n| *n != me).chain([me]).map(|n| (ring_key(n), n)).collect();
+        ring.sort_unstable();
+        ring.dedup_by(|a, b| a.1 == b.1);
+        let at = ring.iter().position(|(_, n)| *n == me).unwrap();
+        (1..ring.len().min(WATCHERS + 1)).map(|i| ring[(at + i) % ring.len()].1).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// The O(n) selection picks what walking the sorted ring picks,
+        /// duplicates and `me` in the input or not.
+        #[test]
+        fn targets_are_the_next_nodes_on_the_sorted_ring(
+            ids in proptest::collection::vec(0u16..300, 0..60),
+            me in 0u16..300,
+        ) {
+            let names: Vec<String> = ids.iter().map(|i| format!("n{i}")).collect();
+            let alive: Vec<&str> = names.iter().map(String::as_str).collect();
+            let me = format!("n{me}");
+            prop_assert_eq!(targets(&me, alive.iter().copied()), targets_by_sorting(&me, &alive));
+        }
     }
 
     proptest! {
