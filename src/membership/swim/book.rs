@@ -396,6 +396,15 @@ impl Book {
             .collect()
     }
 
+    /// The node itself answered a pull: its stamp is the word on its
+    /// versions, whatever a sync claimed (a peer reporting a version that
+    /// never existed does not keep this node pulling).
+    pub fn owner_answered(&mut self, name: &str) {
+        if let Some(p) = self.peers.get_mut(name) {
+            p.newer = None;
+        }
+    }
+
     /// Versions a peer holds: those newer than this node's are pulled from
     /// their owners at the next round. Whether any was newer.
     pub fn versions_heard(&mut self, versions: &[Version]) -> bool {

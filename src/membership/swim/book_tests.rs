@@ -266,6 +266,14 @@ fn a_sync_answer_is_bounded_and_ignores_what_is_not_newer() {
     assert_eq!(big.differing(&own, &[0; SYNC_BUCKETS]).len(), MAX_VERSIONS);
     let older: Vec<Version> = all.iter().map(|v| Version { seq: v.seq.saturating_sub(1), ..v.clone() }).collect();
     assert!(!a.versions_heard(&older), "older versions are not news");
+    // A version that never existed: pulled once, then the owner's answer
+    // is the word on it.
+    let bogus = Version { name: "n2".into(), generation: 1, seq: 999 };
+    assert!(a.versions_heard(std::slice::from_ref(&bogus)));
+    let now = Instant::now();
+    assert_eq!(a.pulls(now).len(), 1, "n2 is asked");
+    a.owner_answered("n2");
+    assert!(a.pulls(now + PULL_RETRY * 2).is_empty(), "and not again once it answered");
     assert!(!a.versions_heard(&[Version { name: "nobody".into(), generation: 9, seq: 9 }]), "nor unknown nodes");
     assert!(a.sync_peer(0).is_some() && Book::new("alone").sync_peer(3).is_none());
 }

@@ -475,6 +475,7 @@ impl Node {
                     return;
                 }
                 self.dirty |= self.book.stamp(&have.stamp);
+                self.book.owner_answered(&name);
                 if let Some(page) = have.page {
                     self.dirty |= self.book.page(&name, page);
                 }
