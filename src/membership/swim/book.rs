@@ -352,21 +352,17 @@ impl Book {
         out
     }
 
-    /// The peers a sync covers: alive and named by SWIM, with their
-    /// stamps (this node's own is added by the callers).
-    fn synced(&self) -> impl Iterator<Item = &Stamp> {
-        self.peers.values().filter(|p| p.state.alive() && p.id.is_some()).map(|p| &p.stamp)
+    /// The peers a sync covers: alive and named by SWIM (this node's own
+    /// stamp is added by the callers).
+    fn synced(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values().filter(|p| p.state.alive() && p.id.is_some())
     }
 
     /// The address of the `pick`-th (modulo their number) peer a sync
     /// covers: the caller draws `pick` at random.
     pub fn sync_peer(&self, pick: usize) -> Option<SocketAddr> {
         let n = self.synced().count();
-        if n == 0 {
-            return None;
-        }
-        let s = self.synced().nth(pick % n)?;
-        self.peers.get(&s.name)?.id.as_ref().map(|i| i.addr)
+        self.synced().nth(pick.checked_rem(n)?)?.id.as_ref().map(|i| i.addr)
     }
 
     /// This node's versions (its own stamp's and every synced peer's)
@@ -374,23 +370,33 @@ impl Book {
     /// the same stamps of the same nodes.
     pub fn buckets(&self, own: &Stamp) -> Vec<u32> {
         let mut b = vec![0u32; SYNC_BUCKETS];
-        for s in std::iter::once(own).chain(self.synced()) {
+        for s in std::iter::once(own).chain(self.synced().map(|p| &p.stamp)) {
             b[bucket_of(&s.name)] ^= version_hash(s);
         }
         b
     }
 
     /// The versions this node holds in the buckets where `theirs` differs
-    /// from its own, at most `MAX_VERSIONS` (none when they are equal or
-    /// malformed).
-    pub fn differing(&self, own: &Stamp, theirs: &[u32]) -> Vec<Version> {
+    /// from its own (none when they are equal or malformed). At most
+    /// `MAX_VERSIONS`, taken from the `start`-th on (modulo their number,
+    /// wrapping): a caller that draws `start` at random covers, over a few
+    /// syncs, a differing bucket larger than one answer.
+    pub fn differing(&self, own: &Stamp, theirs: &[u32], start: usize) -> Vec<Version> {
         let mine = self.buckets(own);
         if theirs.len() != mine.len() {
             return Vec::new();
         }
-        std::iter::once(own)
-            .chain(self.synced())
-            .filter(|s| mine[bucket_of(&s.name)] != theirs[bucket_of(&s.name)])
+        let all: Vec<&Stamp> = std::iter::once(own)
+            .chain(self.synced().map(|p| &p.stamp))
+            .filter(|s| {
+                let b = bucket_of(&s.name);
+                mine[b] != theirs[b]
+            })
+            .collect();
+        let Some(start) = start.checked_rem(all.len()) else { return Vec::new() };
+        all[start..]
+            .iter()
+            .chain(&all[..start])
             .take(MAX_VERSIONS)
             .map(|s| Version { name: s.name.clone(), generation: s.generation, seq: s.seq })
             .collect()

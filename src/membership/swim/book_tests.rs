@@ -223,11 +223,11 @@ fn books_in_step() -> (Book, Own, Book, Own, Vec<Own>) {
 fn a_sync_finds_the_stamp_one_node_missed_and_it_is_pulled_from_its_owner() {
     let (mut a, me, mut b, you, mut peers) = books_in_step();
     assert_eq!(a.buckets(&me.stamp), b.buckets(&you.stamp), "the same stamps of the same nodes hash alike");
-    assert!(b.differing(&you.stamp, &a.buckets(&me.stamp)).is_empty(), "nothing differs: nothing to answer");
+    assert!(b.differing(&you.stamp, &a.buckets(&me.stamp), 0).is_empty(), "nothing differs: nothing to answer");
     // n3 changes; b hears of it, a misses it.
     peers[2].set(keys_of("n3", 1, 2), false);
     b.stamp(&peers[2].stamp);
-    let answer = b.differing(&you.stamp, &a.buckets(&me.stamp));
+    let answer = b.differing(&you.stamp, &a.buckets(&me.stamp), 0);
     let n3 = answer.iter().find(|v| v.name == "n3").expect("n3's bucket differs");
     assert_eq!((n3.generation, n3.seq), (1, peers[2].stamp.seq));
     assert!(answer.len() < 7, "only the differing buckets are listed: {answer:?}");
@@ -251,8 +251,8 @@ fn a_sync_finds_the_stamp_one_node_missed_and_it_is_pulled_from_its_owner() {
 #[test]
 fn a_sync_answer_is_bounded_and_ignores_what_is_not_newer() {
     let (mut a, _, b, you, _) = books_in_step();
-    assert!(b.differing(&you.stamp, &[0; 3]).is_empty(), "a malformed sync gets no answer");
-    let all = b.differing(&you.stamp, &[0; SYNC_BUCKETS]);
+    assert!(b.differing(&you.stamp, &[0; 3], 0).is_empty(), "a malformed sync gets no answer");
+    let all = b.differing(&you.stamp, &[0; SYNC_BUCKETS], 5);
     assert_eq!(all.len(), 7, "every bucket differs: every version (its own too)");
     let mut big = Book::new("big");
     for i in 0..200u32 {
@@ -263,7 +263,13 @@ fn a_sync_answer_is_bounded_and_ignores_what_is_not_newer() {
         big.stamp(&own.stamp);
     }
     let own = Own::new("big", 1, addr(9)).stamp;
-    assert_eq!(big.differing(&own, &[0; SYNC_BUCKETS]).len(), MAX_VERSIONS);
+    assert_eq!(big.differing(&own, &[0; SYNC_BUCKETS], 0).len(), MAX_VERSIONS);
+    // Answers starting at different places cover every version between them.
+    let mut covered = std::collections::BTreeSet::new();
+    for start in (0..201).step_by(MAX_VERSIONS) {
+        covered.extend(big.differing(&own, &[0; SYNC_BUCKETS], start).into_iter().map(|v| v.name));
+    }
+    assert_eq!(covered.len(), 201, "200 peers and its own stamp");
     let older: Vec<Version> = all.iter().map(|v| Version { seq: v.seq.saturating_sub(1), ..v.clone() }).collect();
     assert!(!a.versions_heard(&older), "older versions are not news");
     // A version that never existed: pulled once, then the owner's answer

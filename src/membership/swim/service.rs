@@ -459,7 +459,8 @@ impl Node {
                 }
             }
             Ok(Frame::Sync(theirs)) => {
-                let versions = self.book.differing(&self.own.stamp, &theirs);
+                let start = self.rng.random::<u32>() as usize;
+                let versions = self.book.differing(&self.own.stamp, &theirs, start);
                 if !versions.is_empty() {
                     self.link.send(from, wire::encode(&Frame::Versions(versions)));
                 }

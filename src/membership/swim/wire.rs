@@ -39,8 +39,8 @@ const VERSIONS: u8 = 5;
 /// holds n/32 versions when it differs.
 pub const SYNC_BUCKETS: usize = 32;
 
-/// Most versions in one `Versions` answer (the asker asks again, another
-/// peer, a few seconds later, for what did not fit).
+/// Most versions in one `Versions` answer (each answer starts at a random
+/// place among the differing versions, so the next syncs cover the rest).
 pub const MAX_VERSIONS: usize = 48;
 
 /// Largest foca packet (foca's `max_packet_size`): probes and their
