@@ -60,6 +60,9 @@ fn an_indexed_job_spreads_its_parts_and_gives_up_a_failed_index() {
         let index = name.rsplit_once('-').unwrap().1;
         assert_eq!(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"], index, "{p}");
         assert_eq!(p["status"]["phase"], "Succeeded", "{p}");
+        // Dated by when it ran, not 1970 (a finished pod's age was 20,000 days).
+        let created = p["metadata"]["creationTimestamp"].as_str().unwrap_or("");
+        assert!(created.starts_with("20"), "{p}");
         // Its log, from node 0 whichever node ran it.
         let log = n0.ok(&["logs", name]);
         assert_eq!(log.trim(), format!("part {index} of {name}"), "log of {name}");

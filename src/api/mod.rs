@@ -16,6 +16,7 @@
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
 pub mod client;
+pub mod dashboard;
 pub mod delete;
 pub mod discovery;
 pub mod error;

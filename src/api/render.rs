@@ -122,7 +122,9 @@ pub fn pod_json(
             conditions.push(condition("Ready", r.ready, "", ""));
             status.insert("hostIP".into(), json!(r.host_ip));
             status.insert("podIP".into(), json!(r.host_ip));
-            status.insert("startTime".into(), json!(rfc3339(r.started_at)));
+            if r.started_at > 0 {
+                status.insert("startTime".into(), json!(rfc3339(r.started_at)));
+            }
             let cs: Vec<Value> = r
                 .containers
                 .iter()
@@ -183,7 +185,11 @@ pub fn pod_json(
             // One run of the replica on one node: a pod that moves is a new pod.
             "uid": pod_uid(d, owner),
             "labels": labels,
-            "creationTimestamp": report.map(|r| rfc3339(r.started_at)).unwrap_or_else(|| created.to_string()),
+            // A finished Job pod's report has no start time: it is dated by its end.
+            "creationTimestamp": report
+                .filter(|r| r.started_at > 0)
+                .map(|r| rfc3339(r.started_at))
+                .unwrap_or_else(|| created.to_string()),
             "ownerReferences": [owner_ref(d)],
         },
         "spec": spec,

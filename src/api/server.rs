@@ -108,7 +108,7 @@ impl<S: Send + Sync> FromRequest<S> for Limited {
 
 /// Paths anyone may read (health checks and the version, as in Kubernetes).
 fn public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/livez" | "/version")
+    matches!(path, "/healthz" | "/readyz" | "/livez" | "/version") || super::dashboard::is_asset(path)
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte.
@@ -304,6 +304,12 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/shoal/v1/delete", post(h::delete_manifests))
         .route("/shoal/v1/cluster", get(h::cluster))
         .route("/shoal/v1/token", get(h::get_token).post(h::rotate_token))
+        .route("/shoal/v1/bandwidth", get(super::dashboard::bandwidth))
+        .route("/shoal/v1/events", get(super::dashboard::cluster_events))
+        .route("/ui", get(super::dashboard::page))
+        .route("/ui/", get(super::dashboard::page))
+        .route("/ui/app.js", get(super::dashboard::script))
+        .route("/ui/style.css", get(super::dashboard::style))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(ctx.clone(), super::watch::lists))
         .layer(middleware::from_fn(super::tables::negotiate))

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 pub mod kubectl;
 pub mod netns;
+pub mod recommender;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
