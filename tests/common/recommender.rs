@@ -101,6 +101,13 @@ impl Load {
         self.lines.lock().unwrap().iter().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).count()
     }
 
+    /// p50 latency (ms) of the last reported second, if anything succeeded.
+    pub fn last_p50(&self) -> Option<f64> {
+        let lines = self.lines.lock().unwrap();
+        let last = lines.iter().rev().find(|l| l.starts_with(|c: char| c.is_ascii_digit()))?;
+        last.split('\t').nth(5)?.parse().ok()
+    }
+
     /// The model versions answered in the last reported second.
     pub fn last_models(&self) -> Vec<String> {
         let lines = self.lines.lock().unwrap();
