@@ -6,6 +6,8 @@
     POST /api/ratings          through to ingestion
 """
 
+import json
+
 from common import HttpError, Reply, call, retrying, serve, service_url
 
 PAGE = """<!doctype html>
@@ -45,6 +47,14 @@ show(document.getElementById('u').value);
 """
 
 
+def passed_on(e):
+    """A backend's error answer, passed on as it was (JSON if it was)."""
+    try:
+        return Reply(e.status, json.loads(e.body))
+    except ValueError:
+        return Reply(e.status, {"error": e.body})
+
+
 def page(h, q, body):
     return PAGE
 
@@ -55,7 +65,7 @@ def recommend(h, q, body):
     try:
         return retrying("serving", lambda: call("GET", f"{base}/recommend?{qs}", timeout=5)[1], attempts=2, pause=0)
     except HttpError as e:
-        raise Reply(e.status, {"error": e.body}) from None
+        raise passed_on(e) from None
     except RuntimeError as e:
         raise Reply(502, {"error": str(e)}) from None
 
@@ -65,7 +75,7 @@ def rate(h, q, body):
         _, out, _ = call("POST", f"{service_url('ingestion')}/ratings", body, timeout=10)
         return Reply(201, out)
     except HttpError as e:
-        raise Reply(e.status, {"error": e.body}) from None
+        raise passed_on(e) from None
     except OSError as e:
         raise Reply(502, {"error": f"ingestion: {e}"}) from None
 
