@@ -1,8 +1,8 @@
 //! The dashboard at `/ui`, on every node: its assets are served without the
 //! token (they hold no data) and everything else needs it; the bandwidth
 //! fan-out lists every node; and in a real headless browser (Debian's
-//! chromium, driven by selenium) the page shows the cluster, then a killed
-//! node as Dead and its replicas moved.
+//! chromium, driven by selenium, over the API's HTTPS) the page shows the
+//! cluster, then a killed node as Dead and its replicas moved.
 
 mod common;
 
@@ -75,7 +75,7 @@ fn the_dashboard_shows_a_node_die_and_its_replicas_move() {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/dashboard.py");
     let mut child = Command::new(py)
         .arg(script)
-        .args(["--url", &format!("http://{}:7420/ui", c.nodes[0].ip), "--token", &token])
+        .args(["--url", &format!("https://{}:7420/ui", c.nodes[0].ip), "--token", &token])
         .args(["--nodes", "n1,n2,n3", "--victim", "n3", "--workload", "default/web", "--replicas", "6"])
         .arg("--shots")
         .arg(&shots)

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::client::Client;
 use super::server::Ctx;
 
-/// How long the bandwidth fan-out waits for each node.
+/// How long a fan-out (bandwidth, events) waits for each node.
 pub const FAN_OUT_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Paths served without the token: the embedded assets.

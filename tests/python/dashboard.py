@@ -49,7 +49,10 @@ def main():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100"):
+    # The API's certificate comes from the cluster's own CA, which this
+    # throwaway browser profile does not hold.
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100",
+              "--ignore-certificate-errors"):
         opts.add_argument(a)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     try:
@@ -85,6 +88,9 @@ def main():
         wait("events", lambda: len(driver.find_elements(By.CSS_SELECTOR, "#events tbody tr")) > 0, 10)
         wait("the service's endpoints", lambda: driver.find_element(
             By.CSS_SELECTOR, 'tr[data-service="default/web"]').text.count(" on ") == args.replicas, 10)
+        # Links to the other nodes' dashboards, for when this one dies.
+        wait("links to the other nodes' dashboards", lambda: sorted(
+            a.get_attribute("data-other") for a in driver.find_elements(By.CSS_SELECTOR, "#others a")) == nodes[1:], 10)
         driver.save_screenshot(args.shots + "-before.png")
         print(f"READY {before}", flush=True)
         sys.stdin.readline()

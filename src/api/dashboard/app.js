@@ -206,12 +206,21 @@ async function refresh() {
     drawServices(svcs.items);
     drawEvents(events);
     $('where').textContent = 'served by ' + cluster.self;
+    drawOthers(cluster);
     $('status').textContent = 'updated ' + new Date().toLocaleTimeString();
     document.body.dataset.loaded = 'true';
   } catch (e) {
     if (e instanceof Unauthorized) return logout(e.message);
-    $('status').textContent = 'cannot reach this node: ' + e.message;
+    $('status').textContent = 'cannot reach this node (' + e.message + '); open another node\'s dashboard:';
   }
+}
+
+// Links to the other alive nodes' dashboards, kept from the last answer:
+// if this node dies, the page says so and the user goes on from another.
+function drawOthers(cluster) {
+  const others = cluster.nodes.filter((n) => n.name !== cluster.self && (n.state === 'Ready' || n.state === 'Suspect'));
+  $('others').replaceChildren(...(others.length ? ['also on: '] : []), ...others.flatMap((n, i) => [
+    i ? ' ' : '', el('a', { href: n.apiUrl + '/ui', 'data-other': n.name }, n.name)]));
 }
 
 function show(loggedIn) {
