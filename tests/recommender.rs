@@ -13,8 +13,9 @@
 //!    accepting;
 //! 4. serving rolled to a new build and model format: 0 failed requests;
 //! 5. a node killed with its pods: < 1 % failed requests over the minute
-//!    around it (clients retry through another node's proxy), every service
-//!    fully Ready again, and no acknowledged rating lost.
+//!    around it, on serving and on the UI (clients retry through another
+//!    node's proxy), every service fully Ready again, and no acknowledged
+//!    rating lost.
 //!
 //! Figures are printed (`--nocapture`) for the README and the notes.
 
@@ -239,6 +240,8 @@ fn the_recommender_scales_fails_updates_and_loses_a_node_under_load() {
         .collect();
     assert!(acked.len() >= 35, "ingestion refused writes before the crash: {} of 40 acknowledged", acked.len());
     let load = Load::start(&ips, 100, json("node-loss"));
+    // And on the UI's API (through to serving), as a browser would.
+    let ui_load = Load::start_on(&ips, UI_PORT, "/api/recommend?user={user}", 30, json("node-loss-ui"));
     load.wait_seconds(20);
     let victim = c.nodes[2].name.clone();
     let t = Instant::now();
@@ -256,6 +259,7 @@ fn the_recommender_scales_fails_updates_and_loses_a_node_under_load() {
     let recovered = t.elapsed();
     load.wait_seconds(60);
     let loss = load.finish();
+    let ui_loss = ui_load.finish();
     println!(
         "kill -9 of {victim} and its pods: every service Ready again in {:.1} s; {} of {} requests failed ({:.2} %), {} retried through another node",
         recovered.as_secs_f64(),
@@ -264,7 +268,14 @@ fn the_recommender_scales_fails_updates_and_loses_a_node_under_load() {
         100.0 * failed_fraction(&loss),
         loss["retried"]
     );
+    println!(
+        "the UI meanwhile: {} of {} requests failed ({:.2} %)",
+        ui_loss["failed"],
+        ui_loss["sent"],
+        100.0 * failed_fraction(&ui_loss)
+    );
     assert!(failed_fraction(&loss) < 0.01, "{loss}");
+    assert!(failed_fraction(&ui_loss) < 0.01, "{ui_loss}");
     for id in &acked {
         poll(30, &format!("acknowledged rating {id} held by ingestion"), || {
             match http(ips[0], INGESTION_PORT, "GET", &format!("/has?kind=rating&key={id}"), None)? {

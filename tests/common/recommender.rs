@@ -54,12 +54,18 @@ pub struct Load {
 }
 
 impl Load {
+    /// Load on serving's `/recommend`, through every node's port.
     pub fn start(targets: &[Ipv4Addr], rate: u32, json: PathBuf) -> Load {
-        let targets: Vec<String> = targets.iter().map(|ip| format!("{ip}:{SERVING_PORT}")).collect();
+        Load::start_on(targets, SERVING_PORT, "/recommend?user={user}", rate, json)
+    }
+
+    /// Load on `path` (`{user}` is a random user) at `port` of every node.
+    pub fn start_on(targets: &[Ipv4Addr], port: u16, path: &str, rate: u32, json: PathBuf) -> Load {
+        let targets: Vec<String> = targets.iter().map(|ip| format!("{ip}:{port}")).collect();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/recommender.py");
         let mut child = Command::new("python3")
             .arg(script)
-            .args(["--targets", &targets.join(","), "--rate", &rate.to_string(), "--duration", "0"])
+            .args(["--targets", &targets.join(","), "--path", path, "--rate", &rate.to_string(), "--duration", "0"])
             .args(["--retries", "2", "--json"])
             .arg(&json)
             .stdout(Stdio::piped())
