@@ -7,7 +7,10 @@ latency, not as fewer requests) to the given node ports in turn. A request
 that fails (connection refused or reset, a 5xx, no answer within
 `--timeout`) is retried at once on the next node, `--retries` times: a
 client retrying through another node's proxy. (A kept-alive connection
-closed by its backend is first reopened once, as HTTP clients do.) Prints one line per second:
+closed by its backend is first reopened once, as HTTP clients do.) A
+request still waiting for a free worker `--timeout` after it was due
+counts as failed and is not sent, so an overloaded service cannot make the
+generator fall ever further behind. Prints one line per second:
 
     t  sent  ok  failed  retried  p50_ms  p99_ms  models (and serving builds)
 
@@ -85,6 +88,15 @@ class Worker(threading.Thread):
             now = time.time()
             if at > now:
                 time.sleep(at - now)
+            elif now - at > self.args.timeout:
+                # Every worker was busy for longer than a request may take:
+                # the request counts as failed, unsent, so that the
+                # generator stays on time instead of falling ever further
+                # behind an overloaded service.
+                r = (at, now - at, False, 0, None, f"not sent: every worker busy for over {self.args.timeout} s", None)
+                self.results.append(r)
+                self.buckets.setdefault(int(i // self.args.rate), []).append(r)
+                continue
             path = self.args.path.format(user=random.randrange(self.args.users))
             ok, retried, model, serving, error = False, 0, None, None, None
             for attempt in range(self.args.retries + 1):

@@ -61,12 +61,17 @@ impl Load {
 
     /// Load on `path` (`{user}` is a random user) at `port` of every node.
     pub fn start_on(targets: &[Ipv4Addr], port: u16, path: &str, rate: u32, json: PathBuf) -> Load {
+        Load::start_with(targets, port, path, rate, 2, json)
+    }
+
+    /// Like `start_on`, retrying a failed request `retries` times on the next node.
+    pub fn start_with(targets: &[Ipv4Addr], port: u16, path: &str, rate: u32, retries: u32, json: PathBuf) -> Load {
         let targets: Vec<String> = targets.iter().map(|ip| format!("{ip}:{port}")).collect();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/recommender.py");
         let mut child = Command::new("python3")
             .arg(script)
             .args(["--targets", &targets.join(","), "--path", path, "--rate", &rate.to_string(), "--duration", "0"])
-            .args(["--retries", "2", "--json"])
+            .args(["--retries", &retries.to_string(), "--json"])
             .arg(&json)
             .stdout(Stdio::piped())
             .spawn()
