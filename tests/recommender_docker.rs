@@ -135,7 +135,12 @@ fn containers_scaling_serving_alone_relieves_a_saturating_load() {
         .filter(|p| app(p) == "serving")
         .map(|p| p["status"]["containerStatuses"][0]["containerID"].as_str().unwrap_or("").to_string())
         .collect();
-    assert!(kinds.iter().all(|k| k.starts_with("docker://")), "serving runs in containers: {kinds:?}");
+    // (A pod of the rollout just ended may be listed still, with no container.)
+    let started: Vec<&String> = kinds.iter().filter(|k| !k.is_empty()).collect();
+    assert!(
+        started.len() >= 2 && started.iter().all(|k| k.starts_with("docker://")),
+        "serving runs in containers: {kinds:?}"
+    );
 
     let before = others(n1);
     let out = tmp.path().join("saturated.json");
