@@ -276,6 +276,13 @@ pub struct ProxySection {
     pub response_timeout: Duration,
     /// `p2c` (power of two choices over peak-EWMA latency) or `round-robin`.
     pub balancer: Balancer,
+    /// A UDP service flow (one client address and port) unused this long
+    /// is forgotten; its next datagram picks a backend again.
+    #[serde(with = "humantime_serde")]
+    pub udp_idle_timeout: Duration,
+    /// Most UDP flows kept per service port; past it the least recently
+    /// used is evicted (each flow holds a socket).
+    pub udp_max_flows: usize,
 }
 
 impl Default for ProxySection {
@@ -286,6 +293,8 @@ impl Default for ProxySection {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(10),
             balancer: Balancer::P2c,
+            udp_idle_timeout: Duration::from_secs(30),
+            udp_max_flows: 4096,
         }
     }
 }
@@ -483,6 +492,12 @@ impl NodeConfig {
                 "proxy.dns_addr",
                 format!("must be auto, empty or IP:PORT (got {:?})", self.proxy.dns_addr),
             ));
+        }
+        if self.proxy.udp_idle_timeout < Duration::from_secs(1) {
+            return Err(invalid("proxy.udp_idle_timeout", "must be at least 1s"));
+        }
+        if self.proxy.udp_max_flows == 0 {
+            return Err(invalid("proxy.udp_max_flows", "must be at least 1"));
         }
         for (k, v) in &self.labels {
             crate::model::names::label_key(k).map_err(|m| invalid(&format!("labels.{k}"), m.0))?;

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub ae_rounds: Counter,
     pub proxy_connections: Family<Vec<(String, String)>, Counter>,
     pub proxy_backend_connections: Family<Vec<(String, String)>, Counter>,
+    pub proxy_udp_flows: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -65,6 +66,7 @@ impl Metrics {
             ae_rounds: Counter::default(),
             proxy_connections: Family::default(),
             proxy_backend_connections: Family::default(),
+            proxy_udp_flows: Family::default(),
             registry: Registry::default(),
         };
         registry.register("api_requests", "API requests by method and status", m.api_requests.clone());
@@ -108,6 +110,11 @@ impl Metrics {
             "proxy_connections",
             "Service proxy connections by service and outcome",
             m.proxy_connections.clone(),
+        );
+        registry.register(
+            "proxy_udp_flows",
+            "UDP service flows by service and outcome (new, retried, moved, backend_refused, refused, no_endpoints)",
+            m.proxy_udp_flows.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -117,7 +117,12 @@ fn containers_scaling_serving_alone_relieves_a_saturating_load() {
         if ok.count() == 3 { Ok(()) } else { Err(v.to_string()) }
     });
 
-    // Serving made CPU-bound: 100m each, and 40 scorings per answer.
+    // Serving made CPU-bound: 100m each, and 25 scorings per answer; at
+    // most 8 requests in progress per replica, past which it answers 503
+    // (app/common.py's admission control). Without that bound, the 2
+    // saturated replicas queued hundreds of requests their client had given
+    // up on, and kept computing them long after the scale: 2 of 9 runs
+    // never recovered within 90 s (p50 1.7 s).
     let serving = std::fs::read_to_string(dir.join("docker/60-serving.yaml")).unwrap();
     let bound = serving
         .replace(
@@ -126,7 +131,7 @@ fn containers_scaling_serving_alone_relieves_a_saturating_load() {
         )
         .replace(
             "{name: POPULARITY_BLEND, value: \"0\"}",
-            "{name: POPULARITY_BLEND, value: \"0\"}\n            - {name: WORK, value: \"40\"}",
+            "{name: POPULARITY_BLEND, value: \"0\"}\n            - {name: WORK, value: \"25\"}\n            - {name: MAX_INFLIGHT, value: \"8\"}",
         );
     assert_ne!(bound, serving);
     let t = Instant::now();
@@ -135,6 +140,24 @@ fn containers_scaling_serving_alone_relieves_a_saturating_load() {
     n1.apply(&bound);
     poll(120, "serving rolled out CPU-bound", || rolled_out(n1, "serving"));
     println!("container variant up in {:.1} s", t.elapsed().as_secs_f64());
+    // The scheduled retraining is suspended for this measurement: each run
+    // (uncapped) and each replica's load of its new model compete for the
+    // machine's 2 cores once a minute, which showed as latency relapses
+    // after the scale (2 of 8 runs). Retraining on schedule is tested with
+    // process pods (tests/recommender.rs).
+    let training = std::fs::read_to_string(dir.join("docker/50-training.yaml")).unwrap();
+    let cron = training.split("\n---\n").next().unwrap();
+    let suspended = cron.replace("  concurrencyPolicy: Forbid", "  concurrencyPolicy: Forbid\n  suspend: true");
+    assert_ne!(suspended, cron);
+    n1.apply(&suspended);
+    poll(90, "no training run active", || {
+        let active: Vec<String> = pods(n1)
+            .iter()
+            .filter(|p| app(p) == "training" && matches!(p["status"]["phase"].as_str(), Some("Pending" | "Running")))
+            .map(|p| p["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        if active.is_empty() { Ok(()) } else { Err(format!("{active:?}")) }
+    });
     let kinds: Vec<String> = pods(n1)
         .iter()
         .filter(|p| app(p) == "serving")
@@ -165,13 +188,27 @@ fn containers_scaling_serving_alone_relieves_a_saturating_load() {
         r => Err(format!("{r:?}")),
     });
     let scaled = t.elapsed();
-    // The queues drain, then 5 s of steady state.
-    let drained = poll(90, "p50 under 20 ms with 6 replicas", || match load.last_p50() {
-        Some(p) if p < 20.0 => Ok(load.reported()),
-        other => Err(format!("p50 {other:?} ms")),
-    });
-    load.wait_seconds(drained + 5);
+    // The queues drain, then 5 s of steady state. (Polled by hand: on a
+    // timeout the load generator's per-second lines are printed first.)
+    let deadline = Instant::now() + std::time::Duration::from_secs(90);
+    let drained = loop {
+        match load.last_p50() {
+            Some(p) if p < 20.0 => break Some(load.reported()),
+            _ if Instant::now() > deadline => break None,
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    };
+    if let Some(d) = drained {
+        load.wait_seconds(d + 5);
+    }
     let run = load.finish();
+    println!("second  sent  ok  failed  p50_ms   (scaled after second {at_scale})");
+    for (i, s) in run["seconds"].as_array().into_iter().flatten().enumerate() {
+        println!("{i:>6}  {:>4}  {:>2}  {:>6}  {}", s["sent"], s["ok"], s["failed"], s["p50_ms"]);
+    }
+    let Some(drained) = drained else {
+        panic!("p50 not under 20 ms within 90 s with 6 replicas (see the lines above)")
+    };
     let n = run["seconds"].as_array().map_or(0, Vec::len);
     let p50_6 = p50_of(&run, n.saturating_sub(5)..n);
     println!(

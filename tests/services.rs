@@ -154,6 +154,73 @@ fn empty_services_refuse_at_once_and_port_conflicts_are_reported() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("node port 31998 is already used by service default/empty"));
 }
 
+/// `web` with `extra` appended to its spec (at the spec's indentation).
+fn service_with(name: &str, extra: &str) -> String {
+    format!("{}{extra}", service(name, name, None))
+}
+
+#[test]
+fn session_affinity_pins_a_client_and_a_local_policy_keeps_traffic_on_the_node() {
+    let c = Cluster::start(3, FAST);
+    c.nodes[0].apply(&web_deployment("web", 6));
+    c.nodes[0].apply(&service_with(
+        "web",
+        "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}\n",
+    ));
+    c.nodes[0].wait_ready("web", 6, 60);
+    let np = node_port(&c.nodes[0], "web");
+    for n in &c.nodes {
+        wait_endpoints(n, "web", 6);
+    }
+    // Every connection from this host's address goes to one replica per
+    // node (each node keeps its own pins), new connections each time.
+    for n in &c.nodes {
+        let pods: BTreeSet<String> = (0..20)
+            .map(|_| pod_of(&http_get(SocketAddr::from((n.ip, np)), "/").unwrap()).expect("answer names its pod"))
+            .collect();
+        assert_eq!(pods.len(), 1, "{} pins the client: {pods:?}", n.name);
+    }
+    let d = c.nodes[1].ok(&["get", "service", "web", "-o", "yaml"]);
+    assert!(d.contains("sessionAffinity: ClientIP") && d.contains("timeoutSeconds: 60"), "{d}");
+
+    // internalTrafficPolicy: Local: this host's clients are internal; each
+    // node sends them only to its own replicas, and a node with none
+    // refuses at once.
+    c.nodes[0].apply(&service_with("web", "  internalTrafficPolicy: Local\n"));
+    let where_: BTreeMap<String, String> = c.nodes[0]
+        .pods()
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for n in &c.nodes {
+        let local: BTreeSet<&String> = where_.iter().filter(|(_, node)| **node == n.name).map(|(p, _)| p).collect();
+        let addr = SocketAddr::from((n.ip, np));
+        if local.is_empty() {
+            poll(10, &format!("{} refuses: no local replica", n.name), || match http_get(addr, "/") {
+                Err(_) => Ok(()),
+                Ok(b) => Err(format!("answered {b}")),
+            });
+            continue;
+        }
+        // The policy reaches every node's proxy within a gossip round.
+        poll(10, &format!("{} keeps traffic local", n.name), || {
+            let nodes: BTreeSet<String> = (0..20)
+                .filter_map(|_| http_get(addr, "/").ok())
+                .filter_map(|b| b.split("node=").nth(1).map(|s| s.trim().to_string()))
+                .collect();
+            if nodes.len() == 1 && nodes.contains(&n.name) { Ok(()) } else { Err(format!("answered from {nodes:?}")) }
+        });
+    }
+    let bad = c.nodes[0].cli_stdin(&["apply", "-f", "-"], &service_with("web", "  externalTrafficPolicy: Nearby\n"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("spec.externalTrafficPolicy: must be Cluster or Local"), "{err}");
+}
+
 #[test]
 fn pods_find_services_by_environment_and_dns() {
     let ip = unique_ip();

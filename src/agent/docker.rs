@@ -26,6 +26,7 @@ use super::logs::LogSink;
 use super::runtime::{Adopted, ExecTarget, Exit, Keep, Launch, Running, Runtime, RuntimeError};
 use crate::model::pods::RuntimeKind;
 use crate::model::status::PortMapping;
+use crate::model::types::Protocol;
 use crate::util::unix_secs as unix_now;
 
 /// Label keys on Shoal-managed containers.
@@ -367,7 +368,7 @@ impl Runtime for DockerRuntime {
         let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         for p in &l.ports {
             bindings.insert(
-                format!("{}/tcp", p.container_port),
+                format!("{}/{}", p.container_port, p.protocol.as_str().to_ascii_lowercase()),
                 Some(vec![PortBinding {
                     host_ip: Some(l.node_ip.to_string()),
                     host_port: Some(p.host_port.to_string()),
@@ -394,7 +395,12 @@ impl Runtime for DockerRuntime {
             env: Some(l.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: l.workdir.clone(),
             labels: Some(lbls),
-            exposed_ports: Some(l.ports.iter().map(|p| format!("{}/tcp", p.container_port)).collect()),
+            exposed_ports: Some(
+                l.ports
+                    .iter()
+                    .map(|p| format!("{}/{}", p.container_port, p.protocol.as_str().to_ascii_lowercase()))
+                    .collect(),
+            ),
             host_config: Some(host),
             ..Default::default()
         };
@@ -488,9 +494,11 @@ impl Runtime for DockerRuntime {
                     .unwrap_or_default()
                     .into_iter()
                     .filter_map(|(k, v)| {
-                        let cp: u16 = k.split('/').next()?.parse().ok()?;
+                        let (cp, proto) = k.split_once('/').unwrap_or((k.as_str(), "tcp"));
+                        let cp: u16 = cp.parse().ok()?;
+                        let protocol = Protocol::parse(Some(&proto.to_ascii_uppercase())).ok()?;
                         let hp: u16 = v?.first()?.host_port.as_ref()?.parse().ok()?;
-                        Some(PortMapping { name: String::new(), container_port: cp, host_port: hp })
+                        Some(PortMapping { name: String::new(), container_port: cp, host_port: hp, protocol })
                     })
                     .collect();
                 adopted.push(Adopted {

@@ -2,10 +2,11 @@
 //! on the node IP, so several replicas can share a host (Nomad's model).
 //!
 //! The allocator remembers what it handed out until released, so two pods
-//! never get the same port even before either has bound it.
+//! never get the same port even before either has bound it. A port handed
+//! out is free for both TCP and UDP (a pod may declare either, or both).
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::Mutex;
 
 /// No host port could be allocated.
@@ -33,9 +34,11 @@ impl PortAllocator {
     /// a pod's port across container restarts).
     pub fn allocate(&self, preferred: Option<u16>) -> Result<u16, PortError> {
         let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        let udp_free = |p: u16| UdpSocket::bind(SocketAddr::new(self.ip, p)).is_ok();
         if let Some(p) = preferred
             && !taken.contains(&p)
             && TcpListener::bind(SocketAddr::new(self.ip, p)).is_ok()
+            && udp_free(p)
         {
             taken.insert(p);
             return Ok(p);
@@ -44,7 +47,7 @@ impl PortAllocator {
             let bind = |source| PortError::Bind { ip: self.ip, source };
             let l = TcpListener::bind(SocketAddr::new(self.ip, 0)).map_err(bind)?;
             let port = l.local_addr().map_err(bind)?.port();
-            if !taken.contains(&port) && !self.reserved.contains(&port) {
+            if !taken.contains(&port) && !self.reserved.contains(&port) && udp_free(port) {
                 taken.insert(port);
                 return Ok(port);
             }

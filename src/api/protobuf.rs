@@ -144,6 +144,9 @@ static SERVICE_PORT: Schema = Schema {
         f(6, "appProtocol", Str),
     ],
 };
+static CLIENT_IP_CONFIG: Schema = Schema { name: "ClientIPConfig", fields: &[f(1, "timeoutSeconds", I32)] };
+static SESSION_AFFINITY_CONFIG: Schema =
+    Schema { name: "SessionAffinityConfig", fields: &[f(1, "clientIP", Msg(&CLIENT_IP_CONFIG))] };
 static SERVICE_SPEC: Schema = Schema {
     name: "ServiceSpec",
     fields: &[
@@ -158,6 +161,7 @@ static SERVICE_SPEC: Schema = Schema {
         f(11, "externalTrafficPolicy", Str),
         f(12, "healthCheckNodePort", I32),
         f(13, "publishNotReadyAddresses", Bool),
+        f(14, "sessionAffinityConfig", Msg(&SESSION_AFFINITY_CONFIG)),
         ptr(17, "ipFamilyPolicy", Str),
         rep(18, "clusterIPs", Str),
         rep(19, "ipFamilies", Str),

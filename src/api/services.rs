@@ -4,7 +4,9 @@
 //! A service port without `nodePort` gets the lowest free port of the node
 //! port range when first applied (and keeps it on later applies), as in
 //! Kubernetes. An explicit `nodePort` used by another service is refused
-//! with the field named.
+//! with the field named. Node ports are per protocol: a service's TCP and
+//! UDP ports of the same number (DNS on 53) share one node port; an
+//! automatic one is otherwise free for both protocols.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +18,7 @@ use super::error::ApiError;
 use super::server::Ctx;
 use crate::membership::view::ClusterView;
 use crate::model::parse::{Issue, Parsed};
-use crate::model::types::ServiceSpec;
+use crate::model::types::{Protocol, ServiceSpec};
 use crate::model::{Kind, Object, ObjectKey};
 use crate::placement::plan::PlanView;
 use crate::proxy::endpoints::endpoints;
@@ -30,7 +32,7 @@ fn svc_id(k: &ObjectKey) -> String {
 pub fn assign_node_ports(snap: &Snapshot, objects: &mut [Parsed], range: (u16, u16)) -> Result<(), ApiError> {
     // Ports held by stored services not being re-applied now.
     let applied: std::collections::BTreeSet<ObjectKey> = objects.iter().map(|p| p.object.key()).collect();
-    let mut used: BTreeMap<u16, String> = BTreeMap::new();
+    let mut used: BTreeMap<(u16, Protocol), String> = BTreeMap::new();
     for o in snap.of_kind(Kind::Service) {
         let k = o.object.key();
         if applied.contains(&k) {
@@ -39,7 +41,7 @@ pub fn assign_node_ports(snap: &Snapshot, objects: &mut [Parsed], range: (u16, u
         if let Object::Service(s) = &o.object {
             for p in &s.spec.ports {
                 if let Some(np) = p.node_port {
-                    used.insert(np as u16, svc_id(&k));
+                    used.insert((np as u16, p.proto()), svc_id(&k));
                 }
             }
         }
@@ -52,9 +54,9 @@ pub fn assign_node_ports(snap: &Snapshot, objects: &mut [Parsed], range: (u16, u
         };
         for (i, p) in s.spec.ports.iter().enumerate() {
             let Some(np) = p.node_port else { continue };
-            if let Some(other) = used.get(&(np as u16)).filter(|o| **o != svc_id(&k)) {
+            if let Some(other) = used.get(&(np as u16, p.proto())).filter(|o| **o != svc_id(&k)) {
                 let field = format!("spec.ports[{i}].nodePort");
-                let msg = format!("node port {np} is already used by service {other}");
+                let msg = format!("node port {np}/{} is already used by service {other}", p.proto());
                 let issue = Issue {
                     file: parsed.file.clone(),
                     document: parsed.document,
@@ -65,41 +67,51 @@ pub fn assign_node_ports(snap: &Snapshot, objects: &mut [Parsed], range: (u16, u
                 };
                 return Err(ApiError::invalid(format!("{k}: {msg}"), &[issue]));
             }
-            used.insert(np as u16, svc_id(&k));
+            used.insert((np as u16, p.proto()), svc_id(&k));
         }
     }
     for parsed in objects.iter_mut() {
         let k = parsed.object.key();
-        let previous: BTreeMap<i64, i64> = match snap.get(&k).map(|o| &o.object) {
+        let previous: BTreeMap<(i64, Protocol), i64> = match snap.get(&k).map(|o| &o.object) {
             Some(Object::Service(old)) => {
-                old.spec.ports.iter().filter_map(|p| p.node_port.map(|np| (p.port, np))).collect()
+                old.spec.ports.iter().filter_map(|p| p.node_port.map(|np| ((p.port, p.proto()), np))).collect()
             }
             _ => BTreeMap::new(),
         };
         let Object::Service(s) = &mut parsed.object else {
             continue;
         };
-        for p in s.spec.ports.iter_mut().filter(|p| p.node_port.is_none()) {
+        let id = svc_id(&k);
+        for i in 0..s.spec.ports.len() {
+            if s.spec.ports[i].node_port.is_some() {
+                continue;
+            }
+            let (port, proto) = (s.spec.ports[i].port, s.spec.ports[i].proto());
+            let free_for = |np: u16, proto: Protocol| used.get(&(np, proto)).is_none_or(|o| *o == id);
+            // The same port number of this service in the other protocol.
+            let sibling = s.spec.ports.iter().find(|q| q.port == port && q.proto() != proto).and_then(|q| q.node_port);
             let keep =
-                previous.get(&p.port).copied().filter(|np| used.get(&(*np as u16)).is_none_or(|o| *o == svc_id(&k)));
+                previous.get(&(port, proto)).copied().or(sibling).map(|np| np as u16).filter(|np| free_for(*np, proto));
             let np = match keep {
-                Some(np) => np as u16,
-                None => (range.0..=range.1).find(|c| !used.contains_key(c)).ok_or_else(|| {
-                    ApiError::invalid(
-                        format!("{k}: no free node port left in {}-{}", range.0, range.1),
-                        &[Issue {
-                            file: parsed.file.clone(),
-                            document: parsed.document,
-                            field: "spec.ports".into(),
-                            line: None,
-                            column: None,
-                            message: "no free node port".into(),
-                        }],
-                    )
-                })?,
+                Some(np) => np,
+                None => (range.0..=range.1)
+                    .find(|c| !used.contains_key(&(*c, Protocol::Tcp)) && !used.contains_key(&(*c, Protocol::Udp)))
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            format!("{k}: no free node port left in {}-{}", range.0, range.1),
+                            &[Issue {
+                                file: parsed.file.clone(),
+                                document: parsed.document,
+                                field: "spec.ports".into(),
+                                line: None,
+                                column: None,
+                                message: "no free node port".into(),
+                            }],
+                        )
+                    })?,
             };
-            used.insert(np, svc_id(&k));
-            p.node_port = Some(i64::from(np));
+            used.insert((np, proto), id.clone());
+            s.spec.ports[i].node_port = Some(i64::from(np));
         }
     }
     Ok(())
@@ -113,6 +125,7 @@ fn endpoints_json(ns: &str, spec: &ServiceSpec, plan: &PlanView, view: &ClusterV
             json!({
                 "name": p.name.clone().unwrap_or_default(),
                 "port": p.port,
+                "protocol": p.proto().as_str(),
                 "nodePort": p.node_port,
                 "endpoints": eps,
             })
@@ -153,7 +166,7 @@ pub async fn get_endpoints(
             let eps = endpoints(&ns, &s.spec, p, &plan.plan.desired, &view);
             json!({
                 "addresses": eps.iter().map(|e| json!({"ip": e.ip, "nodeName": e.node, "targetRef": {"kind": "Pod", "name": e.pod}, "port": e.port})).collect::<Vec<_>>(),
-                "ports": [{"name": p.name.clone().unwrap_or_default(), "port": p.port, "protocol": "TCP"}],
+                "ports": [{"name": p.name.clone().unwrap_or_default(), "port": p.port, "protocol": p.proto().as_str()}],
             })
         })
         .collect();

@@ -320,9 +320,10 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
                 let name = s(p, "/name");
                 let _ = writeln!(
                     out,
-                    "Port:         {} {}/TCP, node port {np} on every node",
+                    "Port:         {} {}/{}, node port {np} on every node",
                     if name.is_empty() { "<unset>" } else { name },
-                    n(p, "/port")
+                    n(p, "/port"),
+                    p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
                 );
                 let eps: Vec<String> = p
                     .get("endpoints")

@@ -254,9 +254,12 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .map(|p| match p.get("nodePort").and_then(Value::as_i64) {
-                        Some(np) => format!("{}:{np}/TCP", n(p, "/port")),
-                        None => format!("{}/TCP", n(p, "/port")),
+                    .map(|p| {
+                        let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                        match p.get("nodePort").and_then(Value::as_i64) {
+                            Some(np) => format!("{}:{np}/{proto}", n(p, "/port")),
+                            None => format!("{}/{proto}", n(p, "/port")),
+                        }
                     })
                     .collect();
                 let eps: usize = it

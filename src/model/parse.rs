@@ -427,6 +427,41 @@ spec:
     }
 
     #[test]
+    fn udp_ports_parse_and_other_protocols_are_named() {
+        // DNS: the same port number for TCP and UDP, in the pod and the service.
+        let dns = GOOD
+            .replace(
+                "ports: [{name: http, containerPort: 8080}]",
+                "ports: [{name: dns, containerPort: 53, protocol: UDP}, {name: dns-tcp, containerPort: 53}]",
+            )
+            .replace("httpGet: {path: /, port: http}", "tcpSocket: {port: dns-tcp}")
+            .replace(
+                "ports: [{port: 80, targetPort: http}]",
+                "ports: [{name: dns, port: 53, targetPort: dns, protocol: UDP}, {name: dns-tcp, port: 53, targetPort: dns-tcp, protocol: TCP}]",
+            );
+        let out = parse(&dns);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let Object::Service(s) = &out.objects[1].object else { panic!("not a service") };
+        assert_eq!(s.spec.ports[0].proto(), crate::model::types::Protocol::Udp);
+        assert_eq!(s.spec.ports[1].proto(), crate::model::types::Protocol::Tcp);
+        let twice = dns.replace(
+            "name: dns-tcp, port: 53, targetPort: dns-tcp, protocol: TCP",
+            "name: dns-tcp, port: 53, targetPort: dns-tcp, protocol: UDP",
+        );
+        let out = parse(&twice);
+        assert_eq!(out.errors[0].field, "spec.ports[1].port");
+        assert!(out.errors[0].message.contains("duplicate port 53/UDP"), "{}", out.errors[0]);
+        let sctp = GOOD.replace("{port: 80, targetPort: http}", "{port: 80, targetPort: http, protocol: SCTP}");
+        let out = parse(&sctp);
+        assert_eq!(out.errors[0].field, "spec.ports[0].protocol");
+        assert!(out.errors[0].message.contains("SCTP is not supported: use TCP or UDP"), "{}", out.errors[0]);
+        let lower = GOOD.replace("containerPort: 8080}", "containerPort: 8080, protocol: udp}");
+        let out = parse(&lower);
+        assert_eq!(out.errors[0].field, "spec.template.spec.containers[0].ports[0].protocol");
+        assert!(out.errors[0].message.contains("unknown protocol \"udp\""), "{}", out.errors[0]);
+    }
+
+    #[test]
     fn unknown_field_is_a_warning_with_path_and_line() {
         let text = GOOD.replace("      containers:", "      affinity: {x: 1}\n      containers:");
         let out = parse(&text);

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::types::Protocol;
+
 /// Statuses of the pods one node runs, by pod id.
 pub type Statuses = Arc<BTreeMap<String, PodStatus>>;
 
@@ -97,6 +99,10 @@ pub struct PortMapping {
     pub name: String,
     pub container_port: u16,
     pub host_port: u16,
+    /// TCP unless said (a container port declared for both TCP and UDP has
+    /// one mapping of each, with the same host port).
+    #[serde(default, skip_serializing_if = "Protocol::is_tcp")]
+    pub protocol: Protocol,
 }
 
 /// Status of one pod on the node that runs it.

@@ -244,6 +244,53 @@ pub struct ContainerPort {
     pub protocol: Option<String>,
 }
 
+/// A port's transport protocol: `protocol`, TCP when unset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+}
+
+impl Protocol {
+    /// Parses a manifest's `protocol` (Kubernetes spells them in capitals).
+    pub fn parse(s: Option<&str>) -> Result<Protocol, String> {
+        match s {
+            None | Some("TCP") => Ok(Protocol::Tcp),
+            Some("UDP") => Ok(Protocol::Udp),
+            Some("SCTP") => Err("SCTP is not supported: use TCP or UDP".into()),
+            Some(other) => Err(format!("unknown protocol {other:?}: use TCP or UDP")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+
+    pub fn is_tcp(&self) -> bool {
+        *self == Protocol::Tcp
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ContainerPort {
+    /// The port's protocol (TCP when unset or invalid; validation refuses
+    /// an invalid one).
+    pub fn proto(&self) -> Protocol {
+        Protocol::parse(self.protocol.as_deref()).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceRequirements {
@@ -617,6 +664,14 @@ pub struct ServicePort {
     pub node_port: Option<i64>,
 }
 
+impl ServicePort {
+    /// The port's protocol (TCP when unset or invalid; validation refuses
+    /// an invalid one).
+    pub fn proto(&self) -> Protocol {
+        Protocol::parse(self.protocol.as_deref()).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
@@ -626,6 +681,49 @@ pub struct ServiceSpec {
     pub ports: Vec<ServicePort>,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// `None` (default) or `ClientIP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity_config: Option<SessionAffinityConfig>,
+    /// `Cluster` (default) or `Local`: where traffic from outside the node goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<String>,
+    /// `Cluster` (default) or `Local`: where traffic from the node's own pods goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_traffic_policy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAffinityConfig {
+    #[serde(default, rename = "clientIP", skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<ClientIpConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientIpConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
+}
+
+impl ServiceSpec {
+    /// `sessionAffinity: ClientIP`'s timeout, if set.
+    pub fn affinity_timeout(&self) -> Option<std::time::Duration> {
+        (self.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            let t = self.session_affinity_config.as_ref().and_then(|c| c.client_ip.as_ref()?.timeout_seconds);
+            std::time::Duration::from_secs(t.map_or(10_800, |t| t.clamp(1, 86_400) as u64))
+        })
+    }
+
+    pub fn external_local(&self) -> bool {
+        self.external_traffic_policy.as_deref() == Some("Local")
+    }
+
+    pub fn internal_local(&self) -> bool {
+        self.internal_traffic_policy.as_deref() == Some("Local")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

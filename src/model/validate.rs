@@ -521,8 +521,8 @@ fn container(r: &mut Report, path: &str, c: &Container, volumes: &BTreeSet<&str>
     for (i, port) in c.ports.iter().enumerate() {
         let pp = join_index(&join_key(path, "ports"), i);
         range(r, &join_key(&pp, "containerPort"), Some(port.container_port), 1, 65535);
-        if !numbers.insert(port.container_port) {
-            r.err(join_key(&pp, "containerPort"), format!("duplicate port {}", port.container_port));
+        if !numbers.insert((port.container_port, port.proto())) {
+            r.err(join_key(&pp, "containerPort"), format!("duplicate port {}/{}", port.container_port, port.proto()));
         }
         if let Some(n) = &port.name {
             r.check(&join_key(&pp, "name"), names::port_name(n));
@@ -530,9 +530,8 @@ fn container(r: &mut Report, path: &str, c: &Container, volumes: &BTreeSet<&str>
                 r.err(join_key(&pp, "name"), format!("duplicate port name {n:?} in this pod"));
             }
         }
-        match port.protocol.as_deref() {
-            None | Some("TCP") => {}
-            Some(other) => r.err(join_key(&pp, "protocol"), format!("only TCP is supported (got {other:?})")),
+        if let Err(e) = Protocol::parse(port.protocol.as_deref()) {
+            r.err(join_key(&pp, "protocol"), e);
         }
     }
     resources(r, &join_key(path, "resources"), &c.resources);
@@ -655,14 +654,32 @@ fn service(r: &mut Report, s: &ServiceSpec, ctx: &Context) {
     if s.ports.is_empty() {
         r.err("spec.ports", "a service needs at least one port");
     }
+    match s.session_affinity.as_deref() {
+        None | Some("None") | Some("ClientIP") => {}
+        Some(other) => r.err("spec.sessionAffinity", format!("must be None or ClientIP (got {other:?})")),
+    }
+    if let Some(t) = s.session_affinity_config.as_ref().and_then(|c| c.client_ip.as_ref()?.timeout_seconds) {
+        range(r, "spec.sessionAffinityConfig.clientIP.timeoutSeconds", Some(t), 1, 86_400);
+        if s.session_affinity.as_deref() != Some("ClientIP") {
+            r.err("spec.sessionAffinityConfig", "is only allowed with sessionAffinity: ClientIP");
+        }
+    }
+    for (field, v) in [
+        ("spec.externalTrafficPolicy", &s.external_traffic_policy),
+        ("spec.internalTrafficPolicy", &s.internal_traffic_policy),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !matches!(*v, "Cluster" | "Local")) {
+            r.err(field, format!("must be Cluster or Local (got {v:?})"));
+        }
+    }
     let mut names_seen = BTreeSet::new();
     let mut node_ports = BTreeSet::new();
     let mut ports = BTreeSet::new();
     for (i, p) in s.ports.iter().enumerate() {
         let pp = join_index("spec.ports", i);
         range(r, &join_key(&pp, "port"), Some(p.port), 1, 65535);
-        if !ports.insert(p.port) {
-            r.err(join_key(&pp, "port"), format!("duplicate port {}", p.port));
+        if !ports.insert((p.port, p.proto())) {
+            r.err(join_key(&pp, "port"), format!("duplicate port {}/{}", p.port, p.proto()));
         }
         match &p.name {
             Some(n) => {
@@ -679,15 +696,14 @@ fn service(r: &mut Report, s: &ServiceSpec, ctx: &Context) {
             Some(IntOrString::Str(n)) => r.check(&join_key(&pp, "targetPort"), names::port_name(n)),
             None => {}
         }
-        match p.protocol.as_deref() {
-            None | Some("TCP") => {}
-            Some(other) => r.err(join_key(&pp, "protocol"), format!("only TCP is supported (got {other:?})")),
+        if let Err(e) = Protocol::parse(p.protocol.as_deref()) {
+            r.err(join_key(&pp, "protocol"), e);
         }
         if let Some(np) = p.node_port {
             let (lo, hi) = ctx.node_port_range;
             range(r, &join_key(&pp, "nodePort"), Some(np), i64::from(lo), i64::from(hi));
-            if !node_ports.insert(np) {
-                r.err(join_key(&pp, "nodePort"), format!("duplicate node port {np}"));
+            if !node_ports.insert((np, p.proto())) {
+                r.err(join_key(&pp, "nodePort"), format!("duplicate node port {np}/{}", p.proto()));
             }
         }
     }

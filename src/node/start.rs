@@ -307,6 +307,8 @@ impl Node {
                 connect_timeout: cfg.proxy.connect_timeout,
                 response_timeout: cfg.proxy.response_timeout,
                 round_robin: cfg.proxy.balancer == Balancer::RoundRobin,
+                udp_idle_timeout: cfg.proxy.udp_idle_timeout,
+                udp_max_flows: cfg.proxy.udp_max_flows,
             },
             crate::proxy::server::ProxyInputs {
                 state: db.subscribe(),

@@ -3,8 +3,8 @@
 //!
 //! A service is served on its node port by every node, so its name resolves
 //! (A records) to the node IPs of the alive nodes, the answering node first;
-//! `_PORT._tcp.NAME.NAMESPACE.svc.shoal` (SRV) gives the node port of a named
-//! port. Messages are parsed and built with hickory-proto; `answer` is pure.
+//! `_PORT._tcp.NAME.NAMESPACE.svc.shoal` (SRV; `_udp` for a UDP port) gives
+//! the node port of a named port. Messages are parsed and built with hickory-proto; `answer` is pure.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::sync::watch;
 
 use crate::membership::view::ClusterView;
+use crate::model::types::Protocol;
 use crate::model::{Kind, Object};
 use crate::state::Snapshot;
 
@@ -23,8 +24,8 @@ pub const DOMAIN: &str = "svc.shoal";
 /// Seconds clients may cache an answer.
 pub const TTL: u32 = 5;
 
-/// Looks up a service's (port name, node port) pairs by (namespace, name).
-pub type PortLookup<'a> = &'a dyn Fn(&str, &str) -> Option<Vec<(String, u16)>>;
+/// Looks up a service's (port name, protocol, node port) by (namespace, name).
+pub type PortLookup<'a> = &'a dyn Fn(&str, &str) -> Option<Vec<(String, Protocol, u16)>>;
 
 /// What the responder needs to know: service ports by (namespace, name), and
 /// the addresses to answer with.
@@ -56,7 +57,10 @@ pub fn answer(query: &[u8], zone: &Zone<'_>) -> Option<Vec<u8>> {
     }
     let (svc, ns, port_label) = match n {
         4 => (l[0].clone(), l[1].clone(), None),
-        6 if l[1] == "_tcp" => (l[2].clone(), l[3].clone(), Some(l[0].trim_start_matches('_').to_string())),
+        6 if l[1] == "_tcp" || l[1] == "_udp" => {
+            let proto = if l[1] == "_udp" { Protocol::Udp } else { Protocol::Tcp };
+            (l[2].clone(), l[3].clone(), Some((l[0].trim_start_matches('_').to_string(), proto)))
+        }
         _ => {
             resp.metadata.response_code = ResponseCode::NXDomain;
             return resp.to_vec().ok();
@@ -78,10 +82,10 @@ pub fn answer(query: &[u8], zone: &Zone<'_>) -> Option<Vec<u8>> {
                 resp.add_answer(Record::from_rdata(name.clone(), TTL, RData::AAAA(AAAA(ip))));
             }
         }
-        (RecordType::SRV, Some(p)) => {
+        (RecordType::SRV, Some((p, proto))) => {
             let target = Name::from_ascii(format!("{svc}.{ns}.{DOMAIN}.")).ok()?;
-            match ports.iter().find(|(pn, _)| *pn == p) {
-                Some((_, np)) => {
+            match ports.iter().find(|(pn, pp, _)| *pn == p && *pp == proto) {
+                Some((_, _, np)) => {
                     resp.add_answer(Record::from_rdata(name, TTL, RData::SRV(SRV::new(0, 0, *np, target))));
                 }
                 None => resp.metadata.response_code = ResponseCode::NXDomain,
@@ -93,15 +97,15 @@ pub fn answer(query: &[u8], zone: &Zone<'_>) -> Option<Vec<u8>> {
     resp.to_vec().ok()
 }
 
-/// Service ports of a snapshot: (port name, node port).
-pub fn service_ports(snap: &Snapshot, ns: &str, name: &str) -> Option<Vec<(String, u16)>> {
+/// Service ports of a snapshot: (port name, protocol, node port).
+pub fn service_ports(snap: &Snapshot, ns: &str, name: &str) -> Option<Vec<(String, Protocol, u16)>> {
     let key = crate::model::ObjectKey { kind: Kind::Service, namespace: ns.to_string(), name: name.to_string() };
     let Object::Service(s) = &snap.get(&key)?.object else { return None };
     Some(
         s.spec
             .ports
             .iter()
-            .filter_map(|p| Some((p.name.clone().unwrap_or_default(), u16::try_from(p.node_port?).ok()?)))
+            .filter_map(|p| Some((p.name.clone().unwrap_or_default(), p.proto(), u16::try_from(p.node_port?).ok()?)))
             .collect(),
     )
 }
@@ -148,7 +152,10 @@ mod tests {
     fn ask(name: &str, t: RecordType) -> Message {
         let mut m = Message::new(7, MessageType::Query, OpCode::Query);
         m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
-        let ports = |ns: &str, n: &str| (ns == "default" && n == "web").then(|| vec![("http".to_string(), 30080)]);
+        let ports = |ns: &str, n: &str| {
+            (ns == "default" && n == "web")
+                .then(|| vec![("http".to_string(), Protocol::Tcp, 30080), ("dns".to_string(), Protocol::Udp, 30053)])
+        };
         let ips: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
         Message::from_vec(&answer(&m.to_vec().unwrap(), &Zone { ports: &ports, ips: &ips }).unwrap()).unwrap()
     }
@@ -160,6 +167,10 @@ mod tests {
         assert_eq!(r.answers.len(), 2);
         let r = ask("_http._tcp.web.default.svc.shoal.", RecordType::SRV);
         assert!(matches!(r.answers[0].data, RData::SRV(ref s) if s.port == 30080));
+        let r = ask("_dns._udp.web.default.svc.shoal.", RecordType::SRV);
+        assert!(matches!(r.answers[0].data, RData::SRV(ref s) if s.port == 30053));
+        let r = ask("_dns._tcp.web.default.svc.shoal.", RecordType::SRV);
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain, "dns is a UDP port");
         assert_eq!(ask("nope.default.svc.shoal.", RecordType::A).metadata.response_code, ResponseCode::NXDomain);
         assert_eq!(ask("example.com.", RecordType::A).metadata.response_code, ResponseCode::Refused);
         assert!(answer(b"garbage", &Zone { ports: &|_: &str, _: &str| None, ips: &[] }).is_none());

@@ -64,3 +64,32 @@ pub fn endpoints(
     out.dedup();
     out
 }
+
+/// Endpoints a connection may go to (indices into `eps`): not yet tried,
+/// and on this node (`self_node`) when a `Local` traffic policy applies to
+/// the client. Empty means the connection is refused, as Kubernetes drops
+/// traffic for a `Local` policy with no endpoint on the node.
+pub fn candidates(eps: &[Endpoint], tried: &[(String, u16)], local_only: bool, self_node: &str) -> Vec<usize> {
+    (0..eps.len())
+        .filter(|i| !tried.iter().any(|(ip, p)| *ip == eps[*i].ip && *p == eps[*i].port))
+        .filter(|i| !local_only || eps[*i].node == self_node)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(node: &str, port: u16) -> Endpoint {
+        Endpoint { pod: format!("default/p{port}"), node: node.into(), ip: format!("10.0.0.{}", node.len()), port }
+    }
+
+    #[test]
+    fn local_policies_keep_this_nodes_endpoints_and_retries_skip_tried_ones() {
+        let eps = vec![ep("n1", 1), ep("n2", 2), ep("n1", 3)];
+        assert_eq!(candidates(&eps, &[], false, "n1"), vec![0, 1, 2]);
+        assert_eq!(candidates(&eps, &[], true, "n1"), vec![0, 2]);
+        assert_eq!(candidates(&eps, &[("10.0.0.2".into(), 1)], true, "n1"), vec![2]);
+        assert!(candidates(&eps, &[], true, "n3").is_empty(), "no local endpoint: nothing");
+    }
+}

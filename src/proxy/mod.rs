@@ -2,12 +2,21 @@
 //!
 //! - `endpoints`: which Ready pods back a service (pure);
 //! - `balance`: power of two choices over peak-EWMA cost (pure);
-//! - `server`: the per-node TCP proxy on each service's node port;
+//! - `affinity`: `sessionAffinity: ClientIP` pins (pure);
+//! - `locality`: whether a client runs on this host, for the `Local`
+//!   traffic policies;
+//! - `server`: the per-node proxy on each service's node port (TCP);
+//! - `flows`: which backend each UDP client flow goes to (pure);
+//! - `udp`: the UDP relay on UDP service ports;
 //! - `dns`: the `NAME.NAMESPACE.svc.shoal` responder;
 //! - `env`: service environment variables for pods.
 
+pub mod affinity;
 pub mod balance;
 pub mod dns;
 pub mod endpoints;
 pub mod env;
+pub mod flows;
+pub mod locality;
 pub mod server;
+pub mod udp;

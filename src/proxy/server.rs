@@ -1,6 +1,6 @@
-//! The service proxy on every node: one TCP listener per service port (its
-//! node port, on the node IP), forwarding each connection to a Ready
-//! endpoint chosen by `balance`.
+//! The service proxy on every node: one TCP listener per TCP service port
+//! (its node port, on the node IP), forwarding each connection to a Ready
+//! endpoint chosen by `balance`; UDP service ports are relayed by `udp`.
 //!
 //! Owns listeners and per-endpoint statistics. A connect failure is retried
 //! on another endpoint; a backend that accepts but does not answer within
@@ -18,11 +18,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::affinity::Affinity;
 use super::balance::{Stats, p2c, round_robin};
-use super::endpoints::{Endpoint, endpoints};
+use super::endpoints::{Endpoint, candidates, endpoints};
+use super::locality::{HostNets, is_internal};
 use crate::events::EventLog;
 use crate::membership::view::ClusterView;
 use crate::metrics::Metrics;
+use crate::model::types::{Protocol, ServiceSpec};
 use crate::model::{Kind, Object};
 use crate::placement::plan::PlanView;
 use crate::state::Snapshot;
@@ -38,6 +41,11 @@ pub struct ProxyConfig {
     /// spoke is dropped and penalised.
     pub response_timeout: Duration,
     pub round_robin: bool,
+    /// A UDP flow unused this long is forgotten.
+    pub udp_idle_timeout: Duration,
+    /// Most UDP flows kept per service port (the least recently used one
+    /// is evicted past it).
+    pub udp_max_flows: usize,
 }
 
 /// What the proxy reports about services (for `describe service`).
@@ -53,19 +61,63 @@ impl ProxyStatus {
     }
 }
 
-struct Table {
-    endpoints: Vec<Endpoint>,
-    stats: HashMap<(String, u16), Stats>,
+/// Most client addresses a service port remembers for `sessionAffinity`.
+const AFFINITY_CLIENTS: usize = 16_384;
+
+/// A service's traffic policies, as this node applies them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    pub external_local: bool,
+    pub internal_local: bool,
+    /// `sessionAffinity: ClientIP` with its timeout.
+    pub affinity: Option<Duration>,
+}
+
+impl Policy {
+    pub fn of(spec: &ServiceSpec) -> Policy {
+        Policy {
+            external_local: spec.external_local(),
+            internal_local: spec.internal_local(),
+            affinity: spec.affinity_timeout(),
+        }
+    }
+}
+
+/// A service port's endpoints and this node's view of each.
+pub struct Table {
+    pub endpoints: Vec<Endpoint>,
+    pub stats: HashMap<(String, u16), Stats>,
     counter: u64,
+    self_node: String,
+    policy: Policy,
+    affinity: Option<Affinity<(String, u16)>>,
+    host: Arc<HostNets>,
 }
 
 impl Table {
-    fn set(&mut self, eps: Vec<Endpoint>, now: Instant) {
+    fn new(self_node: &str, host: Arc<HostNets>) -> Table {
+        Table {
+            endpoints: Vec::new(),
+            stats: HashMap::new(),
+            counter: 0,
+            self_node: self_node.to_string(),
+            policy: Policy::default(),
+            affinity: None,
+            host,
+        }
+    }
+
+    fn set(&mut self, eps: Vec<Endpoint>, policy: Policy, host: Arc<HostNets>, now: Instant) {
         self.stats.retain(|k, _| eps.iter().any(|e| (e.ip.clone(), e.port) == *k));
         for e in &eps {
             self.stats.entry((e.ip.clone(), e.port)).or_insert_with(|| Stats::new(now));
         }
         self.endpoints = eps;
+        if policy.affinity != self.policy.affinity {
+            self.affinity = policy.affinity.map(|t| Affinity::new(t, AFFINITY_CLIENTS));
+        }
+        self.policy = policy;
+        self.host = host;
     }
 }
 
@@ -75,7 +127,7 @@ struct Listener {
     task: JoinHandle<()>,
 }
 
-type PortKey = (String, String, i64); // (namespace, service, service port)
+type PortKey = (String, String, i64, Protocol); // (namespace, service, service port, protocol)
 
 /// What the proxy watches and reports to.
 pub struct ProxyInputs {
@@ -111,7 +163,7 @@ pub async fn run(cfg: ProxyConfig, inputs: ProxyInputs) {
 
 /// Which node ports this node should serve, oldest service first (it keeps
 /// a port two services claim).
-fn wanted(snap: &Snapshot) -> Vec<(PortKey, u16, crate::model::types::ServiceSpec, String)> {
+fn wanted(snap: &Snapshot) -> Vec<(PortKey, u16, ServiceSpec, String)> {
     let mut out = Vec::new();
     for o in snap.of_kind(Kind::Service) {
         let Object::Service(s) = &o.object else { continue };
@@ -119,7 +171,8 @@ fn wanted(snap: &Snapshot) -> Vec<(PortKey, u16, crate::model::types::ServiceSpe
         let created = s.metadata.creation_timestamp.clone().unwrap_or_default();
         for p in &s.spec.ports {
             if let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok()) {
-                out.push(((ns.clone(), s.metadata.name.clone(), p.port), np, s.spec.clone(), created.clone()));
+                let key = (ns.clone(), s.metadata.name.clone(), p.port, p.proto());
+                out.push((key, np, s.spec.clone(), created.clone()));
             }
         }
     }
@@ -140,8 +193,11 @@ async fn reconcile(
 ) {
     let now = Instant::now();
     let mut conflicts: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut claimed: HashMap<u16, String> = HashMap::new();
+    let mut claimed: HashMap<(u16, Protocol), String> = HashMap::new();
     let want = wanted(snap);
+    // The host's addresses, read only when a Local traffic policy needs them.
+    let local = want.iter().any(|w| w.2.external_local() || w.2.internal_local());
+    let host = Arc::new(if local { HostNets::read() } else { HostNets::default() });
     let keys: Vec<PortKey> = want.iter().map(|w| w.0.clone()).collect();
     for key in listeners.keys().filter(|k| !keys.contains(k)).cloned().collect::<Vec<_>>() {
         if let Some(l) = listeners.remove(&key) {
@@ -150,37 +206,47 @@ async fn reconcile(
     }
     for (key, np, spec, _) in want {
         let svc = format!("{}/{}", key.0, key.1);
-        if let Some(other) = claimed.get(&np) {
+        let proto = key.3;
+        if let Some(other) = claimed.get(&(np, proto)) {
             conflicts
                 .entry(svc.clone())
                 .or_default()
-                .push(format!("node port {np} is also claimed by service {other}; the older service keeps it"));
+                .push(format!("node port {np}/{proto} is also claimed by service {other}; the older service keeps it"));
             if let Some(l) = listeners.remove(&key) {
                 l.task.abort();
             }
             continue;
         }
-        claimed.insert(np, svc.clone());
-        let port = spec.ports.iter().find(|p| p.port == key.2).cloned();
+        claimed.insert((np, proto), svc.clone());
+        let port = spec.ports.iter().find(|p| p.port == key.2 && p.proto() == proto).cloned();
         let eps = port.map(|p| endpoints(&key.0, &spec, &p, &pv.plan.desired, view)).unwrap_or_default();
         if let Some(l) = listeners.get(&key).filter(|l| l.port == np) {
-            l.table.lock().unwrap_or_else(|p| p.into_inner()).set(eps, now);
+            l.table.lock().unwrap_or_else(|p| p.into_inner()).set(eps, Policy::of(&spec), host.clone(), now);
             continue;
         }
         if let Some(old) = listeners.remove(&key) {
             old.task.abort();
         }
         let addr = SocketAddr::new(cfg.node_ip, np);
-        match TcpListener::bind(addr).await {
-            Ok(l) => {
-                let mut t = Table { endpoints: Vec::new(), stats: HashMap::new(), counter: 0 };
-                t.set(eps, now);
-                let table = Arc::new(Mutex::new(t));
-                let task = tokio::spawn(accept_loop(l, table.clone(), cfg.clone(), svc.clone(), metrics.clone()));
+        let mut t = Table::new(&view.self_name, host.clone());
+        t.set(eps, Policy::of(&spec), host.clone(), now);
+        let table = Arc::new(Mutex::new(t));
+        let (cfg2, svc2, metrics2) = (cfg.clone(), svc.clone(), metrics.clone());
+        let bound = match proto {
+            Protocol::Tcp => {
+                TcpListener::bind(addr).await.map(|l| tokio::spawn(accept_loop(l, table.clone(), cfg2, svc2, metrics2)))
+            }
+            Protocol::Udp => tokio::net::UdpSocket::bind(addr)
+                .await
+                .map(|s| tokio::spawn(super::udp::serve_port(s, table.clone(), cfg2, svc2, metrics2))),
+        };
+        match bound {
+            Ok(task) => {
                 listeners.insert(key, Listener { port: np, table, task });
             }
             Err(e) => {
-                let msg = format!("cannot listen on node port {addr}: {e} (another program or service uses it)");
+                let msg =
+                    format!("cannot listen on node port {addr}/{proto}: {e} (another program or service uses it)");
                 if !status.conflicts_of(&svc).contains(&msg) {
                     events.node(true, &view.self_name, "PortConflict", format!("service {svc}: {msg}"));
                 }
@@ -211,19 +277,32 @@ async fn accept_loop(l: TcpListener, table: Arc<Mutex<Table>>, cfg: ProxyConfig,
     }
 }
 
-/// Picks an endpoint not yet tried and counts it outstanding.
-fn pick(table: &Mutex<Table>, tried: &[(String, u16)], rr: bool) -> Option<Endpoint> {
+/// Picks an endpoint for a connection from `client` (its pinned one under
+/// `sessionAffinity`, else by the balancing rule), among those not yet
+/// tried and allowed by the traffic policy, and counts it outstanding.
+pub fn pick(table: &Mutex<Table>, tried: &[(String, u16)], rr: bool, client: Option<IpAddr>) -> Option<Endpoint> {
     let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
     let now = Instant::now();
+    let local_only = client
+        .is_some_and(|ip| if is_internal(ip, &t.host) { t.policy.internal_local } else { t.policy.external_local });
     let keys: Vec<(String, u16)> = t.endpoints.iter().map(|e| (e.ip.clone(), e.port)).collect();
-    let candidates: Vec<usize> = (0..keys.len()).filter(|i| !tried.contains(&keys[*i])).collect();
+    let candidates = candidates(&t.endpoints, tried, local_only, &t.self_node);
+    let pinned = match (client, t.affinity.as_mut()) {
+        (Some(ip), Some(a)) => a
+            .get(ip, now, |k| candidates.iter().any(|i| keys[*i] == *k))
+            .and_then(|k| keys.iter().position(|x| *x == k)),
+        _ => None,
+    };
     let stats: Vec<Stats> = keys.iter().map(|k| t.stats.get(k).cloned().unwrap_or_else(|| Stats::new(now))).collect();
     t.counter = t.counter.wrapping_add(1);
-    let i = if rr {
-        round_robin(&candidates, t.counter)
-    } else {
-        p2c(&stats, &candidates, rand::random(), rand::random(), now)
-    }?;
+    let i = match pinned {
+        Some(i) => i,
+        None if rr => round_robin(&candidates, t.counter)?,
+        None => p2c(&stats, &candidates, rand::random(), rand::random(), now)?,
+    };
+    if let (Some(ip), Some(a)) = (client, t.affinity.as_mut()) {
+        a.set(ip, keys[i].clone(), now);
+    }
     let e = t.endpoints[i].clone();
     if let Some(s) = t.stats.get_mut(&keys[i]) {
         s.outstanding += 1;
@@ -231,7 +310,7 @@ fn pick(table: &Mutex<Table>, tried: &[(String, u16)], rr: bool) -> Option<Endpo
     Some(e)
 }
 
-fn settle(table: &Mutex<Table>, e: &Endpoint, verdict: Verdict) {
+pub fn settle(table: &Mutex<Table>, e: &Endpoint, verdict: Verdict) {
     let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(s) = t.stats.get_mut(&(e.ip.clone(), e.port)) {
         s.outstanding = s.outstanding.saturating_sub(1);
@@ -251,9 +330,10 @@ fn reset(client: TcpStream) {
 
 /// Serves one client connection; returns the outcome and the pod that served it.
 async fn serve(client: TcpStream, table: &Mutex<Table>, cfg: &ProxyConfig) -> (&'static str, Option<String>) {
+    let from = client.peer_addr().ok().map(|a| a.ip());
     let mut tried = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
-        let Some(e) = pick(table, &tried, cfg.round_robin) else { break };
+        let Some(e) = pick(table, &tried, cfg.round_robin, from) else { break };
         let Ok(ip) = e.ip.parse::<IpAddr>() else {
             settle(table, &e, Verdict::Failed);
             tried.push((e.ip.clone(), e.port));
@@ -285,7 +365,7 @@ async fn serve(client: TcpStream, table: &Mutex<Table>, cfg: &ProxyConfig) -> (&
 
 /// What a proxied connection says about its backend.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Verdict {
+pub enum Verdict {
     /// Answered; time from the client's first bytes to the first answer.
     Latency(Duration),
     /// Refused, reset, closed without answering, or timed out.

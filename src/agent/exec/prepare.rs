@@ -255,10 +255,12 @@ pub fn prepare(desired: &DesiredPod, ctx: &PodCtx, adopted: &[Adopted]) -> Resul
     for c in &desired.spec.containers {
         for p in &c.ports {
             let cp = p.container_port as u16;
-            let host = match previous.get(&cp) {
+            // The same container port for TCP and UDP: one host port.
+            let sibling = ports.iter().find(|m: &&PortMapping| m.container_port == cp).map(|m| m.host_port);
+            let host = match sibling.or_else(|| previous.get(&cp).copied()) {
                 Some(h) => {
-                    ctx.ports.claim(*h);
-                    *h
+                    ctx.ports.claim(h);
+                    h
                 }
                 None => match ctx.ports.allocate(None) {
                     Ok(h) => h,
@@ -271,7 +273,12 @@ pub fn prepare(desired: &DesiredPod, ctx: &PodCtx, adopted: &[Adopted]) -> Resul
                     }
                 },
             };
-            ports.push(PortMapping { name: p.name.clone().unwrap_or_default(), container_port: cp, host_port: host });
+            ports.push(PortMapping {
+                name: p.name.clone().unwrap_or_default(),
+                container_port: cp,
+                host_port: host,
+                protocol: p.proto(),
+            });
         }
     }
     Ok(Prepared { pod_dir, ports, volumes, env })

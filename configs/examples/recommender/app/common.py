@@ -42,6 +42,15 @@ def service_url(name):
 
 
 DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS") or 2)
+# Admission control: past MAX_INFLIGHT requests in progress (0: no limit), a
+# replica answers 503 at once instead of queueing. An overloaded replica
+# then keeps a short queue, which drains within a second once load is
+# shared with new replicas; an unbounded one computes answers its clients
+# stopped waiting for, and can stay overloaded long after. Probes
+# (/ready, /healthz) are always served.
+MAX_INFLIGHT = int(os.environ.get("MAX_INFLIGHT") or 0)
+_inflight = threading.BoundedSemaphore(MAX_INFLIGHT) if MAX_INFLIGHT > 0 else None
+PROBES = ("/ready", "/healthz")
 
 
 class HttpError(Exception):
@@ -128,7 +137,14 @@ class Handler(BaseHTTPRequestHandler):
             route = self.routes.get((method, path))
             if route is None:
                 raise Reply(404, {"error": f"no route {method} {path}"})
-            out = route(self, query, body)
+            admitted = _inflight is None or path in PROBES or _inflight.acquire(blocking=False)
+            if not admitted:
+                raise Reply(503, {"error": "overloaded: try again"}, {"Retry-After": "1"})
+            try:
+                out = route(self, query, body)
+            finally:
+                if _inflight is not None and path not in PROBES:
+                    _inflight.release()
             if isinstance(out, Reply):
                 raise out
             self._send(200, out)
