@@ -40,6 +40,9 @@ pub enum Route<B> {
     New { moved_from: Option<B> },
 }
 
+/// A flow removed from the table, with its client.
+pub type Removed<B, S> = (SocketAddr, Flow<B, S>);
+
 /// The flows of one UDP service port.
 #[derive(Debug)]
 pub struct Flows<B, S> {
@@ -74,7 +77,7 @@ impl<B: Clone + PartialEq, S> Flows<B, S> {
         client: SocketAddr,
         now: Instant,
         live: impl Fn(&B) -> bool,
-    ) -> (Route<B>, Option<(SocketAddr, Flow<B, S>)>) {
+    ) -> (Route<B>, Option<Removed<B, S>>) {
         let Some(f) = self.map.get_mut(&client) else { return (Route::New { moved_from: None }, None) };
         if now.saturating_duration_since(f.last) >= self.idle {
             let old = self.map.remove(&client).map(|f| (client, f));
@@ -92,7 +95,7 @@ impl<B: Clone + PartialEq, S> Flows<B, S> {
     /// Starts a flow for `client` to `backend`; returns the flows it
     /// replaced or evicted (the least recently used, past `cap`), for the
     /// caller to close.
-    pub fn insert(&mut self, client: SocketAddr, backend: B, conn: S, now: Instant) -> Vec<(SocketAddr, Flow<B, S>)> {
+    pub fn insert(&mut self, client: SocketAddr, backend: B, conn: S, now: Instant) -> Vec<Removed<B, S>> {
         let mut out = Vec::new();
         if let Some(old) = self.map.remove(&client) {
             out.push((client, old));
@@ -120,7 +123,7 @@ impl<B: Clone + PartialEq, S> Flows<B, S> {
     }
 
     /// Removes the flows unused for `idle` at `now`, and returns them.
-    pub fn expire(&mut self, now: Instant) -> Vec<(SocketAddr, Flow<B, S>)> {
+    pub fn expire(&mut self, now: Instant) -> Vec<Removed<B, S>> {
         let idle = self.idle;
         let gone: Vec<SocketAddr> =
             self.map.iter().filter(|(_, f)| now.saturating_duration_since(f.last) >= idle).map(|(k, _)| *k).collect();
@@ -128,7 +131,7 @@ impl<B: Clone + PartialEq, S> Flows<B, S> {
     }
 
     /// Removes every flow (the port is closing), and returns them.
-    pub fn clear(&mut self) -> Vec<(SocketAddr, Flow<B, S>)> {
+    pub fn clear(&mut self) -> Vec<Removed<B, S>> {
         self.map.drain().collect()
     }
 

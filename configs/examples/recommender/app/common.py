@@ -188,6 +188,9 @@ def serve(name, routes, default_port=8080):
     port = int(os.environ.get("PORT") or default_port)
     host = os.environ.get("LISTEN", "0.0.0.0")
     handler = type(f"{name}Handler", (Handler,), {"routes": routes})
+    # A burst of new connections must queue, not be refused (the default
+    # accept backlog is 5).
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
 
