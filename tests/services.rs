@@ -151,7 +151,9 @@ fn empty_services_refuse_at_once_and_port_conflicts_are_reported() {
     assert!(d.contains("<none> (no Ready pod matches the selector)"), "{d}");
     // Two services cannot ask for the same node port.
     let o = c.nodes[0].cli_stdin(&["apply", "-f", "-"], &service("again", "x", Some(31998)));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("node port 31998 is already used by service default/empty"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("node port 31998/TCP is already used by service default/empty")
+    );
 }
 
 /// `web` with `extra` appended to its spec (at the spec's indentation).
