@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::recommender::*;
-use common::{FAST, TestNode, docker_ready, poll};
+use common::{cluster_at, docker_ready, poll};
 
 const LINK: &str = "shoal-rec0";
 const PEER: &str = "shoal-rec1";
@@ -81,24 +81,7 @@ fn containers_scaling_serving_alone_relieves_a_saturating_load() {
     let dir = example();
     build_images(&dir);
     let tmp = tempfile::tempdir().unwrap();
-    // The API on the node's address (a node whose address is not loopback
-    // serves it on 127.0.0.1 unless told), and in plain HTTP too, which the
-    // harness speaks (served on loopback only unless told).
-    let flags =
-        |ip: Ipv4Addr| vec!["--api-plain-http".to_string(), "any".into(), "--api-addr".into(), format!("{ip}:7420")];
-    let first = TestNode::start_at("n1", ips[0], tmp.path().join("n1"), FAST, &flags(ips[0]));
-    first.wait_healthy();
-    let token = first.ok(&["token"]).trim().to_string();
-    let mut nodes = vec![first];
-    for (i, ip) in ips.iter().enumerate().skip(1) {
-        let name = format!("n{}", i + 1);
-        let mut args = vec!["--join".to_string(), format!("{}:7421", ips[0]), "--token".into(), token.clone()];
-        args.extend(flags(*ip));
-        nodes.push(TestNode::start_at(&name, *ip, tmp.path().join(&name), FAST, &args));
-    }
-    for n in &nodes {
-        n.wait_healthy();
-    }
+    let nodes = cluster_at(&ips, tmp.path());
     let n1 = &nodes[0];
     poll(60, "3 nodes Ready, with Docker", || {
         let v = n1.json(&["get", "nodes"])?;

@@ -80,21 +80,7 @@ fn external_clients_stay_on_the_node_they_reach_and_host_clients_spread() {
         }
     };
     let tmp = tempfile::tempdir().unwrap();
-    let flags =
-        |ip: Ipv4Addr| vec!["--api-plain-http".to_string(), "any".into(), "--api-addr".into(), format!("{ip}:7420")];
-    let first = TestNode::start_at("n1", ips[0], tmp.path().join("n1"), FAST, &flags(ips[0]));
-    first.wait_healthy();
-    let token = first.ok(&["token"]).trim().to_string();
-    let mut nodes = vec![first];
-    for (i, ip) in ips.iter().enumerate().skip(1) {
-        let name = format!("n{}", i + 1);
-        let mut args = vec!["--join".to_string(), format!("{}:7421", ips[0]), "--token".into(), token.clone()];
-        args.extend(flags(*ip));
-        nodes.push(TestNode::start_at(&name, *ip, tmp.path().join(&name), FAST, &args));
-    }
-    for n in &nodes {
-        n.wait_healthy();
-    }
+    let nodes = cluster_at(&ips, tmp.path());
     let n1 = &nodes[0];
     poll(60, "3 nodes Ready and schedulable", || {
         let v = n1.json(&["get", "nodes"])?;

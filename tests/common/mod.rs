@@ -381,6 +381,30 @@ pub const TEST_IMAGE: &str = "shoal-test/busybox:1";
 /// with Debian's static busybox) on first use. Outside CI a missing engine
 /// or busybox skips the test with a message; under CI (`CI=true`) it fails,
 /// so CI never passes by skipping.
+/// A cluster of nodes `n1`, `n2`... at host addresses that are not loopback
+/// (the caller put them on an interface), under `dir`. Their API listens on
+/// the node's address, in plain HTTP too, which the harness speaks (a node
+/// whose address is not loopback serves its API on 127.0.0.1, and plain
+/// HTTP on loopback only, unless told).
+pub fn cluster_at(ips: &[Ipv4Addr], dir: &Path) -> Vec<TestNode> {
+    let flags =
+        |ip: Ipv4Addr| vec!["--api-plain-http".to_string(), "any".into(), "--api-addr".into(), format!("{ip}:7420")];
+    let first = TestNode::start_at("n1", ips[0], dir.join("n1"), FAST, &flags(ips[0]));
+    first.wait_healthy();
+    let token = first.ok(&["token"]).trim().to_string();
+    let mut nodes = vec![first];
+    for (i, ip) in ips.iter().enumerate().skip(1) {
+        let name = format!("n{}", i + 1);
+        let mut args = vec!["--join".to_string(), format!("{}:7421", ips[0]), "--token".into(), token.clone()];
+        args.extend(flags(*ip));
+        nodes.push(TestNode::start_at(&name, *ip, dir.join(&name), FAST, &args));
+    }
+    for n in &nodes {
+        n.wait_healthy();
+    }
+    nodes
+}
+
 pub fn docker_ready() -> bool {
     static READY: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let r = READY.get_or_init(|| {
