@@ -27,10 +27,6 @@ impl<B: Clone + Eq + Hash> Affinity<B> {
         Affinity { map: HashMap::new(), timeout, cap: cap.max(1) }
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     pub fn len(&self) -> usize {
         self.map.len()
     }

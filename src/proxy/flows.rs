@@ -134,18 +134,6 @@ impl<B: Clone + PartialEq, S> Flows<B, S> {
     pub fn clear(&mut self) -> Vec<Removed<B, S>> {
         self.map.drain().collect()
     }
-
-    /// How many flows each backend holds.
-    pub fn per_backend(&self) -> Vec<(B, usize)> {
-        let mut out: Vec<(B, usize)> = Vec::new();
-        for f in self.map.values() {
-            match out.iter_mut().find(|(b, _)| *b == f.backend) {
-                Some((_, n)) => *n += 1,
-                None => out.push((f.backend.clone(), 1)),
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]

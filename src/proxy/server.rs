@@ -310,9 +310,11 @@ pub fn pick(table: &Mutex<Table>, tried: &[(String, u16)], rr: bool, client: Opt
     Some(e)
 }
 
-pub fn settle(table: &Mutex<Table>, e: &Endpoint, verdict: Verdict) {
+/// Records how a connection or flow to the endpoint `key` (ip, port)
+/// ended: it stops counting as outstanding.
+pub fn settle(table: &Mutex<Table>, key: &(String, u16), verdict: Verdict) {
     let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(s) = t.stats.get_mut(&(e.ip.clone(), e.port)) {
+    if let Some(s) = t.stats.get_mut(key) {
         s.outstanding = s.outstanding.saturating_sub(1);
         match verdict {
             Verdict::Latency(l) => s.observe(l, Instant::now()),
@@ -335,7 +337,7 @@ async fn serve(client: TcpStream, table: &Mutex<Table>, cfg: &ProxyConfig) -> (&
     for _ in 0..MAX_ATTEMPTS {
         let Some(e) = pick(table, &tried, cfg.round_robin, from) else { break };
         let Ok(ip) = e.ip.parse::<IpAddr>() else {
-            settle(table, &e, Verdict::Failed);
+            settle(table, &(e.ip.clone(), e.port), Verdict::Failed);
             tried.push((e.ip.clone(), e.port));
             continue;
         };
@@ -350,11 +352,11 @@ async fn serve(client: TcpStream, table: &Mutex<Table>, cfg: &ProxyConfig) -> (&
                     Verdict::Latency(l) => Verdict::Latency(l.max(connect)),
                     v => v,
                 };
-                settle(table, &e, verdict);
+                settle(table, &(e.ip.clone(), e.port), verdict);
                 return (outcome, Some(e.pod));
             }
             _ => {
-                settle(table, &e, Verdict::Failed);
+                settle(table, &(e.ip.clone(), e.port), Verdict::Failed);
                 tried.push((e.ip.clone(), e.port));
             }
         }

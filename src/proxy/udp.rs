@@ -161,7 +161,7 @@ impl Port {
                     return;
                 }
                 Err(_) => {
-                    settle(&self.table, &e, Verdict::Failed);
+                    settle(&self.table, &key, Verdict::Failed);
                     tried.push(key);
                 }
             }
@@ -217,7 +217,7 @@ impl Port {
                         p.since.take()
                     };
                     if let Some(t) = since {
-                        settle_key(&self.table, &key, Verdict::Latency(now - t));
+                        settle(&self.table, &key, Verdict::Latency(now - t));
                     }
                     lock(&self.flows).touch(&client, now);
                     let _ = self.sock.send_to(&buf[..n], client).await;
@@ -272,20 +272,8 @@ impl Port {
     fn close(&self, gone: Vec<(SocketAddr, Flow<Key, Upstream>)>) {
         for (_, f) in gone {
             if lock(&f.conn.pending).since.take().is_some() {
-                settle_key(&self.table, &f.backend, Verdict::Neutral);
+                settle(&self.table, &f.backend, Verdict::Neutral);
             }
-        }
-    }
-}
-
-fn settle_key(table: &Mutex<Table>, key: &Key, v: Verdict) {
-    let mut t = lock(table);
-    if let Some(s) = t.stats.get_mut(key) {
-        s.outstanding = s.outstanding.saturating_sub(1);
-        match v {
-            Verdict::Latency(l) => s.observe(l, Instant::now()),
-            Verdict::Failed => s.fail(Instant::now()),
-            Verdict::Neutral => {}
         }
     }
 }
