@@ -299,6 +299,18 @@ impl Default for ProxySection {
     }
 }
 
+/// `[load_balancer]`: the LAN addresses this node may hold for
+/// `type: LoadBalancer` Services (`proxy::lb`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadBalancerSection {
+    /// Address ranges: `192.168.1.240-192.168.1.250`, `192.168.1.240-250`,
+    /// `10.0.0.0/28` or one address. Empty: this node holds none.
+    pub pool: Vec<String>,
+    /// The interface the addresses go on; default: the one with the node IP.
+    pub interface: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimesSection {
@@ -343,6 +355,7 @@ pub struct NodeConfig {
     pub placement: PlacementSection,
     pub proxy: ProxySection,
     pub runtimes: RuntimesSection,
+    pub load_balancer: LoadBalancerSection,
 }
 
 impl NodeConfig {
@@ -408,6 +421,8 @@ pub struct Resolved {
     pub node_ip: IpAddr,
     pub node_port_range: (u16, u16),
     pub log_max_bytes: u64,
+    /// `load_balancer.pool`, parsed.
+    pub lb_pool: crate::model::pool::Pool,
 }
 
 pub fn parse_port_range(s: &str) -> Result<(u16, u16), crate::model::Invalid> {
@@ -499,6 +514,13 @@ impl NodeConfig {
         if self.proxy.udp_max_flows == 0 {
             return Err(invalid("proxy.udp_max_flows", "must be at least 1"));
         }
+        let lb_pool = crate::model::pool::Pool::parse(&self.load_balancer.pool)
+            .map_err(|m| invalid("load_balancer.pool", format!("{m} (write A-B, A-LAST_OCTET, A/LEN or A)")))?;
+        if let Some(i) = &self.load_balancer.interface
+            && (i.is_empty() || i.len() > 15 || i.contains(['/', ' ']))
+        {
+            return Err(invalid("load_balancer.interface", format!("{i:?} is not an interface name")));
+        }
         for (k, v) in &self.labels {
             crate::model::names::label_key(k).map_err(|m| invalid(&format!("labels.{k}"), m.0))?;
             crate::model::names::label_value(v).map_err(|m| invalid(&format!("labels.{k}"), m.0))?;
@@ -511,6 +533,7 @@ impl NodeConfig {
             node_ip,
             node_port_range,
             log_max_bytes,
+            lb_pool,
         })
     }
 }

@@ -126,12 +126,12 @@ fn enforce(ttl: Duration, mut ended: impl FnMut() -> Option<i32>, kill: impl Fn(
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(Heard::Beat) => lease.beat(Instant::now()),
             Ok(Heard::Closed) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return kill("the node that runs this fenced pod is gone");
+                return kill("the node that holds this lease is gone");
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
         if lease.expired(Instant::now()) {
-            return kill(&format!("the node stopped renewing this fenced pod's lease ({ttl:?})"));
+            return kill(&format!("the node stopped renewing this lease ({ttl:?})"));
         }
     }
 }
@@ -190,6 +190,26 @@ pub fn watch_container(ttl: Duration, pid: i32, id: &str) -> i32 {
         137
     };
     enforce(ttl, ended, kill)
+}
+
+/// `shoal lease-watchdog --ttl-ms N --address IP --dev IFACE`: guards a
+/// LoadBalancer address the node put on `dev` (`proxy::lb`): takes it off
+/// when the lease ends or the node is gone (its pipe closes, which is also
+/// how the node releases it), so that a node killed or cut off stops
+/// answering for the address within the lease. Returns 0 once removed.
+pub fn watch_address(ttl: Duration, dev: &str, ip: std::net::IpAddr) -> i32 {
+    shield();
+    let release = |why: &str| {
+        say(&format!("{why}: taking {ip} off {dev}"));
+        match crate::net::vip::del(dev, ip) {
+            Ok(()) => 0,
+            Err(e) => {
+                say(&e.to_string());
+                1
+            }
+        }
+    };
+    enforce(ttl, || None, release)
 }
 
 /// Renews a fenced pod's lease while its node may run it; ends when the

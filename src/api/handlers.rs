@@ -100,7 +100,7 @@ pub(crate) fn objects(ctx: &Ctx, kind: Kind, ns: Option<&str>, reveal: bool) -> 
     }
     if kind == Kind::Service {
         for item in &mut items {
-            super::services::decorate(item, &plan, &view, ctx.proxy.as_deref());
+            super::services::decorate(item, &snap, &plan, &view, ctx.proxy.as_deref());
         }
     }
     if kind == Kind::Secret && reveal {
@@ -125,7 +125,7 @@ pub(crate) fn get_of(ctx: &Ctx, key: ObjectKey) -> Res {
     let view = ctx.view.borrow().clone();
     let mut v = render::object_json(o, &plan, &view, &snap);
     if key.kind == Kind::Service {
-        super::services::decorate(&mut v, &plan, &view, ctx.proxy.as_deref());
+        super::services::decorate(&mut v, &snap, &plan, &view, ctx.proxy.as_deref());
     }
     if key.kind == Kind::Secret {
         super::secrets::reveal(ctx, &snap, &mut v)?;
@@ -200,7 +200,7 @@ async fn write_one(
         let _guard = ctx.apply_lock.lock().await;
         let snap = ctx.db.snapshot();
         let mut objects = vec![parsed];
-        super::services::assign_node_ports(&snap, &mut objects, ctx.validation.node_port_range)?;
+        super::services::assign(ctx.as_ref(), &snap, &mut objects)?;
         super::secrets::seal_objects(ctx, &snap, &mut objects).await?;
         let (_results, changes) = plan_apply(&snap, objects, ctx.db.now(), mode)?;
         commit(ctx, changes).await?;
@@ -534,7 +534,7 @@ pub async fn apply(State(ctx): State<Ctx>, Limited(body): Limited) -> Result<Jso
     let _guard = ctx.apply_lock.lock().await;
     let snap = ctx.db.snapshot();
     let mut objects = out.objects;
-    super::services::assign_node_ports(&snap, &mut objects, ctx.validation.node_port_range)?;
+    super::services::assign(ctx.as_ref(), &snap, &mut objects)?;
     super::secrets::seal_objects(&ctx, &snap, &mut objects).await?;
     let (results, changes) = plan_apply(&snap, objects, ctx.db.now(), Mode::Apply)?;
     if !req.dry_run {

@@ -15,6 +15,7 @@
 //! - `protobuf`: Kubernetes' protobuf request bodies, read as JSON;
 //! - `error`: `kind: Status` errors; `client`: HTTP client with failover.
 
+pub mod addresses;
 pub mod client;
 pub mod dashboard;
 pub mod delete;

@@ -133,8 +133,24 @@ fn endpoints_json(ns: &str, spec: &ServiceSpec, plan: &PlanView, view: &ClusterV
         .collect()
 }
 
-/// Adds `status.ports[]` with each port's current endpoints.
-pub fn decorate(v: &mut Value, plan: &PlanView, view: &ClusterView, proxy: Option<&crate::proxy::server::ProxyStatus>) {
+/// Fills in node ports and LoadBalancer addresses of the Services being
+/// applied (`addresses`), refusing taken ones.
+pub fn assign(ctx: &super::server::ApiCtx, snap: &Snapshot, objects: &mut [Parsed]) -> Result<(), ApiError> {
+    assign_node_ports(snap, objects, ctx.validation.node_port_range)?;
+    let offer = ctx.proxy.as_ref().and_then(|p| p.offer.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    let pool = super::addresses::pools(&ctx.view.borrow(), offer.as_ref());
+    super::addresses::assign(snap, objects, &pool)
+}
+
+/// Adds `status.ports[]` with each port's current endpoints, and a
+/// LoadBalancer's `status.loadBalancer` (`addresses`).
+pub fn decorate(
+    v: &mut Value,
+    snap: &Snapshot,
+    plan: &PlanView,
+    view: &ClusterView,
+    proxy: Option<&crate::proxy::server::ProxyStatus>,
+) {
     let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
     let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
     let Some(spec) = v.get("spec").cloned().and_then(|s| serde_json::from_value::<ServiceSpec>(s).ok()) else {
@@ -144,6 +160,8 @@ pub fn decorate(v: &mut Value, plan: &PlanView, view: &ClusterView, proxy: Optio
     if let Some(c) = proxy.map(|p| p.conflicts_of(&format!("{ns}/{name}"))).filter(|c| !c.is_empty()) {
         v["status"]["conflicts"] = json!(c);
     }
+    let offer = proxy.and_then(|p| p.offer.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    super::addresses::decorate(v, snap, plan, view, offer.as_ref());
 }
 
 /// `GET /api/v1/namespaces/{ns}/endpoints/{name}`, in Kubernetes' shape.

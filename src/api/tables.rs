@@ -280,11 +280,13 @@ fn cells(kind: &str, o: &Value, now: i64) -> Vec<Value> {
                 .as_array()
                 .map(|a| a.iter().map(|i| s(&i["ip"])).collect::<Vec<_>>().join(","))
                 .unwrap_or_default();
+            let kind = o["spec"]["type"].as_str().unwrap_or("ClusterIP");
+            let ext = if ext.is_empty() && kind == "LoadBalancer" { json!("<pending>") } else { or_none(ext) };
             vec![
                 name,
-                json!(o["spec"]["type"].as_str().unwrap_or("ClusterIP")),
+                json!(kind),
                 or_none(s(&o["spec"]["clusterIP"])),
-                or_none(ext),
+                ext,
                 or_none(ports.join(",")),
                 json!(age(o, now)),
                 or_none(selector(o)),

@@ -357,8 +357,14 @@ pub struct LeaseWatchdogArgs {
     pub pid: Option<i32>,
     #[arg(long)]
     pub container: Option<String>,
+    /// A LoadBalancer address on --dev instead of a command: it is taken
+    /// off when the lease ends.
+    #[arg(long, requires = "dev")]
+    pub address: Option<std::net::IpAddr>,
+    #[arg(long)]
+    pub dev: Option<String>,
     /// The pod's command.
-    #[arg(last = true, required_unless_present = "pid")]
+    #[arg(last = true, required_unless_present_any = ["pid", "address"])]
     pub command: Vec<String>,
 }
 

@@ -39,8 +39,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::DataKey(a) => data_key(a).await,
         Command::LeaseWatchdog(a) => {
             let ttl = std::time::Duration::from_millis(a.ttl_ms);
-            std::process::exit(match (a.pid, &a.container) {
-                (Some(pid), Some(id)) => crate::agent::lease::watch_container(ttl, pid, id),
+            std::process::exit(match (a.pid, &a.container, a.address, &a.dev) {
+                (_, _, Some(ip), Some(dev)) => crate::agent::lease::watch_address(ttl, dev, ip),
+                (Some(pid), Some(id), _, _) => crate::agent::lease::watch_container(ttl, pid, id),
                 _ => crate::agent::lease::watchdog(ttl, &a.command),
             })
         }

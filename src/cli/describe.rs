@@ -314,6 +314,19 @@ pub fn describe(kind: &str, v: &Value, events: &[Value]) -> String {
                 "Type:         {}",
                 v.pointer("/spec/type").and_then(Value::as_str).unwrap_or("NodePort")
             );
+            if v.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer") {
+                let ip = v.pointer("/spec/loadBalancerIP").and_then(Value::as_str).unwrap_or("<pending>");
+                let _ = writeln!(out, "LoadBalancer: {ip}");
+                for c in v.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "Address:      {} ({}): {}",
+                        s(c, "/reason"),
+                        if s(c, "/status") == "True" { "serving" } else { "not serving" },
+                        s(c, "/message")
+                    );
+                }
+            }
             for p in v.pointer("/status/ports").and_then(Value::as_array).into_iter().flatten() {
                 let np =
                     p.get("nodePort").and_then(Value::as_i64).map(|x| x.to_string()).unwrap_or_else(|| "<none>".into());

@@ -12,6 +12,7 @@ pub mod names;
 pub mod node;
 pub mod parse;
 pub mod pods;
+pub mod pool;
 pub mod quantity;
 pub mod revision;
 pub mod status;

@@ -692,6 +692,10 @@ pub struct ServiceSpec {
     /// `Cluster` (default) or `Local`: where traffic from the node's own pods goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_traffic_policy: Option<String>,
+    /// `type: LoadBalancer`'s address: set by the user, or assigned from
+    /// the nodes' `load_balancer.pool` when first applied (and kept).
+    #[serde(default, rename = "loadBalancerIP", skip_serializing_if = "Option::is_none")]
+    pub load_balancer_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -645,11 +645,15 @@ fn probe(r: &mut Report, path: &str, p: &Probe, ports: &BTreeSet<&str>, liveness
 fn service(r: &mut Report, s: &ServiceSpec, ctx: &Context) {
     labels(r, "spec.selector", &s.selector);
     match s.kind.as_deref() {
-        None | Some("ClusterIP") | Some("NodePort") => {}
-        Some("LoadBalancer") => {
-            r.warn("spec.type", "LoadBalancer is served like NodePort: every node listens on the service's node port")
+        None | Some("ClusterIP") | Some("NodePort") | Some("LoadBalancer") => {}
+        Some(other) => r.err("spec.type", format!("must be ClusterIP, NodePort or LoadBalancer (got {other:?})")),
+    }
+    if let Some(ip) = &s.load_balancer_ip {
+        if s.kind.as_deref() != Some("LoadBalancer") {
+            r.err("spec.loadBalancerIP", "is only allowed with type: LoadBalancer");
+        } else if ip.parse::<std::net::IpAddr>().is_err() {
+            r.err("spec.loadBalancerIP", format!("{ip:?} is not an IP address"));
         }
-        Some(other) => r.err("spec.type", format!("must be ClusterIP or NodePort (got {other:?})")),
     }
     if s.ports.is_empty() {
         r.err("spec.ports", "a service needs at least one port");

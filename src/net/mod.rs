@@ -9,6 +9,7 @@ pub mod join;
 pub mod quic;
 pub mod tls;
 pub mod token;
+pub mod vip;
 
 /// `api_plain_http`: who may use plain HTTP on the API port (which speaks
 /// HTTPS with a certificate of the cluster CA in any case).

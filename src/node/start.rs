@@ -301,6 +301,23 @@ impl Node {
                 tracing::error!(error = %e, "API server failed");
             }
         })];
+        let (held_tx, held_rx) = watch::channel(Arc::new(std::collections::BTreeMap::new()));
+        if !r.lb_pool.is_empty() {
+            tasks.push(tokio::spawn(crate::proxy::lb::run(
+                lb_config(&cfg, &r),
+                crate::proxy::lb::LbInputs {
+                    state: db.subscribe(),
+                    plan: a.plan.clone(),
+                    view: a.view.clone(),
+                    majority: a.membership.majority(),
+                    publish: Box::new(a.membership.key_setter()),
+                    held: held_tx,
+                    status: proxy_status.clone(),
+                    events: events.clone(),
+                    shutdown: a.shutdown_signal(),
+                },
+            )));
+        }
         tasks.push(tokio::spawn(crate::proxy::server::run(
             crate::proxy::server::ProxyConfig {
                 node_ip: r.node_ip,
@@ -314,6 +331,7 @@ impl Node {
                 state: db.subscribe(),
                 plan: a.plan.clone(),
                 view: a.view.clone(),
+                held: held_rx,
                 status: proxy_status,
                 metrics,
                 events,
@@ -594,6 +612,24 @@ fn api_listen(
 
 /// Until when fenced pods' leases may be renewed: membership's majority
 /// deadline, and nothing once the node shuts down.
+/// This node's LoadBalancer settings: the interface defaults to the one
+/// with the node IP.
+fn lb_config(cfg: &NodeConfig, r: &Resolved) -> crate::proxy::lb::LbConfig {
+    let interface = cfg
+        .load_balancer
+        .interface
+        .clone()
+        .or_else(|| crate::net::vip::interface_of(r.node_ip))
+        .unwrap_or_else(|| "(no interface has the node IP: set load_balancer.interface)".into());
+    crate::proxy::lb::LbConfig {
+        node: r.name.clone(),
+        pool: r.lb_pool.clone(),
+        pool_text: cfg.load_balancer.pool.clone(),
+        interface,
+        ttl: cfg.agent.fence_lease,
+    }
+}
+
 fn lease_watch(
     mut majority: watch::Receiver<Option<tokio::time::Instant>>,
     mut shutdown: watch::Receiver<bool>,

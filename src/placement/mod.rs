@@ -20,6 +20,7 @@
 //! are blake3 over explicit bytes mixed with a fixed integer finalizer.
 #![deny(clippy::disallowed_methods)]
 
+pub mod addresses;
 mod candidates;
 pub mod cron;
 pub mod daemonsets;

@@ -17,6 +17,7 @@ pub mod dns;
 pub mod endpoints;
 pub mod env;
 pub mod flows;
+pub mod lb;
 pub mod locality;
 pub mod server;
 pub mod udp;

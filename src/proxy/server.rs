@@ -53,6 +53,8 @@ pub struct ProxyConfig {
 pub struct ProxyStatus {
     /// Service id (`ns/name`) → problems with its ports on this node.
     pub conflicts: Mutex<BTreeMap<String, Vec<String>>>,
+    /// This node's LoadBalancer offer (`lb`), when it has a pool.
+    pub offer: Mutex<Option<crate::placement::addresses::Offer>>,
 }
 
 impl ProxyStatus {
@@ -122,18 +124,22 @@ impl Table {
 }
 
 struct Listener {
-    port: u16,
+    addr: SocketAddr,
     table: Arc<Mutex<Table>>,
     task: JoinHandle<()>,
 }
 
-type PortKey = (String, String, i64, Protocol); // (namespace, service, service port, protocol)
+/// (namespace, service, service port, protocol, address served on): the
+/// node IP for the node port, or a LoadBalancer address this node holds.
+type PortKey = (String, String, i64, Protocol, IpAddr);
 
 /// What the proxy watches and reports to.
 pub struct ProxyInputs {
     pub state: watch::Receiver<Arc<Snapshot>>,
     pub plan: watch::Receiver<Arc<PlanView>>,
     pub view: watch::Receiver<Arc<ClusterView>>,
+    /// The LoadBalancer addresses this node holds (`lb`), and their Services.
+    pub held: watch::Receiver<Arc<BTreeMap<IpAddr, String>>>,
     pub status: Arc<ProxyStatus>,
     pub metrics: Arc<Metrics>,
     pub events: Arc<EventLog>,
@@ -142,14 +148,16 @@ pub struct ProxyInputs {
 
 /// Runs the proxy until `shutdown`.
 pub async fn run(cfg: ProxyConfig, inputs: ProxyInputs) {
-    let ProxyInputs { mut state, mut plan, mut view, status, metrics, events, mut shutdown } = inputs;
+    let ProxyInputs { mut state, mut plan, mut view, mut held, status, metrics, events, mut shutdown } = inputs;
     let mut listeners: HashMap<PortKey, Listener> = HashMap::new();
     loop {
         let snap = state.borrow_and_update().clone();
         let pv = plan.borrow_and_update().clone();
         let v = view.borrow_and_update().clone();
-        reconcile(&cfg, &snap, &pv, &v, &mut listeners, &status, &metrics, &events).await;
+        let lb = held.borrow_and_update().clone();
+        reconcile(&cfg, &snap, &pv, &v, &lb, &mut listeners, &status, &metrics, &events).await;
         tokio::select! {
+            r = held.changed() => if r.is_err() { break },
             r = state.changed() => if r.is_err() { break },
             r = plan.changed() => if r.is_err() { break },
             r = view.changed() => if r.is_err() { break },
@@ -161,18 +169,29 @@ pub async fn run(cfg: ProxyConfig, inputs: ProxyInputs) {
     }
 }
 
-/// Which node ports this node should serve, oldest service first (it keeps
-/// a port two services claim).
-fn wanted(snap: &Snapshot) -> Vec<(PortKey, u16, ServiceSpec, String)> {
+/// Which ports this node should serve, oldest service first (it keeps a
+/// port two services claim): every service's node ports on the node IP,
+/// and the service ports of each LoadBalancer address it holds (`held`).
+fn wanted(
+    snap: &Snapshot,
+    node_ip: IpAddr,
+    held: &BTreeMap<IpAddr, String>,
+) -> Vec<(PortKey, u16, ServiceSpec, String)> {
     let mut out = Vec::new();
     for o in snap.of_kind(Kind::Service) {
         let Object::Service(s) = &o.object else { continue };
         let ns = s.metadata.namespace.clone().unwrap_or_default();
         let created = s.metadata.creation_timestamp.clone().unwrap_or_default();
+        let lb = crate::placement::addresses::address_of(&s.spec)
+            .filter(|ip| held.get(ip).is_some_and(|svc| *svc == format!("{ns}/{}", s.metadata.name)));
         for p in &s.spec.ports {
             if let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok()) {
-                let key = (ns.clone(), s.metadata.name.clone(), p.port, p.proto());
+                let key = (ns.clone(), s.metadata.name.clone(), p.port, p.proto(), node_ip);
                 out.push((key, np, s.spec.clone(), created.clone()));
+            }
+            if let (Some(ip), Ok(port)) = (lb, u16::try_from(p.port)) {
+                let key = (ns.clone(), s.metadata.name.clone(), p.port, p.proto(), ip);
+                out.push((key, port, s.spec.clone(), created.clone()));
             }
         }
     }
@@ -186,6 +205,7 @@ async fn reconcile(
     snap: &Snapshot,
     pv: &PlanView,
     view: &ClusterView,
+    held: &BTreeMap<IpAddr, String>,
     listeners: &mut HashMap<PortKey, Listener>,
     status: &ProxyStatus,
     metrics: &Arc<Metrics>,
@@ -193,8 +213,8 @@ async fn reconcile(
 ) {
     let now = Instant::now();
     let mut conflicts: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut claimed: HashMap<(u16, Protocol), String> = HashMap::new();
-    let want = wanted(snap);
+    let mut claimed: HashMap<(SocketAddr, Protocol), String> = HashMap::new();
+    let want = wanted(snap, cfg.node_ip, held);
     // The host's addresses, read only when a Local traffic policy needs them.
     let local = want.iter().any(|w| w.2.external_local() || w.2.internal_local());
     let host = Arc::new(if local { HostNets::read() } else { HostNets::default() });
@@ -207,27 +227,28 @@ async fn reconcile(
     for (key, np, spec, _) in want {
         let svc = format!("{}/{}", key.0, key.1);
         let proto = key.3;
-        if let Some(other) = claimed.get(&(np, proto)) {
+        let addr = SocketAddr::new(key.4, np);
+        let what = if key.4 == cfg.node_ip { format!("node port {np}/{proto}") } else { format!("{addr}/{proto}") };
+        if let Some(other) = claimed.get(&(addr, proto)) {
             conflicts
                 .entry(svc.clone())
                 .or_default()
-                .push(format!("node port {np}/{proto} is also claimed by service {other}; the older service keeps it"));
+                .push(format!("{what} is also claimed by service {other}; the older service keeps it"));
             if let Some(l) = listeners.remove(&key) {
                 l.task.abort();
             }
             continue;
         }
-        claimed.insert((np, proto), svc.clone());
+        claimed.insert((addr, proto), svc.clone());
         let port = spec.ports.iter().find(|p| p.port == key.2 && p.proto() == proto).cloned();
         let eps = port.map(|p| endpoints(&key.0, &spec, &p, &pv.plan.desired, view)).unwrap_or_default();
-        if let Some(l) = listeners.get(&key).filter(|l| l.port == np) {
+        if let Some(l) = listeners.get(&key).filter(|l| l.addr == addr) {
             l.table.lock().unwrap_or_else(|p| p.into_inner()).set(eps, Policy::of(&spec), host.clone(), now);
             continue;
         }
         if let Some(old) = listeners.remove(&key) {
             old.task.abort();
         }
-        let addr = SocketAddr::new(cfg.node_ip, np);
         let mut t = Table::new(&view.self_name, host.clone());
         t.set(eps, Policy::of(&spec), host.clone(), now);
         let table = Arc::new(Mutex::new(t));
@@ -242,11 +263,10 @@ async fn reconcile(
         };
         match bound {
             Ok(task) => {
-                listeners.insert(key, Listener { port: np, table, task });
+                listeners.insert(key, Listener { addr, table, task });
             }
             Err(e) => {
-                let msg =
-                    format!("cannot listen on node port {addr}/{proto}: {e} (another program or service uses it)");
+                let msg = format!("cannot listen on {what} ({addr}): {e} (another program or service uses it)");
                 if !status.conflicts_of(&svc).contains(&msg) {
                     events.node(true, &view.self_name, "PortConflict", format!("service {svc}: {msg}"));
                 }
