@@ -125,7 +125,7 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
         "DaemonSet" => vec!["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
         "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "AGE"],
         "CronJob" => vec!["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
-        "Service" => vec!["NAME", "TYPE", "PORT(S)", "ENDPOINTS", "AGE"],
+        "Service" => vec!["NAME", "TYPE", "EXTERNAL-IP", "PORT(S)", "ENDPOINTS", "AGE"],
         "Namespace" => vec!["NAME", "STATUS", "AGE"],
         "ConfigMap" => vec!["NAME", "DATA", "AGE"],
         "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
@@ -273,7 +273,19 @@ pub fn rows(kind: &str, items: &[Value], wide: bool, ns: bool) -> (Vec<&'static 
                     })
                     .unwrap_or(0);
                 let t = it.pointer("/spec/type").and_then(Value::as_str).unwrap_or("NodePort");
-                vec![name, t.into(), ports.join(","), eps.to_string(), age_of(created)]
+                let ext: Vec<&str> = it
+                    .pointer("/status/loadBalancer/ingress")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i.get("ip").and_then(Value::as_str))
+                    .collect();
+                let ext = match (ext.is_empty(), t) {
+                    (false, _) => ext.join(","),
+                    (true, "LoadBalancer") => "<pending>".into(),
+                    (true, _) => "<none>".into(),
+                };
+                vec![name, t.into(), ext, ports.join(","), eps.to_string(), age_of(created)]
             }
             "Namespace" => vec![
                 name,

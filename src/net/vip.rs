@@ -94,7 +94,7 @@ const CAP_NET_ADMIN: u32 = 12;
 pub fn unable(dev: &str) -> Option<String> {
     if effective_caps() & (1 << CAP_NET_ADMIN) == 0 {
         return Some(format!(
-            "shoal lacks CAP_NET_ADMIN, which adding an address to {dev} needs (run it as root, or grant it: setcap cap_net_admin,cap_net_raw+ep $(which shoal))"
+            "shoal lacks CAP_NET_ADMIN, which adding an address to {dev} needs (run it as root, or grant it: setcap cap_net_admin,cap_net_raw,cap_net_bind_service+ep $(which shoal))"
         ));
     }
     if nix::net::if_::if_nametoindex(dev).is_err() {

@@ -95,6 +95,8 @@ pub struct TestNode {
     pub netns: Option<String>,
     /// Extra environment of the node's process (e.g. a faked clock).
     pub env: Vec<(String, String)>,
+    /// A command the node runs under (`setpriv ...`), before `shoal up`.
+    pub wrapper: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -111,6 +113,7 @@ impl TestNode {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             netns: None,
             env: Vec::new(),
+            wrapper: Vec::new(),
             _tmp: Some(tmp),
         };
         std::fs::write(n.dir.join("node.toml"), config).unwrap();
@@ -133,6 +136,20 @@ impl TestNode {
         extra_args: &[String],
         netns: Option<String>,
     ) -> TestNode {
+        TestNode::start_wrapped(name, ip, dir, config, extra_args, netns, &[])
+    }
+
+    /// `start_in`, the node running under `wrapper` (e.g. `setpriv` with
+    /// fewer capabilities).
+    pub fn start_wrapped(
+        name: &str,
+        ip: Ipv4Addr,
+        dir: PathBuf,
+        config: &str,
+        extra_args: &[String],
+        netns: Option<String>,
+        wrapper: &[&str],
+    ) -> TestNode {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("node.toml"), config).unwrap();
         let mut n = TestNode {
@@ -143,6 +160,7 @@ impl TestNode {
             extra_args: extra_args.to_vec(),
             netns,
             env: Vec::new(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
             _tmp: None,
         };
         n.spawn();
@@ -172,13 +190,19 @@ impl TestNode {
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).unwrap();
         // `ip netns exec` execs the node in place: the child's pid is the node's.
+        let mut argv = self.wrapper.clone();
+        argv.push(BIN.to_string());
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, BIN]);
+                c.args(["netns", "exec", ns]).args(&argv);
                 c
             }
-            None => Command::new(BIN),
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
         };
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("up")
