@@ -551,6 +551,7 @@ mod tests {
         assert_eq!(c.membership, d.membership);
         assert_eq!(c.state, d.state);
         assert_eq!(c.proxy, d.proxy);
+        assert_eq!(c.load_balancer, d.load_balancer);
         assert_eq!(c.capacity.max_pods, d.capacity.max_pods);
     }
 
@@ -589,5 +590,15 @@ mod tests {
         assert_eq!(c.resolve().unwrap().node_ip, "127.0.0.12".parse::<IpAddr>().unwrap());
         assert!(NodeConfig { name: Some("Bad_Name".into()), ..Default::default() }.resolve().is_err());
         assert!(parse_port_range("5-1").is_err());
+    }
+
+    #[test]
+    fn a_bad_load_balancer_pool_names_the_setting_and_the_range() {
+        let c: NodeConfig =
+            toml::from_str("name = \"a\"\n[load_balancer]\npool = [\"10.0.0.1-5\", \"10.0.0.9-1\"]\n").unwrap();
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(err.contains("load_balancer.pool") && err.contains("\"10.0.0.9-1\" ends before it starts"), "{err}");
+        let c: NodeConfig = toml::from_str("name = \"a\"\n[load_balancer]\npool = [\"10.0.0.1-5\"]\n").unwrap();
+        assert_eq!(c.resolve().unwrap().lb_pool.to_string(), "10.0.0.1-10.0.0.5");
     }
 }

@@ -287,6 +287,19 @@ fn load_balancer_addresses_move_without_a_leader() {
     eprintln!("failover after a kill: {}; failed requests {failed:?}", spread(failovers.clone()));
     assert!(failovers.iter().all(|d| *d <= FAILOVER_BOUND), "failovers {failovers:?}, bound {FAILOVER_BOUND:?}");
 
+    // Cordoned, the holder hands the address over, as a drain moves pods.
+    let t0 = Instant::now();
+    nodes[0].ok(&["cordon", &format!("n{holder}")]);
+    let moved = poll(20, "the address off the cordoned node", || match holders(&hosts, N + 1, vip).as_slice() {
+        [one] if *one != holder => Ok(*one),
+        other => Err(format!("holders {other:?}")),
+    });
+    let back = client.answered_after(Instant::now(), 20, "the client answered after the cordon");
+    let lost = client.since(t0).iter().filter(|s| s.at < back && s.answer.is_err()).count();
+    eprintln!("cordon: n{holder} handed the address to n{moved} after {:?}, {lost} requests failed", back - t0);
+    nodes[0].ok(&["uncordon", &format!("n{holder}")]);
+    holder = wait_one_holder(&hosts, &client, vip, 60);
+
     // The holder is cut off from the other nodes; the client still reaches it.
     let mut releases = Vec::new();
     let mut overlaps = Vec::new();

@@ -592,6 +592,26 @@ spec:
     }
 
     #[test]
+    fn load_balancer_fields_are_checked() {
+        let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  type: LoadBalancer\n  loadBalancerIP: 10.0.0.7\n  ports: [{port: 80}]\n";
+        let out = parse(svc);
+        assert!(out.errors.is_empty() && out.warnings.is_empty(), "{:?} {:?}", out.errors, out.warnings);
+        let cases = [
+            ("loadBalancerIP: 10.0.0.7", "loadBalancerIP: lan", "spec.loadBalancerIP", "\"lan\" is not an IP address"),
+            ("type: LoadBalancer", "type: NodePort", "spec.loadBalancerIP", "only allowed with type: LoadBalancer"),
+            ("type: LoadBalancer", "type: ExternalName", "spec.type", "ClusterIP, NodePort or LoadBalancer"),
+        ];
+        for (from, to, field, says) in cases {
+            let out = parse(&svc.replace(from, to));
+            assert!(
+                out.errors.iter().any(|e| e.field == field && e.message.contains(says)),
+                "{to}: want {field} saying {says:?}, got {:?}",
+                out.errors
+            );
+        }
+    }
+
+    #[test]
     fn indexed_job_errors_name_their_field() {
         let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: m}\nspec:\n  completions: 4\n  completionMode: Indexed\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, command: [\"true\"]}]\n";
         assert!(parse(job).errors.is_empty(), "{:?}", parse(job).errors);

@@ -7,7 +7,7 @@
 //! of (address, node name): placed like a replica, so a node's death moves
 //! only its own addresses, and a node that comes back takes back only those
 //! it scores highest on. A node is eligible when it is one placement uses
-//! (alive, settled, schedulable), its gossiped offer (`Offer`, the `lb`
+//! (alive, settled, schedulable) and not cordoned, its gossiped offer (`Offer`, the `lb`
 //! key) names a pool that contains the address, and it can add addresses
 //! (it has `CAP_NET_ADMIN` and the interface exists).
 //!
@@ -101,6 +101,13 @@ pub fn addresses(snap: &Snapshot) -> BTreeMap<IpAddr, String> {
         out.entry(ip).or_insert(id);
     }
     out
+}
+
+/// The nodes that may hold addresses: those placement uses (`schedulable`:
+/// alive, settled), less the cordoned ones, so that `shoal cordon` or
+/// `drain` moves a node's addresses off it as it moves its pods.
+pub fn eligible(schedulable: &BTreeSet<String>, snap: &Snapshot) -> BTreeSet<String> {
+    schedulable.iter().filter(|n| !snap.maintenance.get(*n).is_some_and(|m| m.unschedulable)).cloned().collect()
 }
 
 /// Each live node's offer. A node's own gossiped keys are not in its own
