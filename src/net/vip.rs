@@ -64,6 +64,23 @@ pub fn present(dev: &str) -> Vec<IpAddr> {
         .collect()
 }
 
+/// Whether a `shoal lease-watchdog --address IP` process guards `ip` in
+/// this network namespace (any node's: several nodes may share a host).
+pub fn guarded(ip: IpAddr) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    let Ok(my_net) = std::fs::read_link("/proc/self/ns/net") else { return false };
+    let want = ip.to_string();
+    dir.flatten().any(|e| {
+        if std::fs::read_link(e.path().join("ns/net")).ok().as_ref() != Some(&my_net) {
+            return false;
+        }
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { return false };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        args.iter().any(|a| *a == b"lease-watchdog")
+            && args.windows(2).any(|w| w[0] == b"--address" && w[1] == want.as_bytes())
+    })
+}
+
 /// The interface that carries `ip` (the default `load_balancer.interface`:
 /// the one with the node IP).
 pub fn interface_of(ip: IpAddr) -> Option<String> {

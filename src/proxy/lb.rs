@@ -145,11 +145,39 @@ async fn release(cfg: &LbConfig, ip: IpAddr, mut g: Guard) {
     }
 }
 
+/// Takes off the interface any address of this node's pool that no
+/// watchdog guards: one a run of this node left when it and its watchdogs
+/// were killed together (`kill -9` of the whole group). A holder would
+/// otherwise keep answering for it after placement moved it elsewhere.
+async fn sweep(cfg: &LbConfig) {
+    let (dev, pool) = (cfg.interface.clone(), cfg.pool.clone());
+    let swept = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for ip in vip::present(&dev).into_iter().filter(|ip| pool.contains(*ip) && !vip::guarded(*ip)) {
+            out.push((ip, vip::del(&dev, ip)));
+        }
+        out
+    })
+    .await
+    .unwrap_or_default();
+    for (ip, r) in swept {
+        match r {
+            Ok(()) => {
+                tracing::warn!(%ip, interface = %cfg.interface, "took off a LoadBalancer address no watchdog guarded (left by a killed run)")
+            }
+            Err(e) => tracing::warn!(%ip, error = %e, "cannot take off an unguarded LoadBalancer address"),
+        }
+    }
+}
+
 /// Runs until shutdown; releases every address on the way out.
 pub async fn run(cfg: LbConfig, mut inputs: LbInputs) {
     let unable_at_start = vip::unable(&cfg.interface);
     if let Some(why) = &unable_at_start {
         tracing::warn!(interface = %cfg.interface, "this node cannot hold LoadBalancer addresses: {why}");
+    }
+    if unable_at_start.is_none() {
+        sweep(&cfg).await;
     }
     let mut held: BTreeMap<IpAddr, Guard> = BTreeMap::new();
     let mut failed: Option<(Instant, String)> = None;
@@ -193,6 +221,19 @@ pub async fn run(cfg: LbConfig, mut inputs: LbInputs) {
                     inputs.events.node(true, &cfg.node, "AddressFailed", msg);
                     failed = Some((now, e));
                     break;
+                }
+            }
+        }
+        // An address taken off behind this node's back (by hand, by another
+        // program) is put back and announced again.
+        if !held.is_empty() {
+            let dev = cfg.interface.clone();
+            let present = tokio::task::spawn_blocking(move || vip::present(&dev)).await.unwrap_or_default();
+            for (ip, g) in held.iter_mut().filter(|(ip, _)| !present.contains(ip)) {
+                let (dev, ip) = (cfg.interface.clone(), *ip);
+                match tokio::task::spawn_blocking(move || vip::add(&dev, ip)).await {
+                    Ok(Ok(())) => g.announced = 0,
+                    _ => tracing::warn!(%ip, "a held LoadBalancer address is gone and cannot be put back"),
                 }
             }
         }
