@@ -286,3 +286,66 @@ fn the_client_library_spreads_requests_and_fails_over() {
         rt.block_on(client.get_json("/api/v1/namespaces/default/pods")).expect("fails over");
     }
 }
+
+/// A backend that reports the PROXY protocol header it was sent first:
+/// `PROXY TCP4 ...` for v1, `V2 src dst sport dport` for v2, `NONE`.
+const PP_BACKEND: &str = r#"import os,socket,threading
+SIG=b'\r\n\r\n\x00\r\nQUIT\n'
+def h(c):
+  d=b''
+  while b'\r\n\r\n' not in d[28:] and b'\r\n\r\n' not in d[d.find(b'\r\n')+2:]:
+    x=c.recv(4096)
+    if not x: return c.close()
+    d+=x
+  if d.startswith(b'PROXY '): r=d.split(b'\r\n',1)[0].decode()
+  elif d[:12]==SIG: r='V2 %s %s %d %d'%('.'.join(map(str,d[16:20])),'.'.join(map(str,d[20:24])),int.from_bytes(d[24:26],'big'),int.from_bytes(d[26:28],'big'))
+  else: r='NONE'
+  b=r.encode(); c.sendall(b'HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n'%len(b)+b); c.close()
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+s.bind((os.environ['SHOAL_NODE_IP'],int(os.environ['PORT']))); s.listen(64)
+while True:
+  c,_=s.accept(); threading.Thread(target=h,args=(c,),daemon=True).start()
+"#;
+
+#[test]
+fn proxy_protocol_gives_backends_the_client_address() {
+    use std::io::{Read, Write};
+    let n = TestNode::start("pp", FAST, &[]);
+    let deploy = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: pp}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: pp}}}}\n  template:\n    metadata: {{labels: {{app: pp}}}}\n    spec:\n      containers:\n        - name: c\n          command: [python3, -c, {:?}]\n          ports: [{{name: http, containerPort: 8080}}]\n          readinessProbe: {{tcpSocket: {{port: http}}, periodSeconds: 1}}\n",
+        PP_BACKEND
+    );
+    n.apply(&deploy);
+    let svc = |v: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: pp\n  annotations: {{shoal.dev/proxy-protocol: {v}}}\nspec:\n  selector: {{app: pp}}\n  ports: [{{port: 80, targetPort: http}}]\n"
+        )
+    };
+    let ask = |np: u16| -> Result<(SocketAddr, String), String> {
+        let mut s = std::net::TcpStream::connect_timeout(&SocketAddr::from((n.ip, np)), Duration::from_secs(1))
+            .map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+        let me = s.local_addr().map_err(|e| e.to_string())?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+        Ok((me, out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()))
+    };
+    for (v, want) in [("v1", "PROXY TCP4"), ("v2", "V2")] {
+        n.apply(&svc(v));
+        wait_endpoints(&n, "pp", 1);
+        let np = node_port(&n, "pp");
+        let (me, body) = poll(30, &format!("a {v} header"), || match ask(np) {
+            Ok((me, b)) if b.starts_with(want) => Ok((me, b)),
+            other => Err(format!("{other:?}")),
+        });
+        let expect = format!("{want} {} {} {} {np}", me.ip(), n.ip, me.port());
+        assert_eq!(body, expect, "the backend learns the client's address and port");
+    }
+    let bad = n.cli_stdin(&["apply", "-f", "-"], &svc("v3"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("metadata.annotations[shoal.dev/proxy-protocol]: must be v1 or v2"),
+        "{err}"
+    );
+}

@@ -712,6 +712,34 @@ pub struct ClientIpConfig {
     pub timeout_seconds: Option<i64>,
 }
 
+/// The Service annotation that has the proxy send HAProxy's PROXY
+/// protocol header to backends (`proxy::proxyproto`): `v1` or `v2`.
+pub const PROXY_PROTOCOL: &str = "shoal.dev/proxy-protocol";
+
+/// A version of the PROXY protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+}
+
+impl ProxyProtocol {
+    /// The annotation's value.
+    pub fn parse(s: &str) -> Result<ProxyProtocol, String> {
+        match s {
+            "v1" => Ok(ProxyProtocol::V1),
+            "v2" => Ok(ProxyProtocol::V2),
+            other => Err(format!("must be v1 or v2 (got {other:?})")),
+        }
+    }
+
+    /// The version a Service asks for (none when absent or invalid:
+    /// validation refuses an invalid one).
+    pub fn of(annotations: &BTreeMap<String, String>) -> Option<ProxyProtocol> {
+        annotations.get(PROXY_PROTOCOL).and_then(|v| ProxyProtocol::parse(v).ok())
+    }
+}
+
 impl ServiceSpec {
     /// `sessionAffinity: ClientIP`'s timeout, if set.
     pub fn affinity_timeout(&self) -> Option<std::time::Duration> {

@@ -102,7 +102,14 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
         Object::Deployment(d) => deployment(&mut r, &d.spec),
         Object::Job(j) => job(&mut r, "spec", &j.spec),
         Object::CronJob(c) => cronjob(&mut r, &meta.name, &c.spec),
-        Object::Service(s) => service(&mut r, &s.spec, ctx),
+        Object::Service(s) => {
+            service(&mut r, &s.spec, ctx);
+            if let Some(v) = s.metadata.annotations.get(super::types::PROXY_PROTOCOL)
+                && let Err(e) = super::types::ProxyProtocol::parse(v)
+            {
+                r.err(&format!("metadata.annotations[{}]", super::types::PROXY_PROTOCOL), e);
+            }
+        }
         Object::DaemonSet(d) => daemonset(&mut r, &d.spec),
     }
     (r.errors, r.warnings)

@@ -19,5 +19,6 @@ pub mod env;
 pub mod flows;
 pub mod lb;
 pub mod locality;
+pub mod proxyproto;
 pub mod server;
 pub mod udp;

@@ -25,7 +25,8 @@ use super::locality::{HostNets, is_internal};
 use crate::events::EventLog;
 use crate::membership::view::ClusterView;
 use crate::metrics::Metrics;
-use crate::model::types::{Protocol, ServiceSpec};
+use crate::model::Service;
+use crate::model::types::Protocol;
 use crate::model::{Kind, Object};
 use crate::placement::plan::PlanView;
 use crate::state::Snapshot;
@@ -73,14 +74,17 @@ pub struct Policy {
     pub internal_local: bool,
     /// `sessionAffinity: ClientIP` with its timeout.
     pub affinity: Option<Duration>,
+    /// The PROXY protocol header sent to backends first (`proxyproto`).
+    pub proxy_protocol: Option<super::proxyproto::Version>,
 }
 
 impl Policy {
-    pub fn of(spec: &ServiceSpec) -> Policy {
+    pub fn of(svc: &Service) -> Policy {
         Policy {
-            external_local: spec.external_local(),
-            internal_local: spec.internal_local(),
-            affinity: spec.affinity_timeout(),
+            external_local: svc.spec.external_local(),
+            internal_local: svc.spec.internal_local(),
+            affinity: svc.spec.affinity_timeout(),
+            proxy_protocol: super::proxyproto::Version::of(&svc.metadata.annotations),
         }
     }
 }
@@ -150,6 +154,9 @@ pub struct ProxyInputs {
 pub async fn run(cfg: ProxyConfig, inputs: ProxyInputs) {
     let ProxyInputs { mut state, mut plan, mut view, mut held, status, metrics, events, mut shutdown } = inputs;
     let mut listeners: HashMap<PortKey, Listener> = HashMap::new();
+    // A node without a LoadBalancer pool runs no holder: its channel closes
+    // at once, and holds nothing.
+    let mut lb_open = true;
     loop {
         let snap = state.borrow_and_update().clone();
         let pv = plan.borrow_and_update().clone();
@@ -157,7 +164,7 @@ pub async fn run(cfg: ProxyConfig, inputs: ProxyInputs) {
         let lb = held.borrow_and_update().clone();
         reconcile(&cfg, &snap, &pv, &v, &lb, &mut listeners, &status, &metrics, &events).await;
         tokio::select! {
-            r = held.changed() => if r.is_err() { break },
+            r = held.changed(), if lb_open => lb_open = r.is_ok(),
             r = state.changed() => if r.is_err() { break },
             r = plan.changed() => if r.is_err() { break },
             r = view.changed() => if r.is_err() { break },
@@ -176,22 +183,23 @@ fn wanted(
     snap: &Snapshot,
     node_ip: IpAddr,
     held: &BTreeMap<IpAddr, String>,
-) -> Vec<(PortKey, u16, ServiceSpec, String)> {
+) -> Vec<(PortKey, u16, Arc<Service>, String)> {
     let mut out = Vec::new();
     for o in snap.of_kind(Kind::Service) {
         let Object::Service(s) = &o.object else { continue };
         let ns = s.metadata.namespace.clone().unwrap_or_default();
         let created = s.metadata.creation_timestamp.clone().unwrap_or_default();
+        let svc = Arc::new(s.clone());
         let lb = crate::placement::addresses::address_of(&s.spec)
             .filter(|ip| held.get(ip).is_some_and(|svc| *svc == format!("{ns}/{}", s.metadata.name)));
         for p in &s.spec.ports {
             if let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok()) {
                 let key = (ns.clone(), s.metadata.name.clone(), p.port, p.proto(), node_ip);
-                out.push((key, np, s.spec.clone(), created.clone()));
+                out.push((key, np, svc.clone(), created.clone()));
             }
             if let (Some(ip), Ok(port)) = (lb, u16::try_from(p.port)) {
                 let key = (ns.clone(), s.metadata.name.clone(), p.port, p.proto(), ip);
-                out.push((key, port, s.spec.clone(), created.clone()));
+                out.push((key, port, svc.clone(), created.clone()));
             }
         }
     }
@@ -216,7 +224,7 @@ async fn reconcile(
     let mut claimed: HashMap<(SocketAddr, Protocol), String> = HashMap::new();
     let want = wanted(snap, cfg.node_ip, held);
     // The host's addresses, read only when a Local traffic policy needs them.
-    let local = want.iter().any(|w| w.2.external_local() || w.2.internal_local());
+    let local = want.iter().any(|w| w.2.spec.external_local() || w.2.spec.internal_local());
     let host = Arc::new(if local { HostNets::read() } else { HostNets::default() });
     let keys: Vec<PortKey> = want.iter().map(|w| w.0.clone()).collect();
     for key in listeners.keys().filter(|k| !keys.contains(k)).cloned().collect::<Vec<_>>() {
@@ -224,7 +232,8 @@ async fn reconcile(
             l.task.abort();
         }
     }
-    for (key, np, spec, _) in want {
+    for (key, np, svc_obj, _) in want {
+        let spec = &svc_obj.spec;
         let svc = format!("{}/{}", key.0, key.1);
         let proto = key.3;
         let addr = SocketAddr::new(key.4, np);
@@ -241,16 +250,16 @@ async fn reconcile(
         }
         claimed.insert((addr, proto), svc.clone());
         let port = spec.ports.iter().find(|p| p.port == key.2 && p.proto() == proto).cloned();
-        let eps = port.map(|p| endpoints(&key.0, &spec, &p, &pv.plan.desired, view)).unwrap_or_default();
+        let eps = port.map(|p| endpoints(&key.0, spec, &p, &pv.plan.desired, view)).unwrap_or_default();
         if let Some(l) = listeners.get(&key).filter(|l| l.addr == addr) {
-            l.table.lock().unwrap_or_else(|p| p.into_inner()).set(eps, Policy::of(&spec), host.clone(), now);
+            l.table.lock().unwrap_or_else(|p| p.into_inner()).set(eps, Policy::of(&svc_obj), host.clone(), now);
             continue;
         }
         if let Some(old) = listeners.remove(&key) {
             old.task.abort();
         }
         let mut t = Table::new(&view.self_name, host.clone());
-        t.set(eps, Policy::of(&spec), host.clone(), now);
+        t.set(eps, Policy::of(&svc_obj), host.clone(), now);
         let table = Arc::new(Mutex::new(t));
         let (cfg2, svc2, metrics2) = (cfg.clone(), svc.clone(), metrics.clone());
         let bound = match proto {
@@ -363,9 +372,13 @@ async fn serve(client: TcpStream, table: &Mutex<Table>, cfg: &ProxyConfig) -> (&
         };
         let t0 = Instant::now();
         match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(SocketAddr::new(ip, e.port))).await {
-            Ok(Ok(backend)) => {
+            Ok(Ok(mut backend)) => {
                 let _ = backend.set_nodelay(true);
                 let _ = client.set_nodelay(true);
+                let pp = table.lock().unwrap_or_else(|p| p.into_inner()).policy.proxy_protocol;
+                if let (Some(v), Ok(src), Ok(dst)) = (pp, client.peer_addr(), client.local_addr()) {
+                    let _ = backend.write_all(&super::proxyproto::header(v, src, dst)).await;
+                }
                 let connect = t0.elapsed();
                 let (outcome, verdict) = pipe(client, backend, cfg.response_timeout).await;
                 let verdict = match verdict {
