@@ -107,7 +107,7 @@ pub fn validate(obj: &Object, ctx: &Context) -> (Vec<FieldIssue>, Vec<FieldIssue
             if let Some(v) = s.metadata.annotations.get(super::types::PROXY_PROTOCOL)
                 && let Err(e) = super::types::ProxyProtocol::parse(v)
             {
-                r.err(&format!("metadata.annotations[{}]", super::types::PROXY_PROTOCOL), e);
+                r.err(format!("metadata.annotations[{}]", super::types::PROXY_PROTOCOL), e);
             }
         }
         Object::DaemonSet(d) => daemonset(&mut r, &d.spec),
