@@ -79,9 +79,10 @@ fn client_sees(h: &Hosts, client: usize, vip: Ipv4Addr) -> String {
 }
 
 /// Waits until the client's ARP cache gives holder `i`'s MAC for `vip`:
-/// the holder announces a takeover three times, a lease beat (750 ms)
-/// apart, so a cache that an old holder answered meanwhile follows within
-/// about two seconds.
+/// the holder announces a takeover every lease beat (750 ms) while another
+/// node still says it holds the address, then three times more, so a cache
+/// that an old holder answered meanwhile follows within about two seconds
+/// of the old holder letting go.
 fn arp_points_at(h: &Hosts, client: usize, vip: Ipv4Addr, i: usize) {
     let want = mac(h, i);
     poll(5, &format!("the client's ARP cache at n{i} ({want})"), || {

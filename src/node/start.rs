@@ -627,6 +627,7 @@ fn lb_config(cfg: &NodeConfig, r: &Resolved) -> crate::proxy::lb::LbConfig {
         pool_text: cfg.load_balancer.pool.clone(),
         interface,
         ttl: cfg.agent.fence_lease,
+        beat: crate::agent::lease::beat_interval(cfg.agent.fence_lease),
     }
 }
 

@@ -43,8 +43,12 @@ use crate::state::Snapshot;
 /// it tries again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// How many gratuitous ARPs announce a takeover, one per lease beat: one
-/// lost broadcast must not leave a neighbour's cache on the old holder.
+/// How many gratuitous ARPs announce a takeover, one per lease beat, after
+/// no other node says it holds the address: one lost broadcast must not
+/// leave a neighbour's cache on the old holder, and neither must an old
+/// holder that answered ARP a moment longer than the announcements lasted
+/// (its neighbours' entries would then stay on it for their reachable time,
+/// 15-45 s on Linux).
 const ANNOUNCEMENTS: u32 = 3;
 
 /// This node's settings for holding addresses.
@@ -57,6 +61,8 @@ pub struct LbConfig {
     pub interface: String,
     /// The lease each held address is guarded by (`agent.fence_lease`).
     pub ttl: Duration,
+    /// How often the lease is renewed (`agent::lease::beat_interval`).
+    pub beat: Duration,
 }
 
 /// Sets one of this node's gossiped keys.
@@ -84,7 +90,9 @@ pub struct LbInputs {
 struct Guard {
     child: Child,
     stdin: Option<ChildStdin>,
-    announced: u32,
+    /// Announcements still to send, and when the last one went.
+    announce: u32,
+    announced_at: Option<Instant>,
 }
 
 /// The addresses this node should hold now: those placement gives it,
@@ -126,7 +134,7 @@ async fn acquire(cfg: &LbConfig, ip: IpAddr) -> Result<Guard, String> {
     match spawned {
         Ok(mut child) => {
             let stdin = child.stdin.take();
-            Ok(Guard { child, stdin, announced: 0 })
+            Ok(Guard { child, stdin, announce: ANNOUNCEMENTS, announced_at: None })
         }
         Err(e) => {
             let _ = vip::del(&cfg.interface, ip);
@@ -182,7 +190,7 @@ pub async fn run(cfg: LbConfig, mut inputs: LbInputs) {
     let mut held: BTreeMap<IpAddr, Guard> = BTreeMap::new();
     let mut failed: Option<(Instant, String)> = None;
     let mut last_offer = String::new();
-    let beat = crate::agent::lease::beat_interval(cfg.ttl);
+    let beat = cfg.beat;
     loop {
         let now = Instant::now();
         if failed.as_ref().is_some_and(|(at, _)| now.duration_since(*at) >= RETRY_AFTER) {
@@ -232,11 +240,12 @@ pub async fn run(cfg: LbConfig, mut inputs: LbInputs) {
             for (ip, g) in held.iter_mut().filter(|(ip, _)| !present.contains(ip)) {
                 let (dev, ip) = (cfg.interface.clone(), *ip);
                 match tokio::task::spawn_blocking(move || vip::add(&dev, ip)).await {
-                    Ok(Ok(())) => g.announced = 0,
+                    Ok(Ok(())) => g.announce = ANNOUNCEMENTS,
                     _ => tracing::warn!(%ip, "a held LoadBalancer address is gone and cannot be put back"),
                 }
             }
         }
+        let claims = addresses::claimed(&view, None);
         // Renew every lease, and announce new holdings.
         for (ip, g) in held.iter_mut() {
             if let Some(stdin) = g.stdin.as_mut()
@@ -245,8 +254,14 @@ pub async fn run(cfg: LbConfig, mut inputs: LbInputs) {
                 // The watchdog is gone: so is the address. Take it again next round.
                 g.stdin = None;
             }
-            if g.announced < ANNOUNCEMENTS {
-                g.announced += 1;
+            // Another node still says it holds the address: announce again
+            // once it has let go.
+            if claims.get(ip).is_some_and(|c| c.iter().any(|n| *n != view.self_name)) {
+                g.announce = ANNOUNCEMENTS;
+            }
+            if g.announce > 0 && g.announced_at.is_none_or(|t| now.duration_since(t) >= beat) {
+                g.announce -= 1;
+                g.announced_at = Some(now);
                 let (dev, ip) = (cfg.interface.clone(), *ip);
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || vip::announce(&dev, ip)).await {
                     tracing::warn!(%ip, error = %e, "cannot announce a held address (gratuitous ARP)");
