@@ -17,6 +17,11 @@
 //! while the majority gives them to a new holder when it declares the old
 //! one Dead. The overlap is the difference of those two moments.
 //!
+//! A planned move (a cordon, a node back that scores higher) is break
+//! before make: the new holder waits until the old one no longer says it
+//! holds the address (`may_take`), so that two nodes answer for it only
+//! during a partition.
+//!
 //! Each node gossips an `Offer` (its pool, its interface, whether it can
 //! add addresses, what it holds now) under the `lb` key.
 
@@ -42,6 +47,12 @@ use crate::state::Snapshot;
 /// cannot hold addresses (so that placement gives them to another) before
 /// it tries again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The longest a new holder waits for a live old holder to let an address
+/// go (a planned move: the old holder was cordoned, or a node came back and
+/// scores higher). A dead or cut-off holder is not live and is not waited
+/// for.
+pub const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
 
 /// How many gratuitous ARPs announce a takeover, one per lease beat, after
 /// no other node says it holds the address: one lost broadcast must not
@@ -117,6 +128,14 @@ pub fn mine(
         .collect()
 }
 
+/// Whether this node (`me`) may take an address that `claimants` (the live
+/// nodes that say they hold it) still hold, having waited `waited`: only
+/// once none of them does, or after `TAKEOVER_WAIT` (one whose view lags
+/// must not keep the address unserved). Pure.
+pub fn may_take(claimants: Option<&BTreeSet<String>>, me: &str, waited: Duration) -> bool {
+    waited >= TAKEOVER_WAIT || claimants.is_none_or(|c| c.iter().all(|n| n == me))
+}
+
 async fn acquire(cfg: &LbConfig, ip: IpAddr) -> Result<Guard, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the shoal binary for the watchdog: {e}"))?;
     let dev = cfg.interface.clone();
@@ -189,6 +208,8 @@ pub async fn run(cfg: LbConfig, mut inputs: LbInputs) {
     }
     let mut held: BTreeMap<IpAddr, Guard> = BTreeMap::new();
     let mut failed: Option<(Instant, String)> = None;
+    // Addresses this node should take, waiting for their old holder to let go.
+    let mut waiting: BTreeMap<IpAddr, Instant> = BTreeMap::new();
     let mut last_offer = String::new();
     let beat = cfg.beat;
     loop {
@@ -214,10 +235,19 @@ pub async fn run(cfg: LbConfig, mut inputs: LbInputs) {
                 inputs.events.node(false, &cfg.node, "AddressReleased", format!("released {ip} ({})", cfg.interface));
             }
         }
+        let claims = addresses::claimed(&view, None);
+        waiting.retain(|ip, _| want.contains_key(ip) && !held.contains_key(ip));
         for (ip, svc) in &want {
             if held.contains_key(ip) {
                 continue;
             }
+            // Break before make: a live node that still says it holds the
+            // address lets go as soon as it sees the same placement.
+            let since = *waiting.entry(*ip).or_insert(now);
+            if !may_take(claims.get(ip), &view.self_name, now.duration_since(since)) {
+                continue;
+            }
+            waiting.remove(ip);
             match acquire(&cfg, *ip).await {
                 Ok(g) => {
                     held.insert(*ip, g);
@@ -245,7 +275,6 @@ pub async fn run(cfg: LbConfig, mut inputs: LbInputs) {
                 }
             }
         }
-        let claims = addresses::claimed(&view, None);
         // Renew every lease, and announce new holdings.
         for (ip, g) in held.iter_mut() {
             if let Some(stdin) = g.stdin.as_mut()
@@ -303,4 +332,18 @@ pub async fn run(cfg: LbConfig, mut inputs: LbInputs) {
         Offer { pool: cfg.pool_text.clone(), interface: cfg.interface.clone(), unable: None, held: BTreeSet::new() };
     (inputs.publish)(OFFER_KEY, gone.encode());
     *inputs.status.offer.lock().unwrap_or_else(|p| p.into_inner()) = Some(gone);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_planned_move_waits_for_the_old_holder_but_not_forever() {
+        let old: BTreeSet<String> = ["a".to_string()].into();
+        assert!(!may_take(Some(&old), "b", Duration::ZERO), "a still holds it");
+        assert!(may_take(Some(&old), "b", TAKEOVER_WAIT), "a lagging view does not keep it unserved");
+        assert!(may_take(None, "b", Duration::ZERO), "nobody holds it: at once");
+        assert!(may_take(Some(&["b".to_string()].into()), "b", Duration::ZERO), "its own claim");
+    }
 }
