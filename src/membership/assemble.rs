@@ -102,13 +102,21 @@ pub struct RawNode {
     pub records: Arc<Records>,
 }
 
-/// State kept between assemblies (state-change times).
+/// State kept between assemblies: the last view (its nodes' states and
+/// since when), how many of its nodes are alive and known, and the members
+/// remembered from before a restart.
 /// (What a node observes of others' deaths is not kept for decisions: it
 /// differs between observers, and placement must use only facts every node
 /// sees alike; see `settle`.)
 #[derive(Debug, Default, Clone)]
 pub struct Memory {
-    pub states: BTreeMap<String, (NodeState, u64)>,
+    /// The last view assembled (the next one is made from it).
+    last: ClusterView,
+    /// Nodes of `last` alive, and not Left.
+    alive: usize,
+    members: usize,
+    /// XOR of `alive_key` over the alive nodes of `last`.
+    alive_digest: u64,
     /// The members this node knew before it (re)started, each until the
     /// unix second it is forgotten. Until it hears from them they count as
     /// known, not alive: a node restarted while cut off from its peers must
@@ -121,8 +129,11 @@ impl Memory {
     /// Moves every kept time by `secs` (the node's clock was corrected).
     pub fn shift(&mut self, secs: i64) {
         let by = |t: u64| t.saturating_add_signed(secs);
-        for (_, since) in self.states.values_mut() {
-            *since = by(*since);
+        let names: Vec<String> = self.last.nodes.keys().cloned().collect();
+        for n in names {
+            if let Some(v) = self.last.nodes.get_mut(&n) {
+                v.since = by(v.since);
+            }
         }
         for until in self.remembered.values_mut() {
             *until = by(*until);
@@ -133,6 +144,74 @@ impl Memory {
     pub fn remembering(members: impl IntoIterator<Item = String>, until_unix: u64) -> Memory {
         Memory { remembered: members.into_iter().map(|m| (m, until_unix)).collect(), ..Default::default() }
     }
+
+    /// The nodes a majority is counted of: those of the last view that have
+    /// not left, and the remembered ones not heard from since.
+    pub fn known(&self) -> usize {
+        self.members + self.remembered.len()
+    }
+
+    /// Changes whenever a node comes alive or goes, or an alive node is
+    /// seen with another generation or gossip address (what the liveness
+    /// watches are chosen from), and only then (but for a 1 in 2^64 clash).
+    pub fn alive_digest(&self) -> u64 {
+        self.alive_digest
+    }
+
+    /// Puts `new` in place of `name`'s entry (`None`: gone from the view),
+    /// keeping its `since` while its state stays, and counts the change.
+    fn set(&mut self, name: &str, new: Option<NodeView>, now_unix: u64, changes: &mut Vec<Change>) {
+        let counts = |v: &NodeView| (usize::from(v.state.alive()), usize::from(v.state != NodeState::Left));
+        let Some(mut v) = new else {
+            if let Some(old) = self.last.nodes.remove(name) {
+                let (a, m) = counts(&old);
+                self.alive -= a;
+                self.members -= m;
+                self.alive_digest ^= alive_key(&old);
+            }
+            return;
+        };
+        let old = self.last.nodes.get(name);
+        v.since = match old {
+            Some(o) if o.state == v.state => o.since,
+            _ => {
+                changes.push(Change {
+                    node: name.to_string(),
+                    from: old.map(|o| o.state),
+                    to: v.state,
+                    generation: v.info.generation,
+                });
+                now_unix
+            }
+        };
+        if old == Some(&v) {
+            return;
+        }
+        if let Some(o) = old {
+            let (a, m) = counts(o);
+            self.alive -= a;
+            self.members -= m;
+            self.alive_digest ^= alive_key(o);
+        }
+        let (a, m) = counts(&v);
+        self.alive += a;
+        self.members += m;
+        self.alive_digest ^= alive_key(&v);
+        self.last.nodes.insert(name.to_string(), v);
+    }
+}
+
+/// A node's part of `Memory::alive_digest` (0 when it is not alive).
+fn alive_key(v: &NodeView) -> u64 {
+    if !v.state.alive() {
+        return 0;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(v.info.name.as_bytes());
+    h.update(&[0]);
+    h.update(&v.info.generation.to_le_bytes());
+    h.update(v.info.gossip_addr.as_bytes());
+    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
 /// A state change this assembly observed (for events).
@@ -151,73 +230,110 @@ pub struct Me<'a> {
     pub leaving: bool,
 }
 
-/// Builds the view from this node's own record and the judged peers.
-pub fn assemble(me: Me<'_>, raw: &[RawNode], now_unix: u64, memory: &mut Memory) -> (ClusterView, Vec<Change>, usize) {
+/// The peers an assembly is made from.
+#[derive(Debug, Clone, Copy)]
+pub enum Peers<'a> {
+    /// All of them (chitchat's state is read whole every round): a peer
+    /// not among them is gone from the view. Several generations of one
+    /// name may be given, in any order; the first of the highest wins.
+    All(&'a [RawNode]),
+    /// Only those whose records or state changed since the last assembly
+    /// (SWIM's book keeps that list), each by name with its newest
+    /// generation, or `None` when it is gone: O(changes · log n).
+    Changed(&'a [(String, Option<RawNode>)]),
+}
+
+/// One peer's entry in the view (`None`: it gave no usable record yet).
+fn entry(r: &RawNode, malformed: &mut usize) -> Option<NodeView> {
+    let rec = &r.records;
+    *malformed += rec.malformed;
+    let info = rec.info.clone()?;
+    if info.name != r.name {
+        *malformed += 1;
+        return None;
+    }
+    let state = if rec.left { NodeState::Left } else { r.state };
+    Some(NodeView {
+        info,
+        state,
+        since: 0,
+        pods: rec.pods.clone(),
+        state_digest: rec.digest.clone(),
+        extra: rec.extra.clone(),
+    })
+}
+
+/// Makes the view from the last one (`memory`), this node's own record and
+/// the peers that changed. Returns the view, the state changes seen (for
+/// events) and how many records were malformed among the peers given.
+/// The view shares every unchanged entry with the last one, so comparing
+/// them (`==`, `Nodes::diff`) costs only what changed.
+pub fn assemble(me: Me<'_>, peers: Peers<'_>, now_unix: u64, memory: &mut Memory) -> (ClusterView, Vec<Change>, usize) {
     let Me { info: me, pods: my_pods, leaving } = me;
-    // The newest generation of each peer, in name order (a book's raw nodes
-    // come sorted already: no sort, no map; chitchat's may hold several
-    // generations of one name, the first of the highest wins).
-    let mut newest: Vec<&RawNode> = raw.iter().filter(|r| r.name != me.name).collect();
-    let order = |a: &&RawNode, b: &&RawNode| (a.name.as_str(), a.generation).cmp(&(b.name.as_str(), b.generation));
-    if !newest.is_sorted_by(|a, b| order(a, b).is_le()) {
-        newest.sort_by(order);
-    }
-    newest.dedup_by(|later, kept| {
-        if later.name != kept.name {
-            return false;
-        }
-        if later.generation > kept.generation {
-            *kept = *later;
-        }
-        true
-    });
     let mut malformed = 0;
-    let self_state = if leaving { NodeState::Left } else { NodeState::Ready };
-    // Each peer's view; `since` is filled in below, from `memory`.
-    let view = |info, state, pods, state_digest, extra| NodeView { info, state, since: 0, pods, state_digest, extra };
-    let mut nodes: Vec<(&str, NodeView)> = Vec::with_capacity(newest.len() + 1);
-    for r in newest {
-        let rec = &r.records;
-        malformed += rec.malformed;
-        let Some(info) = rec.info.clone() else { continue };
-        if info.name != r.name {
-            malformed += 1;
-            continue;
-        }
-        let state = if rec.left { NodeState::Left } else { r.state };
-        nodes.push((r.name.as_str(), view(info, state, rec.pods.clone(), rec.digest.clone(), rec.extra.clone())));
-    }
-    let at = nodes.partition_point(|n| n.0 < me.name.as_str());
-    let my_pods = crate::model::status::peer_pods(my_pods);
-    nodes
-        .insert(at, (me.name.as_str(), view(Arc::new(me.clone()), self_state, my_pods, String::new(), Arc::default())));
     let mut changes = Vec::new();
-    let mut out = Vec::with_capacity(nodes.len());
-    for (name, mut v) in nodes {
-        v.since = match memory.states.get(name) {
-            Some((prev, since)) if *prev == v.state => *since,
-            prev => {
-                changes.push(Change {
-                    node: name.to_string(),
-                    from: prev.map(|p| p.0),
-                    to: v.state,
-                    generation: v.info.generation,
-                });
-                memory.states.insert(name.to_string(), (v.state, now_unix));
-                now_unix
-            }
-        };
-        out.push((name.to_string(), v));
+    if memory.last.self_name != me.name {
+        memory.last.self_name = me.name.clone();
     }
-    // Already in name order: the map is built in one pass.
-    let out: BTreeMap<String, NodeView> = out.into_iter().collect();
-    // Nodes chitchat forgot (garbage-collected after the dead-node grace).
-    memory.states.retain(|n, _| out.contains_key(n));
-    memory.remembered.retain(|n, until| *until > now_unix && !out.contains_key(n));
-    let known = out.values().filter(|n| n.state != NodeState::Left).count() + memory.remembered.len();
-    let alive = out.values().filter(|n| n.state.alive()).count();
-    let quorum = alive * 2 > known;
-    (ClusterView { self_name: me.name.clone(), nodes: out, quorum }, changes, malformed)
+    match peers {
+        Peers::All(raw) => {
+            // The newest generation of each peer, in name order (chitchat's
+            // may hold several generations of one name, the first of the
+            // highest wins).
+            let mut newest: Vec<&RawNode> = raw.iter().filter(|r| r.name != me.name).collect();
+            let order =
+                |a: &&RawNode, b: &&RawNode| (a.name.as_str(), a.generation).cmp(&(b.name.as_str(), b.generation));
+            if !newest.is_sorted_by(|a, b| order(a, b).is_le()) {
+                newest.sort_by(order);
+            }
+            newest.dedup_by(|later, kept| {
+                if later.name != kept.name {
+                    return false;
+                }
+                if later.generation > kept.generation {
+                    *kept = *later;
+                }
+                true
+            });
+            let mut present: Vec<&str> = Vec::with_capacity(newest.len());
+            for r in &newest {
+                let v = entry(r, &mut malformed);
+                if v.is_some() {
+                    present.push(r.name.as_str());
+                }
+                memory.set(&r.name, v, now_unix, &mut changes);
+            }
+            // Nodes chitchat forgot (garbage-collected after the dead-node grace).
+            let gone: Vec<String> = memory
+                .last
+                .nodes
+                .keys()
+                .filter(|n| **n != me.name && present.binary_search(&n.as_str()).is_err())
+                .cloned()
+                .collect();
+            for n in gone {
+                memory.set(&n, None, now_unix, &mut changes);
+            }
+        }
+        Peers::Changed(list) => {
+            for (name, r) in list.iter().filter(|(n, _)| *n != me.name) {
+                let v = r.as_ref().and_then(|r| entry(r, &mut malformed));
+                memory.set(name, v, now_unix, &mut changes);
+            }
+        }
+    }
+    let state = if leaving { NodeState::Left } else { NodeState::Ready };
+    let info = match memory.last.nodes.get(&me.name) {
+        Some(v) if *v.info == *me => v.info.clone(),
+        _ => Arc::new(me.clone()),
+    };
+    let pods = crate::model::status::peer_pods(my_pods);
+    let mine = NodeView { info, state, since: 0, pods, state_digest: String::new(), extra: Arc::default() };
+    memory.set(&me.name, Some(mine), now_unix, &mut changes);
+    let last = &memory.last.nodes;
+    memory.remembered.retain(|n, until| *until > now_unix && !last.contains_key(n));
+    memory.last.quorum = memory.alive * 2 > memory.known();
+    (memory.last.clone(), changes, malformed)
 }
 
 #[cfg(test)]
@@ -255,7 +371,8 @@ mod tests {
             raw("d", 1, NodeState::Dead),
         ];
         let pods = Arc::new(BTreeMap::new());
-        let (v, changes, bad) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &nodes, 100, &mut mem);
+        let (v, changes, bad) =
+            assemble(Me { info: &me(), pods: &pods, leaving: false }, Peers::All(&nodes), 100, &mut mem);
         assert_eq!(bad, 0);
         assert_eq!(v.nodes["a"].state, NodeState::Ready);
         assert_eq!(v.nodes["a"].info.generation, 2);
@@ -265,14 +382,16 @@ mod tests {
         assert_eq!(changes.len(), 5);
         // me, a, b alive; d dead; c left and not counted: 3 of 4.
         assert!(v.quorum);
-        let (v2, changes2, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &nodes, 105, &mut mem);
+        let (v2, changes2, _) =
+            assemble(Me { info: &me(), pods: &pods, leaving: false }, Peers::All(&nodes), 105, &mut mem);
         assert!(changes2.is_empty());
         assert_eq!(v2.nodes["a"].since, 100);
         // In any order (chitchat's raw nodes are not sorted), the same view.
         let mut shuffled = nodes.clone();
         shuffled.reverse();
         shuffled.push(raw("a", 1, NodeState::Ready)); // an older generation again, after the newer
-        let (v3, _, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &shuffled, 105, &mut mem);
+        let (v3, _, _) =
+            assemble(Me { info: &me(), pods: &pods, leaving: false }, Peers::All(&shuffled), 105, &mut mem);
         assert_eq!(v3, v2);
         assert_eq!(v3.nodes.keys().collect::<Vec<_>>(), ["a", "b", "c", "d", "me"]);
     }
@@ -281,16 +400,20 @@ mod tests {
     fn a_restarted_node_alone_is_no_majority_of_its_remembered_cluster() {
         let pods = Arc::new(BTreeMap::new());
         let mut mem = Memory::remembering(["me", "a", "b"].map(String::from), 1000);
-        let (v, _, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &[], 10, &mut mem);
+        let (v, _, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, Peers::All(&[]), 10, &mut mem);
         assert!(!v.quorum, "1 alive of 3 remembered");
         // One peer heard again: 2 of 3.
-        let (v, _, _) =
-            assemble(Me { info: &me(), pods: &pods, leaving: false }, &[raw("a", 1, NodeState::Ready)], 11, &mut mem);
+        let (v, _, _) = assemble(
+            Me { info: &me(), pods: &pods, leaving: false },
+            Peers::All(&[raw("a", 1, NodeState::Ready)]),
+            11,
+            &mut mem,
+        );
         assert!(v.quorum);
         assert_eq!(mem.remembered.keys().collect::<Vec<_>>(), ["b"]);
         // Forgotten after their time, as chitchat forgets dead nodes.
         let mut mem = Memory::remembering(["me", "a", "b"].map(String::from), 1000);
-        let (v, _, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &[], 1000, &mut mem);
+        let (v, _, _) = assemble(Me { info: &me(), pods: &pods, leaving: false }, Peers::All(&[]), 1000, &mut mem);
         assert!(v.quorum);
     }
 
@@ -314,10 +437,73 @@ mod tests {
         let nodes = vec![raw("a", 1, NodeState::Dead), raw("b", 1, NodeState::Dead), bad, wrong_name];
         let mut mem = Memory::default();
         let pods = Arc::new(BTreeMap::new());
-        let (v, _, malformed) = assemble(Me { info: &me(), pods: &pods, leaving: false }, &nodes, 1, &mut mem);
+        let (v, _, malformed) =
+            assemble(Me { info: &me(), pods: &pods, leaving: false }, Peers::All(&nodes), 1, &mut mem);
         assert_eq!(malformed, 2);
         assert!(!v.nodes.contains_key("y"));
         // me and x alive, a and b dead: 2 of 4 is not a majority.
         assert!(!v.quorum);
+    }
+
+    mod incremental {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One step of a cluster's life as a node's book sees it: peer `i`
+        /// (of 8) now has this state, generation and `left` flag, or is gone.
+        fn step() -> impl Strategy<Value = (usize, Option<(u8, u64, bool)>)> {
+            (0..8usize, proptest::option::weighted(0.85, (0..3u8, 1..3u64, proptest::bool::weighted(0.1))))
+        }
+
+        fn raw_of(i: usize, (state, generation, left): (u8, u64, bool)) -> RawNode {
+            let state = [NodeState::Ready, NodeState::Suspect, NodeState::Dead][state as usize];
+            let kv = if left { vec![(keys::LEFT, "1".to_string())] } else { vec![] };
+            raw_kv(&format!("n{i}"), generation, state, &kv)
+        }
+
+        proptest! {
+            /// Making each view from the last by the peers that changed
+            /// gives the view a full assembly gives, at every step: the
+            /// same entries, states, times of change and majority.
+            #[test]
+            fn changes_alone_give_the_full_view(
+                steps in proptest::collection::vec(proptest::collection::vec(step(), 1..4), 1..40),
+                remembered in proptest::collection::btree_set(0..12usize, 0..6),
+            ) {
+                let remember = || Memory::remembering(remembered.iter().map(|i| format!("n{i}")), 20);
+                let (mut full_mem, mut inc_mem) = (remember(), remember());
+                let mut peers: BTreeMap<usize, RawNode> = BTreeMap::new();
+                let pods = Arc::new(BTreeMap::new());
+                for (t, batch) in steps.iter().enumerate() {
+                    // As the book gives them: each name touched once, as it is now.
+                    let mut touched = std::collections::BTreeSet::new();
+                    for (i, now) in batch {
+                        match now {
+                            Some(p) => { peers.insert(*i, raw_of(*i, *p)); }
+                            None => { peers.remove(i); }
+                        }
+                        touched.insert(*i);
+                    }
+                    let changed: Vec<(String, Option<RawNode>)> =
+                        touched.iter().map(|i| (format!("n{i}"), peers.get(i).cloned())).collect();
+                    let all: Vec<RawNode> = peers.values().cloned().collect();
+                    let me = me();
+                    let (full, full_changes, _) =
+                        assemble(Me { info: &me, pods: &pods, leaving: false }, Peers::All(&all), t as u64, &mut full_mem);
+                    let (inc, inc_changes, _) =
+                        assemble(Me { info: &me, pods: &pods, leaving: false }, Peers::Changed(&changed), t as u64, &mut inc_mem);
+                    prop_assert_eq!(&inc, &full);
+                    prop_assert_eq!(inc_changes, full_changes);
+                    prop_assert_eq!(inc_mem.known(), full_mem.known());
+                    prop_assert_eq!(inc_mem.alive_digest(), full_mem.alive_digest());
+                    let fresh = full.nodes.values().fold(0, |d, v| d ^ alive_key(v));
+                    prop_assert_eq!(full_mem.alive_digest(), fresh);
+                    // The counts kept are those of the view.
+                    let alive = full.nodes.values().filter(|n| n.state.alive()).count();
+                    let members = full.nodes.values().filter(|n| n.state != NodeState::Left).count();
+                    prop_assert_eq!(full.quorum, alive * 2 > members + full_mem.remembered.len());
+                }
+            }
+        }
     }
 }

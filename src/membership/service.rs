@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::assemble::{Me, Memory, RawNode, Records, assemble, keys};
+use super::assemble::{Me, Memory, Peers, RawNode, Records, assemble, keys};
 use super::clock::ClockSync;
 use super::detector::{Detector, DetectorConfig, Id, encode_claim};
 use super::echo::{Beats, Heard, Opened};
@@ -431,7 +431,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
         }
         last_inputs = Some((fp, info.clone()));
         let (view, changes, _malformed) =
-            assemble(Me { info: &info, pods: &pods, leaving }, &raw, now_unix, &mut memory);
+            assemble(Me { info: &info, pods: &pods, leaving }, Peers::All(&raw), now_unix, &mut memory);
         report_changes(&events, &info.name, changes);
         let targets = watch_targets(&view);
         clock.retain(|n| targets.iter().any(|t| t.name == n));

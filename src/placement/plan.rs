@@ -14,12 +14,13 @@ use super::daemonsets::{self, DaemonProgresses};
 use super::deployments::{Progresses, Rollouts, Wanted, desired_of};
 use super::jobs;
 use super::{NodeSpec, Placement, maintenance, place};
-use crate::membership::view::{ClusterView, NodeState};
+use crate::membership::view::{ClusterView, NodeState, NodeView};
 use crate::model::pods::{DesiredPod, Results, desired_pods};
 use crate::model::revision::fence_key;
 use crate::model::status::ContainerState;
 use crate::model::{Kind, Object};
 use crate::state::Snapshot;
+use imbl::ordmap::DiffItem;
 
 /// The agent's input: what the cluster wants and who owns what.
 #[derive(Debug, Clone, Default)]
@@ -147,6 +148,8 @@ pub struct Planner {
     lost_quorum_at: Option<u64>,
     rollouts: Rollouts,
     nodes_memo: Option<NodesMemo>,
+    /// The last view's live members.
+    seen: Option<Members>,
 }
 
 /// `nodes` and the live nodes that take no other pod yet (starting,
@@ -173,13 +176,18 @@ fn with_settling_of(nodes: &Arc<Vec<NodeSpec>>, view: &ClusterView) -> Arc<Vec<N
 
 /// Two views show the same nodes to placement: the same nodes, alive or
 /// not, with the same records, and the same majority. Pod statuses may
-/// differ: they change often, and placement does not read them.
+/// differ: they change often, and placement does not read them. Views made
+/// one from another share their unchanged entries, so this costs what
+/// changed between them, not the cluster.
 fn same_members(a: &Arc<ClusterView>, b: &Arc<ClusterView>) -> bool {
     Arc::ptr_eq(a, b)
         || (a.quorum == b.quorum
             && a.nodes.len() == b.nodes.len()
-            && a.nodes.iter().zip(b.nodes.iter()).all(|((na, a), (nb, b))| {
-                na == nb && a.state.alive() == b.state.alive() && (Arc::ptr_eq(&a.info, &b.info) || a.info == b.info)
+            && a.nodes.diff(&b.nodes).all(|d| match d {
+                DiffItem::Update { old: (_, a), new: (_, b) } => {
+                    a.state.alive() == b.state.alive() && (Arc::ptr_eq(&a.info, &b.info) || a.info == b.info)
+                }
+                DiffItem::Add(..) | DiffItem::Remove(..) => false,
             }))
 }
 
@@ -211,14 +219,53 @@ fn wanted_digest(rev: u64, wanted: &[Wanted]) -> u64 {
     u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
-/// A digest of who is alive (name and generation).
-fn members_digest(view: &ClusterView) -> u64 {
-    let mut h = blake3::Hasher::new();
-    for n in view.nodes.values().filter(|n| n.state.alive()) {
-        h.update(n.info.name.as_bytes());
-        h.update(&n.info.generation.to_le_bytes());
+/// One alive node's part of the members digest (0 when not alive).
+fn member_key(n: &NodeView) -> u64 {
+    if !n.state.alive() {
+        return 0;
     }
+    let mut h = blake3::Hasher::new();
+    h.update(n.info.name.as_bytes());
+    h.update(&[0]);
+    h.update(&n.info.generation.to_le_bytes());
     u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// Who is alive (name and generation), as a digest, and how many: kept
+/// from one view to the next by what changed between them (O(changes)).
+#[derive(Debug, Clone)]
+struct Members {
+    view: Arc<ClusterView>,
+    digest: u64,
+    alive: usize,
+}
+
+impl Members {
+    fn of(view: &Arc<ClusterView>) -> Members {
+        let alive = view.nodes.values().filter(|n| n.state.alive()).count();
+        let digest = view.nodes.values().fold(0, |d, n| d ^ member_key(n));
+        Members { view: view.clone(), digest, alive }
+    }
+
+    fn follow(&mut self, view: &Arc<ClusterView>) {
+        if Arc::ptr_eq(&self.view, view) {
+            return;
+        }
+        for d in self.view.nodes.diff(&view.nodes) {
+            let (old, new) = match d {
+                DiffItem::Add(_, n) => (None, Some(n)),
+                DiffItem::Remove(_, o) => (Some(o), None),
+                DiffItem::Update { old: (_, o), new: (_, n) } => (Some(o), Some(n)),
+            };
+            for (n, gone) in old.into_iter().map(|o| (o, true)).chain(new.map(|n| (n, false))) {
+                self.digest ^= member_key(n);
+                if n.state.alive() {
+                    if gone { self.alive -= 1 } else { self.alive += 1 }
+                }
+            }
+        }
+        self.view = view.clone();
+    }
 }
 
 fn owners_digest(owners: &BTreeMap<String, String>) -> u64 {
@@ -247,7 +294,14 @@ impl Planner {
     /// The plan at `now_ms` (unix milliseconds).
     pub fn plan(&mut self, snapshot: &Snapshot, view: &Arc<ClusterView>, rules: &PlanRules, now_ms: u64) -> PlanView {
         let now_unix = now_ms / 1000;
-        let members = members_digest(view);
+        let seen = match self.seen.as_mut() {
+            Some(m) => {
+                m.follow(view);
+                m
+            }
+            None => self.seen.insert(Members::of(view)),
+        };
+        let (members, alive) = (seen.digest, seen.alive);
         let since = match self.members {
             Some((d, since)) if d == members => since,
             _ => {
@@ -256,7 +310,6 @@ impl Planner {
             }
         };
         let stable = now_unix.saturating_sub(since) >= rules.fence_delay_secs;
-        let alive = view.nodes.values().filter(|n| n.state.alive()).count();
         if view.quorum {
             self.alive_with_quorum = alive;
             self.lost_quorum_at = None;
@@ -278,7 +331,7 @@ impl Planner {
                 }
                 _ => {
                     let mut nodes = view.placement_nodes();
-                    let settling = view.nodes.values().filter(|n| n.state.alive()).count().saturating_sub(nodes.len());
+                    let settling = alive.saturating_sub(nodes.len());
                     maintenance::cordon(&mut nodes, snapshot);
                     let nodes = Arc::new(nodes);
                     let with_settling = with_settling_of(&nodes, view);
@@ -518,5 +571,44 @@ mod tests {
         pair.quorum = false;
         pair.nodes.get_mut("b").unwrap().state = NodeState::Dead;
         assert_eq!(owned_by_a(&two.plan(&snap, &Arc::new(pair), &rules, 101_000)), 6);
+    }
+
+    /// The members digest and count kept by following views equal those
+    /// computed afresh, through joins, deaths, restarts and departures.
+    #[test]
+    fn members_followed_view_to_view_are_those_of_the_view() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let states = [NodeState::Ready, NodeState::Suspect, NodeState::Dead, NodeState::Left];
+        let mut view = ClusterView { self_name: "n000".into(), quorum: true, ..Default::default() };
+        let mut members = Members::of(&Arc::new(view.clone()));
+        for _ in 0..2000 {
+            for _ in 0..1 + rnd(4) {
+                let name = format!("n{:03}", rnd(200));
+                if rnd(5) == 0 {
+                    view.nodes.remove(&name);
+                } else {
+                    let info = NodeInfo { name: name.clone(), generation: rnd(3), ..Default::default() };
+                    let n = NodeView {
+                        info: Arc::new(info),
+                        state: states[rnd(4) as usize],
+                        since: 0,
+                        pods: Default::default(),
+                        state_digest: String::new(),
+                        extra: Default::default(),
+                    };
+                    view.nodes.insert(name, n);
+                }
+            }
+            let v = Arc::new(view.clone());
+            members.follow(&v);
+            let fresh = Members::of(&v);
+            assert_eq!((members.digest, members.alive), (fresh.digest, fresh.alive));
+        }
     }
 }

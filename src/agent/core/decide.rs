@@ -200,8 +200,11 @@ mod tests {
             state_digest: String::new(),
             extra: Default::default(),
         };
-        p.view =
-            Arc::new(ClusterView { self_name: "me".into(), nodes: [(owner.to_string(), node)].into(), quorum: true });
+        p.view = Arc::new(ClusterView {
+            self_name: "me".into(),
+            nodes: std::iter::once((owner.to_string(), node)).collect(),
+            quorum: true,
+        });
     }
 
     const H60: Handoff = Handoff { timeout: Duration::from_secs(60), linger: Duration::from_secs(1) };

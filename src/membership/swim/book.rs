@@ -166,6 +166,9 @@ pub struct Book {
     /// Peers that may need a pull or an announce (a superset: `pulls`
     /// drops those that do not), so a round costs nothing per peer at rest.
     wanting: std::collections::BTreeSet<String>,
+    /// Peers whose entry in the view may have changed since `take_changed`
+    /// (a superset: `assemble` keeps what did not change).
+    changed: std::collections::BTreeSet<String>,
     /// Pages refused (stale version, unknown peer, not asked for).
     pub stale_pages: u64,
 }
@@ -218,6 +221,7 @@ impl Book {
             if p.lacks() {
                 self.wanting.insert(id.name.clone());
             }
+            self.changed.insert(id.name.clone());
         }
         changed
     }
@@ -227,6 +231,14 @@ impl Book {
         if s.name == self.me || s.name.is_empty() {
             return false;
         }
+        let news = self.stamp_news(s);
+        if news {
+            self.changed.insert(s.name.clone());
+        }
+        news
+    }
+
+    fn stamp_news(&mut self, s: &Stamp) -> bool {
         match self.peers.get_mut(&s.name) {
             None => {
                 let mut p = Peer::new(s.clone());
@@ -307,6 +319,7 @@ impl Book {
         // Answered: what is still lacking (a newer stamp meanwhile) is
         // asked for at the next round, not after `PULL_RETRY`.
         p.asked = None;
+        self.changed.insert(from.to_string());
         true
     }
 
@@ -432,23 +445,34 @@ impl Book {
     /// Keeps the peers SWIM names that `keep` says to keep (by name and
     /// state), and the unnamed ones heard of within `UNNAMED_TTL`.
     pub fn forget(&mut self, now: Instant, mut keep: impl FnMut(&str, NodeState) -> bool) {
-        self.peers.retain(|n, p| match p.id {
-            Some(_) => keep(n, p.state),
-            None => p.unnamed_since.is_none_or(|t| now.saturating_duration_since(t) < UNNAMED_TTL),
+        let changed = &mut self.changed;
+        self.peers.retain(|n, p| {
+            let kept = match p.id {
+                Some(_) => keep(n, p.state),
+                None => p.unnamed_since.is_none_or(|t| now.saturating_duration_since(t) < UNNAMED_TTL),
+            };
+            if !kept {
+                changed.insert(n.clone());
+            }
+            kept
         });
     }
 
     /// The members foca has not named yet (known from a stamp only) do not
     /// count: a node is in the view once membership knows it.
     pub fn raw(&self) -> Vec<RawNode> {
-        self.peers
-            .values()
-            .filter(|p| p.id.is_some())
-            .map(|p| RawNode {
-                name: p.stamp.name.clone(),
-                generation: p.stamp.generation,
-                state: p.state,
-                records: p.records.clone(),
+        self.peers.values().filter_map(raw_of).collect()
+    }
+
+    /// The peers that may have changed since the last call, each with its
+    /// entry now (`None`: not in the view), for `assemble`'s `Peers::Changed`.
+    pub fn take_changed(&mut self) -> Vec<(String, Option<RawNode>)> {
+        let names = std::mem::take(&mut self.changed);
+        names
+            .into_iter()
+            .map(|n| {
+                let raw = self.peers.get(&n).and_then(raw_of);
+                (n, raw)
             })
             .collect()
     }
@@ -457,6 +481,17 @@ impl Book {
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
         self.peers.get(name)?.id.as_ref().map(|i| i.addr)
     }
+}
+
+/// A peer as `assemble` takes it, once SWIM has named it.
+fn raw_of(p: &Peer) -> Option<RawNode> {
+    p.id.as_ref()?;
+    Some(RawNode {
+        name: p.stamp.name.clone(),
+        generation: p.stamp.generation,
+        state: p.state,
+        records: p.records.clone(),
+    })
 }
 
 /// This node's own records, versioned, as peers pull them.

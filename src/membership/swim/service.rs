@@ -41,7 +41,7 @@ use super::id::SwimId;
 use super::link::Link;
 use super::wire::{self, Frame, Have, Stamp, WireError};
 use crate::events::EventLog;
-use crate::membership::assemble::{Me, Memory, assemble, keys};
+use crate::membership::assemble::{Me, Memory, Peers, assemble, keys};
 use crate::membership::clock::ClockSync;
 use crate::membership::detector::Id;
 use crate::membership::service::{
@@ -317,6 +317,7 @@ impl Node {
         let mut last_published: Option<(NodeInfo, usize, bool, BTreeMap<String, String>)> = None;
         let mut left = false;
         let mut watched = 0;
+        let mut watched_digest = 0;
         let mut scan_at = Instant::now();
         loop {
             let next_timer = self.timers.iter().map(|t| t.0).min();
@@ -397,27 +398,32 @@ impl Node {
             let view = out.view.borrow().clone();
             let view = if self.dirty {
                 self.dirty = false;
+                let changed = self.book.take_changed();
                 let (view, changes, _malformed) = assemble(
                     Me { info: &info, pods: &pods, leaving },
-                    &self.book.raw(),
+                    Peers::Changed(&changed),
                     (self.cfg.clock)(),
                     &mut self.memory,
                 );
                 report_changes(&self.events, &info.name, changes);
-                let targets = watch_targets(&view);
-                self.clock.retain(|n| targets.iter().any(|t| t.name == n));
-                watched = targets.len();
-                out.targets.send_if_modified(|cur| {
-                    let changed = *cur != targets;
-                    if changed {
-                        *cur = targets;
-                    }
-                    changed
-                });
-                self.known =
-                    view.nodes.values().filter(|n| n.state != NodeState::Left).count() + self.memory.remembered.len();
+                // The liveness watches follow the live membership only.
+                if self.memory.alive_digest() != watched_digest {
+                    watched_digest = self.memory.alive_digest();
+                    let targets = watch_targets(&view);
+                    self.clock.retain(|n| targets.iter().any(|t| t.name == n));
+                    watched = targets.len();
+                    out.targets.send_if_modified(|cur| {
+                        let changed = *cur != targets;
+                        if changed {
+                            *cur = targets;
+                        }
+                        changed
+                    });
+                }
+                self.known = self.memory.known();
                 let view = Arc::new(view);
                 out.view.send_if_modified(|cur| {
+                    // Shares every unchanged entry with the last view: O(changes).
                     let changed = **cur != *view;
                     if changed {
                         *cur = view.clone();

@@ -80,7 +80,7 @@ fn offers_are_read_from_the_view_and_garbage_is_no_offer() {
         held: [ip("10.0.0.100")].into(),
     }
     .encode();
-    let mut view = ClusterView { self_name: "a".into(), nodes: BTreeMap::new(), quorum: true };
+    let mut view = ClusterView { self_name: "a".into(), nodes: Default::default(), quorum: true };
     for (n, state, o) in [
         ("a", NodeState::Ready, Some(good.as_str())),
         ("b", NodeState::Ready, Some("{not json")),

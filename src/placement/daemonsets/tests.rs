@@ -77,8 +77,11 @@ fn run_owned(v: &mut ClusterView, p: &PlanView) {
         };
         by_node.entry(owner.clone()).or_default().insert(id.clone(), st);
     }
-    for (name, n) in v.nodes.iter_mut() {
-        n.pods = crate::model::status::peer_pods(&by_node.remove(name).unwrap_or_default());
+    let names: Vec<String> = v.nodes.keys().cloned().collect();
+    for name in names {
+        if let Some(n) = v.nodes.get_mut(&name) {
+            n.pods = crate::model::status::peer_pods(&by_node.remove(&name).unwrap_or_default());
+        }
     }
 }
 
