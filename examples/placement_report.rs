@@ -21,8 +21,8 @@ fn node(i: usize) -> NodeSpec {
         name: format!("node-{i:04}"),
         allocatable: Resources { cpu_millis: cores * 1000, memory_bytes: cores * (4 << 30) },
         weight: cores * 1000,
-        labels: BTreeMap::new(),
-        runtimes: [RuntimeKind::Process].into(),
+        labels: Default::default(),
+        runtimes: std::sync::Arc::new([RuntimeKind::Process].into()),
         max_pods: 10_000,
         unschedulable: false,
     }

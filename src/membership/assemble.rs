@@ -115,7 +115,7 @@ pub struct Memory {
     /// Nodes of `last` alive, and not Left.
     alive: usize,
     members: usize,
-    /// XOR of `alive_key` over the alive nodes of `last`.
+    /// XOR of `NodeView::member_key` over the alive nodes of `last`.
     alive_digest: u64,
     /// The members this node knew before it (re)started, each until the
     /// unix second it is forgotten. Until it hears from them they count as
@@ -167,7 +167,7 @@ impl Memory {
                 let (a, m) = counts(&old);
                 self.alive -= a;
                 self.members -= m;
-                self.alive_digest ^= alive_key(&old);
+                self.alive_digest ^= old.member_key();
             }
             return;
         };
@@ -191,27 +191,14 @@ impl Memory {
             let (a, m) = counts(o);
             self.alive -= a;
             self.members -= m;
-            self.alive_digest ^= alive_key(o);
+            self.alive_digest ^= o.member_key();
         }
         let (a, m) = counts(&v);
         self.alive += a;
         self.members += m;
-        self.alive_digest ^= alive_key(&v);
+        self.alive_digest ^= v.member_key();
         self.last.nodes.insert(name.to_string(), v);
     }
-}
-
-/// A node's part of `Memory::alive_digest` (0 when it is not alive).
-fn alive_key(v: &NodeView) -> u64 {
-    if !v.state.alive() {
-        return 0;
-    }
-    let mut h = blake3::Hasher::new();
-    h.update(v.info.name.as_bytes());
-    h.update(&[0]);
-    h.update(&v.info.generation.to_le_bytes());
-    h.update(v.info.gossip_addr.as_bytes());
-    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
 /// A state change this assembly observed (for events).
@@ -496,7 +483,7 @@ mod tests {
                     prop_assert_eq!(inc_changes, full_changes);
                     prop_assert_eq!(inc_mem.known(), full_mem.known());
                     prop_assert_eq!(inc_mem.alive_digest(), full_mem.alive_digest());
-                    let fresh = full.nodes.values().fold(0, |d, v| d ^ alive_key(v));
+                    let fresh = full.nodes.values().fold(0, |d, v| d ^ v.member_key());
                     prop_assert_eq!(full_mem.alive_digest(), fresh);
                     // The counts kept are those of the view.
                     let alive = full.nodes.values().filter(|n| n.state.alive()).count();

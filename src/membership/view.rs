@@ -27,9 +27,9 @@ pub struct NodeInfo {
     pub weight: u64,
     pub max_pods: u32,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: std::sync::Arc<BTreeMap<String, String>>,
     #[serde(default)]
-    pub runtimes: BTreeSet<RuntimeKind>,
+    pub runtimes: std::sync::Arc<BTreeSet<RuntimeKind>>,
     pub arch: String,
     pub os: String,
     pub hostname: String,
@@ -99,6 +99,24 @@ pub struct NodeView {
     pub extra: std::sync::Arc<BTreeMap<String, String>>,
 }
 
+impl NodeView {
+    /// This node's part of a digest of the live membership (XORed over the
+    /// nodes, so it follows a view by its changes): its name, generation
+    /// and gossip address while alive, 0 otherwise. The membership loop
+    /// (`assemble`) and the planner both keep one.
+    pub fn member_key(&self) -> u64 {
+        if !self.state.alive() {
+            return 0;
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(self.info.name.as_bytes());
+        h.update(&[0]);
+        h.update(&self.info.generation.to_le_bytes());
+        h.update(self.info.gossip_addr.as_bytes());
+        u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
+    }
+}
+
 /// The nodes of a view by name: a persistent map, so that a view made
 /// from the last one by a few changes shares the rest with it, costs
 /// O(changes · log n) to make, and compares with it (`diff`, `==`) in as
@@ -126,8 +144,11 @@ impl ClusterView {
     /// settling and move them all again a second later (netsim's
     /// split-brain-and-heal found that herd).
     pub fn placement_nodes(&self) -> Vec<NodeSpec> {
-        let alive = self.nodes.values().filter(|n| n.state.alive()).count();
-        let settling = self.nodes.values().filter(|n| n.state.alive() && n.info.settling).count();
+        let (alive, settling) = self
+            .nodes
+            .values()
+            .filter(|n| n.state.alive())
+            .fold((0, 0), |(a, s), n| (a + 1, s + usize::from(n.info.settling)));
         let damp = self.quorum && settling * 2 < alive;
         self.nodes
             .values()
@@ -148,6 +169,17 @@ impl ClusterView {
             }
         }
         v
+    }
+}
+
+/// A small deterministic random source for tests: `rnd(n)` is in `0..n`.
+#[cfg(test)]
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
     }
 }
 
@@ -216,13 +248,7 @@ mod tests {
     /// keeps it fixed.
     #[test]
     fn a_view_one_change_from_the_last_never_compares_equal() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut rnd = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15);
         let states = [NodeState::Ready, NodeState::Suspect, NodeState::Dead];
         for _ in 0..200 {
             let mut nodes = Nodes::new();

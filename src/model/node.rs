@@ -4,6 +4,7 @@
 //! placement (which uses it); pure data.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +18,11 @@ pub struct NodeSpec {
     pub allocatable: Resources,
     /// Relative capacity (by default the node's CPU in millicores).
     pub weight: u64,
-    pub labels: BTreeMap<String, String>,
-    pub runtimes: BTreeSet<RuntimeKind>,
+    /// Shared with the node's gossiped record: a cluster's node list is
+    /// rebuilt whenever a node joins, leaves or turns schedulable, and at
+    /// 1,000 nodes copying every label map each time cost more than placing.
+    pub labels: Arc<BTreeMap<String, String>>,
+    pub runtimes: Arc<BTreeSet<RuntimeKind>>,
     pub max_pods: u32,
     /// Cordoned: it keeps the pods pinned to it, and takes no other.
     pub unschedulable: bool,

@@ -86,9 +86,9 @@ fn watch_docker(rt: Arc<DockerRuntime>, a: &Assembly, events: Arc<EventLog>) {
         move |up| {
             info_tx.send_modify(|i: &mut NodeInfo| {
                 if up {
-                    i.runtimes.insert(RuntimeKind::Docker);
+                    Arc::make_mut(&mut i.runtimes).insert(RuntimeKind::Docker);
                 } else {
-                    i.runtimes.remove(&RuntimeKind::Docker);
+                    Arc::make_mut(&mut i.runtimes).remove(&RuntimeKind::Docker);
                 }
             });
             let reason = if up { "RuntimeReady" } else { "RuntimeUnavailable" };

@@ -212,6 +212,9 @@ fn place_in_windows(
     pinned: &BTreeMap<String, String>,
     window: usize,
 ) -> Placement {
+    if pods.is_empty() {
+        return Placement::default();
+    }
     let mut specs: Vec<&NodeSpec> = nodes.iter().collect();
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs.dedup_by(|a, b| a.name == b.name);

@@ -14,7 +14,7 @@ use super::daemonsets::{self, DaemonProgresses};
 use super::deployments::{Progresses, Rollouts, Wanted, desired_of};
 use super::jobs;
 use super::{NodeSpec, Placement, maintenance, place};
-use crate::membership::view::{ClusterView, NodeState, NodeView};
+use crate::membership::view::{ClusterView, NodeState};
 use crate::model::pods::{DesiredPod, Results, desired_pods};
 use crate::model::revision::fence_key;
 use crate::model::status::ContainerState;
@@ -155,23 +155,44 @@ pub struct Planner {
 /// `nodes` and the live nodes that take no other pod yet (starting,
 /// settling, leaving), cordoned: DaemonSet pods also run there, and theirs
 /// never move, so a restart of `shoal` leaves them running.
-/// The same list as `nodes` (shared) when there is none.
+/// The same list as `nodes` (shared) when there is none. `nodes` is in name
+/// order without repeats (as `placement_nodes` makes it), and so is the
+/// result: one merging pass over both, allocating only when a node is added.
 fn with_settling_of(nodes: &Arc<Vec<NodeSpec>>, view: &ClusterView) -> Arc<Vec<NodeSpec>> {
-    let mut extra = Vec::new();
-    if view.nodes.len() > nodes.len() {
-        let known: BTreeSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-        for n in view.nodes.values().filter(|n| n.state.alive()) {
-            if !known.contains(n.info.name.as_str()) {
-                let mut spec = n.info.spec();
-                spec.unschedulable = true;
-                extra.push(spec);
-            }
-        }
-    }
-    if extra.is_empty() {
+    debug_assert!(nodes.windows(2).all(|w| w[0].name < w[1].name), "nodes in name order");
+    if view.nodes.len() <= nodes.len() {
         return nodes.clone();
     }
-    Arc::new(nodes.iter().cloned().chain(extra).collect())
+    let mut i = 0;
+    let mut out: Option<Vec<NodeSpec>> = None;
+    for n in view.nodes.values().filter(|n| n.state.alive()) {
+        let name = n.info.name.as_str();
+        let start = i;
+        while i < nodes.len() && nodes[i].name.as_str() < name {
+            i += 1;
+        }
+        if let Some(o) = out.as_mut() {
+            o.extend_from_slice(&nodes[start..i]);
+        }
+        if i < nodes.len() && nodes[i].name == name {
+            if let Some(o) = out.as_mut() {
+                o.push(nodes[i].clone());
+            }
+            i += 1;
+            continue;
+        }
+        let o = out.get_or_insert_with(|| nodes[..i].to_vec());
+        let mut spec = n.info.spec();
+        spec.unschedulable = true;
+        o.push(spec);
+    }
+    match out {
+        None => nodes.clone(),
+        Some(mut o) => {
+            o.extend_from_slice(&nodes[i..]);
+            Arc::new(o)
+        }
+    }
 }
 
 /// Two views show the same nodes to placement: the same nodes, alive or
@@ -219,18 +240,6 @@ fn wanted_digest(rev: u64, wanted: &[Wanted]) -> u64 {
     u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
 }
 
-/// One alive node's part of the members digest (0 when not alive).
-fn member_key(n: &NodeView) -> u64 {
-    if !n.state.alive() {
-        return 0;
-    }
-    let mut h = blake3::Hasher::new();
-    h.update(n.info.name.as_bytes());
-    h.update(&[0]);
-    h.update(&n.info.generation.to_le_bytes());
-    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
-}
-
 /// Who is alive (name and generation), as a digest, and how many: kept
 /// from one view to the next by what changed between them (O(changes)).
 #[derive(Debug, Clone)]
@@ -243,7 +252,7 @@ struct Members {
 impl Members {
     fn of(view: &Arc<ClusterView>) -> Members {
         let alive = view.nodes.values().filter(|n| n.state.alive()).count();
-        let digest = view.nodes.values().fold(0, |d, n| d ^ member_key(n));
+        let digest = view.nodes.values().fold(0, |d, n| d ^ n.member_key());
         Members { view: view.clone(), digest, alive }
     }
 
@@ -258,7 +267,7 @@ impl Members {
                 DiffItem::Update { old: (_, o), new: (_, n) } => (Some(o), Some(n)),
             };
             for (n, gone) in old.into_iter().map(|o| (o, true)).chain(new.map(|n| (n, false))) {
-                self.digest ^= member_key(n);
+                self.digest ^= n.member_key();
                 if n.state.alive() {
                     if gone { self.alive -= 1 } else { self.alive += 1 }
                 }
@@ -491,7 +500,7 @@ mod tests {
                 schedulable: true,
                 weight: 1000,
                 allocatable: crate::model::pods::Resources { cpu_millis: 4000, memory_bytes: 8 << 30 },
-                runtimes: [crate::model::pods::RuntimeKind::Process].into(),
+                runtimes: Arc::new([crate::model::pods::RuntimeKind::Process].into()),
                 max_pods: 100,
                 ..Default::default()
             };
@@ -577,13 +586,7 @@ mod tests {
     /// computed afresh, through joins, deaths, restarts and departures.
     #[test]
     fn members_followed_view_to_view_are_those_of_the_view() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut rnd = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rnd = crate::membership::view::xorshift(0x2545_f491_4f6c_dd1d);
         let states = [NodeState::Ready, NodeState::Suspect, NodeState::Dead, NodeState::Left];
         let mut view = ClusterView { self_name: "n000".into(), quorum: true, ..Default::default() };
         let mut members = Members::of(&Arc::new(view.clone()));
@@ -609,6 +612,50 @@ mod tests {
             members.follow(&v);
             let fresh = Members::of(&v);
             assert_eq!((members.digest, members.alive), (fresh.digest, fresh.alive));
+        }
+    }
+
+    /// The list with the settling nodes is the placement list plus every
+    /// other live node of the view, cordoned, in name order, and is the
+    /// placement list itself (shared) when there is no such node.
+    #[test]
+    fn with_settling_adds_the_live_nodes_left_out_cordoned() {
+        let mut rnd = crate::membership::view::xorshift(0x94d0_49bb_1331_11eb);
+        let states = [NodeState::Ready, NodeState::Suspect, NodeState::Dead, NodeState::Left];
+        for _ in 0..500 {
+            let mut view = ClusterView { self_name: "n00".into(), quorum: rnd(4) > 0, ..Default::default() };
+            for i in 0..rnd(40) {
+                let info = NodeInfo {
+                    name: format!("n{i:02}"),
+                    schedulable: rnd(3) > 0,
+                    settling: rnd(4) == 0,
+                    ..Default::default()
+                };
+                let n = NodeView {
+                    info: Arc::new(info),
+                    state: states[rnd(4) as usize],
+                    since: 0,
+                    pods: Default::default(),
+                    state_digest: String::new(),
+                    extra: Default::default(),
+                };
+                view.nodes.insert(n.info.name.clone(), n);
+            }
+            let mut nodes = view.placement_nodes();
+            for n in nodes.iter_mut() {
+                n.unschedulable = rnd(5) == 0;
+            }
+            let nodes = Arc::new(nodes);
+            let got = with_settling_of(&nodes, &view);
+            let mut want: Vec<NodeSpec> = nodes.to_vec();
+            for n in view.nodes.values().filter(|n| n.state.alive()) {
+                if !nodes.iter().any(|x| x.name == n.info.name) {
+                    want.push(NodeSpec { unschedulable: true, ..n.info.spec() });
+                }
+            }
+            want.sort_by(|a, b| a.name.cmp(&b.name));
+            assert_eq!(*got, want);
+            assert_eq!(Arc::ptr_eq(&got, &nodes), want.len() == nodes.len());
         }
     }
 }

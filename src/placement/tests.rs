@@ -16,8 +16,8 @@ pub(crate) fn node(name: &str, cpu_cores: u64, mem_gib: u64) -> NodeSpec {
         name: name.into(),
         allocatable: Resources { cpu_millis: cpu_cores * 1000, memory_bytes: mem_gib << 30 },
         weight: cpu_cores * 1000,
-        labels: BTreeMap::new(),
-        runtimes: [RuntimeKind::Process].into(),
+        labels: Default::default(),
+        runtimes: std::sync::Arc::new([RuntimeKind::Process].into()),
         max_pods: 10_000,
         unschedulable: false,
     }
@@ -107,8 +107,8 @@ fn zoned(n: usize) -> Vec<NodeSpec> {
     (0..n)
         .map(|i| {
             let mut x = node(&format!("n{i}"), 4, 16);
-            x.labels.insert("zone".into(), ["attic", "basement"][i % 2].into());
-            x.labels.insert("kubernetes.io/hostname".into(), format!("n{i}"));
+            Arc::make_mut(&mut x.labels).insert("zone".into(), ["attic", "basement"][i % 2].into());
+            Arc::make_mut(&mut x.labels).insert("kubernetes.io/hostname".into(), format!("n{i}"));
             x
         })
         .collect()
@@ -131,7 +131,7 @@ fn with_spread(mut ps: Vec<DesiredPod>, key: &str, skew: i64, when: &str) -> Vec
 fn topology_spread_over_a_node_label() {
     // Three nodes in the attic, one in the basement: zones stay within maxSkew 1.
     let mut nodes = zoned(4);
-    nodes[1].labels.insert("zone".into(), "attic".into());
+    Arc::make_mut(&mut nodes[1].labels).insert("zone".into(), "attic".into());
     let ps = with_spread(pods("web", 4, Resources::default()), "zone", 1, "DoNotSchedule");
     let p = place(&nodes, &ps, &BTreeMap::new());
     let zone = |n: &str| nodes.iter().find(|x| x.name == n).unwrap().labels["zone"].clone();
@@ -153,7 +153,7 @@ fn topology_spread_over_a_node_label() {
     assert!(place(&nodes1, &ps, &BTreeMap::new()).pending.is_empty());
     // DoNotSchedule leaves out nodes without the label.
     let mut nodes2 = zoned(3);
-    nodes2[2].labels.remove("zone");
+    Arc::make_mut(&mut nodes2[2].labels).remove("zone");
     let ps = with_spread(pods("web", 4, Resources::default()), "zone", 1, "DoNotSchedule");
     let p = place(&nodes2, &ps, &BTreeMap::new());
     assert!(p.owners.values().all(|o| o != "n2"), "{p:?}");
@@ -207,7 +207,7 @@ fn pending_reasons_name_the_constraint() {
 #[test]
 fn node_selector_is_honoured() {
     let mut nodes = cluster(4);
-    nodes[2].labels.insert("disk".into(), "ssd".into());
+    Arc::make_mut(&mut nodes[2].labels).insert("disk".into(), "ssd".into());
     let mut ps = pods("x", 3, Resources::default());
     for p in &mut ps {
         Arc::make_mut(&mut p.spec).node_selector.insert("disk".into(), "ssd".into());
@@ -223,7 +223,7 @@ fn arb_nodes() -> impl Strategy<Value = Vec<NodeSpec>> {
             .map(|(i, (cpu, mem, ssd))| {
                 let mut n = node(&format!("node-{i}"), cpu, mem);
                 if ssd {
-                    n.labels.insert("disk".into(), "ssd".into());
+                    Arc::make_mut(&mut n.labels).insert("disk".into(), "ssd".into());
                 }
                 n
             })

@@ -18,7 +18,7 @@ fn big(n: usize) -> Vec<NodeSpec> {
         .map(|i| {
             let mut x = node(&format!("n{i:05}"), [1, 2, 4, 8][i % 4], 64);
             if i % 5 == 0 {
-                x.labels.insert("disk".into(), "ssd".into());
+                Arc::make_mut(&mut x.labels).insert("disk".into(), "ssd".into());
             }
             x
         })
@@ -77,7 +77,7 @@ fn a_large_cluster_balances_as_exact_rendezvous_does() {
 fn a_selector_few_nodes_match_finds_them_all() {
     let mut nodes = big(300);
     for n in nodes.iter_mut().take(7) {
-        n.labels.insert("gpu".into(), "yes".into());
+        Arc::make_mut(&mut n.labels).insert("gpu".into(), "yes".into());
     }
     let mut ps = pods("train", 20, Resources::default());
     for p in &mut ps {

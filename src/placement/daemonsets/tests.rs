@@ -37,9 +37,9 @@ fn node(name: &str, labels: &[(&str, &str)], state: NodeState) -> NodeView {
         schedulable: true,
         weight: 1000,
         allocatable: Resources { cpu_millis: 4000, memory_bytes: 8 << 30 },
-        runtimes: [RuntimeKind::Process].into(),
+        runtimes: std::sync::Arc::new([RuntimeKind::Process].into()),
         max_pods: 100,
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: std::sync::Arc::new(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
         ..Default::default()
     };
     NodeView {
