@@ -18,13 +18,13 @@ def pct(xs, p):
 
 
 class Node:
-    def __init__(self, name, ip, tmp, join=None, token=None, config=None):
+    def __init__(self, name, ip, tmp, join=None, token=None, config=None, args=()):
         self.name, self.ip, self.dir = name, ip, os.path.join(tmp, name)
         os.makedirs(self.dir, exist_ok=True)
-        self.join, self.token, self.proc, self.config = join, token, None, config
+        self.join, self.token, self.proc, self.config, self.args = join, token, None, config, list(args)
 
     def start(self):
-        args = [BIN, "up", "--data-dir", self.dir + "/data", "--node-ip", self.ip, "--name", self.name]
+        args = [BIN, "up", "--data-dir", self.dir + "/data", "--node-ip", self.ip, "--name", self.name] + self.args
         if self.config:
             with open(self.dir + "/node.toml", "w") as f:
                 f.write(self.config)

@@ -283,6 +283,11 @@ pub struct ProxySection {
     /// Most UDP flows kept per service port; past it the least recently
     /// used is evicted (each flow holds a socket).
     pub udp_max_flows: usize,
+    /// Hand external clients of `externalTrafficPolicy: Local` Services to
+    /// the kernel (nftables destination NAT to this node's replicas): no
+    /// proxy in their path, and the replica sees the client's address.
+    /// Needs `nft` and `CAP_NET_ADMIN`; without them the proxy serves them.
+    pub kernel_local: bool,
 }
 
 impl Default for ProxySection {
@@ -295,6 +300,7 @@ impl Default for ProxySection {
             balancer: Balancer::P2c,
             udp_idle_timeout: Duration::from_secs(30),
             udp_max_flows: 4096,
+            kernel_local: true,
         }
     }
 }

@@ -3,9 +3,12 @@
 //! - `tls`: the cluster CA, node certificates, rustls configs, CA pinning;
 //! - `token`: the join token format and checks (pure);
 //! - `quic`: the endpoint, connections, bounded stream framing;
-//! - `join`: the join protocol and token management.
+//! - `join`: the join protocol and token management;
+//! - `vip`, `nat`: LoadBalancer addresses, and the nftables table of the
+//!   kernel path of `externalTrafficPolicy: Local`.
 
 pub mod join;
+pub mod nat;
 pub mod quic;
 pub mod tls;
 pub mod token;

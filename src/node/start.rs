@@ -326,6 +326,7 @@ impl Node {
                 round_robin: cfg.proxy.balancer == Balancer::RoundRobin,
                 udp_idle_timeout: cfg.proxy.udp_idle_timeout,
                 udp_max_flows: cfg.proxy.udp_max_flows,
+                kernel_local: cfg.proxy.kernel_local,
             },
             crate::proxy::server::ProxyInputs {
                 state: db.subscribe(),

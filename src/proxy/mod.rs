@@ -5,6 +5,7 @@
 //! - `affinity`: `sessionAffinity: ClientIP` pins (pure);
 //! - `locality`: whether a client runs on this host, for the `Local`
 //!   traffic policies;
+//! - `nat`: the kernel path of `externalTrafficPolicy: Local` (pure);
 //! - `server`: the per-node proxy on each service's node port (TCP);
 //! - `flows`: which backend each UDP client flow goes to (pure);
 //! - `udp`: the UDP relay on UDP service ports;
@@ -19,6 +20,7 @@ pub mod env;
 pub mod flows;
 pub mod lb;
 pub mod locality;
+pub mod nat;
 pub mod proxyproto;
 pub mod server;
 pub mod udp;

@@ -7,6 +7,9 @@
 //! `response_timeout` is dropped and penalised. A service with no endpoint
 //! resets connections at once (no hang). A node port that cannot be bound
 //! (another service, or another program) is reported, not silently skipped.
+//! External clients of `externalTrafficPolicy: Local` services are handed
+//! to the kernel instead where it can (`nat`, `Kernel`): the listener then
+//! serves the others.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +25,7 @@ use super::affinity::Affinity;
 use super::balance::{Stats, p2c, round_robin};
 use super::endpoints::{Endpoint, candidates, endpoints};
 use super::locality::{HostNets, is_internal};
+use super::nat::{self, Forward};
 use crate::events::EventLog;
 use crate::membership::view::ClusterView;
 use crate::metrics::Metrics;
@@ -47,6 +51,9 @@ pub struct ProxyConfig {
     /// Most UDP flows kept per service port (the least recently used one
     /// is evicted past it).
     pub udp_max_flows: usize,
+    /// External clients of `externalTrafficPolicy: Local` services go to
+    /// this node's replicas by kernel NAT (`nat`), not through the proxy.
+    pub kernel_local: bool,
 }
 
 /// What the proxy reports about services (for `describe service`).
@@ -157,12 +164,16 @@ pub async fn run(cfg: ProxyConfig, inputs: ProxyInputs) {
     // A node without a LoadBalancer pool runs no holder: its channel closes
     // at once, and holds nothing.
     let mut lb_open = true;
+    let mut kernel = Kernel::default();
     loop {
         let snap = state.borrow_and_update().clone();
         let pv = plan.borrow_and_update().clone();
         let v = view.borrow_and_update().clone();
         let lb = held.borrow_and_update().clone();
-        reconcile(&cfg, &snap, &pv, &v, &lb, &mut listeners, &status, &metrics, &events).await;
+        let (forwards, host) = reconcile(&cfg, &snap, &pv, &v, &lb, &mut listeners, &status, &metrics, &events).await;
+        if cfg.kernel_local {
+            kernel.update(forwards, &host, cfg.node_ip, &v.self_name, &events).await;
+        }
         tokio::select! {
             r = held.changed(), if lb_open => lb_open = r.is_ok(),
             r = state.changed() => if r.is_err() { break },
@@ -173,6 +184,52 @@ pub async fn run(cfg: ProxyConfig, inputs: ProxyInputs) {
     }
     for (_, l) in listeners {
         l.task.abort();
+    }
+    if cfg.kernel_local {
+        let name = view.borrow().self_name.clone();
+        kernel.update(Vec::new(), &HostNets::default(), cfg.node_ip, &name, &events).await;
+    }
+}
+
+/// The nftables table of this node's kernel path, as last loaded.
+#[derive(Default)]
+struct Kernel {
+    /// What the table was last asked to hold (`None`: nothing yet). Tried
+    /// again only when that changes: a host without `nft` is not asked on
+    /// every view.
+    tried: Option<(Vec<Forward>, HostNets)>,
+    /// A load failed and was reported: later failures stay quiet.
+    warned: bool,
+}
+
+impl Kernel {
+    /// Makes the table hold `forwards` when they changed. The first load
+    /// also clears a table a killed node left behind.
+    async fn update(&mut self, forwards: Vec<Forward>, host: &HostNets, ip: IpAddr, node: &str, events: &EventLog) {
+        if self.tried.as_ref().is_some_and(|(f, h)| *f == forwards && (f.is_empty() || h == host)) {
+            return;
+        }
+        let script = nat::ruleset(&nat::table_name(ip), host, &forwards);
+        let r = tokio::task::spawn_blocking(move || crate::net::nat::load(&script)).await;
+        let wanted = !forwards.is_empty();
+        self.tried = Some((forwards, host.clone()));
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // Nothing to hand over, and no table of ours: no need to warn.
+                if wanted && !self.warned {
+                    self.warned = true;
+                    tracing::warn!("externalTrafficPolicy: Local stays in the proxy: {e}");
+                    events.node(
+                        true,
+                        node,
+                        "KernelPathUnavailable",
+                        format!("external clients of Local services go through the proxy: {e}"),
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("nftables loader task failed: {e}"),
+        }
     }
 }
 
@@ -218,8 +275,9 @@ async fn reconcile(
     status: &ProxyStatus,
     metrics: &Arc<Metrics>,
     events: &EventLog,
-) {
+) -> (Vec<Forward>, Arc<HostNets>) {
     let now = Instant::now();
+    let mut forwards: Vec<(PortKey, Forward)> = Vec::new();
     let mut conflicts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut claimed: HashMap<(SocketAddr, Protocol), String> = HashMap::new();
     let want = wanted(snap, cfg.node_ip, held);
@@ -251,15 +309,31 @@ async fn reconcile(
         claimed.insert((addr, proto), svc.clone());
         let port = spec.ports.iter().find(|p| p.port == key.2 && p.proto() == proto).cloned();
         let eps = port.map(|p| endpoints(&key.0, spec, &p, &pv.plan.desired, view)).unwrap_or_default();
+        let policy = Policy::of(&svc_obj);
+        if proto == Protocol::Tcp
+            && policy.external_local
+            && policy.affinity.is_none()
+            && policy.proxy_protocol.is_none()
+        {
+            let mut to: Vec<SocketAddr> = eps
+                .iter()
+                .filter(|e| e.node == view.self_name)
+                .filter_map(|e| Some(SocketAddr::new(e.ip.parse().ok()?, e.port)))
+                .collect();
+            to.sort();
+            if !to.is_empty() {
+                forwards.push((key.clone(), Forward { addr: key.4, port: np, to }));
+            }
+        }
         if let Some(l) = listeners.get(&key).filter(|l| l.addr == addr) {
-            l.table.lock().unwrap_or_else(|p| p.into_inner()).set(eps, Policy::of(&svc_obj), host.clone(), now);
+            l.table.lock().unwrap_or_else(|p| p.into_inner()).set(eps, policy, host.clone(), now);
             continue;
         }
         if let Some(old) = listeners.remove(&key) {
             old.task.abort();
         }
         let mut t = Table::new(&view.self_name, host.clone());
-        t.set(eps, Policy::of(&svc_obj), host.clone(), now);
+        t.set(eps, policy, host.clone(), now);
         let table = Arc::new(Mutex::new(t));
         let (cfg2, svc2, metrics2) = (cfg.clone(), svc.clone(), metrics.clone());
         let bound = match proto {
@@ -284,6 +358,11 @@ async fn reconcile(
         }
     }
     *status.conflicts.lock().unwrap_or_else(|p| p.into_inner()) = conflicts;
+    // Only ports this node serves: never one another program holds.
+    let mut forwards: Vec<Forward> =
+        forwards.into_iter().filter(|(k, _)| listeners.contains_key(k)).map(|(_, f)| f).collect();
+    forwards.sort();
+    (forwards, host)
 }
 
 async fn accept_loop(l: TcpListener, table: Arc<Mutex<Table>>, cfg: ProxyConfig, svc: String, metrics: Arc<Metrics>) {

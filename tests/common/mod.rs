@@ -566,9 +566,10 @@ spec:
     )
 }
 
-/// A tiny HTTP server answering `pod=<name> node=<node>`. A pod whose name
+/// A tiny HTTP server answering `client=<ip> pod=<name> node=<node>` (the
+/// address its connection comes from). A pod whose name
 /// ends with `$SLOW_POD` sleeps `$SLOW` seconds before answering.
-pub const PY_SERVER: &str = "import http.server,os,time\\nclass H(http.server.BaseHTTPRequestHandler):\\n def do_GET(s):\\n  if os.environ['SHOAL_POD_NAME'].endswith(os.environ.get('SLOW_POD','/none')): time.sleep(float(os.environ.get('SLOW','1')))\\n  b=('pod='+os.environ['SHOAL_POD_NAME']+' node='+os.environ['SHOAL_NODE_NAME']).encode()\\n  s.send_response(200);s.send_header('Content-Length',str(len(b)));s.end_headers();s.wfile.write(b)\\n def log_message(s,*a): pass\\nhttp.server.ThreadingHTTPServer((os.environ['SHOAL_NODE_IP'],int(os.environ['PORT'])),H).serve_forever()";
+pub const PY_SERVER: &str = "import http.server,os,time\\nclass H(http.server.BaseHTTPRequestHandler):\\n def do_GET(s):\\n  if os.environ['SHOAL_POD_NAME'].endswith(os.environ.get('SLOW_POD','/none')): time.sleep(float(os.environ.get('SLOW','1')))\\n  b=('client='+s.client_address[0]+' pod='+os.environ['SHOAL_POD_NAME']+' node='+os.environ['SHOAL_NODE_NAME']).encode()\\n  s.send_response(200);s.send_header('Content-Length',str(len(b)));s.end_headers();s.wfile.write(b)\\n def log_message(s,*a): pass\\nhttp.server.ThreadingHTTPServer((os.environ['SHOAL_NODE_IP'],int(os.environ['PORT'])),H).serve_forever()";
 
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
