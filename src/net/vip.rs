@@ -1,13 +1,13 @@
 //! LoadBalancer addresses on this host's interface: adding and removing
 //! one (iproute2's `ip`, which every Linux host has), telling the LAN it
-//! moved (a gratuitous ARP on an `AF_PACKET` socket, so that neighbours
-//! update their caches at once instead of after their entries go stale),
-//! and whether this process may do either (`CAP_NET_ADMIN`, `CAP_NET_RAW`).
+//! moved (a gratuitous ARP on an `AF_PACKET` socket for IPv4, an
+//! unsolicited neighbour advertisement with the override flag on a raw
+//! ICMPv6 socket for IPv6, so that neighbours update their caches at once
+//! instead of after their entries go stale), and whether this process may
+//! do either (`CAP_NET_ADMIN`, `CAP_NET_RAW`).
 //!
-//! I/O only; which address to hold is `placement::addresses`, when is
-//! `proxy::lb`. IPv6 addresses are added and removed the same way; they
-//! are announced by the kernel's own duplicate address detection, not by
-//! an unsolicited neighbour advertisement.
+//! I/O only, but for the two frames (`garp_payload`, `una_payload`); which
+//! address to hold is `placement::addresses`, when is `proxy::lb`.
 
 use std::net::IpAddr;
 use std::process::Command;
@@ -139,24 +139,41 @@ pub fn garp_payload(mac: [u8; 6], ip: std::net::Ipv4Addr) -> [u8; 28] {
     p
 }
 
-fn mac_of(dev: &str) -> std::io::Result<[u8; 6]> {
-    let s = std::fs::read_to_string(format!("/sys/class/net/{dev}/address"))?;
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = s.trim().split(':').collect();
-    if parts.len() != 6 {
-        return Err(std::io::Error::other(format!("{dev} has no Ethernet address ({s:?})")));
-    }
-    for (b, p) in mac.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16).map_err(std::io::Error::other)?;
-    }
-    Ok(mac)
+/// The ICMPv6 neighbour advertisement a host sends unasked to say that
+/// `ip` is now at `mac` (RFC 4861 4.4 and 7.2.6): override set, solicited
+/// not, with a target link-layer address option. The checksum is left
+/// zero: the kernel fills it in for a raw ICMPv6 socket. Pure.
+pub fn una_payload(mac: [u8; 6], ip: std::net::Ipv6Addr) -> [u8; 32] {
+    let mut p = [0u8; 32];
+    p[0] = 136; // neighbour advertisement
+    p[4] = 0x20; // flags: override (not router, not solicited)
+    p[8..24].copy_from_slice(&ip.octets());
+    p[24] = 2; // option: target link-layer address
+    p[25] = 1; // its length, in units of 8 bytes
+    p[26..32].copy_from_slice(&mac);
+    p
 }
 
-/// Broadcasts a gratuitous ARP for `ip` on `dev`, so that LAN neighbours
-/// point their caches at this host now. IPv6 addresses: nothing to do.
+/// The Ethernet address of `dev`, from the kernel's interface list
+/// (netlink, so it is the one of this thread's network namespace; sysfs
+/// would show the namespace that mounted it).
+fn mac_of(dev: &str) -> std::io::Result<[u8; 6]> {
+    let ifs = nix::ifaddrs::getifaddrs().map_err(std::io::Error::from)?;
+    ifs.filter(|i| i.interface_name == dev)
+        .find_map(|i| i.address.as_ref().and_then(|a| a.as_link_addr()).and_then(|l| l.addr()))
+        .filter(|mac| *mac != [0; 6])
+        .ok_or_else(|| std::io::Error::other(format!("{dev} has no Ethernet address")))
+}
+
+/// Tells the LAN that `ip` is at this host's interface `dev` now, so that
+/// neighbours point their caches here: a gratuitous ARP (IPv4) or an
+/// unsolicited neighbour advertisement to all nodes (IPv6).
 pub fn announce(dev: &str, ip: IpAddr) -> std::io::Result<()> {
     use nix::libc;
-    let IpAddr::V4(v4) = ip else { return Ok(()) };
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => return advertise(dev, v6),
+    };
     let mac = mac_of(dev)?;
     let index = nix::net::if_::if_nametoindex(dev).map_err(std::io::Error::from)?;
     let payload = garp_payload(mac, v4);
@@ -191,9 +208,76 @@ pub fn announce(dev: &str, ip: IpAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Sends `una_payload` for `ip` from `ip` itself to ff02::1 on `dev`, with
+/// the hop limit 255 that receivers require of neighbour discovery.
+fn advertise(dev: &str, ip: std::net::Ipv6Addr) -> std::io::Result<()> {
+    use nix::libc;
+    let mac = mac_of(dev)?;
+    let index = nix::net::if_::if_nametoindex(dev).map_err(std::io::Error::from)?;
+    let payload = una_payload(mac, ip);
+    let addr = |ip: std::net::Ipv6Addr, scope: u32| {
+        // SAFETY: sockaddr_in6 is plain data; all-zero is a valid value.
+        let mut a: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        a.sin6_family = libc::AF_INET6 as u16;
+        a.sin6_addr.s6_addr = ip.octets();
+        a.sin6_scope_id = scope;
+        a
+    };
+    let (from, to) = (addr(ip, 0), addr(std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), index));
+    let len = std::mem::size_of::<libc::sockaddr_in6>() as u32;
+    // SAFETY: plain socket calls on a descriptor this function owns; the
+    // options and addresses are initialised values of the sizes passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMPV6);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let hops: libc::c_int = 255;
+        let ifindex = index as libc::c_int;
+        let int = std::mem::size_of::<libc::c_int>() as u32;
+        let ok = libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_HOPS,
+            (&hops as *const libc::c_int).cast(),
+            int,
+        ) == 0
+            && libc::setsockopt(
+                fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_IF,
+                (&ifindex as *const libc::c_int).cast(),
+                int,
+            ) == 0
+            && libc::bind(fd, (&from as *const libc::sockaddr_in6).cast(), len) == 0
+            && libc::sendto(
+                fd,
+                payload.as_ptr().cast(),
+                payload.len(),
+                0,
+                (&to as *const libc::sockaddr_in6).cast(),
+                len,
+            ) >= 0;
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if !ok {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsolicited_advertisement_overrides_and_names_the_mac() {
+        let p = una_payload([2, 0, 0, 0, 0, 1], "fd00::7".parse().unwrap());
+        assert_eq!(&p[..8], &[136, 0, 0, 0, 0x20, 0, 0, 0], "type, code, no checksum yet, flags O only");
+        assert_eq!(&p[8..24], &"fd00::7".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        assert_eq!(&p[24..32], &[2, 1, 2, 0, 0, 0, 0, 1], "target link-layer address option");
+    }
 
     #[test]
     fn a_gratuitous_arp_names_the_address_twice() {

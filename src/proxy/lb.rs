@@ -1,8 +1,9 @@
 //! Holding LoadBalancer addresses: the driver around
 //! `placement::addresses`. Every node computes the holder of every address;
 //! the node that finds itself the holder puts the address on its interface
-//! (`net::vip`), announces it with a gratuitous ARP, and the proxy serves
-//! the Service's ports on it (`server`). The others do nothing.
+//! (`net::vip`), announces it (a gratuitous ARP, or an unsolicited
+//! neighbour advertisement for IPv6), and the proxy serves the Service's
+//! ports on it (`server`). The others do nothing.
 //!
 //! **Fencing.** A node holds addresses only while it is in touch with a
 //! majority of the cluster both ways (the same right that lets it renew
@@ -293,7 +294,7 @@ pub async fn run(cfg: LbConfig, mut inputs: LbInputs) {
                 g.announced_at = Some(now);
                 let (dev, ip) = (cfg.interface.clone(), *ip);
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || vip::announce(&dev, ip)).await {
-                    tracing::warn!(%ip, error = %e, "cannot announce a held address (gratuitous ARP)");
+                    tracing::warn!(%ip, error = %e, "cannot announce a held address (gratuitous ARP or neighbour advertisement)");
                 }
             }
         }
