@@ -150,11 +150,16 @@ impl ClusterView {
             .filter(|n| n.state.alive())
             .fold((0, 0), |(a, s), n| (a + 1, s + usize::from(n.info.settling)));
         let damp = self.quorum && settling * 2 < alive;
-        self.nodes
-            .values()
-            .filter(|n| n.state.alive() && n.info.schedulable && !(damp && n.info.settling))
-            .map(|n| n.info.spec())
-            .collect()
+        // Sized at once: at 1,000 nodes, growing the list by doubling
+        // copied it more than building it (a profile of netsim).
+        let mut out = Vec::with_capacity(alive);
+        out.extend(
+            self.nodes
+                .values()
+                .filter(|n| n.state.alive() && n.info.schedulable && !(damp && n.info.settling))
+                .map(|n| n.info.spec()),
+        );
+        out
     }
 
     /// API URLs of the alive nodes (for client failover), this node first.

@@ -181,7 +181,11 @@ fn with_settling_of(nodes: &Arc<Vec<NodeSpec>>, view: &ClusterView) -> Arc<Vec<N
             i += 1;
             continue;
         }
-        let o = out.get_or_insert_with(|| nodes[..i].to_vec());
+        let o = out.get_or_insert_with(|| {
+            let mut o = Vec::with_capacity(view.nodes.len());
+            o.extend_from_slice(&nodes[..i]);
+            o
+        });
         let mut spec = n.info.spec();
         spec.unschedulable = true;
         o.push(spec);
