@@ -15,7 +15,8 @@ Also a check of what each backend sees as the client address.
 
 Usage: sudo bench/local_nat.py [SECONDS]
 """
-import os, re, subprocess, sys, tempfile, time
+import os, subprocess, sys, tempfile, time
+import shoalbench
 from shoalbench import BIN, ROOT, Node, build, stop_all, wait
 
 SECS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
@@ -49,13 +50,7 @@ def lan_down(ips):
 
 
 def wrk(url):
-    out = sh("ip", "netns", "exec", NS, "wrk", "-t2", "-c32", f"-d{SECS}s", "--latency", url).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    def lat(p):
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
-        v, u = float(m.group(1)), m.group(2)
-        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-    return rps, lat(50), lat(99)
+    return shoalbench.wrk(url, SECS, prefix=("ip", "netns", "exec", NS))
 
 
 def seen_client(url):

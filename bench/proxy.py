@@ -12,6 +12,7 @@
 Usage: bench/proxy.py [SECONDS] [BACKEND_MS]  (healthy backends answer in BACKEND_MS, the slow one in 10x)
 """
 import json, os, re, socket, subprocess, sys, tempfile, threading, time
+import shoalbench
 from shoalbench import BIN, ROOT, Node, build, stop_all, wait
 
 SECS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
@@ -34,16 +35,7 @@ def service(name, np):
 
 
 def wrk(url, conns=32, close=False):
-    args = ["wrk", "-t2", f"-c{conns}", f"-d{SECS}s", "--latency", url]
-    if close:
-        args[1:1] = ["-H", "Connection: close"]
-    out = subprocess.run(args, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    def lat(p):
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
-        v, u = float(m.group(1)), m.group(2)
-        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-    return rps, lat(50), lat(99)
+    return shoalbench.wrk(url, SECS, conns, close)
 
 
 def ready(n, name, count):

@@ -1,5 +1,5 @@
 """Shared helpers for the bench scripts: real `shoal` nodes on loopback."""
-import json, os, signal, subprocess, time, urllib.request
+import json, os, re, signal, subprocess, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # SHOAL_BIN runs another build (the debug one, say) without rebuilding.
@@ -72,6 +72,21 @@ class Node:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait()
             self.proc = None
+
+
+def wrk(url, secs, conns=32, close=False, prefix=()):
+    """wrk -t2 against `url` for `secs` (run under `prefix`, e.g. `ip netns
+    exec NS`): (requests per second, p50 ms, p99 ms)."""
+    args = list(prefix) + ["wrk", "-t2", f"-c{conns}", f"-d{secs}s", "--latency", url]
+    if close:
+        args[len(prefix) + 1:len(prefix) + 1] = ["-H", "Connection: close"]
+    out = subprocess.run(args, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    def lat(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        v, u = float(m.group(1)), m.group(2)
+        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+    return rps, lat(50), lat(99)
 
 
 def wait(pred, timeout=30, step=0.01):

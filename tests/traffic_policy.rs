@@ -55,7 +55,7 @@ impl Lan {
 impl Drop for Lan {
     fn drop(&mut self) {
         for n in &self.0 {
-            let table = format!("shoal_{}", n.to_string().replace('.', "_"));
+            let table = shoal::proxy::nat::table_name((*n).into());
             let _ = Command::new("nft").args(["delete", "table", "inet", &table]).output();
         }
         let _ = ip(&["link", "del", HOST_END]);

@@ -496,6 +496,18 @@ mod tests {
         db.snapshot()
     }
 
+    /// A node of a test view: its record and state, no pods.
+    fn node(info: NodeInfo, state: NodeState) -> NodeView {
+        NodeView {
+            info: Arc::new(info),
+            state,
+            since: 0,
+            pods: Default::default(),
+            state_digest: String::new(),
+            extra: Default::default(),
+        }
+    }
+
     fn view(alive: &[&str], quorum: bool) -> Arc<ClusterView> {
         let mut v = ClusterView { self_name: "a".into(), quorum, ..Default::default() };
         for name in ["a", "b", "c"] {
@@ -509,17 +521,7 @@ mod tests {
                 ..Default::default()
             };
             let state = if alive.contains(&name) { NodeState::Ready } else { NodeState::Dead };
-            v.nodes.insert(
-                name.into(),
-                NodeView {
-                    info: Arc::new(info),
-                    state,
-                    since: 0,
-                    pods: Default::default(),
-                    state_digest: String::new(),
-                    extra: Default::default(),
-                },
-            );
+            v.nodes.insert(name.into(), node(info, state));
         }
         Arc::new(v)
     }
@@ -601,15 +603,7 @@ mod tests {
                     view.nodes.remove(&name);
                 } else {
                     let info = NodeInfo { name: name.clone(), generation: rnd(3), ..Default::default() };
-                    let n = NodeView {
-                        info: Arc::new(info),
-                        state: states[rnd(4) as usize],
-                        since: 0,
-                        pods: Default::default(),
-                        state_digest: String::new(),
-                        extra: Default::default(),
-                    };
-                    view.nodes.insert(name, n);
+                    view.nodes.insert(name, node(info, states[rnd(4) as usize]));
                 }
             }
             let v = Arc::new(view.clone());
@@ -635,15 +629,7 @@ mod tests {
                     settling: rnd(4) == 0,
                     ..Default::default()
                 };
-                let n = NodeView {
-                    info: Arc::new(info),
-                    state: states[rnd(4) as usize],
-                    since: 0,
-                    pods: Default::default(),
-                    state_digest: String::new(),
-                    extra: Default::default(),
-                };
-                view.nodes.insert(n.info.name.clone(), n);
+                view.nodes.insert(info.name.clone(), node(info, states[rnd(4) as usize]));
             }
             let mut nodes = view.placement_nodes();
             for n in nodes.iter_mut() {
