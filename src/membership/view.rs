@@ -177,6 +177,19 @@ impl ClusterView {
     }
 }
 
+/// A node of a test view: its record and state, no pods.
+#[cfg(test)]
+pub(crate) fn test_node(info: NodeInfo, state: NodeState) -> NodeView {
+    NodeView {
+        info: std::sync::Arc::new(info),
+        state,
+        since: 0,
+        pods: Default::default(),
+        state_digest: String::new(),
+        extra: Default::default(),
+    }
+}
+
 /// A small deterministic random source for tests: `rnd(n)` is in `0..n`.
 #[cfg(test)]
 pub(crate) fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
@@ -209,19 +222,7 @@ mod tests {
     use super::*;
 
     fn nv(name: &str, state: NodeState) -> NodeView {
-        NodeView {
-            info: std::sync::Arc::new(NodeInfo {
-                name: name.into(),
-                schedulable: true,
-                weight: 1000,
-                ..Default::default()
-            }),
-            state,
-            since: 0,
-            pods: Default::default(),
-            state_digest: String::new(),
-            extra: Default::default(),
-        }
+        test_node(NodeInfo { name: name.into(), schedulable: true, weight: 1000, ..Default::default() }, state)
     }
 
     #[test]

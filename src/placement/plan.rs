@@ -479,7 +479,7 @@ impl Planner {
 #[allow(clippy::disallowed_methods)] // tests may read the clock for a base instant
 mod tests {
     use super::*;
-    use crate::membership::view::{NodeInfo, NodeView};
+    use crate::membership::view::{NodeInfo, test_node as node};
     use crate::model::parse::{SourceFile, parse_files};
     use crate::model::validate::Context;
     use crate::state::StateDb;
@@ -494,18 +494,6 @@ mod tests {
         let (_, changes) = plan_apply(&db.snapshot(), out.objects, db.now(), Mode::Apply).unwrap();
         db.write(changes).unwrap();
         db.snapshot()
-    }
-
-    /// A node of a test view: its record and state, no pods.
-    fn node(info: NodeInfo, state: NodeState) -> NodeView {
-        NodeView {
-            info: Arc::new(info),
-            state,
-            since: 0,
-            pods: Default::default(),
-            state_digest: String::new(),
-            extra: Default::default(),
-        }
     }
 
     fn view(alive: &[&str], quorum: bool) -> Arc<ClusterView> {

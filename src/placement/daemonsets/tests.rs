@@ -42,14 +42,7 @@ fn node(name: &str, labels: &[(&str, &str)], state: NodeState) -> NodeView {
         labels: std::sync::Arc::new(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
         ..Default::default()
     };
-    NodeView {
-        info: Arc::new(info),
-        state,
-        since: 0,
-        pods: Default::default(),
-        state_digest: String::new(),
-        extra: Default::default(),
-    }
+    crate::membership::view::test_node(info, state)
 }
 
 fn view(nodes: Vec<NodeView>) -> ClusterView {
