@@ -11,10 +11,12 @@
 //! - `link`: the bytes to and from peers (QUIC, or netsim);
 //! - `wire`: the frames and their encoding;
 //! - `book`: peers' records, and what to pull (pure);
+//! - `suspicion`: suspects this node times itself (pure);
 //! - `service`: runs foca and keeps the view fresh.
 
 pub mod book;
 pub mod id;
 pub mod link;
 pub mod service;
+pub mod suspicion;
 pub mod wire;

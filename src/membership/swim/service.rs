@@ -39,7 +39,8 @@ use tokio::time::Instant;
 use super::book::{Book, Own, Pull};
 use super::id::SwimId;
 use super::link::Link;
-use super::wire::{self, Frame, Have, Stamp, WireError};
+use super::suspicion::{ASKED, Suspicions};
+use super::wire::{self, Frame, Have, HeldMember, MemberState, Stamp, WireError};
 use crate::events::EventLog;
 use crate::membership::assemble::{Me, Memory, Peers, assemble, keys};
 use crate::membership::clock::ClockSync;
@@ -68,9 +69,10 @@ pub const IN_FLIGHT: Duration = Duration::from_millis(500);
 /// to an older identity of this node (see `Node::answer_stale`).
 pub const STALE_ANSWER_EVERY: Duration = Duration::from_secs(1);
 
-/// foca's member states are read this often, and at once after a member
-/// came up, went down or was renamed (only Suspect, which placement treats
-/// as alive, waits for it).
+/// foca's member states are read this often, at once after a member came
+/// up, went down or was renamed (only Suspect, which placement treats as
+/// alive, waits for it), and when a suspect this node times is due
+/// (`suspicion`).
 pub const SCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// foca's settings from the node's: a probe every 2.5 gossip intervals
@@ -96,6 +98,26 @@ pub fn foca_config(cfg: &GossipConfig, members: usize) -> Config {
     c.periodic_announce_to_down_members = params(Duration::from_secs(1), 2);
     c.periodic_gossip = params(cfg.gossip_interval, 3);
     c
+}
+
+/// A peer's word on a member, asked for by `suspicion`: taken only about a
+/// member this node holds Suspect, and through foca's own precedence (a
+/// Down wins, a newer incarnation wins), so it spreads what another node
+/// decided and never decides anything itself. Whether it was taken.
+fn take_word(foca: &mut SwimFoca, rt: &mut AccumulatingRuntime<SwimId>, held: HeldMember) -> bool {
+    let suspect = foca.iter_membership_state().any(|m| m.id().addr == held.id.addr && m.state() == State::Suspect);
+    if !suspect {
+        return false;
+    }
+    let state = match held.state {
+        MemberState::Alive => State::Alive,
+        MemberState::Suspect => State::Suspect,
+        MemberState::Down => State::Down,
+    };
+    if let Err(e) = foca.apply_many(std::iter::once(Member::new(held.id, held.incarnation, state)), true, rt) {
+        tracing::debug!("foca apply: {e}");
+    }
+    true
 }
 
 /// How many times each update is piggybacked: 4·log10(n+1), as memberlist.
@@ -210,6 +232,7 @@ impl SwimMembership {
             acks: FxHashMap::default(),
             heard_from: FxHashMap::default(),
             down_since: FxHashMap::default(),
+            suspicions: Suspicions::default(),
             stale_answered: FxHashMap::default(),
             memory: Memory::remembering(cfg.remembered.iter().cloned(), (cfg.clock)() + cfg.dead_node_grace.as_secs()),
             clock: ClockSync::starting_at(cfg.adjust_clock.as_ref().map_or(0, |a| a.initial)),
@@ -291,6 +314,8 @@ struct Node {
     stale_answered: FxHashMap<SocketAddr, Instant>,
     /// When this node first saw each member Down, by address.
     down_since: FxHashMap<SocketAddr, Instant>,
+    /// Suspects this node times itself (a Down it missed).
+    suspicions: Suspicions,
     memory: Memory,
     clock: ClockSync,
     /// The view must be assembled again.
@@ -391,7 +416,7 @@ impl Node {
                     self.link.send(addr, wire::encode(&Frame::Sync(self.book.buckets(&self.own.stamp))));
                 }
             }
-            if self.scan || now >= scan_at {
+            if self.scan || now >= scan_at || self.suspicions.next_due().is_some_and(|t| now >= t) {
                 scan_at = now + SCAN_EVERY;
                 self.scan_members();
             }
@@ -474,6 +499,23 @@ impl Node {
             Ok(Frame::Versions(versions)) => {
                 self.book.versions_heard(&versions);
             }
+            Ok(Frame::Query(id)) => {
+                // The member of that address as foca holds it here (the
+                // same identity, or the one that replaced it).
+                let held = self.foca.iter_membership_state().find(|m| m.id().addr == id.addr).map(|m| HeldMember {
+                    id: m.id().clone(),
+                    incarnation: m.incarnation(),
+                    state: match m.state() {
+                        State::Alive => MemberState::Alive,
+                        State::Suspect => MemberState::Suspect,
+                        State::Down => MemberState::Down,
+                    },
+                });
+                if let Some(held) = held {
+                    self.link.send(from, wire::encode(&Frame::Held(held)));
+                }
+            }
+            Ok(Frame::Held(held)) => self.told(held),
             Ok(Frame::Have(have)) => {
                 let name = have.stamp.name.clone();
                 // Records are taken only from the node itself.
@@ -543,36 +585,56 @@ impl Node {
     }
 
     /// Sends what foca queued, schedules its timers, reads its notifications.
+    ///
+    /// A member this node has just learned is Down is passed on at once
+    /// (`Foca::gossip`, to a few random members) rather than at the next
+    /// periodic gossip: each hop then costs a network delay, not up to a
+    /// gossip interval, and the news reaches a large cluster in a few
+    /// round trips (each node does this once per Down it learns, and the
+    /// update's transmissions are foca's `max_transmissions` either way).
     fn drain(&mut self) {
         let now = Instant::now();
-        while let Some((to, data)) = self.rt.to_send() {
-            let mut frame = Vec::with_capacity(data.len() + 2);
-            frame.extend_from_slice(&[wire::MAGIC, 1]);
-            frame.extend_from_slice(&data);
-            self.link.send(to.addr, frame);
-        }
-        while let Some((after, timer)) = self.rt.to_schedule() {
-            self.timers.push((now + after, timer));
-        }
-        while let Some(n) = self.rt.to_notify() {
-            match n {
-                OwnedNotification::MemberUp(_) | OwnedNotification::MemberDown(_) | OwnedNotification::Rename(..) => {
-                    self.scan = true
-                }
-                OwnedNotification::Rejoin(id) => {
-                    tracing::warn!(
-                        bump = id.bump,
-                        "the cluster had declared this node down (a pause, or a cut link): it rejoined"
-                    );
-                    self.scan = true;
-                }
-                OwnedNotification::Defunct => tracing::warn!("the cluster declared this node down"),
-                OwnedNotification::DataReceived(h) => {
-                    if matches!(h.message, Message::Ack(_) | Message::ForwardedAck { .. } | Message::Feed) {
-                        self.acks.insert(h.src.name.clone(), now);
+        let mut forwarded = false;
+        loop {
+            while let Some((to, data)) = self.rt.to_send() {
+                let mut frame = Vec::with_capacity(data.len() + 2);
+                frame.extend_from_slice(&[wire::MAGIC, 1]);
+                frame.extend_from_slice(&data);
+                self.link.send(to.addr, frame);
+            }
+            while let Some((after, timer)) = self.rt.to_schedule() {
+                self.timers.push((now + after, timer));
+            }
+            let mut news = false;
+            while let Some(n) = self.rt.to_notify() {
+                match n {
+                    OwnedNotification::MemberDown(_) => {
+                        self.scan = true;
+                        news = true;
                     }
+                    OwnedNotification::MemberUp(_) | OwnedNotification::Rename(..) => self.scan = true,
+                    OwnedNotification::Rejoin(id) => {
+                        tracing::warn!(
+                            bump = id.bump,
+                            "the cluster had declared this node down (a pause, or a cut link): it rejoined"
+                        );
+                        self.scan = true;
+                    }
+                    OwnedNotification::Defunct => tracing::warn!("the cluster declared this node down"),
+                    OwnedNotification::DataReceived(h) => {
+                        if matches!(h.message, Message::Ack(_) | Message::ForwardedAck { .. } | Message::Feed) {
+                            self.acks.insert(h.src.name.clone(), now);
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
+            }
+            if !news || forwarded {
+                break;
+            }
+            forwarded = true;
+            if let Err(e) = self.foca.gossip(&mut self.rt) {
+                tracing::debug!("foca gossip: {e}");
             }
         }
     }
@@ -613,12 +675,36 @@ impl Node {
             self.book.forget(Instant::now(), |n, _| names.contains(n));
             self.dirty = true;
         }
+        let suspects: Vec<(SwimId, foca::Incarnation)> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == State::Suspect)
+            .map(|m| (m.id().clone(), m.incarnation()))
+            .collect();
+        let config = foca_config(&self.cfg, 1);
+        let after = config.suspect_to_down_after + config.probe_period;
+        for id in self.suspicions.scan(suspects.into_iter(), now, after) {
+            for _ in 0..ASKED {
+                let pick = self.rng.random::<u32>() as usize;
+                if let Some(peer) = self.book.sync_peer(pick).filter(|a| *a != id.addr) {
+                    self.link.send(peer, wire::encode(&Frame::Query(id.clone())));
+                }
+            }
+        }
         let tx = max_transmissions(alive + 1);
         if tx != self.tx {
             self.tx = tx;
             if let Err(e) = self.foca.set_config(foca_config(&self.cfg, alive + 1)) {
                 tracing::debug!("foca config: {e}");
             }
+        }
+    }
+
+    /// A peer's answer to a `Query` (see `take_word`).
+    fn told(&mut self, held: HeldMember) {
+        if take_word(&mut self.foca, &mut self.rt, held) {
+            self.drain();
+            self.scan = true;
         }
     }
 
@@ -787,6 +873,54 @@ mod tests {
         assert_eq!(c.suspect_to_down_after, Duration::from_millis(1700));
         assert_eq!(c.max_transmissions.get(), 12);
         assert_eq!(c.remove_down_after, Duration::from_secs(600));
+    }
+
+    fn foca_with(me: &SwimId) -> SwimFoca {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        Foca::with_custom_broadcast(
+            me.clone(),
+            foca_config(&cfg(), 2),
+            StdRng::seed_from_u64(1),
+            PostcardCodec,
+            Stamps { seen: FxHashMap::default(), heard },
+        )
+    }
+
+    fn state_of(foca: &SwimFoca, id: &SwimId) -> Option<(State, u16)> {
+        foca.iter_membership_state().find(|m| m.id() == id).map(|m| (m.state(), m.incarnation()))
+    }
+
+    /// A peer's answer about an overdue suspect: a Down it holds is taken,
+    /// an Alive at the suspected incarnation is not (only a refutation,
+    /// a newer one, clears a suspicion), and nothing is taken about a
+    /// member this node does not hold Suspect.
+    #[test]
+    fn a_peers_word_is_taken_only_about_a_suspect_and_by_foca_precedence() {
+        let me = SwimId::new("a", 1, "127.0.0.11:7421".parse().unwrap());
+        let (b, c) = (
+            SwimId::new("b", 1, "127.0.0.12:7421".parse().unwrap()),
+            SwimId::new("c", 1, "127.0.0.13:7421".parse().unwrap()),
+        );
+        let mut foca = foca_with(&me);
+        let mut rt = AccumulatingRuntime::new();
+        let word = |id: &SwimId, incarnation, state| HeldMember { id: id.clone(), incarnation, state };
+        foca.apply_many(
+            [Member::new(b.clone(), 2, State::Suspect), Member::alive(c.clone())].into_iter(),
+            true,
+            &mut rt,
+        )
+        .unwrap();
+        assert!(!take_word(&mut foca, &mut rt, word(&c, 0, MemberState::Down)), "c is not suspect here");
+        assert_eq!(state_of(&foca, &c), Some((State::Alive, 0)));
+        assert!(take_word(&mut foca, &mut rt, word(&b, 2, MemberState::Alive)));
+        assert_eq!(state_of(&foca, &b), Some((State::Suspect, 2)), "not a refutation");
+        assert!(take_word(&mut foca, &mut rt, word(&b, 2, MemberState::Down)));
+        assert_eq!(state_of(&foca, &b), Some((State::Down, 2)));
+        assert_eq!(foca.num_members(), 1);
+        // A refutation is taken too.
+        foca.apply_many(std::iter::once(Member::new(c.clone(), 0, State::Suspect)), true, &mut rt).unwrap();
+        assert!(take_word(&mut foca, &mut rt, word(&c, 1, MemberState::Alive)));
+        assert_eq!(state_of(&foca, &c), Some((State::Alive, 1)));
     }
 
     /// What a watcher's evidence does: the member is Down in foca at once.

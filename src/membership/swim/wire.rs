@@ -12,7 +12,10 @@
 //!   stamps lost in gossip, as memberlist's push-pull, but a few hundred
 //!   bytes at rest whatever the cluster's size);
 //! - `Versions`: the answer: the versions this node holds in the buckets
-//!   that differ, so the asker pulls the newer ones from their owners.
+//!   that differ, so the asker pulls the newer ones from their owners;
+//! - `Query`: "how do you hold this member?", about a suspect held past
+//!   its time (`suspicion`), to a few random peers;
+//! - `Held`: the answer: the member as foca holds it there.
 //!
 //! A node's records are the same key-value pairs chitchat would carry
 //! (`assemble::keys`), split in two sections: the summary (its `NodeInfo`
@@ -25,6 +28,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::id::SwimId;
+
 /// First byte of every SWIM frame (chitchat's never starts with it: its
 /// first byte is a message tag from 0 to 3).
 pub const MAGIC: u8 = 0x5d;
@@ -34,6 +39,8 @@ const WANT: u8 = 2;
 const HAVE: u8 = 3;
 const SYNC: u8 = 4;
 const VERSIONS: u8 = 5;
+const QUERY: u8 = 6;
+const HELD: u8 = 7;
 
 /// Buckets of a `Sync`: 32 × 4 bytes per exchange at rest, and a bucket
 /// holds n/32 versions when it differs.
@@ -129,6 +136,22 @@ pub struct Version {
     pub seq: u64,
 }
 
+/// A member's state in foca, as a `Held` answer carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberState {
+    Alive,
+    Suspect,
+    Down,
+}
+
+/// How the answering node holds a member (foca's `Member`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldMember {
+    pub id: SwimId,
+    pub incarnation: u16,
+    pub state: MemberState,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Swim(Vec<u8>),
@@ -138,6 +161,10 @@ pub enum Frame {
     Sync(Vec<u32>),
     /// The versions held in the buckets that differ.
     Versions(Vec<Version>),
+    /// How does the receiver hold this member?
+    Query(SwimId),
+    /// The answer.
+    Held(HeldMember),
 }
 
 /// Why a frame from a peer was refused.
@@ -167,6 +194,8 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
         Frame::Have(h) => (HAVE, postcard::to_stdvec(h)),
         Frame::Sync(b) => (SYNC, postcard::to_stdvec(&b.iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>())),
         Frame::Versions(v) => (VERSIONS, postcard::to_stdvec(v)),
+        Frame::Query(id) => (QUERY, postcard::to_stdvec(id)),
+        Frame::Held(m) => (HELD, postcard::to_stdvec(m)),
     };
     let mut out = vec![MAGIC, kind];
     // Serializing these plain structs cannot fail (no maps with non-string
@@ -205,8 +234,28 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, WireError> {
             }
             Ok(Frame::Versions(v))
         }
+        QUERY => {
+            let id: SwimId = postcard::from_bytes(body).map_err(bad)?;
+            check_id(&id)?;
+            Ok(Frame::Query(id))
+        }
+        HELD => {
+            let m: HeldMember = postcard::from_bytes(body).map_err(bad)?;
+            check_id(&m.id)?;
+            Ok(Frame::Held(m))
+        }
         k => Err(WireError::Kind(k)),
     }
+}
+
+/// Longest node name in a `Query` or `Held` frame (a DNS name's bound).
+pub const MAX_NAME: usize = 253;
+
+fn check_id(id: &SwimId) -> Result<(), WireError> {
+    if id.name.is_empty() || id.name.len() > MAX_NAME {
+        return Err(WireError::Bounds("member name"));
+    }
+    Ok(())
 }
 
 fn check_have(h: &Have) -> Result<(), WireError> {
@@ -284,6 +333,12 @@ mod tests {
             }),
             Frame::Sync((0..SYNC_BUCKETS as u32).map(|i| i.wrapping_mul(0x9e37_79b9)).collect()),
             Frame::Versions(vec![Version { name: "a".into(), generation: 5, seq: 3 }]),
+            Frame::Query(SwimId::new("a", 5, "127.0.0.1:7946".parse().unwrap())),
+            Frame::Held(HeldMember {
+                id: SwimId::new("a", 5, "127.0.0.1:7946".parse().unwrap()),
+                incarnation: 2,
+                state: MemberState::Down,
+            }),
         ];
         for f in frames {
             assert_eq!(decode(&encode(&f)), Ok(f));
@@ -309,6 +364,19 @@ mod tests {
         assert_eq!(decode(&encode(&many)), Err(WireError::Bounds("versions")));
         let nameless = Frame::Versions(vec![Version { name: String::new(), generation: 1, seq: 1 }]);
         assert_eq!(decode(&encode(&nameless)), Err(WireError::Bounds("versions")));
+    }
+
+    #[test]
+    fn queries_about_nameless_or_overlong_names_are_refused() {
+        let addr: SocketAddr = "127.0.0.1:7946".parse().unwrap();
+        for name in [String::new(), "x".repeat(MAX_NAME + 1)] {
+            let q = Frame::Query(SwimId::new(&name, 1, addr));
+            assert_eq!(decode(&encode(&q)), Err(WireError::Bounds("member name")));
+            let h =
+                Frame::Held(HeldMember { id: SwimId::new(&name, 1, addr), incarnation: 0, state: MemberState::Alive });
+            assert_eq!(decode(&encode(&h)), Err(WireError::Bounds("member name")));
+        }
+        assert!(matches!(decode(&[MAGIC, QUERY, 0xff]), Err(WireError::Decode(_))));
     }
 
     #[test]
