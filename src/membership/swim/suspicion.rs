@@ -29,6 +29,12 @@ use super::id::SwimId;
 /// Peers asked about an overdue suspect each time.
 pub const ASKED: usize = 3;
 
+/// Most suspects asked about in one reading: the others stay due and are
+/// asked about at the next (a node cut off from half the cluster holds
+/// half of it Suspect for a moment, and must not send a question per
+/// member at once).
+pub const MAX_DUE: usize = 4;
+
 #[derive(Debug, Clone, Copy)]
 struct Held {
     incarnation: Incarnation,
@@ -47,7 +53,8 @@ impl Suspicions {
     /// Follows one reading of foca's members: `suspects` are those it
     /// holds Suspect now (any other is forgotten). A suspect held `after`
     /// at one incarnation is due to be asked about, and again every
-    /// `after` while it stays so: those returned.
+    /// `after` while it stays so: those returned, at most `MAX_DUE` (the
+    /// rest stay due).
     pub fn scan(
         &mut self,
         suspects: impl Iterator<Item = (SwimId, Incarnation)>,
@@ -62,7 +69,7 @@ impl Suspicions {
                 Some(h) if h.incarnation == incarnation => *h,
                 _ => Held { incarnation, due: now + after },
             };
-            if now >= h.due {
+            if now >= h.due && due.len() < MAX_DUE {
                 h.due = now + after;
                 due.push(id.clone());
             }
@@ -120,6 +127,22 @@ mod tests {
         assert_eq!(scan(4.4), vec![]);
         assert_eq!(scan(4.5), vec![id(1)], "again an `after` later");
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn at_most_max_due_suspects_are_asked_about_at_once_and_the_rest_next() {
+        let t0 = Instant::now();
+        let mut s = Suspicions::default();
+        let all = || (0..10u8).map(|n| (id(n), 0));
+        s.scan(all(), t0, AFTER);
+        let first = s.scan(all(), t0 + AFTER, AFTER);
+        assert_eq!(first.len(), MAX_DUE);
+        assert_eq!(s.next_due(), Some(t0 + AFTER), "the rest are still due");
+        let second = s.scan(all(), secs(t0, 2.3), AFTER);
+        assert_eq!(second.len(), MAX_DUE);
+        assert!(second.iter().all(|x| !first.contains(x)), "others than the first: {second:?}");
+        assert_eq!(s.scan(all(), secs(t0, 2.4), AFTER).len(), 10 - 2 * MAX_DUE);
+        assert_eq!(s.scan(all(), secs(t0, 2.5), AFTER), vec![]);
     }
 
     #[test]
