@@ -329,8 +329,8 @@ struct Node {
     down_since: FxHashMap<SocketAddr, Instant>,
     /// Suspects this node times itself (a Down it missed).
     suspicions: Suspicions,
-    /// Suspects asked about in the current round: how many peers said Down.
-    downs_told: FxHashMap<SocketAddr, usize>,
+    /// Suspects asked about in the current round: the peers that said Down.
+    downs_told: FxHashMap<SocketAddr, Vec<SocketAddr>>,
     memory: Memory,
     clock: ClockSync,
     /// The view must be assembled again.
@@ -530,7 +530,7 @@ impl Node {
                     self.link.send(from, wire::encode(&Frame::Held(held)));
                 }
             }
-            Ok(Frame::Held(held)) => self.told(held),
+            Ok(Frame::Held(held)) => self.told(from, held),
             Ok(Frame::Have(have)) => {
                 let name = have.stamp.name.clone();
                 // Records are taken only from the node itself.
@@ -700,12 +700,21 @@ impl Node {
         let after = config.suspect_to_down_after + config.probe_period;
         self.downs_told.retain(|a, _| suspects.iter().any(|(id, _)| id.addr == *a));
         for id in self.suspicions.scan(suspects.into_iter(), now, after) {
-            self.downs_told.insert(id.addr, 0);
-            for _ in 0..ASKED {
+            self.downs_told.insert(id.addr, Vec::new());
+            // `ASKED` different peers (fewer in a smaller cluster), never
+            // the suspect itself.
+            let mut asked: Vec<SocketAddr> = Vec::with_capacity(ASKED);
+            for _ in 0..ASKED * 4 {
                 let pick = self.rng.random::<u32>() as usize;
-                if let Some(peer) = self.book.sync_peer(pick).filter(|a| *a != id.addr) {
-                    self.link.send(peer, wire::encode(&Frame::Query(id.clone())));
+                if let Some(peer) = self.book.sync_peer(pick).filter(|a| *a != id.addr && !asked.contains(a)) {
+                    asked.push(peer);
+                    if asked.len() == ASKED {
+                        break;
+                    }
                 }
+            }
+            for peer in asked {
+                self.link.send(peer, wire::encode(&Frame::Query(id.clone())));
             }
         }
         let tx = max_transmissions(alive + 1);
@@ -718,14 +727,14 @@ impl Node {
     }
 
     /// A peer's answer to a `Query` (see `take_word`).
-    fn told(&mut self, held: HeldMember) {
+    fn told(&mut self, from: SocketAddr, held: HeldMember) {
         // Only answers to this node's questions count, and a Down only
-        // once two of the peers asked in one round hold it.
+        // once two different peers asked in one round hold it.
         let Some(downs) = self.downs_told.get_mut(&held.id.addr) else { return };
-        if held.state == MemberState::Down {
-            *downs += 1;
+        if held.state == MemberState::Down && !downs.contains(&from) {
+            downs.push(from);
         }
-        let downs = *downs;
+        let downs = downs.len();
         if take_word(&mut self.foca, &mut self.rt, held, downs) {
             self.drain();
             self.scan = true;
