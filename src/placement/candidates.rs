@@ -72,38 +72,50 @@ impl Index {
     }
 
     /// A pod's `l` best nodes among those passing `ok` (in its window
-    /// above the window's size), best first; ties go to the lower index.
+    /// above the window's size), best first, into `best` (cleared first:
+    /// the caller keeps one buffer for every pod); ties go to the lower
+    /// index.
     pub(super) fn top(
         &self,
         state: &[Node<'_>],
         ps: u64,
         l: usize,
         ok: impl Fn(usize, &Node<'_>) -> bool,
-    ) -> Vec<(Score, usize)> {
-        let mut best: Vec<(Score, usize)> = Vec::with_capacity(l + 1);
+        best: &mut Vec<(Score, usize)>,
+    ) {
+        best.clear();
         if l == 0 {
-            return best;
+            return;
         }
-        let mut consider = |i: usize| {
-            let (seed, weight) = self.keys[i];
-            let s = Score::new(weight, mix(ps ^ seed));
-            let better = |(o, j): &(Score, usize)| s.beats(o) || (!o.beats(&s) && i < *j);
-            if best.len() < l || best.last().is_some_and(better) {
-                let at = best.partition_point(|x| !better(x));
-                best.insert(at, (s, i));
-                best.truncate(l);
+        let keep = |best: &mut Vec<(Score, usize)>, s: Score, i: usize| {
+            if best.len() == l {
+                // Most nodes lose to the l-th best: one comparison says so.
+                let (o, j) = &best[l - 1];
+                if o.beats(&s) || (!s.beats(o) && *j < i) {
+                    return;
+                }
+                best.pop();
             }
+            let at = best.partition_point(|(o, j)| o.beats(&s) || (!s.beats(o) && *j < i));
+            best.insert(at, (s, i));
+        };
+        let score = |i: usize| {
+            let (seed, weight) = self.keys[i];
+            Score::new(weight, mix(ps ^ seed))
         };
         if self.ring.is_empty() {
-            (0..state.len()).filter(|i| ok(*i, &state[*i])).for_each(&mut consider);
+            for i in (0..state.len()).filter(|i| ok(*i, &state[*i])) {
+                keep(best, score(i), i);
+            }
         } else {
-            self.walk(ps, state, &ok, consider);
+            self.walk(ps, state, &ok, |i| keep(best, score(i), i));
         }
-        best
     }
     /// The best node passing `ok`, or `None`.
     pub(super) fn best(&self, state: &[Node<'_>], ps: u64, ok: impl Fn(usize, &Node<'_>) -> bool) -> Option<usize> {
-        self.top(state, ps, 1, ok).first().map(|(_, i)| *i)
+        let mut best = Vec::with_capacity(1);
+        self.top(state, ps, 1, ok, &mut best);
+        best.first().map(|(_, i)| *i)
     }
 
     /// Calls `f` on the first `window` distinct nodes passing `ok`,

@@ -32,6 +32,7 @@ pub mod rollout;
 mod spread;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use crate::model::node::NodeSpec;
 use crate::model::pods::{DesiredPod, Resources};
@@ -39,7 +40,8 @@ use crate::model::pods::{DesiredPod, Resources};
 /// The outcome: an owner for every placed pod, a reason for every other.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Placement {
-    pub owners: BTreeMap<String, String>,
+    /// Shared, so that a plan hands it on without copying 100,000 names.
+    pub owners: Arc<BTreeMap<String, String>>,
     pub pending: BTreeMap<String, String>,
 }
 
@@ -51,6 +53,28 @@ impl Placement {
             *m.entry(n.as_str()).or_default() += 1;
         }
         m
+    }
+}
+
+/// What placement decides, as it goes: owners by node index, sorted and
+/// named once at the end (one bulk build of the map, not an insertion and
+/// a name copied per pod into a growing tree).
+#[derive(Default)]
+struct Decisions {
+    owners: Vec<(String, u32)>,
+    pending: Vec<(String, String)>,
+}
+
+impl Decisions {
+    fn into_placement(self, state: &[Node<'_>]) -> Placement {
+        // `collect` sorts stably and keeps the last of equal keys: the
+        // same map as inserting one after another.
+        Placement {
+            owners: Arc::new(
+                self.owners.into_iter().map(|(id, i)| (id, state[i as usize].spec.name.clone())).collect(),
+            ),
+            pending: self.pending.into_iter().collect(),
+        }
     }
 }
 
@@ -230,7 +254,7 @@ fn place_in_windows(
         })
         .collect();
     let index = candidates::Index::new(&state, window);
-    let mut out = Placement::default();
+    let mut out = Decisions::default();
     // Pods bound to one node (a DaemonSet's) go first: they take their
     // node's capacity before any workload is spread, and go nowhere else.
     for pod in pods.iter().filter(|p| p.node.is_some()) {
@@ -240,17 +264,18 @@ fn place_in_windows(
     for workload in spread::workloads(pods.iter().filter(|p| p.node.is_none())) {
         spread::place_workload(&workload, &mut state, &index, pinned, &mut scratch, &mut out);
     }
-    out
+    out.into_placement(&state)
 }
 
 /// A pod bound to one node: there if the node is live and the pod fits
 /// (cordoned or not), else pending with the reason.
-fn place_bound(pod: &DesiredPod, state: &mut [Node<'_>], out: &mut Placement) {
+fn place_bound(pod: &DesiredPod, state: &mut [Node<'_>], out: &mut Decisions) {
     let Some(want) = pod.node.as_deref() else { return };
-    let Some(n) = state.iter_mut().find(|n| n.spec.name == want) else {
-        out.pending.insert(pod.id(), format!("node {want} is not live"));
+    let Some(at) = state.iter().position(|n| n.spec.name == want) else {
+        out.pending.push((pod.id(), format!("node {want} is not live")));
         return;
     };
+    let n = &mut state[at];
     let why = if !n.spec.runtimes.contains(&pod.runtime) {
         Some(format!("node {want} does not offer the {} runtime", pod.runtime.as_str()))
     } else if n.pods >= n.max_pods {
@@ -261,13 +286,11 @@ fn place_bound(pod: &DesiredPod, state: &mut [Node<'_>], out: &mut Placement) {
         None
     };
     match why {
-        Some(why) => {
-            out.pending.insert(pod.id(), why);
-        }
+        Some(why) => out.pending.push((pod.id(), why)),
         None => {
             n.used = n.used.saturating_add(pod.requests);
             n.pods += 1;
-            out.owners.insert(pod.id(), want.to_string());
+            out.owners.push((pod.id(), at as u32));
         }
     }
 }

@@ -403,7 +403,7 @@ impl Planner {
                 settling,
                 by_id: Arc::new(desired.iter().map(|d| (d.id(), d.clone())).collect()),
                 desired,
-                owners: Arc::new(placement.owners.clone()),
+                owners: placement.owners.clone(),
                 schedulable: Arc::new(nodes.iter().map(|n| n.name.clone()).collect()),
                 with_settling,
                 placement: Arc::new(placement),

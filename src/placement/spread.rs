@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
 
 use super::candidates::Index;
-use super::{Node, Placement, Score, mix, pending_reason, seed, selector_matches};
+use super::{Decisions, Node, Score, mix, pending_reason, seed, selector_matches};
 use crate::model::Kind;
 use crate::model::pods::{DesiredPod, RuntimeKind};
 use crate::model::types::TopologySpreadConstraint;
@@ -217,7 +217,7 @@ impl Fill<'_> {
         i: usize,
         pod: &DesiredPod,
         id: String,
-        out: &mut Placement,
+        out: &mut Decisions,
     ) {
         let n = &mut state[i];
         n.used = n.used.saturating_add(pod.requests);
@@ -231,7 +231,7 @@ impl Fill<'_> {
                 *d.counts.entry(v.clone()).or_default() += 1;
             }
         }
-        out.owners.insert(id, n.spec.name.clone());
+        out.owners.push((id, i as u32));
     }
 }
 
@@ -249,7 +249,7 @@ pub(super) fn place_workload(
     index: &Index,
     pinned: &BTreeMap<String, String>,
     scratch: &mut Scratch,
-    out: &mut Placement,
+    out: &mut Decisions,
 ) {
     let Some(first) = w.pods.first() else { return };
     let Scratch { classes, counts, touched } = scratch;
@@ -303,12 +303,14 @@ pub(super) fn place_workload(
     let seeds: Vec<u64> = rest.iter().map(|(_, id)| seed(id.as_bytes())).collect();
     let rest: Vec<(usize, (&DesiredPod, String))> = if rest.len().saturating_mul(l) <= MAX_PAIRS {
         let mut pairs: Vec<(Score, u32, u32)> = Vec::with_capacity(rest.len() * l);
+        let mut top = Vec::with_capacity(l);
         for (p, ps) in seeds.iter().enumerate() {
-            for (score, i) in index.top(state, *ps, l, |i, _| target(i) > 0) {
-                pairs.push((score, p as u32, i as u32));
-            }
+            index.top(state, *ps, l, |i, _| target(i) > 0, &mut top);
+            pairs.extend(top.iter().map(|(score, i)| (*score, p as u32, *i as u32)));
         }
-        pairs.sort_by(|a, b| {
+        // (pod, node) breaks every tie: no two pairs are equal, so an
+        // unstable sort gives the one order.
+        pairs.sort_unstable_by(|a, b| {
             if a.0.beats(&b.0) {
                 Ordering::Less
             } else if b.0.beats(&a.0) {
@@ -353,7 +355,7 @@ pub(super) fn place_workload(
                     ),
                     _ => pending_reason(pod, state),
                 };
-                out.pending.insert(id, why);
+                out.pending.push((id, why));
             }
         }
     }

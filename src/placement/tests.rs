@@ -170,7 +170,7 @@ fn pinned_pods_stay_on_a_cordoned_node_that_takes_nothing_else() {
         before.owners.iter().filter(|(_, o)| **o == victim).map(|(id, o)| (id.clone(), o.clone())).collect();
     assert!(!pinned.is_empty());
     let after = place(&nodes, &ps, &pinned);
-    for (id, o) in &after.owners {
+    for (id, o) in after.owners.iter() {
         assert_eq!(o == &victim, pinned.contains_key(id), "{id} on {o}");
     }
     // Unpinned (drained), they all go elsewhere.
@@ -302,7 +302,7 @@ proptest! {
         ps.extend(pods("other", others, Resources::default()));
         let p = place(&nodes, &ps, &BTreeMap::new());
         let mut per: BTreeMap<&str, usize> = nodes.iter().map(|x| (x.name.as_str(), 0)).collect();
-        for (id, owner) in &p.owners {
+        for (id, owner) in p.owners.iter() {
             if id.starts_with("default/web-") {
                 *per.get_mut(owner.as_str()).unwrap() += 1;
             }

@@ -117,12 +117,9 @@ fn take_word(foca: &mut SwimFoca, rt: &mut AccumulatingRuntime<SwimId>, held: He
     if !suspect || (held.state == MemberState::Down && downs < DOWNS_TAKEN) {
         return false;
     }
-    let state = match held.state {
-        MemberState::Alive => State::Alive,
-        MemberState::Suspect => State::Suspect,
-        MemberState::Down => State::Down,
-    };
-    if let Err(e) = foca.apply_many(std::iter::once(Member::new(held.id, held.incarnation, state)), false, rt) {
+    if let Err(e) =
+        foca.apply_many(std::iter::once(Member::new(held.id, held.incarnation, held.state.into())), false, rt)
+    {
         tracing::debug!("foca apply: {e}");
     }
     true
@@ -245,6 +242,10 @@ impl SwimMembership {
             heard_from: FxHashMap::default(),
             down_since: FxHashMap::default(),
             suspicions: Suspicions::default(),
+            ask_after: {
+                let c = foca_config(&cfg, 1);
+                c.suspect_to_down_after + c.probe_period
+            },
             downs_told: FxHashMap::default(),
             stale_answered: FxHashMap::default(),
             memory: Memory::remembering(cfg.remembered.iter().cloned(), (cfg.clock)() + cfg.dead_node_grace.as_secs()),
@@ -329,6 +330,9 @@ struct Node {
     down_since: FxHashMap<SocketAddr, Instant>,
     /// Suspects this node times itself (a Down it missed).
     suspicions: Suspicions,
+    /// How long a suspicion lasts before this node asks about it: foca's
+    /// suspicion time plus a probe period (from the config, fixed).
+    ask_after: Duration,
     /// Suspects asked about in the current round: the peers that said Down.
     downs_told: FxHashMap<SocketAddr, Vec<SocketAddr>>,
     memory: Memory,
@@ -520,11 +524,7 @@ impl Node {
                 let held = self.foca.iter_membership_state().find(|m| m.id().addr == id.addr).map(|m| HeldMember {
                     id: m.id().clone(),
                     incarnation: m.incarnation(),
-                    state: match m.state() {
-                        State::Alive => MemberState::Alive,
-                        State::Suspect => MemberState::Suspect,
-                        State::Down => MemberState::Down,
-                    },
+                    state: m.state().into(),
                 });
                 if let Some(held) = held {
                     self.link.send(from, wire::encode(&Frame::Held(held)));
@@ -664,11 +664,15 @@ impl Node {
         self.heard_from.retain(|_, at| now.saturating_duration_since(*at) < dead_after);
         self.stale_answered.retain(|_, at| now.saturating_duration_since(*at) < STALE_ANSWER_EVERY);
         let mut down = FxHashMap::default();
+        let mut suspects: Vec<(SwimId, foca::Incarnation)> = Vec::new();
         for m in self.foca.iter_membership_state() {
             let addr = m.id().addr;
             let state = match m.state() {
                 State::Alive => NodeState::Ready,
-                State::Suspect => NodeState::Suspect,
+                State::Suspect => {
+                    suspects.push((m.id().clone(), m.incarnation()));
+                    NodeState::Suspect
+                }
                 State::Down => {
                     let since = *self.down_since.get(&addr).unwrap_or(&now);
                     down.insert(addr, since);
@@ -690,14 +694,7 @@ impl Node {
             self.book.forget(Instant::now(), |n, _| names.contains(n));
             self.dirty = true;
         }
-        let suspects: Vec<(SwimId, foca::Incarnation)> = self
-            .foca
-            .iter_membership_state()
-            .filter(|m| m.state() == State::Suspect)
-            .map(|m| (m.id().clone(), m.incarnation()))
-            .collect();
-        let config = foca_config(&self.cfg, 1);
-        let after = config.suspect_to_down_after + config.probe_period;
+        let after = self.ask_after;
         self.downs_told.retain(|a, _| suspects.iter().any(|(id, _)| id.addr == *a));
         for id in self.suspicions.scan(suspects.into_iter(), now, after) {
             self.downs_told.insert(id.addr, Vec::new());

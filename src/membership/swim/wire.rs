@@ -144,6 +144,26 @@ pub enum MemberState {
     Down,
 }
 
+impl From<foca::State> for MemberState {
+    fn from(s: foca::State) -> MemberState {
+        match s {
+            foca::State::Alive => MemberState::Alive,
+            foca::State::Suspect => MemberState::Suspect,
+            foca::State::Down => MemberState::Down,
+        }
+    }
+}
+
+impl From<MemberState> for foca::State {
+    fn from(s: MemberState) -> foca::State {
+        match s {
+            MemberState::Alive => foca::State::Alive,
+            MemberState::Suspect => foca::State::Suspect,
+            MemberState::Down => foca::State::Down,
+        }
+    }
+}
+
 /// How the answering node holds a member (foca's `Member`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldMember {
