@@ -56,9 +56,7 @@ impl Index {
         if state.len() > window {
             ring.reserve(state.len() * POINTS as usize);
             for (i, n) in state.iter().enumerate() {
-                for j in 0..POINTS {
-                    ring.push((mix(n.seed ^ mix(j + 1)), i as u32));
-                }
+                ring.extend(points(n.seed).map(|p| (p, i as u32)));
             }
             ring.sort_unstable();
         }
@@ -74,7 +72,9 @@ impl Index {
     /// A pod's `l` best nodes among those passing `ok` (in its window
     /// above the window's size), best first, into `best` (cleared first:
     /// the caller keeps one buffer for every pod); ties go to the lower
-    /// index.
+    /// index. Returns the pod's arc of the ring when its window filled
+    /// before the walk came round (a `Span`), `None` otherwise (no ring, or
+    /// fewer than `window` nodes passed: every node was read).
     pub(super) fn top(
         &self,
         state: &[Node<'_>],
@@ -82,10 +82,10 @@ impl Index {
         l: usize,
         ok: impl Fn(usize, &Node<'_>) -> bool,
         best: &mut Vec<(Score, usize)>,
-    ) {
+    ) -> Option<Span> {
         best.clear();
         if l == 0 {
-            return;
+            return None;
         }
         let keep = |best: &mut Vec<(Score, usize)>, s: Score, i: usize| {
             if best.len() == l {
@@ -107,20 +107,28 @@ impl Index {
             for i in (0..state.len()).filter(|i| ok(*i, &state[*i])) {
                 keep(best, score(i), i);
             }
+            None
         } else {
-            self.walk(ps, state, &ok, |i| keep(best, score(i), i));
+            self.walk(ps, state, &ok, |i| keep(best, score(i), i))
         }
     }
     /// The best node passing `ok`, or `None`.
     pub(super) fn best(&self, state: &[Node<'_>], ps: u64, ok: impl Fn(usize, &Node<'_>) -> bool) -> Option<usize> {
         let mut best = Vec::with_capacity(1);
-        self.top(state, ps, 1, ok, &mut best);
+        let _ = self.top(state, ps, 1, ok, &mut best);
         best.first().map(|(_, i)| *i)
     }
 
     /// Calls `f` on the first `window` distinct nodes passing `ok`,
-    /// clockwise from the pod's point (all of them if fewer pass).
-    fn walk(&self, ps: u64, state: &[Node<'_>], ok: impl Fn(usize, &Node<'_>) -> bool, mut f: impl FnMut(usize)) {
+    /// clockwise from the pod's point (all of them if fewer pass); the arc
+    /// it read, if it stopped before coming round.
+    fn walk(
+        &self,
+        ps: u64,
+        state: &[Node<'_>],
+        ok: impl Fn(usize, &Node<'_>) -> bool,
+        mut f: impl FnMut(usize),
+    ) -> Option<Span> {
         let mut marks = self.marks.borrow_mut();
         let stamp = match self.stamp.get().checked_add(1) {
             Some(s) => s,
@@ -130,10 +138,10 @@ impl Index {
             }
         };
         self.stamp.set(stamp);
-        let pos = mix(ps.rotate_left(32) ^ RING_SALT);
+        let pos = ring_pos(ps);
         let start = self.ring.partition_point(|(p, _)| *p < pos);
         let mut found = 0;
-        for (_, i) in self.ring[start..].iter().chain(&self.ring[..start]) {
+        for (point, i) in self.ring[start..].iter().chain(&self.ring[..start]) {
             let i = *i as usize;
             if marks[i] == stamp {
                 continue;
@@ -143,9 +151,44 @@ impl Index {
                 f(i);
                 found += 1;
                 if found == self.window {
-                    break;
+                    return Some(Span { from: pos, to: *point });
                 }
             }
         }
+        None
     }
+}
+
+/// Where a pod sits on the ring (`ps`: its seed).
+fn ring_pos(ps: u64) -> u64 {
+    mix(ps.rotate_left(32) ^ RING_SALT)
+}
+
+/// The points of the ring a pod's walk read: from its position to the
+/// point that filled its window, clockwise (through `u64::MAX` to 0 when
+/// `to < from`). Its window depends on no point outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Span {
+    pub(super) from: u64,
+    pub(super) to: u64,
+}
+
+impl Span {
+    /// Whether any of `points` (sorted) lies on the arc.
+    pub(super) fn meets(&self, points: &[u64]) -> bool {
+        let within = |lo: u64, hi: u64| {
+            let at = points.partition_point(|p| *p < lo);
+            at < points.len() && points[at] <= hi
+        };
+        if self.from <= self.to {
+            within(self.from, self.to)
+        } else {
+            within(self.from, u64::MAX) || within(0, self.to)
+        }
+    }
+}
+
+/// A node's points on the ring (`seed`: its seed).
+pub(super) fn points(seed: u64) -> impl Iterator<Item = u64> {
+    (0..POINTS).map(move |j| mix(seed ^ mix(j + 1)))
 }

@@ -27,6 +27,7 @@ pub mod daemonsets;
 pub mod deployments;
 pub mod jobs;
 pub mod maintenance;
+mod memo;
 pub mod plan;
 pub mod rollout;
 mod spread;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 
 pub use crate::model::node::NodeSpec;
 use crate::model::pods::{DesiredPod, Resources};
+pub use memo::Memo;
 
 /// The outcome: an owner for every placed pod, a reason for every other.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,6 +68,17 @@ struct Decisions {
 }
 
 impl Decisions {
+    /// Sorts the owners from `from` on by pod id (stably): called on each
+    /// workload's, so that the final sort finds long sorted runs (workloads
+    /// come in key order, and a pod's name starts with its owner's), not a
+    /// shuffle: a pass over the ids rather than n log n comparisons.
+    /// The same map: the sort is stable, and so is the final one.
+    fn sort_from(&mut self, from: usize) {
+        if let Some(part) = self.owners.get_mut(from..) {
+            part.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    }
+
     fn into_placement(self, state: &[Node<'_>]) -> Placement {
         // `collect` sorts stably and keeps the last of equal keys: the
         // same map as inserting one after another.
@@ -226,18 +239,35 @@ fn selector_matches(pod: &DesiredPod, n: &NodeSpec) -> bool {
 /// Places every pod. Same inputs (in any order) give the same answer.
 /// `pinned`: pods that stay on a given node (it is cordoned, they run there).
 pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], pinned: &BTreeMap<String, String>) -> Placement {
-    place_in_windows(nodes, pods, pinned, candidates::WINDOW)
+    place_in_windows(nodes, pods, pinned, candidates::WINDOW, None).0
 }
 
-/// `place`, each pod ranking at most `window` nodes (see `candidates`).
+/// `place`, replaying from `memo` (the last placement's) the workloads
+/// nothing they read changed for (see `memo`), and the memo for the next:
+/// the same placement, in less time when little changed.
+/// `nodes` is shared with the memo (the planner keeps it anyway).
+pub fn place_incremental(
+    nodes: &Arc<Vec<NodeSpec>>,
+    pods: &[DesiredPod],
+    pinned: &BTreeMap<String, String>,
+    memo: Option<Memo>,
+) -> (Placement, Memo) {
+    let (placement, memo) = place_in_windows(nodes, pods, pinned, candidates::WINDOW, Some((nodes, memo)));
+    (placement, memo.unwrap_or_default())
+}
+
+/// `place`, each pod ranking at most `window` nodes (see `candidates`);
+/// with `memo` (`nodes` again, and the last memo if any), incremental.
+type Incremental<'a> = Option<(&'a Arc<Vec<NodeSpec>>, Option<Memo>)>;
 fn place_in_windows(
     nodes: &[NodeSpec],
     pods: &[DesiredPod],
     pinned: &BTreeMap<String, String>,
     window: usize,
-) -> Placement {
+    memo: Incremental<'_>,
+) -> (Placement, Option<Memo>) {
     if pods.is_empty() {
-        return Placement::default();
+        return (Placement::default(), memo.map(|_| Memo::default()));
     }
     let mut specs: Vec<&NodeSpec> = nodes.iter().collect();
     specs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -261,10 +291,34 @@ fn place_in_windows(
         place_bound(pod, &mut state, &mut out);
     }
     let mut scratch = spread::Scratch::new(&state);
+    // Where the current workload's owners start (see `sort_from`).
+    let mut from = out.owners.len();
+    let mut record = memo.as_ref().map(|(nodes, _)| memo::Recorder::new(Arc::clone(nodes), window));
+    let mut replay = memo.and_then(|(_, m)| memo::Replay::new(m, &state, window));
     for workload in spread::workloads(pods.iter().filter(|p| p.node.is_none())) {
-        spread::place_workload(&workload, &mut state, &index, pinned, &mut scratch, &mut out);
+        out.sort_from(from);
+        from = out.owners.len();
+        let last = replay.as_mut().and_then(|r| r.take(&workload));
+        if let (Some(r), Some((_, entry))) = (replay.as_ref(), last.as_ref())
+            && r.replay(&workload, entry, &mut state, &mut scratch, pinned, &mut out)
+        {
+            if let (Some(rec), Some((key, entry))) = (record.as_mut(), last) {
+                rec.keep_replayed(key, entry);
+            }
+            continue;
+        }
+        let memo = spread::Memoize {
+            keep: record.is_some(),
+            last: replay.as_ref().and_then(|r| last.as_ref().map(|(_, e)| (e, r))),
+        };
+        let entry = spread::place_workload(&workload, &mut state, &index, pinned, &mut scratch, &mut out, memo);
+        if let (Some(rec), Some(entry), Some(key)) = (record.as_mut(), entry, workload.key()) {
+            rec.keep(key, entry);
+        }
     }
-    out.into_placement(&state)
+    out.sort_from(from);
+    let reused = replay.map_or(0, |r| r.reused());
+    (out.into_placement(&state), record.map(|r| r.finish(reused)))
 }
 
 /// A pod bound to one node: there if the node is live and the pod fits
@@ -295,6 +349,8 @@ fn place_bound(pod: &DesiredPod, state: &mut [Node<'_>], out: &mut Decisions) {
     }
 }
 
+#[cfg(test)]
+mod memo_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

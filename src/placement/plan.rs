@@ -13,7 +13,7 @@ use super::cron::{self, Triggers};
 use super::daemonsets::{self, DaemonProgresses};
 use super::deployments::{Progresses, Rollouts, Wanted, desired_of};
 use super::jobs;
-use super::{NodeSpec, Placement, maintenance, place};
+use super::{Memo, NodeSpec, Placement, maintenance, place_incremental};
 use crate::membership::view::{ClusterView, NodeState};
 use crate::model::pods::{DesiredPod, Results, desired_pods};
 use crate::model::revision::fence_key;
@@ -115,7 +115,6 @@ struct Cached {
     desired: Arc<Vec<DesiredPod>>,
     by_id: Arc<BTreeMap<String, DesiredPod>>,
     placement: Arc<Placement>,
-    owners: Arc<BTreeMap<String, String>>,
     schedulable: Arc<BTreeSet<String>>,
     digest: u64,
     triggers: Arc<Triggers>,
@@ -148,6 +147,9 @@ pub struct Planner {
     lost_quorum_at: Option<u64>,
     rollouts: Rollouts,
     nodes_memo: Option<NodesMemo>,
+    /// What the last placement leaves for the next (`placement::memo`):
+    /// a node joining or leaving replaces the few workloads it reaches.
+    memo: Option<Memo>,
     /// The last view's live members.
     seen: Option<Members>,
 }
@@ -386,7 +388,8 @@ impl Planner {
         });
         if !fresh {
             self.computed += 1;
-            let mut placement = place(&with_settling, &desired, &pinned);
+            let (mut placement, memo) = place_incremental(&with_settling, &desired, &pinned, self.memo.take());
+            self.memo = Some(memo);
             if nodes.is_empty() && settling > 0 {
                 for why in placement.pending.values_mut() {
                     *why = format!(
@@ -403,7 +406,6 @@ impl Planner {
                 settling,
                 by_id: Arc::new(desired.iter().map(|d| (d.id(), d.clone())).collect()),
                 desired,
-                owners: placement.owners.clone(),
                 schedulable: Arc::new(nodes.iter().map(|n| n.name.clone()).collect()),
                 with_settling,
                 placement: Arc::new(placement),
@@ -454,7 +456,7 @@ impl Planner {
             .collect();
         let plan = Plan {
             desired: c.by_id.clone(),
-            owners: c.owners.clone(),
+            owners: c.placement.owners.clone(),
             view: view.clone(),
             quorum: view.quorum,
             stable,

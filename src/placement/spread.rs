@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
 
 use super::candidates::Index;
+use super::memo::{Entry, Key, Replay, Slot};
 use super::{Decisions, Node, Score, mix, pending_reason, seed, selector_matches};
 use crate::model::Kind;
 use crate::model::pods::{DesiredPod, RuntimeKind};
@@ -19,14 +20,22 @@ use crate::model::types::TopologySpreadConstraint;
 const MAX_PAIRS: usize = 1 << 20;
 /// Nodes each pod ranks for the matching: its best few are nearly always
 /// enough; one that runs out is placed on its own afterwards.
-const TOP: usize = 4;
+pub(super) const TOP: usize = 4;
 
 /// The nodes a class of pods (one runtime, one node selector) may run on.
-struct Class {
-    elig: Vec<bool>,
+pub(super) struct Class {
+    pub(super) elig: Vec<bool>,
     /// Eligible and not cordoned.
     sched: Vec<bool>,
-    sched_count: usize,
+    pub(super) sched_count: usize,
+}
+
+impl Class {
+    /// Whether `pod` fits node `i` as it is now.
+    pub(super) fn fits(&self, state: &[Node<'_>], i: usize, pod: &DesiredPod) -> bool {
+        let n = &state[i];
+        self.elig[i] && n.pods < n.max_pods && n.used.saturating_add(pod.requests).fits_within(n.alloc)
+    }
 }
 
 /// What placing the workloads one after another reuses: the classes met
@@ -45,12 +54,9 @@ impl Scratch {
     }
 }
 
-fn class<'s>(
-    classes: &'s mut BTreeMap<RuntimeKind, BTreeMap<BTreeMap<String, String>, Class>>,
-    state: &[Node<'_>],
-    first: &DesiredPod,
-) -> &'s Class {
-    let by_sel = classes.entry(first.runtime).or_default();
+/// The class of `first` (and of its workload), made on first use.
+pub(super) fn class<'s>(scratch: &'s mut Scratch, state: &[Node<'_>], first: &DesiredPod) -> &'s Class {
+    let by_sel = scratch.classes.entry(first.runtime).or_default();
     if !by_sel.contains_key(&first.spec.node_selector) {
         let elig: Vec<bool> =
             state.iter().map(|n| n.spec.runtimes.contains(&first.runtime) && selector_matches(first, n.spec)).collect();
@@ -80,7 +86,20 @@ impl Targets {
 
 /// The pods of one workload: one revision of a Deployment, or one Job.
 pub(super) struct Workload<'a> {
-    pods: Vec<&'a DesiredPod>,
+    pub(super) pods: Vec<&'a DesiredPod>,
+}
+
+/// What groups pods into a workload: namespace, kind, owner, revision.
+fn key_of(p: &DesiredPod) -> Key<'_> {
+    let rev = if p.owner.kind == Kind::Deployment { p.template_hash.as_str() } else { "" };
+    (p.namespace.as_str(), p.owner.kind, p.owner.name.as_str(), rev)
+}
+
+impl Workload<'_> {
+    /// Its key (`None` for no pod).
+    pub(super) fn key(&self) -> Option<Key<'_>> {
+        self.pods.first().map(|p| key_of(p))
+    }
 }
 
 /// Pods grouped into workloads, in a fixed order (namespace, kind, owner,
@@ -88,10 +107,9 @@ pub(super) struct Workload<'a> {
 pub(super) fn workloads<'a>(pods: impl IntoIterator<Item = &'a DesiredPod>) -> Vec<Workload<'a>> {
     // Grouped by hash, then the few groups sorted: a million pods cost a
     // million hashes, not a million string comparisons times log(groups).
-    let mut m: FxHashMap<(&str, Kind, &str, &str), Vec<&DesiredPod>> = FxHashMap::default();
+    let mut m: FxHashMap<Key<'a>, Vec<&DesiredPod>> = FxHashMap::default();
     for p in pods {
-        let rev = if p.owner.kind == Kind::Deployment { p.template_hash.as_str() } else { "" };
-        m.entry((p.namespace.as_str(), p.owner.kind, p.owner.name.as_str(), rev)).or_default().push(p);
+        m.entry(key_of(p)).or_default().push(p);
     }
     let mut groups: Vec<_> = m.into_iter().collect();
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -243,6 +261,22 @@ impl Drop for Fill<'_> {
     }
 }
 
+/// The memo's part in placing one workload (see `memo`).
+#[derive(Default, Clone, Copy)]
+pub(super) struct Memoize<'m> {
+    /// Keep what a later placement can reuse.
+    pub(super) keep: bool,
+    /// What the last placement kept of this workload, to reuse each
+    /// unchanged pod's ranking.
+    pub(super) last: Option<(&'m Entry, &'m Replay)>,
+}
+
+/// Places one workload's pods. With `memo.keep`, returns what the memo
+/// keeps of it (each pod's ranking, unless a pod is pinned, a spread
+/// constraint applies or the workload is too large to rank pairs), marked
+/// `clean` when a later placement may replay it whole: at most one pod per
+/// node, and every pod placed in the matching with no capacity check
+/// failing.
 pub(super) fn place_workload(
     w: &Workload<'_>,
     state: &mut [Node<'_>],
@@ -250,10 +284,12 @@ pub(super) fn place_workload(
     pinned: &BTreeMap<String, String>,
     scratch: &mut Scratch,
     out: &mut Decisions,
-) {
-    let Some(first) = w.pods.first() else { return };
+    memo: Memoize<'_>,
+) -> Option<Entry> {
+    let first = w.pods.first()?;
+    class(scratch, state, first);
     let Scratch { classes, counts, touched } = scratch;
-    let class = class(classes, state, first);
+    let class = classes.get(&first.runtime).and_then(|c| c.get(&first.spec.node_selector))?;
     let elig = &class.elig;
     let mut domains: Vec<Domains<'_>> = first
         .spec
@@ -273,17 +309,19 @@ pub(super) fn place_workload(
     };
     let target = |i: usize| targets.of(class, i);
     let mut fill = Fill { counts, touched };
-    let fits = |state: &[Node<'_>], i: usize, pod: &DesiredPod| {
-        let n = &state[i];
-        elig[i] && n.pods < n.max_pods && n.used.saturating_add(pod.requests).fits_within(n.alloc)
-    };
+    let fits = |state: &[Node<'_>], i: usize, pod: &DesiredPod| class.fits(state, i, pod);
+    // Whether the pods' rankings are kept (`keep`) and reused (`last`):
+    // with no pin, each pod's slot in the matching is its slot in `w`.
+    let mut any_pinned = false;
     let mut rest: Vec<(&DesiredPod, String)> = Vec::with_capacity(w.pods.len());
     for pod in &w.pods {
         let id = pod.id();
         let at = if pinned.is_empty() {
             None
         } else {
-            pinned.get(&id).and_then(|name| state.binary_search_by(|n| n.spec.name.as_str().cmp(name)).ok())
+            let name = pinned.get(&id);
+            any_pinned |= name.is_some();
+            name.and_then(|name| state.binary_search_by(|n| n.spec.name.as_str().cmp(name)).ok())
         };
         match at {
             Some(i) if fits(state, i, pod) => fill.assign(state, &mut domains, i, pod, id, out),
@@ -300,12 +338,36 @@ pub(super) fn place_workload(
         Targets::Each(v) => v.iter().filter(|t| **t > 0).count(),
     };
     let l = cand.min(TOP);
-    let seeds: Vec<u64> = rest.iter().map(|(_, id)| seed(id.as_bytes())).collect();
+    // Without a spread constraint a pod ranks the schedulable nodes of its
+    // class (`target(i) > 0` for exactly those), so its ranking depends on
+    // its seed, `l`, and the nodes on its arc only.
+    let rankable = domains.is_empty() && !any_pinned;
+    let mut keep = memo.keep && rankable;
+    let last = memo
+        .last
+        .filter(|(e, _)| rankable && e.l == l && e.runtime == first.runtime && e.selector == first.spec.node_selector);
+    let seeds: Vec<u64> = rest
+        .iter()
+        .enumerate()
+        .map(|(p, (pod, id))| {
+            last.and_then(|(e, _)| e.slots.get(p)?.seed_of(pod)).unwrap_or_else(|| seed(id.as_bytes()))
+        })
+        .collect();
+    // Whether a later placement may replay it whole, so far.
+    let mut clean = keep && matches!(targets, Targets::One);
+    let mut slots: Vec<Slot> = Vec::with_capacity(if keep { rest.len() } else { 0 });
     let rest: Vec<(usize, (&DesiredPod, String))> = if rest.len().saturating_mul(l) <= MAX_PAIRS {
         let mut pairs: Vec<(Score, u32, u32)> = Vec::with_capacity(rest.len() * l);
         let mut top = Vec::with_capacity(l);
         for (p, ps) in seeds.iter().enumerate() {
-            index.top(state, *ps, l, |i, _| target(i) > 0, &mut top);
+            let reused = last.and_then(|(e, r)| r.ranking(e.slots.get(p)?, *ps, &mut top));
+            let span = reused.or_else(|| index.top(state, *ps, l, |i, _| target(i) > 0, &mut top));
+            if keep {
+                match span {
+                    Some(span) => slots.push(Slot::new(rest[p].0, *ps, span, &top, state)),
+                    None => keep = false,
+                }
+            }
             pairs.extend(top.iter().map(|(score, i)| (*score, p as u32, *i as u32)));
         }
         // (pod, node) breaks every tie: no two pairs are equal, so an
@@ -323,17 +385,31 @@ pub(super) fn place_workload(
         for (_, p, i) in pairs {
             let (p, i) = (p as usize, i as usize);
             let Some((pod, _)) = &rest[p] else { continue };
-            if fill.counts[i] >= target(i) || !fits(state, i, pod) || !hard(&domains, i) {
+            if fill.counts[i] >= target(i) {
+                continue;
+            }
+            if !fits(state, i, pod) {
+                clean = false;
+                continue;
+            }
+            if !hard(&domains, i) {
                 continue;
             }
             if let Some((pod, id)) = rest[p].take() {
                 fill.assign(state, &mut domains, i, pod, id, out);
+                if let Some(slot) = slots.get_mut(p) {
+                    slot.node = state[i].seed;
+                }
             }
         }
         rest.into_iter().enumerate().filter_map(|(p, r)| r.map(|r| (p, r))).collect()
     } else {
+        keep = false;
         rest.into_iter().enumerate().collect()
     };
+    clean &= rest.is_empty();
+    let entry =
+        keep.then(|| Entry { runtime: first.runtime, selector: first.spec.node_selector.clone(), l, clean, slots });
     for (p, (pod, id)) in rest {
         let ps = seeds[p];
         let soft = |domains: &[Domains<'_>], i: usize| domains.iter().all(|d| d.allows(i));
@@ -359,4 +435,5 @@ pub(super) fn place_workload(
             }
         }
     }
+    entry
 }

@@ -96,7 +96,7 @@ fn a_large_cluster_balances_as_exact_rendezvous_does() {
     let nodes = big(400);
     let ps = many(2000, 20);
     let window = place(&nodes, &ps, &BTreeMap::new());
-    let exact = place_in_windows(&nodes, &ps, &BTreeMap::new(), usize::MAX);
+    let exact = place_in_windows(&nodes, &ps, &BTreeMap::new(), usize::MAX, None).0;
     assert!(window.pending.is_empty(), "{:?}", window.pending.iter().next());
     let ((wc, ww), (_, ew)) = (balance(&nodes, ps.len(), &window), balance(&nodes, ps.len(), &exact));
     let total_w: u64 = nodes.iter().map(|n| n.weight).sum();
