@@ -1,24 +1,29 @@
-//! Incremental placement: a workload whose inputs did not change keeps its
-//! owners, without being placed again.
+//! Incremental placement: what did not change is not computed again.
 //!
 //! Placement is a pure function of all nodes and all pods, and a node
 //! recomputes it whenever a node joins, leaves or changes. Above the window
 //! (`candidates`) a pod reads only the nodes on its arc of the ring, so one
-//! node's change reaches few workloads' windows; what else a workload reads
-//! is the capacity the workloads before it left. `place_incremental` keeps,
-//! for each workload it could replay (a `Memo`), its pods' names, seeds,
-//! requests, arcs, rankings and nodes, and the next placement replays it (its pods go where
-//! they went) only when that is provably what placing it again gives:
+//! node's change reaches few pods' windows; what else a workload reads is
+//! the capacity the workloads before it left. `place_incremental` keeps,
+//! for each workload (a `Memo`), its pods' names, seeds, requests, arcs,
+//! rankings (their best `TOP` nodes and scores) and nodes, and the next
+//! placement reuses them at two levels.
 //!
-//! - its pods are the same (names, in slot order), with the same requests,
-//!   runtime and node selector, none pinned, no topology spread constraint,
-//!   at most one per schedulable node (so each node holds at most one), and
-//!   the same number of nodes ranked per pod (`TOP`, or fewer);
-//! - last time every pod was placed by the matching, and no capacity check
-//!   failed on the way (each check that was made passed and placed a pod);
-//! - no node that joined, left or changed (any field of its spec) has a
-//!   point on any of its pods' arcs, so each pod walks the same nodes (the
-//!   same seeds, weights and filter) and ranks them the same;
+//! **A pod's ranking** is reused when it is the same pod (name, so seed)
+//! in the same slot, its workload has the same runtime, node selector and
+//! number of nodes ranked, no pin and no topology spread constraint (so it
+//! ranks exactly the schedulable nodes of its class), and no node that
+//! joined, left or changed (any field of its spec) has a point on its arc:
+//! it walks the same nodes with the same seeds, weights and filter, so its
+//! ranking is the same. The workload's matching, capacity checks and
+//! fallbacks then run as in a full placement.
+//!
+//! **A whole workload is replayed** (its pods go where they went, with no
+//! matching) when, besides every pod's ranking being reusable:
+//!
+//! - it has at most one pod per schedulable node, the same requests, and
+//!   last time every pod was placed by the matching with no capacity check
+//!   failing on the way (each check made passed and placed a pod);
 //! - each pod still fits its node, given what the workloads before it took.
 //!
 //! Then the matching would see the same pairs in the same order, make the
