@@ -295,6 +295,11 @@ fn owners_digest(owners: &BTreeMap<String, String>) -> u64 {
 }
 
 impl Planner {
+    /// What the last placement left for the next (`None` before the first).
+    pub fn memo(&self) -> Option<&Memo> {
+        self.memo.as_ref()
+    }
+
     /// The node's clock stepped by `secs`: times kept from before move with
     /// it, so that no delay ends early (or late) because of the step.
     pub fn clock_moved(&mut self, secs: i64) {
@@ -490,17 +495,25 @@ mod tests {
     const WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 6\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, command: [sleep, '1000']}]\n";
 
     fn snapshot() -> Arc<Snapshot> {
+        snapshot_of(WEB)
+    }
+
+    fn snapshot_of(yaml: &str) -> Arc<Snapshot> {
         let db = StateDb::in_memory("a", || uhlc::NTP64(1 << 32), std::time::Duration::from_secs(60)).unwrap();
         let out =
-            parse_files(&[SourceFile { name: "web.yaml".into(), content: WEB.into() }], &Context::default(), None);
+            parse_files(&[SourceFile { name: "web.yaml".into(), content: yaml.into() }], &Context::default(), None);
         let (_, changes) = plan_apply(&db.snapshot(), out.objects, db.now(), Mode::Apply).unwrap();
         db.write(changes).unwrap();
         db.snapshot()
     }
 
     fn view(alive: &[&str], quorum: bool) -> Arc<ClusterView> {
-        let mut v = ClusterView { self_name: "a".into(), quorum, ..Default::default() };
-        for name in ["a", "b", "c"] {
+        view_of(&["a", "b", "c"], alive, quorum)
+    }
+
+    fn view_of(names: &[&str], alive: &[&str], quorum: bool) -> Arc<ClusterView> {
+        let mut v = ClusterView { self_name: names[0].into(), quorum, ..Default::default() };
+        for name in names.iter().copied() {
             let info = NodeInfo {
                 name: name.into(),
                 schedulable: true,
@@ -546,6 +559,36 @@ mod tests {
         let dead = p.plan(&snap, &view(&["a", "b"], true), &rules, 101_500);
         assert_eq!(p.computed, 3);
         assert!(dead.plan.owners.values().all(|o| o != "c"));
+    }
+
+    /// Above the window the planner places incrementally: a node dying
+    /// replays what it did not reach, and the plan is the one a planner
+    /// with no memo makes.
+    #[test]
+    fn a_node_dying_in_a_large_cluster_is_placed_incrementally() {
+        let rules = PlanRules { fence_delay_secs: 10, linger_ms: 1000 };
+        let mut yaml = String::new();
+        for w in 0..30 {
+            yaml.push_str(&WEB.replace("name: web", &format!("name: web{w}")).replace("replicas: 6", "replicas: 8"));
+            yaml.push_str("---\n");
+        }
+        let snap = snapshot_of(&yaml);
+        let names: Vec<String> = (0..80).map(|i| format!("n{i:02}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut p = Planner::default();
+        let all = p.plan(&snap, &view_of(&names, &names, true), &rules, 100_000);
+        assert_eq!(all.plan.owners.len(), 240);
+        assert_eq!(p.memo().map(Memo::kept), Some(30), "every workload kept");
+        let alive: Vec<&str> = names.iter().copied().filter(|n| *n != "n40").collect();
+        let fewer = view_of(&names, &alive, true);
+        let after = p.plan(&snap, &fewer, &rules, 101_000);
+        assert_eq!(p.computed, 2);
+        let memo = p.memo().expect("a memo");
+        assert!(memo.replayed() + memo.reused() > 0, "{memo:?}");
+        assert!(after.plan.owners.values().all(|o| o != "n40"));
+        let fresh = Planner::default().plan(&snap, &fewer, &rules, 101_000);
+        assert_eq!(after.plan.owners, fresh.plan.owners);
+        assert_eq!(after.placement, fresh.placement);
     }
 
     #[test]
