@@ -48,8 +48,8 @@ use crate::model::pods::{DesiredPod, Resources, RuntimeKind};
 pub(super) type Key<'a> = (&'a str, Kind, &'a str, &'a str);
 pub(super) type OwnedKey = (String, Kind, String, String);
 
-/// What one placement leaves for the next: its nodes, and the workloads it
-/// could replay, in workload order.
+/// What one placement leaves for the next: its nodes, and what it kept of
+/// each workload (`Entry`), in workload order.
 #[derive(Clone, Default)]
 pub struct Memo {
     window: usize,
