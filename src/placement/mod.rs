@@ -242,9 +242,10 @@ pub fn place(nodes: &[NodeSpec], pods: &[DesiredPod], pinned: &BTreeMap<String, 
     place_in_windows(nodes, pods, pinned, candidates::WINDOW, None).0
 }
 
-/// `place`, replaying from `memo` (the last placement's) the workloads
-/// nothing they read changed for (see `memo`), and the memo for the next:
-/// the same placement, in less time when little changed.
+/// `place`, reusing from `memo` (the last placement's) what nothing it
+/// read changed for: whole workloads, or single pods' rankings (see
+/// `memo`); and the memo for the next. The same placement, in less time
+/// when little changed.
 /// `nodes` is shared with the memo (the planner keeps it anyway).
 pub fn place_incremental(
     nodes: &Arc<Vec<NodeSpec>>,
@@ -256,9 +257,12 @@ pub fn place_incremental(
     (placement, memo.unwrap_or_default())
 }
 
-/// `place`, each pod ranking at most `window` nodes (see `candidates`);
-/// with `memo` (`nodes` again, and the last memo if any), incremental.
+/// What makes a placement incremental: the nodes (shared with the memo
+/// it makes) and the last memo, if any.
 type Incremental<'a> = Option<(&'a Arc<Vec<NodeSpec>>, Option<Memo>)>;
+
+/// `place`, each pod ranking at most `window` nodes (see `candidates`);
+/// incremental with `memo` (and then returning the memo for the next).
 fn place_in_windows(
     nodes: &[NodeSpec],
     pods: &[DesiredPod],
