@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::detector::decode_claim;
 use super::view::{ClusterView, NodeInfo, NodeState, NodeView};
+use super::watch::Ring;
 use crate::model::status::PodStatus;
 
 /// Keys a node sets about itself.
@@ -117,6 +118,8 @@ pub struct Memory {
     members: usize,
     /// XOR of `NodeView::member_key` over the alive nodes of `last`.
     alive_digest: u64,
+    /// The alive nodes of `last` on the watch ring.
+    ring: Ring,
     /// The members this node knew before it (re)started, each until the
     /// unix second it is forgotten. Until it hears from them they count as
     /// known, not alive: a node restarted while cut off from its peers must
@@ -158,6 +161,12 @@ impl Memory {
         self.alive_digest
     }
 
+    /// The alive nodes of the last view on the watch ring (what
+    /// `service::watch_targets` reads).
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
     /// Puts `new` in place of `name`'s entry (`None`: gone from the view),
     /// keeping its `since` while its state stays, and counts the change.
     fn set(&mut self, name: &str, new: Option<NodeView>, now_unix: u64, changes: &mut Vec<Change>) {
@@ -168,6 +177,9 @@ impl Memory {
                 self.alive -= a;
                 self.members -= m;
                 self.alive_digest ^= old.member_key();
+                if a == 1 {
+                    self.ring.remove(name);
+                }
             }
             return;
         };
@@ -187,6 +199,7 @@ impl Memory {
         if old == Some(&v) {
             return;
         }
+        let was_alive = old.is_some_and(|o| o.state.alive());
         if let Some(o) = old {
             let (a, m) = counts(o);
             self.alive -= a;
@@ -197,6 +210,11 @@ impl Memory {
         self.alive += a;
         self.members += m;
         self.alive_digest ^= v.member_key();
+        match (was_alive, v.state.alive()) {
+            (false, true) => self.ring.insert(name),
+            (true, false) => self.ring.remove(name),
+            _ => {}
+        }
         self.last.nodes.insert(name.to_string(), v);
     }
 }

@@ -433,7 +433,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
         let (view, changes, _malformed) =
             assemble(Me { info: &info, pods: &pods, leaving }, Peers::All(&raw), now_unix, &mut memory);
         report_changes(&events, &info.name, changes);
-        let targets = watch_targets(&view);
+        let targets = watch_targets(&view, memory.ring());
         clock.retain(|n| targets.iter().any(|t| t.name == n));
         watched = targets.len();
         targets_tx.send_if_modified(|cur| {
@@ -559,9 +559,8 @@ fn push(handle: &ChitchatHandle, mut peers: Vec<SocketAddr>, pushes: &mut usize)
 }
 
 /// The peers this node watches (see `watch`), from its view.
-pub(crate) fn watch_targets(view: &ClusterView) -> Vec<Target> {
-    let alive = view.nodes.values().filter(|n| n.state.alive()).map(|n| n.info.name.as_str());
-    liveness_watch::targets(&view.self_name, alive)
+pub(crate) fn watch_targets(view: &ClusterView, ring: &liveness_watch::Ring) -> Vec<Target> {
+    ring.targets(&view.self_name)
         .into_iter()
         .filter_map(|name| {
             let n = view.nodes.get(name)?;

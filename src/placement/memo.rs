@@ -174,9 +174,7 @@ impl Replay {
     pub(super) fn new(memo: Option<Memo>, state: &[Node<'_>], window: usize) -> Option<Replay> {
         let memo = memo?;
         // In name order without repeats, as placement saw them.
-        let mut old: Vec<&NodeSpec> = memo.nodes.iter().collect();
-        old.sort_by(|a, b| a.name.cmp(&b.name));
-        old.dedup_by(|a, b| a.name == b.name);
+        let old = super::distinct_by_name(&memo.nodes);
         if memo.window != window || old.len() <= window || state.len() <= window {
             return None;
         }
@@ -243,20 +241,8 @@ impl Replay {
     }
 
     /// Replays `w` whole from `e` (its last entry) if nothing it read
-    /// changed: its pods go to their nodes. `false`: place it.
+    /// changed: its pods go to their nodes. `None`: place it.
     pub(super) fn replay(
-        &self,
-        w: &Workload<'_>,
-        e: &Entry,
-        state: &mut [Node<'_>],
-        scratch: &mut Scratch,
-        pinned: &BTreeMap<String, String>,
-        out: &mut Decisions,
-    ) -> bool {
-        self.try_replay(w, e, state, scratch, pinned, out).is_some()
-    }
-
-    fn try_replay(
         &self,
         w: &Workload<'_>,
         e: &Entry,
@@ -295,9 +281,7 @@ impl Replay {
             placed.push((id, i));
         }
         for ((id, i), pod) in placed.into_iter().zip(&w.pods) {
-            let n = &mut state[i];
-            n.used = n.used.saturating_add(pod.requests);
-            n.pods += 1;
+            state[i].take(pod);
             out.owners.push((id, i as u32));
         }
         Some(())

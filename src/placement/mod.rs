@@ -191,6 +191,23 @@ struct Node<'a> {
     max_pods: u32,
 }
 
+impl Node<'_> {
+    /// Counts `pod` against this node's capacity.
+    fn take(&mut self, pod: &DesiredPod) {
+        self.used = self.used.saturating_add(pod.requests);
+        self.pods += 1;
+    }
+}
+
+/// The nodes in name order, each name once (the first of a repeat), as
+/// placement sees them; the memo's nodes are read the same way.
+fn distinct_by_name(nodes: &[NodeSpec]) -> Vec<&NodeSpec> {
+    let mut specs: Vec<&NodeSpec> = nodes.iter().collect();
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    specs.dedup_by(|a, b| a.name == b.name);
+    specs
+}
+
 /// Why a pod fits nowhere, for its Pending reason.
 fn pending_reason(pod: &DesiredPod, nodes: &[Node<'_>]) -> String {
     if nodes.is_empty() {
@@ -273,9 +290,7 @@ fn place_in_windows(
     if pods.is_empty() {
         return (Placement::default(), memo.map(|_| Memo::default()));
     }
-    let mut specs: Vec<&NodeSpec> = nodes.iter().collect();
-    specs.sort_by(|a, b| a.name.cmp(&b.name));
-    specs.dedup_by(|a, b| a.name == b.name);
+    let specs = distinct_by_name(nodes);
     let mut state: Vec<Node<'_>> = specs
         .iter()
         .map(|s| Node {
@@ -304,7 +319,7 @@ fn place_in_windows(
         from = out.owners.len();
         let last = replay.as_mut().and_then(|r| r.take(&workload));
         if let (Some(r), Some((_, entry))) = (replay.as_ref(), last.as_ref())
-            && r.replay(&workload, entry, &mut state, &mut scratch, pinned, &mut out)
+            && r.replay(&workload, entry, &mut state, &mut scratch, pinned, &mut out).is_some()
         {
             if let (Some(rec), Some((key, entry))) = (record.as_mut(), last) {
                 rec.keep_replayed(key, entry);
@@ -346,8 +361,7 @@ fn place_bound(pod: &DesiredPod, state: &mut [Node<'_>], out: &mut Decisions) {
     match why {
         Some(why) => out.pending.push((pod.id(), why)),
         None => {
-            n.used = n.used.saturating_add(pod.requests);
-            n.pods += 1;
+            n.take(pod);
             out.owners.push((pod.id(), at as u32));
         }
     }

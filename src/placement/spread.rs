@@ -237,9 +237,7 @@ impl Fill<'_> {
         id: String,
         out: &mut Decisions,
     ) {
-        let n = &mut state[i];
-        n.used = n.used.saturating_add(pod.requests);
-        n.pods += 1;
+        state[i].take(pod);
         if self.counts[i] == 0 {
             self.touched.push(i);
         }

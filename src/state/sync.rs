@@ -183,27 +183,61 @@ fn peers(view: &ClusterView) -> Vec<(String, SocketAddr)> {
         .collect()
 }
 
-/// The peer of anti-entropy round `round`: a random alive peer whose
-/// gossiped digest differs from `mine`; when none does, every 5th round a
-/// random alive peer (an in-sync check covers digests gossip has not carried
-/// yet). Two passes over the view and no copy of it: a round at rest costs
-/// little even with thousands of peers.
-fn pick_peer(view: &ClusterView, mine: &str, round: u64, rng: &mut impl rand::Rng) -> Option<SocketAddr> {
-    let alive = || view.nodes.values().filter(|n| n.state.alive() && n.info.name != view.self_name);
-    let differs = |n: &&crate::membership::view::NodeView| !n.state_digest.is_empty() && n.state_digest != mine;
-    let differing = alive().filter(differs).count();
-    let chosen = if differing > 0 {
-        alive().filter(differs).nth(rng.random_range(0..differing))
-    } else if round.is_multiple_of(5) {
-        let all = alive().count();
-        if all == 0 {
+/// The peers anti-entropy picks from, gathered from one view for one
+/// digest of this node's, in one pass: at rest neither changes, so a round
+/// walks no view at all (in a cluster of thousands, what keeps a round
+/// cheap), and while views change each round costs one pass.
+#[derive(Default)]
+struct Candidates {
+    view: std::sync::Weak<ClusterView>,
+    mine: String,
+    /// Alive peers whose gossiped digest differs from `mine` (few, but
+    /// while a write spreads).
+    differing: Vec<SocketAddr>,
+    /// How many alive peers there are.
+    alive: usize,
+}
+
+impl Candidates {
+    /// The peer of anti-entropy round `round`: a random alive peer whose
+    /// gossiped digest differs from `mine`; when none does, every 5th round
+    /// a random alive peer (an in-sync check covers digests gossip has not
+    /// carried yet).
+    fn pick(
+        &mut self,
+        view: &Arc<ClusterView>,
+        mine: &str,
+        round: u64,
+        rng: &mut impl rand::Rng,
+    ) -> Option<SocketAddr> {
+        if !std::ptr::eq(self.view.as_ptr(), Arc::as_ptr(view)) || self.mine != mine {
+            *self = Candidates::of(view, mine);
+        }
+        if !self.differing.is_empty() {
+            return self.differing.get(rng.random_range(0..self.differing.len())).copied();
+        }
+        if !round.is_multiple_of(5) || self.alive == 0 {
             return None;
         }
-        alive().nth(rng.random_range(0..all))
-    } else {
-        None
-    };
-    chosen?.info.gossip_addr.parse().ok()
+        let i = rng.random_range(0..self.alive);
+        alive_peers(view).nth(i)?.info.gossip_addr.parse().ok()
+    }
+
+    fn of(view: &Arc<ClusterView>, mine: &str) -> Candidates {
+        let mut c = Candidates { view: Arc::downgrade(view), mine: mine.to_string(), ..Default::default() };
+        for n in alive_peers(view) {
+            c.alive += 1;
+            if !n.state_digest.is_empty() && n.state_digest != mine {
+                c.differing.extend(n.info.gossip_addr.parse::<SocketAddr>().ok());
+            }
+        }
+        c
+    }
+}
+
+/// The alive nodes of `view` but this one.
+fn alive_peers(view: &ClusterView) -> impl Iterator<Item = &crate::membership::view::NodeView> {
+    view.nodes.values().filter(|n| n.state.alive() && n.info.name != view.self_name)
 }
 
 /// Runs anti-entropy every `interval` with a random alive peer (preferring
@@ -223,6 +257,7 @@ pub async fn run_anti_entropy(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;
+    let mut candidates = Candidates::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -240,7 +275,7 @@ pub async fn run_anti_entropy(
         }
         let v = view.borrow().clone();
         let mine = hex_root(&db);
-        let Some(pick) = pick_peer(&v, &mine, n, &mut rng) else { continue };
+        let Some(pick) = candidates.pick(&v, &mine, n, &mut rng) else { continue };
         for _ in 0..100 {
             match anti_entropy(&db, rpc.as_ref(), pick).await {
                 Ok(r) if r.more => continue,
@@ -357,33 +392,37 @@ mod tests {
     #[test]
     fn anti_entropy_picks_a_live_peer_that_differs_and_at_rest_checks_one_every_fifth_round() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let v = view(&[
+        let mut c = Candidates::default();
+        let v = Arc::new(view(&[
             ("me", NodeState::Ready, "x"),
             ("same", NodeState::Ready, "mine"),
             ("differs", NodeState::Ready, "other"),
             ("dead", NodeState::Dead, "other"),
             ("unknown", NodeState::Ready, ""),
-        ]);
+        ]));
         let differs: SocketAddr = "127.0.0.3:7421".parse().unwrap();
         for round in 1..50 {
-            assert_eq!(pick_peer(&v, "mine", round, &mut rng), Some(differs), "round {round}");
+            assert_eq!(c.pick(&v, "mine", round, &mut rng), Some(differs), "round {round}");
         }
+        // This node's digest moved to the other's: now `same` differs.
+        let same: SocketAddr = "127.0.0.2:7421".parse().unwrap();
+        assert_eq!(c.pick(&v, "other", 1, &mut rng), Some(same), "the peers are gathered again for a new digest");
         // Everyone agrees: only every fifth round, and any live peer but this node.
-        let v = view(&[
+        let v = Arc::new(view(&[
             ("me", NodeState::Ready, "x"),
             ("a", NodeState::Ready, "mine"),
             ("b", NodeState::Suspect, "mine"),
             ("c", NodeState::Dead, "mine"),
-        ]);
+        ]));
         let mut seen = std::collections::BTreeSet::new();
         for round in 1..200 {
-            let pick = pick_peer(&v, "mine", round, &mut rng);
+            let pick = c.pick(&v, "mine", round, &mut rng);
             assert_eq!(pick.is_some(), round % 5 == 0, "round {round}");
             seen.extend(pick);
         }
         let live: std::collections::BTreeSet<SocketAddr> =
             ["127.0.0.2:7421", "127.0.0.3:7421"].iter().map(|a| a.parse().unwrap()).collect();
         assert_eq!(seen, live, "both live peers are checked, never this node or a dead one");
-        assert_eq!(pick_peer(&view(&[("me", NodeState::Ready, "x")]), "mine", 5, &mut rng), None);
+        assert_eq!(c.pick(&Arc::new(view(&[("me", NodeState::Ready, "x")])), "mine", 5, &mut rng), None);
     }
 }

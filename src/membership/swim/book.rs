@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 
 use super::id::SwimId;
@@ -83,6 +84,8 @@ struct Peer {
     newer: Option<(u64, u64)>,
     /// When it was first heard of while unnamed by SWIM.
     unnamed_since: Option<Instant>,
+    /// The last scan of SWIM's members that named it (see `end_scan`).
+    scanned: u64,
 }
 
 impl Peer {
@@ -101,6 +104,7 @@ impl Peer {
             asked: None,
             newer: None,
             unnamed_since: None,
+            scanned: 0,
         }
     }
 
@@ -162,7 +166,9 @@ fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 #[derive(Debug, Default)]
 pub struct Book {
     me: String,
-    peers: BTreeMap<String, Peer>,
+    /// By name; a hash map, as a scan of SWIM's members looks up every
+    /// peer every second (no caller reads their order; `raw` sorts).
+    peers: FxHashMap<String, Peer>,
     /// Peers that may need a pull or an announce (a superset: `pulls`
     /// drops those that do not), so a round costs nothing per peer at rest.
     wanting: std::collections::BTreeSet<String>,
@@ -171,6 +177,21 @@ pub struct Book {
     changed: std::collections::BTreeSet<String>,
     /// Pages refused (stale version, unknown peer, not asked for).
     pub stale_pages: u64,
+    /// The current scan of SWIM's members, and how many peers it named.
+    scan: u64,
+    named: usize,
+    /// The synced peers' addresses and version buckets, kept until a peer
+    /// is added, removed, renamed, or changes state or stamp: a sync and
+    /// the pick of a peer to ask read them every round, and at rest
+    /// nothing changes.
+    synced: std::cell::OnceCell<Synced>,
+}
+
+/// What `Book::synced` yields, gathered once (see `Book::gathered`).
+#[derive(Debug)]
+struct Synced {
+    addrs: Vec<SocketAddr>,
+    buckets: Vec<u32>,
 }
 
 fn empty_stamp(name: &str, generation: u64, addr: SocketAddr) -> Stamp {
@@ -198,13 +219,20 @@ impl Book {
         }
         if !self.peers.contains_key(&id.name) {
             self.peers.insert(id.name.clone(), Peer::new(empty_stamp(&id.name, id.generation, id.addr)));
+            self.synced.take();
         }
         let Some(p) = self.peers.get_mut(&id.name) else { return false };
+        if p.scanned != self.scan {
+            p.scanned = self.scan;
+            self.named += 1;
+        }
         if id.generation < p.stamp.generation {
             return false;
         }
         if id.generation > p.stamp.generation {
             *p = Peer::new(empty_stamp(&id.name, id.generation, id.addr));
+            p.scanned = self.scan;
+            self.synced.take();
         }
         if p.id.as_ref().is_some_and(|old| old.generation == id.generation && old.bump > id.bump) {
             // An older identity of this generation (down, superseded by its rejoin).
@@ -216,6 +244,7 @@ impl Book {
             p.asked = None;
         }
         if changed {
+            self.synced.take();
             p.id = Some(id.clone());
             p.state = state;
             if p.lacks() {
@@ -234,6 +263,7 @@ impl Book {
         let news = self.stamp_news(s);
         if news {
             self.changed.insert(s.name.clone());
+            self.synced.take();
         }
         news
     }
@@ -371,21 +401,33 @@ impl Book {
         self.peers.values().filter(|p| p.state.alive() && p.id.is_some())
     }
 
+    /// `synced`'s addresses and version buckets, gathered at the first
+    /// read after a change.
+    fn gathered(&self) -> &Synced {
+        self.synced.get_or_init(|| {
+            let mut buckets = vec![0u32; SYNC_BUCKETS];
+            let mut addrs = Vec::new();
+            for p in self.synced() {
+                buckets[bucket_of(&p.stamp.name)] ^= version_hash(&p.stamp);
+                addrs.extend(p.id.as_ref().map(|i| i.addr));
+            }
+            Synced { addrs, buckets }
+        })
+    }
+
     /// The address of the `pick`-th (modulo their number) peer a sync
     /// covers: the caller draws `pick` at random.
     pub fn sync_peer(&self, pick: usize) -> Option<SocketAddr> {
-        let n = self.synced().count();
-        self.synced().nth(pick.checked_rem(n)?)?.id.as_ref().map(|i| i.addr)
+        let addrs = &self.gathered().addrs;
+        addrs.get(pick.checked_rem(addrs.len())?).copied()
     }
 
     /// This node's versions (its own stamp's and every synced peer's)
     /// hashed into `SYNC_BUCKETS` buckets: equal on two nodes that hold
     /// the same stamps of the same nodes.
     pub fn buckets(&self, own: &Stamp) -> Vec<u32> {
-        let mut b = vec![0u32; SYNC_BUCKETS];
-        for s in std::iter::once(own).chain(self.synced().map(|p| &p.stamp)) {
-            b[bucket_of(&s.name)] ^= version_hash(s);
-        }
+        let mut b = self.gathered().buckets.clone();
+        b[bucket_of(&own.name)] ^= version_hash(own);
         b
     }
 
@@ -442,13 +484,24 @@ impl Book {
         any
     }
 
-    /// Keeps the peers SWIM names that `keep` says to keep (by name and
-    /// state), and the unnamed ones heard of within `UNNAMED_TTL`.
-    pub fn forget(&mut self, now: Instant, mut keep: impl FnMut(&str, NodeState) -> bool) {
-        let changed = &mut self.changed;
+    /// Starts a scan of SWIM's members: each is passed to `member`, then
+    /// `end_scan` forgets the peers none of them named.
+    pub fn begin_scan(&mut self) {
+        self.scan += 1;
+        self.named = 0;
+    }
+
+    /// Ends a scan: keeps the peers this scan named, and the unnamed ones
+    /// heard of within `UNNAMED_TTL`. Whether any was forgotten.
+    pub fn end_scan(&mut self, now: Instant) -> bool {
+        if self.peers.len() <= self.named {
+            return false;
+        }
+        let (changed, scan) = (&mut self.changed, self.scan);
+        let before = self.peers.len();
         self.peers.retain(|n, p| {
             let kept = match p.id {
-                Some(_) => keep(n, p.state),
+                Some(_) => p.scanned == scan,
                 None => p.unnamed_since.is_none_or(|t| now.saturating_duration_since(t) < UNNAMED_TTL),
             };
             if !kept {
@@ -456,12 +509,19 @@ impl Book {
             }
             kept
         });
+        let forgot = self.peers.len() < before;
+        if forgot {
+            self.synced.take();
+        }
+        forgot
     }
 
     /// The members foca has not named yet (known from a stamp only) do not
-    /// count: a node is in the view once membership knows it.
+    /// count: a node is in the view once membership knows it. In name order.
     pub fn raw(&self) -> Vec<RawNode> {
-        self.peers.values().filter_map(raw_of).collect()
+        let mut peers: Vec<&Peer> = self.peers.values().collect();
+        peers.sort_by(|a, b| a.stamp.name.cmp(&b.stamp.name));
+        peers.into_iter().filter_map(raw_of).collect()
     }
 
     /// The peers that may have changed since the last call, each with its

@@ -325,11 +325,48 @@ fn an_unnamed_peer_is_forgotten_after_its_ttl_and_a_named_one_when_swim_drops_it
     let mut own = Own::new("ghost", 1, addr(12));
     own.set(keys_of("ghost", 1, 0), false);
     book.stamp(&own.stamp);
-    book.member(&SwimId::new("a", 5, addr(11)), NodeState::Dead);
+    let a = SwimId::new("a", 5, addr(11));
+    book.begin_scan();
+    book.member(&a, NodeState::Dead);
     let t0 = Instant::now();
     book.pulls(t0);
-    book.forget(t0 + UNNAMED_TTL / 2, |_, _| true);
+    assert!(!book.end_scan(t0 + UNNAMED_TTL / 2), "SWIM named a, and the ghost is young");
     assert_eq!(book.len(), 2);
-    book.forget(t0 + UNNAMED_TTL, |n, _| n != "a");
+    book.begin_scan();
+    book.member(&a, NodeState::Dead);
+    assert!(!book.end_scan(t0 + UNNAMED_TTL / 2), "a scan that names a keeps it");
+    assert_eq!(book.len(), 2);
+    book.begin_scan();
+    assert!(book.end_scan(t0 + UNNAMED_TTL));
     assert!(book.is_empty(), "the ghost outlived its TTL, and SWIM forgot a");
+}
+
+#[test]
+fn the_synced_peers_and_buckets_follow_every_change() {
+    let mut book = Book::new("me");
+    let own = Own::new("me", 1, addr(10)).stamp;
+    let empty = book.buckets(&own);
+    assert_eq!(book.sync_peer(0), None);
+    book.begin_scan();
+    book.member(&SwimId::new("a", 5, addr(11)), NodeState::Ready);
+    book.member(&SwimId::new("b", 5, addr(12)), NodeState::Ready);
+    book.end_scan(Instant::now());
+    let two = book.buckets(&own);
+    assert_ne!(two, empty, "named peers are hashed in");
+    let mut picked: Vec<_> = (0..2).filter_map(|i| book.sync_peer(i)).collect();
+    picked.sort();
+    assert_eq!(picked, vec![addr(11), addr(12)]);
+    let mut a = Own::new("a", 5, addr(11));
+    a.set(keys_of("a", 5, 1), false);
+    book.stamp(&a.stamp);
+    assert_ne!(book.buckets(&own), two, "a new stamp moves its bucket");
+    let with_stamp = book.buckets(&own);
+    book.member(&SwimId::new("b", 5, addr(12)), NodeState::Dead);
+    assert_ne!(book.buckets(&own), with_stamp, "a dead peer is not synced");
+    assert_eq!(book.sync_peer(7), Some(addr(11)), "only a is left to pick");
+    book.begin_scan();
+    book.member(&SwimId::new("b", 5, addr(12)), NodeState::Dead);
+    book.end_scan(Instant::now());
+    assert_eq!(book.sync_peer(0), None, "SWIM forgot a: nobody is left to sync with");
+    assert_eq!(book.buckets(&own), empty);
 }
