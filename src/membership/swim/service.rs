@@ -22,12 +22,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use foca::{
-    AccumulatingRuntime, BroadcastHandler, Codec, Config, Foca, Invalidates, Member, Message, OwnedNotification,
-    PeriodicParams, PostcardCodec, State, Timer,
+    AccumulatingRuntime, Codec, Config, Foca, Member, Message, NoCustomBroadcast, OwnedNotification, PeriodicParams,
+    PostcardCodec, State, Timer,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -39,8 +39,9 @@ use tokio::time::Instant;
 use super::book::{Book, Own, Pull};
 use super::id::SwimId;
 use super::link::Link;
+use super::piggyback::Backlog;
 use super::suspicion::{ASKED, Suspicions};
-use super::wire::{self, Frame, Have, HeldMember, MemberState, Stamp, WireError};
+use super::wire::{self, Frame, Have, HeldMember, MemberState, WireError};
 use crate::events::EventLog;
 use crate::membership::assemble::{Me, Memory, Peers, assemble, keys};
 use crate::membership::clock::ClockSync;
@@ -135,40 +136,7 @@ pub fn max_transmissions(members: usize) -> NonZeroU8 {
     NonZeroU8::new(tx as u8).unwrap_or(NonZeroU8::MIN)
 }
 
-/// Stamps piggybacked on SWIM messages: a stamp is passed on while it is
-/// news here, and replaces any older stamp of its node in the backlog.
-struct Stamps {
-    seen: FxHashMap<String, Stamp>,
-    heard: Arc<Mutex<Vec<Stamp>>>,
-}
-
-impl Invalidates for Stamp {
-    fn invalidates(&self, other: &Self) -> bool {
-        self.name == other.name && !other.newer_than(self)
-    }
-}
-
-impl BroadcastHandler<SwimId> for Stamps {
-    type Key = Stamp;
-    type Error = WireError;
-
-    fn receive_item(&mut self, data: &[u8], sender: Option<&SwimId>) -> Result<Option<Stamp>, WireError> {
-        let s: Stamp = postcard::from_bytes(data).map_err(|e| WireError::Decode(e.to_string()))?;
-        if s.digest.len() > wire::MAX_DIGEST || s.name.is_empty() {
-            return Err(WireError::Bounds("stamp"));
-        }
-        if self.seen.get(&s.name).is_some_and(|old| !s.newer_than(old)) {
-            return Ok(None);
-        }
-        self.seen.insert(s.name.clone(), s.clone());
-        if sender.is_some() {
-            self.heard.lock().unwrap_or_else(|p| p.into_inner()).push(s.clone());
-        }
-        Ok(Some(s))
-    }
-}
-
-type SwimFoca = Foca<SwimId, PostcardCodec, StdRng, Stamps>;
+type SwimFoca = Foca<SwimId, PostcardCodec, StdRng, NoCustomBroadcast>;
 
 /// The membership service under SWIM.
 pub struct SwimMembership {
@@ -209,14 +177,7 @@ impl SwimMembership {
         let seed = blake3::hash(format!("swim/{}/{}", info.name, info.generation).as_bytes());
         let mut seed_bytes = [0u8; 32];
         seed_bytes.copy_from_slice(seed.as_bytes());
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        let foca = Foca::with_custom_broadcast(
-            id,
-            foca_config(&cfg, 1),
-            StdRng::from_seed(seed_bytes),
-            PostcardCodec,
-            Stamps { seen: FxHashMap::default(), heard: heard.clone() },
-        );
+        let foca = Foca::new(id, foca_config(&cfg, 1), StdRng::from_seed(seed_bytes), PostcardCodec);
         let (info_tx, info_rx) = watch::channel(info.clone());
         let (leaving_tx, leaving_rx) = watch::channel(false);
         let (extra_tx, extra_rx) = watch::channel(BTreeMap::new());
@@ -236,7 +197,7 @@ impl SwimMembership {
             rt: AccumulatingRuntime::new(),
             timers: Vec::new(),
             link,
-            heard,
+            piggy: Backlog::default(),
             rng: StdRng::seed_from_u64(u64::from_le_bytes(seed.as_bytes()[24..].try_into().unwrap_or_default())),
             acks: FxHashMap::default(),
             majority_memo: None,
@@ -314,8 +275,8 @@ struct Node {
     rt: AccumulatingRuntime<SwimId>,
     timers: Vec<(Instant, Timer<SwimId>)>,
     link: Arc<dyn Link>,
-    /// Stamps the broadcast handler found news.
-    heard: Arc<Mutex<Vec<Stamp>>>,
+    /// Stamps to pass on, piggybacked on foca's packets.
+    piggy: Backlog,
     /// Picks the peer of each sync (seeded from the node's name and generation, as foca's).
     rng: StdRng,
     /// When each peer last answered this node's probe (or announce).
@@ -362,6 +323,7 @@ impl Node {
         let mut reports = Vec::new();
         let mut seeds_until_active = Instant::now();
         let mut next_sync = Instant::now() + SYNC_EVERY;
+        let mut next_gossip = Instant::now();
         let mut last_published: Option<(NodeInfo, usize, bool, BTreeMap<String, String>)> = None;
         let mut left = false;
         let mut watched = 0;
@@ -426,12 +388,21 @@ impl Node {
                 }
                 self.drain();
             }
-            self.take_heard();
             for pull in self.book.pulls(now) {
                 match pull {
                     Pull::Want(addr, want) => self.link.send(addr, wire::encode(&Frame::Want(want))),
                     Pull::Announce(addr) => self.announce(addr),
                 }
+            }
+            // foca gossips on its own only while it has updates of its
+            // own to spread; stamps waiting to be passed on get the same
+            // rounds (`gossip_interval`, to as many members).
+            if !self.piggy.is_empty() && self.foca.updates_backlog() == 0 && now >= next_gossip {
+                next_gossip = now + self.cfg.gossip_interval;
+                if let Err(e) = self.foca.gossip(&mut self.rt) {
+                    tracing::debug!("foca gossip: {e}");
+                }
+                self.drain();
             }
             if now >= next_sync {
                 next_sync = now + SYNC_EVERY;
@@ -505,12 +476,16 @@ impl Node {
                     tracing::debug!(peer = %from, "refused gossip message: {e}");
                 }
             }
-            Ok(Frame::Swim(data)) => {
-                self.answer_stale(&data);
-                if let Err(e) = self.foca.handle_data(&data, &mut self.rt) {
-                    tracing::debug!(peer = %from, "refused SWIM packet: {e}");
+            Ok(Frame::Swim(data)) => self.swim_packet(from, &data),
+            Ok(Frame::Stamped(data, stamps)) => {
+                // Stamps count whatever foca makes of the packet (one to an
+                // older identity of this node is dropped, payload and all).
+                for s in &stamps {
+                    if self.piggy.offer(s) {
+                        self.dirty |= self.book.stamp(s);
+                    }
                 }
-                self.drain();
+                self.swim_packet(from, &data);
             }
             Ok(Frame::Want(want)) => {
                 for have in self.own.answer(&want) {
@@ -554,6 +529,14 @@ impl Node {
                 }
             }
         }
+    }
+
+    fn swim_packet(&mut self, from: SocketAddr, data: &[u8]) {
+        self.answer_stale(data);
+        if let Err(e) = self.foca.handle_data(data, &mut self.rt) {
+            tracing::debug!(peer = %from, "refused SWIM packet: {e}");
+        }
+        self.drain();
     }
 
     /// A message to an older identity of this node (before a rejoin) is
@@ -620,11 +603,11 @@ impl Node {
         let now = Instant::now();
         let mut forwarded = false;
         loop {
+            let mut stamps = Vec::new();
             while let Some((to, data)) = self.rt.to_send() {
-                let mut frame = Vec::with_capacity(data.len() + 2);
-                frame.extend_from_slice(&[wire::MAGIC, 1]);
-                frame.extend_from_slice(&data);
-                self.link.send(to.addr, frame);
+                stamps.clear();
+                self.piggy.fill(wire::MAX_SWIM_PACKET.saturating_sub(data.len()), self.tx.get(), &mut stamps);
+                self.link.send(to.addr, wire::encode_stamped(&data, &stamps));
             }
             while let Some((after, timer)) = self.rt.to_schedule() {
                 self.timers.push((now + after, timer));
@@ -781,14 +764,7 @@ impl Node {
             }
         }
         if self.own.set(all, leaving) {
-            match postcard::to_stdvec(&self.own.stamp) {
-                Ok(b) => {
-                    if let Err(e) = self.foca.add_broadcast(&b) {
-                        tracing::debug!("stamp broadcast: {e}");
-                    }
-                }
-                Err(e) => tracing::debug!("stamp encoding: {e}"),
-            }
+            self.piggy.offer(&self.own.stamp);
         }
         if let Some(section) = self.own.too_large {
             tracing::warn!(?section, "this node's records outgrew what peers may pull: its old records stay");
@@ -802,14 +778,6 @@ impl Node {
         let peers: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).take(PUSH_FANOUT).collect();
         for p in peers {
             self.link.send(p, frame.clone());
-        }
-    }
-
-    /// Stamps the broadcast handler found news, into the book.
-    fn take_heard(&mut self) {
-        let heard = std::mem::take(&mut *self.heard.lock().unwrap_or_else(|p| p.into_inner()));
-        for s in heard {
-            self.dirty |= self.book.stamp(&s);
         }
     }
 
@@ -870,43 +838,6 @@ mod tests {
         assert_eq!(max_transmissions(9_999).get(), 16);
     }
 
-    fn stamp_of(name: &str) -> Stamp {
-        Stamp {
-            name: name.into(),
-            generation: 1,
-            addr: "127.0.0.11:7421".parse().unwrap(),
-            seq: 1,
-            summary: 1,
-            pods: 1,
-            left: false,
-            digest: String::new(),
-        }
-    }
-
-    #[test]
-    fn a_newer_stamp_replaces_an_older_one_in_the_backlog() {
-        let a = stamp_of("a");
-        let b = Stamp { seq: 2, pods: 2, ..a.clone() };
-        assert!(b.invalidates(&a));
-        assert!(!a.invalidates(&b));
-        assert!(a.invalidates(&a.clone()), "a repeat replaces its twin");
-        let other = Stamp { name: "b".into(), ..a.clone() };
-        assert!(!other.invalidates(&a));
-    }
-
-    #[test]
-    fn the_broadcast_handler_passes_on_news_only() {
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        let mut h = Stamps { seen: FxHashMap::default(), heard: heard.clone() };
-        let a = stamp_of("a");
-        let bytes = postcard::to_stdvec(&a).unwrap();
-        let peer = SwimId::new("b", 1, "127.0.0.12:7421".parse().unwrap());
-        assert_eq!(h.receive_item(&bytes, Some(&peer)).unwrap(), Some(a.clone()));
-        assert_eq!(h.receive_item(&bytes, Some(&peer)).unwrap(), None, "heard before: not passed on again");
-        assert_eq!(heard.lock().unwrap().len(), 1);
-        assert!(h.receive_item(&[0xff, 0xff, 0xff], Some(&peer)).is_err(), "garbage is an error, not a panic");
-    }
-
     fn cfg() -> GossipConfig {
         GossipConfig {
             cluster_id: "c".into(),
@@ -935,14 +866,7 @@ mod tests {
     }
 
     fn foca_with(me: &SwimId) -> SwimFoca {
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        Foca::with_custom_broadcast(
-            me.clone(),
-            foca_config(&cfg(), 2),
-            StdRng::seed_from_u64(1),
-            PostcardCodec,
-            Stamps { seen: FxHashMap::default(), heard },
-        )
+        Foca::new(me.clone(), foca_config(&cfg(), 2), StdRng::seed_from_u64(1), PostcardCodec)
     }
 
     fn state_of(foca: &SwimFoca, id: &SwimId) -> Option<(State, u16)> {
@@ -989,14 +913,7 @@ mod tests {
     fn evidence_declares_a_member_down() {
         let me = SwimId::new("a", 1, "127.0.0.11:7421".parse().unwrap());
         let b = SwimId::new("b", 1, "127.0.0.12:7421".parse().unwrap());
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        let mut foca = Foca::with_custom_broadcast(
-            me,
-            foca_config(&cfg(), 2),
-            StdRng::seed_from_u64(1),
-            PostcardCodec,
-            Stamps { seen: FxHashMap::default(), heard },
-        );
+        let mut foca = foca_with(&me);
         let mut rt = AccumulatingRuntime::new();
         foca.apply_many(std::iter::once(Member::alive(b.clone())), true, &mut rt).unwrap();
         assert_eq!(foca.num_members(), 1);

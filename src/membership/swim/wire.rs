@@ -1,8 +1,9 @@
 //! What SWIM nodes send each other on the gossip port, and its encoding.
 //!
-//! Three kinds of frame, each one gossip message:
-//! - `Swim`: a foca packet (probes, acks, membership updates and the
-//!   piggybacked `Stamp`s), in foca's own postcard encoding;
+//! These kinds of frame, each one gossip message:
+//! - `Swim`: a foca packet (probes, acks, membership updates), in foca's
+//!   own postcard encoding;
+//! - `Stamped`: the same, with `Stamp`s piggybacked (`piggyback`);
 //! - `Want`: "what changed since these versions?", sent to the node whose
 //!   records are wanted;
 //! - `Have`: that node's answer: its stamp and one page of what the asker
@@ -41,6 +42,10 @@ const SYNC: u8 = 4;
 const VERSIONS: u8 = 5;
 const QUERY: u8 = 6;
 const HELD: u8 = 7;
+const STAMPED: u8 = 8;
+
+/// Most stamps piggybacked on one packet (what a `Backlog` fill gives).
+pub const MAX_STAMPS: usize = 127;
 
 /// Buckets of a `Sync`: 32 × 4 bytes per exchange at rest, and a bucket
 /// holds n/32 versions when it differs.
@@ -175,6 +180,8 @@ pub struct HeldMember {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Swim(Vec<u8>),
+    /// A foca packet and the stamps piggybacked on it.
+    Stamped(Vec<u8>, Vec<Stamp>),
     Want(Want),
     Have(Have),
     /// Hashes of the asker's stamp versions, by bucket.
@@ -202,14 +209,36 @@ pub enum WireError {
     Bounds(&'static str),
 }
 
+/// A foca packet as a frame, with `stamps` piggybacked (if any).
+pub fn encode_swim(packet: &[u8], stamps: &[Stamp]) -> Vec<u8> {
+    if stamps.is_empty() {
+        return encode_stamped(packet, &[]);
+    }
+    encode_stamped(packet, &postcard::to_stdvec(stamps).unwrap_or_default())
+}
+
+/// A foca packet as a frame, with a list of stamps already encoded
+/// (`piggyback::Backlog::fill`; empty: none) piggybacked.
+pub fn encode_stamped(packet: &[u8], stamps: &[u8]) -> Vec<u8> {
+    if stamps.is_empty() {
+        let mut out = Vec::with_capacity(packet.len() + 2);
+        out.extend_from_slice(&[MAGIC, SWIM]);
+        out.extend_from_slice(packet);
+        return out;
+    }
+    // What postcard makes of (packet, list): the packet as a sequence of
+    // bytes (its length, then them), then the list.
+    let mut out = Vec::with_capacity(packet.len() + stamps.len() + 5);
+    out.extend_from_slice(&[MAGIC, STAMPED]);
+    out.extend_from_slice(&postcard::to_stdvec(packet).unwrap_or_default());
+    out.extend_from_slice(stamps);
+    out
+}
+
 pub fn encode(frame: &Frame) -> Vec<u8> {
     let (kind, body) = match frame {
-        Frame::Swim(b) => {
-            let mut out = Vec::with_capacity(b.len() + 2);
-            out.extend_from_slice(&[MAGIC, SWIM]);
-            out.extend_from_slice(b);
-            return out;
-        }
+        Frame::Swim(b) => return encode_swim(b, &[]),
+        Frame::Stamped(b, stamps) => return encode_swim(b, stamps),
         Frame::Want(w) => (WANT, postcard::to_stdvec(w)),
         Frame::Have(h) => (HAVE, postcard::to_stdvec(h)),
         Frame::Sync(b) => (SYNC, postcard::to_stdvec(&b.iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>())),
@@ -234,6 +263,19 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, WireError> {
     match *kind {
         SWIM if body.len() > MAX_SWIM_PACKET => Err(WireError::Bounds("foca packet too large")),
         SWIM => Ok(Frame::Swim(body.to_vec())),
+        STAMPED => {
+            let (packet, stamps): (Vec<u8>, Vec<Stamp>) = postcard::from_bytes(body).map_err(bad)?;
+            if packet.len() > MAX_SWIM_PACKET {
+                return Err(WireError::Bounds("foca packet too large"));
+            }
+            if stamps.len() > MAX_STAMPS {
+                return Err(WireError::Bounds("too many stamps"));
+            }
+            for s in &stamps {
+                check_stamp(s)?;
+            }
+            Ok(Frame::Stamped(packet, stamps))
+        }
         WANT => Ok(Frame::Want(postcard::from_bytes(body).map_err(bad)?)),
         HAVE => {
             let h: Have = postcard::from_bytes(body).map_err(bad)?;
@@ -274,6 +316,16 @@ pub const MAX_NAME: usize = 253;
 fn check_id(id: &SwimId) -> Result<(), WireError> {
     if id.name.is_empty() || id.name.len() > MAX_NAME {
         return Err(WireError::Bounds("member name"));
+    }
+    Ok(())
+}
+
+fn check_stamp(s: &Stamp) -> Result<(), WireError> {
+    if s.digest.len() > MAX_DIGEST {
+        return Err(WireError::Bounds("state digest too long"));
+    }
+    if s.name.is_empty() || s.name.len() > MAX_NAME {
+        return Err(WireError::Bounds("stamp's node name"));
     }
     Ok(())
 }
@@ -340,6 +392,7 @@ mod tests {
     fn frames_round_trip() {
         let frames = [
             Frame::Swim(vec![1, 2, 3]),
+            Frame::Stamped(vec![1, 2, 3], vec![stamp(), Stamp { name: "b".into(), ..stamp() }]),
             Frame::Want(Want { generation: 5, summary: 1, pods: 0 }),
             Frame::Have(Have {
                 stamp: stamp(),
@@ -371,6 +424,19 @@ mod tests {
         assert_eq!(decode(&[0, 1, 2, 3]), Err(WireError::NotSwim));
         assert!(WireError::NotSwim.to_string().contains("--membership"));
         assert_eq!(decode(&[MAGIC, 9]), Err(WireError::Kind(9)));
+    }
+
+    #[test]
+    fn out_of_bounds_stamped_packets_are_refused() {
+        let big = encode_swim(&[0; MAX_SWIM_PACKET + 1], &[stamp()]);
+        assert_eq!(decode(&big), Err(WireError::Bounds("foca packet too large")));
+        let many = encode_swim(&[1], &vec![stamp(); MAX_STAMPS + 1]);
+        assert_eq!(decode(&many), Err(WireError::Bounds("too many stamps")));
+        let nameless = encode_swim(&[1], &[Stamp { name: String::new(), ..stamp() }]);
+        assert_eq!(decode(&nameless), Err(WireError::Bounds("stamp's node name")));
+        let long = encode_swim(&[1], &[Stamp { digest: "f".repeat(MAX_DIGEST + 1), ..stamp() }]);
+        assert_eq!(decode(&long), Err(WireError::Bounds("state digest too long")));
+        assert_eq!(encode_swim(&[1, 2], &[]), encode(&Frame::Swim(vec![1, 2])), "no stamp: a plain SWIM frame");
     }
 
     #[test]
