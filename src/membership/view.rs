@@ -117,6 +117,18 @@ impl NodeView {
     }
 }
 
+/// Whether placement leaves settling nodes out (see
+/// `ClusterView::placement_nodes`): while the view has a majority and
+/// fewer than half the live nodes settle.
+pub fn damps_settling(quorum: bool, settling: usize, alive: usize) -> bool {
+    quorum && settling * 2 < alive
+}
+
+/// Whether placement gives a node pods (see `ClusterView::placement_nodes`).
+pub fn takes_pods(n: &NodeView, damp: bool) -> bool {
+    n.state.alive() && n.info.schedulable && !(damp && n.info.settling)
+}
+
 /// The nodes of a view by name: a persistent map, so that a view made
 /// from the last one by a few changes shares the rest with it, costs
 /// O(changes · log n) to make, and compares with it (`diff`, `==`) in as
@@ -144,22 +156,25 @@ impl ClusterView {
     /// settling and move them all again a second later (netsim's
     /// split-brain-and-heal found that herd).
     pub fn placement_nodes(&self) -> Vec<NodeSpec> {
-        let (alive, settling) = self
-            .nodes
-            .values()
-            .filter(|n| n.state.alive())
-            .fold((0, 0), |(a, s), n| (a + 1, s + usize::from(n.info.settling)));
-        let damp = self.quorum && settling * 2 < alive;
+        let (alive, settling) = self.settling_counts();
+        self.placement_nodes_damped(damps_settling(self.quorum, settling, alive))
+    }
+
+    /// `placement_nodes`, with settling nodes left out or not (`damp`).
+    pub fn placement_nodes_damped(&self, damp: bool) -> Vec<NodeSpec> {
         // Sized at once: at 1,000 nodes, growing the list by doubling
         // copied it more than building it (a profile of netsim).
-        let mut out = Vec::with_capacity(alive);
-        out.extend(
-            self.nodes
-                .values()
-                .filter(|n| n.state.alive() && n.info.schedulable && !(damp && n.info.settling))
-                .map(|n| n.info.spec()),
-        );
+        let mut out = Vec::with_capacity(self.nodes.len());
+        out.extend(self.nodes.values().filter(|n| takes_pods(n, damp)).map(|n| n.info.spec()));
         out
+    }
+
+    /// The alive nodes, and how many of them are settling.
+    pub fn settling_counts(&self) -> (usize, usize) {
+        self.nodes
+            .values()
+            .filter(|n| n.state.alive())
+            .fold((0, 0), |(a, s), n| (a + 1, s + usize::from(n.info.settling)))
     }
 
     /// API URLs of the alive nodes (for client failover), this node first.

@@ -21,8 +21,13 @@ use crate::state::Snapshot;
 /// Marks the cordoned nodes of `nodes` unschedulable.
 pub fn cordon(nodes: &mut [NodeSpec], snapshot: &Snapshot) {
     for n in nodes.iter_mut() {
-        n.unschedulable = snapshot.maintenance.get(&n.name).is_some_and(|m| m.unschedulable);
+        n.unschedulable = cordoned(snapshot, &n.name);
     }
+}
+
+/// Whether the desired state cordons `node`.
+pub fn cordoned(snapshot: &Snapshot, node: &str) -> bool {
+    snapshot.maintenance.get(node).is_some_and(|m| m.unschedulable)
 }
 
 /// The pods that stay where they run: on cordoned nodes, all of them; on

@@ -167,8 +167,9 @@ fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 pub struct Book {
     me: String,
     /// By name; a hash map, as a scan of SWIM's members looks up every
-    /// peer every second (no caller reads their order; `raw` sorts).
-    peers: FxHashMap<String, Peer>,
+    /// peer every second (no caller reads their order; `raw` sorts). Boxed:
+    /// a hash map keeps spare slots, and a spare `Peer` is large.
+    peers: FxHashMap<String, Box<Peer>>,
     /// Peers that may need a pull or an announce (a superset: `pulls`
     /// drops those that do not), so a round costs nothing per peer at rest.
     wanting: std::collections::BTreeSet<String>,
@@ -218,7 +219,7 @@ impl Book {
             return false;
         }
         if !self.peers.contains_key(&id.name) {
-            self.peers.insert(id.name.clone(), Peer::new(empty_stamp(&id.name, id.generation, id.addr)));
+            self.peers.insert(id.name.clone(), Box::new(Peer::new(empty_stamp(&id.name, id.generation, id.addr))));
             self.synced.take();
         }
         let Some(p) = self.peers.get_mut(&id.name) else { return false };
@@ -230,7 +231,7 @@ impl Book {
             return false;
         }
         if id.generation > p.stamp.generation {
-            *p = Peer::new(empty_stamp(&id.name, id.generation, id.addr));
+            **p = Peer::new(empty_stamp(&id.name, id.generation, id.addr));
             p.scanned = self.scan;
             self.synced.take();
         }
@@ -273,7 +274,7 @@ impl Book {
             None => {
                 let mut p = Peer::new(s.clone());
                 p.compose();
-                self.peers.insert(s.name.clone(), p);
+                self.peers.insert(s.name.clone(), Box::new(p));
                 self.wanting.insert(s.name.clone());
                 true
             }
@@ -283,7 +284,7 @@ impl Book {
                 // is likely the new one's: keep it to pull from meanwhile).
                 fresh.id = p.id.clone().map(|id| SwimId { generation: s.generation, bump: 0, ..id });
                 fresh.compose();
-                *p = fresh;
+                **p = fresh;
                 self.wanting.insert(s.name.clone());
                 true
             }
@@ -398,7 +399,7 @@ impl Book {
     /// The peers a sync covers: alive and named by SWIM (this node's own
     /// stamp is added by the callers).
     fn synced(&self) -> impl Iterator<Item = &Peer> {
-        self.peers.values().filter(|p| p.state.alive() && p.id.is_some())
+        self.peers.values().map(|p| &**p).filter(|p| p.state.alive() && p.id.is_some())
     }
 
     /// `synced`'s addresses and version buckets, gathered at the first
@@ -519,7 +520,7 @@ impl Book {
     /// The members foca has not named yet (known from a stamp only) do not
     /// count: a node is in the view once membership knows it. In name order.
     pub fn raw(&self) -> Vec<RawNode> {
-        let mut peers: Vec<&Peer> = self.peers.values().collect();
+        let mut peers: Vec<&Peer> = self.peers.values().map(|p| &**p).collect();
         peers.sort_by(|a, b| a.stamp.name.cmp(&b.stamp.name));
         peers.into_iter().filter_map(raw_of).collect()
     }
@@ -531,7 +532,7 @@ impl Book {
         names
             .into_iter()
             .map(|n| {
-                let raw = self.peers.get(&n).and_then(raw_of);
+                let raw = self.peers.get(&n).and_then(|p| raw_of(p));
                 (n, raw)
             })
             .collect()
