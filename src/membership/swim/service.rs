@@ -310,7 +310,8 @@ struct Node {
     tx: NonZeroU8,
     /// How many nodes count for the majority (the view's, as assembled).
     known: usize,
-    /// Peers that sent something else than SWIM (warned once each).
+    /// Peers that sent something else than SWIM, or a frame kind this
+    /// version does not know (warned once each).
     not_swim: std::collections::HashSet<SocketAddr>,
 }
 
@@ -470,7 +471,9 @@ impl Node {
         }
         match decoded {
             Err(e) => {
-                if e == WireError::NotSwim && self.not_swim.len() < 1024 && self.not_swim.insert(from) {
+                // Another engine, or another version: said once per peer.
+                let stranger = matches!(e, WireError::NotSwim | WireError::Kind(_));
+                if stranger && self.not_swim.len() < 1024 && self.not_swim.insert(from) {
                     tracing::warn!(peer = %from, "{e}");
                 } else {
                     tracing::debug!(peer = %from, "refused gossip message: {e}");
