@@ -167,14 +167,6 @@ impl Ring {
         self.0.remove(&(ring_key(name), name.to_string()));
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The nodes `me` watches (`me` on the ring or not): the `WATCHERS`
     /// after it, wrapping around. Pure and the same on every node that
     /// sees the same alive nodes.
@@ -187,16 +179,6 @@ impl Ring {
             .take(WATCHERS)
             .collect()
     }
-}
-
-/// The nodes `me` watches among the alive nodes (`me` among them or not):
-/// `Ring::targets` of a ring made of them.
-pub fn targets(me: &str, alive: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<String> {
-    let mut ring = Ring::default();
-    for n in alive {
-        ring.insert(n.as_ref());
-    }
-    ring.targets(me).into_iter().map(str::to_string).collect()
 }
 
 /// What the watches tell the membership driver.
@@ -356,6 +338,16 @@ mod tests {
         let mut rev = all.clone();
         rev.reverse();
         assert_eq!(targets("n3", all.iter().copied()), targets("n3", rev.iter().copied().filter(|n| *n != "n3")));
+    }
+
+    /// The nodes `me` watches among the alive nodes (`me` among them or
+    /// not): `Ring::targets` of a ring made of them.
+    fn targets(me: &str, alive: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<String> {
+        let mut ring = Ring::default();
+        for n in alive {
+            ring.insert(n.as_ref());
+        }
+        ring.targets(me).into_iter().map(str::to_string).collect()
     }
 
     /// The ring as first written: every node sorted by (key, name).

@@ -204,7 +204,7 @@ impl NodesMemo {
                 .map(|n| NodeSpec { unschedulable: maintenance::cordoned(snapshot, name), ..n.info.spec() });
             let listed = match &placed {
                 Some(p) => Some(p.clone()),
-                None => new.filter(|n| n.state.alive()).map(|n| NodeSpec { unschedulable: true, ..n.info.spec() }),
+                None => new.filter(|n| n.state.alive()).map(left_out),
             };
             put(&mut nodes, name, placed);
             put(&mut with_settling, name, listed);
@@ -289,9 +289,7 @@ fn with_settling_of(nodes: &Arc<Vec<NodeSpec>>, view: &ClusterView) -> Arc<Vec<N
             o.extend_from_slice(&nodes[..i]);
             o
         });
-        let mut spec = n.info.spec();
-        spec.unschedulable = true;
-        o.push(spec);
+        o.push(left_out(n));
     }
     match out {
         None => nodes.clone(),
@@ -300,6 +298,12 @@ fn with_settling_of(nodes: &Arc<Vec<NodeSpec>>, view: &ClusterView) -> Arc<Vec<N
             Arc::new(o)
         }
     }
+}
+
+/// A live node placement left out, as the list with settling nodes holds
+/// it: cordoned (it runs only the pods bound to it).
+fn left_out(n: &NodeView) -> NodeSpec {
+    NodeSpec { unschedulable: true, ..n.info.spec() }
 }
 
 /// Two views show the same nodes to placement: the same nodes, alive or
