@@ -20,7 +20,7 @@ fn nodes(n: usize) -> Vec<NodeSpec> {
         .map(|i| {
             let cores = [1u64, 2, 4, 8, 16][i % 5];
             NodeSpec {
-                name: format!("node-{i:04}"),
+                name: format!("node-{i:04}").into(),
                 allocatable: Resources { cpu_millis: cores * 1000, memory_bytes: cores * (4 << 30) },
                 weight: cores * 1000,
                 labels: Default::default(),

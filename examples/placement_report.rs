@@ -18,7 +18,7 @@ fn node(i: usize) -> NodeSpec {
     // A homelab mix: Pi, NAS, mini PCs, a big box.
     let cores = [1u64, 2, 4, 4, 16][i % 5];
     NodeSpec {
-        name: format!("node-{i:04}"),
+        name: format!("node-{i:04}").into(),
         allocatable: Resources { cpu_millis: cores * 1000, memory_bytes: cores * (4 << 30) },
         weight: cores * 1000,
         labels: Default::default(),

@@ -153,7 +153,7 @@ pub fn decorate(v: &mut Value, snap: &Snapshot, plan: &PlanView, view: &ClusterV
         return;
     }
     v["status"]["loadBalancer"] = json!({"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]});
-    let cands = addresses::candidates(view, &addresses::eligible(&plan.schedulable, snap), mine);
+    let cands = addresses::candidates(view, &addresses::eligible(&plan.plan.nodes, snap), mine);
     let holding = addresses::holders(&[ip].into(), &cands).remove(&ip);
     let claims = addresses::claimed(view, mine).remove(&ip).unwrap_or_default();
     let c = match holding {

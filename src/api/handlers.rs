@@ -614,7 +614,7 @@ pub(crate) fn nodes(ctx: &Ctx) -> Vec<Value> {
         .map(|n| {
             let (r, c) = alloc.get(&n.info.name).copied().unwrap_or_default();
             let m = snap.maintenance.get(&n.info.name).copied();
-            render::node_json(n, plan.schedulable.contains(&n.info.name), m, r, c)
+            render::node_json(n, plan.schedulable(&n.info.name), m, r, c)
         })
         .collect()
 }
@@ -628,7 +628,7 @@ pub async fn get_node(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
     let n =
         view.nodes.get(&name).ok_or_else(|| ApiError::not_found(format!("node {name:?} (see `shoal get nodes`)")))?;
     let (r, c) = allocated(&ctx).get(&name).copied().unwrap_or_default();
-    let sched = ctx.plan.borrow().schedulable.contains(&name);
+    let sched = ctx.plan.borrow().schedulable(&name);
     let m = ctx.db.snapshot().maintenance.get(&name).copied();
     Ok(Json(render::node_json(n, sched, m, r, c)))
 }

@@ -60,8 +60,8 @@ pub fn parse_records<'a>(kv: impl Iterator<Item = (&'a str, &'a str)>) -> Record
     let mut extra_bytes = 0;
     for (k, v) in kv {
         if k == keys::INFO {
-            match serde_json::from_str::<NodeInfo>(v) {
-                Ok(i) => r.info = Some(Arc::new(i)),
+            match super::shared::node_info(v) {
+                Ok(i) => r.info = Some(i),
                 Err(_) => r.malformed += 1,
             }
         } else if k == keys::LEFT {

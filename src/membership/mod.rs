@@ -6,6 +6,7 @@
 //! - `clock`: the cluster's time, from peers' clocks (pure);
 //! - `watch`: liveness watches of a few peers' endpoints;
 //! - `echo`: how recently peers heard this node, from their digests;
+//! - `shared`: peers' records parsed once per process, shared;
 //! - `engine`: the service a node runs, chitchat or SWIM, behind one type;
 //! - `service`: runs chitchat and keeps the view fresh;
 //! - `swim`: SWIM membership (foca), for clusters far past a homelab;
@@ -19,6 +20,7 @@ pub mod echo;
 pub mod engine;
 pub mod service;
 pub mod settle;
+pub mod shared;
 pub mod swim;
 pub mod transport;
 pub mod view;

@@ -47,7 +47,7 @@ pub struct NodeInfo {
 impl NodeInfo {
     pub fn spec(&self) -> NodeSpec {
         NodeSpec {
-            name: self.name.clone(),
+            name: self.name.as_str().into(),
             allocatable: self.allocatable,
             weight: self.weight.max(1),
             labels: self.labels.clone(),
@@ -252,7 +252,7 @@ mod tests {
             v.nodes.insert(n.info.name.clone(), n);
         }
         std::sync::Arc::make_mut(&mut v.nodes.get_mut("back").unwrap().info).settling = true;
-        let names = |v: &ClusterView| v.placement_nodes().into_iter().map(|n| n.name).collect::<Vec<_>>();
+        let names = |v: &ClusterView| v.placement_nodes().into_iter().map(|n| n.name.to_string()).collect::<Vec<_>>();
         assert_eq!(names(&v), ["me", "steady"]);
         v.quorum = false;
         assert_eq!(names(&v), ["back", "me", "steady"], "a minority side uses every live node");

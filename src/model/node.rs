@@ -13,7 +13,7 @@ use super::pods::{Resources, RuntimeKind};
 /// What placement knows about a node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSpec {
-    pub name: String,
+    pub name: NodeName,
     /// What pods may request in total.
     pub allocatable: Resources,
     /// Relative capacity (by default the node's CPU in millicores).
@@ -26,6 +26,91 @@ pub struct NodeSpec {
     pub max_pods: u32,
     /// Cordoned: it keeps the pods pinned to it, and takes no other.
     pub unschedulable: bool,
+}
+
+/// A node's name in placement's lists: shared, so that copying a list
+/// copies no name (the lists are patched whenever a node changes, and at
+/// 1,000 nodes a copy of every name each time was most of a plan). Compares
+/// and orders as the string it holds.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeName(Arc<str>);
+
+impl NodeName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for NodeName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for NodeName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for NodeName {
+    fn from(s: &str) -> NodeName {
+        NodeName(s.into())
+    }
+}
+
+impl From<String> for NodeName {
+    fn from(s: String) -> NodeName {
+        NodeName(s.into())
+    }
+}
+
+impl From<NodeName> for String {
+    fn from(n: NodeName) -> String {
+        n.as_str().to_string()
+    }
+}
+
+/// `NodeName == "a"` and `"a" == NodeName`, for `str`, `&str` and `String`.
+macro_rules! eq_str {
+    ($($t:ty),*) => {$(
+        impl PartialEq<$t> for NodeName {
+            fn eq(&self, other: &$t) -> bool {
+                *self.0 == **other
+            }
+        }
+        impl PartialEq<NodeName> for $t {
+            fn eq(&self, other: &NodeName) -> bool {
+                **self == *other.0
+            }
+        }
+    )*};
+}
+eq_str!(&str, String);
+
+impl PartialEq<str> for NodeName {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<NodeName> for str {
+    fn eq(&self, other: &NodeName) -> bool {
+        *self == *other.0
+    }
 }
 
 /// Maintenance of a node, kept in the desired state so that every node

@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::membership::view::ClusterView;
+use crate::model::node::NodeSpec;
 use crate::model::pool::Pool;
 use crate::model::types::ServiceSpec;
 use crate::model::{Kind, Object};
@@ -106,8 +107,13 @@ pub fn addresses(snap: &Snapshot) -> BTreeMap<IpAddr, String> {
 /// The nodes that may hold addresses: those placement uses (`schedulable`:
 /// alive, settled), less the cordoned ones, so that `shoal cordon` or
 /// `drain` moves a node's addresses off it as it moves its pods.
-pub fn eligible(schedulable: &BTreeSet<String>, snap: &Snapshot) -> BTreeSet<String> {
-    schedulable.iter().filter(|n| !snap.maintenance.get(*n).is_some_and(|m| m.unschedulable)).cloned().collect()
+pub fn eligible(schedulable: &[NodeSpec], snap: &Snapshot) -> BTreeSet<String> {
+    schedulable
+        .iter()
+        .map(|n| &*n.name)
+        .filter(|n| !snap.maintenance.get(*n).is_some_and(|m| m.unschedulable))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Each live node's offer. A node's own gossiped keys are not in its own

@@ -55,7 +55,7 @@ pub fn eligible(ds: &DaemonSet, nodes: &[NodeSpec]) -> Vec<String> {
         .iter()
         .filter(|n| n.runtimes.contains(&runtime))
         .filter(|n| spec.node_selector.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
-        .map(|n| n.name.clone())
+        .map(|n| n.name.to_string())
         .collect();
     v.sort();
     v.dedup();

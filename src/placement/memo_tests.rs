@@ -129,7 +129,7 @@ fn apply(
             let ps = desired(ws);
             if !ps.is_empty() {
                 let pod = &ps[p.index(ps.len())];
-                pinned.insert(pod.id(), nodes[n.index(nodes.len())].name.clone());
+                pinned.insert(pod.id(), nodes[n.index(nodes.len())].name.to_string());
             }
         }
         Change::Unpin => {

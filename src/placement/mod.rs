@@ -84,7 +84,7 @@ impl Decisions {
         // same map as inserting one after another.
         Placement {
             owners: Arc::new(
-                self.owners.into_iter().map(|(id, i)| (id, state[i as usize].spec.name.clone())).collect(),
+                self.owners.into_iter().map(|(id, i)| (id, state[i as usize].spec.name.to_string())).collect(),
             ),
             pending: self.pending.into_iter().collect(),
         }
@@ -344,7 +344,7 @@ fn place_in_windows(
 /// (cordoned or not), else pending with the reason.
 fn place_bound(pod: &DesiredPod, state: &mut [Node<'_>], out: &mut Decisions) {
     let Some(want) = pod.node.as_deref() else { return };
-    let Some(at) = state.iter().position(|n| n.spec.name == want) else {
+    let Some(at) = state.iter().position(|n| n.spec.name == *want) else {
         out.pending.push((pod.id(), format!("node {want} is not live")));
         return;
     };

@@ -65,8 +65,6 @@ impl Plan {
 #[derive(Debug, Clone, Default)]
 pub struct PlanView {
     pub desired: Arc<Vec<DesiredPod>>,
-    /// Nodes placement used (alive, settled, schedulable).
-    pub schedulable: Arc<BTreeSet<String>>,
     pub placement: Arc<Placement>,
     /// blake3 of the owners map: equal on two nodes iff they agree.
     pub owners_digest: u64,
@@ -75,6 +73,14 @@ pub struct PlanView {
     pub progress: Arc<Progresses>,
     /// Where every DaemonSet stands, as this node sees it.
     pub daemons: Arc<DaemonProgresses>,
+}
+
+impl PlanView {
+    /// Whether placement used this node (alive, settled, schedulable; a
+    /// cordoned one counts): the plan's node list, in name order.
+    pub fn schedulable(&self, name: &str) -> bool {
+        self.plan.nodes.binary_search_by(|n| (*n.name).cmp(name)).is_ok()
+    }
 }
 
 /// Settings of planning.
@@ -115,7 +121,6 @@ struct Cached {
     desired: Arc<Vec<DesiredPod>>,
     by_id: Arc<BTreeMap<String, DesiredPod>>,
     placement: Arc<Placement>,
-    schedulable: Arc<BTreeSet<String>>,
     digest: u64,
     triggers: Arc<Triggers>,
 }
@@ -511,7 +516,6 @@ impl Planner {
                 settling,
                 by_id: Arc::new(desired.iter().map(|d| (d.id(), d.clone())).collect()),
                 desired,
-                schedulable: Arc::new(nodes.iter().map(|n| n.name.clone()).collect()),
                 with_settling,
                 placement: Arc::new(placement),
                 nodes,
@@ -572,7 +576,6 @@ impl Planner {
         };
         PlanView {
             desired: c.desired.clone(),
-            schedulable: c.schedulable.clone(),
             placement: c.placement.clone(),
             owners_digest: c.digest,
             plan: Arc::new(plan),

@@ -121,7 +121,7 @@ pub fn mine(
     }
     let wanted = addresses::addresses(snap);
     let ips: BTreeSet<IpAddr> = wanted.keys().copied().collect();
-    let cands = addresses::candidates(view, &addresses::eligible(&plan.schedulable, snap), Some(offer));
+    let cands = addresses::candidates(view, &addresses::eligible(&plan.plan.nodes, snap), Some(offer));
     addresses::holders(&ips, &cands)
         .into_iter()
         .filter(|(_, h)| matches!(h, Holding::Held(n) if *n == view.self_name))
