@@ -116,7 +116,7 @@ pub async fn run(
                 best = Some(a);
             }
         }
-        parsed.retain(|name, _| view.nodes.contains_key(name));
+        parsed.retain(|name, _| view.nodes.contains_key(name.as_str()));
         if leading {
             let mut term = *my_term.get_or_insert_with(|| best.as_ref().map_or(0, |b| b.term).max(accepted.term) + 1);
             // Another leader's higher term (it led while this one could not

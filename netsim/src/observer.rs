@@ -224,7 +224,7 @@ impl Observer {
             v.nodes
                 .iter()
                 .filter(|(_, x)| x.state == NodeState::Dead)
-                .map(|(name, x)| (name.clone(), x.info.generation))
+                .map(|(name, x)| (name.to_string(), x.info.generation))
                 .collect(),
         );
         self.dead_in_view.insert(node.to_string(), (Arc::downgrade(v), dead.clone()));
@@ -342,7 +342,7 @@ impl Observer {
             if c.detected.is_none() {
                 let all = up.iter().filter(|n| n.name != c.node && n.paused_until.is_none()).all(|n| {
                     let v = n.live.as_ref().map(|l| l.view.borrow().clone());
-                    v.is_some_and(|v| match v.nodes.get(&c.node) {
+                    v.is_some_and(|v| match v.nodes.get(c.node.as_str()) {
                         Some(x) if x.info.generation == c.generation => {
                             matches!(x.state, NodeState::Dead | NodeState::Left)
                         }

@@ -32,7 +32,7 @@ fn svc_id(k: &ObjectKey) -> String {
 /// The pools the live nodes offer, in node-name order (this node's is
 /// `mine`), without repeats.
 pub fn pools(view: &ClusterView, mine: Option<&Offer>) -> Pool {
-    let all: BTreeSet<String> = view.nodes.keys().cloned().collect();
+    let all: BTreeSet<String> = view.nodes.keys().map(|n| n.to_string()).collect();
     let mut out = Pool::default();
     for c in addresses::candidates(view, &all, mine) {
         for r in c.pool.0 {

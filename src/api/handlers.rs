@@ -38,7 +38,7 @@ pub async fn metrics(State(ctx): State<Ctx>) -> String {
     ctx.metrics.state_entries.set(snap.entries as i64);
     ctx.metrics.state_tombstones.set(snap.tombstones as i64);
     let view = ctx.view.borrow().clone();
-    if let Some(me) = view.nodes.get(&view.self_name) {
+    if let Some(me) = view.nodes.get(view.self_name.as_str()) {
         ctx.metrics.pods_running.set(me.pods.len() as i64);
     }
     for state in ["Ready", "Suspect", "Dead", "Left"] {
@@ -625,8 +625,10 @@ pub async fn list_nodes(State(ctx): State<Ctx>) -> Json<Value> {
 
 pub async fn get_node(State(ctx): State<Ctx>, Path(name): Path<String>) -> Res {
     let view = ctx.view.borrow().clone();
-    let n =
-        view.nodes.get(&name).ok_or_else(|| ApiError::not_found(format!("node {name:?} (see `shoal get nodes`)")))?;
+    let n = view
+        .nodes
+        .get(name.as_str())
+        .ok_or_else(|| ApiError::not_found(format!("node {name:?} (see `shoal get nodes`)")))?;
     let (r, c) = allocated(&ctx).get(&name).copied().unwrap_or_default();
     let sched = ctx.plan.borrow().schedulable(&name);
     let m = ctx.db.snapshot().maintenance.get(&name).copied();

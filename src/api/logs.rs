@@ -49,7 +49,7 @@ pub async fn pod_log(
         return Err(ApiError::not_found(format!("pod {name:?} in namespace {ns:?}")));
     }
     let container = super::exec::choose_container(&name, &containers, q.container)?;
-    let here = view.nodes.get(&view.self_name).is_some_and(|n| n.pods.contains_key(&id));
+    let here = view.nodes.get(view.self_name.as_str()).is_some_and(|n| n.pods.contains_key(&id));
     let path = log_path(&ctx.logs_dir, &ns, &name, &container);
     // A finished Job pod's log is the one of the node that finished it (an
     // attempt cut short here, when the pod moved, left another).

@@ -133,7 +133,7 @@ pub async fn node_action(
     State(ctx): State<Ctx>,
     Path((name, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    if !ctx.view.borrow().nodes.contains_key(&name) {
+    if !ctx.view.borrow().nodes.contains_key(name.as_str()) {
         return Err(ApiError::not_found(format!("node {name:?} (see `shoal get nodes`)")));
     }
     let record = match action.as_str() {

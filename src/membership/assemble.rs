@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::detector::decode_claim;
 use super::view::{ClusterView, NodeInfo, NodeState, NodeView};
 use super::watch::Ring;
+use crate::model::node::NodeName;
 use crate::model::status::PodStatus;
 
 /// Keys a node sets about itself.
@@ -37,7 +38,7 @@ pub struct Records {
     pub info: Option<Arc<NodeInfo>>,
     pub left: bool,
     pub pods: crate::model::status::PeerPods,
-    pub digest: String,
+    pub digest: Arc<str>,
     /// Other small keys, by name (e.g. netsim's leader baseline).
     pub extra: Arc<BTreeMap<String, String>>,
     /// Its claims that peers' processes are gone, by peer name.
@@ -67,7 +68,7 @@ pub fn parse_records<'a>(kv: impl Iterator<Item = (&'a str, &'a str)>) -> Record
         } else if k == keys::LEFT {
             r.left = true;
         } else if k == keys::STATE_DIGEST {
-            r.digest = v.to_string();
+            r.digest = v.into();
         } else if let Some(peer) = k.strip_prefix(keys::DOWN) {
             match decode_claim(v) {
                 Some(c) if r.claims.len() < MAX_CLAIMS => {
@@ -132,7 +133,7 @@ impl Memory {
     /// Moves every kept time by `secs` (the node's clock was corrected).
     pub fn shift(&mut self, secs: i64) {
         let by = |t: u64| t.saturating_add_signed(secs);
-        let names: Vec<String> = self.last.nodes.keys().cloned().collect();
+        let names: Vec<NodeName> = self.last.nodes.keys().cloned().collect();
         for n in names {
             if let Some(v) = self.last.nodes.get_mut(&n) {
                 v.since = by(v.since);
@@ -215,7 +216,12 @@ impl Memory {
             (true, false) => self.ring.remove(name),
             _ => {}
         }
-        self.last.nodes.insert(name.to_string(), v);
+        match self.last.nodes.get_mut(name) {
+            Some(slot) => *slot = v,
+            None => {
+                self.last.nodes.insert(name.into(), v);
+            }
+        }
     }
 }
 
@@ -309,7 +315,7 @@ pub fn assemble(me: Me<'_>, peers: Peers<'_>, now_unix: u64, memory: &mut Memory
                 memory.set(&r.name, v, now_unix, &mut changes);
             }
             // Nodes chitchat forgot (garbage-collected after the dead-node grace).
-            let gone: Vec<String> = memory
+            let gone: Vec<NodeName> = memory
                 .last
                 .nodes
                 .keys()
@@ -328,15 +334,15 @@ pub fn assemble(me: Me<'_>, peers: Peers<'_>, now_unix: u64, memory: &mut Memory
         }
     }
     let state = if leaving { NodeState::Left } else { NodeState::Ready };
-    let info = match memory.last.nodes.get(&me.name) {
+    let info = match memory.last.nodes.get(me.name.as_str()) {
         Some(v) if *v.info == *me => v.info.clone(),
         _ => Arc::new(me.clone()),
     };
     let pods = crate::model::status::peer_pods(my_pods);
-    let mine = NodeView { info, state, since: 0, pods, state_digest: String::new(), extra: Arc::default() };
+    let mine = NodeView { info, state, since: 0, pods, state_digest: Default::default(), extra: Arc::default() };
     memory.set(&me.name, Some(mine), now_unix, &mut changes);
     let last = &memory.last.nodes;
-    memory.remembered.retain(|n, until| *until > now_unix && !last.contains_key(n));
+    memory.remembered.retain(|n, until| *until > now_unix && !last.contains_key(n.as_str()));
     memory.last.quorum = memory.alive * 2 > memory.known();
     (memory.last.clone(), changes, malformed)
 }

@@ -126,7 +126,7 @@ pub async fn run(
             _ = &mut start, if !started => {
                 started = true;
                 let v = view.borrow().clone();
-                let leaving = v.nodes.get(&v.self_name).is_some_and(|n| n.state == NodeState::Left);
+                let leaving = v.nodes.get(v.self_name.as_str()).is_some_and(|n| n.state == NodeState::Left);
                 if !leaving {
                     info.send_modify(|i| i.schedulable = true);
                 }

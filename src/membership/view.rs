@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::node::NodeSpec;
+use crate::model::node::{NodeName, NodeSpec};
 use crate::model::pods::{Resources, RuntimeKind};
 
 /// What a node tells the cluster about itself.
@@ -94,7 +94,7 @@ pub struct NodeView {
     /// Pods it reports, by id.
     pub pods: crate::model::status::PeerPods,
     /// Short digest of its desired state (to spot nodes out of sync).
-    pub state_digest: String,
+    pub state_digest: std::sync::Arc<str>,
     /// Other small keys it gossips.
     pub extra: std::sync::Arc<BTreeMap<String, String>>,
 }
@@ -133,7 +133,10 @@ pub fn takes_pods(n: &NodeView, damp: bool) -> bool {
 /// from the last one by a few changes shares the rest with it, costs
 /// O(changes · log n) to make, and compares with it (`diff`, `==`) in as
 /// much (at 1,000 nodes a view changes several times a second somewhere).
-pub type Nodes = imbl::OrdMap<String, NodeView>;
+/// Keyed by shared names: a change copies the path to its entry, keys
+/// included, and at 1,000 nodes copying a name per key was most of the
+/// cost of assembling a view.
+pub type Nodes = imbl::OrdMap<NodeName, NodeView>;
 
 /// The cluster as this node sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -180,7 +183,7 @@ impl ClusterView {
     /// API URLs of the alive nodes (for client failover), this node first.
     pub fn api_urls(&self) -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
-        if let Some(me) = self.nodes.get(&self.self_name) {
+        if let Some(me) = self.nodes.get(self.self_name.as_str()) {
             v.push(me.info.api_url.clone());
         }
         for n in self.nodes.values() {
@@ -200,7 +203,7 @@ pub(crate) fn test_node(info: NodeInfo, state: NodeState) -> NodeView {
         state,
         since: 0,
         pods: Default::default(),
-        state_digest: String::new(),
+        state_digest: Default::default(),
         extra: Default::default(),
     }
 }
@@ -249,7 +252,7 @@ mod tests {
             nv("back", NodeState::Ready),
             nv("gone", NodeState::Dead),
         ] {
-            v.nodes.insert(n.info.name.clone(), n);
+            v.nodes.insert(n.info.name.as_str().into(), n);
         }
         std::sync::Arc::make_mut(&mut v.nodes.get_mut("back").unwrap().info).settling = true;
         let names = |v: &ClusterView| v.placement_nodes().into_iter().map(|n| n.name.to_string()).collect::<Vec<_>>();
@@ -275,16 +278,16 @@ mod tests {
             let mut nodes = Nodes::new();
             for _ in 0..1 + rnd(600) {
                 let n = nv(&format!("n{:03}", rnd(1000)), states[rnd(3) as usize]);
-                nodes.insert(n.info.name.clone(), n);
+                nodes.insert(n.info.name.as_str().into(), n);
             }
             for _ in 0..20 {
                 let last = nodes.clone();
                 for _ in 0..1 + rnd(3) {
                     let name = format!("n{:03}", rnd(1000));
                     if rnd(3) == 0 {
-                        nodes.remove(&name);
+                        nodes.remove(name.as_str());
                     } else {
-                        nodes.insert(name.clone(), nv(&name, states[rnd(3) as usize]));
+                        nodes.insert(name.as_str().into(), nv(&name, states[rnd(3) as usize]));
                     }
                 }
                 let differ = last.len() != nodes.len() || last.iter().zip(nodes.iter()).any(|(a, b)| a != b);

@@ -70,7 +70,7 @@ impl JoinService {
             return refuse(format!("node name: {m}"));
         }
         let view = self.view.borrow().clone();
-        if let Some(n) = view.nodes.get(&node_name).filter(|n| n.state.alive()) {
+        if let Some(n) = view.nodes.get(node_name.as_str()).filter(|n| n.state.alive()) {
             return refuse(format!(
                 "node name {node_name:?} is used by a live node at {}; start this one with another --name",
                 n.info.gossip_addr

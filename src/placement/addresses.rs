@@ -110,7 +110,7 @@ pub fn addresses(snap: &Snapshot) -> BTreeMap<IpAddr, String> {
 pub fn eligible(schedulable: &[NodeSpec], snap: &Snapshot) -> BTreeSet<String> {
     schedulable
         .iter()
-        .map(|n| &*n.name)
+        .map(|n| n.name.as_str())
         .filter(|n| !snap.maintenance.get(*n).is_some_and(|m| m.unschedulable))
         .map(str::to_string)
         .collect()

@@ -44,14 +44,14 @@ pub fn stay(snapshot: &Snapshot, view: &ClusterView, desired: &[DesiredPod]) -> 
         return out;
     }
     for (name, n) in &view.nodes {
-        if !n.state.alive() || snapshot.maintenance.get(name).is_some_and(|m| m.unschedulable) {
+        if !n.state.alive() || snapshot.maintenance.get(name.as_str()).is_some_and(|m| m.unschedulable) {
             continue;
         }
         for (id, s) in n.pods.iter() {
             let running =
                 !s.terminating && s.containers.iter().any(|c| !matches!(c.state, ContainerState::Terminated { .. }));
             if running && jobs.contains(id) {
-                out.entry(id.clone()).or_insert_with(|| name.clone());
+                out.entry(id.clone()).or_insert_with(|| name.to_string());
             }
         }
     }

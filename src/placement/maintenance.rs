@@ -44,7 +44,7 @@ pub fn pins(
     }
     let by_id: BTreeMap<String, &DesiredPod> = desired.iter().map(|d| (d.id(), d)).collect();
     for (name, m) in snapshot.maintenance.iter().filter(|(_, m)| m.unschedulable) {
-        let Some(node) = view.nodes.get(name).filter(|n| n.state.alive()) else { continue };
+        let Some(node) = view.nodes.get(name.as_str()).filter(|n| n.state.alive()) else { continue };
         // Its pods by workload (owner uid), in id order.
         let mut by_workload: BTreeMap<&str, Vec<&DesiredPod>> = BTreeMap::new();
         let running: BTreeSet<&String> = node.pods.iter().filter(|(_, s)| !s.terminating).map(|(id, _)| id).collect();

@@ -55,7 +55,7 @@ impl Plan {
     /// whole map on every view change cost O(pods) per node.)
     pub fn ready_on_owner(&self, id: &str) -> Option<&str> {
         let owner = self.owners.get(id)?;
-        let node = self.view.nodes.get(owner).filter(|n| n.state.alive())?;
+        let node = self.view.nodes.get(owner.as_str()).filter(|n| n.state.alive())?;
         let st = node.pods.get(id)?;
         (st.ready && !st.terminating).then_some(st.template_hash.as_str())
     }
@@ -736,10 +736,10 @@ mod tests {
             for _ in 0..1 + rnd(4) {
                 let name = format!("n{:03}", rnd(200));
                 if rnd(5) == 0 {
-                    view.nodes.remove(&name);
+                    view.nodes.remove(name.as_str());
                 } else {
                     let info = NodeInfo { name: name.clone(), generation: rnd(3), ..Default::default() };
-                    view.nodes.insert(name, node(info, states[rnd(4) as usize]));
+                    view.nodes.insert(name.into(), node(info, states[rnd(4) as usize]));
                 }
             }
             let v = Arc::new(view.clone());
@@ -765,7 +765,7 @@ mod tests {
                     settling: rnd(4) == 0,
                     ..Default::default()
                 };
-                view.nodes.insert(info.name.clone(), node(info, states[rnd(4) as usize]));
+                view.nodes.insert(info.name.as_str().into(), node(info, states[rnd(4) as usize]));
             }
             let mut nodes = view.placement_nodes();
             for n in nodes.iter_mut() {
@@ -805,7 +805,7 @@ mod tests {
             for _ in 0..1 + rnd(3) {
                 let name = format!("n{:03}", rnd(60));
                 if rnd(6) == 0 {
-                    view.nodes.remove(&name);
+                    view.nodes.remove(name.as_str());
                 } else {
                     let info = NodeInfo {
                         name: name.clone(),
@@ -814,7 +814,7 @@ mod tests {
                         settling: rnd(5) == 0,
                         ..Default::default()
                     };
-                    view.nodes.insert(name, node(info, states[rnd(4) as usize]));
+                    view.nodes.insert(name.into(), node(info, states[rnd(4) as usize]));
                 }
             }
             if rnd(20) == 0 {

@@ -127,7 +127,7 @@ pub async fn serve(
             let snap = state.borrow().clone();
             let v = view.borrow().clone();
             let mut ips: Vec<IpAddr> = Vec::new();
-            if let Some(me) = v.nodes.get(&v.self_name).and_then(|m| m.info.node_ip.parse().ok()) {
+            if let Some(me) = v.nodes.get(v.self_name.as_str()).and_then(|m| m.info.node_ip.parse().ok()) {
                 ips.push(me);
             }
             for node in v.nodes.values().filter(|x| x.state.alive() && x.info.name != v.self_name) {

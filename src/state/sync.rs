@@ -227,7 +227,7 @@ impl Candidates {
         let mut c = Candidates { view: Arc::downgrade(view), mine: mine.to_string(), ..Default::default() };
         for n in alive_peers(view) {
             c.alive += 1;
-            if !n.state_digest.is_empty() && n.state_digest != mine {
+            if !n.state_digest.is_empty() && *n.state_digest != *mine {
                 c.differing.extend(n.info.gossip_addr.parse::<SocketAddr>().ok());
             }
         }

@@ -197,7 +197,7 @@ mod tests {
             state: NodeState::Ready,
             since: 0,
             pods: crate::model::status::peer_pods(&pods),
-            state_digest: String::new(),
+            state_digest: Default::default(),
             extra: Default::default(),
         };
         p.view = Arc::new(ClusterView {

@@ -143,7 +143,7 @@ fn plan(
                 state: NodeState::Ready,
                 since: 0,
                 pods: crate::model::status::peer_pods(&statuses),
-                state_digest: String::new(),
+                state_digest: Default::default(),
                 extra: Default::default(),
             },
         );

@@ -113,7 +113,7 @@ impl Peer {
             info: self.parsed.info.clone(),
             left: self.stamp.left,
             pods: self.pods_parsed.clone(),
-            digest: self.stamp.digest.clone(),
+            digest: self.stamp.digest.as_str().into(),
             extra: self.parsed.extra.clone(),
             claims: BTreeMap::new(),
             malformed: self.malformed.iter().sum(),

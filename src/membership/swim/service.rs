@@ -818,7 +818,9 @@ impl Node {
         let mut heard: Vec<Instant> = self
             .acks
             .iter()
-            .filter(|(name, _)| **name != view.self_name && view.nodes.get(*name).is_some_and(|n| n.state.alive()))
+            .filter(|(name, _)| {
+                **name != view.self_name && view.nodes.get(name.as_str()).is_some_and(|n| n.state.alive())
+            })
             .map(|(_, at)| *at)
             .collect();
         if heard.len() < others_needed {

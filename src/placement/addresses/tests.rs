@@ -70,7 +70,7 @@ fn offers_are_read_from_the_view_and_garbage_is_no_offer() {
         state,
         since: 0,
         pods: Default::default(),
-        state_digest: String::new(),
+        state_digest: Default::default(),
         extra: std::sync::Arc::new(offer.map(|o| (OFFER_KEY.to_string(), o.to_string())).into_iter().collect()),
     };
     let good = Offer {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::membership::view::{ClusterView, NodeInfo, NodeState, NodeView};
+use crate::model::node::NodeName;
 use crate::model::parse::{SourceFile, parse_files};
 use crate::model::pods::{Resources, RuntimeKind};
 use crate::model::status::{Phase, PodStatus};
@@ -48,7 +49,7 @@ fn node(name: &str, labels: &[(&str, &str)], state: NodeState) -> NodeView {
 fn view(nodes: Vec<NodeView>) -> ClusterView {
     let mut v = ClusterView { self_name: "a".into(), quorum: true, ..Default::default() };
     for n in nodes {
-        v.nodes.insert(n.info.name.clone(), n);
+        v.nodes.insert(n.info.name.as_str().into(), n);
     }
     v
 }
@@ -70,10 +71,10 @@ fn run_owned(v: &mut ClusterView, p: &PlanView) {
         };
         by_node.entry(owner.clone()).or_default().insert(id.clone(), st);
     }
-    let names: Vec<String> = v.nodes.keys().cloned().collect();
+    let names: Vec<NodeName> = v.nodes.keys().cloned().collect();
     for name in names {
-        if let Some(n) = v.nodes.get_mut(&name) {
-            n.pods = crate::model::status::peer_pods(&by_node.remove(&name).unwrap_or_default());
+        if let Some(n) = v.nodes.get_mut(name.as_str()) {
+            n.pods = crate::model::status::peer_pods(&by_node.remove(name.as_str()).unwrap_or_default());
         }
     }
 }

@@ -173,7 +173,7 @@ fn a_running_job_pod_stays_on_the_node_that_runs_it() {
                 state: if alive { NodeState::Ready } else { NodeState::Dead },
                 since: 0,
                 pods: crate::model::status::peer_pods(&BTreeMap::from([("default/train-0".to_string(), st)])),
-                state_digest: String::new(),
+                state_digest: Default::default(),
                 extra: Default::default(),
             },
         );
