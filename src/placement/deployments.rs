@@ -9,8 +9,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use imbl::ordmap::DiffItem;
+
 use super::rollout::{self, Observed, ObservedPod, RolloutStatus};
-use crate::membership::view::ClusterView;
+use crate::membership::view::{ClusterView, NodeView};
 use crate::model::Object;
 use crate::model::pods::{
     DesiredPod, OwnerRef, Template, deployment_pod, is_indexed, job_pod, job_pod_name, template_hash,
@@ -50,38 +52,114 @@ pub struct Rollouts {
 /// What one view shows of the pods that count for a rollout (pending or
 /// running, not terminating, on a live node), by owner uid. A cluster at rest
 /// replans every second with the same view: this is read once per view, not
-/// once per plan.
+/// once per plan; and a new view is followed from the last by the nodes that
+/// changed between them (at 1,000 nodes, reading every node at each of ten
+/// plans a second was 4 % of a simulation that ran no pod at all).
 #[derive(Debug)]
 struct Seen {
     view: Arc<ClusterView>,
     by_owner: HashMap<String, Vec<SeenPod>>,
+    /// How many live nodes report each pod Ready (`ready_since` holds the
+    /// pods counted here).
+    ready: HashMap<String, u32>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct SeenPod {
     name: String,
     id: String,
     ready: bool,
 }
 
+/// Changed nodes past which a view is read afresh rather than followed.
+const FOLLOW_AT_MOST: usize = 64;
+
+/// The pods of node `n` that count for a rollout, with their owner uid.
+fn counted(n: &NodeView) -> impl Iterator<Item = (&str, SeenPod)> {
+    n.pods
+        .iter()
+        .filter(move |_| n.state.alive())
+        .filter(|(_, st)| !st.terminating && matches!(st.phase, Phase::Pending | Phase::Running))
+        .map(|(id, st)| (st.owner_uid.as_str(), SeenPod { name: st.name.clone(), id: id.clone(), ready: st.ready }))
+}
+
 impl Seen {
-    fn of(view: &Arc<ClusterView>) -> Seen {
-        let mut by_owner: HashMap<String, Vec<SeenPod>> = HashMap::new();
-        for n in view.nodes.values().filter(|n| n.state.alive()) {
-            for (id, st) in n.pods.iter() {
-                if st.terminating || !matches!(st.phase, Phase::Pending | Phase::Running) {
-                    continue;
-                }
-                let pod = SeenPod { name: st.name.clone(), id: id.clone(), ready: st.ready };
-                match by_owner.get_mut(st.owner_uid.as_str()) {
-                    Some(v) => v.push(pod),
-                    None => {
-                        by_owner.insert(st.owner_uid.clone(), vec![pod]);
+    /// What `view` shows, read afresh; `ready_since` keeps the pods Ready
+    /// in it (those newly Ready from `now_ms`).
+    fn of(view: &Arc<ClusterView>, ready_since: &mut HashMap<String, u64>, now_ms: u64) -> Seen {
+        let mut seen = Seen { view: view.clone(), by_owner: HashMap::new(), ready: HashMap::new() };
+        for n in view.nodes.values() {
+            seen.node(n, true, ready_since, now_ms);
+        }
+        ready_since.retain(|id, _| seen.ready.contains_key(id));
+        seen
+    }
+
+    /// Follows `view` from the one held by the nodes that changed between
+    /// them; `None` when too many did (read it afresh then).
+    fn follow(mut self, view: &Arc<ClusterView>, ready_since: &mut HashMap<String, u64>, now_ms: u64) -> Option<Seen> {
+        let last = self.view.clone();
+        let mut changed = Vec::new();
+        for d in last.nodes.diff(&view.nodes) {
+            changed.push(match d {
+                DiffItem::Add(_, n) => (None, Some(n)),
+                DiffItem::Remove(_, o) => (Some(o), None),
+                DiffItem::Update { old: (_, o), new: (_, n) } => (Some(o), Some(n)),
+            });
+            if changed.len() > FOLLOW_AT_MOST {
+                return None;
+            }
+        }
+        changed.retain(|(old, new)| match (old, new) {
+            (Some(o), Some(n)) => o.state.alive() != n.state.alive() || !Arc::ptr_eq(&o.pods, &n.pods),
+            _ => true,
+        });
+        // What comes in first, then what goes: a pod that moves from one
+        // node to another within the change stays Ready since when it was.
+        for n in changed.iter().filter_map(|(_, new)| *new) {
+            self.node(n, true, ready_since, now_ms);
+        }
+        for o in changed.iter().filter_map(|(old, _)| *old) {
+            self.node(o, false, ready_since, now_ms);
+        }
+        self.view = view.clone();
+        Some(self)
+    }
+
+    /// Counts node `n`'s pods in (`add`) or out.
+    fn node(&mut self, n: &NodeView, add: bool, ready_since: &mut HashMap<String, u64>, now_ms: u64) {
+        for (owner, pod) in counted(n) {
+            if pod.ready {
+                let count = self.ready.entry(pod.id.clone()).or_default();
+                if add {
+                    *count += 1;
+                    ready_since.entry(pod.id.clone()).or_insert(now_ms);
+                } else {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        self.ready.remove(&pod.id);
+                        ready_since.remove(&pod.id);
                     }
                 }
             }
+            if add {
+                match self.by_owner.get_mut(owner) {
+                    Some(v) => v.push(pod),
+                    None => {
+                        self.by_owner.insert(owner.to_string(), vec![pod]);
+                    }
+                }
+            } else if let Some(v) = self.by_owner.get_mut(owner) {
+                // Two nodes may report one pod (a handoff): either entry
+                // goes, they are equal.
+                if let Some(i) = v.iter().position(|p| *p == pod) {
+                    v.swap_remove(i);
+                }
+                if v.is_empty() {
+                    self.by_owner.remove(owner);
+                }
+            }
         }
-        Seen { view: view.clone(), by_owner }
     }
 }
 
@@ -125,16 +203,8 @@ impl Rollouts {
         now_ms: u64,
     ) -> (Vec<Wanted>, Progresses) {
         if !self.seen.as_ref().is_some_and(|s| Arc::ptr_eq(&s.view, view)) {
-            let seen = Seen::of(view);
-            let ready_now: HashSet<&str> =
-                seen.by_owner.values().flatten().filter(|p| p.ready).map(|p| p.id.as_str()).collect();
-            self.ready_since.retain(|id, _| ready_now.contains(id.as_str()));
-            for id in ready_now {
-                if !self.ready_since.contains_key(id) {
-                    self.ready_since.insert(id.to_string(), now_ms);
-                }
-            }
-            self.seen = Some(seen);
+            let followed = self.seen.take().and_then(|s| s.follow(view, &mut self.ready_since, now_ms));
+            self.seen = Some(followed.unwrap_or_else(|| Seen::of(view, &mut self.ready_since, now_ms)));
         }
         // Out of `self` while `self.deadline` runs; put back at the end.
         let seen = self.seen.take();
@@ -304,3 +374,7 @@ fn deployment_pod_by_id(snapshot: &Snapshot, id: &str) -> Option<DesiredPod> {
         Some(deployment_pod(ns, owner, index, &Template::of(template), hash, fenced))
     })
 }
+
+#[cfg(test)]
+#[path = "deployments_tests.rs"]
+mod tests;

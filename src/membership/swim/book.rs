@@ -499,6 +499,12 @@ impl Book {
         self.named = 0;
     }
 
+    /// Whether the last scan named every peer held (its `end_scan` had
+    /// nothing to forget, nor any unnamed peer to time out).
+    pub fn all_named(&self) -> bool {
+        self.peers.len() <= self.named
+    }
+
     /// Ends a scan: keeps the peers this scan named, and the unnamed ones
     /// heard of within `UNNAMED_TTL`. Whether any was forgotten.
     pub fn end_scan(&mut self, now: Instant) -> bool {
