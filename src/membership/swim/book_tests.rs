@@ -342,6 +342,40 @@ fn an_unnamed_peer_is_forgotten_after_its_ttl_and_a_named_one_when_swim_drops_it
 }
 
 #[test]
+fn a_scan_may_be_skipped_only_while_every_peer_held_was_named() {
+    // The service skips passing foca's members to the book when they are
+    // as the last scan left them and `all_named` holds: then a scan
+    // would change nothing.
+    let mut book = Book::new("me");
+    let (a, b) = (SwimId::new("a", 5, addr(11)), SwimId::new("b", 2, addr(12)));
+    book.begin_scan();
+    book.member(&a, NodeState::Ready);
+    book.member(&b, NodeState::Ready);
+    assert!(!book.end_scan(Instant::now()));
+    assert!(book.all_named());
+    // A member coming up between scans (foca's notification) is named.
+    assert!(book.member(&SwimId::new("c", 1, addr(13)), NodeState::Ready));
+    assert!(book.all_named());
+    // Passing the same members again changes nothing.
+    book.begin_scan();
+    for id in [&a, &b, &SwimId::new("c", 1, addr(13))] {
+        assert!(!book.member(id, NodeState::Ready), "{} is as it was", id.name);
+    }
+    assert!(!book.end_scan(Instant::now()));
+    assert!(book.all_named());
+    // Another bump or address of one name is a change, though the name is
+    // the same (identities are compared without their names).
+    assert!(book.member(&SwimId { bump: 1, ..a.clone() }, NodeState::Ready));
+    assert!(book.member(&SwimId { addr: addr(21), ..b.clone() }, NodeState::Ready));
+    // A peer known from a stamp only is not named: the next scan must run
+    // (to time it out).
+    let mut own = Own::new("ghost", 1, addr(14));
+    own.set(keys_of("ghost", 1, 0), false);
+    book.stamp(&own.stamp);
+    assert!(!book.all_named());
+}
+
+#[test]
 fn the_synced_peers_and_buckets_follow_every_change() {
     let mut book = Book::new("me");
     let own = Own::new("me", 1, addr(10)).stamp;
