@@ -31,9 +31,57 @@ pub struct NodeSpec {
 /// A node's name in placement's lists: shared, so that copying a list
 /// copies no name (the lists are patched whenever a node changes, and at
 /// 1,000 nodes a copy of every name each time was most of a plan). Compares
-/// and orders as the string it holds.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// and orders as the string it holds; two copies of one name compare
+/// without reading it (a view's diff compares every key it passes).
+#[derive(Clone, Default, Eq)]
 pub struct NodeName(Arc<str>);
+
+impl std::hash::Hash for NodeName {
+    /// As the string (what `Borrow<str>` requires).
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (*self.0).hash(h)
+    }
+}
+
+impl PartialEq for NodeName {
+    fn eq(&self, other: &NodeName) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl Ord for NodeName {
+    fn cmp(&self, other: &NodeName) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) { std::cmp::Ordering::Equal } else { self.0.cmp(&other.0) }
+    }
+}
+
+impl Serialize for NodeName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<NodeName, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = NodeName;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a node name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeName, E> {
+                Ok(NodeName::from(v))
+            }
+        }
+        d.deserialize_str(Name)
+    }
+}
+
+impl PartialOrd for NodeName {
+    fn partial_cmp(&self, other: &NodeName) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl NodeName {
     pub fn as_str(&self) -> &str {
@@ -127,3 +175,28 @@ pub struct NodeMaintenance {
 /// Maintenance records by node name; a persistent map so that snapshots of
 /// the desired state share it.
 pub type Maintenance = imbl::OrdMap<String, NodeMaintenance>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_compare_and_order_as_their_strings_shared_or_not() {
+        let words = ["", "a", "ab", "b", "n10", "n2", "n2", "é", "node-1"];
+        for x in words {
+            for y in words {
+                let (a, b) = (NodeName::from(x), NodeName::from(y));
+                assert_eq!(a == b, x == y, "{x:?} == {y:?}");
+                assert_eq!(a.cmp(&b), x.cmp(y), "{x:?} cmp {y:?}");
+                assert_eq!(a.partial_cmp(&b), Some(x.cmp(y)));
+            }
+            let a = NodeName::from(x);
+            let shared = a.clone();
+            assert!(a == shared && a.cmp(&shared).is_eq(), "a copy of {x:?} is itself");
+            let owned = x.to_string();
+            assert_eq!(a, *x);
+            assert_eq!(a, owned);
+            assert_eq!(owned, a);
+        }
+    }
+}

@@ -404,3 +404,92 @@ fn the_synced_peers_and_buckets_follow_every_change() {
     assert_eq!(book.sync_peer(0), None, "SWIM forgot a: nobody is left to sync with");
     assert_eq!(book.buckets(&own), empty);
 }
+
+/// The sync index as one read of every peer would give it.
+fn fresh_index(book: &Book) -> ([u32; SYNC_BUCKETS], std::collections::BTreeMap<String, SocketAddr>) {
+    let mut sums = [0u32; SYNC_BUCKETS];
+    let mut addrs = std::collections::BTreeMap::new();
+    for (name, p) in &book.peers {
+        if let Some(id) = p.id.as_ref().filter(|_| p.state.alive()) {
+            sums[bucket_of(name)] ^= version_hash(&p.stamp);
+            addrs.insert(name.clone(), id.addr);
+        }
+    }
+    (sums, addrs)
+}
+
+#[test]
+fn the_kept_sync_index_equals_one_read_afresh_after_any_change() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(17);
+    let mut book = Book::new("me");
+    let own = Own::new("me", 1, addr(10)).stamp;
+    let names = ["a", "b", "c", "d", "e", "f", "g", "me"];
+    let states = [NodeState::Ready, NodeState::Suspect, NodeState::Dead, NodeState::Left];
+    let mut seqs = std::collections::HashMap::<&str, (u64, u64)>::new();
+    let mut kinds = [0usize; 4];
+    for step in 0..5_000 {
+        let name = names[rng.random_range(0..names.len())];
+        let i = names.iter().position(|n| *n == name).unwrap() as u8;
+        let (generation, seq) = seqs.entry(name).or_insert((5, 0));
+        let kind = rng.random_range(0..4);
+        kinds[kind] += 1;
+        match kind {
+            0 => {
+                // foca's word: sometimes a newer generation, or a rejoin's bump.
+                if rng.random_bool(0.1) {
+                    *generation += 1;
+                }
+                let mut id = SwimId::new(name, *generation, addr(11 + i + 10 * rng.random_range(0..2u8)));
+                id.bump = rng.random_range(0..3);
+                book.member(&id, states[rng.random_range(0..states.len())]);
+            }
+            1 => {
+                // A stamp: newer, older, or of a newer generation.
+                *seq += 1;
+                let mut s = Own::new(name, *generation + u64::from(rng.random_bool(0.05)), addr(11 + i)).stamp;
+                s.seq = if rng.random_bool(0.8) { *seq } else { seq.saturating_sub(2) };
+                if s.generation > *generation {
+                    *generation = s.generation;
+                }
+                book.stamp(&s);
+            }
+            2 => {
+                // A scan naming some members only: the others are forgotten.
+                book.begin_scan();
+                for n in names.iter().filter(|_| rng.random_bool(0.7)) {
+                    let (g, _) = seqs.get(n).copied().unwrap_or((5, 0));
+                    let idx = names.iter().position(|x| x == n).unwrap() as u8;
+                    book.member(&SwimId::new(n, g, addr(11 + idx)), NodeState::Ready);
+                }
+                book.end_scan(Instant::now() + UNNAMED_TTL * 2);
+            }
+            _ => {
+                let pick = rng.random::<u32>() as usize;
+                let (_, addrs) = fresh_index(&book);
+                let got = book.sync_peer(pick);
+                assert_eq!(got.is_some(), !addrs.is_empty(), "step {step}");
+                assert!(got.is_none_or(|a| addrs.values().any(|x| *x == a)), "step {step}: {got:?} is not synced");
+            }
+        }
+        let (sums, addrs) = fresh_index(&book);
+        assert_eq!(book.sums, sums, "step {step}: the buckets' sums");
+        let kept: std::collections::BTreeMap<String, SocketAddr> = book
+            .peers
+            .iter()
+            .filter(|(_, p)| p.sync.is_some())
+            .map(|(n, p)| (n.clone(), p.id.as_ref().unwrap().addr))
+            .collect();
+        assert_eq!(kept, addrs, "step {step}: the synced peers");
+        let mut picks: Vec<SocketAddr> = (0..addrs.len()).filter_map(|k| book.sync_peer(k)).collect();
+        picks.sort();
+        let mut want: Vec<SocketAddr> = addrs.values().copied().collect();
+        want.sort();
+        assert_eq!(picks, want, "step {step}: every synced peer can be picked, once");
+        // Nothing differs from a book holding the same: nothing to answer.
+        let mine = book.buckets(&own);
+        assert!(book.differing(&own, &mine, step).is_empty(), "step {step}");
+    }
+    assert!(kinds.iter().all(|k| *k > 1_000), "every kind of change was made: {kinds:?}");
+}

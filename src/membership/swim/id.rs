@@ -11,10 +11,15 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::node::NodeName;
+
 /// One node generation as SWIM knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SwimId {
-    pub name: String,
+    /// Shared: foca copies and compares identities on every update it
+    /// applies and every member it picks (a `String` here was a copy and
+    /// an allocation each time). Encoded as a string.
+    pub name: NodeName,
     pub generation: u64,
     /// Incremented when this node finds itself declared down and rejoins
     /// (a pause, a lost link): foca then sees a fresh identity, while the
@@ -25,13 +30,13 @@ pub struct SwimId {
 
 impl SwimId {
     pub fn new(name: &str, generation: u64, addr: SocketAddr) -> SwimId {
-        SwimId { name: name.to_string(), generation, bump: 0, addr }
+        SwimId { name: NodeName::from(name), generation, bump: 0, addr }
     }
 
     /// A placeholder for a seed known only by its address: foca accepts an
     /// announce sent to any identity of its own address.
     pub fn seed(addr: SocketAddr) -> SwimId {
-        SwimId { name: String::new(), generation: 0, bump: 0, addr }
+        SwimId { name: NodeName::default(), generation: 0, bump: 0, addr }
     }
 }
 
@@ -58,6 +63,26 @@ mod tests {
 
     fn addr() -> SocketAddr {
         "127.0.0.11:7421".parse().unwrap()
+    }
+
+    #[test]
+    fn the_encoding_is_the_one_of_a_name_held_as_a_string() {
+        // What earlier versions sent: a node of this version and one of an
+        // earlier version read each other's identities.
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Before {
+            name: String,
+            generation: u64,
+            bump: u32,
+            addr: SocketAddr,
+        }
+        let id = SwimId { bump: 3, ..SwimId::new("node-é", 1_700_000_000_123, addr()) };
+        let before = Before { name: "node-é".into(), generation: id.generation, bump: 3, addr: addr() };
+        let bytes = postcard::to_stdvec(&id).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&before).unwrap());
+        assert_eq!(postcard::from_bytes::<SwimId>(&bytes).unwrap(), id);
+        assert_eq!(postcard::from_bytes::<Before>(&bytes).unwrap(), before);
+        assert!(postcard::from_bytes::<SwimId>(&bytes[..3]).is_err(), "a cut identity is an error");
     }
 
     #[test]

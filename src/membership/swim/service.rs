@@ -644,7 +644,7 @@ impl Node {
                     OwnedNotification::Defunct => tracing::warn!("the cluster declared this node down"),
                     OwnedNotification::DataReceived(h) => {
                         if matches!(h.message, Message::Ack(_) | Message::ForwardedAck { .. } | Message::Feed) {
-                            self.acks.insert(h.src.name.clone(), now);
+                            self.acks.insert(h.src.name.to_string(), now);
                             self.majority_memo = None;
                         }
                     }
