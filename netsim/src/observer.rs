@@ -21,9 +21,11 @@
 //! nodes whose agent runs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use imbl::ordmap::DiffItem;
+use rustc_hash::FxHashMap;
 use shoal::membership::view::{ClusterView, NodeState};
 use tokio::time::Instant;
 
@@ -127,8 +129,8 @@ pub struct Return {
     pub clean: Option<Duration>,
 }
 
-/// The Dead entries of a view: (name, generation).
-type Dead = Arc<Vec<(String, u64)>>;
+/// The Dead entries of a view: name and generation.
+type Dead = Arc<BTreeMap<String, u64>>;
 
 #[derive(Debug, Default)]
 pub struct Observer {
@@ -150,10 +152,11 @@ pub struct Observer {
     pub false_deaths: usize,
     pub violations: Vec<String>,
     counted_deaths: HashSet<(String, String, u64)>,
-    /// The Dead entries (name, generation) of each node's view, kept while
-    /// its view is the same one: the false-death check reads these, not
-    /// every entry of every view at every sample (n² at 1,000 nodes).
-    dead_in_view: HashMap<String, (Weak<ClusterView>, Dead)>,
+    /// The Dead entries (name, generation) of each node's view, and the
+    /// view they were read from: the false-death check reads these, and
+    /// follows a new view by what changed, not by every entry of every
+    /// view at every sample (n² at 1,000 nodes).
+    dead_in_view: FxHashMap<String, (Arc<ClusterView>, Dead)>,
     wrong_owner_since: HashMap<(String, String), Duration>,
     reported: BTreeSet<String>,
     /// When each node last booted or resumed, and the last heal: a Dead
@@ -212,23 +215,39 @@ fn worst_side_missing(
 }
 
 impl Observer {
-    /// The Dead entries of `node`'s view `v`, gathered again only when its
-    /// view is another one.
+    /// The Dead entries of `node`'s view `v`, followed from the last view
+    /// read by what changed between them (O(changes)).
     fn dead_in(&mut self, node: &str, v: &Arc<ClusterView>) -> Dead {
-        if let Some((seen, dead)) = self.dead_in_view.get(node)
-            && std::ptr::eq(seen.as_ptr(), Arc::as_ptr(v))
-        {
-            return dead.clone();
+        let Some((seen, dead)) = self.dead_in_view.get_mut(node) else {
+            let dead: Dead = Arc::new(
+                v.nodes
+                    .iter()
+                    .filter(|(_, x)| x.state == NodeState::Dead)
+                    .map(|(name, x)| (name.to_string(), x.info.generation))
+                    .collect(),
+            );
+            self.dead_in_view.insert(node.to_string(), (v.clone(), dead.clone()));
+            return dead;
+        };
+        if !Arc::ptr_eq(seen, v) {
+            let d = Arc::make_mut(dead);
+            for change in seen.nodes.diff(&v.nodes) {
+                match change {
+                    DiffItem::Add(name, x) | DiffItem::Update { new: (name, x), .. } => {
+                        if x.state == NodeState::Dead {
+                            d.insert(name.to_string(), x.info.generation);
+                        } else {
+                            d.remove(name.as_str());
+                        }
+                    }
+                    DiffItem::Remove(name, _) => {
+                        d.remove(name.as_str());
+                    }
+                }
+            }
+            *seen = v.clone();
         }
-        let dead: Dead = Arc::new(
-            v.nodes
-                .iter()
-                .filter(|(_, x)| x.state == NodeState::Dead)
-                .map(|(name, x)| (name.to_string(), x.info.generation))
-                .collect(),
-        );
-        self.dead_in_view.insert(node.to_string(), (Arc::downgrade(v), dead.clone()));
-        dead
+        dead.clone()
     }
 
     fn violate(&mut self, key: String, msg: String) {
@@ -377,7 +396,7 @@ impl Observer {
             }
         }
         // False deaths: a live, reachable node marked Dead.
-        let by_name: HashMap<&str, &SimNode> = up.iter().map(|n| (n.name.as_str(), *n)).collect();
+        let by_name: FxHashMap<&str, &SimNode> = up.iter().map(|n| (n.name.as_str(), *n)).collect();
         for a in &up {
             let Some(l) = &a.live else { continue };
             let v = l.view.borrow().clone();
