@@ -89,6 +89,9 @@ fn main() -> ExitCode {
             std::iter::repeat_n(RunConfig { scenario: sc.clone(), nodes, seed: a.seed, mode: *m }, a.runs.max(1))
         })
         .collect();
+    // This process ends once the runs are reported: the system takes
+    // their memory back faster than freeing it piece by piece would.
+    netsim::run::leave_clusters_at_exit();
     let mut results = netsim::run::run_all(configs, a.jobs.max(1));
     for mode in &modes {
         let mut all: Vec<RunResult> = Vec::new();
@@ -126,5 +129,8 @@ fn main() -> ExitCode {
         Ok(()) => println!("\nCSV and SVG timeline in {}", a.out.display()),
         Err(e) => eprintln!("cannot draw {}: {e}", svg.display()),
     }
-    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    // Exits without dropping the results (their views and samples): see
+    // `leave_clusters_at_exit`.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::process::exit(if failed { 1 } else { 0 })
 }

@@ -495,10 +495,11 @@ impl Observer {
 
     pub fn final_checks(&mut self, nodes: &[SimNode]) {
         let up: Vec<&SimNode> = nodes.iter().filter(|n| n.up() && n.paused_until.is_none()).collect();
-        let member_sets: BTreeSet<Vec<String>> = up
+        let views: Vec<Arc<ClusterView>> =
+            up.iter().filter_map(|n| n.live.as_ref()).map(|l| l.view.borrow().clone()).collect();
+        let member_sets: BTreeSet<Vec<&str>> = views
             .iter()
-            .filter_map(|n| n.live.as_ref())
-            .map(|l| l.view.borrow().nodes.values().filter(|x| x.state.alive()).map(|x| x.info.name.clone()).collect())
+            .map(|v| v.nodes.values().filter(|x| x.state.alive()).map(|x| x.info.name.as_str()).collect())
             .collect();
         if member_sets.len() > 1 {
             self.violations
