@@ -90,8 +90,12 @@ fn main() -> ExitCode {
         })
         .collect();
     // This process ends once the runs are reported: the system takes
-    // their memory back faster than freeing it piece by piece would.
-    netsim::run::leave_clusters_at_exit();
+    // their memory back faster than freeing it piece by piece would. Only
+    // when every run has a thread of its own: runs that follow one
+    // another on a thread free what the last one used.
+    if configs.len() <= a.jobs.max(1) {
+        netsim::run::leave_clusters_at_exit();
+    }
     let mut results = netsim::run::run_all(configs, a.jobs.max(1));
     for mode in &modes {
         let mut all: Vec<RunResult> = Vec::new();
