@@ -347,6 +347,7 @@ mod tests {
             "kill-a-third",
             "kill-one",
             "long-pause",
+            "long-run",
             "lossy-network",
             "membership-only",
             "rolling-restart",

@@ -356,7 +356,8 @@ pub const PLAN_DEBOUNCE: Duration = Duration::from_millis(20);
 pub const PLAN_GAP: Duration = Duration::from_millis(100);
 
 /// Recomputes the plan whenever the desired state or the view changes (and
-/// every second, as time matters too). `clock_ms` gives unix milliseconds.
+/// every second, as time matters too, unless nothing the last plan waited on
+/// has ended: `Planner::unchanged`). `clock_ms` gives unix milliseconds.
 pub fn spawn_planner(
     db: &Arc<StateDb>,
     mut view_rx: watch::Receiver<Arc<ClusterView>>,
@@ -388,6 +389,9 @@ pub fn spawn_planner(
                 planner.clock_moved(step / 1000);
             }
             last = now;
+            if planner.unchanged(&snap, &view, now.0) {
+                continue;
+            }
             tx.send_replace(Arc::new(planner.plan(&snap, &view, &rules, now.0)));
         }
     });

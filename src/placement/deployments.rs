@@ -6,6 +6,7 @@
 //! argument.
 #![deny(clippy::disallowed_methods)]
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -47,11 +48,16 @@ pub struct Rollouts {
     last_progress: HashMap<(String, String), LastProgress>,
     /// The pods of the last view, kept while the view is the same.
     seen: Option<Seen>,
+    /// The earliest unix ms at which an answer given since the last
+    /// `decide` changes with time alone: a pod read as Ready but not yet
+    /// available becomes available, or a rollout's deadline passes. Until
+    /// then the same snapshot and view decide the same (`Planner::unchanged`).
+    wake_ms: Cell<u64>,
 }
 
 /// What one view shows of the pods that count for a rollout (pending or
-/// running, not terminating, on a live node), by owner uid. A cluster at rest
-/// replans every second with the same view: this is read once per view, not
+/// running, not terminating, on a live node), by owner uid. A cluster replans
+/// every second with the same view while a delay runs: this is read once per view, not
 /// once per plan; and a new view is followed from the last by the nodes that
 /// changed between them (at 1,000 nodes, reading every node at each of ten
 /// plans a second was 4 % of a simulation that ran no pod at all).
@@ -208,6 +214,7 @@ impl Rollouts {
         }
         // Out of `self` while `self.deadline` runs; put back at the end.
         let seen = self.seen.take();
+        self.wake_ms.set(u64::MAX);
         let empty = HashMap::new();
         let by_owner = seen.as_ref().map_or(&empty, |s| &s.by_owner);
         let mut wanted = Vec::new();
@@ -226,7 +233,7 @@ impl Rollouts {
             for st in by_owner.get(uid).map(Vec::as_slice).unwrap_or_default() {
                 let Some((hash, index)) = parse_pod_name(&d.metadata.name, &st.name) else { continue };
                 let available = st.ready
-                    && self.ready_since.get(st.id.as_str()).is_some_and(|t| now_ms.saturating_sub(*t) >= min_ready_ms);
+                    && self.ready_since.get(st.id.as_str()).is_some_and(|t| self.waited(*t, min_ready_ms, now_ms));
                 let slot = obs.entry(index).or_default();
                 // One pod reported by two nodes (a handoff) is one pod.
                 match slot.iter_mut().find(|p| p.hash == hash) {
@@ -262,7 +269,26 @@ impl Rollouts {
     /// Whether pod `id` has been seen Ready for `min_ready_ms` plus the
     /// linger at `now_ms` (after `decide` has read the view).
     pub fn available(&self, id: &str, min_ready_ms: u64, linger_ms: u64, now_ms: u64) -> bool {
-        self.ready_since.get(id).is_some_and(|t| now_ms.saturating_sub(*t) >= min_ready_ms + linger_ms)
+        self.ready_since.get(id).is_some_and(|t| self.waited(*t, min_ready_ms + linger_ms, now_ms))
+    }
+
+    /// Whether `wait_ms` have passed since `since` at `now_ms`; if not,
+    /// when they will have (kept in `wake_ms`).
+    fn waited(&self, since: u64, wait_ms: u64, now_ms: u64) -> bool {
+        let done = now_ms.saturating_sub(since) >= wait_ms;
+        if !done {
+            self.wake(since.saturating_add(wait_ms));
+        }
+        done
+    }
+
+    fn wake(&self, at_ms: u64) {
+        self.wake_ms.set(self.wake_ms.get().min(at_ms));
+    }
+
+    /// See `wake_ms`: `u64::MAX` when nothing waits on time.
+    pub fn wake_ms(&self) -> u64 {
+        self.wake_ms.get()
     }
 
     /// Whether the rollout of `key` made no progress for its deadline. Any
@@ -286,7 +312,13 @@ impl Rollouts {
             e.at_ms = now_ms;
             e.best = (counts.0.max(e.best.0), counts.1.max(e.best.1));
         }
-        !s.complete && !p.paused && now_ms.saturating_sub(e.at_ms) > p.progress_deadline_secs * 1000
+        let deadline_ms = p.progress_deadline_secs.saturating_mul(1000);
+        let exceeded = now_ms.saturating_sub(e.at_ms) > deadline_ms;
+        let at_ms = e.at_ms;
+        if !s.complete && !p.paused && !exceeded {
+            self.wake(at_ms.saturating_add(deadline_ms).saturating_add(1));
+        }
+        !s.complete && !p.paused && exceeded
     }
 }
 
