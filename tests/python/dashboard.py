@@ -80,8 +80,10 @@ def main():
             return out
 
         wait("every node Ready", lambda: all(state(n) == "Ready" for n in nodes), 30)
-        wait(f"{args.replicas} Ready replicas drawn", lambda: sum(placed().values()) == args.replicas, 30)
-        before = placed()
+        # Read inside `wait`: the page redraws as it polls, and a chip read
+        # between two draws is stale (a WebDriverException `wait` retries).
+        before = wait(f"{args.replicas} Ready replicas drawn",
+                      lambda: (lambda p: p if sum(p.values()) == args.replicas else None)(placed()), 30)
         wait("gossip bandwidth figures", lambda: all(
             "/s" in driver.find_element(By.CSS_SELECTOR, f'td[data-bandwidth="{n}"]').text for n in nodes), 15)
         wait("the workload's rollout", lambda: driver.find_elements(By.CSS_SELECTOR, f'tr[data-workload="{args.workload}"]'), 10)
