@@ -104,6 +104,10 @@ def main():
             p = placed()
             return sum(p.values()) == args.replicas and args.victim not in p
 
+        def moved_and_read():
+            p = placed()
+            return p if sum(p.values()) == args.replicas and args.victim not in p else None
+
         wait(f"every replica Ready off {args.victim}", moved, 30)
         moved_after = time.time() - t
         wait(f"the event of {args.victim}'s death", lambda: any(
@@ -114,10 +118,11 @@ def main():
         wait("the service's endpoints off the dead node", lambda: (lambda t: t.count(" on ") == args.replicas
              and f" on {args.victim}" not in t)(driver.find_element(By.CSS_SELECTOR, 'tr[data-service="default/web"]').text), 15)
         # The dead node's column is drawn as dead.
-        col = driver.find_element(By.CSS_SELECTOR, f'.column[data-column="{args.victim}"]')
-        assert "dead" in col.get_attribute("class"), col.get_attribute("class")
+        wait(f"{args.victim}'s column drawn dead", lambda: "dead" in driver.find_element(
+            By.CSS_SELECTOR, f'.column[data-column="{args.victim}"]').get_attribute("class"), 10)
         driver.save_screenshot(args.shots + "-after.png")
-        print(f"OK dead-shown {dead_after:.1f} s, replicas-moved {moved_after:.1f} s, placement {placed()}", flush=True)
+        after = wait("the placement", moved_and_read, 10)
+        print(f"OK dead-shown {dead_after:.1f} s, replicas-moved {moved_after:.1f} s, placement {after}", flush=True)
     finally:
         driver.quit()
 
