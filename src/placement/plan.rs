@@ -127,8 +127,9 @@ struct Cached {
 
 /// The nodes placement sees in one view and one desired state, kept while
 /// both show the same nodes (a cluster replans whenever a pod's status
-/// changes anywhere, and every second while a delay runs; rebuilding the nodes' specs each time cost
-/// as much as the rest of the plan at 300 nodes).
+/// changes anywhere, and every second while a delay runs; rebuilding the
+/// nodes' specs each time cost as much as the rest of the plan at 300
+/// nodes).
 ///
 /// When the view changes, the lists are patched by what changed between
 /// the memo's view and the new one (a few entries: O(changes · log n) to

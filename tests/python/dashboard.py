@@ -101,10 +101,7 @@ def main():
         dead_after = time.time() - t
 
         def moved():
-            p = placed()
-            return sum(p.values()) == args.replicas and args.victim not in p
-
-        def moved_and_read():
+            """The placement once every replica is Ready off the victim, else None."""
             p = placed()
             return p if sum(p.values()) == args.replicas and args.victim not in p else None
 
@@ -121,7 +118,7 @@ def main():
         wait(f"{args.victim}'s column drawn dead", lambda: "dead" in driver.find_element(
             By.CSS_SELECTOR, f'.column[data-column="{args.victim}"]').get_attribute("class"), 10)
         driver.save_screenshot(args.shots + "-after.png")
-        after = wait("the placement", moved_and_read, 10)
+        after = wait("the placement", moved, 10)
         print(f"OK dead-shown {dead_after:.1f} s, replicas-moved {moved_after:.1f} s, placement {after}", flush=True)
     finally:
         driver.quit()
