@@ -188,6 +188,7 @@ pub async fn run(
             stable: local.plan.stable,
             fenced_elsewhere: local.plan.fenced_elsewhere.clone(),
             results: local.plan.results.clone(),
+            owned: Default::default(),
         };
         out.send_replace((Arc::new(plan), owners_digest));
     }

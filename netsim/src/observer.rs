@@ -270,7 +270,8 @@ impl Observer {
         let mut running: BTreeMap<&str, usize> = BTreeMap::new();
         let mut ready: BTreeMap<&str, usize> = BTreeMap::new();
         let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut copies_incl_stopping: BTreeMap<String, usize> = BTreeMap::new();
+        // Copies of each fenced replica, stopping ones included.
+        let mut fenced_copies: BTreeMap<&str, usize> = BTreeMap::new();
         let mut orphans = 0;
         let mut wrong_now = HashSet::new();
         let mut unclean: HashSet<&str> = HashSet::new();
@@ -280,11 +281,14 @@ impl Observer {
             m.prune(now);
             let plan = n.live.as_ref().map(|l| l.follow.borrow().0.clone());
             for (id, c) in &m.containers {
-                *copies_incl_stopping.entry(id.clone()).or_default() += 1;
+                let desired_pod = desired.get_key_value(id);
+                if let Some((k, _)) = desired_pod.filter(|(_, d)| d.fenced) {
+                    *fenced_copies.entry(k.as_str()).or_default() += 1;
+                }
                 if c.stop_at.is_some() {
                     continue;
                 }
-                let desired_id = desired.get_key_value(id).map(|(k, _)| k.as_str());
+                let desired_id = desired_pod.map(|(k, _)| k.as_str());
                 if let Some(k) = desired_id {
                     *copies.entry(k).or_default() += 1;
                 }
@@ -326,8 +330,8 @@ impl Observer {
             }
         }
         // Fenced replicas never run twice (a stopping copy and an orphan count).
-        for (id, d) in desired.iter() {
-            if d.fenced && copies_incl_stopping.get(id).copied().unwrap_or(0) > 1 {
+        for (id, copies) in fenced_copies {
+            if copies > 1 {
                 self.violate(
                     format!("fenced:{id}:{}", t.as_millis() / 1000),
                     format!("t={:.1}s: fenced replica {id} runs on more than one node", t.as_secs_f64()),
@@ -381,7 +385,7 @@ impl Observer {
         for w in self.writes.iter_mut().filter(|w| w.converged.is_none()) {
             if w.stamps.is_none() {
                 let now: Vec<Option<shoal::state::Stamp>> =
-                    w.keys.iter().map(|k| nodes[w.via].db.get(k).map(|e| e.stamp)).collect();
+                    w.keys.iter().map(|k| nodes[w.via].db.peek(k, |e| e.stamp)).collect();
                 if now != w.before {
                     w.stamps = Some(now.into_iter().map(Option::unwrap_or_default).collect());
                 }
@@ -390,7 +394,7 @@ impl Observer {
             let all = up
                 .iter()
                 .filter(|n| n.paused_until.is_none())
-                .all(|n| w.keys.iter().zip(stamps).all(|(k, s)| n.db.get(k).is_some_and(|e| e.stamp >= *s)));
+                .all(|n| w.keys.iter().zip(stamps).all(|(k, s)| n.db.peek(k, |e| e.stamp >= *s).unwrap_or(false)));
             if all {
                 w.converged = Some(t - w.at);
             }
@@ -462,10 +466,14 @@ impl Observer {
     /// No acknowledged object is lost: some node's disk (a crashed node's
     /// too) holds it, and no live node holds a tombstone for it.
     fn check_acked(&mut self, nodes: &[SimNode], t: Duration) {
-        let acked = self.acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // A key written again is acknowledged again: checked once.
+        acked.sort();
+        acked.dedup();
         for k in &acked {
-            let held = nodes.iter().any(|n| n.db.get(k).is_some_and(|e| !e.is_tombstone()));
-            let deleted_on = nodes.iter().find(|n| n.up() && n.db.get(k).is_some_and(|e| e.is_tombstone()));
+            let tombstone = |n: &SimNode| n.db.peek(k, |e| e.is_tombstone());
+            let held = nodes.iter().any(|n| tombstone(n) == Some(false));
+            let deleted_on = nodes.iter().find(|n| n.up() && tombstone(n) == Some(true));
             if !held || deleted_on.is_some() {
                 let on = deleted_on.map_or("every node".to_string(), |n| n.name.clone());
                 self.violate(
@@ -524,8 +532,11 @@ impl Observer {
         }
         let acked = self.acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for k in &acked {
-            let missing_on: Vec<&str> =
-                up.iter().filter(|n| n.db.get(k).is_none_or(|e| e.is_tombstone())).map(|n| n.name.as_str()).collect();
+            let missing_on: Vec<&str> = up
+                .iter()
+                .filter(|n| n.db.peek(k, |e| e.is_tombstone()).unwrap_or(true))
+                .map(|n| n.name.as_str())
+                .collect();
             if !missing_on.is_empty() {
                 self.violations.push(format!(
                     "at the end, acknowledged object {k} is missing on live node(s) {}",

@@ -6,8 +6,9 @@
 //! statuses change far more often. `Planner` keeps the last placement and
 //! recomputes it only when those inputs change.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::cron::{self, Triggers};
 use super::daemonsets::{self, DaemonProgresses};
@@ -47,9 +48,25 @@ pub struct Plan {
     /// The nodes placement used (alive, settled, schedulable), over which
     /// the keepers of Jobs with timers are ranked (`placement::jobs`).
     pub nodes: Arc<Vec<NodeSpec>>,
+    /// `owned_by`'s answer, found once per plan.
+    pub owned: OwnedIndex,
 }
 
+/// The pods a plan places on one node, found on first use and kept with
+/// the plan: an agent reconciles against one plan twice a second, and
+/// walking every owner each time was a tenth of a simulated cluster at
+/// rest (100 nodes, 300 pods).
+#[derive(Debug, Clone, Default)]
+pub struct OwnedIndex(OnceLock<(String, Vec<String>)>);
+
 impl Plan {
+    /// The ids of the pods placed on node `me`, in id order.
+    pub fn owned_by(&self, me: &str) -> Cow<'_, [String]> {
+        let find = || self.owners.iter().filter(|(_, o)| *o == me).map(|(id, _)| id.clone()).collect::<Vec<_>>();
+        let (node, ids) = self.owned.0.get_or_init(|| (me.to_string(), find()));
+        if node == me { Cow::Borrowed(ids) } else { Cow::Owned(find()) }
+    }
+
     /// The template hash of the copy the pod's owner reports Ready, if any.
     /// (Looked up on demand: only pods in handoff ask, and building the
     /// whole map on every view change cost O(pods) per node.)
@@ -617,6 +634,7 @@ impl Planner {
             results: snapshot.pod_results.clone(),
             triggers: c.triggers.clone(),
             nodes: c.nodes.clone(),
+            owned: OwnedIndex::default(),
         };
         self.valid = Some(Valid {
             rev: snapshot.rev,
@@ -684,6 +702,22 @@ mod tests {
 
     fn owned_by_a(p: &PlanView) -> usize {
         p.plan.owners.values().filter(|o| *o == "a").count()
+    }
+
+    #[test]
+    fn owned_by_lists_each_nodes_pods_whichever_node_asks_first() {
+        let rules = PlanRules { fence_delay_secs: 10, linger_ms: 1000 };
+        let p = Planner::default().plan(&snapshot(), &view(&["a", "b", "c"], true), &rules, 100_000);
+        let of = |node: &str| -> Vec<String> {
+            p.plan.owners.iter().filter(|(_, o)| *o == node).map(|(id, _)| id.clone()).collect()
+        };
+        assert_eq!(p.plan.owners.len(), 6);
+        // The first asker's answer is kept; another node's is found afresh.
+        for node in ["b", "a", "c", "b", "zz"] {
+            assert_eq!(p.plan.owned_by(node).to_vec(), of(node), "{node}");
+        }
+        assert!(["a", "b", "c"].iter().all(|n| !of(n).is_empty()), "6 pods on 3 nodes: each has some");
+        assert!(matches!(p.plan.owned_by("b"), Cow::Borrowed(_)), "kept for the first asker");
     }
 
     #[test]

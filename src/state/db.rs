@@ -508,6 +508,13 @@ impl StateDb {
         self.lock().map.get(key).cloned()
     }
 
+    /// `f` of the entry of `key`, without a copy of it (an observer that
+    /// reads many keys of many stores, netsim's, needs only a flag or a
+    /// stamp of each).
+    pub fn peek<R>(&self, key: &Key, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        self.lock().map.get(key).map(f)
+    }
+
     /// Root digest and entry count.
     pub fn summary(&self) -> ([u8; 32], u64) {
         let inner = self.lock();

@@ -121,8 +121,8 @@ pub fn decide(
             Some(_) => {}
         }
     }
-    for (id, owner) in plan.owners.iter() {
-        if owner != me || local.contains_key(id) {
+    for id in plan.owned_by(me).iter() {
+        if local.contains_key(id) {
             continue;
         }
         let Some(d) = plan.desired.get(id) else {
