@@ -53,6 +53,24 @@ pub struct Rollouts {
     /// available becomes available, or a rollout's deadline passes. Until
     /// then the same snapshot and view decide the same (`Planner::unchanged`).
     wake_ms: Cell<u64>,
+    /// The last decision, given again while nothing it read changed.
+    last: Option<Decided>,
+    /// Tests: read every view afresh and decide every time (the
+    /// reference for following views and for the memo).
+    #[cfg(test)]
+    pub(super) forget: bool,
+}
+
+/// A decision and what it was made from: the snapshot's rev, the pods
+/// seen (unchanged since unless `Seen::changed`), and the span of time
+/// over which the same inputs give the same answer.
+#[derive(Debug)]
+struct Decided {
+    rev: u64,
+    made_ms: u64,
+    wake_ms: u64,
+    wanted: Vec<Wanted>,
+    progress: Progresses,
 }
 
 /// What one view shows of the pods that count for a rollout (pending or
@@ -68,6 +86,10 @@ struct Seen {
     /// How many live nodes report each pod Ready (`ready_since` holds the
     /// pods counted here).
     ready: HashMap<String, u32>,
+    /// Whether what is counted changed since the last decision was made
+    /// (most status changes during a rollout do not touch it: a container
+    /// started, a restart counted, an old copy gone after it terminated).
+    changed: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -82,18 +104,30 @@ const FOLLOW_AT_MOST: usize = 64;
 
 /// The pods of node `n` that count for a rollout, with their owner uid.
 fn counted(n: &NodeView) -> impl Iterator<Item = (&str, SeenPod)> {
+    counted_refs(n)
+        .map(|(owner, id, st)| (owner, SeenPod { name: st.name.clone(), id: id.to_string(), ready: st.ready }))
+}
+
+fn counted_refs(n: &NodeView) -> impl Iterator<Item = (&str, &str, &crate::model::status::PodStatus)> {
     n.pods
         .iter()
         .filter(move |_| n.state.alive())
         .filter(|(_, st)| !st.terminating && matches!(st.phase, Phase::Pending | Phase::Running))
-        .map(|(id, st)| (st.owner_uid.as_str(), SeenPod { name: st.name.clone(), id: id.clone(), ready: st.ready }))
+        .map(|(id, st)| (st.owner_uid.as_str(), id.as_str(), &**st))
+}
+
+/// Whether two records of a node count the same pods, alike.
+fn counts_same(a: &NodeView, b: &NodeView) -> bool {
+    counted_refs(a)
+        .map(|(owner, id, st)| (owner, id, st.name.as_str(), st.ready))
+        .eq(counted_refs(b).map(|(owner, id, st)| (owner, id, st.name.as_str(), st.ready)))
 }
 
 impl Seen {
     /// What `view` shows, read afresh; `ready_since` keeps the pods Ready
     /// in it (those newly Ready from `now_ms`).
     fn of(view: &Arc<ClusterView>, ready_since: &mut HashMap<String, u64>, now_ms: u64) -> Seen {
-        let mut seen = Seen { view: view.clone(), by_owner: HashMap::new(), ready: HashMap::new() };
+        let mut seen = Seen { view: view.clone(), by_owner: HashMap::new(), ready: HashMap::new(), changed: true };
         for n in view.nodes.values() {
             seen.node(n, true, ready_since, now_ms);
         }
@@ -117,9 +151,12 @@ impl Seen {
             }
         }
         changed.retain(|(old, new)| match (old, new) {
-            (Some(o), Some(n)) => o.state.alive() != n.state.alive() || !Arc::ptr_eq(&o.pods, &n.pods),
+            (Some(o), Some(n)) => {
+                o.state.alive() != n.state.alive() || !(Arc::ptr_eq(&o.pods, &n.pods) || counts_same(o, n))
+            }
             _ => true,
         });
+        self.changed |= !changed.is_empty();
         // What comes in first, then what goes: a pod that moves from one
         // node to another within the change stays Ready since when it was.
         for n in changed.iter().filter_map(|(_, new)| *new) {
@@ -208,9 +245,25 @@ impl Rollouts {
         linger_ms: u64,
         now_ms: u64,
     ) -> (Vec<Wanted>, Progresses) {
+        #[cfg(test)]
+        if self.forget {
+            self.last = None;
+            self.seen = None;
+        }
         if !self.seen.as_ref().is_some_and(|s| Arc::ptr_eq(&s.view, view)) {
             let followed = self.seen.take().and_then(|s| s.follow(view, &mut self.ready_since, now_ms));
             self.seen = Some(followed.unwrap_or_else(|| Seen::of(view, &mut self.ready_since, now_ms)));
+        }
+        // The same snapshot, the same pods counted, before any wait it
+        // read ends: the same decision.
+        let counted_changed = self.seen.as_mut().is_some_and(|s| std::mem::take(&mut s.changed));
+        if let Some(l) = self
+            .last
+            .as_ref()
+            .filter(|l| !counted_changed && l.rev == snapshot.rev && (l.made_ms..l.wake_ms).contains(&now_ms))
+        {
+            self.wake_ms.set(l.wake_ms);
+            return (l.wanted.clone(), l.progress.clone());
         }
         // Out of `self` while `self.deadline` runs; put back at the end.
         let seen = self.seen.take();
@@ -263,6 +316,13 @@ impl Rollouts {
         }
         self.last_progress.retain(|k, _| decided.contains(k));
         self.seen = seen;
+        self.last = Some(Decided {
+            rev: snapshot.rev,
+            made_ms: now_ms,
+            wake_ms: self.wake_ms.get(),
+            wanted: wanted.clone(),
+            progress: progress.clone(),
+        });
         (wanted, progress)
     }
 

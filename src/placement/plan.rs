@@ -935,6 +935,9 @@ mod tests {
     /// time: through a rollout waiting on `minReadySeconds` and the linger,
     /// a progress deadline, a fenced replica on a node dead for less than
     /// the fence delay, a lost majority's grace and membership changes.
+    /// The reference also reads each view afresh and decides the rollouts
+    /// every time (no `Seen` followed, no `Decided` kept), and some views
+    /// differ only in what no decision reads.
     #[test]
     fn skipping_unchanged_inputs_publishes_the_plan_of_planning_every_time() {
         use crate::model::status::{ContainerState, ContainerStatus, PodStatus, peer_pods};
@@ -968,12 +971,13 @@ mod tests {
         let names = ["a", "b", "c", "d"];
         // Views: pods coming up Ready in steps, a node dying with the
         // fenced replica, this node cut off.
-        let with = |alive: &[&str], quorum: bool, ready: usize, dead_since: u64| {
+        let with_restarts = |alive: &[&str], quorum: bool, ready: usize, dead_since: u64, restarts: u32| {
             let mut v = (*view_of(&names, alive, quorum)).clone();
             for (i, node) in names.iter().enumerate() {
                 let mut pods = BTreeMap::new();
                 for slot in (0..6u32).filter(|s| *s as usize % 4 == i) {
-                    let st = pod("web", slot, node, (slot as usize) < ready);
+                    let mut st = pod("web", slot, node, (slot as usize) < ready);
+                    st.containers[0].restart_count = restarts;
                     pods.insert(st.id(), st);
                 }
                 if *node == "c" {
@@ -988,7 +992,14 @@ mod tests {
             }
             Arc::new(v)
         };
+        let with = |alive: &[&str], quorum: bool, ready: usize, dead_since: u64| {
+            with_restarts(alive, quorum, ready, dead_since, 0)
+        };
         let views = [
+            // Views that differ in what no decision reads (a restart
+            // counted): the rollouts' memo answers, the plan is made again.
+            with_restarts(&names, true, 3, 0, 1),
+            with_restarts(&names, true, 3, 0, 2),
             with(&names, true, 0, 0),
             with(&names, true, 3, 0),
             with(&names, true, 6, 0),
@@ -998,6 +1009,7 @@ mod tests {
             with(&["a", "b"], true, 2, 150),
         ];
         let (mut always, mut skipping) = (Planner::default(), Planner::default());
+        always.rollouts.forget = true;
         let mut published = outcome(&skipping.plan(&snap, &views[0], &rules, 100_000));
         assert_eq!(published, outcome(&always.plan(&snap, &views[0], &rules, 100_000)));
         let mut rnd = crate::membership::view::xorshift(0x9e37_79b9_7f4a_7c15);
