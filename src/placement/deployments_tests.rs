@@ -56,11 +56,17 @@ fn a_view_followed_by_its_changes_is_the_view_read_afresh() {
                 continue;
             }
             let mut node = test_node(NodeInfo { name: name.clone(), ..Default::default() }, states[rnd(4) as usize]);
-            if rnd(4) == 0 {
+            let old = view.nodes.get(name.as_str()).map(|o| o.pods.clone());
+            if let (0, Some(old)) = (rnd(4), &old) {
                 // Only its state changes: its pods stay shared.
-                if let Some(old) = view.nodes.get(name.as_str()) {
-                    node.pods = old.pods.clone();
+                node.pods = old.clone();
+            } else if let (0, Some(old)) = (rnd(3), &old) {
+                // Its pods change only in what no rollout reads.
+                let mut pods = (**old).clone();
+                for st in pods.values_mut() {
+                    Arc::make_mut(st).message = format!("step {step}");
                 }
+                node.pods = Arc::new(pods);
             } else {
                 let mut pods = BTreeMap::new();
                 for _ in 0..rnd(4) {
