@@ -16,6 +16,9 @@
 //!   measures how long two nodes held it at once.
 //! - A node that lacks `CAP_NET_ADMIN` never holds an address, and a
 //!   Service only it could hold says why.
+//! - With `externalTrafficPolicy: Local`, the client is answered by the
+//!   holder's own replica, which sees the client's address (the kernel
+//!   path), and by the next holder's after the holder is killed.
 
 mod common;
 
@@ -401,6 +404,44 @@ fn load_balancer_addresses_move_without_a_leader() {
     eprintln!("split: released after {}; two holders for {}", spread(releases.clone()), spread(overlaps.clone()));
     assert!(releases.iter().all(|d| *d <= RELEASE_BOUND), "released after {releases:?}, bound {RELEASE_BOUND:?}");
     assert!(overlaps.iter().all(|d| *d <= OVERLAP_BOUND), "two holders for {overlaps:?}, bound {OVERLAP_BOUND:?}");
+
+    // externalTrafficPolicy: Local on the address: the LAN client is
+    // answered only by the holder's own replica, which sees the client's
+    // own address (the kernel path, `proxy::nat`), before and after the
+    // holder dies. A replica on every node, so that each holder has one.
+    nodes[0].apply(&web_deployment("web", (N + 1) as u32));
+    nodes[0].apply(&web_service("web", None).replace("  selector:", "  externalTrafficPolicy: Local\n  selector:"));
+    nodes[0].wait_ready("web", (N + 1) as i64, 60);
+    let seen = format!("client={}", hosts.ip(client_host));
+    let local_to = |holder: usize, what: &str| {
+        let by = format!("node=n{holder}");
+        poll(30, what, || {
+            let from = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
+            let s = client.since(from);
+            let bad: Vec<_> =
+                s.iter().filter(|s| !s.answer.as_ref().is_ok_and(|a| a.contains(&by) && a.contains(&seen))).collect();
+            if s.len() >= 10 && bad.is_empty() {
+                Ok(s.len())
+            } else {
+                Err(format!(
+                    "{} of {} answers in the last second not {by} seeing {seen}: {:?}",
+                    bad.len(),
+                    s.len(),
+                    bad.last()
+                ))
+            }
+        })
+    };
+    let n = local_to(holder, "Local: answered by the holder's replica, seeing the client");
+    eprintln!("Local: n{holder} holds the address; its replica answered the last {n} requests, seeing {seen}");
+    nodes[holder - 1].kill9();
+    nodes[holder - 1].kill9_with_pods();
+    let new = poll(30, "one new holder after the kill", || match holders(&hosts, N + 1, vip).as_slice() {
+        [one] if *one != holder => Ok(*one),
+        other => Err(format!("holders {other:?}")),
+    });
+    let n = local_to(new, "Local after the kill: answered by the new holder's replica, seeing the client");
+    eprintln!("Local: n{holder} killed, n{new} holds the address; its replica answered the last {n} requests");
 }
 
 /// Cuts `holder` off from the other nodes and samples who holds `vip`
