@@ -155,15 +155,10 @@ pub async fn run(
         // The leader decides which pods exist (a rollout's too): its pods,
         // built from this node's desired state where its own plan lacks them.
         let mut desired = local.plan.desired.clone();
-        let missing: Vec<&String> = owners.keys().filter(|id| !desired.contains_key(*id)).collect();
+        let missing: Vec<&String> = owners.keys().filter(|id| !desired.contains_key(id)).collect();
         if !missing.is_empty() {
             let snap = state.borrow().clone();
-            let d = Arc::make_mut(&mut desired);
-            for id in missing {
-                if let Some(p) = pod_by_id(&snap, id) {
-                    d.insert(id.clone(), p);
-                }
-            }
+            desired = desired.with(missing.into_iter().filter_map(|id| pod_by_id(&snap, id)));
         }
         // The leader fires every CronJob while it leads (with a majority),
         // as Kubernetes' controller manager does; with no leader, nobody does.

@@ -176,7 +176,7 @@ pub struct Observer {
 fn worst_side_missing(
     up: &[&SimNode],
     net: &SimNet,
-    desired: &std::collections::BTreeMap<String, shoal::model::pods::DesiredPod>,
+    desired: &shoal::placement::desired::DesiredPods,
     now: Instant,
 ) -> usize {
     let live: Vec<&SimNode> = up.iter().copied().filter(|n| n.paused_until.is_none()).collect();

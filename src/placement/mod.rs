@@ -25,6 +25,7 @@ mod candidates;
 pub mod cron;
 pub mod daemonsets;
 pub mod deployments;
+pub mod desired;
 pub mod jobs;
 pub mod maintenance;
 mod memo;

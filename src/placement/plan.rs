@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use super::cron::{self, Triggers};
 use super::daemonsets::{self, DaemonProgresses};
 use super::deployments::{Progresses, Rollouts, Wanted, desired_of};
+use super::desired::DesiredPods;
 use super::jobs;
 use super::{Memo, NodeSpec, Placement, maintenance, place_incremental};
 use crate::membership::view::{ClusterView, NodeState, NodeView, damps_settling, takes_pods};
@@ -27,7 +28,7 @@ use imbl::ordmap::DiffItem;
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Every desired pod in the cluster, by id.
-    pub desired: Arc<BTreeMap<String, DesiredPod>>,
+    pub desired: DesiredPods,
     /// Owner node of each placed pod (absent: pending).
     pub owners: Arc<BTreeMap<String, String>>,
     /// The cluster view the plan was made from (owners' pod reports).
@@ -136,7 +137,7 @@ struct Cached {
     with_settling: Arc<Vec<NodeSpec>>,
     settling: usize,
     desired: Arc<Vec<DesiredPod>>,
-    by_id: Arc<BTreeMap<String, DesiredPod>>,
+    by_id: DesiredPods,
     placement: Arc<Placement>,
     digest: u64,
     triggers: Arc<Triggers>,
@@ -568,7 +569,7 @@ impl Planner {
                 wanted: wanted_now,
                 pinned,
                 settling,
-                by_id: Arc::new(desired.iter().map(|d| (d.id(), d.clone())).collect()),
+                by_id: DesiredPods::new(desired.clone()),
                 desired,
                 with_settling,
                 placement: Arc::new(placement),

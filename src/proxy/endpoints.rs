@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::membership::view::ClusterView;
-use crate::model::pods::DesiredPod;
 use crate::model::status::PodStatus;
 use crate::model::types::{IntOrString, ServicePort, ServiceSpec};
 
@@ -41,7 +40,7 @@ pub fn endpoints(
     namespace: &str,
     spec: &ServiceSpec,
     port: &ServicePort,
-    desired: &BTreeMap<String, DesiredPod>,
+    desired: &crate::placement::desired::DesiredPods,
     view: &ClusterView,
 ) -> Vec<Endpoint> {
     let target = port.target_port.clone().unwrap_or(IntOrString::Int(port.port));

@@ -176,7 +176,7 @@ mod tests {
 
     fn plan(pods: &[(&DesiredPod, &str)]) -> Plan {
         Plan {
-            desired: Arc::new(pods.iter().map(|(p, _)| (p.id(), (*p).clone())).collect()),
+            desired: pods.iter().map(|(p, _)| (*p).clone()).collect(),
             owners: Arc::new(pods.iter().map(|(p, o)| (p.id(), o.to_string())).collect()),
             quorum: true,
             stable: true,

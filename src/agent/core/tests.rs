@@ -149,7 +149,7 @@ fn plan(
         );
     }
     Arc::new(Plan {
-        desired: Arc::new(pods.iter().map(|p| (p.id(), p.clone())).collect()),
+        desired: pods.iter().cloned().collect(),
         owners: Arc::new(pods.iter().filter_map(|p| owner(p).map(|o| (p.id(), o.to_string()))).collect()),
         view: Arc::new(view),
         quorum: true,
