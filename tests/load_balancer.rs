@@ -413,15 +413,23 @@ fn load_balancer_addresses_move_without_a_leader() {
     nodes[0].apply(&web_service("web", None).replace("  selector:", "  externalTrafficPolicy: Local\n  selector:"));
     nodes[0].wait_ready("web", (N + 1) as i64, 60);
     let seen = format!("client={}", hosts.ip(client_host));
-    let local_to = |holder: usize, what: &str| {
-        let by = format!("node=n{holder}");
+    // Who holds the address is read in each attempt, before and after
+    // the answers: right after a kill, the first node to take it may hand
+    // it on to the one placement names once every view agrees.
+    let one_holder = |killed: Option<usize>| match holders(&hosts, N + 1, vip).as_slice() {
+        [one] if Some(*one) != killed => Ok(*one),
+        other => Err(format!("holders {other:?}")),
+    };
+    let local_to = |killed: Option<usize>, what: &str| {
         poll(30, what, || {
+            let holder = one_holder(killed)?;
+            let by = format!("node=n{holder}");
             let from = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
             let s = client.since(from);
             let bad: Vec<_> =
                 s.iter().filter(|s| !s.answer.as_ref().is_ok_and(|a| a.contains(&by) && a.contains(&seen))).collect();
-            if s.len() >= 10 && bad.is_empty() {
-                Ok(s.len())
+            if s.len() >= 10 && bad.is_empty() && one_holder(killed)? == holder {
+                Ok((holder, s.len()))
             } else {
                 Err(format!(
                     "{} of {} answers in the last second not {by} seeing {seen}: {:?}",
@@ -432,15 +440,12 @@ fn load_balancer_addresses_move_without_a_leader() {
             }
         })
     };
-    let n = local_to(holder, "Local: answered by the holder's replica, seeing the client");
+    let (holder, n) = local_to(None, "Local: answered by the holder's replica, seeing the client");
     eprintln!("Local: n{holder} holds the address; its replica answered the last {n} requests, seeing {seen}");
     nodes[holder - 1].kill9();
     nodes[holder - 1].kill9_with_pods();
-    let new = poll(30, "one new holder after the kill", || match holders(&hosts, N + 1, vip).as_slice() {
-        [one] if *one != holder => Ok(*one),
-        other => Err(format!("holders {other:?}")),
-    });
-    let n = local_to(new, "Local after the kill: answered by the new holder's replica, seeing the client");
+    let (new, n) =
+        local_to(Some(holder), "Local after the kill: answered by the new holder's replica, seeing the client");
     eprintln!("Local: n{holder} killed, n{new} holds the address; its replica answered the last {n} requests");
 }
 
