@@ -114,6 +114,26 @@ impl DesiredPod {
     }
 }
 
+/// A process pod of Deployment `d` (uid `u`) for unit tests.
+#[cfg(test)]
+pub(crate) fn test_pod(namespace: &str, name: &str, hash: &str, fenced: bool) -> DesiredPod {
+    DesiredPod {
+        namespace: namespace.into(),
+        name: name.into(),
+        owner: OwnerRef { kind: super::Kind::Deployment, name: "d".into(), uid: "u".into() },
+        index: 0,
+        labels: Default::default(),
+        spec: Arc::new(Default::default()),
+        template_hash: hash.into(),
+        requests: Resources::default(),
+        runtime: RuntimeKind::Process,
+        restart_policy: RestartPolicy::Always,
+        grace: Duration::from_secs(1),
+        fenced,
+        node: None,
+    }
+}
+
 /// `namespace/name`.
 pub fn pod_id(namespace: &str, name: &str) -> String {
     // Not `format!`: placement builds one per replica (a million at scale).

@@ -98,25 +98,9 @@ impl<K: std::borrow::Borrow<str> + ?Sized> Index<&K> for DesiredPods {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Kind;
-    use crate::model::pods::{OwnerRef, Resources, RestartPolicy, RuntimeKind};
 
     fn pod(ns: &str, name: &str, hash: &str) -> DesiredPod {
-        DesiredPod {
-            namespace: ns.into(),
-            name: name.into(),
-            owner: OwnerRef { kind: Kind::Deployment, name: "d".into(), uid: "u".into() },
-            index: 0,
-            labels: Default::default(),
-            spec: Arc::new(Default::default()),
-            template_hash: hash.into(),
-            requests: Resources::default(),
-            runtime: RuntimeKind::Process,
-            restart_policy: RestartPolicy::Always,
-            grace: std::time::Duration::from_secs(1),
-            fenced: false,
-            node: None,
-        }
+        crate::model::pods::test_pod(ns, name, hash, false)
     }
 
     #[test]

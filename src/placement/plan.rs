@@ -136,8 +136,8 @@ struct Cached {
     /// `nodes` and the settling ones (which run only their DaemonSet pods).
     with_settling: Arc<Vec<NodeSpec>>,
     settling: usize,
-    desired: Arc<Vec<DesiredPod>>,
-    by_id: DesiredPods,
+    /// The desired pods in placement's order, with their index by id.
+    desired: DesiredPods,
     placement: Arc<Placement>,
     digest: u64,
     triggers: Arc<Triggers>,
@@ -532,7 +532,7 @@ impl Planner {
         let (daemon_wanted, daemons) = daemonsets::decide(snapshot, view, &with_settling, &available);
         wanted.extend(daemon_wanted);
         let wanted_now = wanted_digest(snapshot.rev, &wanted);
-        let same_pods = self.cache.as_ref().filter(|c| c.wanted == wanted_now).map(|c| c.desired.clone());
+        let same_pods = self.cache.as_ref().filter(|c| c.wanted == wanted_now).map(|c| c.desired.pods().clone());
         let desired = same_pods.unwrap_or_else(|| {
             let jobs: Vec<&Object> = snapshot.of_kind(Kind::Job).map(|o| &o.object).collect();
             let mut desired = desired_pods(jobs, snapshot.job_facts());
@@ -569,8 +569,7 @@ impl Planner {
                 wanted: wanted_now,
                 pinned,
                 settling,
-                by_id: DesiredPods::new(desired.clone()),
-                desired,
+                desired: DesiredPods::new(desired),
                 with_settling,
                 placement: Arc::new(placement),
                 nodes,
@@ -597,7 +596,7 @@ impl Planner {
         // Only the owners of fenced replicas matter: no other pod's key
         // can match one of theirs.
         let fenced_owners: BTreeSet<&str> =
-            c.desired.iter().filter(|d| d.fenced).map(|d| d.owner.uid.as_str()).collect();
+            c.desired.pods().iter().filter(|d| d.fenced).map(|d| d.owner.uid.as_str()).collect();
         if !fenced_owners.is_empty() {
             for n in view.nodes.values().filter(|n| n.info.name != view.self_name) {
                 // A node that left may still be stopping it (its lease
@@ -620,13 +619,13 @@ impl Planner {
         let fenced_elsewhere: BTreeSet<String> = c
             .desired
             .iter()
-            .filter(|d| d.fenced)
-            .map(|d| (d.id(), fence_key(&d.owner.uid, &d.id())))
+            .filter(|(_, d)| d.fenced)
+            .map(|(id, d)| (id.clone(), fence_key(&d.owner.uid, id)))
             .filter(|(_, key)| running_elsewhere.contains(key))
             .map(|(id, _)| id)
             .collect();
         let plan = Plan {
-            desired: c.by_id.clone(),
+            desired: c.desired.clone(),
             owners: c.placement.owners.clone(),
             view: view.clone(),
             quorum: view.quorum,
@@ -644,7 +643,7 @@ impl Planner {
             until_ms: until_unix.saturating_mul(1000).min(self.rollouts.wake_ms()),
         });
         PlanView {
-            desired: c.desired.clone(),
+            desired: c.desired.pods().clone(),
             placement: c.placement.clone(),
             owners_digest: c.digest,
             plan: Arc::new(plan),

@@ -151,27 +151,11 @@ pub fn decide(
 #[allow(clippy::disallowed_methods)] // tests may read the clock for a base instant
 mod tests {
     use super::*;
-    use crate::model::Kind;
     use crate::model::pods::DesiredPod;
-    use crate::model::pods::{OwnerRef, Resources, RestartPolicy, RuntimeKind};
     use std::sync::Arc;
 
     fn pod(name: &str, hash: &str, fenced: bool) -> DesiredPod {
-        DesiredPod {
-            namespace: "default".into(),
-            name: name.into(),
-            owner: OwnerRef { kind: Kind::Deployment, name: "d".into(), uid: "u".into() },
-            index: 0,
-            labels: Default::default(),
-            spec: Arc::new(Default::default()),
-            template_hash: hash.into(),
-            requests: Resources::default(),
-            runtime: RuntimeKind::Process,
-            restart_policy: RestartPolicy::Always,
-            grace: Duration::from_secs(1),
-            fenced,
-            node: None,
-        }
+        crate::model::pods::test_pod("default", name, hash, fenced)
     }
 
     fn plan(pods: &[(&DesiredPod, &str)]) -> Plan {
