@@ -135,7 +135,7 @@ impl Slot {
     /// `pod` (seed `seed`), its arc and its ranking (`top`: node indices
     /// in `state`).
     pub(super) fn new(pod: &DesiredPod, seed: u64, span: Span, top: &[(Score, usize)], state: &[Node<'_>]) -> Slot {
-        let mut ranked = [(Score { weight: 0, neg_log: 0 }, 0); TOP];
+        let mut ranked = [(Score::ZERO, 0); TOP];
         for (r, (score, i)) in ranked.iter_mut().zip(top) {
             *r = (*score, state[*i].seed);
         }

@@ -165,20 +165,49 @@ fn neg_log2_fixed(h: u64) -> u64 {
 }
 
 /// A rendezvous score `weight / -ln(u)`, kept as the pair so that scores
-/// compare exactly by cross-multiplication (the ln 2 factor cancels).
+/// compare exactly by cross-multiplication (the ln 2 factor cancels), and
+/// as the quotient in floating point, which decides nearly every
+/// comparison in one instruction: division is correctly rounded, so
+/// monotonic, and a quotient strictly above another means the exact one
+/// is too; only equal quotients (or a weight that `f64` cannot hold
+/// exactly, `NaN` here) need the exact comparison. The same answer on
+/// every machine either way.
 #[derive(Debug, Clone, Copy)]
 struct Score {
     weight: u64,
     neg_log: u64,
+    ratio: f64,
 }
 
 impl Score {
+    const ZERO: Score = Score { weight: 0, neg_log: 0, ratio: 0.0 };
+
     fn new(weight: u64, h: u64) -> Score {
-        Score { weight, neg_log: neg_log2_fixed(h) }
+        let neg_log = neg_log2_fixed(h);
+        // Both convert exactly (`neg_log` < 2^38); a weight of 2^53 or
+        // more would not, and then only the exact comparison counts.
+        let ratio = if weight < 1 << 53 { weight as f64 / neg_log as f64 } else { f64::NAN };
+        Score { weight, neg_log, ratio }
     }
-    /// Whether `self` beats `o`: `w1 / l1 > w2 / l2`.
-    fn beats(&self, o: &Score) -> bool {
-        u128::from(self.weight) * u128::from(o.neg_log) > u128::from(o.weight) * u128::from(self.neg_log)
+    /// `Greater` when `self` beats `o` (`w1 / l1 > w2 / l2`), `Equal` on
+    /// a tie: exact.
+    fn against(&self, o: &Score) -> std::cmp::Ordering {
+        if self.ratio > o.ratio {
+            std::cmp::Ordering::Greater
+        } else if self.ratio < o.ratio {
+            std::cmp::Ordering::Less
+        } else {
+            (u128::from(self.weight) * u128::from(o.neg_log)).cmp(&(u128::from(o.weight) * u128::from(self.neg_log)))
+        }
+    }
+    /// Whether `(self, i)` ranks before `(o, j)`: the stronger score, on a
+    /// tie the lower index (pod or node).
+    fn ranks_before<I: Ord>(&self, i: I, o: &Score, j: I) -> bool {
+        match self.against(o) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Equal => i < j,
+            std::cmp::Ordering::Less => false,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! pod, in slot order, to the best node below its share that meets the
 //! hard constraints, preferring one that meets the soft ones too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use rustc_hash::FxHashMap;
 
@@ -107,11 +107,22 @@ impl Workload<'_> {
 pub(super) fn workloads<'a>(pods: impl IntoIterator<Item = &'a DesiredPod>) -> Vec<Workload<'a>> {
     // Grouped by hash, then the few groups sorted: a million pods cost a
     // million hashes, not a million string comparisons times log(groups).
-    let mut m: FxHashMap<Key<'a>, Vec<&DesiredPod>> = FxHashMap::default();
+    // Pods mostly come a workload at a time (the planner lists them so):
+    // a pod of the same workload as the one before joins its group with
+    // no hash.
+    let mut m: FxHashMap<Key<'a>, usize> = FxHashMap::default();
+    let mut groups: Vec<(Key<'a>, Vec<&DesiredPod>)> = Vec::new();
+    let mut at = usize::MAX;
     for p in pods {
-        m.entry(key_of(p)).or_default().push(p);
+        let k = key_of(p);
+        if groups.get(at).is_none_or(|(last, _)| *last != k) {
+            at = *m.entry(k).or_insert_with(|| {
+                groups.push((k, Vec::new()));
+                groups.len() - 1
+            });
+        }
+        groups[at].1.push(p);
     }
-    let mut groups: Vec<_> = m.into_iter().collect();
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     groups
         .into_iter()
@@ -259,6 +270,35 @@ impl Drop for Fill<'_> {
     }
 }
 
+/// One (pod, node) pair of the matching, and where it is in `tops`. The
+/// heap's greatest is the strongest score, then the lowest (pod, node).
+struct Pair {
+    score: Score,
+    p: u32,
+    node: u32,
+    at: u32,
+}
+
+impl Ord for Pair {
+    fn cmp(&self, o: &Pair) -> Ordering {
+        self.score.against(&o.score).then_with(|| (o.p, o.node).cmp(&(self.p, self.node)))
+    }
+}
+
+impl PartialOrd for Pair {
+    fn partial_cmp(&self, o: &Pair) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl PartialEq for Pair {
+    fn eq(&self, o: &Pair) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+
+impl Eq for Pair {}
+
 /// The memo's part in placing one workload (see `memo`).
 #[derive(Default, Clone, Copy)]
 pub(super) struct Memoize<'m> {
@@ -355,7 +395,10 @@ pub(super) fn place_workload(
     let mut clean = keep && matches!(targets, Targets::One);
     let mut slots: Vec<Slot> = Vec::with_capacity(if keep { rest.len() } else { 0 });
     let rest: Vec<(usize, (&DesiredPod, String))> = if rest.len().saturating_mul(l) <= MAX_PAIRS {
-        let mut pairs: Vec<(Score, u32, u32)> = Vec::with_capacity(rest.len() * l);
+        // Each pod's best `l` nodes, best first, one run per pod in `tops`
+        // (`ends[p]`: where pod `p`'s run ends).
+        let mut tops: Vec<(Score, u32)> = Vec::with_capacity(rest.len() * l);
+        let mut ends: Vec<u32> = Vec::with_capacity(rest.len());
         let mut top = Vec::with_capacity(l);
         for (p, ps) in seeds.iter().enumerate() {
             let reused = last.and_then(|(e, r)| r.ranking(e.slots.get(p)?, *ps, &mut top));
@@ -366,38 +409,43 @@ pub(super) fn place_workload(
                     None => keep = false,
                 }
             }
-            pairs.extend(top.iter().map(|(score, i)| (*score, p as u32, *i as u32)));
+            tops.extend(top.iter().map(|(score, i)| (*score, *i as u32)));
+            ends.push(tops.len() as u32);
         }
-        // (pod, node) breaks every tie: no two pairs are equal, so an
-        // unstable sort gives the one order.
-        pairs.sort_unstable_by(|a, b| {
-            if a.0.beats(&b.0) {
-                Ordering::Less
-            } else if b.0.beats(&a.0) {
-                Ordering::Greater
-            } else {
-                (a.1, a.2).cmp(&(b.1, b.2))
-            }
-        });
+        // Every (pod, node) pair, strongest first ((pod, node) breaks
+        // ties, so there is one order): each pod's run is in that order,
+        // so the next pair overall is the best of each waiting pod's next
+        // one, off a heap, rather than a sort of all the pairs; a pod
+        // placed drops its other pairs, as the loop would skip them.
+        let pair = |p: usize, at: usize| Pair { score: tops[at].0, p: p as u32, node: tops[at].1, at: at as u32 };
+        let mut heap: BinaryHeap<Pair> = (0..ends.len())
+            .filter_map(|p| {
+                let from = if p == 0 { 0 } else { ends[p - 1] as usize };
+                (from < ends[p] as usize).then(|| pair(p, from))
+            })
+            .collect();
         let mut rest: Vec<Option<(&DesiredPod, String)>> = rest.into_iter().map(Some).collect();
-        for (_, p, i) in pairs {
-            let (p, i) = (p as usize, i as usize);
+        while let Some(Pair { p, node: i, at, .. }) = heap.pop() {
+            let (p, i, at) = (p as usize, i as usize, at as usize);
             let Some((pod, _)) = &rest[p] else { continue };
-            if fill.counts[i] >= target(i) {
-                continue;
-            }
-            if !fits(state, i, pod) {
+            let taken = if fill.counts[i] >= target(i) {
+                false
+            } else if !fits(state, i, pod) {
                 clean = false;
-                continue;
-            }
-            if !hard(&domains, i) {
-                continue;
-            }
-            if let Some((pod, id)) = rest[p].take() {
+                false
+            } else if !hard(&domains, i) {
+                false
+            } else if let Some((pod, id)) = rest[p].take() {
                 fill.assign(state, &mut domains, i, pod, id, out);
                 if let Some(slot) = slots.get_mut(p) {
                     slot.node = state[i].seed;
                 }
+                true
+            } else {
+                false
+            };
+            if !taken && at + 1 < ends[p] as usize {
+                heap.push(pair(p, at + 1));
             }
         }
         rest.into_iter().enumerate().filter_map(|(p, r)| r.map(|r| (p, r))).collect()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::candidates::WINDOW;
-use super::tests::{node, pods};
+use super::tests::{cluster, node, pods, with_spread};
 use super::*;
 
 /// `n` nodes of 1, 2, 4 and 8 cores; every fifth has an SSD.
@@ -61,16 +61,6 @@ fn balance(nodes: &[NodeSpec], pods: usize, p: &Placement) -> (BTreeMap<u64, f64
 /// digests.
 #[test]
 fn placement_outcome_is_pinned_across_versions() {
-    let digest = |p: &Placement| {
-        let mut h = blake3::Hasher::new();
-        for (id, owner) in p.owners.iter() {
-            h.update(format!("{id}={owner}\n").as_bytes());
-        }
-        for (id, why) in p.pending.iter() {
-            h.update(format!("{id}!{why}\n").as_bytes());
-        }
-        h.finalize().to_hex()[..16].to_string()
-    };
     let inputs = |nodes: usize, workloads: usize| {
         let mut ps = many(workloads, 20);
         ps.extend(pods("heavy", 60, Resources { cpu_millis: 3000, memory_bytes: 1 << 30 }));
@@ -84,6 +74,60 @@ fn placement_outcome_is_pinned_across_versions() {
         digest(&place(&big(nodes), &ps, &pinned))
     };
     assert_eq!([inputs(20, 60), inputs(150, 100)], ["1a06559523194d1f", "defb8ab4973f688a"]);
+}
+
+/// A second pin, of what the first leaves out: workloads of more replicas
+/// than nodes (each node's share), a topology spread constraint, a pod
+/// bound to one node, and the pod count binding above the window. These
+/// are 77881f0's placements (checked there by another digest of the same
+/// owners), before the matching took pairs off a heap and scores compared
+/// in floating point first.
+#[test]
+fn placement_outcome_of_shares_and_spread_is_pinned_across_versions() {
+    let inputs = |nodes: &[NodeSpec]| {
+        let mut ps = Vec::new();
+        for w in 0..60u32 {
+            let n = [1, 3, 20, 70][w as usize % 4];
+            let req = Resources { cpu_millis: 10 + u64::from(w % 7) * 25, memory_bytes: 64 << 20 };
+            ps.extend(pods(&format!("w{w}"), n, req));
+        }
+        ps.extend(with_spread(pods("spread", 30, Resources::default()), "zone", 1, "DoNotSchedule"));
+        let mut bound = pods("ds", 1, Resources::default()).remove(0);
+        bound.node = Some(nodes[3].name.to_string());
+        ps.push(bound);
+        let pinned = BTreeMap::from([("default/w1-0".to_string(), nodes[5].name.to_string())]);
+        let p = place(nodes, &ps, &pinned);
+        (p.owners.len(), p.pending.len(), digest(&p))
+    };
+    let zoned = |n: usize| -> Vec<NodeSpec> {
+        let mut v = cluster(n);
+        for (i, x) in v.iter_mut().enumerate() {
+            Arc::make_mut(&mut x.labels).insert("zone".into(), format!("z{}", i % 3));
+        }
+        v
+    };
+    let mut full = zoned(40);
+    full.iter_mut().for_each(|n| n.max_pods = 30);
+    assert_eq!(
+        [inputs(&zoned(20)), inputs(&zoned(300)), inputs(&full)],
+        [
+            (1026, 415, "f4e040b27900e09a".to_string()),
+            (1441, 0, "218a88049900e411".to_string()),
+            (1049, 392, "9a73be3a6b569ae3".to_string())
+        ]
+    );
+}
+
+/// A placement's digest: its owners and pending reasons.
+fn digest(p: &Placement) -> String {
+    let mut h = blake3::Hasher::new();
+    for (id, owner) in p.owners.iter() {
+        h.update(format!("{id}={owner}\n").as_bytes());
+    }
+    for (id, why) in p.pending.iter() {
+        h.update(format!("{id}!{why}\n").as_bytes());
+    }
+    h.finalize().to_hex()[..16].to_string()
 }
 
 /// The window balances about as well as exact rendezvous over every node:
