@@ -7,54 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use shoal::model::Kind;
-use shoal::model::pods::{DesiredPod, OwnerRef, Resources, RestartPolicy, RuntimeKind};
-use shoal::model::types::PodSpec;
-use shoal::placement::{NodeSpec, place, place_incremental};
+use shoal::placement::{place, place_incremental};
 
-fn nodes(n: usize) -> Vec<NodeSpec> {
-    (0..n)
-        .map(|i| {
-            let cores = [1u64, 2, 4, 8, 16][i % 5];
-            NodeSpec {
-                name: format!("node-{i:04}").into(),
-                allocatable: Resources { cpu_millis: cores * 1000, memory_bytes: cores * (4 << 30) },
-                weight: cores * 1000,
-                labels: Default::default(),
-                runtimes: std::sync::Arc::new([RuntimeKind::Process].into()),
-                max_pods: 1000,
-                unschedulable: false,
-            }
-        })
-        .collect()
-}
-
-fn pods(n: usize) -> Vec<DesiredPod> {
-    let spec = Arc::new(PodSpec::default());
-    (0..n)
-        .map(|i| {
-            let w = i / 20;
-            DesiredPod {
-                namespace: "default".into(),
-                name: format!("w{w}-{}", i % 20),
-                owner: OwnerRef { kind: Kind::Deployment, name: format!("w{w}"), uid: "u".into() },
-                index: (i % 20) as u32,
-                labels: Default::default(),
-                spec: spec.clone(),
-                template_hash: "h".into(),
-                requests: Resources { cpu_millis: 10, memory_bytes: 16 << 20 },
-                runtime: RuntimeKind::Process,
-                restart_policy: RestartPolicy::Always,
-                grace: Duration::from_secs(1),
-                fenced: false,
-                node: None,
-            }
-        })
-        .collect()
-}
+#[path = "inputs/placement.rs"]
+mod inputs;
+use inputs::{nodes, pods};
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("place");
