@@ -120,6 +120,14 @@ impl Table {
         }
     }
 
+    /// A table of `eps` with the default policy (for tests of the relays).
+    #[cfg(test)]
+    pub(super) fn of(self_node: &str, eps: Vec<Endpoint>) -> Table {
+        let mut t = Table::new(self_node, Arc::default());
+        t.set(eps, Policy::default(), Arc::default(), Instant::now());
+        t
+    }
+
     fn set(&mut self, eps: Vec<Endpoint>, policy: Policy, host: Arc<HostNets>, now: Instant) {
         self.stats.retain(|k, _| eps.iter().any(|e| (e.ip.clone(), e.port) == *k));
         for e in &eps {

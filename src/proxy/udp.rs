@@ -281,3 +281,6 @@ impl Port {
 fn refused(e: &std::io::Error) -> bool {
     e.kind() == ErrorKind::ConnectionRefused
 }
+
+#[cfg(test)]
+mod tests;
