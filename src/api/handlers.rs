@@ -595,7 +595,7 @@ fn allocated(ctx: &Ctx) -> BTreeMap<String, (Resources, usize)> {
     let mut out: BTreeMap<String, (Resources, usize)> = BTreeMap::new();
     for d in plan.desired.iter() {
         if let Some(n) = plan.placement.owners.get(&d.id()) {
-            let e = out.entry(n.clone()).or_default();
+            let e = out.entry(n.to_string()).or_default();
             e.0 = e.0.saturating_add(d.requests);
             e.1 += 1;
         }

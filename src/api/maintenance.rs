@@ -83,7 +83,7 @@ pub async fn evict_pod(
     let id = format!("{ns}/{name}");
     let plan = ctx.plan.borrow().clone();
     let view = ctx.view.borrow().clone();
-    let node = plan.placement.owners.get(&id).cloned().or_else(|| {
+    let node = plan.placement.owners.get(&id).map(|n| n.to_string()).or_else(|| {
         view.nodes.values().find(|n| n.state.alive() && n.pods.contains_key(&id)).map(|n| n.info.name.clone())
     });
     let Some(node) = node else {

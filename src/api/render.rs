@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use crate::membership::view::{ClusterView, NodeView};
+use crate::model::node::NodeName;
 use crate::model::pods::{DesiredPod, job_progress};
 use crate::model::quantity::{format_cpu_millis, format_memory_bytes};
 use crate::model::status::{ContainerState, Phase, PodStatus};
@@ -232,7 +233,7 @@ pub fn pods(snapshot: &Snapshot, plan: &PlanView, view: &ClusterView, namespace:
     for d in plan.desired.iter().filter(|d| namespace.is_none_or(|ns| d.namespace == ns)) {
         let id = d.id();
         desired_ids.insert(id.clone());
-        let owner = plan.placement.owners.get(&id).map(String::as_str);
+        let owner = plan.placement.owners.get(&id).map(NodeName::as_str);
         let pending = plan.placement.pending.get(&id).map(String::as_str);
         let report = pod_report(view, &id, owner);
         out.insert((d.namespace.clone(), d.name.clone()), pod_json(d, owner, pending, report, &created_of(d)));
@@ -397,7 +398,7 @@ pub fn object_json(o: &StoredObject, plan: &PlanView, view: &ClusterView, snapsh
         .collect();
     let reports: Vec<Option<&PodStatus>> = mine
         .iter()
-        .map(|d| pod_report(view, &d.id(), plan.placement.owners.get(&d.id()).map(String::as_str)))
+        .map(|d| pod_report(view, &d.id(), plan.placement.owners.get(&d.id()).map(NodeName::as_str)))
         .collect();
     match &o.object {
         Object::Deployment(_) => {

@@ -36,6 +36,7 @@ mod spread;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::model::node::NodeName;
 pub use crate::model::node::NodeSpec;
 use crate::model::pods::{DesiredPod, Resources};
 pub use memo::Memo;
@@ -43,8 +44,11 @@ pub use memo::Memo;
 /// The outcome: an owner for every placed pod, a reason for every other.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Placement {
-    /// Shared, so that a plan hands it on without copying 100,000 names.
-    pub owners: Arc<BTreeMap<String, String>>,
+    /// Shared, so that a plan hands it on without copying 100,000 names;
+    /// each owner shares its name with the node list (`NodeName` is an
+    /// `Arc<str>`): a reference count per pod, not a string allocated,
+    /// copied and later freed.
+    pub owners: Arc<BTreeMap<String, NodeName>>,
     pub pending: BTreeMap<String, String>,
 }
 
@@ -85,7 +89,7 @@ impl Decisions {
         // same map as inserting one after another.
         Placement {
             owners: Arc::new(
-                self.owners.into_iter().map(|(id, i)| (id, state[i as usize].spec.name.to_string())).collect(),
+                self.owners.into_iter().map(|(id, i)| (id, state[i as usize].spec.name.clone())).collect(),
             ),
             pending: self.pending.into_iter().collect(),
         }

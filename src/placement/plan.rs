@@ -17,6 +17,7 @@ use super::desired::DesiredPods;
 use super::jobs;
 use super::{Memo, NodeSpec, Placement, maintenance, place_incremental};
 use crate::membership::view::{ClusterView, NodeState, NodeView, damps_settling, takes_pods};
+use crate::model::node::NodeName;
 use crate::model::pods::{DesiredPod, Results, desired_pods};
 use crate::model::revision::fence_key;
 use crate::model::status::ContainerState;
@@ -30,7 +31,7 @@ pub struct Plan {
     /// Every desired pod in the cluster, by id.
     pub desired: DesiredPods,
     /// Owner node of each placed pod (absent: pending).
-    pub owners: Arc<BTreeMap<String, String>>,
+    pub owners: Arc<BTreeMap<String, NodeName>>,
     /// The cluster view the plan was made from (owners' pod reports).
     pub view: Arc<ClusterView>,
     /// Whether this node sees a majority of the nodes it last knew.
@@ -427,7 +428,7 @@ impl Members {
     }
 }
 
-fn owners_digest(owners: &BTreeMap<String, String>) -> u64 {
+fn owners_digest(owners: &BTreeMap<String, NodeName>) -> u64 {
     let mut h = blake3::Hasher::new();
     for (k, v) in owners {
         h.update(k.as_bytes());

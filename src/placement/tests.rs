@@ -167,7 +167,7 @@ fn pinned_pods_stay_on_a_cordoned_node_that_takes_nothing_else() {
     let victim = nodes[1].name.clone();
     nodes[1].unschedulable = true;
     let pinned: BTreeMap<String, String> =
-        before.owners.iter().filter(|(_, o)| **o == victim).map(|(id, o)| (id.clone(), o.clone())).collect();
+        before.owners.iter().filter(|(_, o)| **o == victim).map(|(id, o)| (id.clone(), o.to_string())).collect();
     assert!(!pinned.is_empty());
     let after = place(&nodes, &ps, &pinned);
     for (id, o) in after.owners.iter() {
@@ -182,7 +182,7 @@ fn pinned_pods_stay_on_a_cordoned_node_that_takes_nothing_else() {
 fn replicas_spread_over_distinct_nodes_first() {
     let nodes = cluster(5);
     let p = place(&nodes, &pods("web", 5, Resources::default()), &BTreeMap::new());
-    let distinct: BTreeSet<&String> = p.owners.values().collect();
+    let distinct: BTreeSet<&NodeName> = p.owners.values().collect();
     assert_eq!(distinct.len(), 5);
 }
 

@@ -164,7 +164,7 @@ fn a_selector_few_nodes_match_finds_them_all() {
     }
     let p = place(&nodes, &ps, &BTreeMap::new());
     assert!(p.pending.is_empty(), "{:?}", p.pending);
-    let on: std::collections::BTreeSet<&String> = p.owners.values().collect();
+    let on: std::collections::BTreeSet<&crate::model::node::NodeName> = p.owners.values().collect();
     assert_eq!(on.len(), 7, "20 pods over the 7 gpu nodes: {on:?}");
     assert!(on.iter().all(|n| nodes.iter().any(|x| &&x.name == n && x.labels.contains_key("gpu"))));
 }

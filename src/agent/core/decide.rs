@@ -90,7 +90,7 @@ pub fn decide(
             out.push(Action::Stop(id.clone(), StopReason::Deleted));
             continue;
         };
-        let mine = plan.owners.get(id).map(String::as_str) == Some(me);
+        let mine = plan.owners.get(id).map(|n| n.as_str()) == Some(me);
         if mine {
             if d.fenced && !plan.quorum {
                 out.push(Action::Stop(id.clone(), StopReason::Fenced));
@@ -161,7 +161,7 @@ mod tests {
     fn plan(pods: &[(&DesiredPod, &str)]) -> Plan {
         Plan {
             desired: pods.iter().map(|(p, _)| (*p).clone()).collect(),
-            owners: Arc::new(pods.iter().map(|(p, o)| (p.id(), o.to_string())).collect()),
+            owners: Arc::new(pods.iter().map(|(p, o)| (p.id(), (*o).into())).collect()),
             quorum: true,
             stable: true,
             ..Default::default()

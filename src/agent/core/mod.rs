@@ -428,7 +428,7 @@ impl AgentCore {
                 Action::BeginHandoff(id) => {
                     if let Some(p) = self.pods.get_mut(&id) {
                         p.handoff_since = Some(now.at);
-                        let owner = plan.owners.get(&id).map_or("no node", String::as_str);
+                        let owner = plan.owners.get(&id).map_or("no node", |n| n.as_str());
                         out.event(
                             false,
                             &p.desired,

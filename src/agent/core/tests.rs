@@ -150,7 +150,7 @@ fn plan(
     }
     Arc::new(Plan {
         desired: pods.iter().cloned().collect(),
-        owners: Arc::new(pods.iter().filter_map(|p| owner(p).map(|o| (p.id(), o.to_string()))).collect()),
+        owners: Arc::new(pods.iter().filter_map(|p| owner(p).map(|o| (p.id(), o.into()))).collect()),
         view: Arc::new(view),
         quorum: true,
         stable: true,

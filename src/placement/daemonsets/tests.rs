@@ -62,14 +62,14 @@ fn run_owned(v: &mut ClusterView, p: &PlanView) {
         let st = PodStatus {
             namespace: d.namespace.clone(),
             name: d.name.clone(),
-            node: owner.clone(),
+            node: owner.to_string(),
             owner_uid: d.owner.uid.clone(),
             template_hash: d.template_hash.clone(),
             phase: Phase::Running,
             ready: true,
             ..Default::default()
         };
-        by_node.entry(owner.clone()).or_default().insert(id.clone(), st);
+        by_node.entry(owner.to_string()).or_default().insert(id.clone(), st);
     }
     let names: Vec<NodeName> = v.nodes.keys().cloned().collect();
     for name in names {
@@ -84,7 +84,7 @@ fn agent_owners(p: &PlanView) -> BTreeMap<String, String> {
         .owners
         .iter()
         .filter(|(id, _)| id.starts_with("default/agent-"))
-        .map(|(a, b)| (a.clone(), b.clone()))
+        .map(|(a, b)| (a.clone(), b.to_string()))
         .collect()
 }
 
