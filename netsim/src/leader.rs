@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shoal::membership::view::ClusterView;
+use shoal::model::node::NodeName;
 use shoal::placement::deployments::pod_by_id;
 use shoal::placement::plan::Plan;
 use shoal::placement::plan::PlanView;
@@ -33,14 +34,14 @@ pub const KEY: &str = "leader-assignment";
 pub struct Assignment {
     pub term: u64,
     pub leader: String,
-    pub owners: BTreeMap<String, String>,
+    pub owners: BTreeMap<String, NodeName>,
 }
 
 /// A 64-bit digest of an owners map (FNV-1a), to compare nodes' assignments.
-fn digest(owners: &BTreeMap<String, String>) -> u64 {
+fn digest(owners: &BTreeMap<String, NodeName>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (k, v) in owners {
-        for b in k.bytes().chain([0u8]).chain(v.bytes()).chain([0u8]) {
+        for b in k.bytes().chain([0u8]).chain(v.as_str().bytes()).chain([0u8]) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
@@ -73,7 +74,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Parsed assignments by node, kept while its gossiped keys are the same.
     let mut parsed: std::collections::HashMap<String, (usize, Option<Arc<Assignment>>)> = Default::default();
-    let mut owners: Arc<BTreeMap<String, String>> = Arc::default();
+    let mut owners: Arc<BTreeMap<String, NodeName>> = Arc::default();
     let mut owners_digest = digest(&owners);
     let mut sent: Option<(usize, usize, usize, bool)> = None;
     loop {

@@ -304,7 +304,7 @@ impl Observer {
                     }
                 }
                 // Invariant: runs only where it is owned, beyond the handoff grace.
-                if plan.owners.get(id).map(String::as_str) != Some(n.name.as_str()) && n.paused_until.is_none() {
+                if plan.owners.get(id).map(|o| o.as_str()) != Some(n.name.as_str()) && n.paused_until.is_none() {
                     unclean.insert(n.name.as_str());
                     let key = (n.name.clone(), id.clone());
                     wrong_now.insert(key.clone());
