@@ -110,14 +110,13 @@ impl Index {
         if l == 0 {
             return None;
         }
-        let keep = |best: &mut Vec<(Score, usize)>, s: Score, i: usize| keep(best, l, s, i);
         let score = |i: usize| {
             let (seed, weight) = self.keys[i];
             Score::new(weight, mix(ps ^ seed))
         };
         if self.ring.is_empty() {
             for i in (0..state.len()).filter(|i| ok(*i, &state[*i])) {
-                keep(best, score(i), i);
+                keep(best, l, score(i), i);
             }
             None
         } else {
@@ -136,7 +135,7 @@ impl Index {
                 *s = score(*i as usize);
             }
             for (s, i) in scores.iter().zip(found) {
-                keep(best, *s, *i as usize);
+                keep(best, l, *s, *i as usize);
             }
             span
         }
@@ -195,9 +194,7 @@ impl Index {
         }
         None
     }
-}
 
-impl Index {
     /// The first point of the ring at or after `pos` (`ring.len()` if
     /// none): `ring.partition_point(|(p, _)| *p < pos)`, through `starts`.
     fn start(&self, pos: u64) -> usize {
@@ -277,17 +274,7 @@ mod tests {
     fn start_finds_the_first_point_at_or_after_a_position() {
         for n in [33usize, 100, 1000] {
             let specs: Vec<_> = (0..n).map(|i| node(&format!("n{i}"), 1, 1)).collect();
-            let state: Vec<Node<'_>> = specs
-                .iter()
-                .map(|s| Node {
-                    spec: s,
-                    seed: crate::placement::seed(s.name.as_bytes()),
-                    used: Default::default(),
-                    pods: 0,
-                    alloc: s.allocatable,
-                    max_pods: s.max_pods,
-                })
-                .collect();
+            let state: Vec<Node<'_>> = specs.iter().map(Node::of).collect();
             let index = Index::new(&state, WINDOW);
             let mut probes = vec![0, 1, u64::MAX, u64::MAX - 1];
             for (p, _) in &index.ring {

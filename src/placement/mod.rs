@@ -225,7 +225,19 @@ struct Node<'a> {
     max_pods: u32,
 }
 
-impl Node<'_> {
+impl<'a> Node<'a> {
+    /// Node `spec` with nothing placed on it yet.
+    fn of(spec: &'a NodeSpec) -> Node<'a> {
+        Node {
+            spec,
+            seed: seed(spec.name.as_bytes()),
+            used: Resources::default(),
+            pods: 0,
+            alloc: spec.allocatable,
+            max_pods: spec.max_pods,
+        }
+    }
+
     /// Counts `pod` against this node's capacity.
     fn take(&mut self, pod: &DesiredPod) {
         self.used = self.used.saturating_add(pod.requests);
@@ -325,17 +337,7 @@ fn place_in_windows(
         return (Placement::default(), memo.map(|_| Memo::default()));
     }
     let specs = distinct_by_name(nodes);
-    let mut state: Vec<Node<'_>> = specs
-        .iter()
-        .map(|s| Node {
-            spec: s,
-            seed: seed(s.name.as_bytes()),
-            used: Resources::default(),
-            pods: 0,
-            alloc: s.allocatable,
-            max_pods: s.max_pods,
-        })
-        .collect();
+    let mut state: Vec<Node<'_>> = specs.iter().map(|s| Node::of(s)).collect();
     let index = candidates::Index::new(&state, window);
     let mut out = Decisions::default();
     // Pods bound to one node (a DaemonSet's) go first: they take their
