@@ -267,11 +267,11 @@ impl Observer {
         let via = self.writes.last().map(|w| w.via).filter(|i| nodes[*i].up());
         let reference = via.map(|i| &nodes[i]).into_iter().chain(up.iter().copied()).find_map(|n| n.live.as_ref());
         let desired = reference.map(|l| l.local_plan.borrow().plan.desired.clone()).unwrap_or_default();
-        let mut running: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut ready: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut running: FxHashMap<&str, usize> = FxHashMap::default();
+        let mut ready: FxHashMap<&str, usize> = FxHashMap::default();
+        let mut copies: FxHashMap<&str, usize> = FxHashMap::default();
         // Copies of each fenced replica, stopping ones included.
-        let mut fenced_copies: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut fenced_copies: FxHashMap<&str, usize> = FxHashMap::default();
         let mut orphans = 0;
         let mut wrong_now = HashSet::new();
         let mut unclean: HashSet<&str> = HashSet::new();
@@ -330,13 +330,13 @@ impl Observer {
             }
         }
         // Fenced replicas never run twice (a stopping copy and an orphan count).
-        for (id, copies) in fenced_copies {
-            if copies > 1 {
-                self.violate(
-                    format!("fenced:{id}:{}", t.as_millis() / 1000),
-                    format!("t={:.1}s: fenced replica {id} runs on more than one node", t.as_secs_f64()),
-                );
-            }
+        let mut twice: Vec<(&str, usize)> = fenced_copies.into_iter().filter(|(_, c)| *c > 1).collect();
+        twice.sort_unstable();
+        for (id, _) in twice {
+            self.violate(
+                format!("fenced:{id}:{}", t.as_millis() / 1000),
+                format!("t={:.1}s: fenced replica {id} runs on more than one node", t.as_secs_f64()),
+            );
         }
         self.check_acked(nodes, t);
         self.time_updates(nodes, now, t);
