@@ -2,7 +2,8 @@
 """Service proxy figures (release build, loopback, wrk):
 
 1. proxy overhead: one fast backend, wrk through the node port vs directly to
-   the pod's host port (keep-alive): throughput ratio, added latency p50/p99;
+   the pod's host port (keep-alive): throughput ratio, added latency p50/p99,
+   and the CPU time the node, the backend and wrk spend per request;
 2. ten backends (BACKEND_MS), one 10x slower: p99 through a p2c node and a
    round-robin node, next to the all-healthy p99 (new connection per request,
    so every request is balanced);
@@ -38,6 +39,22 @@ def wrk(url, conns=32, close=False):
     return shoalbench.wrk(url, SECS, conns, close)
 
 
+def cpu_secs(pid):
+    """CPU time (user + system) of a process so far, in seconds."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def costed(run, url, node, backend):
+    """Runs wrk on `url`: its figures, and the CPU microseconds per request
+    spent by the node (the proxy), the backend and wrk itself."""
+    kids = lambda: os.times().children_user + os.times().children_system
+    before = (cpu_secs(node), cpu_secs(backend), kids())
+    r = run(url)
+    after = (cpu_secs(node), cpu_secs(backend), kids())
+    return r, [(b - a) / (r[0] * SECS) * 1e6 for a, b in zip(before, after)]
+
+
 def ready(n, name, count):
     wait(lambda: n.get(f"/apis/apps/v1/namespaces/default/deployments/{name}")["status"]["readyReplicas"] == count, timeout=60)
     wait(lambda: len(n.get(f"/api/v1/namespaces/default/services/{name}")["status"]["ports"][0]["endpoints"]) == count, timeout=30)
@@ -61,11 +78,14 @@ def main():
         n1.req("POST", "/api/v1/namespaces/default/services", service("one", 30100))
         ready(n1, "one", 1)
         ep = n1.get("/api/v1/namespaces/default/services/one")["status"]["ports"][0]["endpoints"][0]
-        d = wrk(f"http://{ep['ip']}:{ep['port']}/")
-        p = wrk(f"http://{base}1:30100/")
+        backend = int(subprocess.run(["pgrep", "-f", BACKEND], capture_output=True, text=True).stdout.split()[0])
+        d, dc = costed(wrk, f"http://{ep['ip']}:{ep['port']}/", n1.proc.pid, backend)
+        p, pc = costed(wrk, f"http://{base}1:30100/", n1.proc.pid, backend)
         print(f"proxy overhead, 1 backend, keep-alive, wrk -t2 -c32 {SECS}s: direct {d[0]:.0f} req/s p50 {d[1]:.3f} ms p99 {d[2]:.3f} ms; "
               f"via proxy {p[0]:.0f} req/s p50 {p[1]:.3f} ms p99 {p[2]:.3f} ms; throughput ratio {p[0]/d[0]:.2f}, "
               f"added latency p50 +{p[1]-d[1]:.3f} ms p99 +{p[2]-d[2]:.3f} ms")
+        print("CPU per request, us (node / backend / wrk): direct " + " / ".join(f"{x:.2f}" for x in dc)
+              + "; via proxy " + " / ".join(f"{x:.2f}" for x in pc))
         n1.req("DELETE", "/apis/apps/v1/namespaces/default/deployments/one")
         # 2. One slow backend of ten.
         for label, env in [("all healthy", {"DELAY_MS": BASE_MS}), ("one 10x slower", {"DELAY_MS": BASE_MS, "SLOW_POD": "-0", "SLOW_DELAY_MS": str(10 * int(BASE_MS))})]:
