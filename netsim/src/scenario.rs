@@ -349,6 +349,7 @@ mod tests {
             "long-pause",
             "long-run",
             "lossy-network",
+            "membership-fast",
             "membership-only",
             "rolling-restart",
             "rolling-update",
