@@ -45,13 +45,16 @@ def cpu_secs(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def costed(run, url, node, backend):
+def costed(url, node, backend):
     """Runs wrk on `url`: its figures, and the CPU microseconds per request
-    spent by the node (the proxy), the backend and wrk itself."""
-    kids = lambda: os.times().children_user + os.times().children_system
-    before = (cpu_secs(node), cpu_secs(backend), kids())
-    r = run(url)
-    after = (cpu_secs(node), cpu_secs(backend), kids())
+    spent by the node (the proxy), the backend and wrk itself (a child,
+    counted once it has exited)."""
+    def now():
+        t = os.times()
+        return (cpu_secs(node), cpu_secs(backend), t.children_user + t.children_system)
+    before = now()
+    r = wrk(url)
+    after = now()
     return r, [(b - a) / (r[0] * SECS) * 1e6 for a, b in zip(before, after)]
 
 
@@ -79,8 +82,8 @@ def main():
         ready(n1, "one", 1)
         ep = n1.get("/api/v1/namespaces/default/services/one")["status"]["ports"][0]["endpoints"][0]
         backend = int(subprocess.run(["pgrep", "-f", BACKEND], capture_output=True, text=True).stdout.split()[0])
-        d, dc = costed(wrk, f"http://{ep['ip']}:{ep['port']}/", n1.proc.pid, backend)
-        p, pc = costed(wrk, f"http://{base}1:30100/", n1.proc.pid, backend)
+        d, dc = costed(f"http://{ep['ip']}:{ep['port']}/", n1.proc.pid, backend)
+        p, pc = costed(f"http://{base}1:30100/", n1.proc.pid, backend)
         print(f"proxy overhead, 1 backend, keep-alive, wrk -t2 -c32 {SECS}s: direct {d[0]:.0f} req/s p50 {d[1]:.3f} ms p99 {d[2]:.3f} ms; "
               f"via proxy {p[0]:.0f} req/s p50 {p[1]:.3f} ms p99 {p[2]:.3f} ms; throughput ratio {p[0]/d[0]:.2f}, "
               f"added latency p50 +{p[1]-d[1]:.3f} ms p99 +{p[2]-d[2]:.3f} ms")

@@ -146,12 +146,9 @@ fn cron_under_faults() {
 fn membership_only() {
     for (c, f) in swim_seeds("membership-only", env_or("NETSIM_SEEDS", 1).max(6) as u64) {
         let what = format!("membership-only, seed {}, swim", c.seed);
-        assert_eq!(f.detection.n, 11, "{what}: every crash is detected");
+        assert_membership_run(&what, &f);
         assert!(f.detection.max <= 8.0, "{what}: a crash took {:.1} s to be seen by every node", f.detection.max);
-        assert_eq!(f.undetected, 0, "{what}: a crash was never detected by every node");
         assert_eq!(f.unrecovered, 0, "{what}: no replica to bring back, none missing");
-        let quiet = f.quiet_bytes_per_node_sec.expect("the last 40 s are quiet");
-        assert!(quiet < 1000.0, "{what}: {quiet:.0} B/s per node at rest");
     }
 }
 
@@ -164,13 +161,20 @@ fn membership_only() {
 fn membership_fast_detects_in_half_the_time() {
     for (c, f) in swim_seeds("membership-fast", env_or("NETSIM_SEEDS", 1).max(6) as u64) {
         let what = format!("membership-fast, seed {}, swim", c.seed);
-        assert_eq!(f.detection.n, 11, "{what}: every crash is detected");
+        assert_membership_run(&what, &f);
         assert!(f.detection.p50 <= 1.5, "{what}: half the crashes took over {:.1} s to be seen", f.detection.p50);
         assert!(f.detection.max <= 3.5, "{what}: a crash took {:.1} s to be seen by every node", f.detection.max);
-        assert_eq!(f.undetected, 0, "{what}: a crash was never detected by every node");
-        let quiet = f.quiet_bytes_per_node_sec.expect("the last 40 s are quiet");
-        assert!(quiet < 1000.0, "{what}: {quiet:.0} B/s per node at rest");
     }
+}
+
+/// What every run of the membership scenarios (eleven crashes, then 40
+/// quiet seconds) must show: each crash seen by every live node, and the
+/// cluster at rest under 1 KB/s per node.
+fn assert_membership_run(what: &str, f: &Figures) {
+    assert_eq!(f.detection.n, 11, "{what}: every crash is detected");
+    assert_eq!(f.undetected, 0, "{what}: a crash was never detected by every node");
+    let quiet = f.quiet_bytes_per_node_sec.expect("the last 40 s are quiet");
+    assert!(quiet < 1000.0, "{what}: {quiet:.0} B/s per node at rest");
 }
 
 /// A cluster at rest: SWIM's traffic per node stays under 1 KB/s and well
