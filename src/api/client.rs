@@ -44,6 +44,9 @@ pub struct Client {
     balance: Option<Balance>,
     /// TLS to `https://` URLs, trusting the cluster CA only.
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Print the server's `Warning` headers on stderr, as kubectl does (the
+    /// CLI's client; a node's own requests to peers log them instead).
+    print_warnings: bool,
 }
 
 /// A server URL's parts: whether it is HTTPS, its host (for the
@@ -60,6 +63,21 @@ fn authority(url: &str) -> Result<(bool, String, String), ClientError> {
     let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
     let hostport = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     Ok((https, host, hostport))
+}
+
+/// The text of a `Warning` header (`299 - "text"`), unescaped; the whole
+/// value when it is not in that form.
+pub fn warning_text(value: &str) -> String {
+    let quoted = value.split_once(' ').and_then(|(_, rest)| rest.split_once(' ')).map(|(_, q)| q.trim());
+    let Some(inner) = quoted.and_then(|q| q.strip_prefix('"')).and_then(|q| q.strip_suffix('"')) else {
+        return value.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+    }
+    out
 }
 
 /// One HTTP/1.1 exchange on an open connection.
@@ -89,13 +107,19 @@ where
 impl Client {
     /// Tries `urls` in order, failing over to the next one that answers.
     pub fn new(urls: Vec<String>, token: Option<String>) -> Client {
-        Client { urls, token, timeout: Duration::from_secs(30), balance: None, tls: None }
+        Client { urls, token, timeout: Duration::from_secs(30), balance: None, tls: None, print_warnings: false }
     }
 
     /// Verifies `https://` servers against this cluster CA (PEM).
     pub fn with_ca(mut self, ca_pem: &str) -> Result<Client, crate::net::tls::TlsError> {
         self.tls = Some(std::sync::Arc::new(crate::net::tls::api_client_config(ca_pem)?));
         Ok(self)
+    }
+
+    /// Prints the `Warning` headers of answers on stderr (`Warning: ...`).
+    pub fn printing_warnings(mut self) -> Client {
+        self.print_warnings = true;
+        self
     }
 
     /// Verifies `https://` servers with this TLS config.
@@ -115,6 +139,7 @@ impl Client {
             timeout: Duration::from_secs(30),
             balance: Some(std::sync::Arc::new(std::sync::Mutex::new(stats))),
             tls: None,
+            print_warnings: false,
         }
     }
 
@@ -256,6 +281,11 @@ impl Client {
     pub async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Bytes, ClientError> {
         let (url, resp) = self.send(method, path, body).await?;
         let code = resp.status();
+        if self.print_warnings {
+            for w in resp.headers().get_all(hyper::header::WARNING) {
+                eprintln!("Warning: {}", warning_text(&String::from_utf8_lossy(w.as_bytes())));
+            }
+        }
         let bytes = resp
             .into_body()
             .collect()

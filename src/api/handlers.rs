@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -569,22 +569,33 @@ pub async fn delete_manifests(State(ctx): State<Ctx>, Limited(body): Limited) ->
 
 // ---------- pods ----------
 
-pub async fn list_all_pods(State(ctx): State<Ctx>) -> Json<Value> {
+/// Pods in `ns` (all when `None`), each with its details from the node that
+/// runs it (`details`), and a `Warning` for nodes that did not answer.
+async fn pods_with_details(ctx: &Ctx, ns: Option<&str>, name: Option<&str>) -> (HeaderMap, Vec<Value>) {
     let (snap, plan, view) = (ctx.db.snapshot(), ctx.plan.borrow().clone(), ctx.view.borrow().clone());
-    Json(render::list("Pod", "v1", render::pods(&snap, &plan, &view, None)))
+    let filter = super::details::Filter { namespace: ns.map(String::from), name: name.map(String::from) };
+    let (view, warnings) = super::details::with_details(ctx, &view, filter).await;
+    (warnings, render::pods(&snap, &plan, &view, ns))
 }
 
-pub async fn list_pods(State(ctx): State<Ctx>, Path(ns): Path<String>) -> Json<Value> {
-    let (snap, plan, view) = (ctx.db.snapshot(), ctx.plan.borrow().clone(), ctx.view.borrow().clone());
-    Json(render::list("Pod", "v1", render::pods(&snap, &plan, &view, Some(&ns))))
+pub async fn list_all_pods(State(ctx): State<Ctx>) -> (HeaderMap, Json<Value>) {
+    let (warnings, pods) = pods_with_details(&ctx, None, None).await;
+    (warnings, Json(render::list("Pod", "v1", pods)))
 }
 
-pub async fn get_pod(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> Res {
-    let (snap, plan, view) = (ctx.db.snapshot(), ctx.plan.borrow().clone(), ctx.view.borrow().clone());
-    render::pods(&snap, &plan, &view, Some(&ns))
-        .into_iter()
+pub async fn list_pods(State(ctx): State<Ctx>, Path(ns): Path<String>) -> (HeaderMap, Json<Value>) {
+    let (warnings, pods) = pods_with_details(&ctx, Some(&ns), None).await;
+    (warnings, Json(render::list("Pod", "v1", pods)))
+}
+
+pub async fn get_pod(
+    State(ctx): State<Ctx>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<(HeaderMap, Json<Value>), ApiError> {
+    let (warnings, pods) = pods_with_details(&ctx, Some(&ns), Some(&name)).await;
+    pods.into_iter()
         .find(|p| p.pointer("/metadata/name").and_then(Value::as_str) == Some(name.as_str()))
-        .map(Json)
+        .map(|p| (warnings, Json(p)))
         .ok_or_else(|| ApiError::not_found(format!("pod {name:?} in namespace {ns:?}")))
 }
 

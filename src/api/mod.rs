@@ -19,6 +19,7 @@ pub mod addresses;
 pub mod client;
 pub mod dashboard;
 pub mod delete;
+pub mod details;
 pub mod discovery;
 pub mod error;
 pub mod exec;

@@ -130,9 +130,11 @@ pub fn pod_json(
                 .containers
                 .iter()
                 .map(|c| {
+                    // A peer's gossiped summary has no image: the spec's is the one it runs.
+                    let image = if c.image.is_empty() { spec_image(d, &c.name) } else { c.image.clone() };
                     let mut v = json!({
                         "name": c.name, "ready": c.ready, "restartCount": c.restart_count,
-                        "state": container_state_json(&c.state), "image": c.image,
+                        "state": container_state_json(&c.state), "image": image,
                         // Required by strict clients; Shoal does not track image digests.
                         "imageID": "",
                     });
@@ -200,6 +202,17 @@ pub fn pod_json(
         pod["metadata"]["annotations"] = json!({crate::model::pods::COMPLETION_INDEX_KEY: i});
     }
     pod
+}
+
+/// The image a container of `d` runs, as its node reports it: the image, or
+/// the command of a process container.
+fn spec_image(d: &DesiredPod, container: &str) -> String {
+    d.spec
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .map(|c| c.image.clone().unwrap_or_else(|| c.command.join(" ")))
+        .unwrap_or_default()
 }
 
 /// A pod's uid: its replica, template and node.

@@ -213,6 +213,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/api/v1/pods", get(h::list_all_pods))
         .route("/api/v1/namespaces/{ns}/pods", get(h::list_pods))
         .route("/api/v1/namespaces/{ns}/pods/{name}", get(h::get_pod).delete(super::maintenance::delete_pod))
+        .route(super::details::PATH, get(super::details::node_pods))
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs::pod_log))
         .route("/api/v1/namespaces/{ns}/pods/{name}/eviction", post(super::maintenance::evict_pod))
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", get(super::exec::pod_exec).post(super::exec::pod_exec))

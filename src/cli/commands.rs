@@ -95,7 +95,7 @@ pub fn client(o: &ClientOpts) -> Client {
                 .ok()
         })
     });
-    Client::new(urls, api_token(o)).with_tls(tls.map(std::sync::Arc::new))
+    Client::new(urls, api_token(o)).with_tls(tls.map(std::sync::Arc::new)).printing_warnings()
 }
 
 /// TLS trusting the CA a pin names: a CA hash (64 hex) or a join token.

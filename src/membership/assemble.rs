@@ -21,7 +21,8 @@ pub mod keys {
     pub const INFO: &str = "info";
     /// Present when the node left gracefully.
     pub const LEFT: &str = "left";
-    /// Prefix of per-pod status keys: `pod:<namespace>/<name>` → JSON `PodStatus`.
+    /// Prefix of per-pod status keys: `pod:<namespace>/<name>` → JSON
+    /// `PodStatus`, its `summary` (the API asks the node for the details).
     pub const POD: &str = "pod:";
     /// Root digest of its desired state (hex), to spot nodes out of sync.
     pub const STATE_DIGEST: &str = "sd";

@@ -601,7 +601,7 @@ fn publish(
     }
     p.extra = extra.clone();
     for (id, s) in pods.iter() {
-        let Ok(j) = serde_json::to_string(s) else { continue };
+        let Ok(j) = serde_json::to_string(&s.summary()) else { continue };
         if p.pods.get(id) != Some(&j) {
             st.set(format!("{}{id}", keys::POD), &j);
             p.pods.insert(id.clone(), j);

@@ -780,7 +780,7 @@ impl Node {
             all.insert(keys::INFO.to_string(), j);
         }
         for (id, s) in pods.iter() {
-            if let Ok(j) = serde_json::to_string(s) {
+            if let Ok(j) = serde_json::to_string(&s.summary()) {
                 all.insert(format!("{}{id}", keys::POD), j);
             }
         }
