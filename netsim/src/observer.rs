@@ -88,6 +88,16 @@ pub struct Crash {
     pub replicas: bool,
 }
 
+/// A node of a mass join: from its boot until every live node's view
+/// holds it Ready (at its generation).
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub node: String,
+    pub generation: u64,
+    pub at: Duration,
+    pub seen: Option<Duration>,
+}
+
 /// A rolling update being timed: from the apply until every replica runs
 /// the new template and no old pod is left; the fewest Ready replicas meanwhile.
 #[derive(Debug, Clone)]
@@ -136,6 +146,7 @@ type Dead = Arc<BTreeMap<String, u64>>;
 pub struct Observer {
     pub samples: Vec<Sample>,
     pub crashes: Vec<Crash>,
+    pub joins: Vec<Joined>,
     pub returns: Vec<Return>,
     pub updates: Vec<Update>,
     /// Writes whose spread is being timed.
@@ -379,6 +390,21 @@ impl Observer {
             c.replicas |= !desired.is_empty();
             if c.rescheduled.is_none() && missing == 0 && !desired.is_empty() {
                 c.rescheduled = Some(t - c.at);
+            }
+        }
+        // Each joining node, until every live node holds it Ready.
+        for j in self.joins.iter_mut().filter(|j| j.seen.is_none()) {
+            let all = up.iter().filter(|n| n.paused_until.is_none()).all(|n| {
+                n.live.as_ref().is_some_and(|l| {
+                    l.view
+                        .borrow()
+                        .nodes
+                        .get(j.node.as_str())
+                        .is_some_and(|x| x.info.generation == j.generation && x.state == NodeState::Ready)
+                })
+            });
+            if all {
+                j.seen = Some(t - j.at);
             }
         }
         // Desired-state convergence of each write.

@@ -31,6 +31,9 @@ pub fn spread(mut xs: Vec<f64>) -> Spread {
 pub struct Figures {
     pub detection: Spread,
     pub undetected: usize,
+    /// A mass join: boot -> Ready in every live node's view.
+    pub join: Spread,
+    pub unseen_joins: usize,
     pub convergence: Spread,
     pub reschedule: Spread,
     pub unrecovered: usize,
@@ -65,6 +68,8 @@ pub fn figures(r: &RunResult) -> Figures {
     Figures {
         detection: spread(o.crashes.iter().filter_map(|c| c.detected).map(|d| d.as_secs_f64()).collect()),
         undetected: o.crashes.iter().filter(|c| c.detected.is_none()).count(),
+        join: spread(o.joins.iter().filter_map(|j| j.seen).map(|d| d.as_secs_f64()).collect()),
+        unseen_joins: o.joins.iter().filter(|j| j.seen.is_none()).count(),
         convergence: spread(o.writes.iter().filter_map(|w| w.converged).map(|d| d.as_secs_f64()).collect()),
         reschedule: spread(o.crashes.iter().filter_map(|c| c.rescheduled).map(|d| d.as_secs_f64()).collect()),
         unrecovered: o.crashes.iter().filter(|c| c.replicas && c.rescheduled.is_none()).count(),
@@ -101,6 +106,8 @@ fn rows(cols: &[Figures]) -> Vec<(&'static str, Vec<String>)> {
     vec![
         ("detection: crash -> Dead on all live nodes, s (p50 / p99 / max)", f(&|x| s3(&x.detection))),
         ("crashes never detected by every node", f(&|x| x.undetected.to_string())),
+        ("join: boot -> Ready on all live nodes, s (p50 / p99 / max)", f(&|x| s3(&x.join))),
+        ("joining nodes never Ready on every node", f(&|x| x.unseen_joins.to_string())),
         ("desired-state convergence after a write, s (p50 / p99 / max)", f(&|x| s3(&x.convergence))),
         ("reschedule: crash -> every replica Ready again, s (p50 / p99 / max)", f(&|x| s3(&x.reschedule))),
         ("crashes after which replicas never all came back", f(&|x| x.unrecovered.to_string())),

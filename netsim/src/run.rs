@@ -55,6 +55,8 @@ enum Step {
     Crash(String),
     AgentCrash(String),
     Boot(String),
+    /// A node of a mass join boots for the first time.
+    Join(String),
     Inject(String),
     Pause(String),
     Resume(String),
@@ -170,8 +172,10 @@ async fn simulate(cfg: RunConfig) -> (RunResult, Cluster) {
     let sc = &cfg.scenario;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let net = SimNet::new(cfg.seed, sc.network.clone());
-    let mut nodes: Vec<SimNode> =
-        (0..cfg.nodes).map(|i| SimNode::new(i, sc.capacities[i % sc.capacities.len()])).collect();
+    // The cluster, then the nodes of a mass join (booted at their turn).
+    let joining = sc.join.as_ref().map_or(0, |j| j.nodes);
+    let total = cfg.nodes + joining;
+    let mut nodes: Vec<SimNode> = (0..total).map(|i| SimNode::new(i, sc.capacities[i % sc.capacities.len()])).collect();
     let ctx = Ctx {
         net: net.clone(),
         timing: sc.timing.clone(),
@@ -180,16 +184,22 @@ async fn simulate(cfg: RunConfig) -> (RunResult, Cluster) {
         seed: cfg.seed,
         members: nodes.iter().map(|n| n.name.clone()).collect(),
     };
-    for n in nodes.iter_mut() {
+    for n in nodes.iter_mut().take(cfg.nodes) {
         n.boot(&ctx).await;
     }
     // The timeline: workload applies and expanded events, in order.
     let mut steps: Vec<(Duration, Step)> = Vec::new();
+    if let Some(j) = &sc.join {
+        for (k, n) in nodes[cfg.nodes..].iter().enumerate() {
+            steps.push((j.boot_at(k), Step::Join(n.name.clone())));
+        }
+    }
     for w in &sc.workload {
         let r = if w.replicas_per_node > 0 { w.replicas_per_node * cfg.nodes as u32 } else { w.replicas };
         steps.push((w.at, Step::Apply(w.clone(), Some(r), false)));
     }
-    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    // Events pick among the first nodes (joiners may not be up yet).
+    let names: Vec<String> = nodes.iter().take(cfg.nodes).map(|n| n.name.clone()).collect();
     for e in &sc.events {
         // `next`: each repetition takes the next node of one seeded order.
         let mut order = names.clone();
@@ -278,7 +288,8 @@ async fn simulate(cfg: RunConfig) -> (RunResult, Cluster) {
     }
     let traffic = net.traffic();
     let secs = sc.duration.as_secs_f64().max(1.0);
-    let n = cfg.nodes as f64;
+    // Per node of the whole cluster (a mass join's nodes counted from the start).
+    let n = total as f64;
     let bytes: u64 = traffic.values().map(|t| t.sent_bytes).sum();
     let msgs: u64 = traffic.values().map(|t| t.sent_messages).sum();
     let oversized: u64 = traffic.values().map(|t| t.oversized).sum();
@@ -396,6 +407,15 @@ async fn apply_step(
                     observer.returns.push(crate::observer::Return { node: name.clone(), at: t, clean: None });
                 }
                 log.push((ts, format!("restart {name}")));
+            }
+        }
+        Step::Join(name) => {
+            if let Some(n) = nodes.iter_mut().find(|n| n.name == name && !n.up()) {
+                n.boot(ctx).await;
+                let generation = n.live.as_ref().map_or(0, |l| l.generation);
+                observer.disturbed.insert(name.clone(), t);
+                observer.joins.push(crate::observer::Joined { node: name.clone(), generation, at: t, seen: None });
+                log.push((ts, format!("join {name}")));
             }
         }
         Step::Pause(name) => {

@@ -29,6 +29,29 @@ pub struct Scenario {
     pub events: Vec<Event>,
     #[serde(default)]
     pub timing: Timing,
+    /// Nodes that join the running cluster (a mass join), besides `nodes`.
+    #[serde(default)]
+    pub join: Option<Join>,
+}
+
+/// `nodes` more nodes join a running cluster, booted one after another,
+/// evenly spread over `within` from `at`. They know only the seeds (the
+/// first three nodes), as `shoal up --join` does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    pub nodes: usize,
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    #[serde(with = "humantime_serde")]
+    pub within: Duration,
+}
+
+impl Join {
+    /// When the `k`th of the joining nodes boots.
+    pub fn boot_at(&self, k: usize) -> Duration {
+        self.at + self.within.mul_f64(k as f64 / self.nodes.max(1) as f64)
+    }
 }
 
 fn default_capacities() -> Vec<u64> {
@@ -320,7 +343,8 @@ impl Scenario {
 
     /// The time of the last fault (for the eventual checks).
     pub fn last_fault(&self) -> Duration {
-        self.events.iter().map(|e| e.at + e.every * e.repeat.saturating_sub(1) + e.down_for).max().unwrap_or_default()
+        let events = self.events.iter().map(|e| e.at + e.every * e.repeat.saturating_sub(1) + e.down_for);
+        events.chain(self.join.iter().map(|j| j.at + j.within)).max().unwrap_or_default()
     }
 }
 
@@ -341,6 +365,7 @@ mod tests {
         names.sort();
         let want = [
             "agent-crash",
+            "churn",
             "cron-under-faults",
             "flapping-node",
             "idle",
@@ -349,6 +374,7 @@ mod tests {
             "long-pause",
             "long-run",
             "lossy-network",
+            "mass-join",
             "membership-fast",
             "membership-only",
             "rolling-restart",
