@@ -186,7 +186,12 @@ def serve(name, routes, default_port=8080):
     """Serves `routes` on `$PORT` (Shoal's allocated port for process pods;
     the container port in an image) until the process is killed."""
     port = int(os.environ.get("PORT") or default_port)
-    host = os.environ.get("LISTEN", "0.0.0.0")
+    # A process pod shares its host's network: it binds the node's own
+    # address, where Shoal found its port free (0.0.0.0 would also need the
+    # port free on every other address of the host, and crash-loop when a
+    # client connection elsewhere holds it). A container binds everything.
+    node_ip = os.environ.get("SHOAL_NODE_IP") if os.environ.get("SHOAL_POD_DIR") else None
+    host = os.environ.get("LISTEN") or node_ip or "0.0.0.0"
     handler = type(f"{name}Handler", (Handler,), {"routes": routes})
     # A burst of new connections must queue, not be refused (the default
     # accept backlog is 5).
