@@ -83,11 +83,15 @@ fn kubectl_works_over_https_with_the_kubeconfig_shoal_writes() {
             wide.lines().all(|l| l.split_whitespace().nth(6).is_some_and(|n| ["n1", "n2", "n3"].contains(&n))),
             "{v}: the NODE column: {wide}"
         );
-        let deploy = ok(bin, &kc, &["get", "deploy", "web"]);
-        assert!(
-            deploy.contains("UP-TO-DATE") && deploy.lines().nth(1).is_some_and(|l| l.contains("2/2")),
-            "{v}: {deploy}"
-        );
+        // The pods' rows come from the nodes that run them; the
+        // Deployment's counts from the gossiped view, which can trail
+        // them by a gossip round (as a Deployment's status trails its
+        // pods in Kubernetes).
+        poll(30, "the Deployment's table row at 2/2", || {
+            let deploy = ok(bin, &kc, &["get", "deploy", "web"]);
+            assert!(deploy.contains("UP-TO-DATE"), "{v}: {deploy}");
+            if deploy.lines().nth(1).is_some_and(|l| l.contains("2/2")) { Ok(()) } else { Err(deploy) }
+        });
         let nodes = ok(bin, &kc, &["get", "nodes"]);
         assert!(nodes.lines().nth(1).is_some_and(|l| l.starts_with("n1") && l.contains("Ready")), "{v}: {nodes}");
         let all = ok(bin, &kc, &["get", "all", "-A"]);
