@@ -88,14 +88,21 @@ pub struct Crash {
     pub replicas: bool,
 }
 
-/// A node of a mass join: from its boot until every live node's view
-/// holds it Ready (at its generation).
+/// A node of a mass join, timed against the nodes live at its boot (its
+/// witnesses): from its boot until each of them still up holds it Ready
+/// at its generation (`seen`), and until it holds each of them Ready
+/// (`learned`). Nodes that boot after it are left out: each of those
+/// learns it as part of its own join, and counting them would time the
+/// join window rather than the join (while nodes keep booting, one just
+/// booted has not heard of anyone yet).
 #[derive(Debug, Clone)]
 pub struct Joined {
     pub node: String,
     pub generation: u64,
     pub at: Duration,
+    pub witnesses: Vec<usize>,
     pub seen: Option<Duration>,
+    pub learned: Option<Duration>,
 }
 
 /// A rolling update being timed: from the apply until every replica runs
@@ -392,19 +399,24 @@ impl Observer {
                 c.rescheduled = Some(t - c.at);
             }
         }
-        // Each joining node, until every live node holds it Ready.
-        for j in self.joins.iter_mut().filter(|j| j.seen.is_none()) {
-            let all = up.iter().filter(|n| n.paused_until.is_none()).all(|n| {
+        // Each joining node and its witnesses, until each holds the other Ready.
+        let holds =
+            |n: &SimNode, name: &str, generation: Option<u64>| {
                 n.live.as_ref().is_some_and(|l| {
-                    l.view
-                        .borrow()
-                        .nodes
-                        .get(j.node.as_str())
-                        .is_some_and(|x| x.info.generation == j.generation && x.state == NodeState::Ready)
+                    l.view.borrow().nodes.get(name).is_some_and(|x| {
+                        generation.is_none_or(|g| x.info.generation == g) && x.state == NodeState::Ready
+                    })
                 })
-            });
-            if all {
+            };
+        let live = |n: &&SimNode| n.up() && n.paused_until.is_none();
+        for j in self.joins.iter_mut().filter(|j| j.seen.is_none() || j.learned.is_none()) {
+            let witnesses: Vec<&SimNode> = j.witnesses.iter().map(|i| &nodes[*i]).filter(live).collect();
+            if j.seen.is_none() && witnesses.iter().all(|n| holds(n, &j.node, Some(j.generation))) {
                 j.seen = Some(t - j.at);
+            }
+            let Some(me) = nodes.iter().find(|n| n.name == j.node).filter(live) else { continue };
+            if j.learned.is_none() && witnesses.iter().all(|n| holds(me, &n.name, None)) {
+                j.learned = Some(t - j.at);
             }
         }
         // Desired-state convergence of each write.

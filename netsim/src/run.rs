@@ -410,11 +410,20 @@ async fn apply_step(
             }
         }
         Step::Join(name) => {
+            let witnesses: Vec<usize> =
+                nodes.iter().filter(|n| n.up() && n.paused_until.is_none()).map(|n| n.index).collect();
             if let Some(n) = nodes.iter_mut().find(|n| n.name == name && !n.up()) {
                 n.boot(ctx).await;
                 let generation = n.live.as_ref().map_or(0, |l| l.generation);
                 observer.disturbed.insert(name.clone(), t);
-                observer.joins.push(crate::observer::Joined { node: name.clone(), generation, at: t, seen: None });
+                observer.joins.push(crate::observer::Joined {
+                    node: name.clone(),
+                    generation,
+                    at: t,
+                    witnesses,
+                    seen: None,
+                    learned: None,
+                });
                 log.push((ts, format!("join {name}")));
             }
         }
