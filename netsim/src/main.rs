@@ -117,6 +117,14 @@ fn main() -> ExitCode {
                 }
                 eprintln!("replay: {}", netsim::replay_command(&a.scenario, nodes, a.seed, mode.as_str()));
             }
+            for j in r.observer.joins.iter().filter(|j| j.learned.is_none()) {
+                eprintln!(
+                    "join never complete ({} mode): {} does not hold Ready {}",
+                    mode.as_str(),
+                    j.node,
+                    j.lacking.join(", ")
+                );
+            }
         }
         let figs: Vec<Figures> = all.iter().map(figures).collect();
         if a.runs > 1 {

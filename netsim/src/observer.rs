@@ -103,6 +103,9 @@ pub struct Joined {
     pub witnesses: Vec<usize>,
     pub seen: Option<Duration>,
     pub learned: Option<Duration>,
+    /// While not `learned`: a few witnesses it does not hold Ready, with
+    /// how it holds them (for the report of a join that never completes).
+    pub lacking: Vec<String>,
 }
 
 /// A rolling update being timed: from the apply until every replica runs
@@ -415,8 +418,18 @@ impl Observer {
                 j.seen = Some(t - j.at);
             }
             let Some(me) = nodes.iter().find(|n| n.name == j.node).filter(live) else { continue };
-            if j.learned.is_none() && witnesses.iter().all(|n| holds(me, &n.name, None)) {
-                j.learned = Some(t - j.at);
+            if j.learned.is_none() {
+                let view = me.live.as_ref().map(|l| l.view.borrow().clone());
+                let state = |n: &SimNode| view.as_ref().and_then(|v| v.nodes.get(n.name.as_str()).map(|x| x.state));
+                j.lacking = witnesses
+                    .iter()
+                    .filter(|n| state(n) != Some(NodeState::Ready))
+                    .take(3)
+                    .map(|n| format!("{} {}", n.name, state(n).map_or("absent", |s| s.as_str())))
+                    .collect();
+                if j.lacking.is_empty() {
+                    j.learned = Some(t - j.at);
+                }
             }
         }
         // Desired-state convergence of each write.

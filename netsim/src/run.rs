@@ -423,6 +423,7 @@ async fn apply_step(
                     witnesses,
                     seen: None,
                     learned: None,
+                    lacking: Vec::new(),
                 });
                 log.push((ts, format!("join {name}")));
             }
