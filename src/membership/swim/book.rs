@@ -486,6 +486,16 @@ impl Book {
     /// wrapping): a caller that draws `start` at random covers, over a few
     /// syncs, a differing bucket larger than one answer.
     pub fn differing(&self, own: &Stamp, theirs: &[u32], start: usize) -> Vec<Version> {
+        self.differing_stamps(own, theirs, start)
+            .into_iter()
+            .map(|s| Version { name: s.name.clone(), generation: s.generation, seq: s.seq })
+            .collect()
+    }
+
+    /// The stamps behind `differing`'s versions (the same ones, in the
+    /// same order): with their nodes' addresses, for an asker that does
+    /// not hold some of them at all.
+    pub fn differing_stamps<'a>(&'a self, own: &'a Stamp, theirs: &[u32], start: usize) -> Vec<&'a Stamp> {
         let mine = self.buckets(own);
         if theirs.len() != mine.len() {
             return Vec::new();
@@ -500,12 +510,7 @@ impl Book {
             }))
             .collect();
         let Some(start) = start.checked_rem(all.len()) else { return Vec::new() };
-        all[start..]
-            .iter()
-            .chain(&all[..start])
-            .take(MAX_VERSIONS)
-            .map(|s| Version { name: s.name.clone(), generation: s.generation, seq: s.seq })
-            .collect()
+        all[start..].iter().chain(&all[..start]).take(MAX_VERSIONS).copied().collect()
     }
 
     /// The node itself answered a pull: its stamp is the word on its

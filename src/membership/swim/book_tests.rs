@@ -285,6 +285,41 @@ fn a_sync_answer_is_bounded_and_ignores_what_is_not_newer() {
 }
 
 #[test]
+fn a_node_that_lacks_a_member_learns_where_it_is_from_a_sync_answer() {
+    // `b` holds six peers; a new node holds none of them (SWIM spreads
+    // changes only: a member that does not change reaches a new node in a
+    // Feed or not at all). Its sync gets `b`'s stamps in the buckets that
+    // differ: the versions alone name nodes it cannot reach, the stamps
+    // carry their addresses, and the new node announces itself to each.
+    let (_, _, b, you, _) = books_in_step();
+    let mut new = Book::new("new");
+    let new_own = Own::new("new", 1, addr(99));
+    let asked = new.buckets(&new_own.stamp);
+    let versions = b.differing(&you.stamp, &asked, 0);
+    let stamps: Vec<Stamp> = b.differing_stamps(&you.stamp, &asked, 0).into_iter().cloned().collect();
+    assert_eq!(versions.len(), 7, "six peers and its own stamp");
+    let names = |v: &[Version]| v.iter().map(|v| v.name.clone()).collect::<Vec<_>>();
+    assert_eq!(stamps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), names(&versions), "the same, in order");
+    assert!(!new.versions_heard(&versions), "versions of nodes not held are passed over");
+    assert!(new.pulls(Instant::now()).is_empty());
+    for s in &stamps {
+        assert!(new.stamp(s), "{} is news", s.name);
+    }
+    let mut announced: Vec<SocketAddr> = new
+        .pulls(Instant::now())
+        .into_iter()
+        .map(|p| match p {
+            Pull::Announce(a) => a,
+            other => panic!("a node not named by SWIM yet is announced to, not pulled from: {other:?}"),
+        })
+        .collect();
+    announced.sort();
+    let mut want: Vec<SocketAddr> = stamps.iter().map(|s| s.addr).collect();
+    want.sort();
+    assert_eq!(announced, want, "every node of the answer, at its address");
+}
+
+#[test]
 fn a_stamp_before_membership_is_kept_but_not_shown() {
     let mut book = Book::new("me");
     let mut own = Own::new("a", 5, addr(11));

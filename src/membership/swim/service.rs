@@ -41,7 +41,7 @@ use super::id::SwimId;
 use super::link::Link;
 use super::piggyback::Backlog;
 use super::suspicion::{ASKED, Suspicions};
-use super::wire::{self, Frame, Have, HeldMember, MemberState, WireError};
+use super::wire::{self, Frame, Have, HeldMember, MemberState, Stamp, Version, WireError};
 use crate::events::EventLog;
 use crate::membership::assemble::{Me, Memory, Peers, assemble, keys};
 use crate::membership::clock::ClockSync;
@@ -501,13 +501,27 @@ impl Node {
             }
             Ok(Frame::Sync(theirs)) => {
                 let start = self.rng.random::<u32>() as usize;
-                let versions = self.book.differing(&self.own.stamp, &theirs, start);
-                if !versions.is_empty() {
+                let stamps: Vec<Stamp> =
+                    self.book.differing_stamps(&self.own.stamp, &theirs, start).into_iter().cloned().collect();
+                if !stamps.is_empty() {
+                    let versions = stamps
+                        .iter()
+                        .map(|s| Version { name: s.name.clone(), generation: s.generation, seq: s.seq })
+                        .collect();
                     self.link.send(from, wire::encode(&Frame::Versions(versions)));
+                    self.link.send(from, wire::encode(&Frame::Stamps(stamps)));
                 }
             }
             Ok(Frame::Versions(versions)) => {
                 self.book.versions_heard(&versions);
+            }
+            Ok(Frame::Stamps(stamps)) => {
+                // A repair, not news to pass on: every peer of the sender
+                // holds these already (not offered to the piggyback queue).
+                // A stamp of a node not held makes this node announce to it.
+                for s in &stamps {
+                    self.dirty |= self.book.stamp(s);
+                }
             }
             Ok(Frame::Query(id)) => {
                 // The member of that address as foca holds it here (the

@@ -43,6 +43,7 @@ const VERSIONS: u8 = 5;
 const QUERY: u8 = 6;
 const HELD: u8 = 7;
 const STAMPED: u8 = 8;
+const STAMPS: u8 = 9;
 
 /// Most stamps piggybacked on one packet (what a `Backlog` fill gives).
 pub const MAX_STAMPS: usize = 127;
@@ -188,6 +189,13 @@ pub enum Frame {
     Sync(Vec<u32>),
     /// The versions held in the buckets that differ.
     Versions(Vec<Version>),
+    /// The same, as the stamps held (at most `MAX_VERSIONS`), sent beside
+    /// `Versions`: a stamp carries its node's address, so a node that does
+    /// not hold a member at all (a new node misses members that do not
+    /// change: SWIM spreads changes only) learns where to announce itself.
+    /// A node of an earlier version refuses the frame (`Kind`) and keeps
+    /// the `Versions`.
+    Stamps(Vec<Stamp>),
     /// How does the receiver hold this member?
     Query(SwimId),
     /// The answer.
@@ -243,6 +251,7 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
         Frame::Have(h) => (HAVE, postcard::to_stdvec(h)),
         Frame::Sync(b) => (SYNC, postcard::to_stdvec(&b.iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>())),
         Frame::Versions(v) => (VERSIONS, postcard::to_stdvec(v)),
+        Frame::Stamps(s) => (STAMPS, postcard::to_stdvec(s)),
         Frame::Query(id) => (QUERY, postcard::to_stdvec(id)),
         Frame::Held(m) => (HELD, postcard::to_stdvec(m)),
     };
@@ -295,6 +304,16 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, WireError> {
                 return Err(WireError::Bounds("versions"));
             }
             Ok(Frame::Versions(v))
+        }
+        STAMPS => {
+            let stamps: Vec<Stamp> = postcard::from_bytes(body).map_err(bad)?;
+            if stamps.len() > MAX_VERSIONS {
+                return Err(WireError::Bounds("too many stamps"));
+            }
+            for s in &stamps {
+                check_stamp(s)?;
+            }
+            Ok(Frame::Stamps(stamps))
         }
         QUERY => {
             let id: SwimId = postcard::from_bytes(body).map_err(bad)?;
@@ -406,6 +425,7 @@ mod tests {
             }),
             Frame::Sync((0..SYNC_BUCKETS as u32).map(|i| i.wrapping_mul(0x9e37_79b9)).collect()),
             Frame::Versions(vec![Version { name: "a".into(), generation: 5, seq: 3 }]),
+            Frame::Stamps(vec![stamp(), Stamp { name: "b".into(), ..stamp() }]),
             Frame::Query(SwimId::new("a", 5, "127.0.0.1:7946".parse().unwrap())),
             Frame::Held(HeldMember {
                 id: SwimId::new("a", 5, "127.0.0.1:7946".parse().unwrap()),
@@ -423,7 +443,7 @@ mod tests {
         // A chitchat Syn starts with its tag, 0.
         assert_eq!(decode(&[0, 1, 2, 3]), Err(WireError::NotSwim));
         assert!(WireError::NotSwim.to_string().contains("--membership"));
-        assert_eq!(decode(&[MAGIC, 9]), Err(WireError::Kind(9)));
+        assert_eq!(decode(&[MAGIC, 0xee]), Err(WireError::Kind(0xee)));
     }
 
     #[test]
@@ -450,6 +470,10 @@ mod tests {
         assert_eq!(decode(&encode(&many)), Err(WireError::Bounds("versions")));
         let nameless = Frame::Versions(vec![Version { name: String::new(), generation: 1, seq: 1 }]);
         assert_eq!(decode(&encode(&nameless)), Err(WireError::Bounds("versions")));
+        let many = Frame::Stamps(vec![stamp(); MAX_VERSIONS + 1]);
+        assert_eq!(decode(&encode(&many)), Err(WireError::Bounds("too many stamps")));
+        let nameless = Frame::Stamps(vec![Stamp { name: String::new(), ..stamp() }]);
+        assert_eq!(decode(&encode(&nameless)), Err(WireError::Bounds("stamp's node name")));
     }
 
     #[test]
