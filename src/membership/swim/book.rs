@@ -13,9 +13,13 @@
 //! every few seconds a random peer gets this node's versions hashed into
 //! buckets (`buckets`) and answers with its versions in the buckets that
 //! differ (`differing`); the newer ones are pulled from their owners
-//! (`versions_heard`). At rest that costs one small exchange per node per
-//! round whatever the cluster's size; a stamp one node missed is found in
-//! about one round, as nearly every peer holds it.
+//! (`versions_heard`). The answer also carries the stamps behind those
+//! versions (`differing_stamps`): a node that does not hold a member at
+//! all (SWIM spreads changes only, so a new node can miss one that has
+//! not changed) learns its address and announces itself there (`stamp`).
+//! At rest that costs one small exchange per node per round whatever the
+//! cluster's size; a stamp one node missed is found in about one round, as
+//! nearly every peer holds it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
