@@ -9,7 +9,8 @@
 //! or cut-off host does not answer. Nothing here knows what the messages
 //! mean.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +24,8 @@ use shoal::membership::swim::link::Link;
 use shoal::membership::watch::{Hello, Liveness, Probe};
 use shoal::node::assembly::Network as NodeNetwork;
 use shoal::state::sync::{Rpc, RpcError, SyncService};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
 use crate::scenario::Network;
 
@@ -72,12 +74,48 @@ struct State {
     inboxes: HashMap<SocketAddr, mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>>,
     services: HashMap<SocketAddr, Arc<SyncService>>,
     traffic: HashMap<SocketAddr, Traffic>,
+    /// Gossip in flight, earliest first (see `courier`).
+    in_flight: BinaryHeap<Reverse<Parcel>>,
+    /// Parcels queued so far: orders those due at one instant.
+    parcels: u64,
+    courier: bool,
+}
+
+/// One gossip message in flight, due at `at`.
+struct Parcel {
+    at: Instant,
+    seq: u64,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+impl PartialEq for Parcel {
+    fn eq(&self, other: &Parcel) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Parcel {}
+
+impl PartialOrd for Parcel {
+    fn partial_cmp(&self, other: &Parcel) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Parcel {
+    fn cmp(&self, other: &Parcel) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
 }
 
 /// The network every simulated node is attached to.
 #[derive(Clone)]
 pub struct SimNet {
     state: Arc<Mutex<State>>,
+    /// Wakes the courier when a parcel due before its next one is queued.
+    wake: Arc<Notify>,
 }
 
 impl SimNet {
@@ -93,7 +131,11 @@ impl SimNet {
                 inboxes: HashMap::new(),
                 services: HashMap::new(),
                 traffic: HashMap::new(),
+                in_flight: BinaryHeap::new(),
+                parcels: 0,
+                courier: false,
             })),
+            wake: Arc::new(Notify::new()),
         }
     }
 
@@ -208,21 +250,59 @@ impl SimNet {
             return;
         }
         let Some(delays) = self.route(from, to, bytes.len()) else { return };
+        let now = Instant::now();
+        let mut s = self.lock();
+        if !s.courier {
+            s.courier = true;
+            tokio::spawn(self.clone().courier());
+        }
+        let earliest = s.in_flight.peek().map(|Reverse(p)| p.at);
         for d in delays {
-            let (net, bytes) = (self.clone(), bytes.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(d).await;
-                let tx = {
-                    let s = net.lock();
-                    if s.down.contains(&to) || s.blocked.contains(&(from, to)) {
-                        return;
+            let at = now + d;
+            s.parcels += 1;
+            let seq = s.parcels;
+            if earliest.is_none_or(|e| at < e) {
+                self.wake.notify_one();
+            }
+            s.in_flight.push(Reverse(Parcel { at, seq, from, to, bytes: bytes.clone() }));
+        }
+    }
+
+    /// Delivers the gossip in flight, each message when it is due, if its
+    /// path is still open then. One task and one timer for the network
+    /// rather than one of each per message: at 100 nodes an hour sends
+    /// about three million.
+    async fn courier(self) {
+        loop {
+            let next = self.lock().in_flight.peek().map(|Reverse(p)| p.at);
+            match next {
+                Some(at) if at > Instant::now() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = self.wake.notified() => {}
                     }
-                    s.inboxes.get(&to).cloned()
-                };
-                if let Some(tx) = tx {
-                    let _ = tx.send((from, bytes));
                 }
-            });
+                Some(_) => {}
+                None => self.wake.notified().await,
+            }
+            let now = Instant::now();
+            loop {
+                let parcel = {
+                    let mut s = self.lock();
+                    match s.in_flight.peek() {
+                        Some(Reverse(p)) if p.at <= now => {}
+                        _ => break,
+                    }
+                    let Some(Reverse(p)) = s.in_flight.pop() else { break };
+                    if s.down.contains(&p.to) || s.blocked.contains(&(p.from, p.to)) {
+                        continue;
+                    }
+                    s.inboxes.get(&p.to).cloned().map(|tx| (tx, p))
+                };
+                if let Some((tx, p)) = parcel {
+                    let _ = tx.send((p.from, p.bytes));
+                }
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use imbl::ordmap::DiffItem;
+use rustc_hash::FxHashMap;
 
 use super::rollout::{self, Observed, ObservedPod, RolloutStatus};
 use crate::membership::view::{ClusterView, NodeView};
@@ -43,8 +44,10 @@ pub type Progresses = BTreeMap<(String, String), Progress>;
 /// The memory of the rollouts on this node.
 #[derive(Debug, Default)]
 pub struct Rollouts {
-    /// Pod id -> unix ms when first seen Ready (on a live node, not terminating).
-    ready_since: HashMap<String, u64>,
+    /// Pod id -> unix ms when first seen Ready (on a live node, not
+    /// terminating). Fx-hashed: read for every pod of every rollout at
+    /// every plan (SipHash and its compares were a tenth of netsim's hour).
+    ready_since: FxHashMap<String, u64>,
     last_progress: HashMap<(String, String), LastProgress>,
     /// The pods of the last view, kept while the view is the same.
     seen: Option<Seen>,
@@ -82,21 +85,32 @@ struct Decided {
 #[derive(Debug)]
 struct Seen {
     view: Arc<ClusterView>,
-    by_owner: HashMap<String, Vec<SeenPod>>,
+    by_owner: FxHashMap<String, Vec<SeenPod>>,
     /// How many live nodes report each pod Ready (`ready_since` holds the
     /// pods counted here).
-    ready: HashMap<String, u32>,
+    ready: FxHashMap<String, u32>,
     /// Whether what is counted changed since the last decision was made
     /// (most status changes during a rollout do not touch it: a container
     /// started, a restart counted, an old copy gone after it terminated).
     changed: bool,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct SeenPod {
     name: String,
     id: String,
     ready: bool,
+    /// `ready_since` of its id when it is counted Ready (an entry that
+    /// does not change while any report of the pod counts it Ready: kept
+    /// here so that deciding reads no map per pod).
+    since: Option<u64>,
+}
+
+impl SeenPod {
+    /// The same report of a pod (what removing a node's report matches).
+    fn same(&self, other: &SeenPod) -> bool {
+        self.ready == other.ready && self.id == other.id && self.name == other.name
+    }
 }
 
 /// Changed nodes past which a view is read afresh rather than followed.
@@ -104,8 +118,9 @@ const FOLLOW_AT_MOST: usize = 64;
 
 /// The pods of node `n` that count for a rollout, with their owner uid.
 fn counted(n: &NodeView) -> impl Iterator<Item = (&str, SeenPod)> {
-    counted_refs(n)
-        .map(|(owner, id, st)| (owner, SeenPod { name: st.name.clone(), id: id.to_string(), ready: st.ready }))
+    counted_refs(n).map(|(owner, id, st)| {
+        (owner, SeenPod { name: st.name.clone(), id: id.to_string(), ready: st.ready, since: None })
+    })
 }
 
 fn counted_refs(n: &NodeView) -> impl Iterator<Item = (&str, &str, &crate::model::status::PodStatus)> {
@@ -126,8 +141,9 @@ fn counts_same(a: &NodeView, b: &NodeView) -> bool {
 impl Seen {
     /// What `view` shows, read afresh; `ready_since` keeps the pods Ready
     /// in it (those newly Ready from `now_ms`).
-    fn of(view: &Arc<ClusterView>, ready_since: &mut HashMap<String, u64>, now_ms: u64) -> Seen {
-        let mut seen = Seen { view: view.clone(), by_owner: HashMap::new(), ready: HashMap::new(), changed: true };
+    fn of(view: &Arc<ClusterView>, ready_since: &mut FxHashMap<String, u64>, now_ms: u64) -> Seen {
+        let mut seen =
+            Seen { view: view.clone(), by_owner: FxHashMap::default(), ready: FxHashMap::default(), changed: true };
         for n in view.nodes.values() {
             seen.node(n, true, ready_since, now_ms);
         }
@@ -137,7 +153,12 @@ impl Seen {
 
     /// Follows `view` from the one held by the nodes that changed between
     /// them; `None` when too many did (read it afresh then).
-    fn follow(mut self, view: &Arc<ClusterView>, ready_since: &mut HashMap<String, u64>, now_ms: u64) -> Option<Seen> {
+    fn follow(
+        mut self,
+        view: &Arc<ClusterView>,
+        ready_since: &mut FxHashMap<String, u64>,
+        now_ms: u64,
+    ) -> Option<Seen> {
         let last = self.view.clone();
         let mut changed = Vec::new();
         for d in last.nodes.diff(&view.nodes) {
@@ -170,13 +191,13 @@ impl Seen {
     }
 
     /// Counts node `n`'s pods in (`add`) or out.
-    fn node(&mut self, n: &NodeView, add: bool, ready_since: &mut HashMap<String, u64>, now_ms: u64) {
-        for (owner, pod) in counted(n) {
+    fn node(&mut self, n: &NodeView, add: bool, ready_since: &mut FxHashMap<String, u64>, now_ms: u64) {
+        for (owner, mut pod) in counted(n) {
             if pod.ready {
                 let count = self.ready.entry(pod.id.clone()).or_default();
                 if add {
                     *count += 1;
-                    ready_since.entry(pod.id.clone()).or_insert(now_ms);
+                    pod.since = Some(*ready_since.entry(pod.id.clone()).or_insert(now_ms));
                 } else {
                     *count = count.saturating_sub(1);
                     if *count == 0 {
@@ -195,7 +216,7 @@ impl Seen {
             } else if let Some(v) = self.by_owner.get_mut(owner) {
                 // Two nodes may report one pod (a handoff): either entry
                 // goes, they are equal.
-                if let Some(i) = v.iter().position(|p| *p == pod) {
+                if let Some(i) = v.iter().position(|p| p.same(&pod)) {
                     v.swap_remove(i);
                 }
                 if v.is_empty() {
@@ -268,7 +289,7 @@ impl Rollouts {
         // Out of `self` while `self.deadline` runs; put back at the end.
         let seen = self.seen.take();
         self.wake_ms.set(u64::MAX);
-        let empty = HashMap::new();
+        let empty = FxHashMap::default();
         let by_owner = seen.as_ref().map_or(&empty, |s| &s.by_owner);
         let mut wanted = Vec::new();
         let mut progress = Progresses::new();
@@ -285,8 +306,7 @@ impl Rollouts {
             let mut obs = Observed::new();
             for st in by_owner.get(uid).map(Vec::as_slice).unwrap_or_default() {
                 let Some((hash, index)) = parse_pod_name(&d.metadata.name, &st.name) else { continue };
-                let available = st.ready
-                    && self.ready_since.get(st.id.as_str()).is_some_and(|t| self.waited(*t, min_ready_ms, now_ms));
+                let available = st.ready && st.since.is_some_and(|t| self.waited(t, min_ready_ms, now_ms));
                 let slot = obs.entry(index).or_default();
                 // One pod reported by two nodes (a handoff) is one pod.
                 match slot.iter_mut().find(|p| p.hash == hash) {

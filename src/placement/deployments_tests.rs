@@ -1,8 +1,10 @@
 //! `Seen` followed from view to view is `Seen` read afresh, and the times
 //! pods were first seen Ready are those the whole-view reading gave.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use super::Seen;
 use crate::membership::view::{ClusterView, NodeInfo, NodeState, test_node, xorshift};
@@ -22,7 +24,7 @@ fn canonical(s: &Seen) -> BTreeMap<String, Vec<(String, String, bool)>> {
 
 /// `ready_since` as the whole-view reading kept it before views were
 /// followed: the pods Ready now keep their time, new ones get `now`.
-fn reference(view: &ClusterView, rs: &mut HashMap<String, u64>, now: u64) {
+fn reference(view: &ClusterView, rs: &mut FxHashMap<String, u64>, now: u64) {
     let mut ready_now = std::collections::HashSet::new();
     for n in view.nodes.values().filter(|n| n.state.alive()) {
         for (id, st) in n.pods.iter() {
@@ -43,7 +45,8 @@ fn a_view_followed_by_its_changes_is_the_view_read_afresh() {
     let states = [NodeState::Ready, NodeState::Suspect, NodeState::Dead, NodeState::Left];
     let phases = [Phase::Pending, Phase::Running, Phase::Succeeded];
     let mut view = ClusterView { self_name: "n0".into(), quorum: true, ..Default::default() };
-    let (mut followed_rs, mut fresh_rs, mut reference_rs) = (HashMap::new(), HashMap::new(), HashMap::new());
+    let (mut followed_rs, mut fresh_rs, mut reference_rs) =
+        (FxHashMap::default(), FxHashMap::default(), FxHashMap::default());
     let mut seen = Seen::of(&Arc::new(view.clone()), &mut followed_rs, 0);
     let (mut follows, mut afresh) = (0, 0);
     for step in 1..3000u64 {
@@ -105,6 +108,12 @@ fn a_view_followed_by_its_changes_is_the_view_read_afresh() {
         assert_eq!(seen.ready, fresh.ready, "step {step}: Ready counts");
         assert_eq!(followed_rs, reference_rs, "step {step}: first seen Ready (followed)");
         assert_eq!(fresh_rs, reference_rs, "step {step}: first seen Ready (afresh)");
+        // What deciding reads in place of the map: each Ready report
+        // carries its pod's time, the others none.
+        for p in seen.by_owner.values().flatten() {
+            let want = if p.ready { reference_rs.get(&p.id).copied() } else { None };
+            assert_eq!(p.since, want, "step {step}: time kept with {} (Ready: {})", p.id, p.ready);
+        }
     }
     assert!(follows > 2000 && afresh > 20, "both paths taken: {follows} followed, {afresh} afresh");
 }

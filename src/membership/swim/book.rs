@@ -490,10 +490,7 @@ impl Book {
     /// wrapping): a caller that draws `start` at random covers, over a few
     /// syncs, a differing bucket larger than one answer.
     pub fn differing(&self, own: &Stamp, theirs: &[u32], start: usize) -> Vec<Version> {
-        self.differing_stamps(own, theirs, start)
-            .into_iter()
-            .map(|s| Version { name: s.name.clone(), generation: s.generation, seq: s.seq })
-            .collect()
+        self.differing_stamps(own, theirs, start).into_iter().map(Stamp::version).collect()
     }
 
     /// The stamps behind `differing`'s versions (the same ones, in the

@@ -41,7 +41,7 @@ use super::id::SwimId;
 use super::link::Link;
 use super::piggyback::Backlog;
 use super::suspicion::{ASKED, Suspicions};
-use super::wire::{self, Frame, Have, HeldMember, MemberState, Stamp, Version, WireError};
+use super::wire::{self, Frame, Have, HeldMember, MemberState, Stamp, WireError};
 use crate::events::EventLog;
 use crate::membership::assemble::{Me, Memory, Peers, assemble, keys};
 use crate::membership::clock::ClockSync;
@@ -504,10 +504,7 @@ impl Node {
                 let stamps: Vec<Stamp> =
                     self.book.differing_stamps(&self.own.stamp, &theirs, start).into_iter().cloned().collect();
                 if !stamps.is_empty() {
-                    let versions = stamps
-                        .iter()
-                        .map(|s| Version { name: s.name.clone(), generation: s.generation, seq: s.seq })
-                        .collect();
+                    let versions = stamps.iter().map(Stamp::version).collect();
                     self.link.send(from, wire::encode(&Frame::Versions(versions)));
                     self.link.send(from, wire::encode(&Frame::Stamps(stamps)));
                 }

@@ -99,6 +99,12 @@ impl Stamp {
     pub fn newer_than(&self, other: &Stamp) -> bool {
         self.name == other.name && (self.generation, self.seq) > (other.generation, other.seq)
     }
+
+    /// Which stamp this is, without its records: what a `Versions` frame
+    /// carries.
+    pub fn version(&self) -> Version {
+        Version { name: self.name.clone(), generation: self.generation, seq: self.seq }
+    }
 }
 
 /// Which half of a node's records a page belongs to.
