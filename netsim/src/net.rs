@@ -289,11 +289,8 @@ impl SimNet {
             loop {
                 let parcel = {
                     let mut s = self.lock();
-                    match s.in_flight.peek() {
-                        Some(Reverse(p)) if p.at <= now => {}
-                        _ => break,
-                    }
-                    let Some(Reverse(p)) = s.in_flight.pop() else { break };
+                    let Some(due) = s.in_flight.peek_mut().filter(|top| top.0.at <= now) else { break };
+                    let Reverse(p) = std::collections::binary_heap::PeekMut::pop(due);
                     if s.down.contains(&p.to) || s.blocked.contains(&(p.from, p.to)) {
                         continue;
                     }

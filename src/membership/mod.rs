@@ -18,6 +18,7 @@ pub mod detector;
 pub mod discovery;
 pub mod echo;
 pub mod engine;
+pub mod last_inputs;
 pub mod service;
 pub mod settle;
 pub mod shared;

@@ -46,6 +46,7 @@ use crate::events::EventLog;
 use crate::membership::assemble::{Me, Memory, Peers, assemble, keys};
 use crate::membership::clock::ClockSync;
 use crate::membership::detector::Id;
+use crate::membership::last_inputs::LastInputs;
 use crate::membership::service::{
     EVIDENCE_QUEUE, GossipConfig, Handles, MembershipError, PUSH_FANOUT, report_changes, take_reports, watch_targets,
 };
@@ -329,7 +330,7 @@ impl Node {
         let mut seeds_until_active = Instant::now();
         let mut next_sync = Instant::now() + SYNC_EVERY;
         let mut next_gossip = Instant::now();
-        let mut last_published: Option<(NodeInfo, usize, bool, BTreeMap<String, String>)> = None;
+        let mut last_published: LastInputs<(NodeInfo, bool, BTreeMap<String, String>)> = LastInputs::default();
         let mut left = false;
         let mut watched = 0;
         let mut watched_digest = 0;
@@ -379,9 +380,7 @@ impl Node {
             let pods = inputs.statuses.borrow().clone();
             let leaving = *inputs.leaving.borrow();
             let extra = inputs.extra.borrow().clone();
-            let fingerprint = (info.clone(), Arc::as_ptr(&pods) as usize, leaving, extra.clone());
-            if last_published.as_ref() != Some(&fingerprint) {
-                last_published = Some(fingerprint);
+            if last_published.update((info.clone(), leaving, extra.clone()), &pods) {
                 self.publish(&info, &pods, leaving, extra);
                 self.dirty = true;
             }
