@@ -127,6 +127,29 @@ fn take_word(foca: &mut SwimFoca, rt: &mut AccumulatingRuntime<SwimId>, held: He
     true
 }
 
+/// What a note that this node is held Suspect (`Node::tell_suspect`)
+/// makes of it: the suspicion, for foca to refute (a higher incarnation,
+/// gossiped), and the answer to its sender, alive at an incarnation above
+/// the one it suspects (foca's own is at least that once it refuted). No
+/// answer at the highest incarnation, where foca renews this node's
+/// identity instead (the peer learns the new one from gossip); nothing
+/// for a note of another state.
+fn answer_suspicion(held: HeldMember) -> Option<(Member<SwimId>, Option<HeldMember>)> {
+    if held.state != MemberState::Suspect {
+        return None;
+    }
+    let suspicion = Member::new(held.id.clone(), held.incarnation, State::Suspect);
+    let answer = held.incarnation.checked_add(1).map(|incarnation| HeldMember {
+        id: held.id,
+        incarnation,
+        state: MemberState::Alive,
+    });
+    Some((suspicion, answer))
+}
+
+/// Copies of a buddy note and of its answer sent at once (each may be lost).
+pub const BUDDY_COPIES: usize = 2;
+
 /// Peers (of the `suspicion::ASKED` asked in one round) that must hold a
 /// suspect Down for this node to take it.
 pub const DOWNS_TAKEN: usize = 2;
@@ -531,6 +554,10 @@ impl Node {
                     self.link.send(from, wire::encode(&Frame::Held(held)));
                 }
             }
+            // Buddy notes (`tell_suspect`): this node is held Suspect by
+            // the sender, or the member the sender is tells it is alive.
+            Ok(Frame::Held(held)) if held.id == *self.foca.identity() => self.suspected(from, held),
+            Ok(Frame::Held(held)) if held.id.addr == from => self.refuted(held),
             Ok(Frame::Held(held)) => self.told(from, held),
             Ok(Frame::Have(have)) => {
                 let name = have.stamp.name.clone();
@@ -630,8 +657,10 @@ impl Node {
                 self.timers.push((now + after, timer));
             }
             let mut news = false;
+            let mut failed = Vec::new();
             while let Some(n) = self.rt.to_notify() {
                 match n {
+                    OwnedNotification::ProbeFailed(_, id) => failed.push(id),
                     OwnedNotification::MemberDown(_) => {
                         self.scan = true;
                         news = true;
@@ -660,6 +689,9 @@ impl Node {
                     }
                     _ => {}
                 }
+            }
+            for id in failed {
+                self.tell_suspect(id);
             }
             if !news || forwarded {
                 break;
@@ -747,6 +779,53 @@ impl Node {
             if let Err(e) = self.foca.set_config(foca_config(&self.cfg, alive + 1)) {
                 tracing::debug!("foca config: {e}");
             }
+        }
+    }
+
+    /// Tells a member this node's probe of it failed (foca now holds it
+    /// Suspect): the buddy system of Lifeguard (memberlist's SWIM). The
+    /// suspect otherwise learns of the suspicion only when gossip happens
+    /// to bring it, and must refute within `suspect_to_down_after`; under
+    /// loss it sometimes did not, and a live node was declared Down
+    /// (netsim, lossy-network, 30 nodes: a probe lost on its direct and
+    /// all three indirect paths; the suspect had heard nothing 1.7 s
+    /// later). The note is a `Held` about the receiver itself.
+    fn tell_suspect(&mut self, id: SwimId) {
+        let Some(m) = self.foca.iter_membership_state().find(|m| *m.id() == id && m.state() == State::Suspect) else {
+            return;
+        };
+        let note_addr = id.addr;
+        let note = HeldMember { id, incarnation: m.incarnation(), state: MemberState::Suspect };
+        let frame = wire::encode(&Frame::Held(note));
+        for _ in 0..BUDDY_COPIES {
+            self.link.send(note_addr, frame.clone());
+        }
+    }
+
+    /// A peer holds this node Suspect (`tell_suspect`): foca refutes (a
+    /// higher incarnation, gossiped), and the peer is told at once that
+    /// this node is alive at an incarnation above the one it suspects.
+    fn suspected(&mut self, from: SocketAddr, held: HeldMember) {
+        let Some((suspicion, answer)) = answer_suspicion(held) else { return };
+        if let Err(e) = self.foca.apply_many(std::iter::once(suspicion), true, &mut self.rt) {
+            tracing::debug!("foca apply: {e}");
+        }
+        self.drain();
+        if let Some(alive) = answer {
+            let frame = wire::encode(&Frame::Held(alive));
+            for _ in 0..BUDDY_COPIES {
+                self.link.send(from, frame.clone());
+            }
+        }
+    }
+
+    /// A member this node holds Suspect says it is alive (its answer to
+    /// `tell_suspect`): taken through foca's precedence like any word
+    /// (`take_word`), so only a higher incarnation refutes the suspicion.
+    fn refuted(&mut self, held: HeldMember) {
+        if held.state == MemberState::Alive && take_word(&mut self.foca, &mut self.rt, held, 0) {
+            self.drain();
+            self.scan = true;
         }
     }
 
@@ -939,6 +1018,42 @@ mod tests {
         foca.apply_many(std::iter::once(Member::new(c.clone(), 0, State::Suspect)), true, &mut rt).unwrap();
         assert!(take_word(&mut foca, &mut rt, word(&c, 1, MemberState::Alive), 0));
         assert_eq!(state_of(&foca, &c), Some((State::Alive, 1)));
+    }
+
+    /// The buddy note: b, held Suspect by a, is told so directly; its
+    /// foca refutes (a higher incarnation, to be gossiped) and its answer,
+    /// taken by a as b's own word, clears the suspicion at once.
+    #[test]
+    fn a_suspect_told_directly_refutes_and_its_answer_clears_the_suspicion() {
+        let a = SwimId::new("a", 1, "127.0.0.11:7421".parse().unwrap());
+        let b = SwimId::new("b", 1, "127.0.0.12:7421".parse().unwrap());
+        let (mut fa, mut fb) = (foca_with(&a), foca_with(&b));
+        let (mut ra, mut rb) = (AccumulatingRuntime::new(), AccumulatingRuntime::new());
+        fa.apply_many(std::iter::once(Member::new(b.clone(), 0, State::Suspect)), true, &mut ra).unwrap();
+        fb.apply_many(std::iter::once(Member::alive(a.clone())), true, &mut rb).unwrap();
+        while rb.to_send().is_some() {}
+        let note = HeldMember { id: b.clone(), incarnation: 0, state: MemberState::Suspect };
+        let (suspicion, answer) = answer_suspicion(note).expect("a suspicion to refute");
+        fb.apply_many(std::iter::once(suspicion), true, &mut rb).unwrap();
+        // b gossips at once; any message of b's now carries its new
+        // incarnation, and refutes the suspicion where it arrives.
+        let (to, packet) = rb.to_send().expect("b gossips its refutation");
+        assert_eq!(to, a);
+        let mut other = foca_with(&a);
+        let mut ro = AccumulatingRuntime::new();
+        other.apply_many(std::iter::once(Member::new(b.clone(), 0, State::Suspect)), true, &mut ro).unwrap();
+        other.handle_data(&packet, &mut ro).unwrap();
+        assert_eq!(state_of(&other, &b), Some((State::Alive, 1)), "b's gossip refutes");
+        // The answer to the note does too, straight to the peer that told.
+        let answer = answer.expect("an answer");
+        assert_eq!((answer.incarnation, answer.state), (1, MemberState::Alive));
+        assert!(take_word(&mut fa, &mut ra, answer, 0));
+        assert_eq!(state_of(&fa, &b), Some((State::Alive, 1)), "the answer refutes");
+        // A note of another state is not a suspicion; none is answered at
+        // the highest incarnation.
+        assert!(answer_suspicion(HeldMember { id: b.clone(), incarnation: 0, state: MemberState::Down }).is_none());
+        let last = HeldMember { id: b, incarnation: u16::MAX, state: MemberState::Suspect };
+        assert!(answer_suspicion(last).is_some_and(|(_, answer)| answer.is_none()));
     }
 
     /// What a watcher's evidence does: the member is Down in foca at once.
