@@ -18,6 +18,7 @@
 pub mod book;
 pub mod id;
 pub mod link;
+pub mod pace;
 pub mod piggyback;
 pub mod service;
 pub mod suspicion;

@@ -39,6 +39,7 @@ use tokio::time::Instant;
 use super::book::{Book, Own, Pull};
 use super::id::SwimId;
 use super::link::Link;
+use super::pace::SyncPace;
 use super::piggyback::Backlog;
 use super::suspicion::{ASKED, Suspicions};
 use super::wire::{self, Frame, Have, HeldMember, MemberState, Stamp, WireError};
@@ -57,11 +58,6 @@ use crate::model::status::Statuses;
 /// Distinct peers whose answers to this node's probes, within `dead_after`,
 /// let it renew fenced leases (fewer in a cluster smaller than twice this).
 pub const ACK_QUORUM: usize = 3;
-
-/// How often a random peer is sent this node's versions (`Frame::Sync`):
-/// repairs a stamp lost in gossip within about this period, at one small
-/// exchange per period per node.
-pub const SYNC_EVERY: Duration = Duration::from_secs(2);
 
 /// Frames from a member that arrive this soon after it was seen Down were
 /// on their way before (a killed process's last packets): no sign of life.
@@ -237,6 +233,7 @@ impl SwimMembership {
             memory: Memory::remembering(cfg.remembered.iter().cloned(), (cfg.clock)() + cfg.dead_node_grace.as_secs()),
             clock: ClockSync::starting_at(cfg.adjust_clock.as_ref().map_or(0, |a| a.initial)),
             dirty: true,
+            pace: SyncPace::starting(Instant::now()),
             scan: true,
             tx: max_transmissions(1),
             known: 1,
@@ -331,6 +328,8 @@ struct Node {
     dirty: bool,
     /// foca's member states must be read again.
     scan: bool,
+    /// When this node next sends a random peer its versions.
+    pace: SyncPace,
     /// foca's `max_transmissions` in force.
     tx: NonZeroU8,
     /// How many nodes count for the majority (the view's, as assembled).
@@ -351,7 +350,6 @@ impl Node {
         let mut link_open = true;
         let mut reports = Vec::new();
         let mut seeds_until_active = Instant::now();
-        let mut next_sync = Instant::now() + SYNC_EVERY;
         let mut next_gossip = Instant::now();
         let mut last_published: LastInputs<(NodeInfo, bool, BTreeMap<String, String>)> = LastInputs::default();
         let mut left = false;
@@ -431,11 +429,11 @@ impl Node {
                 }
                 self.drain();
             }
-            if now >= next_sync {
-                next_sync = now + SYNC_EVERY;
-                if let Some(addr) = self.book.sync_peer(self.rng.random::<u32>() as usize) {
-                    self.link.send(addr, wire::encode(&Frame::Sync(self.book.buckets(&self.own.stamp))));
-                }
+            if self.pace.due(now)
+                && let Some(addr) = self.book.sync_peer(self.rng.random::<u32>() as usize)
+            {
+                self.pace.sent(now);
+                self.link.send(addr, wire::encode(&Frame::Sync(self.book.buckets(&self.own.stamp))));
             }
             if self.scan || now >= scan_at || self.suspicions.next_due().is_some_and(|t| now >= t) {
                 scan_at = now + SCAN_EVERY;
@@ -532,7 +530,10 @@ impl Node {
                 }
             }
             Ok(Frame::Versions(versions)) => {
+                // An answer at all: the two books differ (a peer in step
+                // sends none).
                 self.book.versions_heard(&versions);
+                self.pace.answered(Instant::now());
             }
             Ok(Frame::Stamps(stamps)) => {
                 // A repair, not news to pass on: every peer of the sender
@@ -918,24 +919,32 @@ impl Node {
 
     /// The deadline the acks give (past or not), `None` if too few.
     fn majority_of_acks(&self, view: &ClusterView, others_needed: usize) -> Option<Instant> {
-        let dead_after = self.cfg.dead_after;
-        if !view.quorum {
-            return None;
-        }
-        let mut heard: Vec<Instant> = self
-            .acks
-            .iter()
-            .filter(|(name, _)| {
-                **name != view.self_name && view.nodes.get(name.as_str()).is_some_and(|n| n.state.alive())
-            })
-            .map(|(_, at)| *at)
-            .collect();
-        if heard.len() < others_needed {
-            return None;
-        }
-        heard.sort_unstable_by(|a, b| b.cmp(a));
-        Some(heard[others_needed - 1] + dead_after)
+        majority_deadline(&self.acks, view, others_needed, self.cfg.dead_after)
     }
+}
+
+/// When the answers in `acks` (peer name -> when it last answered) stop
+/// counting for a majority: `dead_after` past the `others_needed`-th latest
+/// answer of a peer live in `view` (past or not); `None` without a quorum
+/// or with too few such answers.
+fn majority_deadline(
+    acks: &FxHashMap<String, Instant>,
+    view: &ClusterView,
+    others_needed: usize,
+    dead_after: Duration,
+) -> Option<Instant> {
+    if !view.quorum || others_needed == 0 {
+        return None;
+    }
+    // Latest first; the view is read only until enough live peers are
+    // found (it is searched by name: a few lookups, not one per answer).
+    let mut heard: Vec<(Instant, &str)> = acks.iter().map(|(name, at)| (*at, name.as_str())).collect();
+    heard.sort_unstable_by(|a, b| b.cmp(a));
+    heard
+        .into_iter()
+        .filter(|(_, name)| *name != view.self_name && view.nodes.get(*name).is_some_and(|n| n.state.alive()))
+        .nth(others_needed - 1)
+        .map(|(at, _)| at + dead_after)
 }
 
 #[cfg(test)]
@@ -1071,5 +1080,34 @@ mod tests {
         assert_eq!(state, Some(State::Down));
         assert_eq!(foca.num_members(), 0);
         assert!(foca.updates_backlog() > 0, "the Down update is spread");
+    }
+
+    /// Fencing's deadline: the k-th latest answer of a live peer, not of
+    /// this node or of a peer the view holds dead or does not hold.
+    #[test]
+    fn the_majority_deadline_counts_the_latest_answers_of_live_peers() {
+        use crate::membership::view::{NodeInfo, NodeState, test_node};
+        let mut view = ClusterView { self_name: "me".into(), quorum: true, ..Default::default() };
+        for (name, state) in [("me", NodeState::Ready), ("a", NodeState::Ready), ("b", NodeState::Ready)] {
+            view.nodes.insert(name.into(), test_node(NodeInfo { name: name.into(), ..Default::default() }, state));
+        }
+        for (name, state) in [("c", NodeState::Suspect), ("d", NodeState::Dead), ("e", NodeState::Ready)] {
+            view.nodes.insert(name.into(), test_node(NodeInfo { name: name.into(), ..Default::default() }, state));
+        }
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Latest first: me 9 (itself), d 8 (dead), x 7 (unknown), c 6, b 5, e 4, a 3.
+        let acks: FxHashMap<String, Instant> = [("me", 9), ("d", 8), ("x", 7), ("c", 6), ("b", 5), ("e", 4), ("a", 3)]
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), at(s)))
+            .collect();
+        let dead_after = Duration::from_secs(10);
+        // A suspect is still alive: c, b, e, a count, in that order.
+        assert_eq!(majority_deadline(&acks, &view, 1, dead_after), Some(at(6) + dead_after));
+        assert_eq!(majority_deadline(&acks, &view, 3, dead_after), Some(at(4) + dead_after));
+        assert_eq!(majority_deadline(&acks, &view, 4, dead_after), Some(at(3) + dead_after));
+        assert_eq!(majority_deadline(&acks, &view, 5, dead_after), None, "too few live peers answered");
+        view.quorum = false;
+        assert_eq!(majority_deadline(&acks, &view, 1, dead_after), None, "no deadline without a quorum");
     }
 }
