@@ -1,5 +1,5 @@
-//! What a membership loop last acted on (published, or assembled a view
-//! from), so that a round whose inputs did not change costs nothing.
+//! What SWIM's loop last published, so that a round whose inputs did not
+//! change costs nothing.
 //!
 //! The node's pod statuses arrive as a shared map (`Statuses`, an `Arc`)
 //! replaced whole on every change, so they are compared by identity, not

@@ -29,7 +29,6 @@ use super::assemble::{Me, Memory, Peers, RawNode, Records, assemble, keys};
 use super::clock::ClockSync;
 use super::detector::{Detector, DetectorConfig, Id, encode_claim};
 use super::echo::{Beats, Heard, Opened};
-use super::last_inputs::LastInputs;
 use super::view::{ClusterView, NodeInfo};
 use super::watch::{self as liveness_watch, Liveness, Report, Target};
 use crate::events::EventLog;
@@ -302,7 +301,7 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
     let mut frozen = cfg.frozen.clone();
     // What the last assembly was built from: when nothing the view depends on
     // changed, the round costs one walk and no allocation.
-    let mut last_inputs: LastInputs<(u64, NodeInfo)> = LastInputs::default();
+    let mut last_inputs: Option<(u64, NodeInfo)> = None;
     let mut evidence = Vec::new();
     let mut clock = ClockSync::starting_at(cfg.adjust_clock.as_ref().map_or(0, |a| a.initial));
     // How many peers this node watches: it decides on its clock with a
@@ -377,7 +376,12 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
                 }
             }
             let mut fp = rustc_hash::FxHasher::default();
-            (now_unix, leaving).hash(&mut fp);
+            // The statuses by address: a newer map given a freed address
+            // is taken for the old one until the next second (see
+            // `last_inputs`, which SWIM uses). Keeping the `Arc` here made
+            // tests/daemonset.rs's rolling update have two pods down at
+            // once in 2 of 5 runs (0 of 12 as is): not understood yet.
+            (now_unix, leaving, Arc::as_ptr(&pods)).hash(&mut fp);
             let mut raw = Vec::with_capacity(present);
             // A generation superseded by a newer one of the same node is gone:
             // judging it would only tell of its death again (a node started
@@ -426,10 +430,11 @@ async fn refresh_loop(d: Driver, mut inputs: Inputs, mut published: Published) {
         };
         push(&handle, push_to, &mut pushes);
         refresh(&handle, &detector, &view_tx.borrow(), memory.remembered.len());
-        if !last_inputs.update((fp, info.clone()), &pods) {
+        if last_inputs.as_ref().is_some_and(|(f, i)| *f == fp && *i == info) {
             majority_tx.send_replace(majority_until(&detector, &view_tx.borrow(), memory.remembered.len()));
             continue;
         }
+        last_inputs = Some((fp, info.clone()));
         let (view, changes, _malformed) =
             assemble(Me { info: &info, pods: &pods, leaving }, Peers::All(&raw), now_unix, &mut memory);
         report_changes(&events, &info.name, changes);
